@@ -1,0 +1,224 @@
+//! Serialisation of a [`Message`] back to bytes, and builders for new
+//! requests and for responses to a received request (RFC 3261 §8.2.6).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::message::{Header, HeaderName, Message, Method, StartLine, Text};
+
+impl Message {
+    /// Number of bytes [`Message::write_to`] will produce.
+    pub fn encoded_len(&self) -> usize {
+        let start = match &self.start {
+            StartLine::Request { method, uri } => method.as_str().len() + uri.as_str().len() + 12,
+            StartLine::Response { reason, .. } => reason.as_str().len() + 14,
+        };
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.as_str().len() + h.value.as_str().len() + 4)
+            .sum();
+        start + headers + 2 + self.body.len()
+    }
+
+    /// Appends the wire form: start line, one line per header field (known
+    /// names in their canonical long form), an empty line, the body.
+    pub fn write_to(&self, out: &mut BytesMut) {
+        out.reserve(self.encoded_len());
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                out.put_slice(method.as_str().as_bytes());
+                out.put_u8(b' ');
+                out.put_slice(uri.as_str().as_bytes());
+                out.put_slice(b" SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                out.put_slice(b"SIP/2.0 ");
+                out.put_slice(code.to_string().as_bytes());
+                out.put_u8(b' ');
+                out.put_slice(reason.as_str().as_bytes());
+                out.put_slice(b"\r\n");
+            }
+        }
+        for header in &self.headers {
+            out.put_slice(header.name.as_str().as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(header.value.as_str().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(b"\r\n");
+        out.put_slice(&self.body);
+    }
+
+    /// The wire form as `Bytes`.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.write_to(&mut out);
+        out.freeze()
+    }
+
+    /// A builder for a response to this request: copies every Via, From,
+    /// To, Call-ID and CSeq, and Content-Length 0 unless a body is set.
+    /// For any status above 100 the To header gets `to_tag` when it has no
+    /// tag yet (RFC 3261 §8.2.6.2).
+    pub fn response_builder(
+        &self,
+        code: u16,
+        reason: Option<&str>,
+        to_tag: Option<&str>,
+    ) -> MessageBuilder {
+        let mut builder =
+            MessageBuilder::response(code, reason.unwrap_or(default_reason_phrase(code)));
+        for header in &self.headers {
+            match header.name {
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    builder.headers.push(header.clone());
+                }
+                HeaderName::To => {
+                    let has_tag = self
+                        .to_header()
+                        .ok()
+                        .flatten()
+                        .is_some_and(|to| to.tag().is_some());
+                    let value = match to_tag {
+                        Some(tag) if code > 100 && !has_tag => {
+                            Text::from(format!("{};tag={tag}", header.value))
+                        }
+                        _ => header.value.clone(),
+                    };
+                    builder.headers.push(Header {
+                        name: HeaderName::To,
+                        value,
+                    });
+                }
+                _ => {}
+            }
+        }
+        builder
+    }
+}
+
+/// Builds a message field by field; `build` adds Content-Length.
+#[derive(Debug, Clone)]
+pub struct MessageBuilder {
+    start: StartLine,
+    headers: Vec<Header>,
+    body: Bytes,
+}
+
+impl MessageBuilder {
+    /// A request with this method and Request-URI.
+    pub fn request(method: Method, uri: impl Into<Text>) -> Self {
+        MessageBuilder {
+            start: StartLine::Request {
+                method,
+                uri: uri.into(),
+            },
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A response with this status and reason phrase.
+    pub fn response(code: u16, reason: impl Into<Text>) -> Self {
+        MessageBuilder {
+            start: StartLine::Response {
+                code,
+                reason: reason.into(),
+            },
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Appends a header field.
+    pub fn header(mut self, name: HeaderName, value: impl Into<Text>) -> Self {
+        self.headers.push(Header {
+            name,
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn body(mut self, content_type: &str, body: Bytes) -> Self {
+        self.headers.retain(|h| h.name != HeaderName::ContentType);
+        self.headers.push(Header {
+            name: HeaderName::ContentType,
+            value: Text::from(content_type),
+        });
+        self.body = body;
+        self
+    }
+
+    /// The message, with a Content-Length matching the body.
+    pub fn build(mut self) -> Message {
+        self.headers.retain(|h| h.name != HeaderName::ContentLength);
+        self.headers.push(Header {
+            name: HeaderName::ContentLength,
+            value: Text::from(self.body.len().to_string()),
+        });
+        Message {
+            start: self.start,
+            headers: self.headers,
+            body: self.body,
+        }
+    }
+}
+
+/// The RFC 3261 §21 reason phrase of a status code ("" when unknown).
+pub fn default_reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "",
+    }
+}
