@@ -51,7 +51,9 @@ impl fmt::Display for AddressProblem {
         match self {
             Self::Empty => f.write_str("the address is empty"),
             Self::CountryCodeMissing => f.write_str("the \"+\" must be followed by a country code"),
-            Self::CountryCodeTooLong => f.write_str("the country code has more than three digits"),
+            Self::CountryCodeTooLong => f.write_str(
+                "the country code has more than three digits (a canonical address has a space after it, as in \"+1 (425) 882-8080\")",
+            ),
             Self::CountryCodeLeadingZero => f.write_str("a country code never starts with 0"),
             Self::SpaceAfterCountryCode => {
                 f.write_str("the country code must be followed by exactly one space")

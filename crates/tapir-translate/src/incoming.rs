@@ -15,7 +15,8 @@ use crate::location::Location;
 
 /// Normalises a caller number received at `location` to a canonical
 /// address (`+44 (20) 7946 0958`), the area code being the first group of
-/// libphonenumber's international format.
+/// libphonenumber's international format. Input already in canonical form
+/// is returned as it is; E.164 (`+442079460958`) is accepted.
 ///
 /// Numbers libphonenumber does not take as valid in the location's country
 /// (internal extensions such as `1001`, feature codes) are tried once more
@@ -24,14 +25,34 @@ use crate::location::Location;
 /// are, as a dialable address. Text that is not even valid dialable text is
 /// `invaladdress`.
 pub fn normalize_caller(number: &str, location: &Location) -> Result<Address, TranslateError> {
-    let address = Address::parse(number)?;
-    let (text, subaddress, name) = match &address {
-        Address::Canonical(_) => return Ok(address),
-        Address::Dialable(d) => (&d.number, &d.subaddress, &d.name),
+    // E.164 ("+14258828080") is not canonical (no space after the country
+    // code): read it as dialable text after its "+".
+    let (address, plus) = match (Address::parse(number), number.strip_prefix('+')) {
+        (Ok(Address::Canonical(c)), _) => return Ok(Address::Canonical(c)),
+        (Ok(address), _) => (address, ""),
+        (Err(e), Some(rest)) => match Address::parse(rest) {
+            Ok(Address::Dialable(d)) => (
+                Address::Dialable(DialableAddress {
+                    number: format!("+{}", d.number),
+                    ..d
+                }),
+                "+",
+            ),
+            _ => return Err(e),
+        },
+        (Err(e), None) => return Err(e),
     };
-    let digits: String = text
+    let Address::Dialable(DialableAddress {
+        number: text,
+        subaddress,
+        name,
+    }) = &address
+    else {
+        return Ok(address);
+    };
+    let digits: String = plus
         .chars()
-        .filter(|c| c.is_ascii_digit() || *c == '+')
+        .chain(text.chars().filter(char::is_ascii_digit))
         .collect();
     if digits.len() < 2 {
         return Ok(address);

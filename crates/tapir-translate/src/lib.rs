@@ -1,3 +1,4 @@
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 //! TAPI address translation (`lineTranslateAddress` /
 //! `ITAddressTranslation`) as a pure library: no I/O, no clock.
 //!
@@ -32,6 +33,9 @@ pub mod incoming;
 pub mod location;
 pub mod rules;
 pub mod translate;
+
+#[cfg(test)]
+mod tests;
 
 pub use address::{Address, AddressList, CanonicalAddress, DialableAddress};
 pub use error::{AddressProblem, TranslateError};
