@@ -1,0 +1,137 @@
+//! What the operator configures: lines with their addresses, applications,
+//! park slots and the switch's timing rules.
+
+use crate::types::{LineKind, MediaMode};
+use serde::{Deserialize, Serialize};
+
+/// A line as the operator configures it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineConfig {
+    /// The line's addresses (directory numbers); the first is its main address.
+    pub addresses: Vec<String>,
+    /// Phone, route point or trunk.
+    pub kind: LineKind,
+    /// Display name, used as the caller name of its calls.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The pickup group the line belongs to, if any.
+    #[serde(default)]
+    pub pickup_group: Option<String>,
+    /// The phone answers INVITEs from tapir that carry an auto-answer hint
+    /// (used for make call, consultation calls, pickup and unpark).
+    #[serde(default)]
+    pub auto_answer: bool,
+    /// The phone can be made to answer a ringing call remotely (intercom
+    /// re-INVITE or a "talk" event); without it, answer is `operationunavail`.
+    #[serde(default)]
+    pub remote_answer: bool,
+    /// How many live calls an address of this line may have (call appearances);
+    /// one more makes the address busy.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+}
+
+fn default_max_calls() -> usize {
+    4
+}
+
+impl LineConfig {
+    /// A phone with one address and the defaults for everything else.
+    pub fn phone(address: &str) -> LineConfig {
+        LineConfig {
+            addresses: vec![address.to_string()],
+            kind: LineKind::Phone,
+            name: None,
+            pickup_group: None,
+            auto_answer: true,
+            remote_answer: false,
+            max_calls: default_max_calls(),
+        }
+    }
+
+    /// A route point with one address.
+    pub fn route_point(address: &str) -> LineConfig {
+        LineConfig {
+            kind: LineKind::RoutePoint,
+            auto_answer: false,
+            ..LineConfig::phone(address)
+        }
+    }
+
+    /// A trunk whose own address is `address`; numbers no line owns go out on it.
+    pub fn trunk(address: &str) -> LineConfig {
+        LineConfig {
+            kind: LineKind::Trunk,
+            auto_answer: false,
+            max_calls: 1000,
+            ..LineConfig::phone(address)
+        }
+    }
+}
+
+/// An application as the operator configures it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppConfig {
+    /// Unique name (TAPI's application name, the target of a directed handoff).
+    pub name: String,
+    /// Priority for new incoming calls and indirect handoff: lower wins; ties
+    /// go to the app that opened the line first.
+    #[serde(default)]
+    pub priority: u32,
+}
+
+impl AppConfig {
+    /// An app with this name and the default priority.
+    pub fn named(name: &str) -> AppConfig {
+        AppConfig {
+            name: name.to_string(),
+            priority: 0,
+        }
+    }
+}
+
+/// Switch-wide settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchConfig {
+    /// Park slot addresses for non-directed park (and the only addresses
+    /// directed park accepts).
+    pub park_slots: Vec<String>,
+    /// How long one ring lasts, for no-answer forwarding ring counts.
+    pub ring_ms: u64,
+    /// Ring count for no-answer forwarding when the app gives none.
+    pub default_no_answer_rings: u32,
+    /// How long a call stays parked before it rings back at the address that
+    /// parked it (reason `reminder`); 0 keeps it parked for ever.
+    pub park_reminder_ms: u64,
+    /// How long a callback or camp-on request waits before it expires.
+    pub completion_expiry_ms: u64,
+    /// Most parties of one conference, the conference call's controller included.
+    pub max_conference_parties: usize,
+    /// Most outstanding completion requests per target address.
+    pub max_completions_per_address: usize,
+    /// How many forwarding hops a call may take before it is refused.
+    pub max_forward_hops: u8,
+    /// Highest message id for `complete_call` in message mode.
+    pub completion_messages: u32,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> SwitchConfig {
+        SwitchConfig {
+            park_slots: (7001..=7020).map(|n| n.to_string()).collect(),
+            ring_ms: 6000,
+            default_no_answer_rings: 4,
+            park_reminder_ms: 120_000,
+            completion_expiry_ms: 30 * 60 * 1000,
+            max_conference_parties: 16,
+            max_completions_per_address: 8,
+            max_forward_hops: 5,
+            completion_messages: 4,
+        }
+    }
+}
+
+/// The media modes a line is opened for when the app names none.
+pub fn default_media_modes() -> Vec<MediaMode> {
+    vec![MediaMode::InteractiveVoice]
+}

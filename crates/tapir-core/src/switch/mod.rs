@@ -1,0 +1,1557 @@
+//! The switch: its model (lines, addresses, calls, bridges, legs, park slots,
+//! completion requests, timers), the plumbing every operation shares (handles
+//! and privileges, state changes and their events, legs and what they hear),
+//! and the dispatch of inputs.
+//!
+//! The operations themselves live in the sibling modules: `ops` (call
+//! control), `conference`, `features` (park, pickup, forward, completion),
+//! `signal` (what devices report) and `route` (where a dialled call goes).
+
+mod conference;
+mod features;
+mod ops;
+mod route;
+mod signal;
+
+use crate::config::{AppConfig, LineConfig, SwitchConfig};
+use crate::error::{ErrorCode, TapiError, fail};
+use crate::ids::{AppId, BridgeId, CallId, CompletionId, LegId, LineId, RequestId, Timestamp};
+use crate::output::{
+    AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, MediaSource, Output, ReleaseCause,
+    Reply, Tone,
+};
+use crate::types::{
+    CallOrigin, CallReason, CallState, CallStateKind, CompletionMode, ConnectedMode, ForwardRule,
+    HandoffTarget, LineKind, MediaMode, ParkMode, Party, PickupTarget, Privilege, TransferMode,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+pub use signal::LegEvent;
+
+/// One input to the switch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// An application's request.
+    Command {
+        /// The requesting application.
+        app: AppId,
+        /// What it asks for.
+        command: Command,
+    },
+    /// A device reported something about one of its legs.
+    Leg {
+        /// The leg.
+        leg: LegId,
+        /// What happened.
+        event: LegEvent,
+    },
+    /// A device started a call by itself (an INVITE from a phone or a trunk).
+    /// `leg` comes from [`Switch::allocate_leg`].
+    DeviceCall {
+        /// The new inbound leg.
+        leg: LegId,
+        /// The calling address (a phone's address, or a trunk's).
+        from: String,
+        /// For calls from a trunk: the external caller's number.
+        external_caller: Option<String>,
+        /// What the device dialled.
+        to: String,
+    },
+    /// Time passed: fire every timer due at `now`.
+    Timeout,
+}
+
+/// An application's request: one variant per TAPI operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// [`Switch::make_call`].
+    MakeCall {
+        /// Calling address.
+        from: String,
+        /// Destination, or none for dial tone.
+        to: Option<String>,
+    },
+    /// [`Switch::answer`].
+    Answer(CallId),
+    /// [`Switch::accept`].
+    Accept(CallId),
+    /// [`Switch::dial`].
+    Dial(CallId, String),
+    /// [`Switch::drop_call`].
+    Drop(CallId),
+    /// [`Switch::deallocate_call`].
+    Deallocate(CallId),
+    /// [`Switch::hold`].
+    Hold(CallId),
+    /// [`Switch::unhold`].
+    Unhold(CallId),
+    /// [`Switch::swap_hold`] (active, held).
+    SwapHold(CallId, CallId),
+    /// [`Switch::blind_transfer`].
+    BlindTransfer(CallId, String),
+    /// [`Switch::setup_transfer`].
+    SetupTransfer(CallId),
+    /// [`Switch::complete_transfer`] (call, consultation call, mode).
+    CompleteTransfer(CallId, CallId, TransferMode),
+    /// [`Switch::finish`] on a consultation call.
+    Finish(CallId, TransferMode),
+    /// [`Switch::setup_conference`] (call, parties).
+    SetupConference(CallId, Option<usize>),
+    /// [`Switch::prepare_add_to_conference`].
+    PrepareAddToConference(CallId),
+    /// [`Switch::add_to_conference`] (conference, consultation call).
+    AddToConference(CallId, CallId),
+    /// [`Switch::remove_from_conference`].
+    RemoveFromConference(CallId),
+    /// [`Switch::conf_related_calls`].
+    ConfRelatedCalls(CallId),
+    /// [`Switch::redirect`].
+    Redirect(CallId, String),
+    /// [`Switch::park`].
+    Park(CallId, ParkMode),
+    /// [`Switch::unpark`] (address, park slot).
+    Unpark(String, String),
+    /// [`Switch::pickup`] (address, target).
+    Pickup(String, PickupTarget),
+    /// [`Switch::forward`] (address, rules, no-answer rings).
+    Forward(String, Vec<ForwardRule>, Option<u32>),
+    /// [`Switch::complete_call`] (call, mode, message id).
+    CompleteCall(CallId, CompletionMode, Option<u32>),
+    /// [`Switch::uncomplete_call`].
+    UncompleteCall(CompletionId),
+    /// [`Switch::secure_call`].
+    SecureCall(CallId),
+    /// [`Switch::handoff`].
+    Handoff(CallId, HandoffTarget),
+    /// [`Switch::generate_digits`].
+    GenerateDigits(CallId, String),
+    /// [`Switch::set_call_privilege`].
+    SetCallPrivilege(CallId, Privilege),
+}
+
+/// Which operation a consultation call was made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConsultPurpose {
+    Transfer,
+    Conference,
+}
+
+/// What a call waits for its own device to answer before doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Pending {
+    /// Nothing: the call is not waiting for its device.
+    None,
+    /// Route the call to this destination (make call from a phone).
+    Route(Arc<str>, CallReason),
+    /// Give dial tone.
+    Dialtone,
+    /// Join the call already waiting in the call's bridge (pickup, unpark).
+    Join,
+}
+
+/// One address's view of a call.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Call {
+    pub id: CallId,
+    pub line: LineId,
+    pub address: Arc<str>,
+    pub state: CallState,
+    pub reason: CallReason,
+    pub origin: CallOrigin,
+    pub caller: Party,
+    pub called: Party,
+    pub connected: Option<Party>,
+    pub redirecting: Option<Party>,
+    pub bridge: Option<BridgeId>,
+    pub leg: Option<LegId>,
+    /// Every app's handle and privilege, in the order they were given.
+    pub handles: Vec<(AppId, Privilege)>,
+    /// The consultation call this call waits on (transfer or conference).
+    pub consult: Option<CallId>,
+    /// For a consultation call: the call (or conference) it consults for.
+    pub consult_of: Option<(CallId, ConsultPurpose)>,
+    /// For a conference call: its members.
+    pub members: Option<Vec<CallId>>,
+    /// For a conference member: its conference call.
+    pub member_of: Option<CallId>,
+    /// For a conference member: the remote party's call it stands for.
+    pub remote: Option<CallId>,
+    pub secure: bool,
+    pub created_at: Timestamp,
+    pub media_mode: MediaMode,
+    pub completion: Option<CompletionId>,
+    /// Digits dialled so far.
+    pub dialed: String,
+    pub pending: Pending,
+    pub no_answer_timer: Option<(Timestamp, u64)>,
+    pub forward_hops: u8,
+}
+
+/// The set of calls that hear each other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Bridge {
+    pub calls: Vec<CallId>,
+    /// The conference call, when this bridge is a conference.
+    pub conference: Option<CallId>,
+}
+
+/// The wire endpoint of one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Leg {
+    pub call: CallId,
+    /// The INVITE came from the device (else tapir sent it).
+    pub inbound: bool,
+    pub answered: bool,
+    /// The device put the call on hold by itself.
+    pub device_held: bool,
+    pub direction: Direction,
+    pub media: MediaSource,
+}
+
+/// How one app opened one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LineOpen {
+    pub app: AppId,
+    pub owner: bool,
+    pub monitor: bool,
+    pub media_modes: Vec<MediaMode>,
+    pub order: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub kind: LineKind,
+    pub addresses: Vec<Arc<str>>,
+    pub name: Option<String>,
+    pub pickup_group: Option<String>,
+    pub auto_answer: bool,
+    pub remote_answer: bool,
+    pub max_calls: usize,
+    pub opens: Vec<LineOpen>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Address {
+    pub line: LineId,
+    pub forwarding: Vec<ForwardRule>,
+    pub no_answer_rings: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct App {
+    pub name: String,
+    pub priority: u32,
+}
+
+/// A call waiting in a park slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Parked {
+    /// The parked party's call.
+    pub call: CallId,
+    /// The address that parked it (where a reminder rings).
+    pub parker: Arc<str>,
+    pub timer: Option<(Timestamp, u64)>,
+}
+
+/// A pending call-completion request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Completion {
+    pub app: AppId,
+    pub mode: CompletionMode,
+    /// The address that asked.
+    pub from: Arc<str>,
+    /// The address it waits for.
+    pub to: Arc<str>,
+    /// Camp-on: the waiting caller's call.
+    pub caller_call: Option<CallId>,
+    /// Callback after no answer: wait until the target has been busy once.
+    pub needs_activity: bool,
+    pub timer: (Timestamp, u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    NoAnswer(CallId),
+    ParkReminder,
+    CompletionExpiry(CompletionId),
+}
+
+/// Everything that is telephony state, kept apart from counters and queues so
+/// a test can compare it before and after a rejected request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Model {
+    pub lines: BTreeMap<LineId, Line>,
+    pub addresses: BTreeMap<Arc<str>, Address>,
+    pub apps: BTreeMap<AppId, App>,
+    pub calls: BTreeMap<CallId, Call>,
+    pub bridges: BTreeMap<BridgeId, Bridge>,
+    pub legs: BTreeMap<LegId, Leg>,
+    pub parks: BTreeMap<Arc<str>, Parked>,
+    pub completions: BTreeMap<CompletionId, Completion>,
+    pub timers: BTreeMap<(Timestamp, u64), Timer>,
+}
+
+/// The switch. See the crate documentation for how to drive it.
+#[derive(Clone, Debug)]
+pub struct Switch {
+    pub(crate) cfg: SwitchConfig,
+    pub(crate) m: Model,
+    pub(crate) now: Timestamp,
+    out: VecDeque<Output>,
+    /// Events of the request being handled; flushed after its reply.
+    staging: Option<Vec<(AppId, EventBody)>>,
+    /// Calls whose media may have changed since the last flush.
+    touched: Vec<CallId>,
+    seqs: BTreeMap<AppId, u64>,
+    next_id: u64,
+    next_timer: u64,
+    next_open: u64,
+    reported_timeout: Option<Timestamp>,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch::new(SwitchConfig::default())
+    }
+}
+
+impl Switch {
+    /// A switch with no lines and no apps.
+    pub fn new(cfg: SwitchConfig) -> Switch {
+        Switch {
+            cfg,
+            m: Model::default(),
+            now: Timestamp(0),
+            out: VecDeque::new(),
+            staging: None,
+            touched: Vec::new(),
+            seqs: BTreeMap::new(),
+            next_id: 1,
+            next_timer: 1,
+            next_open: 1,
+            reported_timeout: None,
+        }
+    }
+
+    /// The switch-wide settings.
+    pub fn config(&self) -> &SwitchConfig {
+        &self.cfg
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    // ------------------------------------------------------------------
+    // Configuration
+    // ------------------------------------------------------------------
+
+    /// Add a line. Fails with `invaladdress` when an address is empty or
+    /// already belongs to another line or a park slot.
+    pub fn add_line(&mut self, cfg: LineConfig) -> Result<LineId, TapiError> {
+        if cfg.addresses.is_empty() {
+            return fail(ErrorCode::InvalAddress, "a line needs at least one address");
+        }
+        for a in &cfg.addresses {
+            if route::normalize(a).as_deref() != Some(a.as_str()) {
+                return fail(
+                    ErrorCode::InvalAddress,
+                    format!("'{a}' is not a valid directory number"),
+                );
+            }
+            if self.m.addresses.contains_key(a.as_str()) || self.cfg.park_slots.contains(a) {
+                return fail(
+                    ErrorCode::InvalAddress,
+                    format!("address {a} is already in use"),
+                );
+            }
+        }
+        let id = LineId(self.id());
+        let addresses: Vec<Arc<str>> = cfg
+            .addresses
+            .iter()
+            .map(|a| Arc::from(a.as_str()))
+            .collect();
+        for a in &addresses {
+            self.m.addresses.insert(
+                a.clone(),
+                Address {
+                    line: id,
+                    forwarding: Vec::new(),
+                    no_answer_rings: self.cfg.default_no_answer_rings,
+                },
+            );
+        }
+        self.m.lines.insert(
+            id,
+            Line {
+                kind: cfg.kind,
+                addresses,
+                name: cfg.name,
+                pickup_group: cfg.pickup_group,
+                auto_answer: cfg.auto_answer,
+                remote_answer: cfg.remote_answer,
+                max_calls: cfg.max_calls.max(1),
+                opens: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Register an application; it then opens lines to see and control calls.
+    pub fn register_app(&mut self, cfg: AppConfig) -> AppId {
+        let id = AppId(self.id());
+        self.m.apps.insert(
+            id,
+            App {
+                name: cfg.name,
+                priority: cfg.priority,
+            },
+        );
+        self.seqs.insert(id, 0);
+        id
+    }
+
+    /// The line that owns `address`.
+    pub fn line_of(&self, address: &str) -> Option<LineId> {
+        self.m.addresses.get(address).map(|a| a.line)
+    }
+
+    /// The app registered under `name`.
+    pub fn app_named(&self, name: &str) -> Option<AppId> {
+        self.m
+            .apps
+            .iter()
+            .find(|(_, a)| a.name == name)
+            .map(|(id, _)| *id)
+    }
+
+    /// A fresh leg id for an inbound leg, to pass with [`Input::DeviceCall`].
+    pub fn allocate_leg(&mut self) -> LegId {
+        LegId(self.id())
+    }
+
+    // ------------------------------------------------------------------
+    // Driving
+    // ------------------------------------------------------------------
+
+    /// Feed one input in at time `now`. Returns the request id for commands;
+    /// the reply comes out as an event (and from the typed methods directly).
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Option<RequestId> {
+        self.advance(now);
+        match input {
+            Input::Command { app, command } => Some(self.request(now, app, command).0),
+            Input::Leg { leg, event } => {
+                self.leg_event(leg, event);
+                self.flush();
+                None
+            }
+            Input::DeviceCall {
+                leg,
+                from,
+                external_caller,
+                to,
+            } => {
+                self.device_call(leg, &from, external_caller, &to);
+                self.flush();
+                None
+            }
+            Input::Timeout => {
+                self.fire_timers();
+                self.flush();
+                None
+            }
+        }
+    }
+
+    /// The next output, until it returns `None`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When the switch next wants [`Input::Timeout`].
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.m.timers.keys().next().map(|(t, _)| *t)
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// Carry out one app command and reply to it: the reply event comes before
+    /// the events the command caused, as TAPI's `LINE_REPLY` does.
+    pub fn request(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        command: Command,
+    ) -> (RequestId, Result<Reply, TapiError>) {
+        self.advance(now);
+        let request = RequestId(self.id());
+        self.staging = Some(Vec::new());
+        let result = if self.m.apps.contains_key(&app) {
+            self.dispatch(app, command)
+        } else {
+            fail(
+                ErrorCode::InvalParam,
+                format!("{app} is not a registered application"),
+            )
+        };
+        let staged = self.staging.take().unwrap_or_default();
+        if self.m.apps.contains_key(&app) {
+            self.emit(
+                app,
+                EventBody::Reply {
+                    request,
+                    result: result.clone(),
+                },
+            );
+        }
+        for (a, body) in staged {
+            self.emit(a, body);
+        }
+        self.flush();
+        (request, result)
+    }
+
+    fn dispatch(&mut self, app: AppId, command: Command) -> Result<Reply, TapiError> {
+        use Command::*;
+        match command {
+            MakeCall { from, to } => self
+                .op_make_call(app, &from, to.as_deref())
+                .map(|call| Reply::Call { call }),
+            Answer(c) => self.op_answer(app, c).map(|_| Reply::Done),
+            Accept(c) => self.op_accept(app, c).map(|_| Reply::Done),
+            Dial(c, d) => self.op_dial(app, c, &d).map(|_| Reply::Done),
+            Drop(c) => self.op_drop(app, c).map(|_| Reply::Done),
+            Deallocate(c) => self.op_deallocate(app, c).map(|_| Reply::Done),
+            Hold(c) => self.op_hold(app, c).map(|_| Reply::Done),
+            Unhold(c) => self.op_unhold(app, c).map(|_| Reply::Done),
+            SwapHold(a, h) => self.op_swap_hold(app, a, h).map(|_| Reply::Done),
+            BlindTransfer(c, to) => self.op_blind_transfer(app, c, &to).map(|_| Reply::Done),
+            SetupTransfer(c) => self
+                .op_setup_transfer(app, c)
+                .map(|consult_call| Reply::Consult { consult_call }),
+            CompleteTransfer(c, x, mode) => self.op_complete_transfer(app, c, x, mode),
+            Finish(x, mode) => self.op_finish(app, x, mode),
+            SetupConference(c, n) => {
+                self.op_setup_conference(app, c, n)
+                    .map(|(conference_call, consult_call)| Reply::Conference {
+                        conference_call,
+                        consult_call,
+                    })
+            }
+            PrepareAddToConference(c) => self
+                .op_prepare_add(app, c)
+                .map(|consult_call| Reply::Consult { consult_call }),
+            AddToConference(c, x) => self.op_add_to_conference(app, c, x).map(|_| Reply::Done),
+            RemoveFromConference(c) => self.op_remove_from_conference(app, c).map(|_| Reply::Done),
+            ConfRelatedCalls(c) => self
+                .op_conf_related_calls(app, c)
+                .map(|calls| Reply::Related { calls }),
+            Redirect(c, to) => self.op_redirect(app, c, &to).map(|_| Reply::Done),
+            Park(c, mode) => self
+                .op_park(app, c, mode)
+                .map(|parked_at| Reply::Parked { parked_at }),
+            Unpark(address, slot) => self
+                .op_unpark(app, &address, &slot)
+                .map(|call| Reply::Call { call }),
+            Pickup(address, target) => self
+                .op_pickup(app, &address, target)
+                .map(|call| Reply::Call { call }),
+            Forward(address, rules, rings) => self
+                .op_forward(app, &address, rules, rings)
+                .map(|_| Reply::Done),
+            CompleteCall(c, mode, msg) => self
+                .op_complete_call(app, c, mode, msg)
+                .map(|completion_id| Reply::Completion { completion_id }),
+            UncompleteCall(id) => self.op_uncomplete_call(app, id).map(|_| Reply::Done),
+            SecureCall(c) => self.op_secure_call(app, c).map(|_| Reply::Done),
+            Handoff(c, target) => self.op_handoff(app, c, target).map(|_| Reply::Done),
+            GenerateDigits(c, d) => self.op_generate_digits(app, c, &d).map(|_| Reply::Done),
+            SetCallPrivilege(c, p) => self.op_set_call_privilege(app, c, p).map(|_| Reply::Done),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------
+
+    /// Queue an event for one app (staged while a request is being handled).
+    pub(crate) fn emit(&mut self, app: AppId, body: EventBody) {
+        if let Some(staged) = self.staging.as_mut() {
+            staged.push((app, body));
+            return;
+        }
+        let Some(seq) = self.seqs.get_mut(&app) else {
+            return;
+        };
+        *seq += 1;
+        let seq = *seq;
+        self.out
+            .push_back(Output::Event(AppEvent { app, seq, body }));
+    }
+
+    /// Send an event to every app with a handle to `call`.
+    fn notify(&mut self, call: CallId, body: impl Fn() -> EventBody) {
+        let Some(c) = self.m.calls.get(&call) else {
+            return;
+        };
+        let apps: Vec<AppId> = c.handles.iter().map(|(a, _)| *a).collect();
+        for app in apps {
+            self.emit(app, body());
+        }
+    }
+
+    pub(crate) fn effect(&mut self, effect: Effect) {
+        self.out.push_back(Output::Effect(effect));
+    }
+
+    /// Finish an input: settle what every touched leg hears and report the next
+    /// timer deadline when it changed.
+    fn flush(&mut self) {
+        self.check_completions();
+        let mut touched = std::mem::take(&mut self.touched);
+        let mut extra = Vec::new();
+        for c in &touched {
+            if let Some(b) = self.m.calls.get(c).and_then(|c| c.bridge)
+                && let Some(bridge) = self.m.bridges.get(&b)
+            {
+                extra.extend(bridge.calls.iter().copied());
+            }
+        }
+        touched.extend(extra);
+        touched.sort_unstable();
+        touched.dedup();
+        for c in touched {
+            self.settle_media(c);
+        }
+        let next = self.poll_timeout();
+        if next != self.reported_timeout {
+            self.reported_timeout = next;
+            if let Some(at) = next {
+                self.out.push_back(Output::Timeout(at));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Calls, handles and states
+    // ------------------------------------------------------------------
+
+    pub(crate) fn call(&self, id: CallId) -> Option<&Call> {
+        self.m.calls.get(&id)
+    }
+
+    pub(crate) fn call_mut(&mut self, id: CallId) -> Option<&mut Call> {
+        self.m.calls.get_mut(&id)
+    }
+
+    pub(crate) fn state(&self, id: CallId) -> CallState {
+        self.call(id).map(|c| c.state).unwrap_or(CallState::Idle)
+    }
+
+    pub(crate) fn line_kind(&self, line: LineId) -> LineKind {
+        self.m
+            .lines
+            .get(&line)
+            .map(|l| l.kind)
+            .unwrap_or(LineKind::RoutePoint)
+    }
+
+    /// The app's privilege on a call, or `invalcallhandle` when it has no handle.
+    pub(crate) fn privilege(&self, app: AppId, call: CallId) -> Result<Privilege, TapiError> {
+        self.call(call)
+            .and_then(|c| c.handles.iter().find(|(a, _)| *a == app))
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                TapiError::new(
+                    ErrorCode::InvalCallHandle,
+                    format!("{call} is not a call this application has a handle to"),
+                )
+            })
+    }
+
+    /// Check that `app` owns `call`.
+    pub(crate) fn owned(&self, app: AppId, call: CallId) -> Result<&Call, TapiError> {
+        match self.privilege(app, call)? {
+            Privilege::Owner => self.call(call).ok_or_else(|| {
+                TapiError::new(ErrorCode::InvalCallHandle, format!("{call} does not exist"))
+            }),
+            Privilege::Monitor => fail(
+                ErrorCode::NotOwner,
+                format!("this application only monitors {call}; it must own it to control it"),
+            ),
+        }
+    }
+
+    /// Check that the call is in one of the allowed states.
+    pub(crate) fn expect_state(
+        &self,
+        call: CallId,
+        allowed: &[CallStateKind],
+        op: &str,
+    ) -> Result<(), TapiError> {
+        let kind = self.state(call).kind();
+        if allowed.contains(&kind) {
+            Ok(())
+        } else {
+            fail(
+                ErrorCode::InvalCallState,
+                format!("cannot {op} {call}: it is {}", state_name(kind)),
+            )
+        }
+    }
+
+    /// The app's open of a line, or `invallinehandle`.
+    pub(crate) fn line_open_by(&self, app: AppId, line: LineId) -> Result<&LineOpen, TapiError> {
+        self.m
+            .lines
+            .get(&line)
+            .and_then(|l| l.opens.iter().find(|o| o.app == app))
+            .ok_or_else(|| {
+                TapiError::new(
+                    ErrorCode::InvalLineHandle,
+                    format!("this application has not opened {line}"),
+                )
+            })
+    }
+
+    /// The line of an address the app has open, or `invaladdress` / `invallinehandle`.
+    pub(crate) fn open_address(&self, app: AppId, address: &str) -> Result<LineId, TapiError> {
+        let line = self.line_of(address).ok_or_else(|| {
+            TapiError::new(
+                ErrorCode::InvalAddress,
+                format!("'{address}' is not an address of this switch"),
+            )
+        })?;
+        self.line_open_by(app, line)?;
+        Ok(line)
+    }
+
+    /// Create a call at `address` and give out handles. `creator` becomes sole
+    /// owner; otherwise the highest-priority owner app of the line for the
+    /// media mode does. Apps that opened the line as monitor get monitor handles.
+    pub(crate) fn new_call(&mut self, spec: NewCall) -> CallId {
+        let id = CallId(self.id());
+        let line = self
+            .m
+            .addresses
+            .get(&spec.address)
+            .map(|a| a.line)
+            .unwrap_or(LineId(0));
+        let mut handles: Vec<(AppId, Privilege)> = Vec::new();
+        let owner = match spec.creator {
+            Some(app) => Some(app),
+            None => self.owner_app_for(line, MediaMode::InteractiveVoice),
+        };
+        if let Some(o) = owner {
+            handles.push((o, Privilege::Owner));
+        }
+        if let Some(l) = self.m.lines.get(&line) {
+            for open in &l.opens {
+                if open.monitor && !handles.iter().any(|(a, _)| *a == open.app) {
+                    handles.push((open.app, Privilege::Monitor));
+                }
+            }
+        }
+        let call = Call {
+            id,
+            line,
+            address: spec.address.clone(),
+            state: spec.state,
+            reason: spec.reason,
+            origin: spec.origin,
+            caller: spec.caller,
+            called: spec.called,
+            connected: None,
+            redirecting: spec.redirecting,
+            bridge: None,
+            leg: None,
+            handles: handles.clone(),
+            consult: None,
+            consult_of: None,
+            members: None,
+            member_of: None,
+            remote: None,
+            secure: false,
+            created_at: self.now,
+            media_mode: MediaMode::InteractiveVoice,
+            completion: spec.completion,
+            dialed: String::new(),
+            pending: Pending::None,
+            no_answer_timer: None,
+            forward_hops: spec.forward_hops,
+        };
+        self.m.calls.insert(id, call);
+        self.note_activity(&spec.address);
+        for (app, privilege) in handles {
+            self.announce(app, id, privilege);
+        }
+        self.touched.push(id);
+        id
+    }
+
+    /// Tell an app about its new handle: `call.new`, then the current state
+    /// carrying the privilege (TAPI's first `LINE_CALLSTATE`).
+    fn announce(&mut self, app: AppId, call: CallId, privilege: Privilege) {
+        let Some(c) = self.call(call) else { return };
+        let new = EventBody::CallNew {
+            call,
+            line: c.line,
+            address: c.address.clone(),
+            privilege,
+            reason: c.reason,
+            origin: c.origin,
+        };
+        let state = state_event(c, Some(privilege));
+        self.emit(app, new);
+        self.emit(app, state);
+    }
+
+    /// Give `app` a handle with `privilege` (or raise its privilege).
+    pub(crate) fn grant(&mut self, app: AppId, call: CallId, privilege: Privilege) {
+        let Some(c) = self.call_mut(call) else { return };
+        if let Some(h) = c.handles.iter_mut().find(|(a, _)| *a == app) {
+            let before = h.1;
+            h.1 = privilege;
+            let c = &*c;
+            let ev = state_event(c, Some(privilege));
+            self.emit(app, ev);
+            let field = match (before, privilege) {
+                (Privilege::Monitor, Privilege::Owner) => Some(InfoField::NumOwnerIncr),
+                (Privilege::Owner, Privilege::Monitor) => Some(InfoField::NumOwnerDecr),
+                _ => None,
+            };
+            if let Some(f) = field {
+                self.info_changed(call, &[f, InfoField::NumMonitors]);
+            }
+        } else {
+            c.handles.push((app, privilege));
+            self.announce(app, call, privilege);
+            let field = match privilege {
+                Privilege::Owner => InfoField::NumOwnerIncr,
+                Privilege::Monitor => InfoField::NumMonitors,
+            };
+            self.info_changed_except(call, &[field], Some(app));
+        }
+    }
+
+    pub(crate) fn info_changed(&mut self, call: CallId, fields: &[InfoField]) {
+        self.info_changed_except(call, fields, None);
+    }
+
+    fn info_changed_except(&mut self, call: CallId, fields: &[InfoField], except: Option<AppId>) {
+        let Some(c) = self.call(call) else { return };
+        let apps: Vec<AppId> = c
+            .handles
+            .iter()
+            .map(|(a, _)| *a)
+            .filter(|a| Some(*a) != except)
+            .collect();
+        for app in apps {
+            self.emit(
+                app,
+                EventBody::CallInfo {
+                    call,
+                    changed: fields.to_vec(),
+                },
+            );
+        }
+    }
+
+    /// The highest-priority app that opened `line` as owner for `mode`.
+    pub(crate) fn owner_app_for(&self, line: LineId, mode: MediaMode) -> Option<AppId> {
+        let l = self.m.lines.get(&line)?;
+        l.opens
+            .iter()
+            .filter(|o| o.owner && o.media_modes.contains(&mode))
+            .min_by_key(|o| {
+                (
+                    self.m
+                        .apps
+                        .get(&o.app)
+                        .map(|a| a.priority)
+                        .unwrap_or(u32::MAX),
+                    o.order,
+                )
+            })
+            .map(|o| o.app)
+    }
+
+    /// Change a call's state and tell every app with a handle. A call never
+    /// leaves `idle`.
+    pub(crate) fn set_state(&mut self, call: CallId, state: CallState) {
+        let Some(c) = self.call_mut(call) else { return };
+        if c.state == state || c.state.is_idle() {
+            return;
+        }
+        c.state = state;
+        let c = &*c;
+        let ev_apps: Vec<AppId> = c.handles.iter().map(|(a, _)| *a).collect();
+        let ev = state_event(c, None);
+        for app in ev_apps {
+            self.emit(app, ev.clone());
+        }
+        self.touched.push(call);
+    }
+
+    /// Record a connected party and tell the apps.
+    pub(crate) fn set_connected(&mut self, call: CallId, party: Option<Party>) {
+        let Some(c) = self.call_mut(call) else { return };
+        if c.connected != party {
+            c.connected = party;
+            self.info_changed(call, &[InfoField::Connected]);
+        }
+    }
+
+    /// The party a call shows to others.
+    pub(crate) fn party_of(&self, call: CallId) -> Party {
+        let Some(c) = self.call(call) else {
+            return Party::default();
+        };
+        if c.origin == CallOrigin::External {
+            return c.caller.clone();
+        }
+        if self.line_kind(c.line) == LineKind::Trunk {
+            return c.called.clone();
+        }
+        let name = self.m.lines.get(&c.line).and_then(|l| l.name.clone());
+        Party {
+            address: c.address.to_string(),
+            name,
+        }
+    }
+
+    /// Free a call once it is idle and no app holds a handle to it.
+    pub(crate) fn maybe_free(&mut self, call: CallId) {
+        if let Some(c) = self.call(call)
+            && c.state.is_idle()
+            && c.handles.is_empty()
+        {
+            self.m.calls.remove(&call);
+        }
+    }
+
+    /// Take a call to `idle`: end its leg, leave its bridge, cancel its timers
+    /// and undo its consultation links. Bridges left with fewer parties are the
+    /// caller's business.
+    pub(crate) fn go_idle(&mut self, call: CallId, cause: ReleaseCause) {
+        if self.state(call).is_idle() {
+            return;
+        }
+        self.set_state(call, CallState::Idle);
+        self.release_parked(call);
+        self.release_leg(call, cause);
+        self.leave_bridge(call);
+        self.cancel_no_answer(call);
+        let Some(c) = self.call_mut(call) else { return };
+        let consult = c.consult.take();
+        let consult_of = c.consult_of.take();
+        let member_of = c.member_of.take();
+        c.pending = Pending::None;
+        if let Some(x) = consult
+            && let Some(xc) = self.call_mut(x)
+        {
+            xc.consult_of = None;
+        }
+        if let Some((o, _)) = consult_of
+            && let Some(oc) = self.call_mut(o)
+            && oc.consult == Some(call)
+        {
+            oc.consult = None;
+        }
+        if let Some(conf) = member_of
+            && let Some(cc) = self.call_mut(conf)
+            && let Some(members) = cc.members.as_mut()
+        {
+            members.retain(|m| *m != call);
+        }
+        self.cancel_completions_of(call);
+        self.maybe_free(call);
+    }
+
+    // ------------------------------------------------------------------
+    // Bridges
+    // ------------------------------------------------------------------
+
+    /// A new bridge holding these calls (taken out of their old bridges).
+    pub(crate) fn new_bridge(&mut self, calls: &[CallId], conference: Option<CallId>) -> BridgeId {
+        let id = BridgeId(self.id());
+        for c in calls {
+            self.leave_bridge(*c);
+        }
+        self.m.bridges.insert(
+            id,
+            Bridge {
+                calls: calls.to_vec(),
+                conference,
+            },
+        );
+        for c in calls {
+            if let Some(call) = self.call_mut(*c) {
+                call.bridge = Some(id);
+            }
+            self.touched.push(*c);
+        }
+        id
+    }
+
+    /// Put a call into an existing bridge.
+    pub(crate) fn join_bridge(&mut self, call: CallId, bridge: BridgeId) {
+        if self.call(call).and_then(|c| c.bridge) == Some(bridge) {
+            return;
+        }
+        self.leave_bridge(call);
+        if let Some(b) = self.m.bridges.get_mut(&bridge) {
+            b.calls.push(call);
+            if let Some(c) = self.m.calls.get_mut(&call) {
+                c.bridge = Some(bridge);
+            }
+            let calls = b.calls.clone();
+            self.touched.extend(calls);
+        }
+    }
+
+    /// Take a call out of its bridge; an empty bridge is freed.
+    pub(crate) fn leave_bridge(&mut self, call: CallId) {
+        let Some(b) = self.call_mut(call).and_then(|c| c.bridge.take()) else {
+            return;
+        };
+        self.touched.push(call);
+        if let Some(bridge) = self.m.bridges.get_mut(&b) {
+            bridge.calls.retain(|c| *c != call);
+            let rest = bridge.calls.clone();
+            self.touched.extend(rest.iter().copied());
+            if rest.is_empty() {
+                self.m.bridges.remove(&b);
+            }
+        }
+    }
+
+    /// The other calls in a call's bridge.
+    pub(crate) fn others_in_bridge(&self, call: CallId) -> Vec<CallId> {
+        self.call(call)
+            .and_then(|c| c.bridge)
+            .and_then(|b| self.m.bridges.get(&b))
+            .map(|b| b.calls.iter().copied().filter(|c| *c != call).collect())
+            .unwrap_or_default()
+    }
+
+    /// The one far party of a two-party connection, if the call has exactly one.
+    /// Conference members' far party is the remote call they stand for.
+    pub(crate) fn peer(&self, call: CallId) -> Option<CallId> {
+        let c = self.call(call)?;
+        let bridge = self.m.bridges.get(&c.bridge?)?;
+        if c.members.is_some() {
+            return None;
+        }
+        if let Some(conf) = bridge.conference {
+            // In a conference, a member call is paired with the remote call
+            // recorded as its peer.
+            return self
+                .call(call)
+                .filter(|c| c.member_of == Some(conf))
+                .and_then(|c| c.remote);
+        }
+        let others: Vec<CallId> = bridge
+            .calls
+            .iter()
+            .copied()
+            .filter(|c| *c != call)
+            .collect();
+        if others.len() == 1 {
+            Some(others[0])
+        } else {
+            None
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Legs and media
+    // ------------------------------------------------------------------
+
+    /// Invite the device of the call's line to carry the call.
+    pub(crate) fn create_leg(&mut self, call: CallId, target: Arc<str>, caller: Party, auto: bool) {
+        let leg = LegId(self.id());
+        let Some(c) = self.call_mut(call) else { return };
+        c.leg = Some(leg);
+        let line = c.line;
+        self.m.legs.insert(
+            leg,
+            Leg {
+                call,
+                inbound: false,
+                answered: false,
+                device_held: false,
+                direction: Direction::SendRecv,
+                media: MediaSource::Silence,
+            },
+        );
+        let auto_answer = auto && self.m.lines.get(&line).is_some_and(|l| l.auto_answer);
+        self.effect(Effect::CreateLeg {
+            leg,
+            call,
+            line,
+            target,
+            caller,
+            auto_answer,
+        });
+    }
+
+    /// Invite the call's own device (the phone of its line).
+    pub(crate) fn invite_own_device(&mut self, call: CallId, auto: bool) {
+        let Some(c) = self.call(call) else { return };
+        let target = c.address.clone();
+        let caller = c.called.clone();
+        self.create_leg(call, target, caller, auto);
+    }
+
+    /// End a call's leg, if it has one.
+    pub(crate) fn release_leg(&mut self, call: CallId, cause: ReleaseCause) {
+        let Some(leg) = self.call_mut(call).and_then(|c| c.leg.take()) else {
+            return;
+        };
+        self.m.legs.remove(&leg);
+        self.effect(Effect::ReleaseLeg { leg, cause });
+    }
+
+    /// Move a leg from one call to another (a conference call takes over its
+    /// controller's device leg, and gives it back when the conference collapses).
+    pub(crate) fn move_leg(&mut self, from: CallId, to: CallId) {
+        let Some(leg) = self.call_mut(from).and_then(|c| c.leg.take()) else {
+            return;
+        };
+        if let Some(l) = self.m.legs.get_mut(&leg) {
+            l.call = to;
+        }
+        if let Some(c) = self.call_mut(to) {
+            c.leg = Some(leg);
+        }
+        self.touched.push(to);
+    }
+
+    /// Whether a call takes part in its bridge's audio (has a device leg, or is
+    /// a route point's own end).
+    fn is_participant(&self, call: &Call) -> bool {
+        call.leg.is_some()
+            || (self.line_kind(call.line) == LineKind::RoutePoint && call.member_of.is_none())
+    }
+
+    /// Whether a participant currently talks into its bridge.
+    fn is_talking(call: &Call) -> bool {
+        matches!(
+            call.state,
+            CallState::Connected(ConnectedMode::Active) | CallState::Conferenced
+        )
+    }
+
+    /// Work out what a call's leg should hear and which direction it should be
+    /// offered with, and emit the effects when that changed.
+    fn settle_media(&mut self, call: CallId) {
+        let Some(c) = self.call(call) else { return };
+        let Some(leg_id) = c.leg else { return };
+        let Some(leg) = self.m.legs.get(&leg_id) else {
+            return;
+        };
+        let (source, direction) = match c.state {
+            CallState::Dialtone(_) => (MediaSource::Tone(Tone::Dialtone), Direction::SendRecv),
+            CallState::Ringback => (MediaSource::Tone(Tone::Ringback), Direction::SendRecv),
+            CallState::Busy(_) => (MediaSource::Tone(Tone::Busy), Direction::SendRecv),
+            CallState::Disconnected(_) => (MediaSource::Tone(Tone::Reorder), Direction::SendRecv),
+            CallState::OnHold | CallState::OnHoldPendConf | CallState::OnHoldPendTransfer => {
+                (MediaSource::Silence, Direction::Inactive)
+            }
+            CallState::Connected(ConnectedMode::ActiveHeld) => {
+                (MediaSource::Tone(Tone::HoldMusic), Direction::SendOnly)
+            }
+            CallState::Connected(ConnectedMode::Active) | CallState::Conferenced => {
+                let bridge = c
+                    .bridge
+                    .and_then(|b| self.m.bridges.get(&b).map(|br| (b, br)));
+                match bridge {
+                    Some((b, br)) => {
+                        let others: Vec<&Call> = br
+                            .calls
+                            .iter()
+                            .filter(|o| **o != call)
+                            .filter_map(|o| self.m.calls.get(o))
+                            .filter(|o| self.is_participant(o))
+                            .collect();
+                        if others.iter().any(|o| Self::is_talking(o)) {
+                            (MediaSource::Bridge(b), Direction::SendRecv)
+                        } else if others.iter().any(|o| o.state.is_held()) {
+                            (MediaSource::Tone(Tone::HoldMusic), Direction::SendOnly)
+                        } else {
+                            (MediaSource::Silence, Direction::SendRecv)
+                        }
+                    }
+                    None => (MediaSource::Silence, Direction::SendRecv),
+                }
+            }
+            _ => (MediaSource::Silence, Direction::SendRecv),
+        };
+        let change_dir = leg.answered && !leg.device_held && leg.direction != direction;
+        let change_media = leg.media != source;
+        if let Some(l) = self.m.legs.get_mut(&leg_id) {
+            if change_dir {
+                l.direction = direction;
+            }
+            l.media = source;
+        }
+        if change_dir {
+            self.effect(Effect::Reoffer {
+                leg: leg_id,
+                direction,
+            });
+        }
+        if change_media {
+            self.effect(Effect::Media {
+                leg: leg_id,
+                source,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Timers
+    // ------------------------------------------------------------------
+
+    pub(crate) fn start_timer(&mut self, after_ms: u64, timer: Timer) -> (Timestamp, u64) {
+        let key = (self.now.plus_ms(after_ms), self.next_timer);
+        self.next_timer += 1;
+        self.m.timers.insert(key, timer);
+        key
+    }
+
+    pub(crate) fn cancel_timer(&mut self, key: Option<(Timestamp, u64)>) {
+        if let Some(k) = key {
+            self.m.timers.remove(&k);
+        }
+    }
+
+    pub(crate) fn cancel_no_answer(&mut self, call: CallId) {
+        let key = self.call_mut(call).and_then(|c| c.no_answer_timer.take());
+        self.cancel_timer(key);
+    }
+
+    fn fire_timers(&mut self) {
+        loop {
+            let Some((&key, &timer)) = self.m.timers.iter().next() else {
+                break;
+            };
+            if key.0 > self.now {
+                break;
+            }
+            self.m.timers.remove(&key);
+            match timer {
+                Timer::NoAnswer(call) => self.no_answer_expired(call),
+                Timer::ParkReminder => self.park_reminder_expired(key),
+                Timer::CompletionExpiry(id) => self.completion_expired(id),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Queries
+    // ------------------------------------------------------------------
+
+    /// A call's state as this switch knows it (any app's view).
+    pub fn call_state(&self, call: CallId) -> Option<CallStateKind> {
+        self.call(call).map(|c| c.state.kind())
+    }
+
+    /// A call's full state with its mode.
+    pub fn call_state_full(&self, call: CallId) -> Option<CallState> {
+        self.call(call).map(|c| c.state)
+    }
+
+    /// `lineGetCallInfo` / `lineGetCallStatus`: what `app` may read about `call`.
+    pub fn call_info(&self, app: AppId, call: CallId) -> Result<CallInfo, TapiError> {
+        let privilege = self.privilege(app, call)?;
+        let c = self.call(call).ok_or_else(|| {
+            TapiError::new(ErrorCode::InvalCallHandle, format!("{call} does not exist"))
+        })?;
+        let mut related = Vec::new();
+        if let Some(x) = c.consult {
+            related.push(x);
+        }
+        if let Some((o, _)) = c.consult_of {
+            related.push(o);
+        }
+        if let Some(conf) = c.member_of {
+            related.push(conf);
+        }
+        if let Some(members) = &c.members {
+            related.extend(members.iter().copied());
+        }
+        Ok(CallInfo {
+            id: call,
+            address: c.address.clone(),
+            line: c.line,
+            state: c.state.kind(),
+            state_mode: c.state.mode(),
+            reason: c.reason,
+            origin: c.origin,
+            caller: c.caller.clone(),
+            called: c.called.clone(),
+            connected: c.connected.clone(),
+            redirecting: c.redirecting.clone(),
+            privilege,
+            bridge: c.bridge,
+            related_calls: related,
+            secure: c.secure,
+            created_at: c.created_at,
+            completion: c.completion,
+            num_owners: c
+                .handles
+                .iter()
+                .filter(|(_, p)| *p == Privilege::Owner)
+                .count(),
+            num_monitors: c
+                .handles
+                .iter()
+                .filter(|(_, p)| *p == Privilege::Monitor)
+                .count(),
+        })
+    }
+
+    /// Every call `app` has a handle to, oldest first.
+    pub fn calls_of(&self, app: AppId) -> Vec<CallId> {
+        self.m
+            .calls
+            .values()
+            .filter(|c| c.handles.iter().any(|(a, _)| *a == app))
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Every call the switch holds (including idle ones apps still hold).
+    pub fn all_calls(&self) -> Vec<CallId> {
+        self.m.calls.keys().copied().collect()
+    }
+
+    /// The live calls at an address.
+    pub fn calls_at(&self, address: &str) -> Vec<CallId> {
+        self.m
+            .calls
+            .values()
+            .filter(|c| &*c.address == address && !c.state.is_idle())
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// The call carried by a leg.
+    pub fn call_of_leg(&self, leg: LegId) -> Option<CallId> {
+        self.m.legs.get(&leg).map(|l| l.call)
+    }
+
+    /// The leg carrying a call.
+    pub fn leg_of(&self, call: CallId) -> Option<LegId> {
+        self.call(call).and_then(|c| c.leg)
+    }
+
+    /// The calls in a call's bridge (itself included).
+    pub fn bridge_calls(&self, call: CallId) -> Vec<CallId> {
+        self.call(call)
+            .and_then(|c| c.bridge)
+            .and_then(|b| self.m.bridges.get(&b))
+            .map(|b| b.calls.clone())
+            .unwrap_or_default()
+    }
+
+    /// The forwarding rules of an address and its no-answer ring count.
+    pub fn forwarding(&self, address: &str) -> Option<(Vec<ForwardRule>, u32)> {
+        self.m
+            .addresses
+            .get(address)
+            .map(|a| (a.forwarding.clone(), a.no_answer_rings))
+    }
+
+    /// The call parked in a slot.
+    pub fn parked_at(&self, slot: &str) -> Option<CallId> {
+        self.m.parks.get(slot).map(|p| p.call)
+    }
+
+    /// Number of bridges, legs, park slots in use, completions and timers: all
+    /// zero when the switch is quiet.
+    pub fn resources_in_use(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.m.bridges.len(),
+            self.m.legs.len(),
+            self.m.parks.len(),
+            self.m.completions.len(),
+            self.m.timers.len(),
+        )
+    }
+
+    /// A copy of the telephony state, for comparing before and after a request.
+    #[doc(hidden)]
+    pub fn model_snapshot(&self) -> impl PartialEq + std::fmt::Debug + use<> {
+        self.m.clone()
+    }
+
+    /// Check the switch's internal consistency; returns a description of the
+    /// first broken rule. Used by the property tests after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (id, c) in &self.m.calls {
+            if c.id != *id {
+                return Err(format!("{id} stored under the wrong key"));
+            }
+            if let Some(b) = c.bridge {
+                let Some(br) = self.m.bridges.get(&b) else {
+                    return Err(format!("{id} is in {b}, which does not exist"));
+                };
+                if !br.calls.contains(id) {
+                    return Err(format!("{id} says it is in {b}, which does not list it"));
+                }
+            }
+            if c.state.is_idle() {
+                if c.bridge.is_some() || c.leg.is_some() {
+                    return Err(format!("idle {id} still has a bridge or a leg"));
+                }
+                if c.handles.is_empty() {
+                    return Err(format!("idle {id} has no handles but was not freed"));
+                }
+            }
+            if let Some(leg) = c.leg {
+                match self.m.legs.get(&leg) {
+                    Some(l) if l.call == *id => {}
+                    _ => return Err(format!("{id}'s {leg} does not point back to it")),
+                }
+            }
+            if let Some(x) = c.consult
+                && self.call(x).and_then(|xc| xc.consult_of).map(|(o, _)| o) != Some(*id)
+            {
+                return Err(format!("{id}'s consultation call {x} does not point back"));
+            }
+            if let Some(members) = &c.members {
+                for m in members {
+                    if self.call(*m).and_then(|mc| mc.member_of) != Some(*id) {
+                        return Err(format!(
+                            "conference {id} lists {m}, which is not its member"
+                        ));
+                    }
+                }
+            }
+            if let Some(conf) = c.member_of {
+                let listed = self
+                    .call(conf)
+                    .and_then(|cc| cc.members.as_ref())
+                    .is_some_and(|ms| ms.contains(id));
+                if !listed {
+                    return Err(format!(
+                        "{id} is a member of {conf}, which does not list it"
+                    ));
+                }
+                if c.state.kind() != CallStateKind::Conferenced {
+                    return Err(format!("member {id} is not conferenced"));
+                }
+            }
+            let mut apps: Vec<AppId> = c.handles.iter().map(|(a, _)| *a).collect();
+            apps.sort_unstable();
+            apps.dedup();
+            if apps.len() != c.handles.len() {
+                return Err(format!("{id} has two handles for one app"));
+            }
+        }
+        for (b, br) in &self.m.bridges {
+            if br.calls.is_empty() {
+                return Err(format!("{b} is empty but was not freed"));
+            }
+            for c in &br.calls {
+                if self.call(*c).and_then(|cc| cc.bridge) != Some(*b) {
+                    return Err(format!("{b} lists {c}, which is not in it"));
+                }
+            }
+            if let Some(conf) = br.conference {
+                let Some(members) = self.call(conf).and_then(|c| c.members.as_ref()) else {
+                    return Err(format!("{b}'s conference {conf} is not a conference call"));
+                };
+                for m in members {
+                    if !br.calls.contains(m) {
+                        return Err(format!("conference {conf}'s member {m} is not in {b}"));
+                    }
+                }
+                for c in &br.calls {
+                    let cc = self.call(*c);
+                    let is_member = cc.and_then(|x| x.member_of) == Some(conf);
+                    if is_member && !members.contains(c) {
+                        return Err(format!("{c} in {b} is not listed by {conf}"));
+                    }
+                }
+            }
+        }
+        for (leg, l) in &self.m.legs {
+            if self.call(l.call).and_then(|c| c.leg) != Some(*leg) {
+                return Err(format!(
+                    "{leg} belongs to {}, which does not carry it",
+                    l.call
+                ));
+            }
+        }
+        for (slot, p) in &self.m.parks {
+            if !self.state(p.call).is_live() {
+                return Err(format!(
+                    "slot {slot} holds {}, which is no longer live",
+                    p.call
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How to create a call.
+pub(crate) struct NewCall {
+    pub address: Arc<str>,
+    pub state: CallState,
+    pub reason: CallReason,
+    pub origin: CallOrigin,
+    pub caller: Party,
+    pub called: Party,
+    pub redirecting: Option<Party>,
+    pub creator: Option<AppId>,
+    pub completion: Option<CompletionId>,
+    pub forward_hops: u8,
+}
+
+/// The `call.state` event of a call's current state.
+fn state_event(c: &Call, privilege: Option<Privilege>) -> EventBody {
+    EventBody::CallState {
+        call: c.id,
+        state: c.state.kind(),
+        state_mode: c.state.mode(),
+        privilege,
+        conference: if c.state.kind() == CallStateKind::Conferenced {
+            c.member_of
+        } else {
+            None
+        },
+    }
+}
+
+/// A state's name as people read it in an error message.
+pub(crate) fn state_name(kind: CallStateKind) -> &'static str {
+    match kind {
+        CallStateKind::Idle => "idle",
+        CallStateKind::Offering => "offering",
+        CallStateKind::Accepted => "accepted",
+        CallStateKind::Dialtone => "at dial tone",
+        CallStateKind::Dialing => "dialing",
+        CallStateKind::Proceeding => "proceeding",
+        CallStateKind::Ringback => "in ringback",
+        CallStateKind::Busy => "busy",
+        CallStateKind::Connected => "connected",
+        CallStateKind::OnHold => "on hold",
+        CallStateKind::Conferenced => "conferenced",
+        CallStateKind::OnHoldPendConf => "on hold pending a conference",
+        CallStateKind::OnHoldPendTransfer => "on hold pending a transfer",
+        CallStateKind::Disconnected => "disconnected",
+    }
+}

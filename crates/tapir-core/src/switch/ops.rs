@@ -1,0 +1,1225 @@
+//! Call control operations: make call, answer, accept, dial, drop,
+//! deallocate, hold, unhold, swap hold, blind and consultation transfer,
+//! redirect, secure, handoff, digits, privileges, and opening and closing
+//! lines. Each `op_*` checks every precondition before it changes anything,
+//! so a rejected request leaves the switch as it was.
+
+use super::{Command, ConsultPurpose, LineOpen, NewCall, Pending, Switch};
+use crate::config::default_media_modes;
+use crate::error::{ErrorCode, TapiError, fail};
+use crate::ids::{AppId, CallId, LineId, Timestamp};
+use crate::output::{Effect, EventBody, InfoField, LineStateKind, ReleaseCause, Reply};
+use crate::types::{
+    CallOrigin, CallReason, CallState, CallStateKind as K, ConnectedMode, DialtoneMode,
+    DisconnectMode, ForwardCondition, HandoffTarget, LineKind, MediaMode, Party, Privilege,
+    TransferMode,
+};
+
+/// Unwrap the reply variant a typed method expects.
+macro_rules! expect_reply {
+    ($result:expr, $pat:pat => $out:expr) => {
+        match $result {
+            Ok($pat) => Ok($out),
+            Ok(other) => Err(TapiError::new(
+                ErrorCode::OperationFailed,
+                format!("unexpected reply {other:?}"),
+            )),
+            Err(e) => Err(e),
+        }
+    };
+}
+
+impl Switch {
+    // ------------------------------------------------------------------
+    // Typed operations (TAPI 2.x names). Each is one request with one reply.
+    // ------------------------------------------------------------------
+
+    /// `lineMakeCall` / `ITAddress::CreateCall` + `Connect`: place a call from
+    /// `from` (an address on a line the app has open) to `to`, or with no
+    /// destination get dial tone. The app becomes the call's sole owner.
+    ///
+    /// From a phone line this is third-party call control: tapir first rings
+    /// (or, with auto-answer, silently connects) the phone, and only when it
+    /// answers calls the destination. From a route point tapir itself calls.
+    /// Destinations are checked before anything happens (`invaladdress`);
+    /// busy and unanswered destinations show up later as call states.
+    pub fn make_call(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<CallId, TapiError> {
+        let cmd = Command::MakeCall {
+            from: from.to_string(),
+            to: to.map(str::to_string),
+        };
+        expect_reply!(self.request(now, app, cmd).1, Reply::Call { call } => call)
+    }
+
+    /// `lineAnswer` / `Answer`: answer an offering or accepted call. On a route
+    /// point tapir answers at once; a phone must support remote answer
+    /// (`operationunavail` otherwise) and the call connects when it does.
+    pub fn answer(&mut self, now: Timestamp, app: AppId, call: CallId) -> Result<(), TapiError> {
+        expect_reply!(self.request(now, app, Command::Answer(call)).1, Reply::Done => ())
+    }
+
+    /// `lineAccept`: claim an offering call (state `accepted`); stops the
+    /// no-answer forwarding timer, so the call keeps ringing here.
+    pub fn accept(&mut self, now: Timestamp, app: AppId, call: CallId) -> Result<(), TapiError> {
+        expect_reply!(self.request(now, app, Command::Accept(call)).1, Reply::Done => ())
+    }
+
+    /// `lineDial` / `Dial`: on a call at dial tone or dialing, add digits (a
+    /// trailing `;` means more will follow) and route the number when
+    /// complete; on a connected call the digits are sent as DTMF.
+    pub fn dial(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        digits: &str,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::Dial(call, digits.to_string());
+        expect_reply!(self.request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// `lineDrop` / `Disconnect`: end the call (reject it when offering). The
+    /// call goes idle; the far party sees `disconnected`. Dropping a
+    /// consultation call reconnects the call it consulted for (TAPI's
+    /// auto-reconnect); dropping a conference call ends every member.
+    pub fn drop_call(&mut self, now: Timestamp, app: AppId, call: CallId) -> Result<(), TapiError> {
+        expect_reply!(self.request(now, app, Command::Drop(call)).1, Reply::Done => ())
+    }
+
+    /// `lineDeallocateCall`: give up the app's handle. The sole owner of a call
+    /// that is not idle must drop it first (`invalcallstate`), so no call is
+    /// ever left without an owner by accident.
+    pub fn deallocate_call(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+    ) -> Result<(), TapiError> {
+        expect_reply!(self.request(now, app, Command::Deallocate(call)).1, Reply::Done => ())
+    }
+
+    /// `lineHold` / `Hold(TRUE)`: put a connected call on hold; the far party
+    /// hears music on hold.
+    pub fn hold(&mut self, now: Timestamp, app: AppId, call: CallId) -> Result<(), TapiError> {
+        expect_reply!(self.request(now, app, Command::Hold(call)).1, Reply::Done => ())
+    }
+
+    /// `lineUnhold` / `Hold(FALSE)`: retrieve a held call. Retrieving a call
+    /// held for a transfer or a conference abandons the consultation call.
+    pub fn unhold(&mut self, now: Timestamp, app: AppId, call: CallId) -> Result<(), TapiError> {
+        expect_reply!(self.request(now, app, Command::Unhold(call)).1, Reply::Done => ())
+    }
+
+    /// `lineSwapHold` / `SwapHold`: swap the active call and a held one. Between
+    /// a consultation call and the call held for its transfer, the roles swap
+    /// too, so `complete_transfer` works from either side.
+    pub fn swap_hold(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        active: CallId,
+        held: CallId,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::SwapHold(active, held);
+        expect_reply!(self.request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// `lineBlindTransfer` / `BlindTransfer`: send the far party of a connected
+    /// (or held) call to `to`; this call goes idle and the destination sees
+    /// reason `transfer`.
+    pub fn blind_transfer(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        to: &str,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::BlindTransfer(call, to.to_string());
+        expect_reply!(self.request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// `lineSetupTransfer`: hold a connected call pending transfer and return a
+    /// new consultation call at dial tone (app sole owner).
+    pub fn setup_transfer(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+    ) -> Result<CallId, TapiError> {
+        let cmd = Command::SetupTransfer(call);
+        expect_reply!(self.request(now, app, cmd).1, Reply::Consult { consult_call } => consult_call)
+    }
+
+    /// `lineCompleteTransfer`: in transfer mode join the two far parties (both
+    /// calls go idle); in conference mode make a three-way conference and
+    /// return the new conference call.
+    pub fn complete_transfer(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        consult: CallId,
+        mode: TransferMode,
+    ) -> Result<Option<CallId>, TapiError> {
+        let cmd = Command::CompleteTransfer(call, consult, mode);
+        match self.request(now, app, cmd).1? {
+            Reply::ConferenceCall { conference_call } => Ok(Some(conference_call)),
+            _ => Ok(None),
+        }
+    }
+
+    /// 3.x `Finish` on a consultation call: complete its transfer, or add it
+    /// to its conference.
+    pub fn finish(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        consult: CallId,
+        mode: TransferMode,
+    ) -> Result<Option<CallId>, TapiError> {
+        match self.request(now, app, Command::Finish(consult, mode)).1? {
+            Reply::ConferenceCall { conference_call } => Ok(Some(conference_call)),
+            _ => Ok(None),
+        }
+    }
+
+    /// `lineRedirect`: send an offering call elsewhere before it is answered;
+    /// it goes idle here and arrives there with reason `redirect`. A call from
+    /// a trunk is redirected with a 302 to the carrier instead of hairpinning.
+    pub fn redirect(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        to: &str,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::Redirect(call, to.to_string());
+        expect_reply!(self.request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// `lineSecureCall`: protect the call from interruptions for the rest of
+    /// its life: no call waiting (the address reads busy), no intrusion, no
+    /// pickup, no new monitor handles; encrypted media where the legs allow.
+    pub fn secure_call(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+    ) -> Result<(), TapiError> {
+        expect_reply!(self.request(now, app, Command::SecureCall(call)).1, Reply::Done => ())
+    }
+
+    /// `lineHandoff` / `HandoffDirect` / `HandoffIndirect`: make another app an
+    /// owner. The requesting app keeps its own privilege.
+    pub fn handoff(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        target: HandoffTarget,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::Handoff(call, target);
+        expect_reply!(self.request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// `lineGenerateDigits` / `GenerateDigits`: send DTMF in-band to the far
+    /// parties of a connected call. Characters that are not digits are
+    /// skipped, as TAPI says.
+    pub fn generate_digits(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        digits: &str,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::GenerateDigits(call, digits.to_string());
+        expect_reply!(self.request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// `lineSetCallPrivilege`: become owner or monitor of a call the app has a
+    /// handle to. The sole owner of a live call cannot step down.
+    pub fn set_call_privilege(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        privilege: Privilege,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::SetCallPrivilege(call, privilege);
+        expect_reply!(self.request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// `lineOpen`: the app watches (`monitor`) and/or takes new calls
+    /// (`owner`, for `media_modes`, interactive voice when none are given) on a
+    /// line. Opening again replaces the earlier open. Calls already on the line
+    /// are not announced (TAPI); monitors see every call created afterwards.
+    pub fn open_line(
+        &mut self,
+        app: AppId,
+        line: LineId,
+        privileges: &[Privilege],
+        media_modes: &[MediaMode],
+    ) -> Result<(), TapiError> {
+        if !self.m.apps.contains_key(&app) {
+            return fail(ErrorCode::InvalParam, format!("{app} is not registered"));
+        }
+        let Some(l) = self.m.lines.get_mut(&line) else {
+            return fail(ErrorCode::InvalLineHandle, format!("{line} does not exist"));
+        };
+        let owner = privileges.contains(&Privilege::Owner);
+        let monitor = privileges.contains(&Privilege::Monitor);
+        let media_modes = if media_modes.is_empty() {
+            default_media_modes()
+        } else {
+            media_modes.to_vec()
+        };
+        let order = self.next_open;
+        self.next_open += 1;
+        l.opens.retain(|o| o.app != app);
+        l.opens.push(LineOpen {
+            app,
+            owner,
+            monitor,
+            media_modes,
+            order,
+        });
+        self.emit(
+            app,
+            EventBody::LineState {
+                line,
+                state: LineStateKind::Open,
+            },
+        );
+        self.flush();
+        Ok(())
+    }
+
+    /// `lineClose`: the app stops seeing the line; its handles to calls on it
+    /// become invalid. Route-point calls it solely owned are dropped (nobody
+    /// else could end them); phone calls go on under the phone user's control.
+    pub fn close_line(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        line: LineId,
+    ) -> Result<(), TapiError> {
+        self.advance_to(now);
+        self.line_open_by(app, line)?;
+        let calls: Vec<CallId> = self
+            .m
+            .calls
+            .values()
+            .filter(|c| c.line == line && c.handles.iter().any(|(a, _)| *a == app))
+            .map(|c| c.id)
+            .collect();
+        for call in calls {
+            let sole_owner = self.call(call).is_some_and(|c| {
+                c.handles == [(app, Privilege::Owner)]
+                    || (c
+                        .handles
+                        .iter()
+                        .filter(|(_, p)| *p == Privilege::Owner)
+                        .count()
+                        == 1
+                        && c.handles.contains(&(app, Privilege::Owner)))
+            });
+            if sole_owner && self.line_kind(line) == LineKind::RoutePoint {
+                self.hang_up(call, ReleaseCause::Normal);
+            }
+            if let Some(c) = self.call_mut(call) {
+                c.handles.retain(|(a, _)| *a != app);
+            }
+            self.maybe_free(call);
+        }
+        if let Some(l) = self.m.lines.get_mut(&line) {
+            l.opens.retain(|o| o.app != app);
+        }
+        self.emit(
+            app,
+            EventBody::LineState {
+                line,
+                state: LineStateKind::Closed,
+            },
+        );
+        self.flush();
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // The operations
+    // ------------------------------------------------------------------
+
+    pub(crate) fn op_make_call(
+        &mut self,
+        app: AppId,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<CallId, TapiError> {
+        let line = self.open_address(app, from)?;
+        let kind = self.line_kind(line);
+        if kind == LineKind::Trunk {
+            return fail(
+                ErrorCode::OperationUnavail,
+                "calls are made from phones and route points; a trunk only carries them",
+            );
+        }
+        if let Some(t) = to {
+            self.check_destination(t)?;
+        }
+        let max = self.m.lines.get(&line).map(|l| l.max_calls).unwrap_or(1);
+        if self.live_calls_at(from) >= max {
+            return fail(
+                ErrorCode::CallUnavail,
+                format!("every call appearance of {from} is in use"),
+            );
+        }
+        let Some(address) = self.m.addresses.get_key_value(from).map(|(k, _)| k.clone()) else {
+            return fail(ErrorCode::InvalAddress, format!("{from} is not an address"));
+        };
+        let caller = Party {
+            address: from.to_string(),
+            name: self.m.lines.get(&line).and_then(|l| l.name.clone()),
+        };
+        let a = self.new_call(NewCall {
+            address,
+            state: if to.is_some() {
+                CallState::Dialing
+            } else {
+                CallState::Dialtone(DialtoneMode::Internal)
+            },
+            reason: CallReason::Direct,
+            origin: CallOrigin::Outbound,
+            caller,
+            called: Party::new(to.unwrap_or_default()),
+            redirecting: None,
+            creator: Some(app),
+            completion: None,
+            forward_hops: 0,
+        });
+        match kind {
+            LineKind::Phone => {
+                if let Some(c) = self.call_mut(a) {
+                    c.pending = match to {
+                        Some(t) => Pending::Route(t.into(), CallReason::Direct),
+                        None => Pending::Dialtone,
+                    };
+                }
+                self.invite_own_device(a, true);
+            }
+            _ => {
+                if let Some(t) = to {
+                    self.route(a, t, CallReason::Direct, None);
+                }
+            }
+        }
+        Ok(a)
+    }
+
+    pub(crate) fn op_answer(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        let line = self.owned(app, call)?.line;
+        self.expect_state(call, &[K::Offering, K::Accepted], "answer")?;
+        match self.line_kind(line) {
+            LineKind::RoutePoint => {
+                self.connect_answered(call);
+                Ok(())
+            }
+            LineKind::Phone => {
+                let remote = self.m.lines.get(&line).is_some_and(|l| l.remote_answer);
+                let leg = self.call(call).and_then(|c| c.leg);
+                match (remote, leg) {
+                    (true, Some(leg)) => {
+                        self.effect(Effect::RemoteAnswer { leg });
+                        Ok(())
+                    }
+                    _ => fail(
+                        ErrorCode::OperationUnavail,
+                        "this phone cannot be answered remotely; answer it on the phone",
+                    ),
+                }
+            }
+            LineKind::Trunk => fail(
+                ErrorCode::OperationUnavail,
+                "a trunk call is answered by the far network, not by tapir",
+            ),
+        }
+    }
+
+    /// The called call answered (its device, or tapir for a route point):
+    /// connect it and its caller.
+    pub(crate) fn connect_answered(&mut self, b: CallId) {
+        self.cancel_no_answer(b);
+        self.set_state(b, CallState::Connected(ConnectedMode::Active));
+        for a in self.others_in_bridge(b) {
+            let st = self.state(a);
+            if matches!(
+                st,
+                CallState::Proceeding | CallState::Ringback | CallState::Dialing
+            ) || st.is_alerting()
+            {
+                self.set_state(a, CallState::Connected(ConnectedMode::Active));
+                self.answer_inbound_leg(a);
+            }
+            let pa = self.party_of(a);
+            let pb = self.party_of(b);
+            self.set_connected(a, Some(pb));
+            self.set_connected(b, Some(pa));
+        }
+        self.answer_inbound_leg(b);
+    }
+
+    /// Send 200 OK on a call's inbound leg if it is still unanswered.
+    pub(crate) fn answer_inbound_leg(&mut self, call: CallId) {
+        if let Some(leg) = self.call(call).and_then(|c| c.leg)
+            && let Some(l) = self.m.legs.get_mut(&leg)
+            && l.inbound
+            && !l.answered
+        {
+            l.answered = true;
+            self.effect(Effect::AnswerLeg { leg });
+        }
+    }
+
+    pub(crate) fn op_accept(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        self.expect_state(call, &[K::Offering], "accept")?;
+        self.cancel_no_answer(call);
+        self.set_state(call, CallState::Accepted);
+        Ok(())
+    }
+
+    pub(crate) fn op_dial(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        digits: &str,
+    ) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        let partial = digits.ends_with(';');
+        let body = digits.trim_end_matches(';');
+        let st = self.state(call);
+        if st.is_connected() {
+            let Some(d) = super::route::normalize(body) else {
+                return fail(
+                    ErrorCode::InvalAddress,
+                    format!("'{digits}' are not DTMF digits"),
+                );
+            };
+            self.send_dtmf(call, &d);
+            return Ok(());
+        }
+        self.expect_state(call, &[K::Dialtone, K::Dialing], "dial on")?;
+        let normalized = if body.is_empty() {
+            String::new()
+        } else {
+            super::route::normalize(body).ok_or_else(|| {
+                TapiError::new(
+                    ErrorCode::InvalAddress,
+                    format!("'{digits}' is not dialable (digits, *, #, A-D, a leading +, ;)"),
+                )
+            })?
+        };
+        let so_far = self
+            .call(call)
+            .map(|c| c.dialed.clone())
+            .unwrap_or_default();
+        let number = format!("{so_far}{normalized}");
+        if !partial {
+            if number.is_empty() {
+                return fail(ErrorCode::InvalAddress, "no digits to dial");
+            }
+            self.check_destination(&number)?;
+        }
+        if let Some(c) = self.call_mut(call) {
+            c.dialed = number.clone();
+            c.called = Party::new(number.clone());
+        }
+        self.set_state(call, CallState::Dialing);
+        if !partial {
+            let waiting = self
+                .call(call)
+                .is_some_and(|c| c.pending == Pending::Dialtone);
+            if waiting {
+                if let Some(c) = self.call_mut(call) {
+                    c.pending = Pending::Route(number.as_str().into(), CallReason::Direct);
+                }
+            } else {
+                self.route(call, &number, CallReason::Direct, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Send DTMF to the other parties of a call.
+    pub(crate) fn send_dtmf(&mut self, call: CallId, digits: &str) {
+        let legs: Vec<_> = self
+            .others_in_bridge(call)
+            .into_iter()
+            .filter(|o| self.call(*o).is_some_and(|oc| oc.member_of.is_none()))
+            .filter_map(|o| self.call(o).and_then(|c| c.leg))
+            .collect();
+        for leg in legs {
+            self.effect(Effect::SendDigits {
+                leg,
+                digits: digits.to_string(),
+            });
+        }
+    }
+
+    pub(crate) fn op_drop(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        if self.state(call).is_idle() {
+            return fail(ErrorCode::InvalCallState, format!("{call} is already idle"));
+        }
+        self.hang_up(call, ReleaseCause::Normal);
+        Ok(())
+    }
+
+    /// End a call, whoever asked (its owner, or its device hanging up), and
+    /// settle everything that depended on it.
+    pub(crate) fn hang_up(&mut self, call: CallId, cause: ReleaseCause) {
+        let st = self.state(call);
+        if st.is_idle() {
+            return;
+        }
+        if let Some(members) = self.call(call).and_then(|c| c.members.clone()) {
+            if let Some(x) = self.call(call).and_then(|c| c.consult) {
+                self.hang_up(x, ReleaseCause::Normal);
+            }
+            for m in members {
+                self.drop_member(m);
+            }
+            self.go_idle(call, cause);
+            return;
+        }
+        if self.call(call).and_then(|c| c.member_of).is_some() {
+            self.drop_member(call);
+            return;
+        }
+        let conference_bridge = self
+            .call(call)
+            .and_then(|c| c.bridge)
+            .and_then(|b| self.m.bridges.get(&b))
+            .and_then(|b| b.conference);
+        let others = self.others_in_bridge(call);
+        let consult_of = self.call(call).and_then(|c| c.consult_of);
+        let address = self.call(call).map(|c| c.address.clone());
+        let rejected = st.is_alerting();
+        self.release_parked(call);
+        self.go_idle(
+            call,
+            if rejected {
+                ReleaseCause::Rejected
+            } else {
+                cause
+            },
+        );
+        if let Some(conf) = conference_bridge {
+            self.remote_left(conf, call);
+        } else if others.len() == 1 {
+            let p = others[0];
+            match (rejected, address) {
+                (true, Some(address)) => self.rejected_by(p, &address),
+                _ => self.far_end_gone(
+                    p,
+                    CallState::Disconnected(DisconnectMode::Normal),
+                    ReleaseCause::Normal,
+                ),
+            }
+        } else if others.len() > 1 {
+            // A mixed bridge without a conference call (intrusion): it goes on
+            // while two parties remain.
+            let rest = self.others_in_bridge(others[0]);
+            if rest.is_empty() {
+                self.far_end_gone(
+                    others[0],
+                    CallState::Disconnected(DisconnectMode::Normal),
+                    ReleaseCause::Normal,
+                );
+            }
+        }
+        if let Some((o, purpose)) = consult_of {
+            self.consult_ended(o, purpose);
+        }
+    }
+
+    /// The callee rejected caller `p`'s call: forward it as if busy, or tell
+    /// the caller.
+    pub(crate) fn rejected_by(&mut self, p: CallId, callee_address: &std::sync::Arc<str>) {
+        if !self.state(p).is_live() {
+            return;
+        }
+        match self.forward_target(callee_address, ForwardCondition::Busy, p) {
+            Some(to) => {
+                self.set_state(p, CallState::Proceeding);
+                self.forward_call(p, callee_address, to, CallReason::FwdBusy);
+            }
+            None => self.far_end_gone(
+                p,
+                CallState::Disconnected(DisconnectMode::Reject),
+                ReleaseCause::Rejected,
+            ),
+        }
+    }
+
+    /// A consultation call ended without being used: give its original call back.
+    pub(crate) fn consult_ended(&mut self, original: CallId, purpose: ConsultPurpose) {
+        if let Some(c) = self.call_mut(original) {
+            c.consult = None;
+        }
+        match purpose {
+            ConsultPurpose::Transfer => {
+                if self.state(original) == CallState::OnHoldPendTransfer {
+                    self.set_state(original, CallState::Connected(ConnectedMode::Active));
+                }
+            }
+            ConsultPurpose::Conference => {
+                if self.state(original) == CallState::OnHoldPendConf {
+                    self.set_state(original, CallState::Connected(ConnectedMode::Active));
+                }
+                self.collapse_if_needed(original);
+            }
+        }
+    }
+
+    pub(crate) fn op_deallocate(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        let privilege = self.privilege(app, call)?;
+        let (owners, idle) = self
+            .call(call)
+            .map(|c| {
+                (
+                    c.handles
+                        .iter()
+                        .filter(|(_, p)| *p == Privilege::Owner)
+                        .count(),
+                    c.state.is_idle(),
+                )
+            })
+            .unwrap_or((0, true));
+        if privilege == Privilege::Owner && owners == 1 && !idle {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!(
+                    "this application is the only owner of {call}, which is not idle: drop it first"
+                ),
+            );
+        }
+        if let Some(c) = self.call_mut(call) {
+            c.handles.retain(|(a, _)| *a != app);
+        }
+        let field = match privilege {
+            Privilege::Owner => InfoField::NumOwnerDecr,
+            Privilege::Monitor => InfoField::NumMonitors,
+        };
+        if !idle {
+            self.info_changed(call, &[field]);
+        }
+        self.maybe_free(call);
+        Ok(())
+    }
+
+    pub(crate) fn op_hold(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        self.expect_state(call, &[K::Connected], "hold")?;
+        self.set_state(call, CallState::OnHold);
+        Ok(())
+    }
+
+    pub(crate) fn op_unhold(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        self.expect_state(
+            call,
+            &[K::OnHold, K::OnHoldPendTransfer, K::OnHoldPendConf],
+            "unhold",
+        )?;
+        let consult = self.call(call).and_then(|c| c.consult);
+        match consult {
+            Some(x) if self.state(call) != CallState::OnHold => {
+                // Abandon the consultation call; its end gives this call back.
+                self.hang_up(x, ReleaseCause::Normal);
+                if self.state(call).is_held() {
+                    self.set_state(call, CallState::Connected(ConnectedMode::Active));
+                }
+            }
+            _ => self.set_state(call, CallState::Connected(ConnectedMode::Active)),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn op_swap_hold(
+        &mut self,
+        app: AppId,
+        active: CallId,
+        held: CallId,
+    ) -> Result<(), TapiError> {
+        self.owned(app, active)?;
+        self.owned(app, held)?;
+        if active == held {
+            return fail(ErrorCode::InvalCallHandle, "cannot swap a call with itself");
+        }
+        self.expect_state(active, &[K::Connected], "swap from")?;
+        self.expect_state(
+            held,
+            &[K::OnHold, K::OnHoldPendTransfer, K::OnHoldPendConf],
+            "swap to",
+        )?;
+        let held_state = self.state(held);
+        let held_consult = self.call(held).and_then(|c| c.consult);
+        match held_state {
+            CallState::OnHold => {
+                self.set_state(active, CallState::OnHold);
+                self.set_state(held, CallState::Connected(ConnectedMode::Active));
+            }
+            CallState::OnHoldPendTransfer if held_consult == Some(active) => {
+                // Roles swap: the held call becomes the consultation call.
+                if let Some(h) = self.call_mut(held) {
+                    h.consult = None;
+                    h.consult_of = Some((active, ConsultPurpose::Transfer));
+                }
+                if let Some(a) = self.call_mut(active) {
+                    a.consult_of = None;
+                    a.consult = Some(held);
+                }
+                self.set_state(active, CallState::OnHoldPendTransfer);
+                self.set_state(held, CallState::Connected(ConnectedMode::Active));
+            }
+            CallState::OnHoldPendConf if held_consult == Some(active) => {
+                self.set_state(active, CallState::OnHold);
+                self.set_state(held, CallState::Connected(ConnectedMode::Active));
+            }
+            _ => {
+                return fail(
+                    ErrorCode::InvalCallState,
+                    format!("{held} is held for another call's transfer or conference"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn op_blind_transfer(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        to: &str,
+    ) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        self.expect_state(call, &[K::Connected, K::OnHold], "transfer")?;
+        self.check_destination(to)?;
+        let Some(p) = self.peer(call) else {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!("{call} has no single far party to transfer"),
+            );
+        };
+        self.transfer_party(call, p, to);
+        Ok(())
+    }
+
+    /// Send `p`, the far party of `call`, to `to`; `call` goes idle.
+    pub(crate) fn transfer_party(&mut self, call: CallId, p: CallId, to: &str) {
+        let by = self.party_of(call);
+        self.go_idle(call, ReleaseCause::Normal);
+        self.set_state(p, CallState::Proceeding);
+        self.set_connected(p, None);
+        self.route(p, to, CallReason::Transfer, Some(by));
+    }
+
+    pub(crate) fn op_setup_transfer(
+        &mut self,
+        app: AppId,
+        call: CallId,
+    ) -> Result<CallId, TapiError> {
+        let c = self.owned(app, call)?;
+        if c.members.is_some() {
+            return fail(
+                ErrorCode::InvalCallState,
+                "a conference call is extended with prepare-add, not transferred",
+            );
+        }
+        self.expect_state(call, &[K::Connected], "set up a transfer for")?;
+        let x = self.new_consultation(app, call, ConsultPurpose::Transfer)?;
+        self.set_state(call, CallState::OnHoldPendTransfer);
+        Ok(x)
+    }
+
+    /// A new consultation call at dial tone on `call`'s address.
+    pub(crate) fn new_consultation(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        purpose: ConsultPurpose,
+    ) -> Result<CallId, TapiError> {
+        let Some((address, line)) = self.call(call).map(|c| (c.address.clone(), c.line)) else {
+            return fail(ErrorCode::InvalCallHandle, format!("{call} does not exist"));
+        };
+        let max = self.m.lines.get(&line).map(|l| l.max_calls).unwrap_or(1);
+        if self.live_calls_at(&address) >= max {
+            return fail(
+                ErrorCode::CallUnavail,
+                format!("every call appearance of {address} is in use"),
+            );
+        }
+        let caller = self.party_of(call);
+        let x = self.new_call(NewCall {
+            address,
+            state: CallState::Dialtone(DialtoneMode::Internal),
+            reason: CallReason::Direct,
+            origin: CallOrigin::Outbound,
+            caller,
+            called: Party::default(),
+            redirecting: None,
+            creator: Some(app),
+            completion: None,
+            forward_hops: 0,
+        });
+        if let Some(xc) = self.call_mut(x) {
+            xc.consult_of = Some((call, purpose));
+        }
+        if let Some(c) = self.call_mut(call) {
+            c.consult = Some(x);
+        }
+        if self.line_kind(line) == LineKind::Phone {
+            if let Some(xc) = self.call_mut(x) {
+                xc.pending = Pending::Dialtone;
+            }
+            self.invite_own_device(x, true);
+        }
+        Ok(x)
+    }
+
+    pub(crate) fn op_complete_transfer(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        consult: CallId,
+        mode: TransferMode,
+    ) -> Result<Reply, TapiError> {
+        self.owned(app, call)?;
+        match self.privilege(app, consult) {
+            Ok(Privilege::Owner) => {}
+            Ok(Privilege::Monitor) => {
+                return fail(
+                    ErrorCode::NotOwner,
+                    format!("this application only monitors {consult}"),
+                );
+            }
+            Err(_) => {
+                return fail(
+                    ErrorCode::InvalConsultCallHandle,
+                    format!("{consult} is not a call this application has a handle to"),
+                );
+            }
+        }
+        if consult == call {
+            return fail(
+                ErrorCode::InvalConsultCallHandle,
+                "a call cannot consult itself",
+            );
+        }
+        self.expect_state(
+            call,
+            &[K::OnHoldPendTransfer, K::OnHold],
+            "complete a transfer of",
+        )?;
+        self.expect_state(
+            consult,
+            &[K::Connected, K::Ringback, K::Busy, K::Proceeding],
+            "complete a transfer to",
+        )?;
+        let conf_role = |s: &Self, c: CallId| {
+            s.call(c)
+                .is_some_and(|x| x.members.is_some() || x.member_of.is_some())
+        };
+        if conf_role(self, call) || conf_role(self, consult) {
+            return fail(
+                ErrorCode::InvalConsultCallHandle,
+                "conference calls are joined with add-to-conference",
+            );
+        }
+        let Some(p) = self.peer(call) else {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!("{call} has no far party to transfer"),
+            );
+        };
+        let q = self.peer(consult);
+        if q == Some(p) {
+            return fail(
+                ErrorCode::InvalConsultCallHandle,
+                "both calls lead to the same party",
+            );
+        }
+        match mode {
+            TransferMode::Transfer => {
+                self.join_far_parties(call, p, consult, q);
+                Ok(Reply::Done)
+            }
+            TransferMode::Conference => {
+                let conf = self.conference_from(app, call, p, consult, q);
+                Ok(Reply::ConferenceCall {
+                    conference_call: conf,
+                })
+            }
+        }
+    }
+
+    /// Transfer mode: `p` (far party of `call`) and `q` (far party of
+    /// `consult`) are joined; both of this address's calls go idle.
+    pub(crate) fn join_far_parties(
+        &mut self,
+        call: CallId,
+        p: CallId,
+        consult: CallId,
+        q: Option<CallId>,
+    ) {
+        let by = self.party_of(call);
+        self.go_idle(call, ReleaseCause::Normal);
+        self.go_idle(consult, ReleaseCause::Normal);
+        match q {
+            Some(q) => {
+                self.new_bridge(&[p, q], None);
+                let pq = self.party_of(q);
+                let pp = self.party_of(p);
+                if let Some(qc) = self.call_mut(q) {
+                    qc.redirecting = Some(by);
+                }
+                self.info_changed(q, &[InfoField::Redirecting]);
+                if self.state(q).is_connected() {
+                    self.set_state(p, CallState::Connected(ConnectedMode::Active));
+                    self.set_connected(p, Some(pq));
+                    self.set_connected(q, Some(pp));
+                } else {
+                    self.set_connected(p, None);
+                    self.set_state(p, CallState::Ringback);
+                }
+            }
+            None => {
+                self.leave_bridge(p);
+                self.set_connected(p, None);
+                self.set_state(p, CallState::Busy(crate::types::BusyMode::Station));
+            }
+        }
+    }
+
+    pub(crate) fn op_finish(
+        &mut self,
+        app: AppId,
+        consult: CallId,
+        mode: TransferMode,
+    ) -> Result<Reply, TapiError> {
+        self.owned(app, consult)?;
+        let Some((original, purpose)) = self.call(consult).and_then(|c| c.consult_of) else {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!("{consult} is not a consultation call"),
+            );
+        };
+        match (purpose, mode) {
+            (ConsultPurpose::Transfer, _) => {
+                self.op_complete_transfer(app, original, consult, mode)
+            }
+            (ConsultPurpose::Conference, TransferMode::Conference) => self
+                .op_add_to_conference(app, original, consult)
+                .map(|_| Reply::Done),
+            (ConsultPurpose::Conference, TransferMode::Transfer) => fail(
+                ErrorCode::InvalTransferMode,
+                "a conference's consultation call can only be finished as a conference",
+            ),
+        }
+    }
+
+    pub(crate) fn op_redirect(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        to: &str,
+    ) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        self.expect_state(call, &[K::Offering, K::Accepted], "redirect")?;
+        self.check_destination(to)?;
+        let others = self.others_in_bridge(call);
+        let [a] = others[..] else {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!("{call} has no caller to redirect"),
+            );
+        };
+        let Some(address) = self.call(call).map(|c| c.address.clone()) else {
+            return fail(ErrorCode::InvalCallHandle, format!("{call} does not exist"));
+        };
+        let a_line = self.call(a).map(|c| c.line);
+        let a_leg = self.call(a).and_then(|c| c.leg);
+        let trunk_unanswered = a_line.is_some_and(|l| self.line_kind(l) == LineKind::Trunk)
+            && a_leg.is_some_and(|l| {
+                self.m
+                    .legs
+                    .get(&l)
+                    .is_some_and(|x| x.inbound && !x.answered)
+            });
+        self.go_idle(call, ReleaseCause::Moved);
+        if trunk_unanswered && let Some(leg) = a_leg {
+            // The carrier re-routes the call itself: no hairpin through tapir.
+            self.effect(Effect::Redirect {
+                leg,
+                target: to.into(),
+            });
+            self.m.legs.remove(&leg);
+            if let Some(ac) = self.call_mut(a) {
+                ac.leg = None;
+            }
+            self.far_end_gone(
+                a,
+                CallState::Disconnected(DisconnectMode::Forwarded),
+                ReleaseCause::Moved,
+            );
+            return Ok(());
+        }
+        self.set_state(a, CallState::Proceeding);
+        let party = Party::new(&*address);
+        if let Some(ac) = self.call_mut(a) {
+            ac.redirecting = Some(party.clone());
+        }
+        self.route(a, to, CallReason::Redirect, Some(party));
+        Ok(())
+    }
+
+    pub(crate) fn op_secure_call(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        if !self.state(call).is_live() {
+            return fail(ErrorCode::InvalCallState, format!("{call} has ended"));
+        }
+        if self.call(call).is_some_and(|c| c.secure) {
+            return Ok(());
+        }
+        if let Some(c) = self.call_mut(call) {
+            c.secure = true;
+        }
+        self.info_changed(call, &[InfoField::Secure]);
+        let mut legs: Vec<_> = self.call(call).and_then(|c| c.leg).into_iter().collect();
+        for o in self.others_in_bridge(call) {
+            legs.extend(self.call(o).and_then(|c| c.leg));
+        }
+        for leg in legs {
+            self.effect(Effect::SecureMedia { leg });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn op_handoff(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        target: HandoffTarget,
+    ) -> Result<(), TapiError> {
+        let line = self.owned(app, call)?.line;
+        let target_app = match &target {
+            HandoffTarget::App(name) => {
+                let found = self.app_named(name).filter(|a| {
+                    self.m
+                        .lines
+                        .get(&line)
+                        .is_some_and(|l| l.opens.iter().any(|o| o.app == *a && o.owner))
+                });
+                found.ok_or_else(|| {
+                    TapiError::new(
+                        ErrorCode::TargetNotFound,
+                        format!("no application named '{name}' has {line} open as owner"),
+                    )
+                })?
+            }
+            HandoffTarget::MediaMode(mode) => {
+                if *mode == MediaMode::Unknown {
+                    return fail(
+                        ErrorCode::InvalMediaMode,
+                        "handoff by media mode needs a definite mode, not unknown",
+                    );
+                }
+                let found = self.owner_app_for(line, *mode).ok_or_else(|| {
+                    TapiError::new(
+                        ErrorCode::TargetNotFound,
+                        format!("no application has {line} open as owner for {mode:?}"),
+                    )
+                })?;
+                if found == app {
+                    return fail(
+                        ErrorCode::TargetSelf,
+                        "this application is itself the highest-priority owner for that media mode",
+                    );
+                }
+                found
+            }
+        };
+        if let HandoffTarget::MediaMode(mode) = target
+            && let Some(c) = self.call_mut(call)
+        {
+            c.media_mode = mode;
+        }
+        self.grant(target_app, call, Privilege::Owner);
+        Ok(())
+    }
+
+    pub(crate) fn op_generate_digits(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        digits: &str,
+    ) -> Result<(), TapiError> {
+        self.owned(app, call)?;
+        self.expect_state(call, &[K::Connected], "send digits on")?;
+        let d: String = digits
+            .chars()
+            .filter(|c| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | ',' | '!'))
+            .collect();
+        if !d.is_empty() {
+            self.send_dtmf(call, &d);
+        }
+        self.emit(app, EventBody::DigitsGenerated { call });
+        Ok(())
+    }
+
+    pub(crate) fn op_set_call_privilege(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        privilege: Privilege,
+    ) -> Result<(), TapiError> {
+        let current = self.privilege(app, call)?;
+        if current == privilege {
+            return Ok(());
+        }
+        let (owners, live) = self
+            .call(call)
+            .map(|c| {
+                (
+                    c.handles
+                        .iter()
+                        .filter(|(_, p)| *p == Privilege::Owner)
+                        .count(),
+                    !c.state.is_idle(),
+                )
+            })
+            .unwrap_or((0, false));
+        if privilege == Privilege::Monitor && owners == 1 && live {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!(
+                    "this application is the only owner of {call}; drop it before stepping down"
+                ),
+            );
+        }
+        self.grant(app, call, privilege);
+        Ok(())
+    }
+
+    fn advance_to(&mut self, now: Timestamp) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+}

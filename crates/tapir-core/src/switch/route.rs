@@ -1,0 +1,477 @@
+//! Where a dialled call goes: address syntax, resolution to a line, a trunk or
+//! a park slot, forwarding (unconditional, busy, no answer, with caller
+//! filters), busy detection, and offering the call at its destination.
+
+use super::{NewCall, Pending, Switch, Timer};
+use crate::error::{ErrorCode, TapiError, fail};
+use crate::ids::CallId;
+use crate::output::ReleaseCause;
+use crate::types::{
+    BusyMode, CallOrigin, CallReason, CallState, CallerFilter, DisconnectMode, ForwardCondition,
+    LineKind, OfferingMode, Party,
+};
+use std::sync::Arc;
+
+/// Strip the formatting people type (spaces, dashes, dots, brackets) and check
+/// that what remains is dialable: digits, `*`, `#`, `A`–`D`, and a leading `+`.
+pub(crate) fn normalize(input: &str) -> Option<String> {
+    let mut out = String::with_capacity(input.len());
+    for (i, ch) in input.chars().enumerate() {
+        match ch {
+            ' ' | '-' | '.' | '(' | ')' => {}
+            '0'..='9' | '*' | '#' => out.push(ch),
+            'A'..='D' => out.push(ch),
+            'a'..='d' => out.push(ch.to_ascii_uppercase()),
+            '+' if i == 0 => out.push(ch),
+            _ => return None,
+        }
+    }
+    if out.is_empty() || out == "+" {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+/// Where a dialled string leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// An address of this switch.
+    Internal(Arc<str>),
+    /// A number outside the switch, through the first trunk.
+    External {
+        trunk_address: Arc<str>,
+        number: Arc<str>,
+    },
+    /// A park slot.
+    ParkSlot(Arc<str>),
+}
+
+impl Switch {
+    /// Resolve a dialled string, or `invaladdress` with the reason.
+    pub(crate) fn resolve(&self, dest: &str) -> Result<Target, TapiError> {
+        let Some(n) = normalize(dest) else {
+            return fail(
+                ErrorCode::InvalAddress,
+                format!("'{dest}' is not a dialable address (digits, *, #, A-D and a leading +)"),
+            );
+        };
+        if let Some((a, _)) = self.m.addresses.get_key_value(n.as_str()) {
+            return Ok(Target::Internal(a.clone()));
+        }
+        if self.cfg.park_slots.iter().any(|s| *s == n) {
+            return Ok(Target::ParkSlot(Arc::from(n.as_str())));
+        }
+        let trunk = self
+            .m
+            .lines
+            .values()
+            .find(|l| l.kind == LineKind::Trunk)
+            .and_then(|l| l.addresses.first().cloned());
+        match trunk {
+            Some(trunk_address) => Ok(Target::External {
+                trunk_address,
+                number: Arc::from(n.as_str()),
+            }),
+            None => fail(
+                ErrorCode::InvalAddress,
+                format!("{n} is not an address of this switch and no trunk leads outside"),
+            ),
+        }
+    }
+
+    /// Whether a call comes from outside the switch.
+    pub(crate) fn is_external(&self, call: CallId) -> bool {
+        self.call(call)
+            .is_some_and(|c| c.origin == CallOrigin::External)
+    }
+
+    /// The forwarding destination that applies to a call from `caller`
+    /// arriving at `address` under `condition`: `Some(None)` is do-not-disturb.
+    /// A rule for one specific caller beats an internal/external rule, which
+    /// beats a rule for everybody.
+    pub(crate) fn forward_target(
+        &self,
+        address: &str,
+        condition: ForwardCondition,
+        caller: CallId,
+    ) -> Option<Option<Arc<str>>> {
+        let a = self.m.addresses.get(address)?;
+        let external = self.is_external(caller);
+        let caller_address = self.party_of(caller).address;
+        let mut best: Option<(u8, Option<Arc<str>>)> = None;
+        for rule in &a.forwarding {
+            let cond = rule.mode.condition();
+            let cond_ok = cond == condition
+                || (cond == ForwardCondition::BusyNoAnswer
+                    && matches!(
+                        condition,
+                        ForwardCondition::Busy | ForwardCondition::NoAnswer
+                    ));
+            if !cond_ok {
+                continue;
+            }
+            let rank = match rule.mode.callers() {
+                CallerFilter::All => 1,
+                CallerFilter::Internal if !external => 2,
+                CallerFilter::External if external => 2,
+                CallerFilter::Specific
+                    if rule.caller.as_deref().and_then(normalize).as_deref()
+                        == Some(caller_address.as_str()) =>
+                {
+                    3
+                }
+                _ => continue,
+            };
+            if best.as_ref().is_none_or(|(r, _)| rank > *r) {
+                best = Some((rank, rule.to.as_deref().map(Arc::from)));
+            }
+        }
+        best.map(|(_, to)| to)
+    }
+
+    /// Whether an address takes no more calls: all its call appearances are in
+    /// use, or it has a secure call (which refuses call waiting).
+    pub(crate) fn address_busy(&self, address: &str) -> bool {
+        let Some(a) = self.m.addresses.get(address) else {
+            return false;
+        };
+        let max = self.m.lines.get(&a.line).map(|l| l.max_calls).unwrap_or(1);
+        let live: Vec<_> = self
+            .m
+            .calls
+            .values()
+            .filter(|c| &*c.address == address && c.state.is_live())
+            .filter(|c| c.reason != CallReason::CampedOn || c.state.is_alerting())
+            .collect();
+        live.len() >= max || live.iter().any(|c| c.secure)
+    }
+
+    /// Send call `a` towards `dest`. Whatever happens (offered, forwarded,
+    /// busy, bad address) is reflected in `a`'s state.
+    pub(crate) fn route(
+        &mut self,
+        a: CallId,
+        dest: &str,
+        reason: CallReason,
+        redirecting: Option<Party>,
+    ) {
+        let target = match self.resolve(dest) {
+            Ok(t) => t,
+            Err(_) => {
+                self.fail_attempt(a, CallState::Disconnected(DisconnectMode::BadAddress));
+                return;
+            }
+        };
+        if let Some(c) = self.call_mut(a) {
+            c.dialed.clear();
+        }
+        match target {
+            Target::ParkSlot(slot) => {
+                if !self.retrieve_parked_into(a, &slot) {
+                    self.fail_attempt(a, CallState::Disconnected(DisconnectMode::BadAddress));
+                }
+            }
+            Target::External {
+                trunk_address,
+                number,
+            } => {
+                let called = Party::new(&*number);
+                self.offer(a, trunk_address, called, number, reason, redirecting);
+            }
+            Target::Internal(address) => {
+                let hops = self.call(a).map(|c| c.forward_hops).unwrap_or(0);
+                if hops > self.cfg.max_forward_hops {
+                    self.fail_attempt(a, CallState::Disconnected(DisconnectMode::Unavail));
+                    return;
+                }
+                if let Some(to) = self.forward_target(&address, ForwardCondition::Unconditional, a)
+                {
+                    self.forward_call(a, &address, to, CallReason::FwdUncond);
+                    return;
+                }
+                if self.address_busy(&address) {
+                    self.busy_at(a, &address, reason, redirecting);
+                    return;
+                }
+                let called = Party::new(&*address);
+                self.offer(a, address.clone(), called, address, reason, redirecting);
+            }
+        }
+    }
+
+    /// Forward call `a`, which was going to `from`, to `to` (or give busy for
+    /// do-not-disturb).
+    pub(crate) fn forward_call(
+        &mut self,
+        a: CallId,
+        from: &Arc<str>,
+        to: Option<Arc<str>>,
+        reason: CallReason,
+    ) {
+        match to {
+            None => self.fail_attempt(a, CallState::Busy(BusyMode::Station)),
+            Some(to) => {
+                if let Some(c) = self.call_mut(a) {
+                    c.forward_hops = c.forward_hops.saturating_add(1);
+                }
+                let party = Party::new(&**from);
+                if let Some(c) = self.call_mut(a) {
+                    c.redirecting = Some(party.clone());
+                }
+                self.route(a, &to, reason, Some(party));
+            }
+        }
+    }
+
+    /// The destination is busy: forward on busy, or give the caller busy.
+    pub(crate) fn busy_at(
+        &mut self,
+        a: CallId,
+        address: &Arc<str>,
+        _reason: CallReason,
+        _redirecting: Option<Party>,
+    ) {
+        match self.forward_target(address, ForwardCondition::Busy, a) {
+            Some(to) => self.forward_call(a, address, to, CallReason::FwdBusy),
+            None => self.fail_attempt(a, CallState::Busy(BusyMode::Station)),
+        }
+    }
+
+    /// The attempt of call `a` failed. Busy keeps the call (the caller hears
+    /// busy tone and may ask for camp-on or callback). Any other failure
+    /// disconnects it; a call with a device then goes idle with its leg, a
+    /// route point's call waits for its app to drop it.
+    pub(crate) fn fail_attempt(&mut self, a: CallId, state: CallState) {
+        if matches!(state, CallState::Busy(_)) {
+            self.set_state(a, state);
+            return;
+        }
+        let cause = match state {
+            CallState::Disconnected(DisconnectMode::BadAddress) => ReleaseCause::NotFound,
+            CallState::Disconnected(DisconnectMode::Reject) => ReleaseCause::Rejected,
+            CallState::Disconnected(DisconnectMode::Busy) => ReleaseCause::Busy,
+            CallState::Disconnected(DisconnectMode::Normal) => ReleaseCause::Normal,
+            _ => ReleaseCause::Unavailable,
+        };
+        self.far_end_gone(a, state, cause);
+    }
+
+    /// The far end of `call` is gone: the call shows `disconnected` with the
+    /// reason; a call with a device (phone or trunk line) then goes idle as the
+    /// switch ends its leg; a route point's call stays disconnected until its
+    /// owner drops it.
+    pub(crate) fn far_end_gone(&mut self, call: CallId, state: CallState, cause: ReleaseCause) {
+        let current = self.state(call);
+        if current.is_idle() {
+            return;
+        }
+        if current.is_live() {
+            self.set_state(call, state);
+        }
+        let Some(line) = self.call(call).map(|c| c.line) else {
+            return;
+        };
+        if self.line_kind(line) == LineKind::RoutePoint {
+            self.leave_bridge(call);
+            self.cancel_no_answer(call);
+        } else {
+            self.go_idle(call, cause);
+        }
+    }
+
+    /// Offer call `a` at `address` (a line's address, or a trunk's with
+    /// `target` the external number): create the called call, its leg and the
+    /// bridge between them.
+    pub(crate) fn offer(
+        &mut self,
+        a: CallId,
+        address: Arc<str>,
+        called: Party,
+        target: Arc<str>,
+        reason: CallReason,
+        redirecting: Option<Party>,
+    ) -> Option<CallId> {
+        let line = self.m.addresses.get(&address)?.line;
+        let kind = self.line_kind(line);
+        let caller = self.party_of(a);
+        let origin = if self.is_external(a) {
+            CallOrigin::External
+        } else {
+            CallOrigin::Internal
+        };
+        if kind == LineKind::RoutePoint
+            && self
+                .owner_app_for(line, crate::types::MediaMode::InteractiveVoice)
+                .is_none()
+        {
+            // TAPI drops a call no application will own; a route point has
+            // no device to ring instead.
+            self.fail_attempt(a, CallState::Disconnected(DisconnectMode::Unavail));
+            return None;
+        }
+        let hops = self.call(a).map(|c| c.forward_hops).unwrap_or(0);
+        let b = self.new_call(NewCall {
+            address: address.clone(),
+            state: CallState::Offering(OfferingMode::Active),
+            reason,
+            origin,
+            caller: caller.clone(),
+            called,
+            redirecting,
+            creator: None,
+            completion: None,
+            forward_hops: hops,
+        });
+        self.new_bridge(&[a, b], None);
+        if !matches!(self.state(a), CallState::Connected(_)) {
+            self.set_state(a, CallState::Proceeding);
+        }
+        match kind {
+            LineKind::RoutePoint => {
+                // tapir alerts on the route point's behalf at once.
+                self.alerting(b);
+            }
+            LineKind::Phone | LineKind::Trunk => {
+                self.create_leg(b, target, caller, false);
+            }
+        }
+        if let Some(Some(_)) = self.forward_target(&address, ForwardCondition::NoAnswer, a) {
+            let rings = self
+                .m
+                .addresses
+                .get(&address)
+                .map(|x| x.no_answer_rings)
+                .unwrap_or(self.cfg.default_no_answer_rings);
+            let key = self.start_timer(u64::from(rings) * self.cfg.ring_ms, Timer::NoAnswer(b));
+            if let Some(c) = self.call_mut(b) {
+                c.no_answer_timer = Some(key);
+            }
+        }
+        Some(b)
+    }
+
+    /// The called call `b` is alerting: its caller hears ringback.
+    pub(crate) fn alerting(&mut self, b: CallId) {
+        for a in self.others_in_bridge(b) {
+            if matches!(
+                self.state(a),
+                CallState::Proceeding | CallState::Dialing | CallState::Dialtone(_)
+            ) {
+                self.set_state(a, CallState::Ringback);
+                if let Some(leg) = self.call(a).and_then(|c| c.leg)
+                    && self
+                        .m
+                        .legs
+                        .get(&leg)
+                        .is_some_and(|l| l.inbound && !l.answered)
+                {
+                    self.effect(crate::output::Effect::Alert { leg });
+                }
+            }
+        }
+    }
+
+    /// Nobody answered `b` within its ring count: forward the caller.
+    pub(crate) fn no_answer_expired(&mut self, b: CallId) {
+        if let Some(c) = self.call_mut(b) {
+            c.no_answer_timer = None;
+        }
+        if !matches!(self.state(b), CallState::Offering(_)) {
+            return;
+        }
+        let Some(a) = self.others_in_bridge(b).first().copied() else {
+            return;
+        };
+        let Some(address) = self.call(b).map(|c| c.address.clone()) else {
+            return;
+        };
+        let Some(to) = self.forward_target(&address, ForwardCondition::NoAnswer, a) else {
+            return;
+        };
+        self.set_state(b, CallState::Disconnected(DisconnectMode::Forwarded));
+        self.leave_bridge(b);
+        self.go_idle(b, ReleaseCause::Moved);
+        self.set_state(a, CallState::Proceeding);
+        self.forward_call(a, &address, to, CallReason::FwdNoAnswer);
+    }
+
+    /// A device started a call by itself (INVITE from a phone or a trunk).
+    pub(crate) fn device_call(
+        &mut self,
+        leg: crate::ids::LegId,
+        from: &str,
+        external_caller: Option<String>,
+        to: &str,
+    ) {
+        let line = self.line_of(from);
+        let kind = line.map(|l| self.line_kind(l));
+        let Some((line, kind)) = line.zip(kind).filter(|(_, k)| *k != LineKind::RoutePoint) else {
+            self.effect(crate::output::Effect::ReleaseLeg {
+                leg,
+                cause: ReleaseCause::NotFound,
+            });
+            return;
+        };
+        if self.m.legs.contains_key(&leg) || self.address_busy(from) && kind == LineKind::Phone {
+            self.effect(crate::output::Effect::ReleaseLeg {
+                leg,
+                cause: ReleaseCause::Busy,
+            });
+            return;
+        }
+        let Some(address) = self.m.addresses.get_key_value(from).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        let _ = line;
+        let (origin, caller) = match kind {
+            LineKind::Trunk => (
+                CallOrigin::External,
+                Party::new(external_caller.unwrap_or_else(|| "anonymous".to_string())),
+            ),
+            _ => (CallOrigin::Outbound, Party::new(&*address)),
+        };
+        let a = self.new_call(NewCall {
+            address,
+            state: CallState::Dialing,
+            reason: CallReason::Direct,
+            origin,
+            caller,
+            called: Party::new(to),
+            redirecting: None,
+            creator: None,
+            completion: None,
+            forward_hops: 0,
+        });
+        self.m.legs.insert(
+            leg,
+            super::Leg {
+                call: a,
+                inbound: true,
+                answered: false,
+                device_held: false,
+                direction: crate::output::Direction::SendRecv,
+                media: crate::output::MediaSource::Silence,
+            },
+        );
+        if let Some(c) = self.call_mut(a) {
+            c.leg = Some(leg);
+            c.pending = Pending::None;
+        }
+        self.route(a, to, CallReason::Direct, None);
+    }
+
+    /// Check a destination before an operation changes anything.
+    pub(crate) fn check_destination(&self, dest: &str) -> Result<Target, TapiError> {
+        self.resolve(dest)
+    }
+
+    /// The live calls of the line that owns `line`'s address, for call limits.
+    pub(crate) fn live_calls_at(&self, address: &str) -> usize {
+        self.m
+            .calls
+            .values()
+            .filter(|c| &*c.address == address && c.state.is_live())
+            .count()
+    }
+}

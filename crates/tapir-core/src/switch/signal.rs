@@ -1,0 +1,296 @@
+//! What devices report about their legs (alerting, answered, busy, rejected,
+//! unreachable, hung up, held or retrieved by the device, digits, REFER) and
+//! how each maps onto the same call-control rules the applications use.
+
+use super::{Pending, Switch};
+use crate::error::{ErrorCode, TapiError, fail};
+use crate::ids::{CallId, LegId, Timestamp};
+use crate::output::{EventBody, ReleaseCause};
+use crate::types::{CallReason, CallState, ConnectedMode, DisconnectMode, ForwardCondition};
+
+/// Something a device reported about one of its legs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LegEvent {
+    /// The device is ringing (180 on an outbound leg).
+    Alerting,
+    /// The device answered (200 on an outbound leg).
+    Answered,
+    /// The device is busy (486 / 600).
+    Busy,
+    /// The device rejected the call (603).
+    Rejected,
+    /// The device could not be reached (408, 480, 503, no contact).
+    Unreachable,
+    /// The device hung up (BYE, or CANCEL of its own INVITE).
+    HungUp,
+    /// The device put the call on hold itself (re-INVITE sendonly/inactive).
+    Held,
+    /// The device took the call off hold itself.
+    Retrieved,
+    /// The device sent DTMF digits (RFC 4733 or INFO).
+    Digits(String),
+    /// The device asked to transfer its far party to an address (REFER).
+    Refer(String),
+    /// The device asked to transfer its far party to the far party of its
+    /// other call `replaces` (REFER with Replaces: attended transfer).
+    ReferReplaces(LegId),
+}
+
+impl Switch {
+    /// A device's REFER, answered synchronously so the SIP layer can reply
+    /// 202 or an error: blind transfer to an address, or (with Replaces)
+    /// attended transfer between the device's two calls. The phone needs no
+    /// privilege: it is the party itself.
+    pub fn refer(&mut self, now: Timestamp, leg: LegId, event: LegEvent) -> Result<(), TapiError> {
+        if now > self.now {
+            self.now = now;
+        }
+        let result = self.refer_inner(leg, event);
+        self.flush();
+        result
+    }
+
+    fn refer_inner(&mut self, leg: LegId, event: LegEvent) -> Result<(), TapiError> {
+        let Some(call) = self.call_of_leg(leg) else {
+            return fail(ErrorCode::InvalCallHandle, format!("{leg} carries no call"));
+        };
+        if !matches!(
+            self.state(call),
+            CallState::Connected(_) | CallState::OnHold
+        ) {
+            return fail(
+                ErrorCode::InvalCallState,
+                "only an established call can be transferred",
+            );
+        }
+        let Some(p) = self.peer(call) else {
+            return fail(
+                ErrorCode::InvalCallState,
+                "the call has no single far party",
+            );
+        };
+        match event {
+            LegEvent::Refer(to) => {
+                self.check_destination(&to)?;
+                self.transfer_party(call, p, &to);
+                Ok(())
+            }
+            LegEvent::ReferReplaces(other) => {
+                let Some(x) = self.call_of_leg(other) else {
+                    return fail(
+                        ErrorCode::InvalConsultCallHandle,
+                        format!("{other} carries no call"),
+                    );
+                };
+                let same_address =
+                    self.call(x).map(|c| &c.address) == self.call(call).map(|c| &c.address);
+                if x == call || !same_address {
+                    return fail(
+                        ErrorCode::InvalConsultCallHandle,
+                        "the replaced dialog is not another call of the same phone",
+                    );
+                }
+                if !matches!(
+                    self.state(x),
+                    CallState::Connected(_)
+                        | CallState::OnHold
+                        | CallState::Ringback
+                        | CallState::Proceeding
+                ) {
+                    return fail(
+                        ErrorCode::InvalCallState,
+                        "the replaced call is not established",
+                    );
+                }
+                let q = self.peer(x);
+                if q == Some(p) {
+                    return fail(
+                        ErrorCode::InvalConsultCallHandle,
+                        "both calls lead to the same party",
+                    );
+                }
+                self.join_far_parties(call, p, x, q);
+                Ok(())
+            }
+            _ => fail(ErrorCode::InvalParam, "not a transfer request"),
+        }
+    }
+
+    /// Handle one leg event (see [`LegEvent`]). Events for unknown legs are
+    /// ignored: the leg may have ended while the report was on its way.
+    pub(crate) fn leg_event(&mut self, leg: LegId, event: LegEvent) {
+        let Some(l) = self.m.legs.get(&leg) else {
+            return;
+        };
+        let call = l.call;
+        let inbound = l.inbound;
+        let answered = l.answered;
+        match event {
+            LegEvent::Alerting => {
+                if !inbound && self.state(call).is_alerting() {
+                    self.alerting(call);
+                }
+            }
+            LegEvent::Answered => {
+                if inbound || answered {
+                    return;
+                }
+                if let Some(l) = self.m.legs.get_mut(&leg) {
+                    l.answered = true;
+                }
+                self.touched.push(call);
+                if self.state(call).is_alerting() {
+                    self.callee_answered(call);
+                    return;
+                }
+                let pending = self
+                    .call_mut(call)
+                    .map(|c| std::mem::replace(&mut c.pending, Pending::None))
+                    .unwrap_or(Pending::None);
+                match pending {
+                    Pending::Route(dest, reason) => {
+                        self.set_state(call, CallState::Proceeding);
+                        self.route(call, &dest, reason, None);
+                    }
+                    Pending::Join => self.join_now(call),
+                    Pending::Dialtone | Pending::None => {}
+                }
+            }
+            LegEvent::Busy | LegEvent::Rejected | LegEvent::Unreachable => {
+                if answered || inbound {
+                    self.device_hung_up(leg, call);
+                } else {
+                    self.device_refused(leg, call, event);
+                }
+            }
+            LegEvent::HungUp => self.device_hung_up(leg, call),
+            LegEvent::Held => {
+                if self.state(call).is_connected() {
+                    if let Some(l) = self.m.legs.get_mut(&leg) {
+                        l.device_held = true;
+                    }
+                    self.set_state(call, CallState::OnHold);
+                }
+            }
+            LegEvent::Retrieved => {
+                let held = self.m.legs.get(&leg).is_some_and(|l| l.device_held);
+                if held {
+                    if let Some(l) = self.m.legs.get_mut(&leg) {
+                        l.device_held = false;
+                    }
+                    if self.state(call) == CallState::OnHold {
+                        self.set_state(call, CallState::Connected(ConnectedMode::Active));
+                    }
+                }
+            }
+            LegEvent::Digits(digits) => self.device_digits(call, digits),
+            LegEvent::Refer(_) | LegEvent::ReferReplaces(_) => {
+                // Outcome reported to nobody here; drivers use `refer`.
+                let _ = self.refer_inner(leg, event);
+            }
+        }
+    }
+
+    /// The device of an alerting call answered: a callback rings the caller
+    /// first and calls the target once the caller answers; anything else
+    /// connects.
+    fn callee_answered(&mut self, call: CallId) {
+        let pending = self
+            .call_mut(call)
+            .map(|c| std::mem::replace(&mut c.pending, Pending::None))
+            .unwrap_or(Pending::None);
+        if let Pending::Route(dest, reason) = pending {
+            self.cancel_no_answer(call);
+            self.set_state(call, CallState::Proceeding);
+            self.route(call, &dest, reason, None);
+        } else {
+            self.connect_answered(call);
+        }
+    }
+
+    /// The device ended its leg by itself: no release effect, the call hangs up.
+    fn device_hung_up(&mut self, leg: LegId, call: CallId) {
+        self.m.legs.remove(&leg);
+        if let Some(c) = self.call_mut(call) {
+            c.leg = None;
+        }
+        self.hang_up(call, ReleaseCause::Normal);
+    }
+
+    /// An outbound leg failed before it was answered.
+    fn device_refused(&mut self, leg: LegId, call: CallId, event: LegEvent) {
+        self.m.legs.remove(&leg);
+        if let Some(c) = self.call_mut(call) {
+            c.leg = None;
+        }
+        let mode = match event {
+            LegEvent::Busy => DisconnectMode::Busy,
+            LegEvent::Rejected => DisconnectMode::Reject,
+            _ => DisconnectMode::Unreachable,
+        };
+        if !self.state(call).is_alerting() {
+            // The call's own device did not take it (make call, consultation,
+            // pickup, unpark): the call ends and whatever waited on it is told.
+            self.set_state(call, CallState::Disconnected(mode));
+            self.hang_up(call, ReleaseCause::Normal);
+            return;
+        }
+        // The called device refused: the caller is forwarded or told.
+        let Some(address) = self.call(call).map(|c| c.address.clone()) else {
+            return;
+        };
+        let callers = self.others_in_bridge(call);
+        self.set_state(call, CallState::Disconnected(mode));
+        self.go_idle(call, ReleaseCause::Normal);
+        let Some(&a) = callers.first() else { return };
+        if !self.state(a).is_live() {
+            return;
+        }
+        match event {
+            LegEvent::Busy => self.busy_at(a, &address, CallReason::Direct, None),
+            LegEvent::Rejected => self.rejected_by(a, &address),
+            _ => match self.forward_target(&address, ForwardCondition::NoAnswer, a) {
+                Some(to) => {
+                    self.set_state(a, CallState::Proceeding);
+                    self.forward_call(a, &address, to, CallReason::FwdNoAnswer);
+                }
+                None => self.far_end_gone(
+                    a,
+                    CallState::Disconnected(DisconnectMode::Unreachable),
+                    ReleaseCause::Unavailable,
+                ),
+            },
+        }
+    }
+
+    /// Digits from a device: every app with a handle hears them; a call at
+    /// dial tone collects them and routes when they name an address, or on `#`.
+    fn device_digits(&mut self, call: CallId, digits: String) {
+        let ev_digits = digits.clone();
+        self.notify(call, || EventBody::DigitsReceived {
+            call,
+            digits: ev_digits.clone(),
+        });
+        if !matches!(
+            self.state(call),
+            CallState::Dialtone(_) | CallState::Dialing
+        ) {
+            return;
+        }
+        let Some(n) = super::route::normalize(&digits) else {
+            return;
+        };
+        let Some(c) = self.call_mut(call) else { return };
+        c.dialed.push_str(&n);
+        let number = c.dialed.clone();
+        self.set_state(call, CallState::Dialing);
+        if let Some(stripped) = number.strip_suffix('#') {
+            let dest = stripped.to_string();
+            self.route(call, &dest, CallReason::Direct, None);
+        } else if self.m.addresses.contains_key(number.as_str())
+            || self.cfg.park_slots.contains(&number)
+        {
+            self.route(call, &number, CallReason::Direct, None);
+        }
+    }
+}
