@@ -2,6 +2,9 @@
 //! socket or the clock; drivers feed it bytes and the current time.
 //!
 //! * [`msg`]: the message codec (parse, validate, serialise, build).
+//! * [`transaction`]: the RFC 3261 §17 transaction state machines, driven
+//!   by `handle_*(now, ..)` calls and drained with `poll_output()`.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod msg;
+pub mod transaction;

@@ -33,7 +33,7 @@ pub use message::{
     Header, HeaderName, Limits, Message, Method, StartLine, StreamFrame, StreamFramer, Text,
     frame_stream,
 };
-pub use scan::{Param, Params, percent_decode};
+pub use scan::{Param, Params, first_list_element, percent_decode};
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri, UriParams};
 pub use validate::{Rejection, check_request};
 pub use write::{MessageBuilder, default_reason_phrase};

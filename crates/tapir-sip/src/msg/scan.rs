@@ -118,6 +118,15 @@ pub(crate) fn split_commas(text: &str) -> CommaSplit<'_> {
     }
 }
 
+/// The first element of a comma-separated header value (e.g. the top Via
+/// of a Via line that holds several).
+pub fn first_list_element(value: &str) -> &str {
+    split_commas(value)
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or(value)
+}
+
 /// Iterator returned by [`split_commas`]; yields `Err(())` once for an
 /// unterminated quoted string or angle bracket.
 pub(crate) struct CommaSplit<'a> {
