@@ -6,6 +6,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use tapir_sip::msg::{
     HeaderName, Limits, Message, StreamFramer, check_request, disposition_for, frame_stream,
+    stateless_rejection,
 };
 
 fn torture_files() -> Vec<Vec<u8>> {
@@ -84,6 +85,11 @@ fn parse_everything(bytes: &[u8]) {
         }
         Err(error) => {
             let _ = disposition_for(&datagram, &error);
+            if let Some(answer) = stateless_rejection(&datagram, &error, "t") {
+                // Copied fields may be the malformed ones; writing must still work.
+                assert!(answer.status_code().is_some_and(|code| code >= 400));
+                let _ = answer.to_bytes();
+            }
             let _ = error.to_string();
         }
     }

@@ -675,3 +675,35 @@ fn index_tally() {
     }
     assert!(tally.values().all(|(passed, total)| passed == total));
 }
+
+/// Every rejected request can be answered statelessly with its own Via,
+/// From, To, Call-ID and CSeq; rejected responses are never answered.
+#[test]
+fn stateless_answers_to_rejected_messages() {
+    use tapir_sip::msg::stateless_rejection;
+    let answer = |name: &str| {
+        let datagram = load(name);
+        let error = Message::parse_datagram(datagram.clone()).unwrap_err();
+        stateless_rejection(&datagram, &error, "tapir1")
+    };
+    let reply = answer("badaspec.dat").unwrap();
+    assert_eq!(reply.status_code(), Some(400));
+    assert_eq!(reply.reason_phrase(), Some("Bad Request (Malformed To)"));
+    assert_eq!(
+        reply.header(&HeaderName::CallId),
+        Some("badaspec.sdf0234n2nds0a099u23h3hnnw009cdkne3")
+    );
+    assert!(
+        reply
+            .header(&HeaderName::To)
+            .unwrap()
+            .ends_with(";tag=tapir1")
+    );
+    let reply = answer("badvers.dat").unwrap();
+    assert_eq!(reply.status_code(), Some(505));
+    // A CSeq out of range still leaves the five fields copyable.
+    let reply = answer("scalar02.dat").unwrap();
+    assert_eq!(reply.header_count(&HeaderName::Via), 1);
+    assert!(answer("bigcode.dat").is_none());
+    assert!(answer("scalarlg.dat").is_none());
+}

@@ -167,12 +167,17 @@ macro_rules! header_names {
         impl HeaderName {
             /// Recognises a header name as received on the wire.
             pub fn from_wire(name: &str) -> Self {
+                Self::known(name).unwrap_or_else(|| HeaderName::Other(Text::from(name)))
+            }
+
+            /// The known header with this long or compact name, if any.
+            fn known(name: &str) -> Option<Self> {
                 if name.len() == 1 {
                     let compact = name.as_bytes().first().map(u8::to_ascii_lowercase);
-                    $( $( if compact == Some($compact) { return HeaderName::$variant; } )? )*
+                    $( $( if compact == Some($compact) { return Some(HeaderName::$variant); } )? )*
                 }
-                $( if name.eq_ignore_ascii_case($canonical) { return HeaderName::$variant; } )*
-                HeaderName::Other(Text::from(name))
+                $( if name.eq_ignore_ascii_case($canonical) { return Some(HeaderName::$variant); } )*
+                None
             }
 
             /// The canonical (long) name, or the name as received for others.
@@ -467,8 +472,18 @@ fn parse_message(buffer: Bytes, framing: Framing, limits: &Limits) -> Result<Mes
         if !is_token(name) || line.as_bytes().first().is_some_and(|b| !is_token_byte(*b)) {
             return Err(ParseError::HeaderLine { line: line_number });
         }
+        let name = match HeaderName::known(name) {
+            Some(known) => known,
+            None => {
+                let begin = start + offset + (name.as_ptr() as usize - line.as_ptr() as usize);
+                HeaderName::Other(
+                    Text::from_slice(&buffer, begin..begin + name.len())
+                        .ok_or(ParseError::NotUtf8)?,
+                )
+            }
+        };
         pending = Some(PendingHeader {
-            name: HeaderName::from_wire(name),
+            name,
             value_start: offset + colon + 1,
             value_end: offset + line.len(),
             folded: false,
@@ -744,6 +759,9 @@ pub fn frame_stream(buffer: &[u8], limits: &Limits) -> Result<StreamFrame, Parse
     let mut declared: Option<usize> = None;
     for line in head.split(|b| *b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            continue; // a folded continuation, not a field of its own
+        }
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };

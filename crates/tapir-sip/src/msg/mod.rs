@@ -36,4 +36,4 @@ pub use message::{
 pub use scan::{Param, Params, first_list_element, percent_decode};
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri, UriParams};
 pub use validate::{Rejection, check_request};
-pub use write::{MessageBuilder, default_reason_phrase};
+pub use write::{MessageBuilder, default_reason_phrase, stateless_rejection};

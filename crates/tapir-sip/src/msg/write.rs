@@ -222,3 +222,79 @@ pub fn default_reason_phrase(code: u16) -> &'static str {
         _ => "",
     }
 }
+
+/// The stateless answer to a request that failed to parse (RFC 3261
+/// §8.2.6, §16.3): status and reason from [`disposition_for`], with Via,
+/// From, To, Call-ID and CSeq copied leniently from the raw input and
+/// `to_tag` added to a To without a tag. `None` when the input deserves no
+/// answer (a response, or too broken to carry those five fields).
+pub fn stateless_rejection(
+    input: &[u8],
+    error: &super::ParseError,
+    to_tag: &str,
+) -> Option<Message> {
+    let super::Disposition::Respond { status, reason } = super::disposition_for(input, error)
+    else {
+        return None;
+    };
+    let head_end = memchr::memmem::find(input, b"\r\n\r\n").unwrap_or(input.len());
+    let head = input.get(..head_end)?;
+    // (name, value) of each field, continuation lines joined.
+    let mut fields: Vec<(HeaderName, String)> = Vec::new();
+    let mut current: Option<(Option<HeaderName>, String)> = None;
+    for raw_line in head.split(|b| *b == b'\n').skip(1) {
+        let line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
+        let text = String::from_utf8_lossy(line);
+        if text.starts_with([' ', '\t']) {
+            if let Some((_, value)) = current.as_mut() {
+                value.push_str(&text);
+            }
+            continue;
+        }
+        if let Some((Some(name), value)) = current.take() {
+            fields.push((name, value.trim().to_owned()));
+        }
+        let Some((name, value)) = text.split_once(':') else {
+            continue;
+        };
+        let name = HeaderName::from_wire(name.trim());
+        let wanted = matches!(
+            name,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+        );
+        current = Some((wanted.then_some(name), value.to_owned()));
+    }
+    if let Some((Some(name), value)) = current.take() {
+        fields.push((name, value.trim().to_owned()));
+    }
+    let mut builder = MessageBuilder::response(status, reason);
+    for required in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
+        let mut found = false;
+        for (name, value) in fields.iter().filter(|(name, _)| *name == required) {
+            let value = if required == HeaderName::To && !value.contains(";tag=") {
+                format!("{value};tag={to_tag}")
+            } else {
+                value.clone()
+            };
+            builder = builder.header(name.clone(), value);
+            found = true;
+            if required != HeaderName::Via {
+                break;
+            }
+        }
+        if !found {
+            return None;
+        }
+    }
+    Some(builder.build())
+}
