@@ -13,7 +13,7 @@ use super::validate::validate_core_headers;
 
 /// UTF-8 text held in shared `Bytes` (a slice of the received datagram, or
 /// owned text for built and unfolded values).
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Text(Bytes);
 
 impl Text {
@@ -66,7 +66,7 @@ impl From<&str> for Text {
 
 /// A SIP method. Extension methods are kept verbatim (methods are
 /// case-sensitive, RFC 3261 §7.1).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// INVITE.
     Invite,

@@ -15,12 +15,14 @@
 //! without a `z9hG4bK` branch is not implemented.
 
 mod client;
+mod layer;
 mod server;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub use client::{ClientState, ClientTransaction, build_ack};
+pub use layer::{LayerOutput, Received, Role, TransactionLayer};
 pub use server::{ServerState, ServerTransaction};
 
 use crate::msg::{Message, Method};
@@ -146,7 +148,7 @@ pub enum TransactionError {
 
 /// Identifies a transaction: top Via branch, sent-by (server side) and
 /// method, with ACK matching INVITE (RFC 3261 §17.1.3, §17.2.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransactionKey {
     /// The top Via branch.
     pub branch: String,
@@ -208,6 +210,15 @@ impl TransactionKey {
     /// retransmissions and ACKs (branch, sent-by, method, §17.2.3).
     pub fn server(request: &Message) -> Result<Self, TransactionError> {
         Self::build(request, true)
+    }
+
+    /// For the key of a CANCEL server transaction, the key of the INVITE
+    /// server transaction it cancels (RFC 3261 §9.2).
+    pub fn cancelled_invite(&self) -> Self {
+        TransactionKey {
+            method: Method::Invite,
+            ..self.clone()
+        }
     }
 }
 
@@ -334,6 +345,13 @@ mod test_support {
         bytes.clear();
         bytes.extend_from_slice(text.as_bytes());
         Message::parse_datagram(Bytes::from(bytes)).unwrap()
+    }
+
+    /// The same message with another top Via branch.
+    pub fn with_branch(message: &Message, branch: &str) -> Message {
+        let text = String::from_utf8(message.to_bytes().to_vec()).unwrap();
+        let text = text.replacen("z9hG4bK776asdhds", branch, 1);
+        Message::parse_datagram(Bytes::from(text)).unwrap()
     }
 
     /// Drains outputs: (transmitted messages, events).
