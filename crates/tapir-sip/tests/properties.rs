@@ -79,6 +79,7 @@ fn parse_everything(bytes: &[u8]) {
         Ok(message) => {
             exercise(&message);
             let written = message.to_bytes();
+            assert_eq!(written.len(), message.encoded_len());
             let reparsed =
                 Message::parse_datagram(written.clone()).expect("serialised message parses again");
             assert_eq!(reparsed.to_bytes(), written, "serialisation is stable");

@@ -9,8 +9,12 @@ impl Message {
     /// Number of bytes [`Message::write_to`] will produce.
     pub fn encoded_len(&self) -> usize {
         let start = match &self.start {
-            StartLine::Request { method, uri } => method.as_str().len() + uri.as_str().len() + 12,
-            StartLine::Response { reason, .. } => reason.as_str().len() + 14,
+            // "METHOD URI SIP/2.0\r\n"
+            StartLine::Request { method, uri } => method.as_str().len() + uri.as_str().len() + 11,
+            // "SIP/2.0 CODE REASON\r\n"
+            StartLine::Response { code, reason } => {
+                11 + code.checked_ilog10().unwrap_or(0) as usize + 1 + reason.as_str().len()
+            }
         };
         let headers: usize = self
             .headers
