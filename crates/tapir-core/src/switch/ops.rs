@@ -588,11 +588,25 @@ impl Switch {
             return;
         }
         if let Some(members) = self.call(call).and_then(|c| c.members.clone()) {
-            if let Some(x) = self.call(call).and_then(|c| c.consult) {
+            // Every member ends with the conference: detach the consultation
+            // call and end the members without collapsing the conference
+            // into a two-party call on the way.
+            if let Some(x) = self.call_mut(call).and_then(|c| c.consult.take()) {
+                if let Some(xc) = self.call_mut(x) {
+                    xc.consult_of = None;
+                }
                 self.hang_up(x, ReleaseCause::Normal);
             }
             for m in members {
-                self.drop_member(m);
+                let remote = self.call(m).and_then(|c| c.remote);
+                self.go_idle(m, ReleaseCause::Normal);
+                if let Some(r) = remote {
+                    self.far_end_gone(
+                        r,
+                        CallState::Disconnected(DisconnectMode::Normal),
+                        ReleaseCause::Normal,
+                    );
+                }
             }
             self.go_idle(call, cause);
             return;
