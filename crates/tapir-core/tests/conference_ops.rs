@@ -72,7 +72,10 @@ fn setup_conference_returns_the_conference_and_a_consultation_call() {
     let info = o.sim.switch.call_info(crm, conf).unwrap();
     assert_eq!(info.origin, tapir_core::CallOrigin::Conference);
     assert_eq!(info.related_calls, vec![x, b]);
-    assert_eq!(o.sim.switch.call_info(crm, x).unwrap().related_calls, vec![conf]);
+    assert_eq!(
+        o.sim.switch.call_info(crm, x).unwrap().related_calls,
+        vec![conf]
+    );
     o.consistent();
 }
 

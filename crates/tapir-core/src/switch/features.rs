@@ -682,7 +682,8 @@ impl Switch {
                 self.completion_done(app, id, mode, Some(call), None, &from, &target, true);
             }
             CompletionMode::Message => {
-                self.go_idle(call, ReleaseCause::Normal);
+                // Like a hang-up: a party still ringing is told the caller left.
+                self.hang_up(call, ReleaseCause::Normal);
                 let watchers: Vec<AppId> = self
                     .line_of(&target)
                     .and_then(|l| self.m.lines.get(&l))
@@ -719,7 +720,7 @@ impl Switch {
                 if mode == CompletionMode::CampOn {
                     self.set_state(call, CallState::Ringback);
                 } else {
-                    self.go_idle(call, ReleaseCause::Normal);
+                    self.hang_up(call, ReleaseCause::Normal);
                 }
                 if let Some(c) = self.call_mut(call) {
                     c.completion = Some(id);

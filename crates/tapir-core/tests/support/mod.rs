@@ -243,7 +243,7 @@ impl Office {
     pub fn talk(&mut self, from: &str, to: &str) -> (CallId, CallId) {
         let crm = self.crm;
         let a = self.ok(crm, |s, now| s.make_call(now, crm, from, Some(to)));
-        let b = self.only_call_at(to);
+        let b = *self.sim.calls_at(to).last().unwrap();
         self.sim.phone(to).answer();
         self.expect(a, CONNECTED);
         self.expect(b, CONNECTED);
@@ -252,11 +252,11 @@ impl Office {
     }
 
     /// The phone at `from` dials `to` by itself; returns (caller's call,
-    /// called call), the latter offering.
+    /// the call it reaches).
     pub fn ring(&mut self, from: &str, to: &str) -> (CallId, CallId) {
         let leg = self.sim.phone(from).dial(to);
         let a = self.sim.switch.call_of_leg(leg).unwrap();
-        let b = *self.sim.calls_at(to).last().unwrap();
+        let b = self.far_call(a);
         (a, b)
     }
 
@@ -270,8 +270,22 @@ impl Office {
             to: to.into(),
         });
         let a = self.sim.switch.call_of_leg(leg).unwrap();
-        let b = *self.sim.calls_at(to).last().unwrap();
+        let b = self.far_call(a);
         (a, b)
+    }
+
+    /// The other call in `call`'s two-party bridge (panics when there is none).
+    #[track_caller]
+    pub fn far_call(&self, call: CallId) -> CallId {
+        let others: Vec<CallId> = self
+            .sim
+            .switch
+            .bridge_calls(call)
+            .into_iter()
+            .filter(|c| *c != call)
+            .collect();
+        assert_eq!(others.len(), 1, "{call} talks to {others:?}");
+        others[0]
     }
 
     /// The calls in `call`'s bridge, sorted.
@@ -279,6 +293,42 @@ impl Office {
         let mut calls = self.sim.switch.bridge_calls(call);
         calls.sort();
         calls
+    }
+
+    /// A call to `to` from a phone of the switch, or — for a caller number
+    /// starting with `+` — from outside on the trunk. Returns the caller's call.
+    pub fn call_from(&mut self, caller: &str, to: &str) -> CallId {
+        let (leg, from, external) = if caller.starts_with('+') {
+            (
+                self.sim.switch.allocate_leg(),
+                "9000",
+                Some(caller.to_string()),
+            )
+        } else {
+            let leg = self.sim.phone(caller).dial(to);
+            return self.sim.switch.call_of_leg(leg).unwrap();
+        };
+        self.sim.input(tapir_core::Input::DeviceCall {
+            leg,
+            from: from.into(),
+            external_caller: external,
+            to: to.into(),
+        });
+        self.sim.switch.call_of_leg(leg).unwrap()
+    }
+
+    /// The caller of a call made with [`Office::call_from`] hangs up.
+    pub fn caller_hangs_up(&mut self, caller: &str, call: CallId) {
+        if let Some(leg) = self.sim.switch.leg_of(call) {
+            let who = if caller.starts_with('+') {
+                "9000"
+            } else {
+                caller
+            };
+            self.sim
+                .phone(who)
+                .report_on(leg, tapir_core::LegEvent::HungUp);
+        }
     }
 
     /// Whether tapir released a leg of `call`'s device since the last request.
