@@ -161,7 +161,7 @@ impl Switch {
         // The consultation call needs a free call appearance; check before
         // creating anything.
         let max_calls = self.m.lines.get(&line).map(|l| l.max_calls).unwrap_or(1);
-        if self.live_calls_at(&address) + 2 > max_calls + 1 {
+        if self.live_calls_at(&address) + 2 > max_calls {
             return fail(
                 ErrorCode::CallUnavail,
                 format!("every call appearance of {address} is in use"),

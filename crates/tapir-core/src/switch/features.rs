@@ -216,9 +216,6 @@ impl Switch {
             slot: slot.clone(),
         };
         self.notify(p, ev);
-        if self.privilege(app, p).is_err() {
-            self.emit(app, ev());
-        }
         Ok(slot)
     }
 
@@ -265,7 +262,6 @@ impl Switch {
             by: Some(call),
         };
         self.notify(parked.call, ev);
-        self.notify(call, ev);
         true
     }
 
@@ -376,6 +372,12 @@ impl Switch {
                 "no call is ringing there to pick up",
             );
         };
+        if self.in_conference(r) {
+            return fail(
+                ErrorCode::InvalCallState,
+                "the ringing call is being added to a conference and cannot be picked up",
+            );
+        }
         let Some(a) = self.others_in_bridge(r).first().copied() else {
             return fail(ErrorCode::InvalAddress, "the ringing call has no caller");
         };
@@ -616,7 +618,7 @@ impl Switch {
             );
         };
         if mode == CompletionMode::Message
-            && !message_id.is_some_and(|m| m < self.cfg.completion_messages)
+            && message_id.is_none_or(|m| m >= self.cfg.completion_messages)
         {
             return fail(
                 ErrorCode::InvalMessageId,
@@ -742,6 +744,8 @@ impl Switch {
         to: &Arc<str>,
         completed: bool,
     ) {
+        // Name the produced call only to an app that has a handle to it.
+        let call = call.filter(|c| self.privilege(app, *c).is_ok());
         self.emit(
             app,
             EventBody::CompletionDone {

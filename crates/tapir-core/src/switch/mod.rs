@@ -284,7 +284,7 @@ pub(crate) struct Model {
     pub lines: BTreeMap<LineId, Line>,
     pub addresses: BTreeMap<Arc<str>, Address>,
     pub apps: BTreeMap<AppId, App>,
-    pub calls: BTreeMap<CallId, Call>,
+    pub calls: BTreeMap<CallId, Box<Call>>,
     pub bridges: BTreeMap<BridgeId, Bridge>,
     pub legs: BTreeMap<LegId, Leg>,
     pub parks: BTreeMap<Arc<str>, Parked>,
@@ -645,11 +645,11 @@ impl Switch {
     // ------------------------------------------------------------------
 
     pub(crate) fn call(&self, id: CallId) -> Option<&Call> {
-        self.m.calls.get(&id)
+        self.m.calls.get(&id).map(|c| &**c)
     }
 
     pub(crate) fn call_mut(&mut self, id: CallId) -> Option<&mut Call> {
-        self.m.calls.get_mut(&id)
+        self.m.calls.get_mut(&id).map(|c| &mut **c)
     }
 
     pub(crate) fn state(&self, id: CallId) -> CallState {
@@ -788,7 +788,7 @@ impl Switch {
             no_answer_timer: None,
             forward_hops: spec.forward_hops,
         };
-        self.m.calls.insert(id, call);
+        self.m.calls.insert(id, Box::new(call));
         self.note_activity(&spec.address);
         for (app, privilege) in handles {
             self.announce(app, id, privilege);
@@ -821,8 +821,10 @@ impl Switch {
             let before = h.1;
             h.1 = privilege;
             let c = &*c;
-            let ev = state_event(c, Some(privilege));
-            self.emit(app, ev);
+            if !c.state.is_idle() {
+                let ev = state_event(c, Some(privilege));
+                self.emit(app, ev);
+            }
             let field = match (before, privilege) {
                 (Privilege::Monitor, Privilege::Owner) => Some(InfoField::NumOwnerIncr),
                 (Privilege::Owner, Privilege::Monitor) => Some(InfoField::NumOwnerDecr),
@@ -1043,6 +1045,38 @@ impl Switch {
             .unwrap_or_default()
     }
 
+    /// Whether a call takes part in a conference: as its conference call, a
+    /// member, or a remote party in its bridge.
+    pub(crate) fn in_conference(&self, call: CallId) -> bool {
+        self.call(call).is_some_and(|c| {
+            c.members.is_some()
+                || c.member_of.is_some()
+                || c.bridge
+                    .and_then(|b| self.m.bridges.get(&b))
+                    .is_some_and(|b| b.conference.is_some())
+        })
+    }
+
+    /// The calls that called `b`: its single partner in a two-party bridge, or
+    /// in a conference the member that stands for it.
+    pub(crate) fn callers_of(&self, b: CallId) -> Vec<CallId> {
+        let conf = self
+            .call(b)
+            .and_then(|c| c.bridge)
+            .and_then(|br| self.m.bridges.get(&br))
+            .and_then(|br| br.conference);
+        match conf {
+            Some(conf) => self
+                .call(conf)
+                .and_then(|c| c.members.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| self.call(*m).and_then(|c| c.remote) == Some(b))
+                .collect(),
+            None => self.others_in_bridge(b),
+        }
+    }
+
     /// The one far party of a two-party connection, if the call has exactly one.
     /// Conference members' far party is the remote call they stand for.
     pub(crate) fn peer(&self, call: CallId) -> Option<CallId> {
@@ -1180,7 +1214,7 @@ impl Switch {
                             .calls
                             .iter()
                             .filter(|o| **o != call)
-                            .filter_map(|o| self.m.calls.get(o))
+                            .filter_map(|o| self.m.calls.get(o).map(|c| &**c))
                             .filter(|o| self.is_participant(o))
                             .collect();
                         if others.iter().any(|o| Self::is_talking(o)) {
@@ -1241,10 +1275,7 @@ impl Switch {
     }
 
     fn fire_timers(&mut self) {
-        loop {
-            let Some((&key, &timer)) = self.m.timers.iter().next() else {
-                break;
-            };
+        while let Some((&key, &timer)) = self.m.timers.iter().next() {
             if key.0 > self.now {
                 break;
             }
@@ -1371,6 +1402,11 @@ impl Switch {
             .addresses
             .get(address)
             .map(|a| (a.forwarding.clone(), a.no_answer_rings))
+    }
+
+    /// The pending completion requests (camp-on, callback), oldest first.
+    pub fn pending_completions(&self) -> Vec<CompletionId> {
+        self.m.completions.keys().copied().collect()
     }
 
     /// The call parked in a slot.

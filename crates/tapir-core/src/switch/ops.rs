@@ -455,7 +455,7 @@ impl Switch {
     pub(crate) fn connect_answered(&mut self, b: CallId) {
         self.cancel_no_answer(b);
         self.set_state(b, CallState::Connected(ConnectedMode::Active));
-        for a in self.others_in_bridge(b) {
+        for a in self.callers_of(b) {
             let st = self.state(a);
             if matches!(
                 st,
@@ -946,11 +946,7 @@ impl Switch {
             &[K::Connected, K::Ringback, K::Busy, K::Proceeding],
             "complete a transfer to",
         )?;
-        let conf_role = |s: &Self, c: CallId| {
-            s.call(c)
-                .is_some_and(|x| x.members.is_some() || x.member_of.is_some())
-        };
-        if conf_role(self, call) || conf_role(self, consult) {
+        if self.in_conference(call) || self.in_conference(consult) {
             return fail(
                 ErrorCode::InvalConsultCallHandle,
                 "conference calls are joined with add-to-conference",
@@ -963,7 +959,7 @@ impl Switch {
             );
         };
         let q = self.peer(consult);
-        if q == Some(p) {
+        if q == Some(p) || consult == p || q == Some(call) {
             return fail(
                 ErrorCode::InvalConsultCallHandle,
                 "both calls lead to the same party",
@@ -1132,6 +1128,12 @@ impl Switch {
         target: HandoffTarget,
     ) -> Result<(), TapiError> {
         let line = self.owned(app, call)?.line;
+        if self.state(call).is_idle() {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!("{call} is idle: nothing to hand off"),
+            );
+        }
         let target_app = match &target {
             HandoffTarget::App(name) => {
                 let found = self.app_named(name).filter(|a| {

@@ -59,7 +59,7 @@ impl Switch {
         if let Some((a, _)) = self.m.addresses.get_key_value(n.as_str()) {
             return Ok(Target::Internal(a.clone()));
         }
-        if self.cfg.park_slots.iter().any(|s| *s == n) {
+        if self.cfg.park_slots.contains(&n) {
             return Ok(Target::ParkSlot(Arc::from(n.as_str())));
         }
         let trunk = self
@@ -190,7 +190,8 @@ impl Switch {
                     self.forward_call(a, &address, to, CallReason::FwdUncond);
                     return;
                 }
-                if self.address_busy(&address) {
+                let own = self.call(a).is_some_and(|c| c.address == address);
+                if own || self.address_busy(&address) {
                     self.busy_at(a, &address, reason, redirecting);
                     return;
                 }
@@ -377,7 +378,9 @@ impl Switch {
         if let Some(c) = self.call_mut(b) {
             c.no_answer_timer = None;
         }
-        if !matches!(self.state(b), CallState::Offering(_)) {
+        if !matches!(self.state(b), CallState::Offering(_)) || self.in_conference(b) {
+            // A party being added to a conference rings on: forwarding it
+            // would take the conference's member out of the conference.
             return;
         }
         let Some(a) = self.others_in_bridge(b).first().copied() else {

@@ -84,7 +84,7 @@ impl Switch {
                 };
                 let same_address =
                     self.call(x).map(|c| &c.address) == self.call(call).map(|c| &c.address);
-                if x == call || !same_address {
+                if x == call || x == p || !same_address || self.in_conference(x) {
                     return fail(
                         ErrorCode::InvalConsultCallHandle,
                         "the replaced dialog is not another call of the same phone",
@@ -239,6 +239,18 @@ impl Switch {
         let Some(address) = self.call(call).map(|c| c.address.clone()) else {
             return;
         };
+        let conference = self
+            .call(call)
+            .and_then(|c| c.bridge)
+            .and_then(|b| self.m.bridges.get(&b))
+            .and_then(|b| b.conference);
+        if let Some(conf) = conference {
+            // A party being added to a conference refused: its member ends.
+            self.set_state(call, CallState::Disconnected(mode));
+            self.go_idle(call, ReleaseCause::Normal);
+            self.remote_left(conf, call);
+            return;
+        }
         let callers = self.others_in_bridge(call);
         self.set_state(call, CallState::Disconnected(mode));
         self.go_idle(call, ReleaseCause::Normal);
