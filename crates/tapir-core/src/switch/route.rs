@@ -50,6 +50,22 @@ pub(crate) enum Target {
 impl Switch {
     /// Resolve a dialled string, or `invaladdress` with the reason.
     pub(crate) fn resolve(&self, dest: &str) -> Result<Target, TapiError> {
+        let canonical;
+        let dest = if dest.starts_with('+') && dest.contains(' ') {
+            // TAPI's canonical form (`+1 (425) 882-8080`), checked by the
+            // translation crate and dialled as its full international number.
+            let address = tapir_translate::CanonicalAddress::parse(dest)
+                .map_err(|e| TapiError::new(ErrorCode::InvalAddress, e.to_string()))?;
+            canonical = format!(
+                "+{}{}{}",
+                address.country_code,
+                address.area_code_digits(),
+                address.dialable_subscriber()
+            );
+            canonical.as_str()
+        } else {
+            dest
+        };
         let Some(n) = normalize(dest) else {
             return fail(
                 ErrorCode::InvalAddress,
