@@ -1360,3 +1360,161 @@ fn close_line_drops_route_point_calls_and_leaves_phone_calls() {
     assert_eq!(e.unwrap_err().code, ErrorCode::InvalLineHandle);
     o.consistent();
 }
+
+// ----------------------------------------------------------------------
+// Corners
+// ----------------------------------------------------------------------
+
+#[test]
+fn make_call_from_a_phone_without_auto_answer_rings_the_phone_first() {
+    let mut o = office();
+    let crm = o.crm;
+    let mut cfg = tapir_core::LineConfig::phone("1006");
+    cfg.auto_answer = false;
+    let line = o.sim.add_line(cfg, tapir_core::sim::Behaviour::Ring);
+    o.sim
+        .switch
+        .open_line(crm, line, &[Privilege::Owner], &[])
+        .unwrap();
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "1006", Some("1002")));
+    assert!(matches!(
+        o.effects()[0],
+        Effect::CreateLeg { call, auto_answer: false, .. } if call == a
+    ));
+    o.told(crm, a, CallState::Dialing);
+    assert!(o.sim.calls_at("1002").is_empty());
+    o.clear();
+    o.sim.phone("1006").answer();
+    assert_eq!(
+        o.states_seen(crm, a),
+        vec![CallState::Proceeding, CallState::Ringback]
+    );
+    o.expect(o.only_call_at("1002"), OFFERING);
+}
+
+#[test]
+fn a_request_from_an_unregistered_app_is_refused_silently() {
+    let mut o = office();
+    let before = o.sim.switch.model_snapshot();
+    o.clear();
+    let ghost = tapir_core::AppId(4242);
+    let e = o
+        .sim
+        .act(|s, now| s.make_call(now, ghost, "1001", Some("1002")))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalParam);
+    assert!(before == o.sim.switch.model_snapshot());
+    assert!(o.sim.events.is_empty());
+    assert!(o.effects().is_empty());
+}
+
+#[test]
+fn complete_transfer_to_a_busy_party_leaves_the_transferred_party_busy() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    let x = o.ok(crm, |s, now| s.setup_transfer(now, crm, b));
+    o.sim
+        .set_behaviour("1003", tapir_core::sim::Behaviour::Busy);
+    o.ok(crm, |s, now| s.dial(now, crm, x, "1003"));
+    o.expect(x, CallState::Busy(BusyMode::Station));
+    o.ok(crm, |s, now| {
+        s.complete_transfer(now, crm, b, x, TransferMode::Transfer)
+    });
+    o.told(crm, b, CallState::Idle);
+    o.told(crm, x, CallState::Idle);
+    o.told(crm, a, CallState::Busy(BusyMode::Station));
+    o.consistent();
+}
+
+#[test]
+fn finish_a_conference_consultation_as_a_transfer_is_invaltransfermode() {
+    let mut o = office();
+    let crm = o.crm;
+    let (_a, b) = o.talk("1001", "1002");
+    let (_conf, x) = o.ok(crm, |s, now| s.setup_conference(now, crm, b, None));
+    o.ok(crm, |s, now| s.dial(now, crm, x, "1003"));
+    o.sim.phone("1003").answer();
+    o.rejected(crm, ErrorCode::InvalTransferMode, |s, now| {
+        s.finish(now, crm, x, TransferMode::Transfer)
+    });
+}
+
+#[test]
+fn complete_transfer_when_the_app_only_monitors_the_consultation_call() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (_a, b, x, _c) = consulting(&mut o);
+    // mon becomes owner of b but only monitors x.
+    o.ok(mon, |s, now| {
+        s.set_call_privilege(now, mon, b, Privilege::Owner)
+    });
+    o.rejected(mon, ErrorCode::NotOwner, |s, now| {
+        s.complete_transfer(now, mon, b, x, TransferMode::Transfer)
+    });
+    let _ = crm;
+}
+
+#[test]
+fn swap_hold_with_a_call_held_for_another_transfer_is_refused() {
+    let mut o = office();
+    let crm = o.crm;
+    let (_a, b) = o.talk("1001", "1002");
+    let _x = o.ok(crm, |s, now| s.setup_transfer(now, crm, b));
+    let (c, _d) = o.talk("1003", "1004");
+    o.rejected(crm, ErrorCode::InvalCallState, |s, now| {
+        s.swap_hold(now, crm, c, b)
+    });
+}
+
+#[test]
+fn handoff_to_an_app_that_monitors_raises_its_privilege() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let line = o.sim.switch.line_of("2000").unwrap();
+    o.sim
+        .switch
+        .open_line(
+            mon,
+            line,
+            &[Privilege::Owner, Privilege::Monitor],
+            &[MediaMode::AutomatedVoice],
+        )
+        .unwrap();
+    let (_a, b) = o.ring("1001", "2000");
+    o.announced(mon, b, Privilege::Monitor, CallReason::Direct);
+    o.ok(crm, |s, now| {
+        s.handoff(now, crm, b, HandoffTarget::App("mon".into()))
+    });
+    // No second call.new: the state event carries the new privilege.
+    assert!(o.new_calls(mon).is_empty());
+    assert!(o.sim.events_for(mon).iter().any(|e| matches!(
+        e,
+        EventBody::CallState { call, privilege: Some(Privilege::Owner), .. } if *call == b
+    )));
+    assert!(o.sim.events_for(crm).iter().any(|e| matches!(
+        e,
+        EventBody::CallInfo { call, changed } if *call == b && changed.contains(&InfoField::NumOwnerIncr)
+    )));
+    let info = o.sim.switch.call_info(mon, b).unwrap();
+    assert_eq!(info.privilege, Privilege::Owner);
+    assert_eq!((info.num_owners, info.num_monitors), (2, 0));
+}
+
+#[test]
+fn a_secure_call_admits_no_new_monitor_through_related_calls() {
+    let mut o = office();
+    let crm = o.crm;
+    let (_a, b) = o.talk("1001", "1002");
+    o.ok(crm, |s, now| s.secure_call(now, crm, b));
+    let late = o.sim.switch.register_app(AppConfig::named("late"));
+    let line = o.sim.switch.line_of("1002").unwrap();
+    o.sim
+        .switch
+        .open_line(late, line, &[Privilege::Monitor], &[])
+        .unwrap();
+    let (conf, _x) = o.ok(crm, |s, now| s.setup_conference(now, crm, b, None));
+    let related = o.ok(late, |s, now| s.conf_related_calls(now, late, conf));
+    assert_eq!(related, vec![conf]);
+    assert!(o.sim.switch.call_info(late, b).is_err());
+}
