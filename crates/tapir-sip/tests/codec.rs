@@ -257,3 +257,27 @@ fn errors_never_embed_the_input() {
     let error = Message::parse_datagram(Bytes::from_static(secret.as_bytes())).unwrap_err();
     assert!(!format!("{error} {error:?}").contains("secret"));
 }
+
+#[test]
+fn editing_a_received_message() {
+    let mut m = invite();
+    m.prepend_header(
+        HeaderName::Via,
+        "SIP/2.0/UDP tapir.example.com;branch=z9hG4bKtapir1",
+    );
+    assert_eq!(
+        m.top_via().unwrap().unwrap().branch(),
+        Some("z9hG4bKtapir1")
+    );
+    assert_eq!(m.vias().unwrap().len(), 4);
+    assert_eq!(m.remove_headers(&HeaderName::Route), 1);
+    assert!(m.routes().unwrap().is_empty());
+    m.set_request_uri("sip:bob@192.0.2.4:5060");
+    m.set_body(None, Bytes::new());
+    assert!(m.content_type().unwrap().is_none());
+    let reparsed = Message::parse_datagram(m.to_bytes()).unwrap();
+    assert_eq!(reparsed, m);
+    assert_eq!(reparsed.header(&HeaderName::ContentLength), Some("0"));
+    let uri = reparsed.request_uri().unwrap().unwrap();
+    assert_eq!(uri.as_sip().unwrap().port, Some(5060));
+}

@@ -1,6 +1,7 @@
 //! The SIP message codec: zero-copy parsing of requests and responses from
 //! datagrams and streams, typed header views, URIs, validation that maps
-//! RFC 4475 failures to 400/505/drop, serialisation and response builders.
+//! RFC 4475 failures to 400/505/drop, serialisation and response builders,
+//! and the Via stamping and response routing of RFC 3261 §18 / RFC 3581.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -23,6 +24,7 @@ mod error;
 mod headers;
 mod message;
 mod scan;
+mod transport;
 mod uri;
 mod validate;
 mod write;
@@ -34,6 +36,7 @@ pub use message::{
     frame_stream,
 };
 pub use scan::{Param, Params, first_list_element, percent_decode};
+pub use transport::{ResponseTarget, response_target};
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri, UriParams};
 pub use validate::{Rejection, check_request};
 pub use write::{MessageBuilder, default_reason_phrase, stateless_rejection};

@@ -60,6 +60,57 @@ impl Message {
         out.freeze()
     }
 
+    /// Appends a header field.
+    pub fn push_header(&mut self, name: HeaderName, value: impl Into<Text>) {
+        self.headers.push(Header {
+            name,
+            value: value.into(),
+        });
+    }
+
+    /// Inserts a header field before every other field of the same name
+    /// (e.g. a new top Via), or last when there is none.
+    pub fn prepend_header(&mut self, name: HeaderName, value: impl Into<Text>) {
+        let index = self
+            .headers
+            .iter()
+            .position(|header| header.name == name)
+            .unwrap_or(self.headers.len());
+        self.headers.insert(
+            index,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
+    }
+
+    /// Removes every field named `name`; returns how many were removed.
+    pub fn remove_headers(&mut self, name: &HeaderName) -> usize {
+        let before = self.headers.len();
+        self.headers.retain(|header| header.name != *name);
+        before - self.headers.len()
+    }
+
+    /// Replaces the body, its Content-Type (removed when `None`) and
+    /// Content-Length.
+    pub fn set_body(&mut self, content_type: Option<&str>, body: Bytes) {
+        self.remove_headers(&HeaderName::ContentType);
+        self.remove_headers(&HeaderName::ContentLength);
+        if let Some(content_type) = content_type {
+            self.push_header(HeaderName::ContentType, content_type);
+        }
+        self.push_header(HeaderName::ContentLength, body.len().to_string());
+        self.body = body;
+    }
+
+    /// Replaces the Request-URI of a request (no effect on a response).
+    pub fn set_request_uri(&mut self, new_uri: impl Into<Text>) {
+        if let StartLine::Request { uri, .. } = &mut self.start {
+            *uri = new_uri.into();
+        }
+    }
+
     /// A builder for a response to this request: copies every Via, From,
     /// To, Call-ID and CSeq, and Content-Length 0 unless a body is set.
     /// For any status above 100 the To header gets `to_tag` when it has no
