@@ -471,3 +471,49 @@ fn drop_a_conference_still_adding_its_first_party_ends_everything() {
     o.consistent();
     assert_eq!(o.sim.switch.resources_in_use(), (0, 0, 0, 0, 0));
 }
+
+#[test]
+fn removing_down_to_one_member_waits_for_a_pending_addition() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b, conf, x, c) = three_way(&mut o);
+    let y = o.ok(crm, |s, now| s.prepare_add_to_conference(now, crm, conf));
+    o.ok(crm, |s, now| s.remove_from_conference(now, crm, x));
+    o.expect(c, CallState::Idle);
+    // One member and a party being added: no collapse yet.
+    o.expect(conf, CallState::OnHoldPendConf);
+    o.expect(b, CallState::Conferenced);
+    // The addition is abandoned: now the conference collapses.
+    o.ok(crm, |s, now| s.drop_call(now, crm, y));
+    o.told(crm, y, CallState::Idle);
+    o.told(crm, conf, CallState::Idle);
+    o.told(crm, b, CONNECTED);
+    o.expect(a, CONNECTED);
+    let mut two = vec![a, b];
+    two.sort();
+    assert_eq!(o.bridge(b), two);
+    o.consistent();
+}
+
+#[test]
+fn adding_after_removing_down_to_one_member_keeps_the_conference() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b, conf, x, _c) = three_way(&mut o);
+    let y = o.ok(crm, |s, now| s.prepare_add_to_conference(now, crm, conf));
+    o.ok(crm, |s, now| s.remove_from_conference(now, crm, x));
+    o.ok(crm, |s, now| s.dial(now, crm, y, "1004"));
+    let d = o.only_call_at("1004");
+    o.sim.phone("1004").answer();
+    o.ok(crm, |s, now| s.add_to_conference(now, crm, conf, y));
+    o.told(crm, conf, CONNECTED);
+    o.expect(b, CallState::Conferenced);
+    o.expect(y, CallState::Conferenced);
+    o.expect(a, CONNECTED);
+    o.expect(d, CONNECTED);
+    assert_eq!(
+        o.ok(crm, |s, now| s.conf_related_calls(now, crm, conf)),
+        vec![conf, b, y]
+    );
+    o.consistent();
+}

@@ -517,3 +517,129 @@ fn refer_refusals_change_nothing() {
         ErrorCode::InvalCallState,
     );
 }
+
+// ----------------------------------------------------------------------
+// Hang-ups around features
+// ----------------------------------------------------------------------
+
+#[test]
+fn a_parked_party_hanging_up_frees_the_slot() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    o.ok(crm, |s, now| {
+        s.park(now, crm, b, tapir_core::ParkMode::NonDirected)
+    });
+    o.clear();
+    o.sim.phone("1001").hang_up();
+    o.told(crm, a, CallState::Idle);
+    assert!(o.sim.events_for(crm).contains(&&EventBody::Unparked {
+        call: a,
+        slot: "7001".into(),
+        by: None
+    }));
+    assert_eq!(o.sim.switch.parked_at("7001"), None);
+    assert_eq!(o.sim.switch.resources_in_use(), (0, 0, 0, 0, 0));
+}
+
+#[test]
+fn a_camped_on_caller_hanging_up_cancels_the_request() {
+    let mut o = office();
+    let crm = o.crm;
+    let (_c, b) = o.talk("1003", "1002");
+    o.ok(crm, |s, now| s.secure_call(now, crm, b));
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "1001", Some("1002")));
+    let id = o.ok(crm, |s, now| {
+        s.complete_call(now, crm, a, tapir_core::CompletionMode::CampOn, None)
+    });
+    o.clear();
+    o.sim.phone("1001").hang_up();
+    o.told(crm, a, CallState::Idle);
+    assert!(o.sim.events_for(crm).iter().any(|e| matches!(
+        e,
+        EventBody::CompletionDone { completion, completed: false, call: None, .. } if *completion == id
+    )));
+    o.sim.phone("1003").hang_up();
+    assert!(o.sim.calls_at("1002").is_empty());
+    assert_eq!(o.sim.switch.resources_in_use(), (0, 0, 0, 0, 0));
+}
+
+#[test]
+fn the_conference_controller_hanging_up_ends_the_conference() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    let (conf, x) = o.ok(crm, |s, now| s.setup_conference(now, crm, b, None));
+    o.ok(crm, |s, now| s.dial(now, crm, x, "1003"));
+    let c = o.only_call_at("1003");
+    o.sim.phone("1003").answer();
+    o.ok(crm, |s, now| s.add_to_conference(now, crm, conf, x));
+    o.clear();
+    // The controller's phone leg belongs to the conference call.
+    let l = o.sim.switch.leg_of(conf).unwrap();
+    o.sim.phone("1002").report_on(l, LegEvent::HungUp);
+    for call in [conf, b, x, a, c] {
+        o.expect(call, CallState::Idle);
+    }
+    assert_eq!(o.sim.switch.resources_in_use(), (0, 0, 0, 0, 0));
+    o.consistent();
+}
+
+#[test]
+fn the_consulted_party_hanging_up_leaves_the_original_call_held() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    let x = o.ok(crm, |s, now| s.setup_transfer(now, crm, b));
+    o.ok(crm, |s, now| s.dial(now, crm, x, "1003"));
+    o.sim.phone("1003").answer();
+    o.clear();
+    o.sim.phone("1003").hang_up();
+    assert_eq!(
+        o.states_seen(crm, x),
+        vec![
+            CallState::Disconnected(DisconnectMode::Normal),
+            CallState::Idle
+        ]
+    );
+    // The user decides: the original call waits on hold, and unhold works.
+    o.expect(b, CallState::OnHoldPendTransfer);
+    o.expect(a, CONNECTED);
+    o.ok(crm, |s, now| s.unhold(now, crm, b));
+    o.told(crm, b, CONNECTED);
+    o.consistent();
+}
+
+#[test]
+fn the_transferring_party_hanging_up_during_consultation() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    let x = o.ok(crm, |s, now| s.setup_transfer(now, crm, b));
+    o.ok(crm, |s, now| s.dial(now, crm, x, "1003"));
+    let c = o.only_call_at("1003");
+    o.sim.phone("1003").answer();
+    // The held party gives up.
+    o.clear();
+    o.sim.phone("1001").hang_up();
+    o.expect(a, CallState::Idle);
+    assert_eq!(
+        o.states_seen(crm, b),
+        vec![
+            CallState::Disconnected(DisconnectMode::Normal),
+            CallState::Idle
+        ]
+    );
+    // The consultation goes on as a plain call.
+    o.expect(x, CONNECTED);
+    o.expect(c, CONNECTED);
+    assert!(
+        o.sim
+            .switch
+            .call_info(crm, x)
+            .unwrap()
+            .related_calls
+            .is_empty()
+    );
+    o.consistent();
+}
