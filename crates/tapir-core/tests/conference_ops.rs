@@ -517,3 +517,21 @@ fn adding_after_removing_down_to_one_member_keeps_the_conference() {
     );
     o.consistent();
 }
+
+#[test]
+fn drop_a_member_removes_it() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b, conf, x, c) = three_way(&mut o);
+    o.ok(crm, |s, now| s.drop_call(now, crm, b));
+    o.told(crm, b, CallState::Idle);
+    assert_eq!(o.states_seen(crm, a), vec![GONE, CallState::Idle]);
+    // One member left: back to a two-party call with 1003.
+    o.told(crm, conf, CallState::Idle);
+    o.told(crm, x, CONNECTED);
+    o.expect(c, CONNECTED);
+    let mut two = vec![x, c];
+    two.sort();
+    assert_eq!(o.bridge(x), two);
+    o.consistent();
+}

@@ -1176,3 +1176,99 @@ fn a_completion_request_expires() {
     o.told(crm, a, BUSY);
     assert_eq!(o.sim.switch.resources_in_use().3, 0);
 }
+
+// ----------------------------------------------------------------------
+// Corners
+// ----------------------------------------------------------------------
+
+#[test]
+fn make_call_to_a_park_slot_retrieves_the_parked_call() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    o.ok(crm, |s, now| s.park(now, crm, b, ParkMode::NonDirected));
+    let u = o.ok(crm, |s, now| s.make_call(now, crm, "1003", Some("7001")));
+    o.told(crm, u, CONNECTED);
+    o.told(crm, a, CONNECTED);
+    assert_eq!(
+        o.sim.switch.call_info(crm, u).unwrap().reason,
+        CallReason::Unpark
+    );
+    assert_eq!(o.sim.switch.parked_at("7001"), None);
+    // An empty slot is a bad address once dialled.
+    let v = o.ok(crm, |s, now| s.make_call(now, crm, "1004", Some("7002")));
+    assert!(
+        o.states_seen(crm, v)
+            .contains(&CallState::Disconnected(DisconnectMode::BadAddress))
+    );
+    o.told(crm, v, CallState::Idle);
+}
+
+#[test]
+fn a_forwarding_loop_ends_after_the_hop_limit() {
+    let mut o = office();
+    let crm = o.crm;
+    for (from, to) in [("1002", "1003"), ("1003", "1002")] {
+        o.ok(crm, |s, now| {
+            s.forward(
+                now,
+                crm,
+                from,
+                vec![rule(ForwardMode::Unconditional, Some(to))],
+                None,
+            )
+        });
+    }
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "2000", Some("1002")));
+    o.told(crm, a, CallState::Disconnected(DisconnectMode::Unavail));
+    assert!(o.sim.calls_at("1002").is_empty());
+    assert!(o.sim.calls_at("1003").is_empty());
+    o.consistent();
+}
+
+#[test]
+fn forward_to_an_outside_number_goes_out_on_the_trunk() {
+    let mut o = office();
+    let crm = o.crm;
+    o.ok(crm, |s, now| {
+        s.forward(
+            now,
+            crm,
+            "1002",
+            vec![rule(ForwardMode::Unconditional, Some("+15557777"))],
+            None,
+        )
+    });
+    let (a, t) = o.ring("1001", "1002");
+    let info = o.sim.switch.call_info(crm, t).unwrap();
+    assert_eq!(&*info.address, "9000");
+    assert_eq!(info.reason, CallReason::FwdUncond);
+    assert_eq!(info.called.address, "+15557777");
+    o.expect(a, CONNECTED);
+}
+
+#[test]
+fn unpark_needs_a_free_call_appearance() {
+    let mut o = office();
+    let crm = o.crm;
+    let (_a, b) = o.talk("1001", "1002");
+    o.ok(crm, |s, now| s.park(now, crm, b, ParkMode::NonDirected));
+    for _ in 0..4 {
+        o.ok(crm, |s, now| s.make_call(now, crm, "2000", None));
+    }
+    o.rejected(crm, ErrorCode::CallUnavail, |s, now| {
+        s.unpark(now, crm, "2000", "7001")
+    });
+}
+
+#[test]
+fn redirect_to_a_busy_address_gives_the_caller_busy() {
+    let mut o = office();
+    let crm = o.crm;
+    let (_x, y) = o.talk("1003", "1002");
+    o.ok(crm, |s, now| s.secure_call(now, crm, y));
+    let (a, b) = o.ring("1001", "2000");
+    o.ok(crm, |s, now| s.redirect(now, crm, b, "1002"));
+    o.expect(b, CallState::Idle);
+    o.told(crm, a, BUSY);
+}

@@ -643,3 +643,69 @@ fn the_transferring_party_hanging_up_during_consultation() {
     );
     o.consistent();
 }
+
+#[test]
+fn a_phone_with_every_appearance_in_use_cannot_dial_again() {
+    let mut o = office();
+    let crm = o.crm;
+    for _ in 0..4 {
+        o.ok(crm, |s, now| s.make_call(now, crm, "1001", None));
+    }
+    let l = o.sim.switch.allocate_leg();
+    o.clear();
+    let before = o.sim.switch.model_snapshot();
+    o.sim.input(Input::DeviceCall {
+        leg: l,
+        from: "1001".into(),
+        external_caller: None,
+        to: "1002".into(),
+    });
+    assert_eq!(
+        o.effects(),
+        &[Effect::ReleaseLeg {
+            leg: l,
+            cause: ReleaseCause::Busy
+        }]
+    );
+    assert!(before == o.sim.switch.model_snapshot());
+}
+
+#[test]
+fn commands_through_handle_reply_once_with_the_request_id() {
+    let mut o = office();
+    let crm = o.crm;
+    o.clear();
+    let now = o.now();
+    let req = o
+        .sim
+        .switch
+        .handle(
+            now,
+            Input::Command {
+                app: crm,
+                command: tapir_core::Command::MakeCall {
+                    from: "2000".into(),
+                    to: Some("1002".into()),
+                },
+            },
+        )
+        .unwrap();
+    o.sim.run();
+    let replies: Vec<_> = o
+        .sim
+        .events_for(crm)
+        .into_iter()
+        .filter_map(|e| match e {
+            EventBody::Reply { request, result } => Some((*request, result.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].0, req);
+    let Ok(tapir_core::Reply::Call { call }) = replies[0].1 else {
+        panic!("{replies:?}")
+    };
+    // The reply comes before the events the request caused.
+    assert!(matches!(o.sim.events_for(crm)[0], EventBody::Reply { .. }));
+    o.expect(call, CallState::Ringback);
+}
