@@ -535,3 +535,35 @@ fn drop_a_member_removes_it() {
     assert_eq!(o.bridge(x), two);
     o.consistent();
 }
+
+#[test]
+fn complete_transfer_as_conference_while_the_party_still_rings() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    let x = o.ok(crm, |s, now| s.setup_transfer(now, crm, b));
+    o.ok(crm, |s, now| s.dial(now, crm, x, "1003"));
+    let c = o.only_call_at("1003");
+    let conf = o
+        .ok(crm, |s, now| {
+            s.complete_transfer(now, crm, b, x, tapir_core::TransferMode::Conference)
+        })
+        .unwrap();
+    o.told(crm, conf, CONNECTED);
+    o.told(crm, b, CallState::Conferenced);
+    o.told(crm, x, CallState::Conferenced);
+    o.expect(a, CONNECTED);
+    o.expect(c, CallState::Offering(tapir_core::OfferingMode::Active));
+    o.sim.phone("1003").answer();
+    o.expect(c, CONNECTED);
+    assert!(o.bridge(conf).contains(&c));
+    // Removing 1003's member collapses back to 1001 and 1002.
+    o.ok(crm, |s, now| s.remove_from_conference(now, crm, x));
+    o.told(crm, conf, CallState::Idle);
+    o.told(crm, b, CONNECTED);
+    o.expect(c, CallState::Idle);
+    let mut two = vec![a, b];
+    two.sort();
+    assert_eq!(o.bridge(b), two);
+    o.consistent();
+}

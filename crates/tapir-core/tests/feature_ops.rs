@@ -1272,3 +1272,68 @@ fn redirect_to_a_busy_address_gives_the_caller_busy() {
     o.expect(b, CallState::Idle);
     o.told(crm, a, BUSY);
 }
+
+#[test]
+fn a_callback_request_expires() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, _b, _c) = busy_callee(&mut o);
+    let id = o.ok(crm, |s, now| {
+        s.complete_call(now, crm, a, CompletionMode::Callback, None)
+    });
+    o.clear();
+    o.sim.advance(30 * 60 * 1000);
+    assert_eq!(completion_done(&o, crm), vec![(id, None, false)]);
+    assert_eq!(o.sim.switch.resources_in_use().3, 0);
+    // 1002 frees later: nobody is called back.
+    o.sim.phone("1003").hang_up();
+    assert!(o.sim.calls_at("1001").is_empty());
+}
+
+#[test]
+fn pickup_cancels_the_no_answer_forwarding_of_the_ringing_call() {
+    let mut o = office();
+    let crm = o.crm;
+    o.ok(crm, |s, now| {
+        s.forward(
+            now,
+            crm,
+            "1003",
+            vec![rule(ForwardMode::NoAnswer, Some("1005"))],
+            Some(1),
+        )
+    });
+    let (a, _r) = o.ring("1001", "1003");
+    let k = o.ok(crm, |s, now| {
+        s.pickup(now, crm, "1004", PickupTarget::Group("sales".into()))
+    });
+    o.sim.advance(60_000);
+    o.expect(k, CONNECTED);
+    o.expect(a, CONNECTED);
+    assert!(o.sim.calls_at("1005").is_empty());
+    assert_eq!(o.sim.switch.resources_in_use().4, 0, "no timer left");
+}
+
+#[test]
+fn a_phone_dialling_an_empty_park_slot_is_refused() {
+    let mut o = office();
+    let crm = o.crm;
+    o.clear();
+    let leg = o.sim.phone("1004").dial("7009");
+    let u = o.sim.switch.call_of_leg(leg);
+    assert_eq!(u, None, "the call is over");
+    let news = o.new_calls(crm);
+    let u = news[0].0;
+    assert_eq!(
+        o.states_seen(crm, u),
+        vec![
+            CallState::Dialing,
+            CallState::Disconnected(DisconnectMode::BadAddress),
+            CallState::Idle
+        ]
+    );
+    assert!(o.effects().contains(&tapir_core::Effect::ReleaseLeg {
+        leg,
+        cause: tapir_core::ReleaseCause::NotFound
+    }));
+}
