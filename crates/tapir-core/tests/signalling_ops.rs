@@ -586,7 +586,7 @@ fn the_conference_controller_hanging_up_ends_the_conference() {
 }
 
 #[test]
-fn the_consulted_party_hanging_up_leaves_the_original_call_held() {
+fn the_consulted_party_hanging_up_leaves_the_original_call_on_plain_hold() {
     let mut o = office();
     let crm = o.crm;
     let (a, b) = o.talk("1001", "1002");
@@ -602,8 +602,9 @@ fn the_consulted_party_hanging_up_leaves_the_original_call_held() {
             CallState::Idle
         ]
     );
-    // The user decides: the original call waits on hold, and unhold works.
-    o.expect(b, CallState::OnHoldPendTransfer);
+    // The user decides: the original call waits on plain hold (no transfer is
+    // pending any more), and unhold works.
+    o.expect(b, CallState::OnHold);
     o.expect(a, CONNECTED);
     o.ok(crm, |s, now| s.unhold(now, crm, b));
     o.told(crm, b, CONNECTED);

@@ -966,7 +966,18 @@ impl Switch {
             && let Some(oc) = self.call_mut(o)
             && oc.consult == Some(call)
         {
+            // The consultation ended under the original call (its far party
+            // left): the original stays held, now plainly, for its user to
+            // retrieve; a conference with one member left collapses.
             oc.consult = None;
+            match self.state(o) {
+                CallState::OnHoldPendTransfer => self.set_state(o, CallState::OnHold),
+                CallState::OnHoldPendConf => {
+                    self.set_state(o, CallState::OnHold);
+                    self.collapse_if_needed(o);
+                }
+                _ => {}
+            }
         }
         if let Some(conf) = member_of
             && let Some(cc) = self.call_mut(conf)

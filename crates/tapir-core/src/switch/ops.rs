@@ -621,7 +621,15 @@ impl Switch {
             .and_then(|b| self.m.bridges.get(&b))
             .and_then(|b| b.conference);
         let others = self.others_in_bridge(call);
-        let consult_of = self.call(call).and_then(|c| c.consult_of);
+        // Detach from the call this one consulted for, so that call is given
+        // back below (reconnected) rather than left on hold by `go_idle`.
+        let consult_of = self.call_mut(call).and_then(|c| c.consult_of.take());
+        if let Some((o, _)) = consult_of
+            && let Some(oc) = self.call_mut(o)
+            && oc.consult == Some(call)
+        {
+            oc.consult = None;
+        }
         let address = self.call(call).map(|c| c.address.clone());
         let rejected = st.is_alerting();
         self.release_parked(call);
