@@ -1,0 +1,231 @@
+//! Generated audio at 8 kHz: the call-progress tones tapir plays (dial tone,
+//! ringback, busy, reorder; North American precise-tone plan, ANSI T1.401)
+//! and a built-in hold-music melody synthesised on the fly, plus a Goertzel
+//! filter to measure what a stream contains (used by tests and diagnostics).
+//!
+//! Generators are plain state machines: [`ToneGenerator::fill`] writes the
+//! next samples into a buffer, so the engine paces them with its own timer.
+
+use std::f32::consts::TAU;
+
+/// The sample rate of everything in this crate (G.711 narrowband).
+pub const SAMPLE_RATE: u32 = 8000;
+/// Samples in one 20 ms frame.
+pub const FRAME_SAMPLES: usize = 160;
+
+/// The tones tapir can play towards a leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ToneKind {
+    /// Dial tone: 350 + 440 Hz, continuous.
+    Dialtone,
+    /// Ringback: 440 + 480 Hz, 2 s on, 4 s off.
+    Ringback,
+    /// Busy: 480 + 620 Hz, 0.5 s on, 0.5 s off.
+    Busy,
+    /// Reorder (fast busy): 480 + 620 Hz, 0.25 s on, 0.25 s off.
+    Reorder,
+    /// Music on hold: a generated melody (no file needed).
+    HoldMusic,
+}
+
+/// Peak amplitude of each component of a dual tone (about -18 dBFS).
+const TONE_AMPLITUDE: f32 = 4000.0;
+
+impl ToneKind {
+    /// The two frequencies (Hz) and the cadence (on, off in ms; `off == 0`
+    /// means continuous) of a call-progress tone, or `None` for hold music.
+    #[must_use]
+    pub fn plan(self) -> Option<(f32, f32, u32, u32)> {
+        match self {
+            ToneKind::Dialtone => Some((350.0, 440.0, 1000, 0)),
+            ToneKind::Ringback => Some((440.0, 480.0, 2000, 4000)),
+            ToneKind::Busy => Some((480.0, 620.0, 500, 500)),
+            ToneKind::Reorder => Some((480.0, 620.0, 250, 250)),
+            ToneKind::HoldMusic => None,
+        }
+    }
+}
+
+/// A running generator for one [`ToneKind`], starting at the beginning of its
+/// cadence (ringback starts with its 2 s "on" part).
+#[derive(Clone, Debug)]
+pub struct ToneGenerator {
+    kind: ToneKind,
+    /// Samples generated so far (wraps after ~6 days at 8 kHz; harmless).
+    n: u32,
+    music: HoldMusic,
+}
+
+impl ToneGenerator {
+    /// A generator positioned at the start of `kind`.
+    #[must_use]
+    pub fn new(kind: ToneKind) -> Self {
+        Self {
+            kind,
+            n: 0,
+            music: HoldMusic::default(),
+        }
+    }
+
+    /// The tone this generator plays.
+    #[must_use]
+    pub fn kind(&self) -> ToneKind {
+        self.kind
+    }
+
+    /// Writes the next `out.len()` samples.
+    pub fn fill(&mut self, out: &mut [i16]) {
+        match self.kind.plan() {
+            Some((f1, f2, on_ms, off_ms)) => {
+                let on = on_ms * SAMPLE_RATE / 1000;
+                let period = (on_ms + off_ms) * SAMPLE_RATE / 1000;
+                for s in out.iter_mut() {
+                    let pos = if off_ms == 0 { 0 } else { self.n % period };
+                    *s = if pos < on {
+                        let t = (self.n % SAMPLE_RATE) as f32 / SAMPLE_RATE as f32;
+                        let v = TONE_AMPLITUDE * ((TAU * f1 * t).sin() + (TAU * f2 * t).sin());
+                        v as i16
+                    } else {
+                        0
+                    };
+                    self.n = self.n.wrapping_add(1);
+                }
+            }
+            None => self.music.fill(out),
+        }
+    }
+}
+
+/// Equal-tempered frequency of a MIDI note number.
+fn midi_hz(note: u8) -> f32 {
+    440.0 * 2f32.powf((f32::from(note) - 69.0) / 12.0)
+}
+
+/// The hold-music melody: a slow arpeggio over I–vi–IV–V in C major with a
+/// soft bass, bell-like notes (fundamental + a little second harmonic with an
+/// exponential decay), eight notes per chord at 300 ms each (~9.6 s loop).
+#[derive(Clone, Debug, Default)]
+struct HoldMusic {
+    n: u64,
+}
+
+/// Chord roots (MIDI) for the bass and the arpeggio notes per chord.
+const CHORDS: [(u8, [u8; 8]); 4] = [
+    (48, [60, 64, 67, 72, 76, 72, 67, 64]), // C
+    (45, [57, 60, 64, 69, 72, 69, 64, 60]), // Am
+    (41, [53, 57, 60, 65, 69, 65, 60, 57]), // F
+    (43, [55, 59, 62, 67, 71, 67, 62, 59]), // G
+];
+const NOTE_SAMPLES: u64 = 2400; // 300 ms
+
+impl HoldMusic {
+    fn fill(&mut self, out: &mut [i16]) {
+        let rate = SAMPLE_RATE as f32;
+        for s in out.iter_mut() {
+            let step = self.n / NOTE_SAMPLES;
+            let chord = &CHORDS[((step / 8) % 4) as usize];
+            let note = chord.1[(step % 8) as usize];
+            let t_note = (self.n % NOTE_SAMPLES) as f32 / rate;
+            let t_chord = (self.n % (NOTE_SAMPLES * 8)) as f32 / rate;
+            let f = midi_hz(note);
+            let attack = (t_note / 0.01).min(1.0);
+            let env = attack * (-t_note * 4.0).exp();
+            let melody = env * ((TAU * f * t_note).sin() + 0.25 * (TAU * 2.0 * f * t_note).sin());
+            let fb = midi_hz(chord.0);
+            let bass_env = (t_chord / 0.02).min(1.0) * (-t_chord * 0.6).exp();
+            let bass = bass_env * (TAU * fb * t_chord).sin();
+            *s = (5000.0 * melody + 3000.0 * bass) as i16;
+            self.n = self.n.wrapping_add(1);
+        }
+    }
+}
+
+/// Estimated amplitude (in sample units) of the `freq` Hz component of
+/// `samples` taken at `rate` Hz, by the Goertzel algorithm. A pure sine of
+/// amplitude A at `freq` yields about A when the block holds whole periods.
+#[must_use]
+pub fn goertzel_amplitude(samples: &[i16], freq: f32, rate: f32) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let coeff = 2.0 * (TAU * freq / rate).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in samples {
+        let s0 = f32::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = (s1 * s1 + s2 * s2 - coeff * s1 * s2).max(0.0);
+    2.0 * power.sqrt() / samples.len() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(kind: ToneKind, ms: u32) -> Vec<i16> {
+        let mut g = ToneGenerator::new(kind);
+        let mut v = vec![0i16; (ms * SAMPLE_RATE / 1000) as usize];
+        g.fill(&mut v);
+        v
+    }
+
+    fn amp(s: &[i16], f: f32) -> f32 {
+        goertzel_amplitude(s, f, SAMPLE_RATE as f32)
+    }
+
+    #[test]
+    fn dialtone_has_350_and_440() {
+        let s = render(ToneKind::Dialtone, 500);
+        assert!(amp(&s, 350.0) > 3000.0, "{}", amp(&s, 350.0));
+        assert!(amp(&s, 440.0) > 3000.0);
+        assert!(amp(&s, 480.0) < 300.0);
+        assert!(amp(&s, 1000.0) < 300.0);
+    }
+
+    #[test]
+    fn ringback_cadence_and_frequencies() {
+        let s = render(ToneKind::Ringback, 6000);
+        let on = &s[..16000];
+        let off = &s[16000..48000];
+        assert!(amp(on, 440.0) > 3000.0);
+        assert!(amp(on, 480.0) > 3000.0);
+        assert!(amp(on, 620.0) < 300.0);
+        assert!(off.iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn busy_and_reorder_cadences() {
+        let b = render(ToneKind::Busy, 1000);
+        assert!(amp(&b[..4000], 480.0) > 3000.0);
+        assert!(amp(&b[..4000], 620.0) > 3000.0);
+        assert!(b[4000..].iter().all(|&x| x == 0));
+        let r = render(ToneKind::Reorder, 500);
+        assert!(amp(&r[..2000], 620.0) > 3000.0);
+        assert!(r[2000..4000].iter().all(|&x| x == 0));
+        assert!(amp(&r[..2000], 350.0) < 300.0);
+    }
+
+    #[test]
+    fn hold_music_is_audible_tonal_and_not_clipping() {
+        let s = render(ToneKind::HoldMusic, 10_000);
+        let rms = (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+        assert!(rms > 500.0 && rms < 8000.0, "rms {rms}");
+        assert!(s.iter().all(|&x| x.abs() < 9000));
+        // The first note is middle C (261.6 Hz).
+        assert!(amp(&s[80..2400], 261.63) > 1000.0);
+        // It changes: the second note is E4.
+        assert!(amp(&s[2480..4800], 329.63) > 1000.0);
+    }
+
+    #[test]
+    fn goertzel_measures_a_pure_sine() {
+        let s: Vec<i16> = (0..8000)
+            .map(|n| (1000.0 * (TAU * 1000.0 * n as f32 / 8000.0).sin()) as i16)
+            .collect();
+        let a = amp(&s, 1000.0);
+        assert!((a - 1000.0).abs() < 20.0, "{a}");
+        assert!(amp(&s, 1500.0) < 10.0);
+        assert_eq!(goertzel_amplitude(&[], 1000.0, 8000.0), 0.0);
+    }
+}
