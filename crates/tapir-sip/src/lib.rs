@@ -2,9 +2,12 @@
 //! socket or the clock; drivers feed it bytes and the current time.
 //!
 //! * [`msg`]: the message codec (parse, validate, serialise, build).
+//! * [`auth`]: server-side digest authentication (challenges, nonces,
+//!   replay protection, lock-out).
 //! * [`transaction`]: the RFC 3261 §17 transaction state machines, driven
 //!   by `handle_*(now, ..)` calls and drained with `poll_output()`.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth;
 pub mod msg;
 pub mod transaction;
