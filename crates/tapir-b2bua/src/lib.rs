@@ -1,0 +1,1279 @@
+//! # tapir-b2bua — the switch's legs as SIP dialogs
+//!
+//! tapir is a back-to-back user agent: every call leg the switch core knows
+//! (`tapir_core::LegId`) is one SIP dialog with one device, and tapir is the
+//! far end of each. This crate owns that mapping, sans-IO:
+//!
+//! - datagrams go in with [`B2bua::handle_datagram`], the switch's effects
+//!   with [`B2bua::handle_effect`], time with [`B2bua::handle_timeout`];
+//! - [`B2bua::poll_output`] drains what to send ([`Out::Send`]), what to tell
+//!   the switch ([`Out::Switch`], [`Out::Refer`]) and what the media plane
+//!   must do ([`Out::Media`]).
+//!
+//! Registration, authentication and contact lookup come from a
+//! [`Directory`]; local RTP addresses from a [`MediaPorts`]. The telephony
+//! rules stay in the core: this crate only translates between SIP and the
+//! core's leg events and effects.
+//!
+//! Leg ids: the core numbers the legs it creates; legs of INVITEs that
+//! phones send are numbered here from [`INBOUND_LEG_BASE`] up, so the two
+//! ranges never meet.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod sdp;
+
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tapir_core::{Direction, Effect, Input, LegEvent, LegId, MediaSource, ReleaseCause};
+use tapir_sip::msg::{HeaderName, Message, MessageBuilder, Method, ResponseTarget, Uri};
+use tapir_sip::transaction::{
+    LayerOutput, Received, Reliability, Role, TimerConfig, TransactionEvent, TransactionKey,
+    TransactionLayer,
+};
+
+/// First leg id given to INVITEs from devices (the core's own ids stay far below).
+pub const INBOUND_LEG_BASE: u64 = 1 << 48;
+
+/// Registration, authentication and contact lookup, provided by the server
+/// (backed by `tapir_sip`'s registrar and digest authentication).
+pub trait Directory {
+    /// Answer a REGISTER (challenge, 200 with bindings, or an error).
+    fn register(&mut self, now: Instant, request: &Message, source: SocketAddr) -> Message;
+    /// Admit a request from a device: `Ok(user)` when authenticated, or the
+    /// response to send (407 challenge, 403).
+    fn admit(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: SocketAddr,
+    ) -> Result<String, Box<Message>>;
+    /// Where the device(s) of `address` can be reached now.
+    fn contacts(&self, now: Instant, address: &str) -> Vec<SocketAddr>;
+}
+
+/// Local RTP endpoints, provided by the media plane.
+pub trait MediaPorts {
+    /// Open (or return) the RTP address tapir uses for a leg.
+    fn open(&mut self, leg: LegId) -> SocketAddr;
+}
+
+/// What the media plane must do for a leg.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// The far end's audio (address, payload types, telephone-event type).
+    Remote {
+        /// The leg.
+        leg: LegId,
+        /// What its SDP said.
+        audio: sdp::RemoteAudio,
+    },
+    /// What the leg hears (from the switch).
+    Source {
+        /// The leg.
+        leg: LegId,
+        /// The source.
+        source: MediaSource,
+    },
+    /// Send DTMF on the leg.
+    Digits {
+        /// The leg.
+        leg: LegId,
+        /// The digits.
+        digits: String,
+    },
+    /// The leg is gone: free its RTP endpoint.
+    Close {
+        /// The leg.
+        leg: LegId,
+    },
+}
+
+/// One output of the B2BUA.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Out {
+    /// Send these bytes to this address.
+    Send {
+        /// Destination.
+        to: SocketAddr,
+        /// A serialized SIP message.
+        data: Bytes,
+    },
+    /// Feed this input to the switch.
+    Switch(Input),
+    /// Ask the switch to carry out a device's REFER (`Switch::refer`), then
+    /// report the outcome with [`B2bua::refer_outcome`].
+    Refer {
+        /// The leg that sent the REFER.
+        leg: LegId,
+        /// The transfer asked for.
+        event: LegEvent,
+    },
+    /// Work for the media plane.
+    Media(MediaCommand),
+}
+
+/// Settings of the B2BUA.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The address tapir's SIP socket is bound to (Via, Contact).
+    pub local: SocketAddr,
+    /// The SIP domain (realm; host part of From/To).
+    pub domain: String,
+    /// RFC 3261 timers.
+    pub timers: TimerConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LegState {
+    /// INVITE sent or received, no final answer yet.
+    Early,
+    /// 2xx sent or received.
+    Confirmed,
+    /// BYE/CANCEL sent or final error given; waiting for transactions to end.
+    Ending,
+}
+
+/// One leg's dialog with its device.
+#[derive(Clone, Debug)]
+struct Dialog {
+    inbound: bool,
+    state: LegState,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// Our URI in this dialog (From for outbound legs, To for inbound ones).
+    local_uri: String,
+    /// The device's URI in this dialog.
+    remote_uri: String,
+    /// Where in-dialog requests go (the device's Contact).
+    remote_target: String,
+    remote_addr: SocketAddr,
+    local_cseq: u32,
+    /// The INVITE that created the dialog (its server or client transaction).
+    invite: Message,
+    invite_key: TransactionKey,
+    rtp: SocketAddr,
+    sdp_version: u64,
+    /// tapir's current direction and what the leg hears.
+    direction: Direction,
+    /// The device has put the call on hold by itself.
+    device_held: bool,
+    /// An early-media answer (183) was sent on this inbound leg.
+    early_media: bool,
+    /// A re-INVITE of ours is in progress; a newer direction waits here.
+    reinvite_pending: Option<TransactionKey>,
+    queued_direction: Option<Direction>,
+    /// A REFER waiting for the switch's verdict.
+    refer_pending: Option<(TransactionKey, Message)>,
+}
+
+/// The back-to-back user agent. See the crate documentation.
+pub struct B2bua {
+    cfg: Config,
+    directory: Box<dyn Directory + Send>,
+    media: Box<dyn MediaPorts + Send>,
+    tx: TransactionLayer,
+    dialogs: HashMap<LegId, Dialog>,
+    by_call_id: HashMap<String, LegId>,
+    /// Client transactions and the leg (and method) they belong to.
+    clients: HashMap<TransactionKey, (LegId, Method)>,
+    out: VecDeque<Out>,
+    next_inbound: u64,
+    counter: u64,
+    session: u64,
+}
+
+impl B2bua {
+    /// A B2BUA with no dialogs.
+    pub fn new(
+        cfg: Config,
+        directory: Box<dyn Directory + Send>,
+        media: Box<dyn MediaPorts + Send>,
+    ) -> B2bua {
+        let session = u64::from(cfg.local.port()) << 16;
+        B2bua {
+            tx: TransactionLayer::new(cfg.timers),
+            cfg,
+            directory,
+            media,
+            dialogs: HashMap::new(),
+            by_call_id: HashMap::new(),
+            clients: HashMap::new(),
+            out: VecDeque::new(),
+            next_inbound: INBOUND_LEG_BASE,
+            counter: 0,
+            session,
+        }
+    }
+
+    /// The next output, until `None`.
+    pub fn poll_output(&mut self) -> Option<Out> {
+        self.out.pop_front()
+    }
+
+    /// When [`B2bua::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tx.poll_timeout()
+    }
+
+    /// How many dialogs are open (a leak check for tests).
+    pub fn dialog_count(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    fn unique(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}{:x}{:x}", self.session, self.counter)
+    }
+
+    fn send(&mut self, to: SocketAddr, message: &Message) {
+        self.out.push_back(Out::Send {
+            to,
+            data: message.to_bytes(),
+        });
+    }
+
+    // ------------------------------------------------------------------
+    // From the network
+    // ------------------------------------------------------------------
+
+    /// A datagram arrived from `source`. Malformed requests get the 400/505
+    /// the codec chooses; malformed responses are dropped; nothing panics.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: Bytes) {
+        let mut message = match Message::parse_datagram(data.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                let tag = self.unique("t");
+                if let Some(reply) = tapir_sip::msg::stateless_rejection(&data, &e, &tag) {
+                    self.send(source, &reply);
+                }
+                tracing::debug!(%source, error = %e, "dropped malformed SIP message");
+                return;
+            }
+        };
+        if message.is_request() {
+            if let Err(rejection) = tapir_sip::msg::check_request(&message) {
+                let tag = self.unique("t");
+                let reply = message
+                    .response_builder(rejection.status, Some(rejection.reason), Some(&tag))
+                    .build();
+                self.send(source, &reply);
+                return;
+            }
+            if message.stamp_top_via(source).is_err() {
+                return;
+            }
+        }
+        match self
+            .tx
+            .handle_received(now, message, Reliability::Unreliable)
+        {
+            Received::NewRequest { key, request } => self.new_request(now, source, key, request),
+            Received::Matched { .. } => {}
+            Received::StrayAck(_) => {}
+            Received::StrayResponse(response) => self.stray_response(now, response),
+            Received::Unmatchable(_) => {}
+        }
+        self.drain_transactions(now);
+    }
+
+    /// Timers of the transaction layer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        self.drain_transactions(now);
+    }
+
+    fn drain_transactions(&mut self, now: Instant) {
+        while let Some(output) = self.tx.poll_output() {
+            match output {
+                LayerOutput::Transmit { role, key, message } => {
+                    let to = match role {
+                        Role::Server => response_destination(&message),
+                        Role::Client => self
+                            .clients
+                            .get(&key)
+                            .and_then(|(leg, _)| self.dialogs.get(leg))
+                            .map(|d| d.remote_addr),
+                    };
+                    if let Some(to) = to {
+                        self.send(to, &message);
+                    }
+                }
+                LayerOutput::Event {
+                    role: Role::Client,
+                    key,
+                    event,
+                } => self.client_event(now, key, event),
+                LayerOutput::Event { .. } | LayerOutput::Timeout(_) => {}
+            }
+        }
+    }
+
+    fn respond(&mut self, now: Instant, key: &TransactionKey, response: Message) {
+        if self.tx.send_response(now, key, response).is_ok() {
+            self.drain_transactions(now);
+        }
+    }
+
+    fn reply(&mut self, now: Instant, key: &TransactionKey, request: &Message, code: u16) {
+        let tag = self.unique("t");
+        let r = request.response_builder(code, None, Some(&tag)).build();
+        self.respond(now, key, r);
+    }
+
+    fn new_request(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        key: TransactionKey,
+        request: Message,
+    ) {
+        let Some(method) = request.method().cloned() else {
+            return;
+        };
+        let to_tag = request
+            .to_header()
+            .ok()
+            .flatten()
+            .and_then(|t| t.tag().map(str::to_string));
+        match method {
+            Method::Register => {
+                let r = self.directory.register(now, &request, source);
+                self.respond(now, &key, r);
+            }
+            Method::Options if to_tag.is_none() => self.reply(now, &key, &request, 200),
+            Method::Invite if to_tag.is_none() => self.new_invite(now, source, key, request),
+            Method::Cancel => self.cancel_received(now, key, request),
+            _ if to_tag.is_some() => self.in_dialog(now, key, request, method),
+            _ => self.reply(now, &key, &request, 405),
+        }
+    }
+
+    /// A device starts a call: admit it, open a leg, tell the switch.
+    fn new_invite(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        key: TransactionKey,
+        request: Message,
+    ) {
+        let user = match self.directory.admit(now, &request, source) {
+            Ok(user) => user,
+            Err(response) => {
+                self.respond(now, &key, *response);
+                return;
+            }
+        };
+        let Some(to) = request
+            .request_uri()
+            .and_then(Result::ok)
+            .and_then(|u| uri_user(&u))
+        else {
+            self.reply(now, &key, &request, 404);
+            return;
+        };
+        let remote = match sdp::parse_remote(request.body()) {
+            Ok(r) => Some(r),
+            Err(_) if request.body().is_empty() => None,
+            Err(_) => {
+                self.reply(now, &key, &request, 488);
+                return;
+            }
+        };
+        // The server INVITE transaction has already sent 100 Trying.
+        let leg = LegId(self.next_inbound);
+        self.next_inbound += 1;
+        let rtp = self.media.open(leg);
+        let call_id = request
+            .call_id()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_string();
+        let from = request.from_header().ok().flatten();
+        let remote_tag = from.as_ref().and_then(|f| f.tag().map(str::to_string));
+        let remote_uri = from.map(|f| f.uri_text.to_string()).unwrap_or_default();
+        let remote_target = contact_uri(&request).unwrap_or_else(|| remote_uri.clone());
+        let local_uri = request
+            .to_header()
+            .ok()
+            .flatten()
+            .map(|t| t.uri_text.to_string())
+            .unwrap_or_default();
+        let local_tag = self.unique("tp");
+        self.dialogs.insert(
+            leg,
+            Dialog {
+                inbound: true,
+                state: LegState::Early,
+                call_id: call_id.clone(),
+                local_tag,
+                remote_tag,
+                local_uri,
+                remote_uri,
+                remote_target,
+                remote_addr: source,
+                local_cseq: 1,
+                invite: request.clone(),
+                invite_key: key,
+                rtp,
+                sdp_version: 1,
+                direction: Direction::SendRecv,
+                device_held: false,
+                early_media: false,
+                reinvite_pending: None,
+                queued_direction: None,
+                refer_pending: None,
+            },
+        );
+        self.by_call_id.insert(call_id, leg);
+        if let Some(audio) = remote {
+            self.out
+                .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
+        }
+        self.out.push_back(Out::Switch(Input::DeviceCall {
+            leg,
+            from: user,
+            external_caller: None,
+            to,
+        }));
+    }
+
+    /// CANCEL of a device's pending INVITE: 200 to the CANCEL, 487 to the
+    /// INVITE, and the switch hears the device hung up.
+    fn cancel_received(&mut self, now: Instant, key: TransactionKey, request: Message) {
+        let leg = request
+            .call_id()
+            .ok()
+            .flatten()
+            .and_then(|c| self.by_call_id.get(c).copied());
+        self.reply(now, &key, &request, if leg.is_some() { 200 } else { 481 });
+        let Some(leg) = leg else { return };
+        let Some(d) = self.dialogs.get(&leg) else {
+            return;
+        };
+        if !d.inbound || d.state != LegState::Early {
+            return;
+        }
+        let invite = d.invite.clone();
+        let invite_key = d.invite_key.clone();
+        let tag = d.local_tag.clone();
+        let r = invite.response_builder(487, None, Some(&tag)).build();
+        self.respond(now, &invite_key, r);
+        self.end_dialog(leg);
+        self.out.push_back(Out::Switch(Input::Leg {
+            leg,
+            event: LegEvent::HungUp,
+        }));
+    }
+
+    fn in_dialog(&mut self, now: Instant, key: TransactionKey, request: Message, method: Method) {
+        let leg = request
+            .call_id()
+            .ok()
+            .flatten()
+            .and_then(|c| self.by_call_id.get(c).copied());
+        let Some(leg) = leg.filter(|l| self.dialogs.contains_key(l)) else {
+            if method != Method::Ack {
+                self.reply(now, &key, &request, 481);
+            }
+            return;
+        };
+        if let Some(d) = self.dialogs.get_mut(&leg)
+            && let Some(target) = contact_uri(&request)
+        {
+            d.remote_target = target;
+        }
+        match method {
+            Method::Bye => {
+                self.reply_in_dialog(now, leg, &key, &request, 200, None);
+                self.end_dialog(leg);
+                self.out.push_back(Out::Switch(Input::Leg {
+                    leg,
+                    event: LegEvent::HungUp,
+                }));
+            }
+            Method::Invite | Method::Update => self.reinvite_received(now, leg, key, request),
+            Method::Info => {
+                self.reply_in_dialog(now, leg, &key, &request, 200, None);
+                if let Some(digits) = dtmf_relay_digit(request.body()) {
+                    self.out.push_back(Out::Switch(Input::Leg {
+                        leg,
+                        event: LegEvent::Digits(digits),
+                    }));
+                }
+            }
+            Method::Refer => self.refer_received(now, leg, key, request),
+            Method::Options | Method::Notify => {
+                self.reply_in_dialog(now, leg, &key, &request, 200, None)
+            }
+            _ => self.reply_in_dialog(now, leg, &key, &request, 405, None),
+        }
+    }
+
+    fn reply_in_dialog(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        key: &TransactionKey,
+        request: &Message,
+        code: u16,
+        sdp: Option<String>,
+    ) {
+        let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
+        let mut b = request.response_builder(code, None, tag.as_deref());
+        b = b.header(HeaderName::Contact, self.contact());
+        if let Some(s) = sdp {
+            b = b.body("application/sdp", Bytes::from(s));
+        }
+        let r = b.build();
+        self.respond(now, key, r);
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:tapir@{}>", self.cfg.local)
+    }
+
+    /// A device re-INVITE: hold or retrieve by the device, or a new address.
+    fn reinvite_received(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        key: TransactionKey,
+        request: Message,
+    ) {
+        let remote = if request.body().is_empty() {
+            None
+        } else {
+            match sdp::parse_remote(request.body()) {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    self.reply_in_dialog(now, leg, &key, &request, 488, None);
+                    return;
+                }
+            }
+        };
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        let was_held = d.device_held;
+        let direction = remote
+            .as_ref()
+            .map(sdp::answer_direction)
+            .unwrap_or(d.direction);
+        let holds = remote.as_ref().is_some_and(|r| r.holds);
+        d.device_held = holds;
+        d.sdp_version += 1;
+        let body = sdp::local(self.session, d.sdp_version, d.rtp, direction);
+        self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
+        if let Some(audio) = remote {
+            self.out
+                .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
+        }
+        let event = match (was_held, holds) {
+            (false, true) => Some(LegEvent::Held),
+            (true, false) => Some(LegEvent::Retrieved),
+            _ => None,
+        };
+        if let Some(event) = event {
+            self.out.push_back(Out::Switch(Input::Leg { leg, event }));
+        }
+    }
+
+    /// A device REFER: accept it (202) and let the switch decide; the
+    /// outcome goes back as a NOTIFY with a sipfrag.
+    fn refer_received(&mut self, now: Instant, leg: LegId, key: TransactionKey, request: Message) {
+        let Some(refer_to) = request.refer_to().ok().flatten() else {
+            self.reply_in_dialog(now, leg, &key, &request, 400, None);
+            return;
+        };
+        let replaces = request
+            .replaces()
+            .ok()
+            .flatten()
+            .map(|r| r.call_id.to_string());
+        let replaces = replaces.or_else(|| {
+            // Replaces travels as an escaped header of the Refer-To URI.
+            let text = refer_to.uri_text;
+            let i = text.find("Replaces=")?;
+            let raw = text.get(i + 9..)?;
+            let raw = raw.split('&').next()?;
+            let decoded =
+                String::from_utf8_lossy(&tapir_sip::msg::percent_decode(raw)).into_owned();
+            decoded.split(';').next().map(str::to_string)
+        });
+        let event = match replaces.and_then(|call_id| self.by_call_id.get(&call_id).copied()) {
+            Some(other) => LegEvent::ReferReplaces(other),
+            None => match uri_user(&refer_to.uri) {
+                Some(user) => LegEvent::Refer(user),
+                None => {
+                    self.reply_in_dialog(now, leg, &key, &request, 400, None);
+                    return;
+                }
+            },
+        };
+        self.reply_in_dialog(now, leg, &key, &request, 202, None);
+        if let Some(d) = self.dialogs.get_mut(&leg) {
+            d.refer_pending = Some((key, request));
+        }
+        self.out.push_back(Out::Refer { leg, event });
+    }
+
+    /// The switch's verdict on a device's REFER: NOTIFY the device with the
+    /// outcome as a sipfrag (200 done, 503 refused).
+    pub fn refer_outcome(&mut self, now: Instant, leg: LegId, accepted: bool) {
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if d.refer_pending.take().is_none() {
+            return;
+        }
+        let frag = if accepted {
+            "SIP/2.0 200 OK\r\n"
+        } else {
+            "SIP/2.0 503 Service Unavailable\r\n"
+        };
+        let state = "terminated;reason=noresource";
+        if let Some(req) = self.in_dialog_request(leg, Method::Notify) {
+            let req = with_body(
+                req,
+                &[
+                    (HeaderName::Event, "refer".to_string()),
+                    (HeaderName::SubscriptionState, state.to_string()),
+                ],
+                "message/sipfrag;version=2.0",
+                frag,
+            );
+            self.start_client(now, leg, req);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Responses to our requests
+    // ------------------------------------------------------------------
+
+    fn client_event(&mut self, now: Instant, key: TransactionKey, event: TransactionEvent) {
+        let Some((leg, method)) = self.clients.get(&key).cloned() else {
+            return;
+        };
+        match event {
+            TransactionEvent::Response(response) => {
+                let code = response.status_code().unwrap_or(0);
+                if method == Method::Invite {
+                    self.invite_response(now, leg, &key, response, code);
+                }
+            }
+            TransactionEvent::Timeout | TransactionEvent::TransportError => {
+                self.clients.remove(&key);
+                if method == Method::Invite {
+                    self.invite_failed(leg, &key, LegEvent::Unreachable);
+                } else if self
+                    .dialogs
+                    .get(&leg)
+                    .is_some_and(|d| d.state == LegState::Ending)
+                {
+                    self.end_dialog(leg);
+                }
+            }
+            TransactionEvent::Terminated => {
+                self.clients.remove(&key);
+                if self
+                    .dialogs
+                    .get(&leg)
+                    .is_some_and(|d| d.state == LegState::Ending)
+                {
+                    self.end_dialog(leg);
+                }
+            }
+            TransactionEvent::Ack(_) => {}
+        }
+    }
+
+    fn invite_response(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        key: &TransactionKey,
+        response: Message,
+        code: u16,
+    ) {
+        let Some(d) = self.dialogs.get(&leg) else {
+            return;
+        };
+        let initial = d.invite_key == *key;
+        if (101..200).contains(&code) && initial && d.state == LegState::Early {
+            self.out.push_back(Out::Switch(Input::Leg {
+                leg,
+                event: LegEvent::Alerting,
+            }));
+            return;
+        }
+        if (200..300).contains(&code) {
+            self.answered(now, leg, key, response, initial);
+            return;
+        }
+        if code >= 300 {
+            if initial {
+                let event = match code {
+                    486 | 600 => LegEvent::Busy,
+                    603 => LegEvent::Rejected,
+                    408 | 480 | 503 | 404 | 410 | 484 => LegEvent::Unreachable,
+                    487 => LegEvent::HungUp,
+                    _ => LegEvent::Rejected,
+                };
+                self.invite_failed(leg, key, event);
+            } else if let Some(d) = self.dialogs.get_mut(&leg) {
+                // A refused re-INVITE leaves the previous session in place.
+                d.reinvite_pending = None;
+                self.next_reoffer(now, leg);
+            }
+        }
+    }
+
+    fn invite_failed(&mut self, leg: LegId, key: &TransactionKey, event: LegEvent) {
+        let Some(d) = self.dialogs.get(&leg) else {
+            return;
+        };
+        if d.invite_key != *key {
+            return;
+        }
+        let ending = d.state == LegState::Ending;
+        self.end_dialog(leg);
+        if !ending {
+            self.out.push_back(Out::Switch(Input::Leg { leg, event }));
+        }
+    }
+
+    /// A 2xx to one of our INVITEs: ACK it; the first one confirms the leg.
+    fn answered(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        key: &TransactionKey,
+        response: Message,
+        initial: bool,
+    ) {
+        let remote = sdp::parse_remote(response.body()).ok();
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if let Some(tag) = response
+            .to_header()
+            .ok()
+            .flatten()
+            .and_then(|t| t.tag().map(str::to_string))
+        {
+            d.remote_tag = Some(tag);
+        }
+        if let Some(target) = contact_uri(&response) {
+            d.remote_target = target;
+        }
+        let was_ending = d.state == LegState::Ending;
+        let cseq = response
+            .cseq()
+            .ok()
+            .flatten()
+            .map(|c| c.number)
+            .unwrap_or(1);
+        if let Some(ack) = self.ack_for(leg, cseq) {
+            let to = self.dialogs.get(&leg).map(|d| d.remote_addr);
+            if let Some(to) = to {
+                self.send(to, &ack);
+            }
+        }
+        if was_ending {
+            // Answered after we gave up (CANCEL crossed the 200): hang up.
+            if let Some(bye) = self.in_dialog_request(leg, Method::Bye) {
+                self.start_client(now, leg, bye);
+            }
+            return;
+        }
+        if let Some(audio) = remote {
+            self.out
+                .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
+        }
+        if initial {
+            if let Some(d) = self.dialogs.get_mut(&leg) {
+                if d.state == LegState::Confirmed {
+                    return;
+                }
+                d.state = LegState::Confirmed;
+            }
+            self.out.push_back(Out::Switch(Input::Leg {
+                leg,
+                event: LegEvent::Answered,
+            }));
+        } else if let Some(d) = self.dialogs.get_mut(&leg)
+            && d.reinvite_pending.as_ref() == Some(key)
+        {
+            d.reinvite_pending = None;
+            self.next_reoffer(now, leg);
+        }
+    }
+
+    fn stray_response(&mut self, now: Instant, response: Message) {
+        // A retransmitted 2xx after the INVITE transaction ended: ACK again.
+        let code = response.status_code().unwrap_or(0);
+        let Some(cseq) = response.cseq().ok().flatten() else {
+            return;
+        };
+        if !(200..300).contains(&code) || cseq.method != "INVITE" {
+            return;
+        }
+        let leg = response
+            .call_id()
+            .ok()
+            .flatten()
+            .and_then(|c| self.by_call_id.get(c).copied());
+        if let Some(leg) = leg
+            && let Some(ack) = self.ack_for(leg, cseq.number)
+            && let Some(to) = self.dialogs.get(&leg).map(|d| d.remote_addr)
+        {
+            self.send(to, &ack);
+        }
+        let _ = now;
+    }
+
+    // ------------------------------------------------------------------
+    // From the switch
+    // ------------------------------------------------------------------
+
+    /// Carry out one of the switch's effects.
+    pub fn handle_effect(&mut self, now: Instant, effect: &Effect) {
+        match effect {
+            Effect::CreateLeg {
+                leg,
+                target,
+                caller,
+                auto_answer,
+                ..
+            } => self.create_leg(now, *leg, target, caller, *auto_answer),
+            Effect::Alert { leg } => self.provisional(now, *leg, 180, false),
+            Effect::AnswerLeg { leg } => self.answer_leg(now, *leg),
+            Effect::Reoffer { leg, direction } => {
+                if let Some(d) = self.dialogs.get_mut(leg) {
+                    d.queued_direction = Some(*direction);
+                }
+                self.next_reoffer(now, *leg);
+            }
+            Effect::Media { leg, source } => {
+                // A phone plays its own ringback on 180; other tones (busy,
+                // reorder, dial tone) need tapir's early media.
+                let early = matches!(source, MediaSource::Tone(t) if *t != tapir_core::Tone::Ringback)
+                    && self
+                        .dialogs
+                        .get(leg)
+                        .is_some_and(|d| d.inbound && d.state == LegState::Early && !d.early_media);
+                if early {
+                    // The caller must hear tapir's tone before the answer.
+                    self.provisional(now, *leg, 183, true);
+                }
+                self.out.push_back(Out::Media(MediaCommand::Source {
+                    leg: *leg,
+                    source: *source,
+                }));
+            }
+            Effect::Redirect { leg, target } => {
+                let target = format!("<sip:{target}@{}>", self.cfg.domain);
+                self.final_error(now, *leg, 302, Some(target));
+            }
+            Effect::ReleaseLeg { leg, cause } => self.release_leg(now, *leg, *cause),
+            Effect::SendDigits { leg, digits } => {
+                self.out.push_back(Out::Media(MediaCommand::Digits {
+                    leg: *leg,
+                    digits: digits.clone(),
+                }));
+            }
+            Effect::RemoteAnswer { leg } => {
+                tracing::info!(%leg, "remote answer is not supported by this phone profile");
+            }
+            Effect::SecureMedia { leg } => {
+                tracing::info!(%leg, "secure media requested; SRTP is not negotiated yet");
+            }
+        }
+        self.drain_transactions(now);
+    }
+
+    fn create_leg(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        target: &str,
+        caller: &tapir_core::Party,
+        auto_answer: bool,
+    ) {
+        let contacts = self.directory.contacts(now, target);
+        let Some(remote_addr) = contacts.first().copied() else {
+            self.out.push_back(Out::Switch(Input::Leg {
+                leg,
+                event: LegEvent::Unreachable,
+            }));
+            return;
+        };
+        let rtp = self.media.open(leg);
+        let call_id = format!("{}@{}", self.unique("c"), self.cfg.domain);
+        let local_tag = self.unique("tp");
+        let domain = self.cfg.domain.clone();
+        let local_uri = format!("sip:{}@{domain}", caller.address);
+        let remote_uri = format!("sip:{target}@{domain}");
+        let request_uri = format!("sip:{target}@{remote_addr}");
+        let from = match &caller.name {
+            Some(n) => format!("\"{}\" <{local_uri}>;tag={local_tag}", n.replace('"', "")),
+            None => format!("<{local_uri}>;tag={local_tag}"),
+        };
+        let branch = self.unique("z9hG4bK");
+        let mut b = MessageBuilder::request(Method::Invite, request_uri.clone())
+            .header(
+                HeaderName::Via,
+                format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.local),
+            )
+            .header(HeaderName::MaxForwards, "70")
+            .header(HeaderName::From, from)
+            .header(HeaderName::To, format!("<{remote_uri}>"))
+            .header(HeaderName::CallId, call_id.clone())
+            .header(HeaderName::CSeq, "1 INVITE")
+            .header(HeaderName::Contact, self.contact())
+            .header(
+                HeaderName::Allow,
+                "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE",
+            );
+        if auto_answer {
+            b = b.header(
+                HeaderName::CallInfo,
+                format!("<sip:{domain}>;answer-after=0"),
+            );
+        }
+        let body = sdp::local(self.session, 1, rtp, Direction::SendRecv);
+        let invite = b.body("application/sdp", Bytes::from(body)).build();
+        let Ok(key) = self
+            .tx
+            .start_client(now, invite.clone(), Reliability::Unreliable)
+        else {
+            self.out.push_back(Out::Switch(Input::Leg {
+                leg,
+                event: LegEvent::Unreachable,
+            }));
+            return;
+        };
+        self.clients.insert(key.clone(), (leg, Method::Invite));
+        self.dialogs.insert(
+            leg,
+            Dialog {
+                inbound: false,
+                state: LegState::Early,
+                call_id: call_id.clone(),
+                local_tag,
+                remote_tag: None,
+                local_uri,
+                remote_uri,
+                remote_target: request_uri,
+                remote_addr,
+                local_cseq: 1,
+                invite,
+                invite_key: key,
+                rtp,
+                sdp_version: 1,
+                direction: Direction::SendRecv,
+                device_held: false,
+                early_media: false,
+                reinvite_pending: None,
+                queued_direction: None,
+                refer_pending: None,
+            },
+        );
+        self.by_call_id.insert(call_id, leg);
+    }
+
+    fn provisional(&mut self, now: Instant, leg: LegId, code: u16, with_sdp: bool) {
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if !d.inbound || d.state != LegState::Early {
+            return;
+        }
+        let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
+        b = b.header(
+            HeaderName::Contact,
+            format!("<sip:tapir@{}>", self.cfg.local),
+        );
+        if with_sdp {
+            d.early_media = true;
+            let body = sdp::local(self.session, d.sdp_version, d.rtp, Direction::SendRecv);
+            b = b.body("application/sdp", Bytes::from(body));
+        }
+        let key = d.invite_key.clone();
+        let r = b.build();
+        self.respond(now, &key, r);
+    }
+
+    fn answer_leg(&mut self, now: Instant, leg: LegId) {
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if !d.inbound || d.state != LegState::Early {
+            return;
+        }
+        d.state = LegState::Confirmed;
+        let body = sdp::local(self.session, d.sdp_version, d.rtp, d.direction);
+        let r = d
+            .invite
+            .response_builder(200, None, Some(&d.local_tag))
+            .header(
+                HeaderName::Contact,
+                format!("<sip:tapir@{}>", self.cfg.local),
+            )
+            .body("application/sdp", Bytes::from(body))
+            .build();
+        let key = d.invite_key.clone();
+        self.respond(now, &key, r);
+    }
+
+    /// Send the next queued direction as a re-INVITE, one at a time.
+    fn next_reoffer(&mut self, now: Instant, leg: LegId) {
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if d.state != LegState::Confirmed || d.reinvite_pending.is_some() {
+            return;
+        }
+        let Some(direction) = d.queued_direction.take() else {
+            return;
+        };
+        if direction == d.direction {
+            return;
+        }
+        d.direction = direction;
+        d.sdp_version += 1;
+        let body = sdp::local(self.session, d.sdp_version, d.rtp, direction);
+        if let Some(req) = self.in_dialog_request(leg, Method::Invite) {
+            let req = with_body(req, &[], "application/sdp", &body);
+            if let Some(key) = self.start_client(now, leg, req)
+                && let Some(d) = self.dialogs.get_mut(&leg)
+            {
+                d.reinvite_pending = Some(key);
+            }
+        }
+    }
+
+    /// End a leg the switch no longer wants: a final error on a device's
+    /// unanswered INVITE, CANCEL on ours, BYE once established.
+    fn release_leg(&mut self, now: Instant, leg: LegId, cause: ReleaseCause) {
+        let Some(d) = self.dialogs.get(&leg) else {
+            return;
+        };
+        match (d.state, d.inbound) {
+            (LegState::Early, true) => {
+                let code = match cause {
+                    ReleaseCause::Busy => 486,
+                    ReleaseCause::Rejected => 603,
+                    ReleaseCause::NotFound => 404,
+                    ReleaseCause::Unavailable | ReleaseCause::Normal => 480,
+                    ReleaseCause::Moved => 480,
+                };
+                self.final_error(now, leg, code, None);
+            }
+            (LegState::Early, false) => {
+                let cancel = cancel_for(&d.invite);
+                let to = d.remote_addr;
+                if let Some(d) = self.dialogs.get_mut(&leg) {
+                    d.state = LegState::Ending;
+                }
+                if let Some(cancel) = cancel
+                    && let Ok(key) = self.tx.start_client(now, cancel, Reliability::Unreliable)
+                {
+                    self.clients.insert(key, (leg, Method::Cancel));
+                } else {
+                    let _ = to;
+                }
+            }
+            (LegState::Confirmed, _) => {
+                if let Some(bye) = self.in_dialog_request(leg, Method::Bye) {
+                    self.start_client(now, leg, bye);
+                }
+                self.end_dialog(leg);
+            }
+            (LegState::Ending, _) => {}
+        }
+        self.out.push_back(Out::Media(MediaCommand::Close { leg }));
+    }
+
+    fn final_error(&mut self, now: Instant, leg: LegId, code: u16, contact: Option<String>) {
+        let Some(d) = self.dialogs.get(&leg) else {
+            return;
+        };
+        if !d.inbound || d.state != LegState::Early {
+            return;
+        }
+        let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
+        if let Some(c) = contact {
+            b = b.header(HeaderName::Contact, c);
+        }
+        let key = d.invite_key.clone();
+        let r = b.build();
+        self.respond(now, &key, r);
+        self.end_dialog(leg);
+        self.out.push_back(Out::Media(MediaCommand::Close { leg }));
+    }
+
+    /// Forget a dialog (its transactions finish on their own).
+    fn end_dialog(&mut self, leg: LegId) {
+        if let Some(d) = self.dialogs.get_mut(&leg) {
+            d.state = LegState::Ending;
+        }
+        // Keep the dialog while client transactions of it still run, so
+        // their messages find their destination; drop it afterwards.
+        let busy = self.clients.values().any(|(l, _)| *l == leg);
+        if !busy && let Some(d) = self.dialogs.remove(&leg) {
+            self.by_call_id.remove(&d.call_id);
+        }
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        request: Message,
+    ) -> Option<TransactionKey> {
+        let method = request.method().cloned()?;
+        let key = self
+            .tx
+            .start_client(now, request, Reliability::Unreliable)
+            .ok()?;
+        self.clients.insert(key.clone(), (leg, method));
+        self.drain_transactions(now);
+        Some(key)
+    }
+
+    /// A new request inside a leg's dialog (CSeq incremented).
+    fn in_dialog_request(&mut self, leg: LegId, method: Method) -> Option<Message> {
+        let branch = self.unique("z9hG4bK");
+        let local = self.cfg.local;
+        let contact = self.contact();
+        let d = self.dialogs.get_mut(&leg)?;
+        d.local_cseq += 1;
+        let (from, to) = dialog_from_to(d);
+        Some(
+            MessageBuilder::request(method.clone(), d.remote_target.clone())
+                .header(
+                    HeaderName::Via,
+                    format!("SIP/2.0/UDP {local};branch={branch};rport"),
+                )
+                .header(HeaderName::MaxForwards, "70")
+                .header(HeaderName::From, from)
+                .header(HeaderName::To, to)
+                .header(HeaderName::CallId, d.call_id.clone())
+                .header(HeaderName::CSeq, format!("{} {method}", d.local_cseq))
+                .header(HeaderName::Contact, contact)
+                .build(),
+        )
+    }
+
+    /// The ACK for a 2xx to our INVITE with CSeq `cseq`.
+    fn ack_for(&mut self, leg: LegId, cseq: u32) -> Option<Message> {
+        let branch = self.unique("z9hG4bK");
+        let local = self.cfg.local;
+        let d = self.dialogs.get(&leg)?;
+        let (from, to) = dialog_from_to(d);
+        Some(
+            MessageBuilder::request(Method::Ack, d.remote_target.clone())
+                .header(
+                    HeaderName::Via,
+                    format!("SIP/2.0/UDP {local};branch={branch};rport"),
+                )
+                .header(HeaderName::MaxForwards, "70")
+                .header(HeaderName::From, from)
+                .header(HeaderName::To, to)
+                .header(HeaderName::CallId, d.call_id.clone())
+                .header(HeaderName::CSeq, format!("{cseq} ACK"))
+                .build(),
+        )
+    }
+}
+
+/// From and To of a request we send inside a dialog.
+fn dialog_from_to(d: &Dialog) -> (String, String) {
+    let from = format!("<{}>;tag={}", d.local_uri, d.local_tag);
+    let to = match &d.remote_tag {
+        Some(t) => format!("<{}>;tag={t}", d.remote_uri),
+        None => format!("<{}>", d.remote_uri),
+    };
+    (from, to)
+}
+
+/// The same request with extra headers and a body.
+fn with_body(
+    request: Message,
+    headers: &[(HeaderName, String)],
+    content_type: &str,
+    body: &str,
+) -> Message {
+    let mut r = request;
+    for (name, value) in headers {
+        r.push_header(name.clone(), value.clone());
+    }
+    r.set_body(Some(content_type), Bytes::from(body.to_string()));
+    r
+}
+
+/// CANCEL for one of our INVITEs (same branch, RFC 3261 §9.1).
+fn cancel_for(invite: &Message) -> Option<Message> {
+    let uri = match invite.start_line() {
+        tapir_sip::msg::StartLine::Request { uri, .. } => uri.as_str().to_string(),
+        _ => return None,
+    };
+    let via = invite.header(&HeaderName::Via)?.to_string();
+    let from = invite.header(&HeaderName::From)?.to_string();
+    let to = invite.header(&HeaderName::To)?.to_string();
+    let call_id = invite.call_id().ok().flatten()?.to_string();
+    let cseq = invite.cseq().ok().flatten()?.number;
+    Some(
+        MessageBuilder::request(Method::Cancel, uri)
+            .header(HeaderName::Via, via)
+            .header(HeaderName::MaxForwards, "70")
+            .header(HeaderName::From, from)
+            .header(HeaderName::To, to)
+            .header(HeaderName::CallId, call_id)
+            .header(HeaderName::CSeq, format!("{cseq} CANCEL"))
+            .build(),
+    )
+}
+
+/// Where a response goes, from its top Via (received/rport stamped on arrival).
+fn response_destination(response: &Message) -> Option<SocketAddr> {
+    let via = response.top_via().ok().flatten()?;
+    match tapir_sip::msg::response_target(&via, false) {
+        ResponseTarget::Address(a) => Some(a),
+        _ => None,
+    }
+}
+
+/// The user part of a SIP or tel URI: the address the device dialled.
+fn uri_user(uri: &Uri<'_>) -> Option<String> {
+    match uri {
+        Uri::Sip(s) => s
+            .user
+            .map(|u| String::from_utf8_lossy(&tapir_sip::msg::percent_decode(u)).into_owned()),
+        Uri::Tel(t) => Some(t.number.to_string()),
+        Uri::Absolute(_) => None,
+    }
+}
+
+/// The first Contact URI of a message.
+fn contact_uri(message: &Message) -> Option<String> {
+    match message.contacts().ok().flatten()? {
+        tapir_sip::msg::Contacts::Addresses(list) => list.first().map(|c| c.uri_text.to_string()),
+        tapir_sip::msg::Contacts::Wildcard => None,
+    }
+}
+
+/// The digit of an INFO `application/dtmf-relay` body (`Signal=5`).
+fn dtmf_relay_digit(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Signal="))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+}

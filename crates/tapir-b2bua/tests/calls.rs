@@ -1,0 +1,436 @@
+//! The B2BUA and the real switch together, driven with SIP messages as two
+//! phones would send them: a call from 1001 to 1002 through tapir with
+//! ringing, answer and hang-up from either side; busy; CANCEL; a device
+//! hold; a call the switch places itself (make call); malformed input.
+
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tapir_b2bua::{B2bua, Config, Directory, MediaCommand, MediaPorts, Out};
+use tapir_core::{
+    AppConfig, CallStateKind, Input, LegId, LineConfig, Output, Privilege, Switch, Timestamp,
+};
+use tapir_sip::msg::{HeaderName, Message};
+use tapir_sip::transaction::TimerConfig;
+
+const TAPIR: &str = "127.0.0.1:5060";
+const A: &str = "127.0.0.1:5001";
+const B: &str = "127.0.0.1:5002";
+
+struct Phones(HashMap<String, SocketAddr>);
+
+impl Directory for Phones {
+    fn register(&mut self, _now: Instant, request: &Message, _source: SocketAddr) -> Message {
+        request.response_builder(200, None, Some("reg")).build()
+    }
+    fn admit(
+        &mut self,
+        _now: Instant,
+        request: &Message,
+        _source: SocketAddr,
+    ) -> Result<String, Box<Message>> {
+        let from = request.from_header().unwrap().unwrap();
+        match &from.uri {
+            tapir_sip::msg::Uri::Sip(s) => Ok(s.user.unwrap().to_string()),
+            _ => Err(Box::new(
+                request.response_builder(403, None, Some("x")).build(),
+            )),
+        }
+    }
+    fn contacts(&self, _now: Instant, address: &str) -> Vec<SocketAddr> {
+        self.0.get(address).copied().into_iter().collect()
+    }
+}
+
+struct Ports;
+
+impl MediaPorts for Ports {
+    fn open(&mut self, leg: LegId) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 20_000 + (leg.0 % 1000) as u16 * 2))
+    }
+}
+
+struct World {
+    b2b: B2bua,
+    switch: Switch,
+    start: Instant,
+    now: Instant,
+    /// Everything tapir sent, per destination.
+    sent: Vec<(SocketAddr, Message)>,
+    media: Vec<MediaCommand>,
+}
+
+impl World {
+    fn new() -> World {
+        let mut switch = Switch::default();
+        for a in ["1001", "1002"] {
+            switch.add_line(LineConfig::phone(a)).unwrap();
+        }
+        let dir = Phones(
+            [
+                ("1001".to_string(), A.parse().unwrap()),
+                ("1002".to_string(), B.parse().unwrap()),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let cfg = Config {
+            local: TAPIR.parse().unwrap(),
+            domain: "127.0.0.1".into(),
+            timers: TimerConfig::default(),
+        };
+        let now = Instant::now();
+        World {
+            b2b: B2bua::new(cfg, Box::new(dir), Box::new(Ports)),
+            switch,
+            start: now,
+            now,
+            sent: Vec::new(),
+            media: Vec::new(),
+        }
+    }
+
+    fn ts(&self) -> Timestamp {
+        Timestamp(1_000_000 + self.now.duration_since(self.start).as_millis() as u64)
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(out) = self.b2b.poll_output() {
+                moved = true;
+                match out {
+                    Out::Send { to, data } => {
+                        self.sent.push((to, Message::parse_datagram(data).unwrap()))
+                    }
+                    Out::Switch(input) => {
+                        let ts = self.ts();
+                        self.switch.handle(ts, input);
+                    }
+                    Out::Refer { leg, event } => {
+                        let ts = self.ts();
+                        let ok = self.switch.refer(ts, leg, event).is_ok();
+                        self.b2b.refer_outcome(self.now, leg, ok);
+                    }
+                    Out::Media(m) => self.media.push(m),
+                }
+            }
+            while let Some(out) = self.switch.poll_output() {
+                moved = true;
+                if let Output::Effect(e) = out {
+                    self.b2b.handle_effect(self.now, &e);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("B2BUA and switch do not settle");
+    }
+
+    fn phone_sends(&mut self, phone: &str, text: String) {
+        let source: SocketAddr = phone.parse().unwrap();
+        self.b2b.handle_datagram(
+            self.now,
+            source,
+            Bytes::from(text.replace("\r\n", "\n").replace('\n', "\r\n")),
+        );
+        self.pump();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        let end = self.now + Duration::from_millis(ms);
+        while let Some(at) = self.b2b.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = at.max(self.now);
+            self.b2b.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = end;
+    }
+
+    /// Messages sent to `to` since the last call, oldest first.
+    fn take(&mut self, to: &str) -> Vec<Message> {
+        let to: SocketAddr = to.parse().unwrap();
+        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == to);
+        self.sent = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn codes(&mut self, to: &str) -> Vec<String> {
+        self.take(to)
+            .iter()
+            .map(|m| match m.status_code() {
+                Some(c) => c.to_string(),
+                None => m.method().unwrap().to_string(),
+            })
+            .collect()
+    }
+
+    fn state_at(&self, address: &str) -> Vec<CallStateKind> {
+        self.switch
+            .calls_at(address)
+            .into_iter()
+            .filter_map(|c| self.switch.call_state(c))
+            .collect()
+    }
+}
+
+fn invite_from_a(call_id: &str) -> String {
+    format!(
+        "INVITE sip:1002@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bKa1;rport
+Max-Forwards: 70
+From: <sip:1001@127.0.0.1>;tag=a1
+To: <sip:1002@127.0.0.1>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:1001@{A}>
+Content-Type: application/sdp
+Content-Length: {len}
+
+{sdp}",
+        len = sdp_a().len(),
+        sdp = sdp_a()
+    )
+}
+
+fn sdp_a() -> String {
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n".to_string()
+}
+
+/// A response from phone B to tapir's request.
+fn b_responds(req: &Message, code: u16, with_sdp: bool) -> String {
+    let mut r = req.response_builder(code, None, Some("b1"));
+    r = r.header(HeaderName::Contact, format!("<sip:1002@{B}>"));
+    if with_sdp {
+        let sdp = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n";
+        r = r.body("application/sdp", Bytes::from(sdp));
+    }
+    String::from_utf8(r.build().to_bytes().to_vec())
+        .unwrap()
+        .replace("\r\n", "\n")
+}
+
+/// An in-dialog request from phone A on its call (CSeq `n`).
+fn a_in_dialog(method: &str, n: u32, to_tag: &str, call_id: &str, body: &str) -> String {
+    let ctype = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\n".into()
+    };
+    format!(
+        "{method} sip:tapir@{TAPIR} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bKa{n}{method};rport
+Max-Forwards: 70
+From: <sip:1001@127.0.0.1>;tag=a1
+To: <sip:1002@127.0.0.1>;tag={to_tag}
+Call-ID: {call_id}
+CSeq: {n} {method}
+Contact: <sip:1001@{A}>
+{ctype}Content-Length: {len}
+
+{body}",
+        len = body.len()
+    )
+}
+
+fn to_tag(m: &Message) -> String {
+    m.to_header().unwrap().unwrap().tag().unwrap().to_string()
+}
+
+/// 1001 calls 1002, 1002 rings and answers: returns tapir's 200 to A and
+/// tapir's INVITE to B.
+fn connected(w: &mut World, call_id: &str) -> (Message, Message) {
+    w.phone_sends(A, invite_from_a(call_id));
+    assert_eq!(w.codes(A), vec!["100"]);
+    let invite_b = w.take(B).pop().expect("tapir invites 1002");
+    assert_eq!(invite_b.method().unwrap().to_string(), "INVITE");
+    assert!(
+        invite_b.body().starts_with(b"v=0"),
+        "tapir offers its own SDP"
+    );
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Offering]);
+    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    assert_eq!(w.codes(A), vec!["180"]);
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Ringback]);
+    w.phone_sends(B, b_responds(&invite_b, 200, true));
+    assert_eq!(w.codes(B), vec!["ACK"]);
+    let ok = w.take(A).pop().expect("200 to A");
+    assert_eq!(ok.status_code(), Some(200));
+    let sdp = std::str::from_utf8(ok.body()).unwrap();
+    assert!(
+        sdp.contains("c=IN IP4 127.0.0.1") && sdp.contains("m=audio 2"),
+        "{sdp}"
+    );
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    (ok, invite_b)
+}
+
+#[test]
+fn a_call_rings_connects_and_ends_from_the_caller() {
+    let mut w = World::new();
+    let (ok, invite_b) = connected(&mut w, "call-1");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-1", ""));
+    w.phone_sends(A, a_in_dialog("BYE", 2, &tag, "call-1", ""));
+    assert_eq!(w.codes(A), vec!["200"]);
+    let bye = w.take(B).pop().expect("BYE to B");
+    assert_eq!(bye.method().unwrap().to_string(), "BYE");
+    assert_eq!(bye.call_id().unwrap(), invite_b.call_id().unwrap());
+    w.phone_sends(B, b_responds(&bye, 200, false));
+    assert!(w.state_at("1001").is_empty() && w.state_at("1002").is_empty());
+    w.advance(40_000);
+    assert_eq!(w.b2b.dialog_count(), 0, "every dialog is forgotten");
+    assert!(
+        w.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Close { .. }))
+    );
+}
+
+#[test]
+fn the_callee_hangs_up() {
+    let mut w = World::new();
+    let (_ok, invite_b) = connected(&mut w, "call-2");
+    let bye = format!(
+        "BYE sip:tapir@{TAPIR} SIP/2.0
+Via: SIP/2.0/UDP {B};branch=z9hG4bKb9;rport
+Max-Forwards: 70
+From: <sip:1002@127.0.0.1>;tag=b1
+To: {to}
+Call-ID: {cid}
+CSeq: 1 BYE
+Content-Length: 0
+
+",
+        to = invite_b.header(&HeaderName::From).unwrap(),
+        cid = invite_b.call_id().unwrap().unwrap()
+    );
+    w.phone_sends(B, bye);
+    assert_eq!(w.codes(B), vec!["200"]);
+    let bye_a = w.take(A).pop().expect("BYE to A");
+    assert_eq!(bye_a.method().unwrap().to_string(), "BYE");
+    assert!(w.state_at("1001").is_empty());
+}
+
+#[test]
+fn busy_callee_gives_the_caller_busy_tone_then_486_when_it_gives_up() {
+    let mut w = World::new();
+    w.phone_sends(A, invite_from_a("call-3"));
+    w.take(A);
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, b_responds(&invite_b, 486, false));
+    assert_eq!(w.codes(B), vec!["ACK"], "the transaction ACKs the 486");
+    // The caller hears tapir's busy tone as early media and stays busy.
+    assert_eq!(w.codes(A), vec!["183"]);
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Busy]);
+    // The caller gives up: CANCEL.
+    let cancel = invite_from_a("call-3")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\n\n";
+    w.phone_sends(A, cancel);
+    assert_eq!(w.codes(A), vec!["200", "487"]);
+    assert!(w.state_at("1001").is_empty());
+}
+
+#[test]
+fn the_caller_cancels_while_the_callee_rings() {
+    let mut w = World::new();
+    w.phone_sends(A, invite_from_a("call-4"));
+    w.take(A);
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    w.take(A);
+    let cancel = invite_from_a("call-4")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\n\n";
+    w.phone_sends(A, cancel);
+    assert_eq!(w.codes(A), vec!["200", "487"]);
+    let to_b = w.take(B);
+    assert_eq!(to_b[0].method().unwrap().to_string(), "CANCEL");
+    w.phone_sends(B, b_responds(&to_b[0], 200, false));
+    w.phone_sends(B, b_responds(&invite_b, 487, false));
+    assert!(w.state_at("1002").is_empty());
+    w.advance(40_000);
+    assert_eq!(w.b2b.dialog_count(), 0);
+}
+
+#[test]
+fn a_phone_holds_and_retrieves_by_itself() {
+    let mut w = World::new();
+    let (ok, _invite_b) = connected(&mut w, "call-5");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-5", ""));
+    let held = sdp_a().replace("a=sendrecv", "a=sendonly");
+    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-5", &held));
+    let answer = w.take(A).pop().unwrap();
+    assert_eq!(answer.status_code(), Some(200));
+    let body = std::str::from_utf8(answer.body()).unwrap().to_string();
+    assert!(body.contains("a=inactive"), "{answer:?}");
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold]);
+    // The held party hears music on hold: tapir re-offers its leg sendonly.
+    let reinvite = w.take(B).pop().expect("re-INVITE to B");
+    assert!(
+        std::str::from_utf8(reinvite.body())
+            .unwrap()
+            .contains("a=sendonly")
+    );
+    w.phone_sends(A, a_in_dialog("ACK", 2, &tag, "call-5", ""));
+    w.phone_sends(A, a_in_dialog("INVITE", 3, &tag, "call-5", &sdp_a()));
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+}
+
+#[test]
+fn make_call_from_an_app_invites_the_callers_phone_first() {
+    let mut w = World::new();
+    let app = w.switch.register_app(AppConfig::named("crm"));
+    let line = w.switch.line_of("1001").unwrap();
+    w.switch
+        .open_line(app, line, &[Privilege::Owner], &[])
+        .unwrap();
+    let ts = w.ts();
+    let call = w.switch.make_call(ts, app, "1001", Some("1002")).unwrap();
+    w.pump();
+    let to_a = w.take(A).pop().expect("tapir calls 1001's phone first");
+    assert_eq!(to_a.method().unwrap().to_string(), "INVITE");
+    let a_ok = {
+        let mut r = to_a.response_builder(200, None, Some("a7"));
+        r = r.header(HeaderName::Contact, format!("<sip:1001@{A}>"));
+        r = r.body("application/sdp", Bytes::from(sdp_a()));
+        String::from_utf8(r.build().to_bytes().to_vec())
+            .unwrap()
+            .replace("\r\n", "\n")
+    };
+    w.phone_sends(A, a_ok);
+    assert_eq!(w.codes(A), vec!["ACK"]);
+    let to_b = w.take(B).pop().expect("then tapir calls 1002");
+    w.phone_sends(B, b_responds(&to_b, 200, true));
+    assert_eq!(w.switch.call_state(call), Some(CallStateKind::Connected));
+    let _ = Input::Timeout;
+}
+
+#[test]
+fn malformed_requests_get_400_and_tapir_keeps_serving() {
+    let mut w = World::new();
+    w.phone_sends(A, "INVITE sip:1002@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKx\nContent-Length: 0\n\n".into());
+    assert_eq!(w.codes(A), vec!["400"]);
+    w.phone_sends(A, "garbage\n\n".into());
+    assert!(w.codes(A).is_empty(), "not even a request line: dropped");
+    connected(&mut w, "call-6");
+}
+
+#[test]
+fn unknown_dialog_gets_481() {
+    let mut w = World::new();
+    w.phone_sends(A, a_in_dialog("BYE", 2, "nope", "no-such-call", ""));
+    assert_eq!(w.codes(A), vec!["481"]);
+}
