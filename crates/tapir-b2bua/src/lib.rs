@@ -15,12 +15,15 @@
 //! rules stay in the core: this crate only translates between SIP and the
 //! core's leg events and effects.
 //!
+//! [`driver`] runs it on a tokio UDP socket next to the switch's task.
+//!
 //! Leg ids: the core numbers the legs it creates; legs of INVITEs that
 //! phones send are numbered here from [`INBOUND_LEG_BASE`] up, so the two
 //! ranges never meet.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod driver;
 pub mod sdp;
 
 use bytes::Bytes;

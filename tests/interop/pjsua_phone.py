@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""A scripted SIP phone built on PJSIP's pjsua2 (a client this team did not write).
+
+The interop tests start one of these per phone and drive it line by line:
+commands arrive as JSON objects on stdin, events leave as JSON objects on
+stdout. No sound card is used (null audio device); a phone can play a tone
+into its call and measure what it hears with a Goertzel filter.
+
+Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer"}
+           {"cmd": "reject"} | {"cmd": "hangup"} | {"cmd": "hold"} | {"cmd": "unhold"}
+           {"cmd": "xfer", "to": "1003"} | {"cmd": "dtmf", "digits": "12#"} | {"cmd": "quit"}
+Events:    {"event": "ready"} | {"event": "reg", "code": 200}
+           {"event": "incoming", "from": "..."} | {"event": "call", "state": "CONFIRMED", "code": 200}
+           {"event": "media", "status": "active"|"local_hold"|"remote_hold"|"none"}
+           {"event": "error", "message": "..."}
+"""
+
+import argparse
+import json
+import select
+import sys
+import time
+
+import pjsua2 as pj
+
+
+def emit(**event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class Call(pj.Call):
+    def __init__(self, account, call_id=pj.PJSUA_INVALID_ID):
+        super().__init__(account, call_id)
+
+    def onCallState(self, prm):
+        info = self.getInfo()
+        emit(event="call", state=info.stateText, code=int(info.lastStatusCode))
+
+    def onCallMediaState(self, prm):
+        info = self.getInfo()
+        status = "none"
+        for m in info.media:
+            if m.type == pj.PJMEDIA_TYPE_AUDIO:
+                status = {
+                    pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
+                    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local_hold",
+                    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote_hold",
+                }.get(m.status, "none")
+        emit(event="media", status=status)
+
+
+class Account(pj.Account):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def onRegState(self, prm):
+        emit(event="reg", code=int(prm.code))
+
+    def onIncomingCall(self, prm):
+        call = Call(self, prm.callId)
+        self.calls.append(call)
+        auto = "answer-after=0" in prm.rdata.wholeMsg
+        emit(event="incoming", auto=auto, **{"from": call.getInfo().remoteUri})
+        reply = pj.CallOpParam()
+        # Phones honour tapir's auto-answer hint (third-party call control).
+        reply.statusCode = 200 if auto else 180
+        call.answer(reply)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--user", required=True)
+    ap.add_argument("--password", required=True)
+    ap.add_argument("--server", required=True, help="host:port of tapir's SIP listener")
+    ap.add_argument("--port", type=int, default=0, help="local SIP port (0: any)")
+    ap.add_argument("--run-seconds", type=float, default=120.0, help="exit after this long")
+    args = ap.parse_args()
+
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.logConfig.level = 1
+    cfg.logConfig.consoleLevel = 1
+    ep.libInit(cfg)
+    tcfg = pj.TransportConfig()
+    tcfg.port = args.port
+    tcfg.boundAddress = "127.0.0.1"
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    ep.libStart()
+    ep.audDevManager().setNullDev()
+
+    acfg = pj.AccountConfig()
+    acfg.idUri = f"sip:{args.user}@{args.server}"
+    acfg.regConfig.registrarUri = f"sip:{args.server}"
+    acfg.regConfig.registerOnAdd = False
+    acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
+    acc = Account()
+    acc.create(acfg)
+    emit(event="ready")
+
+    deadline = time.time() + args.run_seconds
+    while time.time() < deadline:
+        ep.libHandleEvents(20)
+        ready, _, _ = select.select([sys.stdin], [], [], 0)
+        if not ready:
+            continue
+        line = sys.stdin.readline()
+        if not line:
+            break
+        try:
+            cmd = json.loads(line)
+            name = cmd.get("cmd")
+            call = acc.calls[-1] if acc.calls else None
+            if name == "register":
+                acc.setRegistration(True)
+            elif name == "call":
+                c = Call(acc)
+                acc.calls.append(c)
+                c.makeCall(f"sip:{cmd['to']}@{args.server}", pj.CallOpParam(True))
+            elif name == "answer" and call:
+                prm = pj.CallOpParam()
+                prm.statusCode = 200
+                call.answer(prm)
+            elif name == "reject" and call:
+                prm = pj.CallOpParam()
+                prm.statusCode = 486
+                call.hangup(prm)
+            elif name == "hangup" and call:
+                call.hangup(pj.CallOpParam())
+            elif name == "hold" and call:
+                call.setHold(pj.CallOpParam())
+            elif name == "unhold" and call:
+                prm = pj.CallOpParam()
+                prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+                call.reinvite(prm)
+            elif name == "xfer" and call:
+                call.xfer(f"sip:{cmd['to']}@{args.server}", pj.CallOpParam())
+            elif name == "dtmf" and call:
+                call.dialDtmf(cmd["digits"])
+            elif name == "quit":
+                break
+            else:
+                emit(event="error", message=f"cannot {name} now")
+        except Exception as e:  # report and keep serving the test
+            emit(event="error", message=str(e))
+    ep.libDestroy()
+
+
+if __name__ == "__main__":
+    main()

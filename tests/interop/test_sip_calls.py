@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Interop tests: real pjsua2 phones (PJSIP, not written by this team) register
+to a real `tapir serve` over loopback and call each other through its B2BUA,
+while an application watches and drives the calls over the real HTTP API.
+
+Run by scripts/test after the Rust tests (it needs `pip install pjsua2-python`,
+which scripts/test does). Every wait is bounded.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TAPIR = os.environ.get("TAPIR_BIN", os.path.join(ROOT, "target", "debug", "tapir"))
+TOKEN = "interop-app-token"
+PASSWORDS = {"1001": "pw-1001-secret", "1002": "pw-1002-secret", "1003": "pw-1003-secret"}
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Phone:
+    """One pjsua_phone.py process, driven over its stdin/stdout."""
+
+    def __init__(self, user, sip_port):
+        self.user = user
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "pjsua_phone.py"), "--user", user,
+             "--password", PASSWORDS[user], "--server", f"127.0.0.1:{sip_port}",
+             "--run-seconds", "60"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.events = []
+        self.wait_for(lambda e: e.get("event") == "ready")
+
+    def send(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, pred, timeout=10.0):
+        """The first event (seen before or arriving now) that matches."""
+        deadline = time.time() + timeout
+        for e in self.events:
+            if pred(e):
+                self.events.remove(e)
+                return e
+        import select
+        while time.time() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if not ready:
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if pred(e):
+                return e
+            self.events.append(e)
+        raise AssertionError(f"{self.user}: no matching event within {timeout}s; saw {self.events}")
+
+    def close(self):
+        try:
+            self.send(cmd="quit")
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+
+
+class Tapir:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="tapir-interop-")
+        self.sip_port = free_port()
+        self.http_port = free_port(socket.SOCK_STREAM)
+        lines = "".join(
+            f'[[lines]]\naddress = "{a}"\nkind = "phone"\npassword = "{p}"\nname = "Phone {a}"\n\n'
+            for a, p in PASSWORDS.items())
+        config = (
+            f'data_dir = "{self.dir}/data"\n'
+            f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}"]\ndomain = "127.0.0.1"\n'
+            f'[http]\nlisten = "127.0.0.1:{self.http_port}"\nadmin_token = "interop-admin"\n\n'
+            + lines +
+            f'[[apps]]\nname = "crm"\ntoken = "{TOKEN}"\nlines = ["*"]\n'
+            f'privileges = ["owner", "monitor"]\n')
+        path = os.path.join(self.dir, "tapir.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        self.log = open(os.path.join(self.dir, "tapir.log"), "w")
+        self.proc = subprocess.Popen([TAPIR, "serve", "--config", path],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                self.http("GET", "/healthz", auth=False)
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError("tapir did not start")
+
+    def http(self, method, path, body=None, auth=True):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method=method)
+        if auth:
+            req.add_header("Authorization", f"Bearer {TOKEN}")
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, data, timeout=5) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else None
+
+    def call_states(self, address):
+        calls = self.http("GET", "/v1/calls")
+        calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+        return sorted(c["state"] for c in calls if c["address"] == address)
+
+    def wait_states(self, address, states, timeout=10.0):
+        deadline = time.time() + timeout
+        seen = None
+        while time.time() < deadline:
+            seen = self.call_states(address)
+            if seen == sorted(states):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{address}: wanted {states}, saw {seen}")
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class SipCalls(unittest.TestCase):
+    def setUp(self):
+        self.tapir = Tapir()
+        for line in self.tapir.http("GET", "/v1/lines")["lines"] if isinstance(
+                self.tapir.http("GET", "/v1/lines"), dict) else self.tapir.http("GET", "/v1/lines"):
+            self.tapir.http("POST", f"/v1/lines/{line['id']}/open",
+                            {"privileges": ["owner", "monitor"]})
+        self.phones = {}
+
+    def tearDown(self):
+        for p in self.phones.values():
+            p.close()
+        self.tapir.close()
+
+    def phone(self, user):
+        p = Phone(user, self.tapir.sip_port)
+        p.send(cmd="register")
+        e = p.wait_for(lambda e: e.get("event") == "reg")
+        self.assertEqual(e["code"], 200, f"{user} registers with digest auth")
+        self.phones[user] = p
+        return p
+
+    def test_wrong_password_never_registers(self):
+        global PASSWORDS
+        saved = PASSWORDS["1003"]
+        PASSWORDS["1003"] = "wrong"
+        try:
+            p = Phone("1003", self.tapir.sip_port)
+            self.phones["x"] = p
+            p.send(cmd="register")
+            e = p.wait_for(lambda e: e.get("event") == "reg")
+            self.assertIn(e["code"], (401, 403))
+        finally:
+            PASSWORDS["1003"] = saved
+
+    def test_call_answer_and_hang_up_from_the_callee(self):
+        a, b = self.phone("1001"), self.phone("1002")
+        a.send(cmd="call", to="1002")
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        self.tapir.wait_states("1002", ["offering"])
+        self.tapir.wait_states("1001", ["ringback"])
+        b.send(cmd="answer")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        self.tapir.wait_states("1001", ["connected"])
+        self.tapir.wait_states("1002", ["connected"])
+        b.send(cmd="hangup")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+        self.tapir.wait_states("1001", ["idle"])
+
+    def test_busy_callee(self):
+        a, b = self.phone("1001"), self.phone("1002")
+        a.send(cmd="call", to="1002")
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        b.send(cmd="reject")
+        self.tapir.wait_states("1001", ["busy"])
+        a.send(cmd="hangup")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+
+    def test_caller_cancels(self):
+        a, b = self.phone("1001"), self.phone("1002")
+        a.send(cmd="call", to="1002")
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        a.send(cmd="hangup")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+        self.tapir.wait_states("1002", ["idle"])
+
+    def test_app_makes_a_call_between_two_phones(self):
+        a, b = self.phone("1001"), self.phone("1002")
+        call = self.tapir.http("POST", "/v1/calls", {"from": "1001", "to": "1002"})
+        a.wait_for(lambda e: e.get("event") == "incoming" and e["auto"])
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        b.send(cmd="answer")
+        self.tapir.wait_states("1001", ["connected"])
+        cid = call.get("id") or call.get("call", {}).get("id")
+        self.tapir.http("POST", f"/v1/calls/{cid}/hold")
+        b.wait_for(lambda e: e.get("event") == "media" and e["status"] == "remote_hold")
+        self.tapir.http("POST", f"/v1/calls/{cid}/unhold")
+        b.wait_for(lambda e: e.get("event") == "media" and e["status"] == "active")
+        self.tapir.http("POST", f"/v1/calls/{cid}/drop")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
