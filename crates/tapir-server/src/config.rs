@@ -1,0 +1,469 @@
+//! The configuration file of `tapir serve` (the TOML of `shared/API.md`), its
+//! defaults, the embedded default configuration, and the generated secrets
+//! (admin token, app tokens, phone passwords) kept in the data directory.
+//!
+//! Until the SQLite store arrives (issue 7), generated secrets are persisted in
+//! `<data_dir>/secrets.toml` so that a restart keeps them.
+
+use crate::error::ConfigError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tapir_core::{LineKind, MediaMode, Privilege};
+
+/// Name of the file in the data directory that keeps generated secrets.
+pub const SECRETS_FILE: &str = "secrets.toml";
+
+/// The whole configuration file. Every key is optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database and generated files live.
+    pub data_dir: PathBuf,
+    /// SIP settings (used by the SIP driver).
+    pub sip: SipConfig,
+    /// HTTP API settings.
+    pub http: HttpConfig,
+    /// The lines of the switch.
+    pub lines: Vec<LineEntry>,
+    /// The applications allowed to connect.
+    pub apps: Vec<AppEntry>,
+    /// Park settings.
+    pub park: ParkConfig,
+    /// Address translation: locations and calling cards (`/v1/locations`).
+    pub translate: Option<TranslateEntry>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./tapir-data"),
+            sip: SipConfig::default(),
+            http: HttpConfig::default(),
+            lines: Vec::new(),
+            apps: Vec::new(),
+            park: ParkConfig::default(),
+            translate: None,
+        }
+    }
+}
+
+/// `[sip]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Transports and addresses, as `udp:HOST:PORT`, `tcp:…`, `tls:…`.
+    pub listen: Vec<String>,
+    /// Realm of digest authentication.
+    pub domain: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> SipConfig {
+        SipConfig {
+            listen: vec![
+                "udp:127.0.0.1:5060".into(),
+                "tcp:127.0.0.1:5060".into(),
+                "tls:127.0.0.1:5061".into(),
+            ],
+            domain: "127.0.0.1".into(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address of the HTTP API (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// The operator's token; generated and printed at first start when absent.
+    pub admin_token: Option<String>,
+    /// How many events the journal keeps per app.
+    pub journal_capacity: usize,
+    /// How many events a WebSocket may fall behind before it is told to resync.
+    pub stream_buffer: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+            admin_token: None,
+            journal_capacity: 10_000,
+            stream_buffer: 1024,
+        }
+    }
+}
+
+/// How a phone lets tapir drive it remotely.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteControl {
+    /// Not at all.
+    #[default]
+    None,
+    /// BroadSoft-style `Event: talk` / `Event: hold` NOTIFYs.
+    Broadsoft,
+}
+
+/// One `[[lines]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineEntry {
+    /// The line's first address.
+    pub address: String,
+    /// More addresses of the same line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_addresses: Vec<String>,
+    /// phone | routepoint | trunk.
+    #[serde(default = "default_kind")]
+    pub kind: LineKind,
+    /// SIP digest password (phones); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Pickup group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_group: Option<String>,
+    /// The phone honours an auto-answer hint.
+    #[serde(default)]
+    pub auto_answer: bool,
+    /// How tapir drives the phone's own screen.
+    #[serde(default)]
+    pub remote_control: RemoteControl,
+    /// Call appearances per address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<usize>,
+}
+
+fn default_kind() -> LineKind {
+    LineKind::Phone
+}
+
+impl LineEntry {
+    /// Every address of the line, first one first.
+    pub fn addresses(&self) -> Vec<String> {
+        std::iter::once(self.address.clone())
+            .chain(self.more_addresses.iter().cloned())
+            .collect()
+    }
+
+    /// The core's view of this line.
+    pub fn to_core(&self) -> tapir_core::LineConfig {
+        let mut cfg = match self.kind {
+            LineKind::Phone => tapir_core::LineConfig::phone(&self.address),
+            LineKind::RoutePoint => tapir_core::LineConfig::route_point(&self.address),
+            LineKind::Trunk => tapir_core::LineConfig::trunk(&self.address),
+        };
+        cfg.addresses = self.addresses();
+        cfg.name = self.name.clone();
+        cfg.pickup_group = self.pickup_group.clone();
+        cfg.auto_answer = self.auto_answer;
+        cfg.remote_answer = self.remote_control == RemoteControl::Broadsoft;
+        if let Some(n) = self.max_calls {
+            cfg.max_calls = n;
+        }
+        cfg
+    }
+}
+
+/// One `[[apps]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppEntry {
+    /// Unique name.
+    pub name: String,
+    /// Bearer token; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Addresses of the lines it may open; `"*"` for all.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// The most it may ask for when opening a line.
+    #[serde(default = "all_privileges")]
+    pub privileges: Vec<Privilege>,
+    /// Media modes it may open lines for.
+    #[serde(default = "tapir_core::default_media_modes")]
+    pub media_modes: Vec<MediaMode>,
+    /// Priority for new calls and indirect handoff (lower wins).
+    #[serde(default)]
+    pub priority: u32,
+}
+
+fn all_privileges() -> Vec<Privilege> {
+    vec![Privilege::Owner, Privilege::Monitor]
+}
+
+impl AppEntry {
+    /// Whether the app may open the line whose first address is `address`.
+    pub fn may_open(&self, address: &str) -> bool {
+        self.lines.iter().any(|l| l == "*" || l == address)
+    }
+}
+
+/// `[park]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParkConfig {
+    /// Slot range (`7001-7020`) or a comma-separated list.
+    pub slots: String,
+    /// Milliseconds before a parked call rings back (0: never).
+    pub reminder_ms: Option<u64>,
+}
+
+impl Default for ParkConfig {
+    fn default() -> ParkConfig {
+        ParkConfig {
+            slots: "7001-7020".into(),
+            reminder_ms: None,
+        }
+    }
+}
+
+impl ParkConfig {
+    /// The slot addresses.
+    pub fn slot_list(&self) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for part in self
+            .slots
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            if let Some((a, b)) = part.split_once('-') {
+                let bad = || ConfigError::Invalid(format!("park slot range {part:?} is not N-M"));
+                let a: u64 = a.trim().parse().map_err(|_| bad())?;
+                let b: u64 = b.trim().parse().map_err(|_| bad())?;
+                if b < a || b - a > 10_000 {
+                    return Err(bad());
+                }
+                out.extend((a..=b).map(|n| n.to_string()));
+            } else {
+                out.push(part.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `[translate]`: the locations and calling cards, in the JSON shapes of
+/// `/v1/locations` and `/v1/cards`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslateEntry {
+    /// Id of the current location.
+    pub current: String,
+    /// Locations.
+    #[serde(default)]
+    pub locations: Vec<tapir_translate::Location>,
+    /// Calling cards.
+    #[serde(default)]
+    pub cards: Vec<tapir_translate::CallingCard>,
+}
+
+impl Config {
+    /// Parse a configuration file's text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Read and parse a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io(format!("{}: {e}", path.display())))?;
+        Config::from_toml(&text)
+    }
+
+    /// The embedded default: phones 1001–1010 and one app `demo` allowed all
+    /// lines (secrets are filled in by [`Config::fill_secrets`]).
+    pub fn embedded_default() -> Config {
+        Config {
+            lines: (1001..=1010)
+                .map(|n| LineEntry {
+                    address: n.to_string(),
+                    more_addresses: Vec::new(),
+                    kind: LineKind::Phone,
+                    password: None,
+                    name: Some(format!("Phone {n}")),
+                    pickup_group: None,
+                    auto_answer: true,
+                    remote_control: RemoteControl::None,
+                    max_calls: None,
+                })
+                .collect(),
+            apps: vec![AppEntry {
+                name: "demo".into(),
+                token: None,
+                lines: vec!["*".into()],
+                privileges: all_privileges(),
+                media_modes: tapir_core::default_media_modes(),
+                priority: 0,
+            }],
+            ..Config::default()
+        }
+    }
+
+    /// Fill every absent secret (admin token, app tokens, phone passwords)
+    /// from `<data_dir>/secrets.toml`, generating and persisting the ones it
+    /// does not hold yet. Returns what was generated now (to print once).
+    pub fn fill_secrets(&mut self) -> Result<Vec<String>, ConfigError> {
+        let path = self.data_dir.join(SECRETS_FILE);
+        let mut secrets: Secrets = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Secrets::default(),
+            Err(e) => return Err(ConfigError::Io(format!("{}: {e}", path.display()))),
+        };
+        let mut generated = Vec::new();
+        let mut changed = false;
+        if self.http.admin_token.is_none() {
+            let t = match &secrets.admin_token {
+                Some(t) => t.clone(),
+                None => {
+                    let t = random_secret("adm")?;
+                    secrets.admin_token = Some(t.clone());
+                    generated.push(format!("admin token: {t}"));
+                    changed = true;
+                    t
+                }
+            };
+            self.http.admin_token = Some(t);
+        }
+        for app in &mut self.apps {
+            if app.token.is_none() {
+                let t = match secrets.apps.get(&app.name) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = random_secret("app")?;
+                        secrets.apps.insert(app.name.clone(), t.clone());
+                        generated.push(format!("app {} token: {t}", app.name));
+                        changed = true;
+                        t
+                    }
+                };
+                app.token = Some(t);
+            }
+        }
+        for line in &mut self.lines {
+            if line.kind == LineKind::Phone && line.password.is_none() {
+                let p = match secrets.passwords.get(&line.address) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = random_secret("")?;
+                        secrets.passwords.insert(line.address.clone(), p.clone());
+                        generated.push(format!("phone {} password: {p}", line.address));
+                        changed = true;
+                        p
+                    }
+                };
+                line.password = Some(p);
+            }
+        }
+        if changed {
+            std::fs::create_dir_all(&self.data_dir)
+                .map_err(|e| ConfigError::Io(format!("{}: {e}", self.data_dir.display())))?;
+            let text =
+                toml::to_string(&secrets).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            write_private(&path, &text)
+                .map_err(|e| ConfigError::Io(format!("{}: {e}", path.display())))?;
+        }
+        Ok(generated)
+    }
+}
+
+/// What `secrets.toml` holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Secrets {
+    admin_token: Option<String>,
+    apps: BTreeMap<String, String>,
+    passwords: BTreeMap<String, String>,
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// A random secret: 20 bytes from the OS as hex, with an optional prefix.
+pub fn random_secret(prefix: &str) -> Result<String, ConfigError> {
+    let mut buf = [0u8; 20];
+    getrandom::fill(&mut buf).map_err(|e| ConfigError::Io(format!("random source: {e}")))?;
+    let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(if prefix.is_empty() {
+        hex
+    } else {
+        format!("{prefix}_{hex}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn api_md_example_parses() {
+        let cfg = Config::from_toml(
+            r#"
+data_dir = "./tapir-data"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "tls:127.0.0.1:5061"]
+domain = "127.0.0.1"
+[http]
+listen = "127.0.0.1:8080"
+admin_token = "x"
+[[lines]]
+address = "1001"
+kind = "phone"
+password = "p"
+name = "Alice"
+pickup_group = "sales"
+auto_answer = false
+remote_control = "none"
+[[apps]]
+name = "crm"
+token = "t"
+lines = ["1001", "1002"]
+privileges = ["owner", "monitor"]
+media_modes = ["interactivevoice"]
+[park]
+slots = "7001-7020"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.lines[0].name.as_deref(), Some("Alice"));
+        assert_eq!(cfg.park.slot_list().unwrap().len(), 20);
+        assert!(cfg.apps[0].may_open("1002"));
+        assert!(!cfg.apps[0].may_open("1003"));
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn secrets_persist_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("tapir-secrets-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut a = Config::embedded_default();
+        a.data_dir = dir.clone();
+        let generated = a.fill_secrets().unwrap();
+        assert_eq!(generated.len(), 12);
+        let mut b = Config::embedded_default();
+        b.data_dir = dir.clone();
+        assert!(b.fill_secrets().unwrap().is_empty());
+        assert_eq!(a, b);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,375 @@
+//! Lines and addresses: list, open, close, address status, forwarding,
+//! pickup, unpark.
+
+use super::{ApiJson, AppState, AuthApp, LineView, exec, reply_response};
+use crate::error::{ApiError, ErrorBody};
+use crate::wire::CallObject;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tapir_core::{Command, ForwardRule, LineKind, MediaMode, PickupTarget, Privilege};
+use utoipa::ToSchema;
+
+/// A line an app may open (`lineGetDevCaps`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineObject {
+    /// Opaque id (`line-3`).
+    pub id: String,
+    /// Its first address.
+    pub address: String,
+    /// All its addresses.
+    pub addresses: Vec<String>,
+    /// `phone`, `routepoint` or `trunk`.
+    #[schema(value_type = String)]
+    pub kind: LineKind,
+    /// Display name.
+    pub name: Option<String>,
+    /// Pickup group.
+    pub pickup_group: Option<String>,
+    /// Registration state: `unknown` until the SIP driver reports it; route
+    /// points need none (`notapplicable`).
+    pub registration: String,
+    /// The privileges this app may open it with.
+    #[schema(value_type = Vec<String>)]
+    pub privileges: Vec<Privilege>,
+}
+
+fn line_object(l: &LineView, privileges: &[Privilege]) -> LineObject {
+    LineObject {
+        id: l.id.to_string(),
+        address: l.entry.address.clone(),
+        addresses: l.entry.addresses(),
+        kind: l.entry.kind,
+        name: l.entry.name.clone(),
+        pickup_group: l.entry.pickup_group.clone(),
+        registration: match l.entry.kind {
+            LineKind::Phone => "unknown".into(),
+            LineKind::RoutePoint | LineKind::Trunk => "notapplicable".into(),
+        },
+        privileges: privileges.to_vec(),
+    }
+}
+
+/// The lines this app may open.
+#[utoipa::path(get, path = "/v1/lines", tag = "lines",
+    responses((status = 200, description = "lines this app may open", body = Vec<LineObject>),
+              (status = 401, description = "no valid token", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_lines(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+) -> Json<Vec<LineObject>> {
+    Json(
+        st.lines
+            .iter()
+            .filter(|l| app.entry.may_open(&l.entry.address))
+            .map(|l| line_object(l, &app.entry.privileges))
+            .collect(),
+    )
+}
+
+/// Body of `POST /v1/lines/{line}/open`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenLineBody {
+    /// `owner` and/or `monitor` (default: `owner`).
+    #[schema(value_type = Vec<String>)]
+    pub privileges: Vec<Privilege>,
+    /// Media modes handled as owner (default: `interactivevoice`).
+    #[schema(value_type = Vec<String>)]
+    pub media_modes: Vec<MediaMode>,
+}
+
+fn find_line<'a>(st: &'a AppState, line: &str) -> Result<&'a LineView, ApiError> {
+    st.line(line).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invallinehandle",
+            format!("there is no line {line:?}"),
+        )
+    })
+}
+
+/// `lineOpen`: receive events for calls on the line, as owner and/or monitor.
+#[utoipa::path(post, path = "/v1/lines/{line}/open", tag = "lines",
+    params(("line" = String, Path, description = "line id (or its address)")),
+    request_body = OpenLineBody,
+    responses((status = 200, description = "the line, now open", body = LineObject),
+              (status = 403, description = "the app may not open this line so", body = ErrorBody),
+              (status = 404, description = "unknown line", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn open_line(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(line): Path<String>,
+    ApiJson(body): ApiJson<OpenLineBody>,
+) -> Result<Json<LineObject>, ApiError> {
+    let l = find_line(&st, &line)?;
+    if !app.entry.may_open(&l.entry.address) {
+        return Err(ApiError::no_privilege(format!(
+            "app {} may not open line {}",
+            app.entry.name, l.entry.address
+        )));
+    }
+    let privileges = if body.privileges.is_empty() {
+        vec![Privilege::Owner]
+    } else {
+        body.privileges
+    };
+    if let Some(p) = privileges
+        .iter()
+        .find(|p| !app.entry.privileges.contains(p))
+    {
+        return Err(ApiError::no_privilege(format!(
+            "app {} may not open lines as {}",
+            app.entry.name,
+            serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )));
+    }
+    if let Some(m) = body
+        .media_modes
+        .iter()
+        .find(|m| !app.entry.media_modes.contains(m))
+    {
+        return Err(ApiError::no_privilege(format!(
+            "app {} may not handle the media mode {m:?}",
+            app.entry.name
+        )));
+    }
+    let (id, line_id, modes, privs) = (app.id, l.id, body.media_modes, privileges.clone());
+    st.handle
+        .with(move |sw, _| sw.open_line(id, line_id, &privs, &modes))
+        .await
+        .map_err(|_| ApiError::unavailable())??;
+    Ok(Json(line_object(l, &privileges)))
+}
+
+/// `lineClose`: stop seeing the line; handles to its calls become invalid.
+#[utoipa::path(post, path = "/v1/lines/{line}/close", tag = "lines",
+    params(("line" = String, Path, description = "line id (or its address)")),
+    responses((status = 204, description = "closed"),
+              (status = 404, description = "unknown line, or not open by this app", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn close_line(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(line): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let l = find_line(&st, &line)?;
+    let (id, line_id) = (app.id, l.id);
+    st.handle
+        .with(move |sw, now| sw.close_line(now, id, line_id))
+        .await
+        .map_err(|_| ApiError::unavailable())??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forwarding of an address.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Forwarding {
+    /// Rules in force: `{"mode","to","caller"?}`.
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<ForwardRule>,
+    /// Rings before no-answer forwarding.
+    pub no_answer_rings: u32,
+}
+
+/// A live call at an address.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddressCall {
+    /// Call id.
+    pub id: String,
+    /// Its state.
+    #[schema(value_type = String)]
+    pub state: tapir_core::CallStateKind,
+}
+
+/// `lineGetAddressStatus`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddressStatus {
+    /// The address.
+    pub address: String,
+    /// Its line.
+    pub line: String,
+    /// Forwarding in force.
+    pub forwarding: Forwarding,
+    /// Live calls at the address.
+    pub calls: Vec<AddressCall>,
+}
+
+fn check_address<'a>(
+    st: &'a AppState,
+    app: &super::AppCtx,
+    address: &str,
+) -> Result<&'a LineView, ApiError> {
+    let l = st.line_of_address(address).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invaladdress",
+            format!("there is no address {address:?}"),
+        )
+    })?;
+    if !app.entry.may_open(&l.entry.address) {
+        return Err(ApiError::no_privilege(format!(
+            "app {} has no access to address {address}",
+            app.entry.name
+        )));
+    }
+    Ok(l)
+}
+
+async fn status_of(
+    st: &AppState,
+    l: &LineView,
+    address: String,
+) -> Result<AddressStatus, ApiError> {
+    let a = address.clone();
+    let (fwd, calls) = st
+        .handle
+        .with(move |sw, _| {
+            let calls: Vec<AddressCall> = sw
+                .calls_at(&a)
+                .into_iter()
+                .filter_map(|c| {
+                    sw.call_state(c).map(|state| AddressCall {
+                        id: c.to_string(),
+                        state,
+                    })
+                })
+                .collect();
+            (sw.forwarding(&a), calls)
+        })
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    let (rules, no_answer_rings) = fwd.unwrap_or_default();
+    Ok(AddressStatus {
+        address,
+        line: l.id.to_string(),
+        forwarding: Forwarding {
+            rules,
+            no_answer_rings,
+        },
+        calls,
+    })
+}
+
+/// `lineGetAddressStatus`: forwarding and calls of an address.
+#[utoipa::path(get, path = "/v1/addresses/{address}", tag = "lines",
+    params(("address" = String, Path, description = "directory number")),
+    responses((status = 200, description = "status", body = AddressStatus),
+              (status = 403, description = "not one of this app's lines", body = ErrorBody),
+              (status = 404, description = "unknown address", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn address_status(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(address): Path<String>,
+) -> Result<Json<AddressStatus>, ApiError> {
+    let l = check_address(&st, &app, &address)?;
+    Ok(Json(status_of(&st, l, address).await?))
+}
+
+/// Body of `PUT /v1/addresses/{address}/forwarding`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardingBody {
+    /// Rules `{"mode","to","caller"?}`; an empty list cancels forwarding.
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<ForwardRule>,
+    /// Rings before no-answer forwarding.
+    pub no_answer_rings: Option<u32>,
+}
+
+/// `lineForward`: set (or with no rules, cancel) an address's forwarding.
+#[utoipa::path(put, path = "/v1/addresses/{address}/forwarding", tag = "lines",
+    params(("address" = String, Path, description = "directory number")),
+    request_body = ForwardingBody,
+    responses((status = 200, description = "the address's status", body = AddressStatus),
+              (status = "4XX", description = "TAPI error", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_forwarding(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(address): Path<String>,
+    ApiJson(body): ApiJson<ForwardingBody>,
+) -> Result<Json<AddressStatus>, ApiError> {
+    let l = check_address(&st, &app, &address)?;
+    exec(
+        &st,
+        &app,
+        "forward",
+        Command::Forward(address.clone(), body.rules, body.no_answer_rings),
+        None,
+    )
+    .await?;
+    Ok(Json(status_of(&st, l, address).await?))
+}
+
+/// Body of `POST /v1/addresses/{address}/pickup`: one of `target`, `group`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PickupBody {
+    /// The ringing address to pick up from.
+    pub target: Option<String>,
+    /// A pickup group.
+    pub group: Option<String>,
+}
+
+/// `linePickup`: take a call ringing elsewhere to this address.
+#[utoipa::path(post, path = "/v1/addresses/{address}/pickup", tag = "lines",
+    params(("address" = String, Path, description = "the picking address")),
+    request_body = PickupBody,
+    responses((status = 200, description = "the new call", body = CallObject),
+              (status = "4XX", description = "TAPI error", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn pickup(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(address): Path<String>,
+    ApiJson(body): ApiJson<PickupBody>,
+) -> Result<Response, ApiError> {
+    let target = match (body.target, body.group) {
+        (Some(t), None) => PickupTarget::Address(t),
+        (None, Some(g)) => PickupTarget::Group(g),
+        _ => return Err(ApiError::param("give exactly one of target and group")),
+    };
+    let (reply, infos) = exec(&st, &app, "pickup", Command::Pickup(address, target), None).await?;
+    Ok(reply_response(reply, &infos, None, StatusCode::OK))
+}
+
+/// Body of `POST /v1/addresses/{address}/unpark`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnparkBody {
+    /// The park slot.
+    pub from: String,
+}
+
+/// `lineUnpark`: retrieve a parked call to this address.
+#[utoipa::path(post, path = "/v1/addresses/{address}/unpark", tag = "lines",
+    params(("address" = String, Path, description = "the retrieving address")),
+    request_body = UnparkBody,
+    responses((status = 200, description = "the new call", body = CallObject),
+              (status = "4XX", description = "TAPI error", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn unpark(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(address): Path<String>,
+    ApiJson(body): ApiJson<UnparkBody>,
+) -> Result<Response, ApiError> {
+    let (reply, infos) = exec(
+        &st,
+        &app,
+        "unpark",
+        Command::Unpark(address, body.from),
+        None,
+    )
+    .await?;
+    Ok(reply_response(reply, &infos, None, StatusCode::OK).into_response())
+}

@@ -1,0 +1,452 @@
+//! The HTTP API of `shared/API.md` on axum: shared state, bearer-token
+//! authentication, the JSON body extractor, the router with its OpenAPI
+//! document (utoipa), and the operational endpoints (`/healthz`, `/metrics`).
+//!
+//! Handlers only translate between HTTP and the switch: every telephony rule
+//! is the core's.
+
+mod calls;
+mod events;
+mod lines;
+mod translate;
+
+use crate::actor::SwitchHandle;
+use crate::config::{AppEntry, LineEntry};
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::wire::{self, CallObject};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tapir_core::{AppId, CallId, CallInfo, Command, LineId, Reply};
+use tapir_translate::TranslateCaps;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// An app as the API knows it.
+#[derive(Debug)]
+pub struct AppCtx {
+    /// The switch's id of the app.
+    pub id: AppId,
+    /// Its configuration.
+    pub entry: AppEntry,
+}
+
+/// A configured line and its switch id.
+#[derive(Debug, Clone)]
+pub struct LineView {
+    /// The switch's id.
+    pub id: LineId,
+    /// Its configuration.
+    pub entry: LineEntry,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The switch.
+    pub handle: SwitchHandle,
+    /// Apps by the SHA-256 of their token (tokens are not kept in clear).
+    pub apps: HashMap<[u8; 32], Arc<AppCtx>>,
+    /// SHA-256 of the admin token.
+    pub admin: Option<[u8; 32]>,
+    /// The configured lines.
+    pub lines: Vec<LineView>,
+    /// Locations and calling cards.
+    pub translate: RwLock<TranslateCaps>,
+    /// The Prometheus exporter, when this process could install it.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// The state of the router.
+pub type AppState = Arc<Shared>;
+
+/// SHA-256 of a token.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Shared {
+    fn line(&self, text: &str) -> Option<&LineView> {
+        match wire::parse_line(text) {
+            Some(id) => self.lines.iter().find(|l| l.id == id),
+            None => self
+                .lines
+                .iter()
+                .find(|l| l.entry.addresses().iter().any(|a| a == text)),
+        }
+    }
+
+    fn line_of_address(&self, address: &str) -> Option<&LineView> {
+        self.lines
+            .iter()
+            .find(|l| l.entry.addresses().iter().any(|a| a == address))
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim());
+    }
+    // Browsers cannot set headers on a WebSocket: accept ?access_token= too.
+    parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")))
+}
+
+/// The authenticated app of a request: `401` without a valid app token.
+#[derive(Debug)]
+pub struct AuthApp(pub Arc<AppCtx>);
+
+impl FromRequestParts<AppState> for AuthApp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        st.apps
+            .get(&token_hash(token))
+            .cloned()
+            .map(AuthApp)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// Any valid token: an app's or the operator's.
+#[derive(Debug)]
+pub enum AnyToken {
+    /// An app.
+    App(Arc<AppCtx>),
+    /// The operator.
+    Admin,
+}
+
+impl FromRequestParts<AppState> for AnyToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let h = token_hash(token);
+        if st.admin == Some(h) {
+            return Ok(AnyToken::Admin);
+        }
+        st.apps
+            .get(&h)
+            .cloned()
+            .map(AnyToken::App)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// A JSON body; malformed JSON, missing or unknown fields are `400
+/// invalparam` in the API's error shape. An empty body reads as `{}`.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, st)
+            .await
+            .map_err(|e| ApiError::param(format!("the body could not be read: {e}")))?;
+        let slice: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(slice)
+            .map(ApiJson)
+            .map_err(|e| ApiError::param(format!("the body is not valid: {e}")))
+    }
+}
+
+/// Parse a call id of a path; unknown shapes are `404 invalcallhandle`.
+pub fn call_id(text: &str) -> Result<CallId, ApiError> {
+    wire::parse_call(text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalcallhandle",
+            format!("{text:?} is not a call id"),
+        )
+    })
+}
+
+/// Calls a reply names.
+fn reply_calls(reply: &Reply) -> Vec<CallId> {
+    match reply {
+        Reply::Call { call } => vec![*call],
+        Reply::Consult { consult_call } => vec![*consult_call],
+        Reply::Conference {
+            conference_call,
+            consult_call,
+        } => vec![*conference_call, *consult_call],
+        Reply::ConferenceCall { conference_call } => vec![*conference_call],
+        _ => Vec::new(),
+    }
+}
+
+/// Run one app command on the switch and fetch, in the same step, the call
+/// objects of `focus` and of the calls the reply names.
+pub async fn exec(
+    st: &AppState,
+    app: &AppCtx,
+    op: &'static str,
+    cmd: Command,
+    focus: Option<CallId>,
+) -> Result<(Reply, Vec<CallInfo>), ApiError> {
+    let id = app.id;
+    let (result, infos) = st
+        .handle
+        .with(move |sw, now| {
+            let (_, r) = sw.request(now, id, cmd);
+            let mut infos = Vec::new();
+            if let Ok(reply) = &r {
+                for c in focus.into_iter().chain(reply_calls(reply)) {
+                    if let Ok(i) = sw.call_info(id, c) {
+                        infos.push(i);
+                    }
+                }
+            }
+            (r, infos)
+        })
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    metrics::counter!("tapir_operations_total", "op" => op, "result" => outcome).increment(1);
+    Ok((result?, infos))
+}
+
+fn objects(infos: &[CallInfo], ids: &[CallId]) -> Vec<CallObject> {
+    ids.iter()
+        .filter_map(|c| infos.iter().find(|i| i.id == *c))
+        .map(CallObject::from)
+        .collect()
+}
+
+/// The response of a command: the focus call after a plain success, the new
+/// call for a reply naming one call, and the reply's data otherwise.
+pub fn reply_response(
+    reply: Reply,
+    infos: &[CallInfo],
+    focus: Option<CallId>,
+    status: StatusCode,
+) -> Response {
+    use serde_json::json;
+    let body = match reply {
+        Reply::Done => {
+            return match focus.and_then(|f| infos.iter().find(|i| i.id == f)) {
+                Some(i) => (status, Json(CallObject::from(i))).into_response(),
+                None => StatusCode::NO_CONTENT.into_response(),
+            };
+        }
+        Reply::Call { call } => {
+            return match infos.iter().find(|i| i.id == call) {
+                Some(i) => (status, Json(CallObject::from(i))).into_response(),
+                None => (status, Json(json!({ "id": call.to_string() }))).into_response(),
+            };
+        }
+        Reply::Consult { consult_call } => json!({
+            "consult_call": consult_call.to_string(),
+            "calls": objects(infos, &[consult_call]),
+        }),
+        Reply::Conference {
+            conference_call,
+            consult_call,
+        } => json!({
+            "conference_call": conference_call.to_string(),
+            "consult_call": consult_call.to_string(),
+            "calls": objects(infos, &[conference_call, consult_call]),
+        }),
+        Reply::ConferenceCall { conference_call } => json!({
+            "conference_call": conference_call.to_string(),
+            "calls": objects(infos, &[conference_call]),
+        }),
+        Reply::Parked { parked_at } => json!({ "parked_at": parked_at }),
+        Reply::Completion { completion_id } => {
+            json!({ "completion_id": completion_id.to_string() })
+        }
+        Reply::Related { calls } => json!({
+            "calls": calls.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+    };
+    (status, Json(body)).into_response()
+}
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tapir",
+        description = "Telephony call control: TAPI session operations over HTTP + WebSocket."
+    ),
+    modifiers(&SecurityAddon),
+    paths(openapi_json),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "lines", description = "Lines and addresses"),
+        (name = "calls", description = "Call control"),
+        (name = "translate", description = "Address translation"),
+        (name = "events", description = "The event stream"),
+        (name = "ops", description = "Health, metrics, this document")
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of every path.
+pub fn api_doc() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The router of the whole API and its OpenAPI document.
+pub fn router(st: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, api) = api_routes().split_for_parts();
+    let doc: Arc<str> = Arc::from(api.to_json().unwrap_or_else(|_| "{}".into()));
+    let router = router
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        doc.to_string(),
+                    )
+                }
+            }),
+        )
+        .route("/v1/admin", any(admin_placeholder))
+        .route("/v1/admin/{*rest}", any(admin_placeholder))
+        .fallback(not_found)
+        .with_state(st);
+    (router, api)
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(lines::list_lines))
+        .routes(routes!(lines::open_line))
+        .routes(routes!(lines::close_line))
+        .routes(routes!(lines::address_status))
+        .routes(routes!(lines::set_forwarding))
+        .routes(routes!(lines::pickup))
+        .routes(routes!(lines::unpark))
+        .routes(routes!(calls::make_call, calls::list_calls))
+        .routes(routes!(calls::get_call, calls::deallocate))
+        .routes(routes!(calls::answer))
+        .routes(routes!(calls::accept))
+        .routes(routes!(calls::dial))
+        .routes(routes!(calls::drop_call))
+        .routes(routes!(calls::hold))
+        .routes(routes!(calls::unhold))
+        .routes(routes!(calls::swap_hold))
+        .routes(routes!(calls::blind_transfer))
+        .routes(routes!(calls::setup_transfer))
+        .routes(routes!(calls::complete_transfer))
+        .routes(routes!(calls::finish))
+        .routes(routes!(calls::setup_conference))
+        .routes(routes!(calls::prepare_add))
+        .routes(routes!(calls::add))
+        .routes(routes!(calls::remove_from_conference))
+        .routes(routes!(calls::related))
+        .routes(routes!(calls::redirect))
+        .routes(routes!(calls::park))
+        .routes(routes!(calls::complete))
+        .routes(routes!(calls::uncomplete))
+        .routes(routes!(calls::secure))
+        .routes(routes!(calls::handoff))
+        .routes(routes!(calls::digits))
+        .routes(routes!(calls::privilege))
+        .routes(routes!(translate::translate))
+        .routes(routes!(translate::get_locations, translate::put_locations))
+        .routes(routes!(translate::get_cards, translate::put_cards))
+        .routes(routes!(events::events))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics_text))
+}
+
+/// Liveness: `{"status":"ok"}` while the switch task answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "the switch answers"),
+              (status = 503, description = "the switch task has stopped", body = ErrorBody)))]
+async fn healthz(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    st.handle
+        .with(|_, _| ())
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    Ok(Json(serde_json::json!({"status": "ok"})))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    if let Ok((calls, (bridges, legs, parked, completions, timers))) = st
+        .handle
+        .with(|sw, _| (sw.all_calls().len(), sw.resources_in_use()))
+        .await
+    {
+        metrics::gauge!("tapir_calls").set(calls as f64);
+        metrics::gauge!("tapir_bridges").set(bridges as f64);
+        metrics::gauge!("tapir_legs").set(legs as f64);
+        metrics::gauge!("tapir_parked_calls").set(parked as f64);
+        metrics::gauge!("tapir_pending_completions").set(completions as f64);
+        metrics::gauge!("tapir_timers").set(timers as f64);
+    }
+    let text = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// This document (OpenAPI 3.1, generated from the code).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops",
+    responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+#[allow(dead_code)] // Documents the route served by `router`.
+async fn openapi_json() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn admin_placeholder(token: AnyToken) -> ApiError {
+    match token {
+        AnyToken::Admin => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "operationunavail",
+            "the operator endpoints are not available yet",
+        ),
+        AnyToken::App(_) => ApiError::no_privilege("only the admin token may call /v1/admin"),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "operationunavail",
+        "there is no such endpoint",
+    )
+}
