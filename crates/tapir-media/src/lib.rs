@@ -7,12 +7,21 @@
 //!   8 kHz, plus a Goertzel filter.
 //! - [`dtmf`]: RFC 4733 telephone-event encode/decode and in-band DTMF.
 //! - [`rtp`]: the RTP header.
+//! - [`engine`]: the tokio media plane (sockets, relay, mixer, generators).
 //!
 //! The crate does not depend on `tapir-core`: it has its own small types so
 //! the server maps the core's media effects onto them.
 
 pub mod dtmf;
+pub mod engine;
 pub mod g711;
 pub mod rtp;
 pub mod sdp;
 pub mod tone;
+
+pub use engine::{
+    EngineStats, LegId, MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, RemoteMedia,
+    Source,
+};
+pub use sdp::{Codec, Direction, Negotiated, SdpSession, SessionDescription};
+pub use tone::ToneKind;

@@ -1,0 +1,890 @@
+//! The media plane: one UDP socket per leg, RTP relay between the two legs of
+//! a bridge, a G.711 mixer for bridges of three or more, tones and hold music
+//! towards legs that hear a generator, RFC 4733 / in-band DTMF out, RFC 4733
+//! digits in, and RTP inactivity detection.
+//!
+//! Concurrency: one tokio task per leg receives datagrams; one ticker task
+//! runs every 20 ms for everything generated (tones, mixes, DTMF) and for
+//! timeouts. Both take one short `std::sync::Mutex` around the engine state
+//! and send with non-blocking `try_send_to`, so no lock is held across an
+//! await. The public methods are synchronous and cheap; call them from any
+//! thread inside the tokio runtime that created the engine.
+//!
+//! Each leg has one outgoing stream (its own SSRC, sequence and timestamp):
+//! when what it hears changes (relay from another party, a tone, the mixer)
+//! the sequence numbers continue and the timestamp advances by the elapsed
+//! time, with the marker bit set, so the phone sees one continuous stream.
+
+use crate::dtmf::{DtmfFrame, DtmfReceiver, DtmfSender};
+use crate::g711::{Law, transcode_in_place};
+use crate::rtp::{self, RtpPacket};
+use crate::sdp::{Codec, Direction, Negotiated};
+use crate::tone::{FRAME_SAMPLES, ToneGenerator, ToneKind};
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, trace};
+
+/// A leg as the media engine knows it (the server maps its own leg ids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u64);
+
+impl fmt::Display for LegId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "leg{}", self.0)
+    }
+}
+
+/// What a leg hears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Source {
+    /// Nothing is sent to the leg.
+    #[default]
+    Silence,
+    /// The other legs whose source is the same bridge: with two legs their
+    /// RTP is relayed, with three or more it is mixed.
+    Bridge(u64),
+    /// A generated tone or hold music.
+    Tone(ToneKind),
+}
+
+/// Where and how to send media to a leg, from the SDP exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteMedia {
+    /// The peer's RTP address (`None` while it asked for none, e.g. on hold
+    /// with `c=0.0.0.0`).
+    pub addr: Option<SocketAddr>,
+    /// The codec negotiated on this leg.
+    pub codec: Codec,
+    /// The peer's telephone-event payload type, if negotiated.
+    pub telephone_event_pt: Option<u8>,
+}
+
+impl From<&Negotiated> for RemoteMedia {
+    fn from(n: &Negotiated) -> Self {
+        Self {
+            addr: n.remote,
+            codec: n.codec,
+            telephone_event_pt: n.telephone_event_pt,
+        }
+    }
+}
+
+/// Something the media plane reports to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// DTMF digits received as RFC 4733 events on a leg (one event each).
+    DigitsReceived {
+        /// The leg.
+        leg: LegId,
+        /// The digits (`0-9 * # A-D`).
+        digits: String,
+    },
+    /// No RTP arrived on a receiving leg for [`MediaConfig::rtp_timeout`]
+    /// (reported once until packets flow again).
+    RtpTimeout {
+        /// The leg.
+        leg: LegId,
+    },
+}
+
+/// Engine configuration.
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// Address the RTP sockets bind to (also the address to put in SDP).
+    pub bind_ip: IpAddr,
+    /// Inclusive port range for RTP (even ports are used); `None` lets the
+    /// system pick (port 0).
+    pub port_range: Option<(u16, u16)>,
+    /// Report [`MediaEvent::RtpTimeout`] after this long without RTP on a
+    /// leg that should be receiving; `None` disables it.
+    pub rtp_timeout: Option<Duration>,
+    /// Symmetric RTP: send to the source address of the first packet
+    /// received after [`MediaEngine::set_remote`] (phones behind NAT).
+    pub symmetric_rtp: bool,
+    /// Packetisation interval of generated media.
+    pub frame_interval: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_range: None,
+            rtp_timeout: Some(Duration::from_secs(30)),
+            symmetric_rtp: true,
+            frame_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Errors of the engine's control methods.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Not called inside a tokio runtime.
+    #[error("the media engine needs a tokio runtime")]
+    NoRuntime,
+    /// Binding a socket failed.
+    #[error("cannot bind an RTP socket: {0}")]
+    Bind(#[source] std::io::Error),
+    /// Every port of the configured range is in use.
+    #[error("no free RTP port in {0}-{1}")]
+    NoPort(u16, u16),
+    /// The leg has no media (never allocated, or released).
+    #[error("unknown media leg {0}")]
+    UnknownLeg(LegId),
+    /// The leg already has media.
+    #[error("media leg {0} already allocated")]
+    AlreadyAllocated(LegId),
+}
+
+/// Counters since the engine started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// RTP datagrams received.
+    pub received: u64,
+    /// Packets relayed from one leg to another.
+    pub relayed: u64,
+    /// Packets generated (tones, mixes, DTMF).
+    pub generated: u64,
+    /// Datagrams dropped (malformed, unknown payload type, RTCP, not
+    /// receiving).
+    pub dropped: u64,
+    /// Sends that failed (socket buffer full, unreachable).
+    pub send_errors: u64,
+}
+
+/// The stream of [`MediaEvent`]s.
+#[derive(Debug)]
+pub struct MediaEvents(mpsc::UnboundedReceiver<MediaEvent>);
+
+impl MediaEvents {
+    /// The next event; `None` once the engine is gone.
+    pub async fn recv(&mut self) -> Option<MediaEvent> {
+        self.0.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<MediaEvent> {
+        self.0.try_recv().ok()
+    }
+}
+
+/// Mixer input buffering, in samples.
+const MIX_PRIME: usize = 2 * FRAME_SAMPLES;
+const MIX_MAX: usize = 10 * FRAME_SAMPLES;
+
+struct OutStream {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    last_sent: Option<Instant>,
+    relay_from: Option<(LegId, u32)>,
+    seq_off: u16,
+    ts_off: u32,
+    dtmf_ts: u32,
+}
+
+impl OutStream {
+    fn new(rnd: u64) -> Self {
+        Self {
+            ssrc: rnd as u32,
+            seq: (rnd >> 32) as u16,
+            ts: (rnd >> 16) as u32,
+            last_sent: None,
+            relay_from: None,
+            seq_off: 0,
+            ts_off: 0,
+            dtmf_ts: 0,
+        }
+    }
+
+    /// Samples of media time since the last packet, in whole frames (at
+    /// least one), so a switch of source keeps the clock honest.
+    fn elapsed_samples(&self, now: Instant) -> u32 {
+        let Some(last) = self.last_sent else {
+            return FRAME_SAMPLES as u32;
+        };
+        let us = now.saturating_duration_since(last).as_micros();
+        let frames = ((us + 10_000) / 20_000).max(1);
+        u32::try_from(frames.min(u128::from(u32::MAX / 160)) * 160).unwrap_or(160)
+    }
+
+    /// Header fields for a relayed packet.
+    fn relay(&mut self, from: LegId, pkt: &RtpPacket<'_>, now: Instant) -> (u16, u32, bool) {
+        let mut marker = pkt.marker;
+        if self.relay_from != Some((from, pkt.ssrc)) {
+            let next_seq = self.seq.wrapping_add(1);
+            let next_ts = self.ts.wrapping_add(self.elapsed_samples(now));
+            self.seq_off = next_seq.wrapping_sub(pkt.seq);
+            self.ts_off = next_ts.wrapping_sub(pkt.timestamp);
+            self.relay_from = Some((from, pkt.ssrc));
+            marker = true;
+        }
+        let seq = pkt.seq.wrapping_add(self.seq_off);
+        let ts = pkt.timestamp.wrapping_add(self.ts_off);
+        if seq.wrapping_sub(self.seq) as i16 > 0 {
+            self.seq = seq;
+            self.ts = ts;
+        }
+        self.last_sent = Some(now);
+        (seq, ts, marker)
+    }
+
+    /// Header fields for a generated packet.
+    fn generated(&mut self, now: Instant) -> (u16, u32, bool) {
+        let marker = self.relay_from.is_some() || self.last_sent.is_none();
+        self.relay_from = None;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.elapsed_samples(now));
+        self.last_sent = Some(now);
+        (self.seq, self.ts, marker)
+    }
+}
+
+struct Leg {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    task: JoinHandle<()>,
+    remote: Option<RemoteMedia>,
+    latched: bool,
+    source: Source,
+    direction: Direction,
+    out: OutStream,
+    tone: Option<ToneGenerator>,
+    dtmf_tx: DtmfSender,
+    dtmf_rx: DtmfReceiver,
+    mix_in: VecDeque<i16>,
+    mix_primed: bool,
+    /// Last packet received, or when the leg started expecting packets.
+    last_rx: Instant,
+    timed_out: bool,
+}
+
+impl Leg {
+    fn send_to(&self) -> Option<(SocketAddr, RemoteMedia)> {
+        if !self.direction.sends() {
+            return None;
+        }
+        let r = self.remote?;
+        Some((r.addr?, r))
+    }
+}
+
+struct State {
+    legs: HashMap<LegId, Leg>,
+    bridges: HashMap<u64, Vec<LegId>>,
+    next_port: u16,
+    stats: EngineStats,
+    /// Scratch buffers reused for every packet.
+    pkt: Vec<u8>,
+    payload: Vec<u8>,
+    pcm: Vec<i16>,
+}
+
+struct Shared {
+    config: MediaConfig,
+    state: Mutex<State>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    random: RandomState,
+}
+
+/// The media plane. Dropping it stops every task and closes every socket.
+pub struct MediaEngine {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    ticker: JoinHandle<()>,
+}
+
+impl fmt::Debug for MediaEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaEngine")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn random(&self, salt: u64) -> u64 {
+        let mut h = self.random.build_hasher();
+        h.write_u64(salt);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    }
+
+    fn emit(&self, ev: MediaEvent) {
+        debug!(?ev, "media event");
+        let _ = self.events.send(ev);
+    }
+}
+
+fn send(stats: &mut EngineStats, socket: &UdpSocket, buf: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.try_send_to(buf, to) {
+        stats.send_errors += 1;
+        trace!(%to, error = %e, "RTP send failed");
+    }
+}
+
+impl State {
+    fn on_datagram(&mut self, shared: &Shared, id: LegId, src: SocketAddr, data: &[u8]) {
+        let now = Instant::now();
+        let State {
+            legs,
+            bridges,
+            stats,
+            pkt: out,
+            ..
+        } = self;
+        stats.received += 1;
+        let Some(leg) = legs.get_mut(&id) else {
+            return;
+        };
+        if rtp::is_rtcp(data) {
+            stats.dropped += 1;
+            return;
+        }
+        let pkt = match RtpPacket::parse(data) {
+            Ok(p) => p,
+            Err(e) => {
+                stats.dropped += 1;
+                trace!(%id, %src, error = %e, "dropping non-RTP datagram");
+                return;
+            }
+        };
+        if shared.config.symmetric_rtp
+            && !leg.latched
+            && let Some(r) = leg.remote.as_mut()
+        {
+            if r.addr != Some(src) {
+                debug!(%id, from = ?r.addr, to = %src, "symmetric RTP: latching");
+                r.addr = Some(src);
+            }
+            leg.latched = true;
+        }
+        leg.last_rx = now;
+        leg.timed_out = false;
+        if !leg.direction.receives() {
+            stats.dropped += 1;
+            return;
+        }
+        let te = leg.remote.and_then(|r| r.telephone_event_pt);
+        let is_event = te.is_some() && te == Some(pkt.payload_type);
+        let in_law = if is_event {
+            if let Some(d) = leg.dtmf_rx.on_packet(pkt.timestamp, pkt.payload) {
+                shared.emit(MediaEvent::DigitsReceived {
+                    leg: id,
+                    digits: d.to_string(),
+                });
+            }
+            None
+        } else {
+            match Codec::from_payload_type(pkt.payload_type) {
+                Some(c) => Some(c.law()),
+                None => {
+                    stats.dropped += 1;
+                    return;
+                }
+            }
+        };
+        let Source::Bridge(b) = leg.source else {
+            return;
+        };
+        let Some(members) = bridges.get(&b) else {
+            return;
+        };
+        if members.len() >= 3 {
+            if let Some(law) = in_law {
+                let q = &mut leg.mix_in;
+                q.extend(pkt.payload.iter().map(|&c| law.decode_sample(c)));
+                if q.len() > MIX_MAX {
+                    let excess = q.len() - MIX_PRIME;
+                    q.drain(..excess);
+                }
+            }
+            return;
+        }
+        let Some(&other) = members.iter().find(|&&m| m != id) else {
+            return;
+        };
+        let Some(peer) = legs.get_mut(&other) else {
+            return;
+        };
+        if peer.dtmf_tx.is_busy() {
+            return;
+        }
+        let Some((to, remote)) = peer.send_to() else {
+            return;
+        };
+        let pt = match in_law {
+            None => match remote.telephone_event_pt {
+                Some(pt) => pt,
+                None => return,
+            },
+            Some(_) => remote.codec.payload_type(),
+        };
+        let (seq, ts, marker) = peer.out.relay(id, &pkt, now);
+        rtp::write_packet(out, marker, pt, seq, ts, peer.out.ssrc, pkt.payload);
+        if let Some(law) = in_law
+            && law != remote.codec.law()
+            && let Some(body) = out.get_mut(rtp::HEADER_LEN..)
+        {
+            transcode_in_place(law, remote.codec.law(), body);
+        }
+        send(stats, &peer.socket, out, to);
+        stats.relayed += 1;
+    }
+
+    fn tick(&mut self, shared: &Shared) {
+        let now = Instant::now();
+        let State {
+            legs,
+            bridges,
+            stats,
+            pkt,
+            payload,
+            pcm,
+            ..
+        } = self;
+        // Generated media and DTMF, per leg.
+        for leg in legs.values_mut() {
+            let Some((to, remote)) = leg.send_to() else {
+                continue;
+            };
+            let law = remote.codec.law();
+            if leg.dtmf_tx.is_busy() {
+                match leg.dtmf_tx.next_frame(remote.telephone_event_pt.is_some()) {
+                    Some(DtmfFrame::Event { block, start }) => {
+                        let (seq, ts, _) = leg.out.generated(now);
+                        if start {
+                            leg.out.dtmf_ts = ts;
+                        }
+                        let pt = remote.telephone_event_pt.unwrap_or(101);
+                        let body = block.to_bytes();
+                        rtp::write_packet(
+                            pkt,
+                            start,
+                            pt,
+                            seq,
+                            leg.out.dtmf_ts,
+                            leg.out.ssrc,
+                            &body,
+                        );
+                        send(stats, &leg.socket, pkt, to);
+                        stats.generated += 1;
+                    }
+                    Some(DtmfFrame::Audio(samples)) => {
+                        payload.clear();
+                        law.encode(&samples, payload);
+                        let (seq, ts, marker) = leg.out.generated(now);
+                        rtp::write_packet(
+                            pkt,
+                            marker,
+                            remote.codec.payload_type(),
+                            seq,
+                            ts,
+                            leg.out.ssrc,
+                            payload,
+                        );
+                        send(stats, &leg.socket, pkt, to);
+                        stats.generated += 1;
+                    }
+                    Some(DtmfFrame::Gap) | None => {}
+                }
+                continue;
+            }
+            if let (Source::Tone(_), Some(g)) = (leg.source, leg.tone.as_mut()) {
+                pcm.clear();
+                pcm.resize(FRAME_SAMPLES, 0);
+                g.fill(pcm);
+                payload.clear();
+                law.encode(pcm, payload);
+                let (seq, ts, marker) = leg.out.generated(now);
+                rtp::write_packet(
+                    pkt,
+                    marker,
+                    remote.codec.payload_type(),
+                    seq,
+                    ts,
+                    leg.out.ssrc,
+                    payload,
+                );
+                send(stats, &leg.socket, pkt, to);
+                stats.generated += 1;
+            }
+        }
+        // Conference mixing: every bridge of three or more.
+        for members in bridges.values() {
+            if members.len() < 3 {
+                continue;
+            }
+            let n = members.len();
+            pcm.clear();
+            pcm.resize(n * FRAME_SAMPLES, 0);
+            let mut sum = [0i32; FRAME_SAMPLES];
+            for (i, m) in members.iter().enumerate() {
+                let Some(leg) = legs.get_mut(m) else { continue };
+                if !leg.mix_primed && leg.mix_in.len() >= MIX_PRIME {
+                    leg.mix_primed = true;
+                }
+                if !leg.mix_primed {
+                    continue;
+                }
+                if leg.mix_in.len() < FRAME_SAMPLES {
+                    // Underrun: play what is there and re-prime.
+                    leg.mix_primed = false;
+                }
+                let take = leg.mix_in.len().min(FRAME_SAMPLES);
+                let own = &mut pcm[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES];
+                for (dst, s) in own.iter_mut().zip(leg.mix_in.drain(..take)) {
+                    *dst = s;
+                }
+                for (acc, &s) in sum.iter_mut().zip(own.iter()) {
+                    *acc += i32::from(s);
+                }
+            }
+            for (i, m) in members.iter().enumerate() {
+                let Some(leg) = legs.get_mut(m) else { continue };
+                if leg.dtmf_tx.is_busy() {
+                    continue;
+                }
+                let Some((to, remote)) = leg.send_to() else {
+                    continue;
+                };
+                let law: Law = remote.codec.law();
+                let own = &pcm[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES];
+                payload.clear();
+                payload.extend(sum.iter().zip(own).map(|(&acc, &s)| {
+                    let v = (acc - i32::from(s)).clamp(i32::from(i16::MIN), i32::from(i16::MAX));
+                    law.encode_sample(v as i16)
+                }));
+                let (seq, ts, marker) = leg.out.generated(now);
+                rtp::write_packet(
+                    pkt,
+                    marker,
+                    remote.codec.payload_type(),
+                    seq,
+                    ts,
+                    leg.out.ssrc,
+                    payload,
+                );
+                send(stats, &leg.socket, pkt, to);
+                stats.generated += 1;
+            }
+        }
+        // RTP inactivity.
+        if let Some(limit) = shared.config.rtp_timeout {
+            for (id, leg) in legs.iter_mut() {
+                let expecting =
+                    leg.direction.receives() && leg.remote.is_some_and(|r| r.addr.is_some());
+                if expecting && !leg.timed_out && now.saturating_duration_since(leg.last_rx) > limit
+                {
+                    leg.timed_out = true;
+                    shared.emit(MediaEvent::RtpTimeout { leg: *id });
+                }
+            }
+        }
+    }
+
+    fn leave_bridge(&mut self, id: LegId, source: Source) {
+        if let Source::Bridge(b) = source
+            && let Some(members) = self.bridges.get_mut(&b)
+        {
+            members.retain(|m| *m != id);
+            if members.is_empty() {
+                self.bridges.remove(&b);
+            }
+        }
+    }
+}
+
+async fn recv_loop(shared: Weak<Shared>, id: LegId, socket: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, src) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors surface here on some systems; keep receiving.
+                trace!(%id, error = %e, "RTP receive error");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let data = buf.get(..n).unwrap_or_default();
+        shared.lock().on_datagram(&shared, id, src, data);
+    }
+}
+
+async fn tick_loop(shared: Weak<Shared>, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    loop {
+        interval.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.lock().tick(&shared);
+    }
+}
+
+impl MediaEngine {
+    /// Starts the engine (its ticker task) on the current tokio runtime and
+    /// returns it with its event stream.
+    ///
+    /// # Errors
+    /// [`MediaError::NoRuntime`] outside a tokio runtime.
+    pub fn new(config: MediaConfig) -> Result<(Self, MediaEvents), MediaError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let next_port = config.port_range.map_or(0, |(lo, _)| lo);
+        let period = config.frame_interval.max(Duration::from_millis(1));
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(State {
+                legs: HashMap::new(),
+                bridges: HashMap::new(),
+                next_port,
+                stats: EngineStats::default(),
+                pkt: Vec::with_capacity(1500),
+                payload: Vec::with_capacity(1500),
+                pcm: Vec::new(),
+            }),
+            events: tx,
+            random: RandomState::new(),
+        });
+        let ticker = runtime.spawn(tick_loop(Arc::downgrade(&shared), period));
+        Ok((
+            Self {
+                shared,
+                runtime,
+                ticker,
+            },
+            MediaEvents(rx),
+        ))
+    }
+
+    fn bind(&self, state: &mut State) -> Result<std::net::UdpSocket, MediaError> {
+        let ip = self.shared.config.bind_ip;
+        let Some((lo, hi)) = self.shared.config.port_range else {
+            return std::net::UdpSocket::bind((ip, 0)).map_err(MediaError::Bind);
+        };
+        let (lo, hi) = (lo.min(hi), lo.max(hi));
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let mut port = state.next_port;
+            if port < lo || port > hi {
+                port = lo;
+            }
+            state.next_port = port.checked_add(2).unwrap_or(lo);
+            if port % 2 == 1 {
+                continue;
+            }
+            match std::net::UdpSocket::bind((ip, port)) {
+                Ok(s) => return Ok(s),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(e) => return Err(MediaError::Bind(e)),
+            }
+        }
+        Err(MediaError::NoPort(lo, hi))
+    }
+
+    /// Opens an RTP socket for `leg` and returns its local address (for the
+    /// SDP). The leg starts hearing [`Source::Silence`], direction
+    /// `sendrecv`, with no remote.
+    ///
+    /// # Errors
+    /// [`MediaError::AlreadyAllocated`], or a bind failure.
+    pub fn allocate(&self, leg: LegId) -> Result<SocketAddr, MediaError> {
+        let mut state = self.shared.lock();
+        if state.legs.contains_key(&leg) {
+            return Err(MediaError::AlreadyAllocated(leg));
+        }
+        let std_socket = self.bind(&mut state)?;
+        std_socket.set_nonblocking(true).map_err(MediaError::Bind)?;
+        let local = std_socket.local_addr().map_err(MediaError::Bind)?;
+        let socket = {
+            let _guard = self.runtime.enter();
+            Arc::new(UdpSocket::from_std(std_socket).map_err(MediaError::Bind)?)
+        };
+        let task = self.runtime.spawn(recv_loop(
+            Arc::downgrade(&self.shared),
+            leg,
+            Arc::clone(&socket),
+        ));
+        let rnd = self.shared.random(leg.0);
+        state.legs.insert(
+            leg,
+            Leg {
+                socket,
+                local,
+                task,
+                remote: None,
+                latched: false,
+                source: Source::Silence,
+                direction: Direction::SendRecv,
+                out: OutStream::new(rnd),
+                tone: None,
+                dtmf_tx: DtmfSender::new(),
+                dtmf_rx: DtmfReceiver::new(),
+                mix_in: VecDeque::new(),
+                mix_primed: false,
+                last_rx: Instant::now(),
+                timed_out: false,
+            },
+        );
+        debug!(%leg, %local, "media allocated");
+        Ok(local)
+    }
+
+    fn with_leg<T>(&self, leg: LegId, f: impl FnOnce(&mut Leg) -> T) -> Result<T, MediaError> {
+        let mut state = self.shared.lock();
+        let l = state
+            .legs
+            .get_mut(&leg)
+            .ok_or(MediaError::UnknownLeg(leg))?;
+        Ok(f(l))
+    }
+
+    /// The local RTP address of a leg.
+    #[must_use]
+    pub fn local_addr(&self, leg: LegId) -> Option<SocketAddr> {
+        self.shared.lock().legs.get(&leg).map(|l| l.local)
+    }
+
+    /// Sets where and how to send to a leg (after each offer/answer). With
+    /// symmetric RTP the address is re-learnt from the next packet received.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn set_remote(&self, leg: LegId, remote: RemoteMedia) -> Result<(), MediaError> {
+        self.with_leg(leg, |l| {
+            l.remote = Some(remote);
+            l.latched = false;
+            l.last_rx = Instant::now();
+            l.timed_out = false;
+        })
+    }
+
+    /// Applies an offer/answer outcome: remote address, codec,
+    /// telephone-event and tapir's direction on the leg.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn apply(&self, leg: LegId, negotiated: &Negotiated) -> Result<(), MediaError> {
+        self.set_remote(leg, RemoteMedia::from(negotiated))?;
+        self.set_direction(leg, negotiated.direction)
+    }
+
+    /// Changes what a leg hears. Joining a bridge of two starts the relay;
+    /// a third member switches the bridge to mixing; a tone restarts its
+    /// cadence only when the tone changes.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn set_source(&self, leg: LegId, source: Source) -> Result<(), MediaError> {
+        let mut state = self.shared.lock();
+        let old = state
+            .legs
+            .get(&leg)
+            .map(|l| l.source)
+            .ok_or(MediaError::UnknownLeg(leg))?;
+        if old == source {
+            return Ok(());
+        }
+        state.leave_bridge(leg, old);
+        if let Source::Bridge(b) = source {
+            state.bridges.entry(b).or_default().push(leg);
+        }
+        if let Some(l) = state.legs.get_mut(&leg) {
+            l.source = source;
+            l.mix_in.clear();
+            l.mix_primed = false;
+            l.tone = match source {
+                Source::Tone(k) => Some(ToneGenerator::new(k)),
+                _ => None,
+            };
+        }
+        debug!(%leg, ?source, "media source");
+        Ok(())
+    }
+
+    /// Sets tapir's direction on a leg (what tapir's last SDP said):
+    /// nothing is sent unless it `sends()`, received media is ignored unless
+    /// it `receives()`.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn set_direction(&self, leg: LegId, direction: Direction) -> Result<(), MediaError> {
+        self.with_leg(leg, |l| {
+            if !l.direction.receives() && direction.receives() {
+                l.last_rx = Instant::now();
+                l.timed_out = false;
+            }
+            l.direction = direction;
+        })
+    }
+
+    /// Queues DTMF digits towards a leg: RFC 4733 events when the leg
+    /// negotiated telephone-event, in-band tones otherwise. Characters that
+    /// are not DTMF are skipped; returns how many digits were queued.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn send_digits(&self, leg: LegId, digits: &str) -> Result<usize, MediaError> {
+        self.with_leg(leg, |l| l.dtmf_tx.push(digits))
+    }
+
+    /// Closes a leg's socket and forgets it; returns whether it existed.
+    pub fn release(&self, leg: LegId) -> bool {
+        let mut state = self.shared.lock();
+        let Some(l) = state.legs.remove(&leg) else {
+            return false;
+        };
+        l.task.abort();
+        state.leave_bridge(leg, l.source);
+        debug!(%leg, "media released");
+        true
+    }
+
+    /// Counters since start.
+    #[must_use]
+    pub fn stats(&self) -> EngineStats {
+        self.shared.lock().stats
+    }
+
+    /// Number of legs with media.
+    #[must_use]
+    pub fn leg_count(&self) -> usize {
+        self.shared.lock().legs.len()
+    }
+}
+
+impl Drop for MediaEngine {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        let mut state = self.shared.lock();
+        for (_, l) in state.legs.drain() {
+            l.task.abort();
+        }
+        state.bridges.clear();
+    }
+}

@@ -1,0 +1,448 @@
+//! Integration tests of the media engine over real UDP on 127.0.0.1: fake
+//! RTP endpoints (plain `UdpSocket`s) talk to the engine's legs, and what
+//! they receive is checked with a Goertzel filter. Every loop is bounded in
+//! count and in time.
+#![allow(clippy::unwrap_used)]
+
+use std::f32::consts::TAU;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tapir_media::dtmf::{TelephoneEvent, encode_event};
+use tapir_media::g711::Law;
+use tapir_media::rtp::{RtpPacket, write_packet};
+use tapir_media::tone::goertzel_amplitude;
+use tapir_media::{
+    Codec, Direction, LegId, MediaConfig, MediaEngine, MediaEvent, RemoteMedia, Source, ToneKind,
+};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout};
+
+/// A received packet, owned.
+#[derive(Debug, Clone)]
+struct Rx {
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    payload: Vec<u8>,
+}
+
+async fn endpoint() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+fn engine() -> (MediaEngine, tapir_media::MediaEvents) {
+    MediaEngine::new(MediaConfig::default()).unwrap()
+}
+
+fn remote(sock: &UdpSocket, codec: Codec, te: Option<u8>) -> RemoteMedia {
+    RemoteMedia {
+        addr: Some(sock.local_addr().unwrap()),
+        codec,
+        telephone_event_pt: te,
+    }
+}
+
+/// Receives packets for at most `dur` or `max` packets.
+async fn collect(sock: &UdpSocket, dur: Duration, max: usize) -> Vec<Rx> {
+    let deadline = Instant::now() + dur;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while out.len() < max {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match timeout(left, sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => {
+                if let Ok(p) = RtpPacket::parse(&buf[..n]) {
+                    out.push(Rx {
+                        marker: p.marker,
+                        pt: p.payload_type,
+                        seq: p.seq,
+                        ts: p.timestamp,
+                        ssrc: p.ssrc,
+                        payload: p.payload.to_vec(),
+                    });
+                }
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn sine_frame(freq: f32, n0: u32, amp: f32) -> Vec<i16> {
+    (0..160)
+        .map(|i| (amp * (TAU * freq * (n0 + i) as f32 / 8000.0).sin()) as i16)
+        .collect()
+}
+
+/// Sends `frames` 20 ms packets of a sine at `freq`, paced in real time.
+async fn send_tone(sock: &UdpSocket, to: SocketAddr, law: Law, freq: f32, frames: u32, ssrc: u32) {
+    let pt = if law == Law::Ulaw { 0 } else { 8 };
+    let mut interval = tokio::time::interval(Duration::from_millis(20));
+    let mut pkt = Vec::new();
+    for k in 0..frames {
+        interval.tick().await;
+        let mut payload = Vec::new();
+        law.encode(&sine_frame(freq, k * 160, 4000.0), &mut payload);
+        write_packet(&mut pkt, k == 0, pt, k as u16, k * 160, ssrc, &payload);
+        let _ = sock.send_to(&pkt, to).await;
+    }
+}
+
+fn decode(rx: &[Rx]) -> Vec<i16> {
+    let mut pcm = Vec::new();
+    for p in rx {
+        let law = if p.pt == 8 { Law::Alaw } else { Law::Ulaw };
+        law.decode(&p.payload, &mut pcm);
+    }
+    pcm
+}
+
+#[tokio::test]
+async fn two_party_relay_with_transcoding_and_continuity() {
+    let (eng, _ev) = engine();
+    let (a, b, c) = (endpoint().await, endpoint().await, endpoint().await);
+    let la = eng.allocate(LegId(1)).unwrap();
+    let lb = eng.allocate(LegId(2)).unwrap();
+    let lc = eng.allocate(LegId(3)).unwrap();
+    assert!(la.ip().is_loopback() && lb.port() != 0 && lc.port() != la.port());
+    eng.set_remote(LegId(1), remote(&a, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_remote(LegId(2), remote(&b, Codec::Pcma, None))
+        .unwrap();
+    eng.set_remote(LegId(3), remote(&c, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_source(LegId(1), Source::Bridge(7)).unwrap();
+    eng.set_source(LegId(2), Source::Bridge(7)).unwrap();
+
+    // A -> B: PCMU in, PCMA out with the same audio.
+    let mut pkt = Vec::new();
+    let frame = sine_frame(1000.0, 0, 4000.0);
+    let mut ulaw = Vec::new();
+    Law::Ulaw.encode(&frame, &mut ulaw);
+    for k in 0..10u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            100 + k,
+            5000 + u32::from(k) * 160,
+            0xaaaa,
+            &ulaw,
+        );
+        a.send_to(&pkt, la).await.unwrap();
+    }
+    let got = collect(&b, Duration::from_secs(2), 10).await;
+    assert_eq!(got.len(), 10, "B got {got:?}");
+    for p in &got {
+        assert_eq!(p.pt, 8);
+        let mut back = Vec::new();
+        Law::Alaw.decode(&p.payload, &mut back);
+        for (x, y) in back.iter().zip(&frame) {
+            assert!((i32::from(*x) - i32::from(*y)).abs() < 300);
+        }
+    }
+    assert!(
+        got.iter()
+            .all(|p| p.ssrc == got[0].ssrc && p.ssrc != 0xaaaa)
+    );
+    for w in got.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(160));
+    }
+    // B -> A the other way, PCMA in, PCMU out.
+    let mut alaw = Vec::new();
+    Law::Alaw.encode(&frame, &mut alaw);
+    write_packet(&mut pkt, false, 8, 1, 1, 0xbbbb, &alaw);
+    b.send_to(&pkt, lb).await.unwrap();
+    let back = collect(&a, Duration::from_secs(2), 1).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].pt, 0);
+
+    // Transfer: C replaces A in the bridge; B sees one continuous stream.
+    eng.set_source(LegId(1), Source::Silence).unwrap();
+    eng.set_source(LegId(3), Source::Bridge(7)).unwrap();
+    for k in 0..5u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            40_000 + k,
+            9_000_000 + u32::from(k) * 160,
+            0xcccc,
+            &ulaw,
+        );
+        c.send_to(&pkt, lc).await.unwrap();
+    }
+    let after = collect(&b, Duration::from_secs(2), 5).await;
+    assert_eq!(after.len(), 5);
+    let last = got.last().unwrap();
+    assert_eq!(after[0].ssrc, last.ssrc, "same SSRC after the transfer");
+    assert_eq!(after[0].seq, last.seq.wrapping_add(1), "sequence continues");
+    assert!(after[0].marker, "marker on the new talk spurt");
+    let gap = after[0].ts.wrapping_sub(last.ts);
+    assert!(
+        (160..8000 * 10).contains(&gap),
+        "timestamp advances by elapsed time: {gap}"
+    );
+    assert!(eng.stats().relayed >= 16);
+}
+
+#[tokio::test]
+async fn three_party_mix_each_hears_the_others_not_itself() {
+    let (eng, _ev) = engine();
+    let eps = [endpoint().await, endpoint().await, endpoint().await];
+    let freqs = [500.0f32, 1000.0, 1500.0];
+    let codecs = [Codec::Pcmu, Codec::Pcma, Codec::Pcmu];
+    let mut locals = Vec::new();
+    for i in 0..3 {
+        let leg = LegId(10 + i as u64);
+        locals.push(eng.allocate(leg).unwrap());
+        eng.set_remote(leg, remote(&eps[i], codecs[i], None))
+            .unwrap();
+        eng.set_source(leg, Source::Bridge(1)).unwrap();
+    }
+    let frames = 60; // 1.2 s
+    let senders = async {
+        tokio::join!(
+            send_tone(&eps[0], locals[0], Law::Ulaw, freqs[0], frames, 1),
+            send_tone(&eps[1], locals[1], Law::Alaw, freqs[1], frames, 2),
+            send_tone(&eps[2], locals[2], Law::Ulaw, freqs[2], frames, 3),
+        )
+    };
+    let receivers = async {
+        tokio::join!(
+            collect(&eps[0], Duration::from_millis(1500), 100),
+            collect(&eps[1], Duration::from_millis(1500), 100),
+            collect(&eps[2], Duration::from_millis(1500), 100),
+        )
+    };
+    let (_, (r0, r1, r2)) = tokio::join!(senders, receivers);
+    for (i, rx) in [r0, r1, r2].iter().enumerate() {
+        assert!(rx.len() >= 40, "endpoint {i} got {} packets", rx.len());
+        assert!(rx.iter().all(|p| p.pt == codecs[i].payload_type()));
+        let pcm = decode(rx);
+        // Skip the start (priming), analyse 0.5 s of the middle.
+        let mid = &pcm[1600..(1600 + 4000).min(pcm.len())];
+        for (j, f) in freqs.iter().enumerate() {
+            let a = goertzel_amplitude(mid, *f, 8000.0);
+            if i == j {
+                assert!(a < 200.0, "endpoint {i} hears itself at {f} Hz: {a}");
+            } else {
+                assert!(a > 1500.0, "endpoint {i} does not hear {f} Hz: {a}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn ringback_leg_hears_440_and_480() {
+    let (eng, _ev) = engine();
+    let ep = endpoint().await;
+    eng.allocate(LegId(1)).unwrap();
+    eng.set_remote(LegId(1), remote(&ep, Codec::Pcma, None))
+        .unwrap();
+    eng.set_source(LegId(1), Source::Tone(ToneKind::Ringback))
+        .unwrap();
+    let started = Instant::now();
+    let rx = collect(&ep, Duration::from_secs(3), 50).await;
+    let took = started.elapsed();
+    assert_eq!(rx.len(), 50);
+    // Paced: 50 packets of 20 ms take about a second.
+    assert!(took > Duration::from_millis(800), "{took:?}");
+    assert!(rx.iter().all(|p| p.pt == 8 && p.payload.len() == 160));
+    for w in rx.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+    }
+    let pcm = decode(&rx);
+    assert!(goertzel_amplitude(&pcm, 440.0, 8000.0) > 2500.0);
+    assert!(goertzel_amplitude(&pcm, 480.0, 8000.0) > 2500.0);
+    assert!(goertzel_amplitude(&pcm, 350.0, 8000.0) < 300.0);
+    assert!(goertzel_amplitude(&pcm, 620.0, 8000.0) < 300.0);
+
+    // Hold music replaces it and is audible; inactive stops everything.
+    eng.set_source(LegId(1), Source::Tone(ToneKind::HoldMusic))
+        .unwrap();
+    let music = collect(&ep, Duration::from_secs(2), 25).await;
+    assert_eq!(music.len(), 25);
+    assert_eq!(music[0].ssrc, rx[0].ssrc);
+    let pcm = decode(&music);
+    let rms = (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
+    assert!(rms > 300.0, "hold music rms {rms}");
+    eng.set_direction(LegId(1), Direction::Inactive).unwrap();
+    let _ = collect(&ep, Duration::from_millis(60), 10).await; // in flight
+    let none = collect(&ep, Duration::from_millis(200), 10).await;
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn rfc4733_digits_in_become_events() {
+    let (eng, mut ev) = engine();
+    let ep = endpoint().await;
+    let local = eng.allocate(LegId(5)).unwrap();
+    eng.set_remote(LegId(5), remote(&ep, Codec::Pcmu, Some(101)))
+        .unwrap();
+    let mut pkt = Vec::new();
+    let mut seq = 0u16;
+    for (i, d) in [1u8, 2, 11].iter().enumerate() {
+        let ts = 1000 + i as u32 * 4000;
+        for (k, block) in encode_event(*d, 800, 160).iter().enumerate() {
+            write_packet(&mut pkt, k == 0, 101, seq, ts, 77, &block.to_bytes());
+            seq = seq.wrapping_add(1);
+            ep.send_to(&pkt, local).await.unwrap();
+        }
+    }
+    let mut digits = String::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while digits.len() < 3 && Instant::now() < deadline {
+        match timeout(Duration::from_secs(2), ev.recv()).await {
+            Ok(Some(MediaEvent::DigitsReceived { leg, digits: d })) => {
+                assert_eq!(leg, LegId(5));
+                digits.push_str(&d);
+            }
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+            _ => break,
+        }
+    }
+    assert_eq!(digits, "12#");
+    assert!(
+        ev.try_recv().is_none(),
+        "end packets were not reported twice"
+    );
+}
+
+#[tokio::test]
+async fn digits_out_as_events_and_in_band() {
+    let (eng, _ev) = engine();
+    let (a, b) = (endpoint().await, endpoint().await);
+    eng.allocate(LegId(1)).unwrap();
+    eng.allocate(LegId(2)).unwrap();
+    eng.set_remote(LegId(1), remote(&a, Codec::Pcmu, Some(96)))
+        .unwrap();
+    eng.set_remote(LegId(2), remote(&b, Codec::Pcmu, None))
+        .unwrap();
+    assert_eq!(eng.send_digits(LegId(1), "5").unwrap(), 1);
+    assert_eq!(eng.send_digits(LegId(2), "5").unwrap(), 1);
+    let (ra, rb) = tokio::join!(
+        collect(&a, Duration::from_secs(2), 7),
+        collect(&b, Duration::from_secs(2), 5)
+    );
+    assert_eq!(ra.len(), 7);
+    assert!(ra.iter().all(|p| p.pt == 96 && p.ts == ra[0].ts));
+    assert!(ra[0].marker);
+    let evs: Vec<TelephoneEvent> = ra
+        .iter()
+        .map(|p| TelephoneEvent::parse(&p.payload).unwrap())
+        .collect();
+    assert!(evs.iter().all(|e| e.event == 5));
+    assert_eq!(evs.iter().filter(|e| e.end).count(), 3);
+    assert_eq!(rb.len(), 5);
+    let pcm = decode(&rb);
+    assert!(goertzel_amplitude(&pcm, 770.0, 8000.0) > 4000.0);
+    assert!(goertzel_amplitude(&pcm, 1336.0, 8000.0) > 4000.0);
+    assert!(matches!(
+        eng.send_digits(LegId(99), "1"),
+        Err(tapir_media::MediaError::UnknownLeg(LegId(99)))
+    ));
+}
+
+#[tokio::test]
+async fn garbage_is_dropped_symmetric_rtp_latches_and_timeout_fires() {
+    let cfg = MediaConfig {
+        rtp_timeout: Some(Duration::from_millis(300)),
+        ..MediaConfig::default()
+    };
+    let (eng, mut ev) = MediaEngine::new(cfg).unwrap();
+    let (a, b) = (endpoint().await, endpoint().await);
+    let la = eng.allocate(LegId(1)).unwrap();
+    eng.allocate(LegId(2)).unwrap();
+    // A's signalled address is wrong (behind NAT): the engine must latch.
+    let wrong = RemoteMedia {
+        addr: Some("127.0.0.1:9".parse().unwrap()),
+        codec: Codec::Pcmu,
+        telephone_event_pt: None,
+    };
+    eng.set_remote(LegId(1), wrong).unwrap();
+    eng.set_remote(LegId(2), remote(&b, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_source(LegId(1), Source::Bridge(3)).unwrap();
+    eng.set_source(LegId(2), Source::Bridge(3)).unwrap();
+    for junk in [
+        &[][..],
+        &[0x80][..],
+        &[0xff; 40][..],
+        &[0x8f; 12][..],
+        &[0x80, 200, 0, 1][..],
+    ] {
+        a.send_to(junk, la).await.unwrap();
+    }
+    let mut pkt = Vec::new();
+    write_packet(&mut pkt, false, 0, 1, 160, 9, &[0xff; 160]);
+    a.send_to(&pkt, la).await.unwrap();
+    write_packet(&mut pkt, false, 18, 2, 320, 9, &[0; 20]); // G.729: dropped
+    a.send_to(&pkt, la).await.unwrap();
+    assert_eq!(collect(&b, Duration::from_secs(2), 1).await.len(), 1);
+    // B talks back; it reaches A's real address thanks to latching.
+    let lb = eng.local_addr(LegId(2)).unwrap();
+    write_packet(&mut pkt, false, 0, 1, 160, 10, &[0xff; 160]);
+    b.send_to(&pkt, lb).await.unwrap();
+    assert_eq!(collect(&a, Duration::from_secs(2), 1).await.len(), 1);
+    let stats = eng.stats();
+    assert!(stats.dropped >= 5, "{stats:?}");
+    // Now both go quiet: two timeouts within a second.
+    let mut timed_out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while timed_out.len() < 2 && Instant::now() < deadline {
+        if let Ok(Some(MediaEvent::RtpTimeout { leg })) =
+            timeout(Duration::from_secs(2), ev.recv()).await
+        {
+            timed_out.push(leg);
+        }
+    }
+    timed_out.sort();
+    assert_eq!(timed_out, vec![LegId(1), LegId(2)]);
+    assert!(eng.release(LegId(1)));
+    assert!(!eng.release(LegId(1)));
+    assert_eq!(eng.leg_count(), 1);
+}
+
+#[tokio::test]
+async fn port_range_is_honoured_and_exhaustion_is_an_error() {
+    // Find a free even port pair region by asking the OS, then use a tiny range.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let base = probe.local_addr().unwrap().port() & !1;
+    drop(probe);
+    let cfg = MediaConfig {
+        port_range: Some((base, base + 1)),
+        ..MediaConfig::default()
+    };
+    let (eng, _ev) = MediaEngine::new(cfg).unwrap();
+    match eng.allocate(LegId(1)) {
+        Ok(addr) => {
+            assert_eq!(addr.port(), base);
+            assert!(matches!(
+                eng.allocate(LegId(2)),
+                Err(tapir_media::MediaError::NoPort(..))
+            ));
+        }
+        // Someone else took the port in between: still an error, not a panic.
+        Err(e) => assert!(matches!(e, tapir_media::MediaError::NoPort(..))),
+    }
+    assert!(matches!(
+        eng.allocate(LegId(1)),
+        Err(tapir_media::MediaError::AlreadyAllocated(_))
+            | Err(tapir_media::MediaError::NoPort(..))
+    ));
+}
+
+#[test]
+fn engine_outside_a_runtime_is_an_error() {
+    assert!(matches!(
+        MediaEngine::new(MediaConfig::default()),
+        Err(tapir_media::MediaError::NoRuntime)
+    ));
+}
