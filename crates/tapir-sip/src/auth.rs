@@ -712,7 +712,7 @@ fn escape_quoted(text: &str) -> String {
 }
 
 /// A random tag (To/From tag), 16 hex digits.
-pub fn random_tag() -> String {
+pub(crate) fn random_tag() -> String {
     let bytes: [u8; 8] = rand::random();
     to_hex(&bytes)
 }

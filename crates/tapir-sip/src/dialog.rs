@@ -1,0 +1,681 @@
+//! SIP dialogs (RFC 3261 §12), sans-IO.
+//!
+//! This module owns dialog state: the identifiers (Call-ID, local and
+//! remote tag), the local and remote CSeq, the remote target and the route
+//! set; creating a dialog from a 1xx-with-tag or 2xx (UAC) or from a
+//! dialog-creating request (UAS); building in-dialog requests (BYE,
+//! re-INVITE, ACK for 2xx, INFO, REFER, NOTIFY, UPDATE, …) with the right
+//! Request-URI, Route set and CSeq (§12.2.1.1, loose and strict routers);
+//! matching incoming in-dialog requests, with 481 when nothing matches and
+//! 500 for a CSeq that goes backwards (§12.2.2); target refresh on
+//! re-INVITE and UPDATE; and finding the dialog a `Replaces` header names
+//! (RFC 3891).
+//!
+//! Dialogs never send anything: the caller adds the requests they build to
+//! a client transaction (with a Via of its own transport) and the
+//! responses they return to the server transaction.
+
+use std::collections::HashMap;
+
+use crate::msg::{HeaderName, Message, MessageBuilder, Method, NameAddr, StartLine, Uri};
+
+/// A fresh tag for From or To, 16 hex digits of randomness.
+pub fn new_tag() -> String {
+    crate::auth::random_tag()
+}
+
+/// A fresh RFC 3261 branch (`z9hG4bK` + 16 hex digits of randomness).
+pub fn new_branch() -> String {
+    format!("z9hG4bK{}", crate::auth::random_tag())
+}
+
+/// Which side of the dialog we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialogRole {
+    /// We sent the request that created the dialog.
+    Uac,
+    /// We received it.
+    Uas,
+}
+
+/// Where a dialog is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialogState {
+    /// Created by a provisional response with a To tag.
+    Early,
+    /// Created or confirmed by a 2xx.
+    Confirmed,
+    /// Ended (BYE, a final error to the INVITE, 481/408 to a request).
+    Terminated,
+}
+
+/// The identity of a dialog, from our side (§12).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our tag.
+    pub local_tag: String,
+    /// The peer's tag.
+    pub remote_tag: String,
+}
+
+/// Why a dialog could not be created or a request built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialogError {
+    /// A header the dialog needs is missing.
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    /// A header the dialog needs does not parse.
+    #[error("malformed {0} header")]
+    MalformedHeader(&'static str),
+    /// The From (UAS) or To (UAC) header has no tag.
+    #[error("the {0} header has no tag")]
+    MissingTag(&'static str),
+    /// The response does not create a dialog (100, or a final error).
+    #[error("a {0} response does not create a dialog")]
+    NotDialogCreating(u16),
+    /// The message is a response where a request was expected, or the
+    /// other way round.
+    #[error("expected a {0}")]
+    WrongKind(&'static str),
+}
+
+/// Why a `Replaces` header (RFC 3891 §3) cannot be honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplacesError {
+    /// The header does not parse or lacks `to-tag`/`from-tag` (400).
+    #[error("malformed Replaces header")]
+    Malformed,
+    /// No dialog has these identifiers (481).
+    #[error("no dialog matches the Replaces header")]
+    NoMatch,
+    /// The dialog is an early dialog that this side did not initiate (481).
+    #[error("the named early dialog was not initiated here")]
+    EarlyNotInitiatedHere,
+    /// `early-only` was given but the dialog is confirmed (486).
+    #[error("the dialog named with early-only is already confirmed")]
+    AlreadyConfirmed,
+    /// The dialog has ended (603).
+    #[error("the named dialog has ended")]
+    Terminated,
+}
+
+impl ReplacesError {
+    /// The status code RFC 3891 §3 gives for this case.
+    pub fn status_code(self) -> u16 {
+        match self {
+            ReplacesError::Malformed => 400,
+            ReplacesError::NoMatch | ReplacesError::EarlyNotInitiatedHere => 481,
+            ReplacesError::AlreadyConfirmed => 486,
+            ReplacesError::Terminated => 603,
+        }
+    }
+}
+
+/// One dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialog {
+    id: DialogId,
+    role: DialogRole,
+    state: DialogState,
+    /// Our From value in the requests we send (with our tag).
+    local_header: String,
+    /// Our To value in the requests we send (with the peer's tag).
+    remote_header: String,
+    /// Last CSeq we used; 0 before the first.
+    local_cseq: u32,
+    remote_cseq: Option<u32>,
+    remote_target: String,
+    /// Route values (`<uri>;params`) in the order requests carry them.
+    route_set: Vec<String>,
+    local_contact: String,
+    secure: bool,
+}
+
+/// `<uri>;params` of a name-addr, without the display name.
+fn route_value(address: &NameAddr<'_>) -> String {
+    format!("<{}>{}", address.uri_text, address.params.as_str())
+}
+
+fn request_uri_text(message: &Message) -> Option<&str> {
+    match message.start_line() {
+        StartLine::Request { uri, .. } => Some(uri.as_str()),
+        StartLine::Response { .. } => None,
+    }
+}
+
+fn first_contact_uri(message: &Message) -> Result<Option<String>, DialogError> {
+    match message
+        .contacts()
+        .map_err(|_| DialogError::MalformedHeader("Contact"))?
+    {
+        Some(crate::msg::Contacts::Addresses(list)) => {
+            Ok(list.first().map(|address| address.uri_text.to_owned()))
+        }
+        Some(crate::msg::Contacts::Wildcard) => Err(DialogError::MalformedHeader("Contact")),
+        None => Ok(None),
+    }
+}
+
+fn call_id_of(message: &Message) -> Result<String, DialogError> {
+    message
+        .call_id()
+        .map_err(|_| DialogError::MalformedHeader("Call-ID"))?
+        .map(str::to_owned)
+        .ok_or(DialogError::MissingHeader("Call-ID"))
+}
+
+fn cseq_of(message: &Message) -> Result<(u32, Method), DialogError> {
+    let cseq = message
+        .cseq()
+        .map_err(|_| DialogError::MalformedHeader("CSeq"))?
+        .ok_or(DialogError::MissingHeader("CSeq"))?;
+    Ok((cseq.number, Method::from_token(cseq.method)))
+}
+
+/// Tag of the From or To header, and the header's value.
+fn tagged_header(
+    message: &Message,
+    name: &HeaderName,
+    label: &'static str,
+) -> Result<(Option<String>, String), DialogError> {
+    let value = message
+        .header(name)
+        .ok_or(DialogError::MissingHeader(label))?;
+    let parsed = NameAddr::parse(value, label).map_err(|_| DialogError::MalformedHeader(label))?;
+    Ok((parsed.tag().map(str::to_owned), value.to_owned()))
+}
+
+/// The dialog a request addresses from the receiver's side: Call-ID, To
+/// tag (ours), From tag (theirs). `None` when the request has no To tag.
+fn incoming_id(request: &Message) -> Result<Option<DialogId>, DialogError> {
+    let call_id = call_id_of(request)?;
+    let (to_tag, _) = tagged_header(request, &HeaderName::To, "To")?;
+    let (from_tag, _) = tagged_header(request, &HeaderName::From, "From")?;
+    let Some(local_tag) = to_tag else {
+        return Ok(None);
+    };
+    Ok(Some(DialogId {
+        call_id,
+        local_tag,
+        remote_tag: from_tag.unwrap_or_default(),
+    }))
+}
+
+fn is_target_refresh(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+    )
+}
+
+impl Dialog {
+    /// The UAC side of a dialog created by `response` (101–299 with a To
+    /// tag) to our `request` (an INVITE). `local_contact` is the Contact
+    /// value we send in target-refresh requests (e.g. `<sip:tapir@host>`).
+    pub fn from_response(
+        request: &Message,
+        response: &Message,
+        local_contact: &str,
+    ) -> Result<Dialog, DialogError> {
+        let status = response
+            .status_code()
+            .ok_or(DialogError::WrongKind("response"))?;
+        if !(101..=299).contains(&status) {
+            return Err(DialogError::NotDialogCreating(status));
+        }
+        let request_uri = request_uri_text(request).ok_or(DialogError::WrongKind("request"))?;
+        let (local_tag, local_header) = tagged_header(request, &HeaderName::From, "From")?;
+        let local_tag = local_tag.ok_or(DialogError::MissingTag("From"))?;
+        let (remote_tag, remote_header) = tagged_header(response, &HeaderName::To, "To")?;
+        let remote_tag = remote_tag.ok_or(DialogError::MissingTag("To"))?;
+        let (local_cseq, _) = cseq_of(request)?;
+        let mut route_set: Vec<String> = response
+            .record_routes()
+            .map_err(|_| DialogError::MalformedHeader("Record-Route"))?
+            .iter()
+            .map(route_value)
+            .collect();
+        route_set.reverse();
+        let remote_target = match first_contact_uri(response)? {
+            Some(target) => target,
+            None if status < 200 => request_uri.to_owned(),
+            None => return Err(DialogError::MissingHeader("Contact")),
+        };
+        let secure = matches!(Uri::parse(request_uri), Ok(Uri::Sip(uri)) if uri.secure);
+        Ok(Dialog {
+            id: DialogId {
+                call_id: call_id_of(request)?,
+                local_tag,
+                remote_tag,
+            },
+            role: DialogRole::Uac,
+            state: if status < 200 {
+                DialogState::Early
+            } else {
+                DialogState::Confirmed
+            },
+            local_header,
+            remote_header,
+            local_cseq,
+            remote_cseq: None,
+            remote_target,
+            route_set,
+            local_contact: local_contact.to_owned(),
+            secure,
+        })
+    }
+
+    /// The UAS side of a dialog created by a received `request` (an
+    /// INVITE) that we answer with `local_tag` in the To header: `Early`
+    /// when answering with a provisional response, `Confirmed` with a 2xx.
+    pub fn from_request(
+        request: &Message,
+        local_tag: &str,
+        local_contact: &str,
+        state: DialogState,
+    ) -> Result<Dialog, DialogError> {
+        let request_uri = request_uri_text(request).ok_or(DialogError::WrongKind("request"))?;
+        let (remote_tag, remote_header) = tagged_header(request, &HeaderName::From, "From")?;
+        let remote_tag = remote_tag.ok_or(DialogError::MissingTag("From"))?;
+        let (existing_to_tag, to_value) = tagged_header(request, &HeaderName::To, "To")?;
+        let local_header = match existing_to_tag {
+            Some(_) => to_value,
+            None => format!("{to_value};tag={local_tag}"),
+        };
+        let (remote_cseq, _) = cseq_of(request)?;
+        let route_set = request
+            .record_routes()
+            .map_err(|_| DialogError::MalformedHeader("Record-Route"))?
+            .iter()
+            .map(route_value)
+            .collect();
+        let remote_target =
+            first_contact_uri(request)?.ok_or(DialogError::MissingHeader("Contact"))?;
+        let secure = matches!(Uri::parse(request_uri), Ok(Uri::Sip(uri)) if uri.secure);
+        Ok(Dialog {
+            id: DialogId {
+                call_id: call_id_of(request)?,
+                local_tag: local_tag.to_owned(),
+                remote_tag,
+            },
+            role: DialogRole::Uas,
+            state,
+            local_header,
+            remote_header,
+            local_cseq: 0,
+            remote_cseq: Some(remote_cseq),
+            remote_target,
+            route_set,
+            local_contact: local_contact.to_owned(),
+            secure,
+        })
+    }
+
+    /// The dialog's identifiers.
+    pub fn id(&self) -> &DialogId {
+        &self.id
+    }
+
+    /// UAC or UAS.
+    pub fn role(&self) -> DialogRole {
+        self.role
+    }
+
+    /// Early, confirmed or terminated.
+    pub fn state(&self) -> DialogState {
+        self.state
+    }
+
+    /// The last CSeq number we used (0 before the first request).
+    pub fn local_cseq(&self) -> u32 {
+        self.local_cseq
+    }
+
+    /// The last CSeq number the peer used, once it sent a request.
+    pub fn remote_cseq(&self) -> Option<u32> {
+        self.remote_cseq
+    }
+
+    /// The peer's Contact URI: where in-dialog requests go.
+    pub fn remote_target(&self) -> &str {
+        &self.remote_target
+    }
+
+    /// The route set, in the order requests carry it.
+    pub fn route_set(&self) -> &[String] {
+        &self.route_set
+    }
+
+    /// True when the dialog was set up with a `sips:` Request-URI.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Marks an early dialog confirmed (UAS: when sending the 2xx).
+    pub fn confirm(&mut self) {
+        if self.state == DialogState::Early {
+            self.state = DialogState::Confirmed;
+        }
+    }
+
+    /// Marks the dialog ended.
+    pub fn terminate(&mut self) {
+        self.state = DialogState::Terminated;
+    }
+
+    /// Takes the Contact of a target-refresh request or of a 2xx to one as
+    /// the new remote target (§12.2.1.2, §12.2.2). No Contact: no change.
+    pub fn refresh_target(&mut self, message: &Message) -> Result<(), DialogError> {
+        if let Some(target) = first_contact_uri(message)? {
+            self.remote_target = target;
+        }
+        Ok(())
+    }
+
+    /// Applies a response to a request we sent in this dialog: a 2xx to
+    /// the INVITE confirms an early dialog (taking the 2xx's route set and
+    /// target), a 2xx to a re-INVITE or UPDATE refreshes the target, a
+    /// later 1xx with a Contact refreshes an early dialog's target, a
+    /// final error to the initial INVITE ends an early dialog, and 481 or
+    /// 408 to any request ends the dialog (§12.2.1.2).
+    pub fn handle_response(&mut self, request: &Message, response: &Message) {
+        let Some(status) = response.status_code() else {
+            return;
+        };
+        let method = request.method().cloned();
+        if status == 481 || status == 408 {
+            self.terminate();
+            return;
+        }
+        match (status, method) {
+            (200..=299, Some(Method::Invite)) if self.state == DialogState::Early => {
+                self.state = DialogState::Confirmed;
+                if let Ok(routes) = response.record_routes()
+                    && self.role == DialogRole::Uac
+                {
+                    let mut routes: Vec<String> = routes.iter().map(route_value).collect();
+                    routes.reverse();
+                    self.route_set = routes;
+                }
+                let _ = self.refresh_target(response);
+            }
+            (200..=299, Some(method)) if is_target_refresh(&method) => {
+                let _ = self.refresh_target(response);
+            }
+            (101..=199, Some(Method::Invite)) if self.state == DialogState::Early => {
+                let _ = self.refresh_target(response);
+            }
+            (300..=699, Some(Method::Invite)) if self.state == DialogState::Early => {
+                self.terminate();
+            }
+            _ => {}
+        }
+    }
+
+    /// The Request-URI and Route values of a request in this dialog
+    /// (§12.2.1.1): loose routing keeps the target as Request-URI; a
+    /// strict first route becomes the Request-URI and the target goes last.
+    pub fn request_target(&self) -> (String, Vec<String>) {
+        let Some(first) = self.route_set.first() else {
+            return (self.remote_target.clone(), Vec::new());
+        };
+        let first_parsed = NameAddr::parse(first, "Route").ok();
+        let loose = first_parsed
+            .as_ref()
+            .and_then(|route| route.uri.as_sip().map(|uri| uri.params.has_lr()))
+            .unwrap_or(true);
+        if loose {
+            return (self.remote_target.clone(), self.route_set.clone());
+        }
+        let request_uri = first_parsed
+            .map(|route| route.uri_text.to_owned())
+            .unwrap_or_else(|| self.remote_target.clone());
+        let mut routes: Vec<String> = self.route_set.iter().skip(1).cloned().collect();
+        routes.push(format!("<{}>", self.remote_target));
+        (request_uri, routes)
+    }
+
+    /// A new request in this dialog with the next local CSeq: Request-URI,
+    /// Via (`via`, including its branch), Route, Max-Forwards, From, To,
+    /// Call-ID, CSeq, and Contact for target-refresh methods (INVITE,
+    /// UPDATE, SUBSCRIBE, NOTIFY, REFER). Add a body or other headers
+    /// (Refer-To, Event, …) to the builder. Use [`Dialog::ack`] for ACK;
+    /// CANCEL is built from the INVITE, not from the dialog.
+    pub fn request(&mut self, method: Method, via: &str) -> MessageBuilder {
+        self.local_cseq = self.local_cseq.wrapping_add(1).max(1);
+        let number = self.local_cseq;
+        self.build(method, number, via)
+    }
+
+    /// The ACK for a 2xx to an INVITE of this dialog (§13.2.2.4): same
+    /// CSeq number as the INVITE, a new Via branch, the dialog's route.
+    pub fn ack(&self, response: &Message, via: &str) -> Result<MessageBuilder, DialogError> {
+        let (number, method) = cseq_of(response)?;
+        if method != Method::Invite {
+            return Err(DialogError::MalformedHeader("CSeq"));
+        }
+        Ok(self.build(Method::Ack, number, via))
+    }
+
+    fn build(&self, method: Method, number: u32, via: &str) -> MessageBuilder {
+        let (request_uri, routes) = self.request_target();
+        let mut builder = MessageBuilder::request(method.clone(), request_uri)
+            .header(HeaderName::Via, via)
+            .header(HeaderName::MaxForwards, "70");
+        for route in routes {
+            builder = builder.header(HeaderName::Route, route);
+        }
+        builder = builder
+            .header(HeaderName::From, self.local_header.as_str())
+            .header(HeaderName::To, self.remote_header.as_str())
+            .header(HeaderName::CallId, self.id.call_id.as_str())
+            .header(HeaderName::CSeq, format!("{number} {method}"));
+        if is_target_refresh(&method) {
+            builder = builder.header(HeaderName::Contact, self.local_contact.as_str());
+        }
+        builder
+    }
+}
+
+/// What [`Dialogs::handle_request`] made of a received request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestMatch {
+    /// No To tag (or CANCEL): not a mid-dialog request; the transaction
+    /// user treats it as a new request.
+    OutOfDialog,
+    /// It belongs to this dialog, whose remote CSeq (and, for a re-INVITE
+    /// or UPDATE with a Contact, remote target) have been updated.
+    InDialog(DialogId),
+    /// Answer with this response and stop: 481 (no such dialog), 500
+    /// (CSeq lower than the last one), or 400 (malformed headers).
+    Reject(Message),
+    /// An ACK that matches no dialog: drop it (ACK gets no response).
+    StrayAck,
+}
+
+/// The dialogs of one user agent (the B2BUA), found by their ids.
+#[derive(Debug, Default)]
+pub struct Dialogs {
+    dialogs: HashMap<DialogId, Dialog>,
+}
+
+impl Dialogs {
+    /// No dialogs.
+    pub fn new() -> Self {
+        Dialogs::default()
+    }
+
+    /// Adds (or replaces) a dialog; returns its id.
+    pub fn insert(&mut self, dialog: Dialog) -> DialogId {
+        let id = dialog.id.clone();
+        self.dialogs.insert(id.clone(), dialog);
+        id
+    }
+
+    /// The dialog with this id.
+    pub fn get(&self, id: &DialogId) -> Option<&Dialog> {
+        self.dialogs.get(id)
+    }
+
+    /// The dialog with this id, to change it.
+    pub fn get_mut(&mut self, id: &DialogId) -> Option<&mut Dialog> {
+        self.dialogs.get_mut(id)
+    }
+
+    /// Removes a dialog.
+    pub fn remove(&mut self, id: &DialogId) -> Option<Dialog> {
+        self.dialogs.remove(id)
+    }
+
+    /// Number of dialogs held.
+    pub fn len(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.dialogs.is_empty()
+    }
+
+    /// Every dialog.
+    pub fn iter(&self) -> impl Iterator<Item = &Dialog> {
+        self.dialogs.values()
+    }
+
+    /// Removes every terminated dialog and returns how many there were.
+    pub fn remove_terminated(&mut self) -> usize {
+        let before = self.dialogs.len();
+        self.dialogs
+            .retain(|_, dialog| dialog.state != DialogState::Terminated);
+        before - self.dialogs.len()
+    }
+
+    /// Applies a response to a request we sent: creates the UAC dialog on
+    /// the first 1xx-with-tag or 2xx to an initial INVITE (one per To tag,
+    /// so forked early dialogs each get theirs), updates an existing one,
+    /// and on a final error to the initial INVITE ends its early dialogs.
+    /// Returns the dialog the response belongs to, if any.
+    pub fn handle_response(
+        &mut self,
+        request: &Message,
+        response: &Message,
+        local_contact: &str,
+    ) -> Result<Option<DialogId>, DialogError> {
+        let status = response
+            .status_code()
+            .ok_or(DialogError::WrongKind("response"))?;
+        let call_id = call_id_of(request)?;
+        let (local_tag, _) = tagged_header(request, &HeaderName::From, "From")?;
+        let local_tag = local_tag.ok_or(DialogError::MissingTag("From"))?;
+        let (request_to_tag, _) = tagged_header(request, &HeaderName::To, "To")?;
+        let (remote_tag, _) = tagged_header(response, &HeaderName::To, "To")?;
+        let initial_invite = request.method() == Some(&Method::Invite) && request_to_tag.is_none();
+        if status >= 300 && initial_invite {
+            for dialog in self.dialogs.values_mut() {
+                if dialog.id.call_id == call_id
+                    && dialog.id.local_tag == local_tag
+                    && dialog.state == DialogState::Early
+                {
+                    dialog.terminate();
+                }
+            }
+            return Ok(None);
+        }
+        let Some(remote_tag) = remote_tag else {
+            return Ok(None);
+        };
+        let id = DialogId {
+            call_id,
+            local_tag,
+            remote_tag,
+        };
+        if let Some(dialog) = self.dialogs.get_mut(&id) {
+            dialog.handle_response(request, response);
+            return Ok(Some(id));
+        }
+        if initial_invite && (101..=299).contains(&status) {
+            let dialog = Dialog::from_response(request, response, local_contact)?;
+            return Ok(Some(self.insert(dialog)));
+        }
+        Ok(None)
+    }
+
+    /// Matches a received request to its dialog (§12.2.2): requests
+    /// without a To tag are out of dialog; a To tag naming no dialog (or an
+    /// ended one) gets 481; a CSeq below the last one gets 500. A match
+    /// updates the remote CSeq and, for re-INVITE and UPDATE, the target.
+    pub fn handle_request(&mut self, request: &Message) -> RequestMatch {
+        let is_ack = request.method() == Some(&Method::Ack);
+        let reject = |code: u16, reason: Option<&str>| {
+            if is_ack {
+                RequestMatch::StrayAck
+            } else {
+                RequestMatch::Reject(request.response_builder(code, reason, None).build())
+            }
+        };
+        if request.method() == Some(&Method::Cancel) {
+            return RequestMatch::OutOfDialog;
+        }
+        let id = match incoming_id(request) {
+            Ok(Some(id)) => id,
+            Ok(None) => return RequestMatch::OutOfDialog,
+            Err(_) => return reject(400, None),
+        };
+        let Ok((number, _)) = cseq_of(request) else {
+            return reject(400, None);
+        };
+        let Some(dialog) = self.dialogs.get_mut(&id) else {
+            return reject(481, None);
+        };
+        if dialog.state == DialogState::Terminated {
+            return reject(481, None);
+        }
+        if is_ack {
+            return RequestMatch::InDialog(id);
+        }
+        if dialog.remote_cseq.is_some_and(|last| number < last) {
+            return reject(500, Some("Server Internal Error (CSeq out of order)"));
+        }
+        dialog.remote_cseq = Some(number);
+        if matches!(request.method(), Some(Method::Invite | Method::Update))
+            && dialog.refresh_target(request).is_err()
+        {
+            return reject(400, Some("Bad Request (Contact)"));
+        }
+        RequestMatch::InDialog(id)
+    }
+
+    /// The dialog a `Replaces` header (RFC 3891 §3) of `request` names:
+    /// `Ok(None)` without the header. `to-tag` is compared with our tag and
+    /// `from-tag` with the peer's. An early dialog can only be replaced if
+    /// we initiated it; `early-only` refuses a confirmed dialog.
+    pub fn find_replaced(&self, request: &Message) -> Result<Option<&Dialog>, ReplacesError> {
+        let replaces = match request.replaces() {
+            Ok(None) => return Ok(None),
+            Ok(Some(replaces)) => replaces,
+            Err(_) => return Err(ReplacesError::Malformed),
+        };
+        let (Some(to_tag), Some(from_tag)) = (replaces.to_tag(), replaces.from_tag()) else {
+            return Err(ReplacesError::Malformed);
+        };
+        let id = DialogId {
+            call_id: replaces.call_id.to_owned(),
+            local_tag: to_tag.to_owned(),
+            remote_tag: from_tag.to_owned(),
+        };
+        let dialog = self.dialogs.get(&id).ok_or(ReplacesError::NoMatch)?;
+        match dialog.state {
+            DialogState::Terminated => Err(ReplacesError::Terminated),
+            DialogState::Confirmed if replaces.early_only() => Err(ReplacesError::AlreadyConfirmed),
+            DialogState::Early if dialog.role == DialogRole::Uas => {
+                Err(ReplacesError::EarlyNotInitiatedHere)
+            }
+            DialogState::Early | DialogState::Confirmed => Ok(Some(dialog)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
