@@ -156,6 +156,13 @@ impl DigestInput<'_> {
     }
 }
 
+/// True for the methods a server may challenge: everything but ACK and
+/// CANCEL, which cannot be resubmitted with credentials (RFC 3261 §22.1);
+/// they are trusted as far as the INVITE they belong to was.
+pub fn challengeable(method: &Method) -> bool {
+    !matches!(method, Method::Ack | Method::Cancel)
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     if left.len() != right.len() {
@@ -356,6 +363,7 @@ impl Authenticator {
     }
 
     /// Checks the credentials of `request`, received from `source`.
+    /// Call it only for methods that can be challenged ([`challengeable`]).
     ///
     /// REGISTER is answered with `401` + `WWW-Authenticate` and read from
     /// `Authorization`; every other method with `407` +
@@ -451,7 +459,9 @@ impl Authenticator {
                 self.remember_nonce(now, parsed.nonce.clone(), issued_millis, count);
             }
         }
-        self.sources.remove(&source);
+        // A success does not clear the source's failures: otherwise one
+        // valid account would let a source guess another's password
+        // without ever being locked out. Failures age out of the window.
         AuthOutcome::Authenticated(Identity {
             user: parsed.username,
             algorithm: parsed.algorithm,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::msg::{HeaderName, Message};
+use crate::msg::{HeaderName, Message, Method};
 
 const REALM: &str = "tapir";
 const SECRET: [u8; 32] = [7; 32];
@@ -673,6 +673,51 @@ fn upper_case_response_hex_is_accepted() {
         auth.authenticate(now, &retry, source(), &passwords),
         AuthOutcome::Authenticated(_)
     ));
+}
+
+#[test]
+fn a_success_does_not_reset_the_failure_count() {
+    // One valid account must not let a source guess another's password
+    // for ever.
+    let now = Instant::now();
+    let mut config = AuthConfig::new(REALM);
+    config.max_failures = 3;
+    let mut auth = Authenticator::with_secret(config, now, SECRET);
+    let challenge = first_challenge(&mut auth, now, "REGISTER");
+    let guess = answer(&challenge, Algorithm::Md5, "1002", "guess", "REGISTER", 1);
+    let guess_request = request("REGISTER", Some(("Authorization", &guess)));
+    let mut outcomes = Vec::new();
+    for nc in 1..=3 {
+        let rejection = rejected(auth.authenticate(now, &guess_request, source(), &passwords));
+        outcomes.push(rejection.reason);
+        let own = answer(
+            &challenge,
+            Algorithm::Md5,
+            "1001",
+            "secret-1001",
+            "REGISTER",
+            nc,
+        );
+        let own_request = request("REGISTER", Some(("Authorization", &own)));
+        auth.authenticate(now, &own_request, source(), &passwords);
+    }
+    assert_eq!(
+        outcomes,
+        [
+            RejectReason::BadCredentials,
+            RejectReason::BadCredentials,
+            RejectReason::LockedOut
+        ]
+    );
+}
+
+#[test]
+fn ack_and_cancel_are_not_challengeable() {
+    assert!(!challengeable(&Method::Ack));
+    assert!(!challengeable(&Method::Cancel));
+    assert!(challengeable(&Method::Invite));
+    assert!(challengeable(&Method::Register));
+    assert!(challengeable(&Method::Bye));
 }
 
 #[test]

@@ -279,7 +279,7 @@ pub fn default_reason_phrase(code: u16) -> &'static str {
 }
 
 /// The stateless answer to a request that failed to parse (RFC 3261
-/// §8.2.6, §16.3): status and reason from [`disposition_for`], with Via,
+/// §8.2.6, §16.3): status and reason from [`super::disposition_for`], with Via,
 /// From, To, Call-ID and CSeq copied leniently from the raw input and
 /// `to_tag` added to a To without a tag. `None` when the input deserves no
 /// answer (a response, or too broken to carry those five fields).
