@@ -609,6 +609,15 @@ impl State {
             members.retain(|m| *m != id);
             if members.is_empty() {
                 self.bridges.remove(&b);
+            } else if members.len() < 3 {
+                // Back to relaying: drop what was queued for the mixer so a
+                // later third party does not hear stale audio.
+                for m in members.iter() {
+                    if let Some(l) = self.legs.get_mut(m) {
+                        l.mix_in.clear();
+                        l.mix_primed = false;
+                    }
+                }
             }
         }
     }
