@@ -112,6 +112,9 @@ pub struct MediaConfig {
     pub symmetric_rtp: bool,
     /// Packetisation interval of generated media.
     pub frame_interval: Duration,
+    /// Hold music to loop (8 kHz mono PCM, e.g. from
+    /// [`crate::wav::decode_wav`]); `None` plays the built-in melody.
+    pub hold_music: Option<Arc<[i16]>>,
 }
 
 impl Default for MediaConfig {
@@ -122,6 +125,7 @@ impl Default for MediaConfig {
             rtp_timeout: Some(Duration::from_secs(30)),
             symmetric_rtp: true,
             frame_interval: Duration::from_millis(20),
+            hold_music: None,
         }
     }
 }
@@ -827,8 +831,11 @@ impl MediaEngine {
             l.source = source;
             l.mix_in.clear();
             l.mix_primed = false;
-            l.tone = match source {
-                Source::Tone(k) => Some(ToneGenerator::new(k)),
+            l.tone = match (source, &self.shared.config.hold_music) {
+                (Source::Tone(ToneKind::HoldMusic), Some(m)) => {
+                    Some(ToneGenerator::with_hold_music(Arc::clone(m)))
+                }
+                (Source::Tone(k), _) => Some(ToneGenerator::new(k)),
                 _ => None,
             };
         }

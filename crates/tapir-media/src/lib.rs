@@ -7,6 +7,7 @@
 //!   8 kHz, plus a Goertzel filter.
 //! - [`dtmf`]: RFC 4733 telephone-event encode/decode and in-band DTMF.
 //! - [`rtp`]: the RTP header.
+//! - [`wav`]: hold music from a WAV file.
 //! - [`engine`]: the tokio media plane (sockets, relay, mixer, generators).
 //!
 //! The crate does not depend on `tapir-core`: it has its own small types so
@@ -18,6 +19,7 @@ pub mod g711;
 pub mod rtp;
 pub mod sdp;
 pub mod tone;
+pub mod wav;
 
 pub use engine::{
     EngineStats, LegId, MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, RemoteMedia,

@@ -7,6 +7,7 @@
 //! next samples into a buffer, so the engine paces them with its own timer.
 
 use std::f32::consts::TAU;
+use std::sync::Arc;
 
 /// The sample rate of everything in this crate (G.711 narrowband).
 pub const SAMPLE_RATE: u32 = 8000;
@@ -54,6 +55,9 @@ pub struct ToneGenerator {
     /// Samples generated so far (wraps after ~6 days at 8 kHz; harmless).
     n: u32,
     music: HoldMusic,
+    /// Hold music loaded from a file (8 kHz mono), looped instead of the
+    /// generated melody.
+    file: Option<Arc<[i16]>>,
 }
 
 impl ToneGenerator {
@@ -64,7 +68,20 @@ impl ToneGenerator {
             kind,
             n: 0,
             music: HoldMusic::default(),
+            file: None,
         }
+    }
+
+    /// A [`ToneKind::HoldMusic`] generator that loops `samples` (8 kHz mono,
+    /// e.g. from [`crate::wav::decode_wav`]); an empty buffer falls back to
+    /// the generated melody.
+    #[must_use]
+    pub fn with_hold_music(samples: Arc<[i16]>) -> Self {
+        let mut g = Self::new(ToneKind::HoldMusic);
+        if !samples.is_empty() {
+            g.file = Some(samples);
+        }
+        g
     }
 
     /// The tone this generator plays.
@@ -91,7 +108,16 @@ impl ToneGenerator {
                     self.n = self.n.wrapping_add(1);
                 }
             }
-            None => self.music.fill(out),
+            None => match &self.file {
+                Some(file) => {
+                    for s in out.iter_mut() {
+                        let i = self.n as usize % file.len();
+                        *s = file.get(i).copied().unwrap_or(0);
+                        self.n = self.n.wrapping_add(1);
+                    }
+                }
+                None => self.music.fill(out),
+            },
         }
     }
 }
@@ -216,6 +242,18 @@ mod tests {
         assert!(amp(&s[80..2400], 261.63) > 1000.0);
         // It changes: the second note is E4.
         assert!(amp(&s[2480..4800], 329.63) > 1000.0);
+    }
+
+    #[test]
+    fn file_hold_music_loops() {
+        let file: Arc<[i16]> = vec![1i16, 2, 3].into();
+        let mut g = ToneGenerator::with_hold_music(file);
+        let mut v = [0i16; 7];
+        g.fill(&mut v);
+        assert_eq!(v, [1, 2, 3, 1, 2, 3, 1]);
+        let mut g = ToneGenerator::with_hold_music(Vec::new().into());
+        g.fill(&mut v);
+        assert_eq!(g.kind(), ToneKind::HoldMusic);
     }
 
     #[test]
