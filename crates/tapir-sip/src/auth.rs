@@ -300,7 +300,7 @@ const NONCE_RANDOM_BYTES: usize = 8;
 const NONCE_MAC_BYTES: usize = 16;
 
 /// The digest authenticator: issues challenges and checks credentials.
-#[derive(Debug)]
+/// Its `Debug` output never shows the secret.
 pub struct Authenticator {
     config: AuthConfig,
     secret: [u8; 32],
@@ -310,6 +310,18 @@ pub struct Authenticator {
     /// that are not in `used_nonces` may have been evicted: they are stale.
     evicted_up_to: Option<u64>,
     sources: HashMap<IpAddr, SourceRecord>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("config", &self.config)
+            .field("secret", &"<redacted>")
+            .field("used_nonces", &self.used_nonces.len())
+            .field("evicted_up_to", &self.evicted_up_to)
+            .field("sources", &self.sources.len())
+            .finish()
+    }
 }
 
 /// The parsed parameters of one Digest credentials header.

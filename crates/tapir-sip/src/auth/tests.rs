@@ -721,6 +721,14 @@ fn ack_and_cancel_are_not_challengeable() {
 }
 
 #[test]
+fn debug_output_hides_the_secret() {
+    let auth = Authenticator::with_secret(AuthConfig::new(REALM), Instant::now(), [0xAB; 32]);
+    let text = format!("{auth:?}");
+    assert!(text.contains("redacted"));
+    assert!(!text.contains("171"), "{text}");
+}
+
+#[test]
 fn constant_time_comparison() {
     assert!(constant_time_eq(b"abc", b"abc"));
     assert!(!constant_time_eq(b"abc", b"abd"));
