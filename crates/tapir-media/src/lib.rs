@@ -11,7 +11,38 @@
 //! - [`engine`]: the tokio media plane (sockets, relay, mixer, generators).
 //!
 //! The crate does not depend on `tapir-core`: it has its own small types so
-//! the server maps the core's media effects onto them.
+//! the server maps the core's media effects onto them:
+//!
+//! | `tapir_core` effect | call here |
+//! |---|---|
+//! | leg created / INVITE received | [`MediaEngine::allocate`], then [`SdpSession::new`] with the returned address |
+//! | `AnswerLeg` (peer offered) | [`SdpSession::answer`] → 200 OK body, then [`MediaEngine::apply`] |
+//! | `Reoffer { direction }` | [`SdpSession::offer`] → re-INVITE body; on the 200 OK [`SdpSession::accept_answer`] then [`MediaEngine::apply`] |
+//! | `Media { source }` | [`MediaEngine::set_source`] (`Silence`, `Bridge(id)`, `Tone(kind)`) |
+//! | `SendDigits { digits }` | [`MediaEngine::send_digits`] |
+//! | `ReleaseLeg` | [`MediaEngine::release`] |
+//! | [`MediaEvent::DigitsReceived`] / [`MediaEvent::RtpTimeout`] | inputs back to the switch |
+//!
+//! An SDP error ([`sdp::SdpError`]) is answered with 488 Not Acceptable Here.
+//!
+//! ```no_run
+//! use tapir_media::{Direction, LegId, MediaConfig, MediaEngine, SdpSession, SessionDescription, Source, ToneKind};
+//! # async fn demo(invite_body: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let (engine, mut events) = MediaEngine::new(MediaConfig::default())?;
+//! let leg = LegId(1);
+//! let local = engine.allocate(leg)?;
+//! let mut sdp = SdpSession::new(local, 4711);
+//! let offer = SessionDescription::parse_bytes(invite_body)?; // Err -> 488
+//! let (answer_body, negotiated) = sdp.answer(&offer, Direction::SendRecv)?;
+//! engine.apply(leg, &negotiated)?;
+//! engine.set_source(leg, Source::Tone(ToneKind::Ringback))?;
+//! // ... later: engine.set_source(leg, Source::Bridge(7))?;
+//! while let Some(event) = events.recv().await {
+//!     // feed DigitsReceived / RtpTimeout to the switch
+//!     # let _ = (event, &answer_body);
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod dtmf;
 pub mod engine;
