@@ -17,11 +17,12 @@
 
 use crate::dtmf::{DtmfFrame, DtmfReceiver, DtmfSender};
 use crate::g711::{Law, transcode_in_place};
+use crate::playout::Playout;
 use crate::rtp::{self, RtpPacket};
 use crate::sdp::{Codec, Direction, Negotiated};
 use crate::tone::{FRAME_SAMPLES, ToneGenerator, ToneKind};
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -182,10 +183,6 @@ impl MediaEvents {
     }
 }
 
-/// Mixer input buffering, in samples.
-const MIX_PRIME: usize = 2 * FRAME_SAMPLES;
-const MIX_MAX: usize = 10 * FRAME_SAMPLES;
-
 struct OutStream {
     ssrc: u32,
     seq: u16,
@@ -266,8 +263,7 @@ struct Leg {
     tone: Option<ToneGenerator>,
     dtmf_tx: DtmfSender,
     dtmf_rx: DtmfReceiver,
-    mix_in: VecDeque<i16>,
-    mix_primed: bool,
+    mix_in: Playout,
     /// Last packet received, or when the leg started expecting packets.
     last_rx: Instant,
     timed_out: bool,
@@ -415,12 +411,7 @@ impl State {
         };
         if members.len() >= 3 {
             if let Some(law) = in_law {
-                let q = &mut leg.mix_in;
-                q.extend(pkt.payload.iter().map(|&c| law.decode_sample(c)));
-                if q.len() > MIX_MAX {
-                    let excess = q.len() - MIX_PRIME;
-                    q.drain(..excess);
-                }
+                leg.mix_in.push(pkt.ssrc, pkt.seq, law, pkt.payload);
             }
             return;
         }
@@ -544,20 +535,9 @@ impl State {
             let mut sum = [0i32; FRAME_SAMPLES];
             for (i, m) in members.iter().enumerate() {
                 let Some(leg) = legs.get_mut(m) else { continue };
-                if !leg.mix_primed && leg.mix_in.len() >= MIX_PRIME {
-                    leg.mix_primed = true;
-                }
-                if !leg.mix_primed {
-                    continue;
-                }
-                if leg.mix_in.len() < FRAME_SAMPLES {
-                    // Underrun: play what is there and re-prime.
-                    leg.mix_primed = false;
-                }
-                let take = leg.mix_in.len().min(FRAME_SAMPLES);
                 let own = &mut pcm[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES];
-                for (dst, s) in own.iter_mut().zip(leg.mix_in.drain(..take)) {
-                    *dst = s;
+                if !leg.mix_in.pop_frame(own) {
+                    continue;
                 }
                 for (acc, &s) in sum.iter_mut().zip(own.iter()) {
                     *acc += i32::from(s);
@@ -619,7 +599,6 @@ impl State {
                 for m in members.iter() {
                     if let Some(l) = self.legs.get_mut(m) {
                         l.mix_in.clear();
-                        l.mix_primed = false;
                     }
                 }
             }
@@ -758,8 +737,7 @@ impl MediaEngine {
                 tone: None,
                 dtmf_tx: DtmfSender::new(),
                 dtmf_rx: DtmfReceiver::new(),
-                mix_in: VecDeque::new(),
-                mix_primed: false,
+                mix_in: Playout::new(),
                 last_rx: Instant::now(),
                 timed_out: false,
             },
@@ -830,7 +808,6 @@ impl MediaEngine {
         if let Some(l) = state.legs.get_mut(&leg) {
             l.source = source;
             l.mix_in.clear();
-            l.mix_primed = false;
             l.tone = match (source, &self.shared.config.hold_music) {
                 (Source::Tone(ToneKind::HoldMusic), Some(m)) => {
                     Some(ToneGenerator::with_hold_music(Arc::clone(m)))

@@ -7,6 +7,7 @@
 //!   8 kHz, plus a Goertzel filter.
 //! - [`dtmf`]: RFC 4733 telephone-event encode/decode and in-band DTMF.
 //! - [`rtp`]: the RTP header.
+//! - [`playout`]: the mixer's per-participant playout queue.
 //! - [`wav`]: hold music from a WAV file.
 //! - [`engine`]: the tokio media plane (sockets, relay, mixer, generators).
 //!
@@ -47,6 +48,7 @@
 pub mod dtmf;
 pub mod engine;
 pub mod g711;
+pub mod playout;
 pub mod rtp;
 pub mod sdp;
 pub mod tone;
