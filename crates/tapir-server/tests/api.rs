@@ -1,0 +1,692 @@
+//! The HTTP API and event stream, driven over real HTTP and WebSocket against
+//! a server on 127.0.0.1 port 0. Route points need no SIP.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use serde_json::json;
+use support::{Api, connected_pair, server};
+
+#[tokio::test]
+async fn make_answer_hold_unhold_drop_between_route_points() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    let mut ev_a = alpha.events(0).await;
+    let mut ev_b = beta.events(0).await;
+
+    let (status, call) = alpha
+        .post("/v1/calls", json!({"from": "2001", "to": "2002"}))
+        .await;
+    assert_eq!(status, 201, "{call}");
+    let a = call["id"].as_str().unwrap().to_string();
+    assert!(a.starts_with("call-"));
+    for field in [
+        "id",
+        "address",
+        "line",
+        "state",
+        "state_mode",
+        "reason",
+        "origin",
+        "caller",
+        "called",
+        "connected",
+        "redirecting",
+        "privilege",
+        "bridge",
+        "related_calls",
+        "secure",
+        "created_at",
+    ] {
+        assert!(
+            call.get(field).is_some(),
+            "call object lacks {field}: {call}"
+        );
+    }
+    assert_eq!(call["address"], "2001");
+    assert_eq!(call["privilege"], "owner");
+    assert!(call["line"].as_str().unwrap().starts_with("line-"));
+    assert!(call["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let new = ev_b.until("call.new", |v| v["type"] == "call.new").await;
+    assert_eq!(new["address"], "2002");
+    assert_eq!(new["privilege"], "owner");
+    let b = new["call"].as_str().unwrap().to_string();
+    assert_eq!(beta.call(&b).await["state"], "offering");
+
+    let answered = beta.ok(&format!("/v1/calls/{b}/answer"), json!({})).await;
+    assert_eq!(answered["state"], "connected");
+    ev_a.state(&a, "connected").await;
+    assert_eq!(alpha.call(&a).await["state"], "connected");
+
+    let held = alpha.ok(&format!("/v1/calls/{a}/hold"), json!({})).await;
+    assert_eq!(held["state"], "onhold");
+    ev_a.state(&a, "onhold").await;
+    // The core refuses to hold a held call: 409 with TAPI's code.
+    let (status, err) = alpha.post(&format!("/v1/calls/{a}/hold"), json!({})).await;
+    assert_eq!(status, 409);
+    assert_eq!(err["error"]["code"], "invalcallstate");
+    assert!(err["error"]["message"].as_str().unwrap().contains("hold"));
+    let back = alpha.ok(&format!("/v1/calls/{a}/unhold"), json!({})).await;
+    assert_eq!(back["state"], "connected");
+    ev_a.state(&a, "connected").await;
+
+    let dropped = alpha.ok(&format!("/v1/calls/{a}/drop"), json!({})).await;
+    assert_eq!(dropped["state"], "idle", "{dropped}");
+    ev_b.state(&b, "disconnected").await;
+    let (status, _) = alpha.delete(&format!("/v1/calls/{a}")).await;
+    assert_eq!(status, 204);
+    let (status, err) = alpha.get(&format!("/v1/calls/{a}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(err["error"]["code"], "invalcallhandle");
+
+    // Replies come on the stream too, before the events they caused.
+    let reply = ev_a.until("reply", |v| v["type"] == "reply").await;
+    assert_eq!(reply["ok"], true);
+    assert!(reply["request"].as_str().unwrap().starts_with("req-"));
+    ev_a.close().await;
+    ev_b.close().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokens_and_privileges() {
+    let s = server().await;
+    let anon = Api::new(&s, None);
+    let wrong = Api::new(&s, Some("nope"));
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let watcher = Api::new(&s, Some("tok-watcher"));
+    let admin = Api::new(&s, Some("admin-secret"));
+
+    for api in [&anon, &wrong] {
+        let (status, err) = api.get("/v1/lines").await;
+        assert_eq!(status, 401);
+        assert_eq!(err["error"]["code"], "unauthorized");
+        assert!(err["error"]["message"].is_string());
+        let (status, _) = api.post("/v1/calls", json!({"from": "2001"})).await;
+        assert_eq!(status, 401);
+    }
+    // The admin token is not an app token.
+    assert_eq!(admin.get("/v1/lines").await.0, 401);
+    assert_eq!(admin.get("/v1/admin/lines").await.0, 501);
+    assert_eq!(alpha.get("/v1/admin/lines").await.0, 403);
+    assert_eq!(anon.get("/v1/admin/lines").await.0, 401);
+
+    // Lines: only the allowed ones are listed and may be opened.
+    let (status, lines) = alpha.get("/v1/lines").await;
+    assert_eq!(status, 200);
+    let addrs: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, ["2001", "2003"]);
+    assert_eq!(lines[0]["kind"], "routepoint");
+    assert_eq!(
+        watcher.get("/v1/lines").await.1.as_array().unwrap().len(),
+        5
+    );
+
+    let (status, err) = alpha
+        .post("/v1/lines/2002/open", json!({"privileges": ["owner"]}))
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(err["error"]["code"], "noprivilege");
+    let (status, err) = watcher
+        .post("/v1/lines/2002/open", json!({"privileges": ["owner"]}))
+        .await;
+    assert_eq!(status, 403, "a monitor-only app cannot open as owner");
+    assert_eq!(err["error"]["code"], "noprivilege");
+    watcher.open("2002", &["monitor"]).await;
+    let (status, err) = alpha.post("/v1/lines/line-999/open", json!({})).await;
+    assert_eq!(status, 404);
+    assert_eq!(err["error"]["code"], "invallinehandle");
+    // By id as well as by address.
+    let id = lines[0]["id"].as_str().unwrap();
+    assert_eq!(
+        alpha
+            .post(&format!("/v1/lines/{id}/open"), json!({}))
+            .await
+            .0,
+        200
+    );
+
+    // An app cannot touch a call it has no handle to; a monitor cannot control.
+    let beta = Api::new(&s, Some("tok-beta"));
+    beta.open("2002", &["owner"]).await;
+    let mut ev_b = beta.events(0).await;
+    let mut ev_w = watcher.events(0).await;
+    let (a, b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let (status, err) = beta.post(&format!("/v1/calls/{a}/hold"), json!({})).await;
+    assert_eq!(status, 404, "{err}");
+    assert_eq!(err["error"]["code"], "invalcallhandle");
+    let seen = ev_w
+        .until("watcher sees the call", |v| {
+            v["type"] == "call.new" && v["call"] == b.as_str()
+        })
+        .await;
+    assert_eq!(seen["privilege"], "monitor");
+    let (status, err) = watcher
+        .post(&format!("/v1/calls/{b}/drop"), json!({}))
+        .await;
+    assert_eq!(status, 403, "{err}");
+    assert_eq!(err["error"]["code"], "notowner");
+    // Addresses of other apps' lines are out of reach.
+    assert_eq!(alpha.get("/v1/addresses/2002").await.0, 403);
+    assert_eq!(alpha.get("/v1/addresses/9999").await.0, 404);
+
+    // No token needed for health and metrics.
+    assert_eq!(anon.get("/healthz").await, (200, json!({"status": "ok"})));
+    let (status, text) = anon.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.as_str().unwrap().contains("tapir_operations_total"),
+        "{text}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_are_ordered_and_replayed_after_since() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    let mut ev_a = alpha.events(0).await;
+    let mut ev_b = beta.events(0).await;
+    let (a, _b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    alpha.ok(&format!("/v1/calls/{a}/hold"), json!({})).await;
+    alpha.ok(&format!("/v1/calls/{a}/unhold"), json!({})).await;
+    // The reply of unhold comes before its state change: read up to the last connected.
+    ev_a.until("on hold", |v| {
+        v["type"] == "call.state" && v["state"] == "onhold"
+    })
+    .await;
+    ev_a.state(&a, "connected").await;
+    let seqs: Vec<u64> = ev_a
+        .seen
+        .iter()
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "seq grows by one: {:#?}", ev_a.seen);
+    assert_eq!(ev_a.seen[0]["type"], "line.state");
+    for v in &ev_a.seen {
+        assert!(v["type"].is_string());
+    }
+    let all = ev_a.seen.clone();
+    ev_a.close().await;
+
+    // Reconnect from the middle: exactly the rest, in order.
+    let mid = all.len() as u64 / 2;
+    let mut again = alpha.events(mid).await;
+    for expected in &all[mid as usize..] {
+        assert_eq!(&again.next().await, expected);
+    }
+    // Then live events continue the same numbering.
+    alpha.ok(&format!("/v1/calls/{a}/hold"), json!({})).await;
+    let next = again.next().await;
+    assert_eq!(next["seq"].as_u64().unwrap(), all.len() as u64 + 1);
+
+    // The snapshot carries the seq it is consistent with.
+    let (status, list) = alpha.get("/v1/calls").await;
+    assert_eq!(status, 200);
+    assert!(list["seq"].as_u64().unwrap() > all.len() as u64);
+    assert_eq!(list["calls"][0]["id"], a.as_str());
+    assert_eq!(list["calls"][0]["state"], "onhold");
+    again.close().await;
+
+    // A plain GET is not a WebSocket.
+    let (status, err) = alpha.get("/v1/events").await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["code"], "invalparam");
+    assert_eq!(Api::new(&s, None).get("/v1/events").await.0, 401);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn blind_and_consultation_transfer() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    alpha.open("2003", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    beta.open("2004", &["owner"]).await;
+    let mut ev_a = alpha.events(0).await;
+    let mut ev_b = beta.events(0).await;
+
+    // Blind: alpha sends the far party (2002) on to 2004.
+    let (a, b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let (status, v) = beta
+        .post(
+            &format!("/v1/calls/{b}/blind-transfer"),
+            json!({"to": "2004"}),
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status} {v}");
+    let new = ev_a
+        .until("a call from the transfer", |v| {
+            v["type"] == "call.state" && v["call"] == a.as_str()
+        })
+        .await;
+    assert!(new["state"].is_string());
+    let at_2004 = ev_b
+        .until("call.new at 2004", |v| {
+            v["type"] == "call.new" && v["address"] == "2004"
+        })
+        .await;
+    assert_eq!(at_2004["reason"], "transfer");
+    let c = at_2004["call"].as_str().unwrap().to_string();
+    beta.ok(&format!("/v1/calls/{c}/answer"), json!({})).await;
+    ev_a.state(&a, "connected").await;
+    alpha.ok(&format!("/v1/calls/{a}/drop"), json!({})).await;
+    alpha.delete(&format!("/v1/calls/{a}")).await;
+
+    // Consultation: alpha holds 2001↔2002, consults 2003 (its own route
+    // point), and completes the transfer.
+    let (a, b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let setup = alpha
+        .ok(&format!("/v1/calls/{a}/setup-transfer"), json!({}))
+        .await;
+    let x = setup["consult_call"].as_str().unwrap().to_string();
+    assert_eq!(setup["calls"][0]["id"], x.as_str());
+    assert_eq!(setup["calls"][0]["state"], "dialtone");
+    assert_eq!(alpha.call(&a).await["state"], "onholdpendtransfer");
+    let dialed = alpha
+        .ok(&format!("/v1/calls/{x}/dial"), json!({"digits": "2003"}))
+        .await;
+    assert_eq!(dialed["id"], x.as_str());
+    let offered = ev_a
+        .until("call.new at 2003", |v| {
+            v["type"] == "call.new" && v["address"] == "2003"
+        })
+        .await;
+    let y = offered["call"].as_str().unwrap().to_string();
+    alpha.ok(&format!("/v1/calls/{y}/answer"), json!({})).await;
+    ev_a.state(&x, "connected").await;
+    let (status, v) = alpha
+        .post(
+            &format!("/v1/calls/{a}/complete-transfer"),
+            json!({"consult_call": x, "mode": "transfer"}),
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status} {v}");
+    // 2002 now talks to 2003.
+    let y_info = alpha.call(&y).await;
+    assert_eq!(y_info["state"], "connected");
+    assert_eq!(y_info["bridge"], beta.call(&b).await["bridge"]);
+    let (status, err) = alpha
+        .post(
+            &format!("/v1/calls/{a}/complete-transfer"),
+            json!({"consult_call": "not-a-call"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{err}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn park_and_unpark() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    alpha.open("2003", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    let mut ev_b = beta.events(0).await;
+    let (a, b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+
+    let parked = alpha.ok(&format!("/v1/calls/{a}/park"), json!({})).await;
+    let slot = parked["parked_at"].as_str().unwrap().to_string();
+    assert_eq!(slot, "7001");
+    let ev = ev_b
+        .until("park.parked", |v| v["type"] == "park.parked")
+        .await;
+    assert_eq!(ev["call"], b.as_str());
+    assert_eq!(ev["slot"], "7001");
+    // The parker's call is over; the parked party waits in the slot.
+    let mine = alpha.get(&format!("/v1/calls/{a}")).await.1;
+    assert!(
+        mine["state"] == "idle" || mine["error"]["code"] == "invalcallhandle",
+        "{mine}"
+    );
+
+    // Directed park into an occupied slot fails clearly.
+    let (a2, _b2) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let (status, err) = alpha
+        .post(&format!("/v1/calls/{a2}/park"), json!({"to": "7001"}))
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invaladdress");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("occupied")
+    );
+
+    let (status, err) = alpha
+        .post("/v1/addresses/2003/unpark", json!({"from": "7002"}))
+        .await;
+    assert!((400..500).contains(&status), "{status} {err}");
+
+    let (status, call) = alpha
+        .post("/v1/addresses/2003/unpark", json!({"from": slot}))
+        .await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["address"], "2003");
+    assert_eq!(call["reason"], "unpark");
+    let ev = ev_b
+        .until("park.unparked", |v| v["type"] == "park.unparked")
+        .await;
+    assert_eq!(ev["by"], call["id"]);
+    let (status, status_2003) = alpha.get("/v1/addresses/2003").await;
+    assert_eq!(status, 200);
+    assert_eq!(status_2003["calls"][0]["id"], call["id"]);
+    let (status, err) = alpha.post("/v1/addresses/2003/unpark", json!({})).await;
+    assert_eq!(status, 400, "missing field: {err}");
+    assert_eq!(err["error"]["code"], "invalparam");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn three_party_conference() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    beta.open("2004", &["owner"]).await;
+    let mut ev_a = alpha.events(0).await;
+    let mut ev_b = beta.events(0).await;
+    let (a, _b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+
+    let conf = alpha
+        .ok(
+            &format!("/v1/calls/{a}/setup-conference"),
+            json!({"parties": 3}),
+        )
+        .await;
+    let conf_call = conf["conference_call"].as_str().unwrap().to_string();
+    let x = conf["consult_call"].as_str().unwrap().to_string();
+    assert_eq!(conf["calls"].as_array().unwrap().len(), 2);
+    alpha
+        .ok(&format!("/v1/calls/{x}/dial"), json!({"digits": "2004"}))
+        .await;
+    let at_2004 = ev_b
+        .until("call.new at 2004", |v| {
+            v["type"] == "call.new" && v["address"] == "2004"
+        })
+        .await;
+    let c = at_2004["call"].as_str().unwrap().to_string();
+    beta.ok(&format!("/v1/calls/{c}/answer"), json!({})).await;
+    ev_a.state(&x, "connected").await;
+    let added = alpha
+        .ok(
+            &format!("/v1/calls/{conf_call}/add"),
+            json!({"consult_call": x}),
+        )
+        .await;
+    assert_eq!(added["id"], conf_call.as_str());
+    ev_a.state(&x, "conferenced").await;
+
+    let (status, related) = alpha.get(&format!("/v1/calls/{a}/related")).await;
+    assert_eq!(status, 200, "{related}");
+    let calls: Vec<&str> = related["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(calls[0], conf_call);
+    assert!(
+        calls.contains(&a.as_str()) && calls.contains(&x.as_str()),
+        "{related}"
+    );
+
+    let removed = alpha
+        .ok(&format!("/v1/calls/{x}/remove-from-conference"), json!({}))
+        .await;
+    assert!(
+        removed.is_null() || removed["id"] == x.as_str(),
+        "{removed}"
+    );
+    let (status, err) = alpha
+        .post(&format!("/v1/calls/{a}/add"), json!({"consult_call": x}))
+        .await;
+    assert!((400..500).contains(&status), "{status} {err}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn error_shapes_and_statuses() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    alpha.open("2001", &["owner"]).await;
+    let check = |status: u16, body: &serde_json::Value, want: u16, code: &str| {
+        assert_eq!(status, want, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            !body["error"]["message"].as_str().unwrap().is_empty(),
+            "{body}"
+        );
+    };
+    let (st, b) = alpha.post("/v1/calls/call-424242/answer", json!({})).await;
+    check(st, &b, 404, "invalcallhandle");
+    let (st, b) = alpha.post("/v1/calls/garbage/answer", json!({})).await;
+    check(st, &b, 404, "invalcallhandle");
+    let (st, b) = alpha.post_raw("/v1/calls", "{not json").await;
+    check(st, &b, 400, "invalparam");
+    let (st, b) = alpha.post("/v1/calls", json!({"to": "2002"})).await;
+    check(st, &b, 400, "invalparam");
+    let (st, b) = alpha
+        .post(
+            "/v1/calls",
+            json!({"from": "2001", "to": "2002", "colour": "red"}),
+        )
+        .await;
+    check(st, &b, 400, "invalparam");
+    let (st, b) = alpha
+        .post("/v1/calls", json!({"from": "2001", "to": "x!y"}))
+        .await;
+    assert_eq!(st, 400, "{b}");
+    let (st, b) = alpha
+        .post("/v1/calls", json!({"from": "2001", "to": "+1 (425) 8"}))
+        .await;
+    check(st, &b, 400, "invaladdress");
+    let (st, b) = alpha.delete("/v1/completions/compl-99").await;
+    check(st, &b, 404, "invalcompletionid");
+    let (st, b) = alpha.get("/v1/nothing-here").await;
+    assert_eq!(st, 404, "{b}");
+    assert!(b["error"]["code"].is_string());
+
+    // Dial tone call, then a state error.
+    let (st, call) = alpha.post("/v1/calls", json!({"from": "2001"})).await;
+    assert_eq!(st, 201, "{call}");
+    assert_eq!(call["state"], "dialtone");
+    let id = call["id"].as_str().unwrap();
+    let (st, b) = alpha
+        .post(&format!("/v1/calls/{id}/answer"), json!({}))
+        .await;
+    check(st, &b, 409, "invalcallstate");
+    let (st, b) = alpha
+        .post(
+            &format!("/v1/calls/{id}/complete"),
+            json!({"mode": "sometimes"}),
+        )
+        .await;
+    check(st, &b, 400, "invalparam");
+    let (st, b) = alpha
+        .post(&format!("/v1/calls/{id}/handoff"), json!({}))
+        .await;
+    check(st, &b, 400, "invalparam");
+    // The server keeps serving.
+    assert_eq!(alpha.get("/healthz").await.0, 200);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn translate_locations_and_cards() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let (st, out) = alpha
+        .post("/v1/translate", json!({"address": "+1 (206) 555-1212"}))
+        .await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["country_code"], 1);
+    assert!(
+        out["dialable"].as_str().unwrap().contains("2065551212"),
+        "{out}"
+    );
+    assert!(
+        out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "longdistance"),
+        "{out}"
+    );
+    let (st, b) = alpha
+        .post("/v1/translate", json!({"address": "+1 (2"}))
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(b["error"]["code"], "invaladdress");
+    let (st, b) = alpha
+        .post(
+            "/v1/translate",
+            json!({"address": "+1 206 555 1212", "location": "mars"}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(b["error"]["code"], "invallocation");
+
+    let locations = json!({
+        "current": "paris",
+        "locations": [
+            {"id": "paris", "name": "Paris", "country_code": 33, "area_code": "1", "local_access": "0"},
+            {"id": "seattle", "name": "Seattle", "country_code": 1, "area_code": "206"}
+        ]
+    });
+    let (st, b) = alpha.put("/v1/locations", locations).await;
+    assert_eq!(st, 200, "{b}");
+    let (st, got) = alpha.get("/v1/locations").await;
+    assert_eq!(st, 200);
+    assert_eq!(got["current"], "paris");
+    assert_eq!(got["locations"].as_array().unwrap().len(), 2);
+    let (st, out) = alpha
+        .post("/v1/translate", json!({"address": "+1 (206) 555-1212"}))
+        .await;
+    assert_eq!(st, 200);
+    assert!(
+        out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "international"),
+        "{out}"
+    );
+
+    let (st, b) = alpha
+        .put("/v1/cards", json!({"cards": [{"id": "c1", "name": "Card", "pin": "1234", "rules": {"international": "0W1234HEFG"}}]}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (_, cards) = alpha.get("/v1/cards").await;
+    assert_eq!(cards["cards"][0]["id"], "c1");
+    assert!(
+        cards["cards"][0].get("pin").is_none(),
+        "the PIN is write-only: {cards}"
+    );
+    let (st, _) = alpha
+        .put(
+            "/v1/locations",
+            json!({"current": "nowhere", "locations": []}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        Api::new(&s, None)
+            .post("/v1/translate", json!({"address": "1"}))
+            .await
+            .0,
+        401
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn openapi_lists_every_path() {
+    let s = server().await;
+    let anon = Api::new(&s, None);
+    let (status, doc) = anon.get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let want: &[(&str, &str)] = &[
+        ("/v1/lines", "get"),
+        ("/v1/lines/{line}/open", "post"),
+        ("/v1/lines/{line}/close", "post"),
+        ("/v1/addresses/{address}", "get"),
+        ("/v1/addresses/{address}/forwarding", "put"),
+        ("/v1/addresses/{address}/pickup", "post"),
+        ("/v1/addresses/{address}/unpark", "post"),
+        ("/v1/calls", "post"),
+        ("/v1/calls", "get"),
+        ("/v1/calls/{call}", "get"),
+        ("/v1/calls/{call}", "delete"),
+        ("/v1/calls/{call}/answer", "post"),
+        ("/v1/calls/{call}/accept", "post"),
+        ("/v1/calls/{call}/dial", "post"),
+        ("/v1/calls/{call}/drop", "post"),
+        ("/v1/calls/{call}/hold", "post"),
+        ("/v1/calls/{call}/unhold", "post"),
+        ("/v1/calls/{call}/swap-hold", "post"),
+        ("/v1/calls/{call}/blind-transfer", "post"),
+        ("/v1/calls/{call}/setup-transfer", "post"),
+        ("/v1/calls/{call}/complete-transfer", "post"),
+        ("/v1/calls/{call}/finish", "post"),
+        ("/v1/calls/{call}/setup-conference", "post"),
+        ("/v1/calls/{call}/prepare-add", "post"),
+        ("/v1/calls/{call}/add", "post"),
+        ("/v1/calls/{call}/remove-from-conference", "post"),
+        ("/v1/calls/{call}/related", "get"),
+        ("/v1/calls/{call}/redirect", "post"),
+        ("/v1/calls/{call}/park", "post"),
+        ("/v1/calls/{call}/complete", "post"),
+        ("/v1/completions/{id}", "delete"),
+        ("/v1/calls/{call}/secure", "post"),
+        ("/v1/calls/{call}/handoff", "post"),
+        ("/v1/calls/{call}/digits", "post"),
+        ("/v1/calls/{call}/privilege", "post"),
+        ("/v1/translate", "post"),
+        ("/v1/locations", "get"),
+        ("/v1/locations", "put"),
+        ("/v1/cards", "get"),
+        ("/v1/cards", "put"),
+        ("/v1/events", "get"),
+        ("/v1/openapi.json", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in want {
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+    assert_eq!(
+        paths.len(),
+        40,
+        "paths: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    assert!(doc["components"]["schemas"]["CallObject"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    s.shutdown().await;
+}
