@@ -240,14 +240,33 @@ impl OutStream {
         (seq, ts, marker)
     }
 
-    /// Header fields for a generated packet.
+    /// Header fields for a generated packet. Consecutive generated frames
+    /// advance the timestamp by exactly one frame, whatever the ticker's
+    /// jitter; after relayed media or a pause it follows the clock.
     fn generated(&mut self, now: Instant) -> (u16, u32, bool) {
         let marker = self.relay_from.is_some() || self.last_sent.is_none();
+        let steady = self.relay_from.is_none()
+            && self
+                .last_sent
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_millis(100));
+        let advance = if steady {
+            FRAME_SAMPLES as u32
+        } else {
+            self.elapsed_samples(now)
+        };
         self.relay_from = None;
         self.seq = self.seq.wrapping_add(1);
-        self.ts = self.ts.wrapping_add(self.elapsed_samples(now));
+        self.ts = self.ts.wrapping_add(advance);
         self.last_sent = Some(now);
         (self.seq, self.ts, marker)
+    }
+
+    /// A generated frame's worth of time passes without a packet (the pause
+    /// between DTMF events).
+    fn skip(&mut self, now: Instant) {
+        self.relay_from = None;
+        self.ts = self.ts.wrapping_add(FRAME_SAMPLES as u32);
+        self.last_sent = Some(now);
     }
 }
 
@@ -500,7 +519,8 @@ impl State {
                         send(stats, &leg.socket, pkt, to);
                         stats.generated += 1;
                     }
-                    Some(DtmfFrame::Gap) | None => {}
+                    Some(DtmfFrame::Gap) => leg.out.skip(now),
+                    None => {}
                 }
                 continue;
             }

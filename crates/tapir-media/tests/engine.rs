@@ -255,8 +255,10 @@ async fn ringback_leg_hears_440_and_480() {
     // Paced: 50 packets of 20 ms take about a second.
     assert!(took > Duration::from_millis(800), "{took:?}");
     assert!(rx.iter().all(|p| p.pt == 8 && p.payload.len() == 160));
+    assert!(rx[0].marker && rx[1..].iter().all(|p| !p.marker));
     for w in rx.windows(2) {
         assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(160), "steady 20 ms clock");
     }
     let pcm = decode(&rx);
     assert!(goertzel_amplitude(&pcm, 440.0, 8000.0) > 2500.0);
@@ -524,4 +526,53 @@ async fn leaving_a_conference_falls_back_to_relay_without_a_break() {
     for w in all.windows(2) {
         assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "no sequence gap");
     }
+}
+
+#[tokio::test]
+async fn telephone_events_are_relayed_with_the_peers_payload_type() {
+    let (eng, mut ev) = engine();
+    let (a, b, c) = (endpoint().await, endpoint().await, endpoint().await);
+    let la = eng.allocate(LegId(1)).unwrap();
+    eng.allocate(LegId(2)).unwrap();
+    eng.allocate(LegId(3)).unwrap();
+    eng.set_remote(LegId(1), remote(&a, Codec::Pcmu, Some(101)))
+        .unwrap();
+    eng.set_remote(LegId(2), remote(&b, Codec::Pcmu, Some(96)))
+        .unwrap();
+    eng.set_remote(LegId(3), remote(&c, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_source(LegId(1), Source::Bridge(4)).unwrap();
+    eng.set_source(LegId(2), Source::Bridge(4)).unwrap();
+    let mut pkt = Vec::new();
+    let blocks = encode_event(7, 800, 160);
+    for (k, block) in blocks.iter().enumerate() {
+        write_packet(&mut pkt, k == 0, 101, k as u16, 4242, 5, &block.to_bytes());
+        a.send_to(&pkt, la).await.unwrap();
+    }
+    let got = collect(&b, Duration::from_secs(2), blocks.len()).await;
+    assert_eq!(got.len(), blocks.len());
+    assert!(got.iter().all(|p| p.pt == 96 && p.ts == got[0].ts));
+    assert_eq!(TelephoneEvent::parse(&got[0].payload).unwrap().event, 7);
+    match timeout(Duration::from_secs(2), ev.recv()).await {
+        Ok(Some(MediaEvent::DigitsReceived { leg, digits })) => {
+            assert_eq!((leg, digits.as_str()), (LegId(1), "7"));
+        }
+        other => panic!("expected digits, got {other:?}"),
+    }
+    // A peer without telephone-event gets nothing (the digit was reported).
+    eng.set_source(LegId(2), Source::Silence).unwrap();
+    eng.set_source(LegId(3), Source::Bridge(4)).unwrap();
+    for (k, block) in blocks.iter().enumerate() {
+        write_packet(
+            &mut pkt,
+            k == 0,
+            101,
+            100 + k as u16,
+            9999,
+            5,
+            &block.to_bytes(),
+        );
+        a.send_to(&pkt, la).await.unwrap();
+    }
+    assert!(collect(&c, Duration::from_millis(300), 10).await.is_empty());
 }
