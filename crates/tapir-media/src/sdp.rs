@@ -594,6 +594,10 @@ pub struct Negotiated {
     pub telephone_event_pt: Option<u8>,
     /// tapir's direction on this leg (what tapir may do).
     pub direction: Direction,
+    /// The direction the peer wrote (with `c=0.0.0.0` read as not
+    /// receiving): `SendOnly` or `Inactive` from a phone means the phone put
+    /// the call on hold.
+    pub remote_direction: Direction,
     /// The peer's packetisation time in ms, if given.
     pub ptime: Option<u32>,
 }
@@ -743,6 +747,7 @@ impl SdpSession {
                 codec,
                 telephone_event_pt: te,
                 direction,
+                remote_direction: remote.direction,
                 ptime: remote.ptime,
             },
         ))
@@ -776,6 +781,7 @@ impl SdpSession {
             codec,
             telephone_event_pt: remote.telephone_event_pt,
             direction,
+            remote_direction: remote.direction,
             ptime: remote.ptime,
         })
     }

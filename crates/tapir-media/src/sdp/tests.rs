@@ -147,6 +147,7 @@ fn hold_forms() {
     let mut s = SdpSession::new(local(), 1);
     let (body, neg) = s.answer(&sd, Direction::SendRecv).expect("answer");
     assert_eq!(neg.direction, Direction::RecvOnly);
+    assert_eq!(neg.remote_direction, Direction::SendOnly, "the phone holds");
     assert!(body.contains("a=recvonly\r\n"));
     // a=inactive at session level.
     let sd = SessionDescription::parse(&format!(
