@@ -17,6 +17,7 @@ Events:    {"event": "ready"} | {"event": "reg", "code": 200}
 
 import argparse
 import json
+import os
 import select
 import sys
 import time
@@ -83,8 +84,11 @@ def main():
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = True
-    cfg.logConfig.level = 1
+    level = int(os.environ.get("PJSUA_LOG_LEVEL", "1"))
+    cfg.logConfig.level = level
     cfg.logConfig.consoleLevel = 1
+    if os.environ.get("PJSUA_LOG_DIR"):
+        cfg.logConfig.filename = os.path.join(os.environ["PJSUA_LOG_DIR"], f"pjsua-{args.user}.log")
     ep.libInit(cfg)
     tcfg = pj.TransportConfig()
     tcfg.port = args.port
@@ -134,7 +138,9 @@ def main():
             elif name == "hold" and call:
                 call.setHold(pj.CallOpParam())
             elif name == "unhold" and call:
-                prm = pj.CallOpParam()
+                # True: start from the default call settings (one audio
+                # stream); without it pjsua re-offers audio with port 0.
+                prm = pj.CallOpParam(True)
                 prm.opt.flag = pj.PJSUA_CALL_UNHOLD
                 call.reinvite(prm)
             elif name == "xfer" and call:

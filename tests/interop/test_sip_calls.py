@@ -9,6 +9,8 @@ which scripts/test does). Every wait is bounded.
 
 import json
 import os
+import queue
+import threading
 import socket
 import subprocess
 import sys
@@ -43,11 +45,20 @@ class Phone:
              "--run-seconds", "60"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = []
+        self.queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         self.wait_for(lambda e: e.get("event") == "ready")
 
     def send(self, **cmd):
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.queue.put(json.loads(line))
+            except ValueError:
+                pass  # pjsua's own log lines
 
     def wait_for(self, pred, timeout=10.0):
         """The first event (seen before or arriving now) that matches."""
@@ -56,18 +67,11 @@ class Phone:
             if pred(e):
                 self.events.remove(e)
                 return e
-        import select
         while time.time() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
-            if not ready:
-                continue
-            line = self.proc.stdout.readline()
-            if not line:
-                break
             try:
-                e = json.loads(line)
-            except ValueError:
-                continue
+                e = self.queue.get(timeout=max(0.01, deadline - time.time()))
+            except queue.Empty:
+                break
             if pred(e):
                 return e
             self.events.append(e)
@@ -87,7 +91,8 @@ class Tapir:
         self.sip_port = free_port()
         self.http_port = free_port(socket.SOCK_STREAM)
         lines = "".join(
-            f'[[lines]]\naddress = "{a}"\nkind = "phone"\npassword = "{p}"\nname = "Phone {a}"\n\n'
+            f'[[lines]]\naddress = "{a}"\nkind = "phone"\npassword = "{p}"\nname = "Phone {a}"\n'
+            f'auto_answer = {"true" if a == "1001" else "false"}\n\n'
             for a, p in PASSWORDS.items())
         config = (
             f'data_dir = "{self.dir}/data"\n'
@@ -194,7 +199,7 @@ class SipCalls(unittest.TestCase):
         self.tapir.wait_states("1001", ["connected"])
         self.tapir.wait_states("1002", ["connected"])
         b.send(cmd="hangup")
-        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
         self.tapir.wait_states("1001", ["idle"])
 
     def test_busy_callee(self):
@@ -204,14 +209,14 @@ class SipCalls(unittest.TestCase):
         b.send(cmd="reject")
         self.tapir.wait_states("1001", ["busy"])
         a.send(cmd="hangup")
-        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
 
     def test_caller_cancels(self):
         a, b = self.phone("1001"), self.phone("1002")
         a.send(cmd="call", to="1002")
         b.wait_for(lambda e: e.get("event") == "incoming")
         a.send(cmd="hangup")
-        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
         self.tapir.wait_states("1002", ["idle"])
 
     def test_app_makes_a_call_between_two_phones(self):
@@ -227,7 +232,49 @@ class SipCalls(unittest.TestCase):
         self.tapir.http("POST", f"/v1/calls/{cid}/unhold")
         b.wait_for(lambda e: e.get("event") == "media" and e["status"] == "active")
         self.tapir.http("POST", f"/v1/calls/{cid}/drop")
-        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNCTD")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+
+    def connected_call(self):
+        """1001 calls 1002 and 1002 answers."""
+        a, b = self.phone("1001"), self.phone("1002")
+        a.send(cmd="call", to="1002")
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        b.send(cmd="answer")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        self.tapir.wait_states("1002", ["connected"])
+        return a, b
+
+    def test_caller_hangs_up(self):
+        a, b = self.connected_call()
+        a.send(cmd="hangup")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+        self.tapir.wait_states("1002", ["idle"])
+
+    def test_phone_holds_and_retrieves_by_itself(self):
+        a, b = self.connected_call()
+        a.send(cmd="hold")
+        self.tapir.wait_states("1001", ["onhold"])
+        b.wait_for(lambda e: e.get("event") == "media" and e["status"] == "remote_hold")
+        a.send(cmd="unhold")
+        self.tapir.wait_states("1001", ["connected"])
+        b.wait_for(lambda e: e.get("event") == "media" and e["status"] == "active")
+
+    def test_phone_blind_transfer_with_refer(self):
+        a, b = self.connected_call()
+        c = self.phone("1003")
+        a.send(cmd="xfer", to="1003")
+        c.wait_for(lambda e: e.get("event") == "incoming")
+        # The transferor is released once tapir has taken the transfer over.
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+        c.send(cmd="answer")
+        c.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        self.tapir.wait_states("1003", ["connected"])
+        self.tapir.wait_states("1002", ["connected"])
+        calls = self.tapir.http("GET", "/v1/calls")
+        calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+        at_c = [x for x in calls if x["address"] == "1003"][0]
+        self.assertEqual(at_c["reason"], "transfer")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod directory;
 pub mod driver;
 pub mod sdp;
 
@@ -171,6 +172,8 @@ struct Dialog {
     queued_direction: Option<Direction>,
     /// A REFER waiting for the switch's verdict.
     refer_pending: Option<(TransactionKey, Message)>,
+    /// The device's last SDP offer, which tapir's next answer must match.
+    remote_offer: Option<sdp::RemoteAudio>,
 }
 
 /// The back-to-back user agent. See the crate documentation.
@@ -379,9 +382,9 @@ impl B2bua {
             return;
         };
         let remote = match sdp::parse_remote(request.body()) {
-            Ok(r) => Some(r),
+            Ok(r) if sdp::chosen_codec(&r).is_some() => Some(r),
             Err(_) if request.body().is_empty() => None,
-            Err(_) => {
+            _ => {
                 self.reply(now, &key, &request, 488);
                 return;
             }
@@ -430,6 +433,7 @@ impl B2bua {
                 reinvite_pending: None,
                 queued_direction: None,
                 refer_pending: None,
+                remote_offer: remote.clone(),
             },
         );
         self.by_call_id.insert(call_id, leg);
@@ -570,12 +574,27 @@ impl B2bua {
         let holds = remote.as_ref().is_some_and(|r| r.holds);
         d.device_held = holds;
         d.sdp_version += 1;
-        let body = sdp::local(self.session, d.sdp_version, d.rtp, direction);
+        // An offer gets a matching answer; an offerless re-INVITE gets
+        // tapir's full offer (the device answers in its ACK).
+        let body = match &remote {
+            Some(offer) => sdp::answer(self.session, d.sdp_version, d.rtp, direction, offer),
+            None => Some(sdp::local(self.session, d.sdp_version, d.rtp, direction)),
+        };
+        let Some(body) = body else {
+            self.reply_in_dialog(now, leg, &key, &request, 488, None);
+            return;
+        };
+        if remote.is_some()
+            && let Some(d) = self.dialogs.get_mut(&leg)
+        {
+            d.remote_offer = remote.clone();
+        }
         self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
         if let Some(audio) = remote {
             self.out
                 .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
         }
+        tracing::debug!(%leg, was_held, holds, "device re-INVITE");
         let event = match (was_held, holds) {
             (false, true) => Some(LegEvent::Held),
             (true, false) => Some(LegEvent::Retrieved),
@@ -985,6 +1004,7 @@ impl B2bua {
                 reinvite_pending: None,
                 queued_direction: None,
                 refer_pending: None,
+                remote_offer: None,
             },
         );
         self.by_call_id.insert(call_id, leg);
@@ -1004,7 +1024,7 @@ impl B2bua {
         );
         if with_sdp {
             d.early_media = true;
-            let body = sdp::local(self.session, d.sdp_version, d.rtp, Direction::SendRecv);
+            let body = leg_sdp(self.session, d, Direction::SendRecv);
             b = b.body("application/sdp", Bytes::from(body));
         }
         let key = d.invite_key.clone();
@@ -1020,7 +1040,7 @@ impl B2bua {
             return;
         }
         d.state = LegState::Confirmed;
-        let body = sdp::local(self.session, d.sdp_version, d.rtp, d.direction);
+        let body = leg_sdp(self.session, d, d.direction);
         let r = d
             .invite
             .response_builder(200, None, Some(&d.local_tag))
@@ -1194,6 +1214,15 @@ impl B2bua {
                 .build(),
         )
     }
+}
+
+/// tapir's SDP for a response on an inbound leg: the answer to the device's
+/// offer, or tapir's own offer when the device sent none.
+fn leg_sdp(session: u64, d: &Dialog, direction: Direction) -> String {
+    d.remote_offer
+        .as_ref()
+        .and_then(|offer| sdp::answer(session, d.sdp_version, d.rtp, direction, offer))
+        .unwrap_or_else(|| sdp::local(session, d.sdp_version, d.rtp, direction))
 }
 
 /// From and To of a request we send inside a dialog.

@@ -145,6 +145,58 @@ pub fn local(session: u64, version: u64, rtp: SocketAddr, direction: Direction) 
     )
 }
 
+/// tapir's answer to `offer`: only the G.711 codec tapir picked from the
+/// offer (RFC 3264 §6: an answer lists a subset of what was offered) and the
+/// offer's telephone-event type. `None` when the offer has no G.711.
+pub fn answer(
+    session: u64,
+    version: u64,
+    rtp: SocketAddr,
+    direction: Direction,
+    offer: &RemoteAudio,
+) -> Option<String> {
+    let codec = chosen_codec(offer)?;
+    let (family, ip) = match rtp.ip() {
+        IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    // To a device that holds (sendonly) tapir answers recvonly, as phones
+    // expect (RFC 3264 §6.1); inactive stays inactive.
+    let dir = match (direction, offer.direction) {
+        (Direction::Inactive, Direction::SendOnly) => "recvonly",
+        (Direction::SendRecv, _) => "sendrecv",
+        (Direction::SendOnly, _) => "sendonly",
+        (Direction::Inactive, _) => "inactive",
+    };
+    let name = if codec == 0 { "PCMU" } else { "PCMA" };
+    let mut out = format!(
+        "v=0\r\no=tapir {session} {version} IN {family} {ip}\r\ns=tapir\r\nc=IN {family} {ip}\r\nt=0 0\r\n"
+    );
+    match offer.telephone_event {
+        Some(te) => out.push_str(&format!(
+            "m=audio {port} RTP/AVP {codec} {te}\r\na=rtpmap:{codec} {name}/8000\r\n\
+             a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n",
+            port = rtp.port()
+        )),
+        None => out.push_str(&format!(
+            "m=audio {port} RTP/AVP {codec}\r\na=rtpmap:{codec} {name}/8000\r\n",
+            port = rtp.port()
+        )),
+    }
+    out.push_str(&format!("a=ptime:20\r\na={dir}\r\n"));
+    Some(out)
+}
+
+/// The G.711 payload type tapir uses with this far end: the first of 0
+/// (µ-law) and 8 (A-law) in its list.
+pub fn chosen_codec(remote: &RemoteAudio) -> Option<u8> {
+    remote
+        .payload_types
+        .iter()
+        .copied()
+        .find(|pt| *pt == 0 || *pt == 8)
+}
+
 /// The direction to answer with when the far end offered `offered`.
 pub fn answer_direction(remote: &RemoteAudio) -> Direction {
     match remote.direction {
@@ -191,6 +243,38 @@ mod tests {
         assert!(
             parse_remote(b"m=audio 4000 RTP/AVP 0\r\n").is_err(),
             "no c= line"
+        );
+    }
+
+    #[test]
+    fn answers_with_a_subset_of_the_offer() {
+        let offer = parse_remote(PJSIP_OFFER.as_bytes()).unwrap();
+        let a = answer(
+            1,
+            2,
+            "127.0.0.1:20000".parse().unwrap(),
+            Direction::SendRecv,
+            &offer,
+        )
+        .unwrap();
+        let r = parse_remote(a.as_bytes()).unwrap();
+        assert_eq!(
+            r.payload_types,
+            vec![8, 101],
+            "PCMA comes first in the offer"
+        );
+        assert_eq!(r.telephone_event, Some(101));
+        let no_g711 = PJSIP_OFFER.replace("96 9 8 0 101", "96 9");
+        let offer = parse_remote(no_g711.as_bytes()).unwrap();
+        assert!(
+            answer(
+                1,
+                2,
+                "127.0.0.1:20000".parse().unwrap(),
+                Direction::SendRecv,
+                &offer
+            )
+            .is_none()
         );
     }
 

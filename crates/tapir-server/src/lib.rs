@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod journal;
+pub mod sip;
 pub mod wire;
 
 pub use actor::{SwitchHandle, SwitchStopped};
@@ -45,6 +46,9 @@ pub struct RunningServer {
     pub apps: HashMap<String, AppId>,
     /// The configuration in force (secrets filled in).
     pub config: Config,
+    /// Where SIP listens (UDP), when `[sip] listen` names an address.
+    pub sip_addr: Option<SocketAddr>,
+    sip: Option<sip::SipRunning>,
     shutdown: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
     switch_task: JoinHandle<()>,
@@ -58,6 +62,9 @@ impl RunningServer {
         }
         let http = std::mem::replace(&mut self.http_task, tokio::spawn(async {}));
         let _ = http.await;
+        if let Some(sip) = &self.sip {
+            sip.abort();
+        }
         self.switch_task.abort();
     }
 
@@ -175,6 +182,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.http.stream_buffer,
     ));
     let (handle, switch_task) = SwitchHandle::spawn(switch, journal, 4096);
+    let sip = sip::start(&config, &handle)
+        .await
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let sip_addr = sip.as_ref().map(|s| s.addr);
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
         apps: by_token,
@@ -211,6 +222,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         switch: handle,
         apps,
         config,
+        sip_addr,
+        sip,
         shutdown: Some(tx),
         http_task,
         switch_task,

@@ -128,11 +128,13 @@ fn print_screen(
     );
     println!("  OpenAPI        {base}/v1/openapi.json");
     println!("  health         {base}/healthz    metrics {base}/metrics");
-    println!(
-        "  SIP            {} (realm {}) — SIP driver not wired yet",
-        c.sip.listen.join(", "),
-        c.sip.domain
-    );
+    match server.sip_addr {
+        Some(addr) => println!(
+            "  SIP            udp:{addr} (realm {}; phones register with their line's password)",
+            c.sip.domain
+        ),
+        None => println!("  SIP            off (no udp: entry in [sip] listen)"),
+    }
     println!("  park slots     {}", c.park.slots);
     println!("  lines          {}", c.lines.len());
     for l in &c.lines {

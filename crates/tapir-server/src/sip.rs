@@ -1,0 +1,238 @@
+//! Wires SIP and media to the switch: binds the UDP listener of
+//! `[sip] listen`, runs the B2BUA's driver beside the switch task, carries the
+//! B2BUA's reports to the switch, and the B2BUA's media work to the media
+//! engine (and DTMF the engine hears back to the switch). No SIP or telephony
+//! rule lives here.
+
+use crate::actor::SwitchHandle;
+use crate::config::Config;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tapir_b2bua::directory::SipDirectory;
+use tapir_b2bua::driver::{self, ToSwitch};
+use tapir_b2bua::{B2bua, MediaCommand, MediaPorts};
+use tapir_core::{Input, LegEvent, LegId, LineKind, MediaSource, Tone};
+use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, RemoteMedia, Source};
+use tapir_media::sdp::Codec;
+use tapir_media::tone::ToneKind;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The running SIP side.
+#[derive(Debug)]
+pub struct SipRunning {
+    /// The address the SIP UDP socket is bound to.
+    pub addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SipRunning {
+    /// Stop the SIP and media tasks.
+    pub fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Why SIP could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SipStartError {
+    /// A `[sip] listen` entry is not `udp:HOST:PORT` (or tcp/tls, not served yet).
+    #[error("bad [sip] listen entry '{0}': expected udp:HOST:PORT")]
+    Listen(String),
+    /// The socket could not be bound.
+    #[error("cannot bind SIP on {0}: {1}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    /// The media engine could not start.
+    #[error("cannot start the media engine: {0}")]
+    Media(String),
+}
+
+/// The UDP address of `[sip] listen` (TCP and TLS entries are not served yet
+/// and are skipped with a warning).
+fn udp_listen(config: &Config) -> Result<Option<SocketAddr>, SipStartError> {
+    for entry in &config.sip.listen {
+        match entry.split_once(':') {
+            Some(("udp", addr)) => {
+                return addr
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| SipStartError::Listen(entry.clone()));
+            }
+            Some(("tcp" | "tls", _)) => {
+                tracing::warn!(%entry, "SIP over TCP/TLS is not served yet");
+            }
+            _ => return Err(SipStartError::Listen(entry.clone())),
+        }
+    }
+    Ok(None)
+}
+
+/// RTP endpoints from the media engine.
+struct EnginePorts {
+    engine: Arc<MediaEngine>,
+    fallback: SocketAddr,
+}
+
+impl MediaPorts for EnginePorts {
+    fn open(&mut self, leg: LegId) -> SocketAddr {
+        let id = tapir_media::engine::LegId(leg.0);
+        if let Some(addr) = self.engine.local_addr(id) {
+            return addr;
+        }
+        match self.engine.allocate(id) {
+            Ok(addr) => addr,
+            Err(e) => {
+                tracing::error!(%leg, error = %e, "no RTP port for the leg");
+                self.fallback
+            }
+        }
+    }
+}
+
+/// Start SIP (when `[sip] listen` names a UDP address) and the media engine.
+pub async fn start(
+    config: &Config,
+    handle: &SwitchHandle,
+) -> Result<Option<SipRunning>, SipStartError> {
+    let Some(listen) = udp_listen(config)? else {
+        return Ok(None);
+    };
+    let socket = UdpSocket::bind(listen)
+        .await
+        .map_err(|e| SipStartError::Bind(listen, e))?;
+    let addr = socket
+        .local_addr()
+        .map_err(|e| SipStartError::Bind(listen, e))?;
+    let (engine, mut media_events) = MediaEngine::new(MediaConfig {
+        bind_ip: addr.ip(),
+        ..MediaConfig::default()
+    })
+    .map_err(|e| SipStartError::Media(e.to_string()))?;
+    let engine = Arc::new(engine);
+    let passwords: HashMap<String, String> = config
+        .lines
+        .iter()
+        .filter(|l| l.kind == LineKind::Phone)
+        .filter_map(|l| l.password.clone().map(|p| (l.address.clone(), p)))
+        .collect();
+    let directory = SipDirectory::new(Instant::now(), &config.sip.domain, passwords);
+    let ports = EnginePorts {
+        engine: engine.clone(),
+        fallback: SocketAddr::new(addr.ip(), 9),
+    };
+    let b2b = B2bua::new(
+        tapir_b2bua::Config {
+            local: addr,
+            domain: config.sip.domain.clone(),
+            timers: Default::default(),
+        },
+        Box::new(directory),
+        Box::new(ports),
+    );
+    let (to_switch, mut from_b2b) = mpsc::channel::<ToSwitch>(1024);
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel::<MediaCommand>();
+    let effects = handle.subscribe_effects();
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(driver::run(
+        Arc::new(socket),
+        b2b,
+        effects,
+        to_switch,
+        media_tx,
+    )));
+    let h = handle.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(msg) = from_b2b.recv().await {
+            match msg {
+                ToSwitch::Input(input) => {
+                    if h.input(input).await.is_err() {
+                        return;
+                    }
+                }
+                ToSwitch::Refer { leg, event, reply } => {
+                    let ok = h
+                        .with(move |sw, now| sw.refer(now, leg, event).is_ok())
+                        .await
+                        .unwrap_or(false);
+                    let _ = reply.send(ok);
+                }
+            }
+        }
+    }));
+    let e = engine.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(command) = media_rx.recv().await {
+            apply_media(&e, command);
+        }
+    }));
+    let h = handle.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(event) = media_events.recv().await {
+            if let MediaEvent::DigitsReceived { leg, digits } = event {
+                let input = Input::Leg {
+                    leg: LegId(leg.0),
+                    event: LegEvent::Digits(digits),
+                };
+                if h.input(input).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }));
+    tracing::info!(%addr, "SIP listening (UDP)");
+    Ok(Some(SipRunning { addr, tasks }))
+}
+
+/// Carry one of the B2BUA's media commands to the engine.
+fn apply_media(engine: &MediaEngine, command: MediaCommand) {
+    let result = match command {
+        MediaCommand::Remote { leg, audio } => {
+            let codec = audio
+                .payload_types
+                .iter()
+                .find_map(|pt| match pt {
+                    0 => Some(Codec::Pcmu),
+                    8 => Some(Codec::Pcma),
+                    _ => None,
+                })
+                .unwrap_or(Codec::Pcmu);
+            engine.set_remote(
+                tapir_media::engine::LegId(leg.0),
+                RemoteMedia {
+                    addr: audio.rtp,
+                    codec,
+                    telephone_event_pt: audio.telephone_event,
+                },
+            )
+        }
+        MediaCommand::Source { leg, source } => {
+            let source = match source {
+                MediaSource::Silence => Source::Silence,
+                MediaSource::Bridge(b) => Source::Bridge(b.0),
+                MediaSource::Tone(t) => Source::Tone(match t {
+                    Tone::Dialtone => ToneKind::Dialtone,
+                    Tone::Ringback => ToneKind::Ringback,
+                    Tone::Busy => ToneKind::Busy,
+                    Tone::Reorder => ToneKind::Reorder,
+                    Tone::HoldMusic => ToneKind::HoldMusic,
+                }),
+            };
+            engine.set_source(tapir_media::engine::LegId(leg.0), source)
+        }
+        MediaCommand::Digits { leg, digits } => engine
+            .send_digits(tapir_media::engine::LegId(leg.0), &digits)
+            .map(|_| ()),
+        MediaCommand::Close { leg } => {
+            engine.release(tapir_media::engine::LegId(leg.0));
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "media command not applied");
+    }
+}
