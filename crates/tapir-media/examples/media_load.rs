@@ -6,16 +6,18 @@
 //! ```text
 //! cargo run --release -p tapir-media --example media_load -- relay 200 5
 //! cargo run --release -p tapir-media --example media_load -- mix 30 5
+//! cargo run --release -p tapir-media --example media_load -- tone 1000 5
 //! ```
 //! Arguments: mode (`relay` = calls of two legs, `mix` = conferences of
-//! three), count, seconds measured (after one second of warm-up).
+//! three, `tone` = single legs hearing hold music), count, seconds measured
+//! (after one second of warm-up).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tapir_media::rtp::write_packet;
-use tapir_media::{Codec, LegId, MediaConfig, MediaEngine, RemoteMedia, Source};
+use tapir_media::{Codec, LegId, MediaConfig, MediaEngine, RemoteMedia, Source, ToneKind};
 
 fn engine_cpu() -> Duration {
     // Sum utime+stime of the engine's worker threads (named "tapir-media").
@@ -51,7 +53,11 @@ fn main() {
     let mode = args.get(1).map_or("relay", String::as_str).to_owned();
     let count: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
     let secs: u64 = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(5);
-    let per_group = if mode == "mix" { 3 } else { 2 };
+    let per_group = match mode.as_str() {
+        "mix" => 3,
+        "tone" => 1,
+        _ => 2,
+    };
     let legs = count * per_group;
 
     let media_rt = tokio::runtime::Builder::new_multi_thread()
@@ -97,9 +103,12 @@ fn main() {
                     },
                 )
                 .unwrap();
-            engine
-                .set_source(leg, Source::Bridge((i / per_group) as u64))
-                .unwrap();
+            let source = if mode == "tone" {
+                Source::Tone(ToneKind::HoldMusic)
+            } else {
+                Source::Bridge((i / per_group) as u64)
+            };
+            engine.set_source(leg, source).unwrap();
         }
     }
     let rss1 = rss_kib();
@@ -119,7 +128,11 @@ fn main() {
             });
         }
         let eps = endpoints.clone();
-        let tg = targets.clone();
+        let tg = if mode == "tone" {
+            Vec::new()
+        } else {
+            targets.clone()
+        };
         let sent2 = Arc::clone(&sent);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(20));
@@ -127,7 +140,7 @@ fn main() {
             let payload = [0x55u8; 160];
             for k in 0u32..(total.as_millis() / 20 + 25) as u32 {
                 interval.tick().await;
-                for (i, ep) in eps.iter().enumerate() {
+                for (i, ep) in eps.iter().enumerate().take(tg.len()) {
                     write_packet(&mut pkt, false, 0, k as u16, k * 160, i as u32, &payload);
                     if ep.try_send_to(&pkt, tg[i]).is_ok() {
                         sent2.fetch_add(1, Ordering::Relaxed);
@@ -168,8 +181,8 @@ fn main() {
         println!(
             "whole run: sent={all_sent} received={all_recv} loss={:.3}%{}",
             100.0 * (1.0 - all_recv as f64 / all_sent.max(1) as f64),
-            if mode == "mix" {
-                " (not meaningful for mix: the mixer keeps sending after the load stops)"
+            if mode != "relay" {
+                " (not meaningful: generated media does not depend on the load)"
             } else {
                 ""
             }
@@ -179,10 +192,10 @@ fn main() {
             println!(
                 "=> ~{:.0} {} per core, {:.1} us CPU per leg per second",
                 count as f64 / cpu,
-                if mode == "mix" {
-                    "3-party conferences"
-                } else {
-                    "relayed calls"
+                match mode.as_str() {
+                    "mix" => "3-party conferences",
+                    "tone" => "legs on hold music",
+                    _ => "relayed calls",
                 },
                 cpu * 1e6 / legs as f64
             );

@@ -7,7 +7,7 @@
 //! next samples into a buffer, so the engine paces them with its own timer.
 
 use std::f32::consts::TAU;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The sample rate of everything in this crate (G.711 narrowband).
 pub const SAMPLE_RATE: u32 = 8000;
@@ -49,15 +49,65 @@ impl ToneKind {
 
 /// A running generator for one [`ToneKind`], starting at the beginning of its
 /// cadence (ringback starts with its 2 s "on" part).
+///
+/// Every tone is periodic, so each is rendered once per process (one full
+/// cadence cycle, or the whole melody loop: at most 9.6 s, 150 KiB) and a
+/// generator only copies from that table: playing a tone to a leg costs a
+/// copy, not trigonometry.
 #[derive(Clone, Debug)]
 pub struct ToneGenerator {
     kind: ToneKind,
-    /// Samples generated so far (wraps after ~6 days at 8 kHz; harmless).
-    n: u32,
-    music: HoldMusic,
-    /// Hold music loaded from a file (8 kHz mono), looped instead of the
-    /// generated melody.
-    file: Option<Arc<[i16]>>,
+    pos: usize,
+    cycle: Arc<[i16]>,
+}
+
+fn cycle_of(kind: ToneKind) -> Arc<[i16]> {
+    static CYCLES: [OnceLock<Arc<[i16]>>; 5] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let slot = match kind {
+        ToneKind::Dialtone => &CYCLES[0],
+        ToneKind::Ringback => &CYCLES[1],
+        ToneKind::Busy => &CYCLES[2],
+        ToneKind::Reorder => &CYCLES[3],
+        ToneKind::HoldMusic => &CYCLES[4],
+    };
+    Arc::clone(slot.get_or_init(|| render_cycle(kind).into()))
+}
+
+/// One full period of a tone, cadence included.
+fn render_cycle(kind: ToneKind) -> Vec<i16> {
+    match kind.plan() {
+        Some((f1, f2, on_ms, off_ms)) => {
+            // The dual tones are periodic within one second at 8 kHz (all
+            // frequencies are multiples of 10 Hz) and every cadence period is
+            // a multiple of 250 ms at which both components are back in phase.
+            let period = if off_ms == 0 {
+                SAMPLE_RATE
+            } else {
+                (on_ms + off_ms) * SAMPLE_RATE / 1000
+            };
+            let on = on_ms * SAMPLE_RATE / 1000;
+            (0..period)
+                .map(|n| {
+                    if off_ms != 0 && n >= on {
+                        return 0;
+                    }
+                    let t = (n % SAMPLE_RATE) as f32 / SAMPLE_RATE as f32;
+                    (TONE_AMPLITUDE * ((TAU * f1 * t).sin() + (TAU * f2 * t).sin())) as i16
+                })
+                .collect()
+        }
+        None => {
+            let mut v = vec![0i16; HoldMusic::LOOP_SAMPLES];
+            HoldMusic::default().fill(&mut v);
+            v
+        }
+    }
 }
 
 impl ToneGenerator {
@@ -66,9 +116,8 @@ impl ToneGenerator {
     pub fn new(kind: ToneKind) -> Self {
         Self {
             kind,
-            n: 0,
-            music: HoldMusic::default(),
-            file: None,
+            pos: 0,
+            cycle: cycle_of(kind),
         }
     }
 
@@ -79,7 +128,7 @@ impl ToneGenerator {
     pub fn with_hold_music(samples: Arc<[i16]>) -> Self {
         let mut g = Self::new(ToneKind::HoldMusic);
         if !samples.is_empty() {
-            g.file = Some(samples);
+            g.cycle = samples;
         }
         g
     }
@@ -92,32 +141,22 @@ impl ToneGenerator {
 
     /// Writes the next `out.len()` samples.
     pub fn fill(&mut self, out: &mut [i16]) {
-        match self.kind.plan() {
-            Some((f1, f2, on_ms, off_ms)) => {
-                let on = on_ms * SAMPLE_RATE / 1000;
-                let period = (on_ms + off_ms) * SAMPLE_RATE / 1000;
-                for s in out.iter_mut() {
-                    let pos = if off_ms == 0 { 0 } else { self.n % period };
-                    *s = if pos < on {
-                        let t = (self.n % SAMPLE_RATE) as f32 / SAMPLE_RATE as f32;
-                        let v = TONE_AMPLITUDE * ((TAU * f1 * t).sin() + (TAU * f2 * t).sin());
-                        v as i16
-                    } else {
-                        0
-                    };
-                    self.n = self.n.wrapping_add(1);
-                }
+        let len = self.cycle.len();
+        if len == 0 {
+            out.fill(0);
+            return;
+        }
+        let mut done = 0;
+        while done < out.len() {
+            let pos = self.pos % len;
+            let n = (len - pos).min(out.len() - done);
+            if let (Some(dst), Some(src)) =
+                (out.get_mut(done..done + n), self.cycle.get(pos..pos + n))
+            {
+                dst.copy_from_slice(src);
             }
-            None => match &self.file {
-                Some(file) => {
-                    for s in out.iter_mut() {
-                        let i = self.n as usize % file.len();
-                        *s = file.get(i).copied().unwrap_or(0);
-                        self.n = self.n.wrapping_add(1);
-                    }
-                }
-                None => self.music.fill(out),
-            },
+            done += n;
+            self.pos = (pos + n) % len;
         }
     }
 }
@@ -145,6 +184,9 @@ const CHORDS: [(u8, [u8; 8]); 4] = [
 const NOTE_SAMPLES: u64 = 2400; // 300 ms
 
 impl HoldMusic {
+    /// One loop: four chords of eight notes.
+    const LOOP_SAMPLES: usize = 4 * 8 * NOTE_SAMPLES as usize;
+
     fn fill(&mut self, out: &mut [i16]) {
         let rate = SAMPLE_RATE as f32;
         for s in out.iter_mut() {
@@ -242,6 +284,29 @@ mod tests {
         assert!(amp(&s[80..2400], 261.63) > 1000.0);
         // It changes: the second note is E4.
         assert!(amp(&s[2480..4800], 329.63) > 1000.0);
+    }
+
+    #[test]
+    fn generators_loop_seamlessly() {
+        for kind in [
+            ToneKind::Dialtone,
+            ToneKind::Ringback,
+            ToneKind::Busy,
+            ToneKind::Reorder,
+            ToneKind::HoldMusic,
+        ] {
+            let len = cycle_of(kind).len();
+            let mut g = ToneGenerator::new(kind);
+            let mut v = vec![0i16; 2 * len + 37];
+            // Odd chunk sizes across the wrap.
+            for chunk in v.chunks_mut(157) {
+                g.fill(chunk);
+            }
+            assert_eq!(v[..len], v[len..2 * len], "{kind:?}");
+            assert_eq!(v[..37], v[2 * len..], "{kind:?}");
+        }
+        assert_eq!(cycle_of(ToneKind::HoldMusic).len(), 76_800);
+        assert_eq!(cycle_of(ToneKind::Ringback).len(), 48_000);
     }
 
     #[test]
