@@ -105,3 +105,65 @@ impl Journal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapir_core::{CallId, EventBody};
+
+    fn ev(app: u64, seq: u64) -> AppEvent {
+        AppEvent {
+            app: AppId(app),
+            seq,
+            body: EventBody::DigitsGenerated { call: CallId(seq) },
+        }
+    }
+
+    #[test]
+    fn replays_after_since_and_goes_on_live() {
+        let j = Journal::new(10, 10);
+        for s in 1..=5 {
+            j.push(&ev(1, s));
+        }
+        j.push(&ev(2, 1));
+        let mut sub = j.subscribe(AppId(1), 2);
+        assert!(!sub.gap);
+        assert_eq!(sub.last_seq, 5);
+        let seqs: Vec<u64> = sub.backlog.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+        assert!(sub.backlog[0].1.starts_with("{\"seq\":3,"));
+        j.push(&ev(1, 6));
+        assert_eq!(sub.live.try_recv().unwrap().0, 6);
+        assert_eq!(j.last_seq(AppId(1)), 6);
+        assert_eq!(j.last_seq(AppId(2)), 1);
+        assert_eq!(j.last_seq(AppId(3)), 0);
+    }
+
+    #[test]
+    fn a_reader_behind_the_bound_must_resync() {
+        let j = Journal::new(3, 10);
+        for s in 1..=6 {
+            j.push(&ev(1, s));
+        }
+        assert!(j.subscribe(AppId(1), 0).gap, "events 1..3 fell out");
+        assert!(j.subscribe(AppId(1), 2).gap);
+        let sub = j.subscribe(AppId(1), 3);
+        assert!(!sub.gap);
+        assert_eq!(sub.backlog.len(), 3);
+        assert!(!j.subscribe(AppId(1), 6).gap);
+        assert!(!j.subscribe(AppId(7), 0).gap, "an app without events");
+    }
+
+    #[test]
+    fn a_lagging_live_reader_is_told() {
+        let j = Journal::new(100, 2);
+        let mut sub = j.subscribe(AppId(1), 0);
+        for s in 1..=5 {
+            j.push(&ev(1, s));
+        }
+        assert!(matches!(
+            sub.live.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+    }
+}

@@ -234,6 +234,14 @@ async fn events_are_ordered_and_replayed_after_since() {
     let next = again.next().await;
     assert_eq!(next["seq"].as_u64().unwrap(), all.len() as u64 + 1);
 
+    // A `since` from the future means "from now on".
+    let mut future = alpha.events(1_000_000).await;
+    let now = alpha.get("/v1/calls").await.1["seq"].as_u64().unwrap();
+    alpha.ok(&format!("/v1/calls/{a}/unhold"), json!({})).await;
+    assert_eq!(future.next().await["seq"].as_u64().unwrap(), now + 1);
+    future.close().await;
+    alpha.ok(&format!("/v1/calls/{a}/hold"), json!({})).await;
+
     // The snapshot carries the seq it is consistent with.
     let (status, list) = alpha.get("/v1/calls").await;
     assert_eq!(status, 200);
@@ -688,5 +696,83 @@ async fn openapi_lists_every_path() {
     );
     assert!(doc["components"]["schemas"]["CallObject"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reader_whose_events_fell_out_of_the_journal_is_told_to_resync() {
+    let s = support::server_with(|c| c.http.journal_capacity = 4).await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    let mut ev_b = beta.events(0).await;
+    let (a, _) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    for op in ["hold", "unhold", "hold", "unhold"] {
+        alpha.ok(&format!("/v1/calls/{a}/{op}"), json!({})).await;
+    }
+    let mut late = alpha.events(0).await;
+    let msg = late.next().await;
+    assert_eq!(msg["type"], "stream.resync", "{msg}");
+    assert_eq!(msg["last_seq"], 0);
+    // The snapshot's seq is a valid place to resume from.
+    let (_, list) = alpha.get("/v1/calls").await;
+    let seq = list["seq"].as_u64().unwrap();
+    let mut resumed = alpha.events(seq).await;
+    alpha.ok(&format!("/v1/calls/{a}/hold"), json!({})).await;
+    let next = resumed.next().await;
+    assert_eq!(next["seq"].as_u64().unwrap(), seq + 1, "{next}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_event_once_in_order_across_a_reconnect_during_a_transfer() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    alpha.open("2003", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    let mut ev_b = beta.events(0).await;
+    let mut first = alpha.events(0).await;
+    let (a, _b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let setup = alpha
+        .ok(&format!("/v1/calls/{a}/setup-transfer"), json!({}))
+        .await;
+    let x = setup["consult_call"].as_str().unwrap().to_string();
+    first.state(&a, "onholdpendtransfer").await;
+    // Drop the socket in the middle of the transfer.
+    let last = first.seen.last().unwrap()["seq"].as_u64().unwrap();
+    let before = first.seen.clone();
+    first.close().await;
+    alpha
+        .ok(&format!("/v1/calls/{x}/dial"), json!({"digits": "2003"}))
+        .await;
+    let (_, status) = alpha.get("/v1/addresses/2003").await;
+    let y = status["calls"][0]["id"].as_str().unwrap().to_string();
+    alpha.ok(&format!("/v1/calls/{y}/answer"), json!({})).await;
+    alpha
+        .ok(
+            &format!("/v1/calls/{a}/complete-transfer"),
+            json!({"consult_call": x}),
+        )
+        .await;
+    // Reconnect: the rest arrives once, in order, up to the last event.
+    let (_, list) = alpha.get("/v1/calls").await;
+    let end = list["seq"].as_u64().unwrap();
+    let mut second = alpha.events(last).await;
+    let mut seqs: Vec<u64> = before.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    while seqs.last() != Some(&end) {
+        seqs.push(second.next().await["seq"].as_u64().unwrap());
+    }
+    let want: Vec<u64> = (1..=end).collect();
+    assert_eq!(seqs, want);
+    assert!(
+        second.seen.iter().any(|v| v["type"] == "call.state"
+            && v["call"] == y.as_str()
+            && v["state"] == "connected"),
+        "{:#?}",
+        second.seen
+    );
     s.shutdown().await;
 }

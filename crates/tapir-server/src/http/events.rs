@@ -66,7 +66,8 @@ async fn stream(mut socket: WebSocket, journal: Arc<Journal>, app: AppId, since:
         let _ = socket.send(Message::Close(None)).await;
         return;
     }
-    let mut last = since;
+    // A `since` beyond the journal means "from now on".
+    let mut last = since.min(sub.last_seq);
     for (seq, text) in sub.backlog {
         if socket
             .send(Message::Text(text.as_ref().into()))

@@ -74,7 +74,8 @@ pub async fn list_lines(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpenLineBody {
-    /// `owner` and/or `monitor` (default: `owner`).
+    /// `owner` and/or `monitor` (default: `owner`, or what the app is
+    /// allowed when that is less).
     #[schema(value_type = Vec<String>)]
     pub privileges: Vec<Privilege>,
     /// Media modes handled as owner (default: `interactivevoice`).
@@ -113,10 +114,12 @@ pub async fn open_line(
             app.entry.name, l.entry.address
         )));
     }
-    let privileges = if body.privileges.is_empty() {
+    let privileges = if !body.privileges.is_empty() {
+        body.privileges
+    } else if app.entry.privileges.contains(&Privilege::Owner) {
         vec![Privilege::Owner]
     } else {
-        body.privileges
+        app.entry.privileges.clone()
     };
     if let Some(p) = privileges
         .iter()

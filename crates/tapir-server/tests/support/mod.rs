@@ -56,8 +56,14 @@ slots = "7001-7005"
 "#;
 
 pub async fn server() -> RunningServer {
+    server_with(|_| {}).await
+}
+
+/// The test server with a change to its configuration.
+pub async fn server_with(change: impl FnOnce(&mut Config)) -> RunningServer {
     let mut config = Config::from_toml(CONFIG).unwrap();
     config.data_dir = std::env::temp_dir().join("tapir-server-tests");
+    change(&mut config);
     tokio::time::timeout(WAIT, tapir_server::start(config))
         .await
         .unwrap()

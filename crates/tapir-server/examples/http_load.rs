@@ -1,0 +1,161 @@
+//! Load figures for the HTTP API: operations per second through real HTTP
+//! (hold/unhold on connected route-point calls, one call pair per worker), and
+//! the latency from sending a request to receiving its event on the
+//! WebSocket.
+//!
+//! `cargo run --release -p tapir-server --example http_load -- [workers] [seconds]`
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let workers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
+    let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+
+    let mut toml = String::from("[sip]\nlisten = []\n[http]\nlisten = \"127.0.0.1:0\"\n");
+    for i in 0..workers * 2 {
+        toml.push_str(&format!(
+            "[[lines]]\naddress = \"{}\"\nkind = \"routepoint\"\n",
+            3000 + i
+        ));
+    }
+    toml.push_str("[[apps]]\nname = \"load\"\ntoken = \"tok\"\nlines = [\"*\"]\n");
+    let mut config = tapir_server::Config::from_toml(&toml).unwrap();
+    config.data_dir = std::env::temp_dir().join("tapir-http-load");
+    let server = tapir_server::start(config).await.unwrap();
+    let base = format!("http://{}", server.http_addr);
+    let http = reqwest::Client::new();
+    let (get_http, get_base) = (http.clone(), base.clone());
+    let post = move |path: String, body: Value| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}{path}"))
+                .bearer_auth("tok")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(status.is_success(), "{path}: {status} {v}");
+            v
+        }
+    };
+    // Pairs: worker i calls 3000+2i -> 3000+2i+1 and answers.
+    let mut calls = Vec::new();
+    for i in 0..workers {
+        for a in [3000 + 2 * i, 3001 + 2 * i] {
+            post(
+                format!("/v1/lines/{a}/open"),
+                json!({"privileges": ["owner"]}),
+            )
+            .await;
+        }
+        let c = post(
+            "/v1/calls".into(),
+            json!({"from": (3000 + 2 * i).to_string(), "to": (3001 + 2 * i).to_string()}),
+        )
+        .await;
+        let a_id = c["id"].as_str().unwrap().to_string();
+        let r = get_http
+            .get(format!("{get_base}/v1/addresses/{}", 3001 + 2 * i))
+            .bearer_auth("tok")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let b_id = r["calls"][0]["id"].as_str().unwrap().to_string();
+        post(format!("/v1/calls/{b_id}/answer"), json!({})).await;
+        calls.push(a_id);
+    }
+
+    // Throughput.
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for call in calls.clone() {
+        let post = post.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut ops = 0u64;
+            while Instant::now() < stop {
+                for op in ["hold", "unhold"] {
+                    let t = Instant::now();
+                    post(format!("/v1/calls/{call}/{op}"), json!({})).await;
+                    lat.push(t.elapsed());
+                    ops += 1;
+                }
+            }
+            (ops, lat)
+        }));
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (ops, l) = t.await.unwrap();
+        total += ops;
+        lat.extend(l);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "throughput: {workers} workers, {total} ops in {secs:.1}s = {:.0} ops/s; request latency p50 {:?} p99 {:?}",
+        total as f64 / secs,
+        pct(0.50),
+        pct(0.99)
+    );
+
+    // Request -> event latency, one request at a time.
+    let mut req = format!("ws://{}/v1/events?since=999999999", server.http_addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", "Bearer tok".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let call = calls[0].clone();
+    let mut ev_lat = Vec::new();
+    for i in 0..2000 {
+        let (op, want) = if i % 2 == 0 {
+            ("hold", "onhold")
+        } else {
+            ("unhold", "connected")
+        };
+        let t = Instant::now();
+        let send = post(format!("/v1/calls/{call}/{op}"), json!({}));
+        let wait = async {
+            loop {
+                let m = ws.next().await.unwrap().unwrap();
+                if let Ok(text) = m.to_text() {
+                    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                    if v["type"] == "call.state" && v["call"] == call.as_str() && v["state"] == want
+                    {
+                        return t.elapsed();
+                    }
+                }
+            }
+        };
+        let (_, d) = tokio::join!(send, wait);
+        ev_lat.push(d);
+    }
+    ev_lat.sort();
+    let p = |q: f64| ev_lat[((ev_lat.len() as f64 * q) as usize).min(ev_lat.len() - 1)];
+    println!(
+        "request -> event on the WebSocket: {} samples, p50 {:?} p99 {:?} max {:?}",
+        ev_lat.len(),
+        p(0.50),
+        p(0.99),
+        p(1.0)
+    );
+    server.shutdown().await;
+}
