@@ -14,12 +14,17 @@
 //! when what it hears changes (relay from another party, a tone, the mixer)
 //! the sequence numbers continue and the timestamp advances by the elapsed
 //! time, with the marker bit set, so the phone sees one continuous stream.
+//!
+//! A leg secured with [`MediaEngine::set_srtp`] unprotects what it receives
+//! and protects what it sends, so a relay between an SRTP phone and a plain
+//! one (or two SRTP phones with their own keys) decrypts and re-encrypts.
 
 use crate::dtmf::{DtmfFrame, DtmfReceiver, DtmfSender};
 use crate::g711::{Law, transcode_in_place};
 use crate::playout::Playout;
 use crate::rtp::{self, RtpPacket};
 use crate::sdp::{Codec, Direction, Negotiated};
+use crate::srtp::{SrtpError, SrtpKeys, SrtpSession};
 use crate::tone::{FRAME_SAMPLES, ToneGenerator, ToneKind};
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -149,6 +154,12 @@ pub enum MediaError {
     /// The leg already has media.
     #[error("media leg {0} already allocated")]
     AlreadyAllocated(LegId),
+    /// SRTP keys were refused.
+    #[error(transparent)]
+    Srtp(#[from] SrtpError),
+    /// A secure leg cannot go back to plain RTP.
+    #[error("media leg {0} is secure and cannot fall back to plain RTP")]
+    Downgrade(LegId),
 }
 
 /// Counters since the engine started.
@@ -285,6 +296,8 @@ struct Leg {
     mix_in: Playout,
     /// Last packet received, or when the leg started expecting packets.
     last_rx: Instant,
+    /// SRTP keys and contexts once the leg is secure.
+    srtp: Option<(SrtpKeys, SrtpSession)>,
     timed_out: bool,
 }
 
@@ -354,6 +367,20 @@ impl Shared {
     }
 }
 
+/// Sends an RTP packet on a leg, protected with SRTP when the leg is secure.
+fn send_on(stats: &mut EngineStats, leg: &mut Leg, buf: &[u8], to: SocketAddr) {
+    match leg.srtp.as_mut() {
+        Some((_, session)) => match session.protect(buf) {
+            Ok(wire) => send(stats, &leg.socket, &wire, to),
+            Err(e) => {
+                stats.send_errors += 1;
+                trace!(error = %e, "SRTP protect failed");
+            }
+        },
+        None => send(stats, &leg.socket, buf, to),
+    }
+}
+
 fn send(stats: &mut EngineStats, socket: &UdpSocket, buf: &[u8], to: SocketAddr) {
     if let Err(e) = socket.try_send_to(buf, to) {
         stats.send_errors += 1;
@@ -379,6 +406,22 @@ impl State {
             stats.dropped += 1;
             return;
         }
+        let decrypted;
+        let data = match leg.srtp.as_mut() {
+            Some((_, session)) => match session.unprotect(data) {
+                Ok(plain) => {
+                    decrypted = plain;
+                    decrypted.as_slice()
+                }
+                Err(e) => {
+                    // Plain RTP, forgeries and replays on a secure leg.
+                    stats.dropped += 1;
+                    trace!(%id, %src, error = %e, "dropping unauthenticated packet");
+                    return;
+                }
+            },
+            None => data,
+        };
         let pkt = match RtpPacket::parse(data) {
             Ok(p) => p,
             Err(e) => {
@@ -461,7 +504,7 @@ impl State {
         {
             transcode_in_place(law, remote.codec.law(), body);
         }
-        send(stats, &peer.socket, out, to);
+        send_on(stats, peer, out, to);
         stats.relayed += 1;
     }
 
@@ -500,7 +543,7 @@ impl State {
                             leg.out.ssrc,
                             &body,
                         );
-                        send(stats, &leg.socket, pkt, to);
+                        send_on(stats, leg, pkt, to);
                         stats.generated += 1;
                     }
                     Some(DtmfFrame::Audio(samples)) => {
@@ -516,7 +559,7 @@ impl State {
                             leg.out.ssrc,
                             payload,
                         );
-                        send(stats, &leg.socket, pkt, to);
+                        send_on(stats, leg, pkt, to);
                         stats.generated += 1;
                     }
                     Some(DtmfFrame::Gap) => leg.out.skip(now),
@@ -540,7 +583,7 @@ impl State {
                     leg.out.ssrc,
                     payload,
                 );
-                send(stats, &leg.socket, pkt, to);
+                send_on(stats, leg, pkt, to);
                 stats.generated += 1;
             }
         }
@@ -588,7 +631,7 @@ impl State {
                     leg.out.ssrc,
                     payload,
                 );
-                send(stats, &leg.socket, pkt, to);
+                send_on(stats, leg, pkt, to);
                 stats.generated += 1;
             }
         }
@@ -760,6 +803,7 @@ impl MediaEngine {
                 mix_in: Playout::new(),
                 last_rx: Instant::now(),
                 timed_out: false,
+                srtp: None,
             },
         );
         debug!(%leg, %local, "media allocated");
@@ -801,8 +845,46 @@ impl MediaEngine {
     /// # Errors
     /// [`MediaError::UnknownLeg`].
     pub fn apply(&self, leg: LegId, negotiated: &Negotiated) -> Result<(), MediaError> {
+        self.set_srtp(leg, negotiated.srtp)?;
         self.set_remote(leg, RemoteMedia::from(negotiated))?;
         self.set_direction(leg, negotiated.direction)
+    }
+
+    /// Secures a leg with SDES keys from the offer/answer (or keeps it
+    /// plain with `None`). Unchanged keys keep the running contexts (and
+    /// their rollover counters). Once secure, every packet is protected,
+    /// plain or unauthenticated packets are dropped, and going back to
+    /// plain RTP is refused.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`], [`MediaError::Srtp`] for keys the library
+    /// refuses, [`MediaError::Downgrade`] for `None` on a secure leg.
+    pub fn set_srtp(&self, leg: LegId, keys: Option<SrtpKeys>) -> Result<(), MediaError> {
+        let mut state = self.shared.lock();
+        let l = state
+            .legs
+            .get_mut(&leg)
+            .ok_or(MediaError::UnknownLeg(leg))?;
+        match (keys, &l.srtp) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(MediaError::Downgrade(leg)),
+            (Some(k), Some((current, _))) if *current == k => Ok(()),
+            (Some(k), _) => {
+                l.srtp = Some((k, SrtpSession::new(&k)?));
+                debug!(%leg, suite = ?k.suite, "media secured");
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a leg's media is SRTP.
+    #[must_use]
+    pub fn is_secure(&self, leg: LegId) -> bool {
+        self.shared
+            .lock()
+            .legs
+            .get(&leg)
+            .is_some_and(|l| l.srtp.is_some())
     }
 
     /// Changes what a leg hears. Joining a bridge of two starts the relay;

@@ -7,6 +7,7 @@
 //!   8 kHz, plus a Goertzel filter.
 //! - [`dtmf`]: RFC 4733 telephone-event encode/decode and in-band DTMF.
 //! - [`rtp`]: the RTP header.
+//! - [`srtp`]: SDES-keyed SRTP (`a=crypto`, protect/unprotect).
 //! - [`playout`]: the mixer's per-participant playout queue.
 //! - [`wav`]: hold music from a WAV file.
 //! - [`engine`]: the tokio media plane (sockets, relay, mixer, generators).
@@ -51,6 +52,7 @@ pub mod g711;
 pub mod playout;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 pub mod tone;
 pub mod wav;
 

@@ -20,6 +20,7 @@
 //! tests).
 
 use crate::g711::Law;
+use crate::srtp::{CryptoAttr, KEY_SALT_LEN, SrtpKeys, SrtpSuite, generate_key};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -73,6 +74,16 @@ pub enum SdpError {
     /// The connection address is a host name; tapir does not resolve those.
     #[error("connection address {0:?} is not an IP address")]
     UnresolvedHost(String),
+    /// The leg is secured and the peer offered or answered plain RTP.
+    #[error("secure media required but the peer did not offer SRTP")]
+    NotSecure,
+    /// SRTP without an `a=crypto` tapir can use (suite, single key, no MKI),
+    /// or a secure answer to a plain offer.
+    #[error("no usable SDES crypto attribute")]
+    NoUsableCrypto,
+    /// No randomness for an SRTP key.
+    #[error("cannot generate an SRTP key")]
+    NoRandom,
 }
 
 /// An SDP direction attribute (RFC 3264 §6), from the point of view of the
@@ -219,15 +230,25 @@ pub struct MediaDescription {
     pub direction: Option<Direction>,
     /// `a=ptime` in ms, if any.
     pub ptime: Option<u32>,
+    /// The `a=crypto` attributes tapir can use, in order.
+    pub crypto: Vec<CryptoAttr>,
 }
 
 impl MediaDescription {
-    /// Whether this is RTP audio tapir can carry (plain RTP/AVP or RTP/AVPF).
+    /// Whether this is RTP audio tapir can carry: RTP/AVP, RTP/AVPF, or
+    /// their SRTP forms RTP/SAVP and RTP/SAVPF (with SDES keys).
     #[must_use]
     pub fn is_rtp_audio(&self) -> bool {
         self.media.eq_ignore_ascii_case("audio")
-            && (self.proto.eq_ignore_ascii_case("RTP/AVP")
-                || self.proto.eq_ignore_ascii_case("RTP/AVPF"))
+            && ["RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF"]
+                .iter()
+                .any(|p| self.proto.eq_ignore_ascii_case(p))
+    }
+
+    /// Whether the transport is SRTP (`RTP/SAVP` or `RTP/SAVPF`).
+    #[must_use]
+    pub fn is_secure(&self) -> bool {
+        self.proto.to_ascii_uppercase().starts_with("RTP/SAVP")
     }
 
     /// The payload types of the format list that parse as numbers, in order.
@@ -417,6 +438,13 @@ impl SessionDescription {
                                 let pt = pt.parse().map_err(|_| bad("bad fmtp payload type"))?;
                                 m.fmtps.push((pt, params.trim().to_owned()));
                             }
+                            ("crypto", Some(v)) => {
+                                // Unusable crypto lines are skipped, not fatal:
+                                // another one may do.
+                                if let Some(c) = CryptoAttr::parse(v) {
+                                    m.crypto.push(c);
+                                }
+                            }
                             ("ptime", Some(v)) => {
                                 // Some phones write fractions ("20.0").
                                 let ms = v.trim().split('.').next().unwrap_or("");
@@ -546,6 +574,7 @@ fn parse_media(value: &str) -> Result<MediaDescription, &'static str> {
         fmtps: Vec::new(),
         direction: None,
         ptime: None,
+        crypto: Vec::new(),
     })
 }
 
@@ -600,6 +629,8 @@ pub struct Negotiated {
     pub remote_direction: Direction,
     /// The peer's packetisation time in ms, if given.
     pub ptime: Option<u32>,
+    /// SRTP keys when the audio is secured (RTP/SAVP with SDES).
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// tapir's side of one leg's SDP: origin (session id and version), the local
@@ -612,6 +643,8 @@ pub struct SdpSession {
     local: SocketAddr,
     codecs: Vec<Codec>,
     last_body: Option<String>,
+    secure: bool,
+    local_key: Option<[u8; KEY_SALT_LEN]>,
 }
 
 impl SdpSession {
@@ -625,7 +658,38 @@ impl SdpSession {
             local,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             last_body: None,
+            secure: false,
+            local_key: None,
         }
+    }
+
+    /// Secures the leg (`Effect::SecureMedia`): from now on tapir offers
+    /// RTP/SAVP with an SDES key and refuses plain RTP offers and answers
+    /// ([`SdpError::NotSecure`]); there is no way back for this session.
+    ///
+    /// # Errors
+    /// [`SdpError::NoRandom`] when no key can be generated.
+    pub fn require_secure(&mut self) -> Result<(), SdpError> {
+        self.key()?;
+        self.secure = true;
+        Ok(())
+    }
+
+    /// Whether the leg has been secured.
+    #[must_use]
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// tapir's SDES key for this leg, generated on first use and kept for
+    /// the session.
+    fn key(&mut self) -> Result<[u8; KEY_SALT_LEN], SdpError> {
+        if let Some(k) = self.local_key {
+            return Ok(k);
+        }
+        let k = generate_key().map_err(|_| SdpError::NoRandom)?;
+        self.local_key = Some(k);
+        Ok(k)
     }
 
     /// Sets the codecs offered, in preference order (an empty list keeps
@@ -675,7 +739,9 @@ impl SdpSession {
     /// tapir's offer (initial INVITE or re-INVITE) with `direction`; each
     /// call after the first increments the `o=` version.
     pub fn offer(&mut self, direction: Direction) -> String {
-        let mut m = format!("m=audio {} RTP/AVP", self.local.port());
+        let key = if self.secure { self.local_key } else { None };
+        let proto = if key.is_some() { "RTP/SAVP" } else { "RTP/AVP" };
+        let mut m = format!("m=audio {} {proto}", self.local.port());
         for c in &self.codecs {
             let _ = write!(m, " {}", c.payload_type());
         }
@@ -688,6 +754,14 @@ impl SdpSession {
             "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-16\r\na=ptime:20\r\na={}\r\n",
             direction.as_str()
         );
+        if let Some(key) = key {
+            let c = CryptoAttr {
+                tag: 1,
+                suite: SrtpSuite::AesCm128HmacSha1_80,
+                key,
+            };
+            let _ = write!(m, "a=crypto:{}\r\n", c.to_value());
+        }
         self.finish(m, true)
     }
 
@@ -697,8 +771,11 @@ impl SdpSession {
     /// direction per [`Direction::answer_to`] with `wanted`.
     ///
     /// # Errors
-    /// [`SdpError::NoAudio`], [`SdpError::NoCommonCodec`] or
-    /// [`SdpError::NoConnection`]: answer the INVITE with 488.
+    /// [`SdpError::NoAudio`], [`SdpError::NoCommonCodec`],
+    /// [`SdpError::NoConnection`], [`SdpError::NotSecure`] (plain offer on a
+    /// secured leg) or [`SdpError::NoUsableCrypto`] (RTP/SAVP without a
+    /// usable `a=crypto`): answer the INVITE with 488. An RTP/SAVP offer is
+    /// answered with tapir's own key and [`Negotiated::srtp`] set.
     pub fn answer(
         &mut self,
         offer: &SessionDescription,
@@ -719,6 +796,22 @@ impl SdpSession {
             .unwrap_or(codec.payload_type());
         let te = remote.telephone_event_pt;
         let direction = Direction::answer_to(remote.direction, wanted);
+        let crypto = if audio.is_secure() {
+            let theirs = audio
+                .crypto
+                .first()
+                .ok_or(SdpError::NoUsableCrypto)?
+                .clone();
+            let ours = CryptoAttr {
+                key: self.key()?,
+                ..theirs.clone()
+            };
+            Some((theirs, ours))
+        } else if self.secure {
+            return Err(SdpError::NotSecure);
+        } else {
+            None
+        };
         let mut m = String::new();
         for (i, md) in offer.media.iter().enumerate() {
             if i != idx {
@@ -738,6 +831,9 @@ impl SdpSession {
                 );
             }
             let _ = write!(m, "a=ptime:20\r\na={}\r\n", direction.as_str());
+            if let Some((_, ours)) = &crypto {
+                let _ = write!(m, "a=crypto:{}\r\n", ours.to_value());
+            }
         }
         let body = self.finish(m, false);
         Ok((
@@ -749,6 +845,11 @@ impl SdpSession {
                 direction,
                 remote_direction: remote.direction,
                 ptime: remote.ptime,
+                srtp: crypto.map(|(theirs, ours)| SrtpKeys {
+                    suite: theirs.suite,
+                    local: ours.key,
+                    remote: theirs.key,
+                }),
             },
         ))
     }
@@ -759,7 +860,9 @@ impl SdpSession {
     /// # Errors
     /// [`SdpError::NoAudio`] when the audio stream was rejected (port 0 with
     /// no usable codec), [`SdpError::NoCommonCodec`] when the answer picked a
-    /// codec tapir did not offer.
+    /// codec tapir did not offer, [`SdpError::NotSecure`] for a plain answer
+    /// on a secured leg, [`SdpError::NoUsableCrypto`] for a secure answer
+    /// without tapir's crypto tag (or to a plain offer).
     pub fn accept_answer(
         &self,
         answer: &SessionDescription,
@@ -776,6 +879,23 @@ impl SdpSession {
             offered.sends() && remote.direction.receives(),
             offered.receives() && remote.direction.sends(),
         );
+        let srtp = match (audio.is_secure(), self.secure, self.local_key) {
+            (true, true, Some(local)) => {
+                let theirs = audio
+                    .crypto
+                    .iter()
+                    .find(|c| c.tag == 1 && c.suite == SrtpSuite::AesCm128HmacSha1_80)
+                    .ok_or(SdpError::NoUsableCrypto)?;
+                Some(SrtpKeys {
+                    suite: theirs.suite,
+                    local,
+                    remote: theirs.key,
+                })
+            }
+            (true, _, _) => return Err(SdpError::NoUsableCrypto),
+            (false, true, _) => return Err(SdpError::NotSecure),
+            (false, false, _) => None,
+        };
         Ok(Negotiated {
             remote: remote.addr,
             codec,
@@ -783,6 +903,7 @@ impl SdpSession {
             direction,
             remote_direction: remote.direction,
             ptime: remote.ptime,
+            srtp,
         })
     }
 }

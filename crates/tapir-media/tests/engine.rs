@@ -576,3 +576,61 @@ async fn telephone_events_are_relayed_with_the_peers_payload_type() {
     }
     assert!(collect(&c, Duration::from_millis(300), 10).await.is_empty());
 }
+
+#[tokio::test]
+async fn srtp_leg_relays_to_a_plain_leg_and_refuses_plain_packets() {
+    use tapir_media::srtp::{SrtpKeys, SrtpSession, SrtpSuite, generate_key};
+    let (eng, _ev) = engine();
+    let (a, b) = (endpoint().await, endpoint().await);
+    let la = eng.allocate(LegId(1)).unwrap();
+    let lb = eng.allocate(LegId(2)).unwrap();
+    let (phone_key, tapir_key) = (generate_key().unwrap(), generate_key().unwrap());
+    let keys = SrtpKeys {
+        suite: SrtpSuite::AesCm128HmacSha1_80,
+        local: tapir_key,
+        remote: phone_key,
+    };
+    let mut phone = SrtpSession::new(&SrtpKeys {
+        suite: SrtpSuite::AesCm128HmacSha1_80,
+        local: phone_key,
+        remote: tapir_key,
+    })
+    .unwrap();
+    eng.set_srtp(LegId(1), Some(keys)).unwrap();
+    assert!(eng.is_secure(LegId(1)) && !eng.is_secure(LegId(2)));
+    eng.set_srtp(LegId(1), Some(keys)).unwrap(); // unchanged: kept
+    eng.set_remote(LegId(1), remote(&a, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_remote(LegId(2), remote(&b, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_source(LegId(1), Source::Bridge(1)).unwrap();
+    eng.set_source(LegId(2), Source::Bridge(1)).unwrap();
+
+    // The secure phone talks: B hears plain audio.
+    let mut pkt = Vec::new();
+    write_packet(&mut pkt, false, 0, 1, 160, 42, &[0x21; 160]);
+    a.send_to(&phone.protect(&pkt).unwrap(), la).await.unwrap();
+    let got = collect(&b, Duration::from_secs(2), 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, vec![0x21; 160]);
+    // Plain RTP towards the secure leg is dropped.
+    write_packet(&mut pkt, false, 0, 2, 320, 42, &[0x22; 160]);
+    a.send_to(&pkt, la).await.unwrap();
+    assert!(collect(&b, Duration::from_millis(200), 1).await.is_empty());
+    // B talks: the phone gets SRTP it can decrypt.
+    write_packet(&mut pkt, false, 0, 9, 1440, 7, &[0x33; 160]);
+    b.send_to(&pkt, lb).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = timeout(Duration::from_secs(2), a.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(&buf[12..172], &[0x33; 160][..], "encrypted on the wire");
+    let plain = phone.unprotect(&buf[..n]).unwrap();
+    assert_eq!(RtpPacket::parse(&plain).unwrap().payload, &[0x33; 160]);
+    // No way back to plain RTP.
+    assert!(matches!(
+        eng.set_srtp(LegId(1), None),
+        Err(tapir_media::MediaError::Downgrade(LegId(1)))
+    ));
+}

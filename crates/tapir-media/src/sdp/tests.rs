@@ -244,7 +244,7 @@ fn refusals() {
         SessionDescription::parse(&format!("{base}m=audio 5000 RTP/SAVP 0\r\n")).expect("parse");
     assert_eq!(
         s.answer(&srtp, Direction::SendRecv).err(),
-        Some(SdpError::NoAudio)
+        Some(SdpError::NoUsableCrypto)
     );
     let t38 =
         SessionDescription::parse(&format!("{base}m=image 5000 udptl t38\r\n")).expect("parse");
@@ -411,4 +411,83 @@ fn truncations_and_byte_noise_never_panic() {
             }
         }
     }
+}
+
+const SNOM_SRTP: &str = "v=0\r\n\
+o=root 1 1 IN IP4 10.1.1.2\r\n\
+s=call\r\n\
+c=IN IP4 10.1.1.2\r\n\
+t=0 0\r\n\
+m=audio 62000 RTP/SAVP 8 0 101\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4\r\n\
+a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=sendrecv\r\n";
+
+#[test]
+fn srtp_offer_is_answered_with_our_key_and_their_tag() {
+    let sd = SessionDescription::parse(SNOM_SRTP).expect("parse");
+    let audio = sd.audio().expect("audio");
+    assert!(audio.is_secure());
+    assert_eq!(audio.crypto.len(), 1, "the MKI line is skipped");
+    let mut s = SdpSession::new(local(), 3);
+    let (body, neg) = s.answer(&sd, Direction::SendRecv).expect("answer");
+    assert!(body.contains("m=audio 20000 RTP/SAVP 8 101\r\n"), "{body}");
+    assert!(
+        body.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"),
+        "{body}"
+    );
+    let keys = neg.srtp.expect("srtp");
+    assert_eq!(keys.suite, crate::srtp::SrtpSuite::AesCm128HmacSha1_32);
+    let ours = SessionDescription::parse(&body).expect("reparse");
+    assert_eq!(ours.audio().expect("audio").crypto[0].key, keys.local);
+    assert_ne!(keys.local, keys.remote);
+    // The key stays the same for the session.
+    let (body2, _) = s.answer(&sd, Direction::SendOnly).expect("answer");
+    let again = SessionDescription::parse(&body2).expect("reparse");
+    assert_eq!(again.audio().expect("audio").crypto[0].key, keys.local);
+}
+
+#[test]
+fn secured_leg_offers_savp_and_refuses_plain() {
+    let mut s = SdpSession::new(local(), 3);
+    assert!(!s.is_secure());
+    s.require_secure().expect("rng");
+    assert!(s.is_secure());
+    let offer = s.offer(Direction::SendRecv);
+    assert!(
+        offer.contains("m=audio 20000 RTP/SAVP 0 8 101\r\n"),
+        "{offer}"
+    );
+    assert!(offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+    let plain = SessionDescription::parse(BARESIP).expect("parse");
+    assert_eq!(
+        s.answer(&plain, Direction::SendRecv).err(),
+        Some(SdpError::NotSecure)
+    );
+    assert_eq!(
+        s.accept_answer(&plain, Direction::SendRecv).err(),
+        Some(SdpError::NotSecure)
+    );
+    let answer = SessionDescription::parse(
+        "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+m=audio 5000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+    )
+    .expect("parse");
+    let neg = s
+        .accept_answer(&answer, Direction::SendRecv)
+        .expect("accept");
+    let keys = neg.srtp.expect("srtp");
+    let ours = SessionDescription::parse(&offer).expect("reparse");
+    assert_eq!(ours.audio().expect("audio").crypto[0].key, keys.local);
+    // A secure answer to a plain offer is refused.
+    let plain_session = SdpSession::new(local(), 4);
+    assert_eq!(
+        plain_session
+            .accept_answer(&answer, Direction::SendRecv)
+            .err(),
+        Some(SdpError::NoUsableCrypto)
+    );
 }
