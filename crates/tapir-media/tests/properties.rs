@@ -95,6 +95,20 @@ proptest! {
     }
 
     #[test]
+    fn srtp_unprotect_never_panics(mut bytes in prop::collection::vec(any::<u8>(), 0..300), rtp_like in any::<bool>()) {
+        use tapir_media::srtp::{SrtpKeys, SrtpSession, SrtpSuite};
+        if rtp_like && bytes.len() >= 2 {
+            bytes[0] = 0x80 | (bytes[0] & 0x3f);
+            bytes[1] &= 0x7f;
+        }
+        for suite in [SrtpSuite::AesCm128HmacSha1_80, SrtpSuite::AesCm128HmacSha1_32] {
+            let mut s = SrtpSession::new(&SrtpKeys { suite, local: [1; 30], remote: [2; 30] }).unwrap();
+            prop_assert!(s.unprotect(&bytes).is_err());
+            let _ = s.protect(&bytes);
+        }
+    }
+
+    #[test]
     fn playout_stays_bounded(ops in prop::collection::vec((any::<bool>(), any::<u16>(), 0usize..400), 0..200)) {
         let mut p = Playout::new();
         let mut frame = [0i16; 160];
