@@ -9,7 +9,8 @@
 //! cargo run --release -p tapir-media --example media_load -- tone 1000 5
 //! ```
 //! Arguments: mode (`relay` = calls of two legs, `mix` = conferences of
-//! three, `tone` = single legs hearing hold music), count, seconds measured
+//! three, `tone` = single legs hearing hold music, `srtp` = calls between
+//! an SRTP phone and a plain one), count, seconds measured
 //! (after one second of warm-up).
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tapir_media::rtp::write_packet;
+use tapir_media::srtp::{SrtpKeys, SrtpSession, SrtpSuite};
 use tapir_media::{Codec, LegId, MediaConfig, MediaEngine, RemoteMedia, Source, ToneKind};
 
 fn engine_cpu() -> Duration {
@@ -37,6 +39,16 @@ fn engine_cpu() -> Duration {
         }
     }
     Duration::from_millis(ticks * 10)
+}
+
+/// Fixed test keys: tapir's side, or the phone's side (swapped).
+fn srtp_keys(phone: bool) -> SrtpKeys {
+    let (a, b) = ([0x11; 30], [0x22; 30]);
+    SrtpKeys {
+        suite: SrtpSuite::AesCm128HmacSha1_80,
+        local: if phone { b } else { a },
+        remote: if phone { a } else { b },
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -109,6 +121,9 @@ fn main() {
                 Source::Bridge((i / per_group) as u64)
             };
             engine.set_source(leg, source).unwrap();
+            if mode == "srtp" && i % 2 == 0 {
+                engine.set_srtp(leg, Some(srtp_keys(false))).unwrap();
+            }
         }
     }
     let rss1 = rss_kib();
@@ -128,6 +143,12 @@ fn main() {
             });
         }
         let eps = endpoints.clone();
+        // In srtp mode the even endpoints are SRTP phones.
+        let mut phones: Vec<Option<SrtpSession>> = (0..eps.len())
+            .map(|i| {
+                (mode == "srtp" && i % 2 == 0).then(|| SrtpSession::new(&srtp_keys(true)).unwrap())
+            })
+            .collect();
         let tg = if mode == "tone" {
             Vec::new()
         } else {
@@ -142,7 +163,11 @@ fn main() {
                 interval.tick().await;
                 for (i, ep) in eps.iter().enumerate().take(tg.len()) {
                     write_packet(&mut pkt, false, 0, k as u16, k * 160, i as u32, &payload);
-                    if ep.try_send_to(&pkt, tg[i]).is_ok() {
+                    let wire = match phones[i].as_mut() {
+                        Some(p) => p.protect(&pkt).unwrap(),
+                        None => pkt.clone(),
+                    };
+                    if ep.try_send_to(&wire, tg[i]).is_ok() {
                         sent2.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -181,7 +206,7 @@ fn main() {
         println!(
             "whole run: sent={all_sent} received={all_recv} loss={:.3}%{}",
             100.0 * (1.0 - all_recv as f64 / all_sent.max(1) as f64),
-            if mode != "relay" {
+            if mode != "relay" && mode != "srtp" {
                 " (not meaningful: generated media does not depend on the load)"
             } else {
                 ""
@@ -195,6 +220,7 @@ fn main() {
                 match mode.as_str() {
                     "mix" => "3-party conferences",
                     "tone" => "legs on hold music",
+                    "srtp" => "relayed calls (one SRTP leg each)",
                     _ => "relayed calls",
                 },
                 cpu * 1e6 / legs as f64
