@@ -94,7 +94,7 @@ pub enum MediaEvent {
         /// The digits (`0-9 * # A-D`).
         digits: String,
     },
-    /// No RTP arrived on a receiving leg for [`MediaConfig::rtp_timeout`]
+    /// No RTP arrived on a `sendrecv` leg for [`MediaConfig::rtp_timeout`]
     /// (reported once until packets flow again).
     RtpTimeout {
         /// The leg.
@@ -111,7 +111,8 @@ pub struct MediaConfig {
     /// system pick (port 0).
     pub port_range: Option<(u16, u16)>,
     /// Report [`MediaEvent::RtpTimeout`] after this long without RTP on a
-    /// leg that should be receiving; `None` disables it.
+    /// `sendrecv` leg with a remote address (held legs, in either
+    /// direction, are not watched); `None` disables it.
     pub rtp_timeout: Option<Duration>,
     /// Symmetric RTP: send to the source address of the first packet
     /// received after [`MediaEngine::set_remote`] (phones behind NAT).
@@ -638,8 +639,10 @@ impl State {
         // RTP inactivity.
         if let Some(limit) = shared.config.rtp_timeout {
             for (id, leg) in legs.iter_mut() {
-                let expecting =
-                    leg.direction.receives() && leg.remote.is_some_and(|r| r.addr.is_some());
+                // Only a call in full flow is expected to send: phones that
+                // hold with `sendonly` often send nothing at all.
+                let expecting = leg.direction == Direction::SendRecv
+                    && leg.remote.is_some_and(|r| r.addr.is_some());
                 if expecting && !leg.timed_out && now.saturating_duration_since(leg.last_rx) > limit
                 {
                     leg.timed_out = true;
@@ -930,7 +933,7 @@ impl MediaEngine {
     /// [`MediaError::UnknownLeg`].
     pub fn set_direction(&self, leg: LegId, direction: Direction) -> Result<(), MediaError> {
         self.with_leg(leg, |l| {
-            if !l.direction.receives() && direction.receives() {
+            if l.direction != direction {
                 l.last_rx = Instant::now();
                 l.timed_out = false;
             }

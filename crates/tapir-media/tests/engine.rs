@@ -395,6 +395,11 @@ async fn garbage_is_dropped_symmetric_rtp_latches_and_timeout_fires() {
     assert_eq!(collect(&a, Duration::from_secs(2), 1).await.len(), 1);
     let stats = eng.stats();
     assert!(stats.dropped >= 5, "{stats:?}");
+    // A held leg is not watched.
+    eng.allocate(LegId(3)).unwrap();
+    eng.set_remote(LegId(3), remote(&a, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_direction(LegId(3), Direction::RecvOnly).unwrap();
     // Now both go quiet: two timeouts within a second.
     let mut timed_out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -407,9 +412,11 @@ async fn garbage_is_dropped_symmetric_rtp_latches_and_timeout_fires() {
     }
     timed_out.sort();
     assert_eq!(timed_out, vec![LegId(1), LegId(2)]);
+    let late = timeout(Duration::from_millis(400), ev.recv()).await;
+    assert!(late.is_err(), "held leg 3 timed out: {late:?}");
     assert!(eng.release(LegId(1)));
     assert!(!eng.release(LegId(1)));
-    assert_eq!(eng.leg_count(), 1);
+    assert_eq!(eng.leg_count(), 2);
 }
 
 #[tokio::test]
