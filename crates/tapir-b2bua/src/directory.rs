@@ -5,7 +5,7 @@ use crate::Directory;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
-use tapir_sip::auth::{AuthConfig, AuthOutcome, Authenticator};
+use tapir_sip::auth::{Algorithm, AuthConfig, AuthOutcome, Authenticator};
 use tapir_sip::msg::Message;
 use tapir_sip::registrar::{Registrar, RegistrarConfig, Transport};
 
@@ -18,10 +18,21 @@ pub struct SipDirectory {
 }
 
 impl SipDirectory {
-    /// A directory for `realm` whose users are `passwords` (address → password).
-    pub fn new(now: Instant, realm: &str, passwords: HashMap<String, String>) -> SipDirectory {
+    /// A directory for `realm` whose users are `passwords` (address →
+    /// password), challenging with `algorithms` in that order (the
+    /// authenticator's default order when empty).
+    pub fn new(
+        now: Instant,
+        realm: &str,
+        passwords: HashMap<String, String>,
+        algorithms: Vec<Algorithm>,
+    ) -> SipDirectory {
+        let mut config = AuthConfig::new(realm);
+        if !algorithms.is_empty() {
+            config.algorithms = algorithms;
+        }
         SipDirectory {
-            auth: Authenticator::new(AuthConfig::new(realm), now),
+            auth: Authenticator::new(config, now),
             registrar: Registrar::new(RegistrarConfig::default()),
             passwords,
         }
@@ -61,11 +72,39 @@ impl Directory for SipDirectory {
         }
     }
 
+    /// Where to send INVITEs: the registered Contact when it names an IP
+    /// address and port, else the address the REGISTER came from (a phone
+    /// behind NAT, or one that registered a host name).
     fn contacts(&self, now: Instant, address: &str) -> Vec<SocketAddr> {
         self.registrar
             .contacts(address, now)
             .iter()
-            .map(|b| b.source)
+            .map(|b| contact_address(&b.contact).unwrap_or(b.source))
             .collect()
+    }
+}
+
+/// The IP address and port of a SIP contact URI, when it names both.
+fn contact_address(contact: &str) -> Option<SocketAddr> {
+    let uri = tapir_sip::msg::SipUri::parse(contact).ok()?;
+    Some(SocketAddr::new(uri.host.ip()?, uri.port.unwrap_or(5060)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contact_address;
+
+    #[test]
+    fn contact_addresses() {
+        assert_eq!(
+            contact_address("sip:2001@127.0.0.1:5080;ob"),
+            Some("127.0.0.1:5080".parse().unwrap())
+        );
+        assert_eq!(
+            contact_address("sip:2001@127.0.0.1"),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(contact_address("sip:2001@phone.example"), None);
+        assert_eq!(contact_address("garbage"), None);
     }
 }

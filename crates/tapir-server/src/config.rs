@@ -56,6 +56,10 @@ pub struct SipConfig {
     pub listen: Vec<String>,
     /// Realm of digest authentication.
     pub domain: String,
+    /// Digest algorithms offered in challenges, most preferred first
+    /// (`SHA-256`, `MD5`). Clients that read only the first challenge (SIPp,
+    /// some older phones) need `MD5` first.
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -67,6 +71,7 @@ impl Default for SipConfig {
                 "tls:127.0.0.1:5061".into(),
             ],
             domain: "127.0.0.1".into(),
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }
 }

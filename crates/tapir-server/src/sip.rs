@@ -17,6 +17,7 @@ use tapir_core::{Input, LegEvent, LegId, LineKind, MediaSource, Tone};
 use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, RemoteMedia, Source};
 use tapir_media::sdp::Codec;
 use tapir_media::tone::ToneKind;
+use tapir_sip::auth::Algorithm;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -47,6 +48,9 @@ pub enum SipStartError {
     /// The socket could not be bound.
     #[error("cannot bind SIP on {0}: {1}")]
     Bind(SocketAddr, #[source] std::io::Error),
+    /// A digest algorithm name is unknown.
+    #[error("unknown digest algorithm '{0}' in [sip] digest_algorithms (SHA-256 or MD5)")]
+    Algorithm(String),
     /// The media engine could not start.
     #[error("cannot start the media engine: {0}")]
     Media(String),
@@ -120,7 +124,14 @@ pub async fn start(
         .filter(|l| l.kind == LineKind::Phone)
         .filter_map(|l| l.password.clone().map(|p| (l.address.clone(), p)))
         .collect();
-    let directory = SipDirectory::new(Instant::now(), &config.sip.domain, passwords);
+    let mut algorithms = Vec::new();
+    for name in &config.sip.digest_algorithms {
+        match Algorithm::from_token(name) {
+            Some(a) => algorithms.push(a),
+            None => return Err(SipStartError::Algorithm(name.clone())),
+        }
+    }
+    let directory = SipDirectory::new(Instant::now(), &config.sip.domain, passwords, algorithms);
     let ports = EnginePorts {
         engine: engine.clone(),
         fallback: SocketAddr::new(addr.ip(), 9),
