@@ -114,8 +114,11 @@ pub struct MediaConfig {
     /// `sendrecv` leg with a remote address (held legs, in either
     /// direction, are not watched); `None` disables it.
     pub rtp_timeout: Option<Duration>,
-    /// Symmetric RTP: send to the source address of the first packet
-    /// received after [`MediaEngine::set_remote`] (phones behind NAT).
+    /// Symmetric RTP: send to the source address the peer's packets really
+    /// come from (phones behind NAT). Packets from the signalled address
+    /// latch at once, another source after three packets in sequence; once
+    /// latched, packets from any other source are dropped until the next
+    /// [`MediaEngine::set_remote`].
     pub symmetric_rtp: bool,
     /// Packetisation interval of generated media.
     pub frame_interval: Duration,
@@ -282,12 +285,29 @@ impl OutStream {
     }
 }
 
+/// Consecutive packets a source other than the signalled address must send
+/// before tapir latches onto it (RTP-bleed style hijacking needs to win a
+/// race with the phone's own stream for this many packets in sequence).
+const LATCH_PROBATION: u8 = 3;
+
+/// Symmetric RTP state of a leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Latch {
+    /// Not latched yet: the candidate source, its last sequence number and
+    /// how many consecutive packets it sent.
+    Learning(Option<(SocketAddr, u16, u8)>),
+    /// Latched: only this source is accepted until the next `set_remote`.
+    Locked(SocketAddr),
+}
+
 struct Leg {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     task: JoinHandle<()>,
     remote: Option<RemoteMedia>,
-    latched: bool,
+    latch: Latch,
+    /// The address the peer's SDP gave (before latching).
+    signalled: Option<SocketAddr>,
     source: Source,
     direction: Direction,
     out: OutStream,
@@ -432,14 +452,39 @@ impl State {
             }
         };
         if shared.config.symmetric_rtp
-            && !leg.latched
             && let Some(r) = leg.remote.as_mut()
         {
-            if r.addr != Some(src) {
-                debug!(%id, from = ?r.addr, to = %src, "symmetric RTP: latching");
-                r.addr = Some(src);
+            match leg.latch {
+                Latch::Locked(addr) if addr == src => {}
+                Latch::Locked(_) => {
+                    // Strict once latched: nobody else injects into the call.
+                    stats.dropped += 1;
+                    return;
+                }
+                // The signalled address, or a packet that passed SRTP
+                // authentication, is trusted at once.
+                Latch::Learning(_) if r.addr == Some(src) || leg.srtp.is_some() => {
+                    if r.addr != Some(src) {
+                        debug!(%id, from = ?r.addr, to = %src, "symmetric RTP: latching (SRTP)");
+                        r.addr = Some(src);
+                    }
+                    leg.latch = Latch::Locked(src);
+                }
+                Latch::Learning(candidate) => {
+                    let run = match candidate {
+                        Some((a, seq, n)) if a == src && pkt.seq == seq.wrapping_add(1) => n + 1,
+                        _ => 1,
+                    };
+                    if run < LATCH_PROBATION {
+                        leg.latch = Latch::Learning(Some((src, pkt.seq, run)));
+                        stats.dropped += 1;
+                        return;
+                    }
+                    debug!(%id, from = ?r.addr, to = %src, "symmetric RTP: latching");
+                    r.addr = Some(src);
+                    leg.latch = Latch::Locked(src);
+                }
             }
-            leg.latched = true;
         }
         leg.last_rx = now;
         leg.timed_out = false;
@@ -796,7 +841,8 @@ impl MediaEngine {
                 local,
                 task,
                 remote: None,
-                latched: false,
+                latch: Latch::Learning(None),
+                signalled: None,
                 source: Source::Silence,
                 direction: Direction::SendRecv,
                 out: OutStream::new(rnd),
@@ -829,14 +875,22 @@ impl MediaEngine {
     }
 
     /// Sets where and how to send to a leg (after each offer/answer). With
-    /// symmetric RTP the address is re-learnt from the next packet received.
+    /// symmetric RTP a new signalled address is learnt again from the
+    /// packets received (see [`MediaConfig::symmetric_rtp`]); an unchanged
+    /// one keeps the address already latched.
     ///
     /// # Errors
     /// [`MediaError::UnknownLeg`].
     pub fn set_remote(&self, leg: LegId, remote: RemoteMedia) -> Result<(), MediaError> {
         self.with_leg(leg, |l| {
+            let mut remote = remote;
+            let same = l.signalled.is_some() && l.signalled == remote.addr;
+            l.signalled = remote.addr;
+            match l.latch {
+                Latch::Locked(addr) if same => remote.addr = Some(addr),
+                _ => l.latch = Latch::Learning(None),
+            }
             l.remote = Some(remote);
-            l.latched = false;
             l.last_rx = Instant::now();
             l.timed_out = false;
         })

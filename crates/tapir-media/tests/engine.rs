@@ -382,25 +382,64 @@ async fn garbage_is_dropped_symmetric_rtp_latches_and_timeout_fires() {
     ] {
         a.send_to(junk, la).await.unwrap();
     }
+    // An attacker's single packet does not latch; A's third packet in
+    // sequence does (the first two are probation).
+    let mallory = endpoint().await;
     let mut pkt = Vec::new();
-    write_packet(&mut pkt, false, 0, 1, 160, 9, &[0xff; 160]);
+    write_packet(&mut pkt, false, 0, 500, 160, 66, &[0x66; 160]);
+    mallory.send_to(&pkt, la).await.unwrap();
+    for seq in 1..=3u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            9,
+            &[0xff; 160],
+        );
+        a.send_to(&pkt, la).await.unwrap();
+    }
+    write_packet(&mut pkt, false, 18, 4, 640, 9, &[0; 20]); // G.729: dropped
     a.send_to(&pkt, la).await.unwrap();
-    write_packet(&mut pkt, false, 18, 2, 320, 9, &[0; 20]); // G.729: dropped
-    a.send_to(&pkt, la).await.unwrap();
-    assert_eq!(collect(&b, Duration::from_secs(2), 1).await.len(), 1);
+    let relayed = collect(&b, Duration::from_secs(2), 1).await;
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    assert!(collect(&b, Duration::from_millis(100), 1).await.is_empty());
+    assert_eq!(relayed[0].payload, vec![0xff; 160]);
+    // Once latched, other sources are dropped.
+    for seq in 501..=505u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            66,
+            &[0x66; 160],
+        );
+        mallory.send_to(&pkt, la).await.unwrap();
+    }
+    assert!(collect(&b, Duration::from_millis(200), 1).await.is_empty());
+    // Re-sending the same SDP keeps the latched address.
+    eng.set_remote(LegId(1), wrong).unwrap();
     // B talks back; it reaches A's real address thanks to latching.
     let lb = eng.local_addr(LegId(2)).unwrap();
     write_packet(&mut pkt, false, 0, 1, 160, 10, &[0xff; 160]);
     b.send_to(&pkt, lb).await.unwrap();
     assert_eq!(collect(&a, Duration::from_secs(2), 1).await.len(), 1);
     let stats = eng.stats();
-    assert!(stats.dropped >= 5, "{stats:?}");
+    assert!(stats.dropped >= 13, "{stats:?}");
     // A held leg is not watched.
     eng.allocate(LegId(3)).unwrap();
     eng.set_remote(LegId(3), remote(&a, Codec::Pcmu, None))
         .unwrap();
     eng.set_direction(LegId(3), Direction::RecvOnly).unwrap();
-    // Now both go quiet: two timeouts within a second.
+    // Now both go quiet: two timeouts within a second (earlier ones, from
+    // before B spoke, are not counted).
+    while ev.try_recv().is_some() {}
+    eng.set_remote(LegId(1), wrong).unwrap(); // restarts the watch
+    eng.set_remote(LegId(2), remote(&b, Codec::Pcmu, None))
+        .unwrap();
     let mut timed_out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     while timed_out.len() < 2 && Instant::now() < deadline {
