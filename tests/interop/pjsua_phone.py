@@ -16,6 +16,7 @@ Events:    {"event": "ready"} | {"event": "reg", "code": 200}
 """
 
 import argparse
+import gc
 import json
 import os
 import select
@@ -23,6 +24,30 @@ import sys
 import time
 
 import pjsua2 as pj
+
+
+def write_tone(path, hz, seconds, rate=16000):
+    """A 16-bit mono WAV with a pure tone at half scale."""
+    import math
+    import struct
+    import wave
+    frames = b"".join(
+        struct.pack("<h", int(16000 * math.sin(2 * math.pi * hz * n / rate)))
+        for n in range(int(seconds * rate)))
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+
+
+def start_recording(call, path):
+    """A recorder of what the phone hears (its only reference is returned:
+    dropping it writes the WAV header)."""
+    recorder = pj.AudioMediaRecorder()
+    recorder.createRecorder(path)
+    call.getAudioMedia(-1).startTransmit(recorder)
+    return recorder
 
 
 def emit(**event):
@@ -77,6 +102,7 @@ def main():
     ap.add_argument("--server", required=True, help="host:port of tapir's SIP listener")
     ap.add_argument("--port", type=int, default=0, help="local SIP port (0: any)")
     ap.add_argument("--run-seconds", type=float, default=120.0, help="exit after this long")
+    ap.add_argument("--workdir", default="/tmp", help="where tone files are written")
     args = ap.parse_args()
 
     ep = pj.Endpoint()
@@ -106,6 +132,7 @@ def main():
     acc.create(acfg)
     emit(event="ready")
 
+    keep = []  # players and recorders must outlive the command that made them
     deadline = time.time() + args.run_seconds
     while time.time() < deadline:
         ep.libHandleEvents(20)
@@ -147,6 +174,26 @@ def main():
                 call.xfer(f"sip:{cmd['to']}@{args.server}", pj.CallOpParam())
             elif name == "dtmf" and call:
                 call.dialDtmf(cmd["digits"])
+            elif name == "tone" and call:
+                # Play a pure tone into the call, looping (a WAV we write).
+                path = os.path.join(args.workdir, f"tone-{args.user}-{cmd['hz']}.wav")
+                write_tone(path, float(cmd["hz"]), 2.0)
+                player = pj.AudioMediaPlayer()
+                player.createPlayer(path, 0)
+                player.startTransmit(call.getAudioMedia(-1))
+                keep.append(player)
+            elif name == "record" and call:
+                keep.append(start_recording(call, cmd["path"]))
+                emit(event="recording", path=cmd["path"])
+            elif name == "stop_record":
+                # Destroying the recorder writes the WAV header.
+                for item in keep:
+                    if isinstance(item, pj.AudioMediaRecorder) and call:
+                        call.getAudioMedia(-1).stopTransmit(item)
+                item = None
+                keep.clear()
+                gc.collect()
+                emit(event="stopped")
             elif name == "quit":
                 break
             else:

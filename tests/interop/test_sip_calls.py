@@ -42,7 +42,7 @@ class Phone:
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "pjsua_phone.py"), "--user", user,
              "--password", PASSWORDS[user], "--server", f"127.0.0.1:{sip_port}",
-             "--run-seconds", "60"],
+             "--run-seconds", "60", "--workdir", tempfile.gettempdir()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = []
         self.queue = queue.Queue()
@@ -275,6 +275,84 @@ class SipCalls(unittest.TestCase):
         calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
         at_c = [x for x in calls if x["address"] == "1003"][0]
         self.assertEqual(at_c["reason"], "transfer")
+
+    def test_media_is_anchored_and_both_sides_hear_each_other(self):
+        """Each phone plays its own tone; tapir relays RTP between its legs,
+        so each hears the other's tone (and not its own); on hold the held
+        phone hears tapir's music instead."""
+        a, b = self.connected_call()
+        a.send(cmd="tone", hz=1000)
+        b.send(cmd="tone", hz=600)
+        time.sleep(0.5)
+        rec_a = os.path.join(self.tapir.dir, "a.wav")
+        rec_b = os.path.join(self.tapir.dir, "b.wav")
+        a.send(cmd="record", path=rec_a)
+        b.send(cmd="record", path=rec_b)
+        a.wait_for(lambda e: e.get("event") == "recording")
+        b.wait_for(lambda e: e.get("event") == "recording")
+        time.sleep(1.5)
+        a.send(cmd="stop_record")
+        b.send(cmd="stop_record")
+        a.wait_for(lambda e: e.get("event") == "stopped")
+        b.wait_for(lambda e: e.get("event") == "stopped")
+        heard_by_b = tone_levels(rec_b, [1000, 600])
+        heard_by_a = tone_levels(rec_a, [1000, 600])
+        self.assertGreater(heard_by_b[1000], 10 * heard_by_b[600], f"B hears A's tone: {heard_by_b}")
+        self.assertGreater(heard_by_a[600], 10 * heard_by_a[1000], f"A hears B's tone: {heard_by_a}")
+        # The app holds 1001's call: 1002 hears tapir's music, not 1001's tone.
+        calls = self.tapir.http("GET", "/v1/calls")
+        calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+        at_a = [c for c in calls if c["address"] == "1001" and c["state"] == "connected"][0]
+        self.tapir.http("POST", f"/v1/calls/{at_a['id']}/hold")
+        b.wait_for(lambda e: e.get("event") == "media" and e["status"] == "remote_hold")
+        time.sleep(0.5)
+        rec_held = os.path.join(self.tapir.dir, "b-held.wav")
+        b.send(cmd="record", path=rec_held)
+        b.wait_for(lambda e: e.get("event") == "recording")
+        time.sleep(1.5)
+        b.send(cmd="stop_record")
+        b.wait_for(lambda e: e.get("event") == "stopped")
+        held = tone_levels(rec_held, [1000, 600])
+        self.assertLess(held[1000], heard_by_b[1000] / 100, f"held: no tone from 1001: {held}")
+        self.assertGreater(audio_energy(rec_held), 1e3, "held: music on hold, not silence")
+
+
+def read_wav(path):
+    import struct
+    import wave
+    deadline = time.time() + 5
+    while True:  # the recorder finishes its WAV header when it is destroyed
+        try:
+            with wave.open(path, "rb") as w:
+                rate = w.getframerate()
+                raw = w.readframes(w.getnframes())
+            break
+        except (wave.Error, EOFError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    samples = struct.unpack("<%dh" % (len(raw) // 2), raw)
+    return rate, samples[len(samples) // 2:]
+
+
+def audio_energy(path):
+    """Mean square of the second half of a recording."""
+    _, samples = read_wav(path)
+    return sum(x * x for x in samples) / max(1, len(samples))
+
+
+def tone_levels(path, freqs):
+    """Goertzel power of each frequency over a recorded WAV (second half)."""
+    import math
+    rate, samples = read_wav(path)
+    out = {}
+    for f in freqs:
+        k = 2 * math.cos(2 * math.pi * f / rate)
+        s1 = s2 = 0.0
+        for x in samples:
+            s1, s2 = x + k * s1 - s2, s1
+        out[f] = s1 * s1 + s2 * s2 - k * s1 * s2
+    return out
 
 
 if __name__ == "__main__":
