@@ -427,6 +427,15 @@ impl State {
             stats.dropped += 1;
             return;
         }
+        // Strict once latched (checked before any SRTP work, so a stranger
+        // can neither burn CPU nor advance the replay window).
+        if shared.config.symmetric_rtp
+            && leg.remote.is_some()
+            && matches!(leg.latch, Latch::Locked(a) if a != src)
+        {
+            stats.dropped += 1;
+            return;
+        }
         let decrypted;
         let data = match leg.srtp.as_mut() {
             Some((_, session)) => match session.unprotect(data) {
@@ -455,12 +464,7 @@ impl State {
             && let Some(r) = leg.remote.as_mut()
         {
             match leg.latch {
-                Latch::Locked(addr) if addr == src => {}
-                Latch::Locked(_) => {
-                    // Strict once latched: nobody else injects into the call.
-                    stats.dropped += 1;
-                    return;
-                }
+                Latch::Locked(_) => {}
                 // The signalled address, or a packet that passed SRTP
                 // authentication, is trusted at once.
                 Latch::Learning(_) if r.addr == Some(src) || leg.srtp.is_some() => {
