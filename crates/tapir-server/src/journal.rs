@@ -71,6 +71,7 @@ impl Journal {
     /// Journal one event and hand it to the live readers.
     pub fn push(&self, event: &AppEvent) {
         let text: Arc<str> = Arc::from(wire::event_json(event));
+        metrics::counter!("tapir_events_total").increment(1);
         let mut map = self.lock();
         let s = Journal::stream(&mut map, event.app, self.buffer);
         s.last_seq = event.seq;

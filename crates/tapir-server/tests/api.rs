@@ -185,7 +185,9 @@ async fn tokens_and_privileges() {
     let (status, text) = anon.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        text.as_str().unwrap().contains("tapir_operations_total"),
+        text.as_str().unwrap().contains("tapir_operations_total")
+            && text.as_str().unwrap().contains("tapir_events_total")
+            && text.as_str().unwrap().contains("tapir_calls"),
         "{text}"
     );
     s.shutdown().await;

@@ -42,6 +42,25 @@ pub async fn events(
     Ok(ws.on_upgrade(move |socket| stream(socket, journal, id, since)))
 }
 
+/// How often an idle stream is pinged (keeps proxies and NATs from closing it).
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Counts open event streams in `tapir_event_streams`.
+struct StreamGauge;
+
+impl StreamGauge {
+    fn new() -> StreamGauge {
+        metrics::gauge!("tapir_event_streams").increment(1.0);
+        StreamGauge
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("tapir_event_streams").decrement(1.0);
+    }
+}
+
 fn resync(last: u64, why: &str) -> Message {
     Message::Text(
         serde_json::json!({
@@ -79,8 +98,16 @@ async fn stream(mut socket: WebSocket, journal: Arc<Journal>, app: AppId, since:
         last = seq;
     }
     let mut live = sub.live;
+    let _stream = StreamGauge::new();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            },
             r = live.recv() => match r {
                 Ok((seq, text)) => {
                     if seq <= last {
