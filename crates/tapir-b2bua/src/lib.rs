@@ -140,6 +140,13 @@ enum LegState {
     Ending,
 }
 
+/// The implicit subscription a REFER creates (RFC 3515), until its final NOTIFY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReferSubscription {
+    /// The switch has accepted the transfer.
+    accepted: bool,
+}
+
 /// One leg's dialog with its device.
 #[derive(Clone, Debug)]
 struct Dialog {
@@ -170,8 +177,9 @@ struct Dialog {
     /// A re-INVITE of ours is in progress; a newer direction waits here.
     reinvite_pending: Option<TransactionKey>,
     queued_direction: Option<Direction>,
-    /// A REFER waiting for the switch's verdict.
-    refer_pending: Option<(TransactionKey, Message)>,
+    /// A REFER whose outcome the device still expects in a NOTIFY (none
+    /// when it asked `Refer-Sub: false`).
+    refer_pending: Option<ReferSubscription>,
     /// The device's last SDP offer, which tapir's next answer must match.
     remote_offer: Option<sdp::RemoteAudio>,
 }
@@ -366,6 +374,13 @@ impl B2bua {
         key: TransactionKey,
         request: Message,
     ) {
+        // RFC 3891: an INVITE that replaces a dialog tapir does not know gets 481.
+        if let Ok(Some(replaces)) = request.replaces()
+            && !self.by_call_id.contains_key(replaces.call_id)
+        {
+            self.reply(now, &key, &request, 481);
+            return;
+        }
         let user = match self.directory.admit(now, &request, source) {
             Ok(user) => user,
             Err(response) => {
@@ -637,28 +652,31 @@ impl B2bua {
                 }
             },
         };
-        self.reply_in_dialog(now, leg, &key, &request, 202, None);
+        // RFC 4488: with `Refer-Sub: false` the device wants no NOTIFYs.
+        let subscribe = !request
+            .header(&HeaderName::ReferSub)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+        let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
+        let mut b = request
+            .response_builder(202, None, tag.as_deref())
+            .header(HeaderName::Contact, self.contact());
+        if !subscribe {
+            b = b.header(HeaderName::ReferSub, "false");
+        }
+        let accepted = b.build();
+        self.respond(now, &key, accepted);
         if let Some(d) = self.dialogs.get_mut(&leg) {
-            d.refer_pending = Some((key, request));
+            d.refer_pending = subscribe.then_some(ReferSubscription { accepted: false });
+        }
+        if subscribe {
+            // The transfer is under way; its outcome follows.
+            self.refer_notify(now, leg, "SIP/2.0 100 Trying\r\n", "active;expires=60");
         }
         self.out.push_back(Out::Refer { leg, event });
     }
 
-    /// The switch's verdict on a device's REFER: NOTIFY the device with the
-    /// outcome as a sipfrag (200 done, 503 refused).
-    pub fn refer_outcome(&mut self, now: Instant, leg: LegId, accepted: bool) {
-        let Some(d) = self.dialogs.get_mut(&leg) else {
-            return;
-        };
-        if d.refer_pending.take().is_none() {
-            return;
-        }
-        let frag = if accepted {
-            "SIP/2.0 200 OK\r\n"
-        } else {
-            "SIP/2.0 503 Service Unavailable\r\n"
-        };
-        let state = "terminated;reason=noresource";
+    /// One NOTIFY of a REFER's implicit subscription.
+    fn refer_notify(&mut self, now: Instant, leg: LegId, frag: &str, state: &str) {
         if let Some(req) = self.in_dialog_request(leg, Method::Notify) {
             let req = with_body(
                 req,
@@ -671,6 +689,30 @@ impl B2bua {
             );
             self.start_client(now, leg, req);
         }
+    }
+
+    /// The switch's verdict on a device's REFER. A refusal ends the
+    /// subscription with a 503 sipfrag; an accepted transfer is reported as
+    /// done (200 sipfrag) when the switch releases the transferor's leg,
+    /// just before its BYE — tapir carries the transfer on by itself.
+    pub fn refer_outcome(&mut self, now: Instant, leg: LegId, accepted: bool) {
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        let Some(sub) = d.refer_pending.as_mut() else {
+            return;
+        };
+        if accepted {
+            sub.accepted = true;
+            return;
+        }
+        d.refer_pending = None;
+        self.refer_notify(
+            now,
+            leg,
+            "SIP/2.0 503 Service Unavailable\r\n",
+            "terminated;reason=noresource",
+        );
     }
 
     // ------------------------------------------------------------------
@@ -1113,6 +1155,16 @@ impl B2bua {
                 }
             }
             (LegState::Confirmed, _) => {
+                if let Some(d) = self.dialogs.get_mut(&leg)
+                    && d.refer_pending.take().is_some()
+                {
+                    self.refer_notify(
+                        now,
+                        leg,
+                        "SIP/2.0 200 OK\r\n",
+                        "terminated;reason=noresource",
+                    );
+                }
                 if let Some(bye) = self.in_dialog_request(leg, Method::Bye) {
                     self.start_client(now, leg, bye);
                 }

@@ -19,6 +19,7 @@ use tapir_sip::transaction::TimerConfig;
 const TAPIR: &str = "127.0.0.1:5060";
 const A: &str = "127.0.0.1:5001";
 const B: &str = "127.0.0.1:5002";
+const C: &str = "127.0.0.1:5003";
 
 struct Phones(HashMap<String, SocketAddr>);
 
@@ -66,13 +67,14 @@ struct World {
 impl World {
     fn new() -> World {
         let mut switch = Switch::default();
-        for a in ["1001", "1002"] {
+        for a in ["1001", "1002", "1003"] {
             switch.add_line(LineConfig::phone(a)).unwrap();
         }
         let dir = Phones(
             [
                 ("1001".to_string(), A.parse().unwrap()),
                 ("1002".to_string(), B.parse().unwrap()),
+                ("1003".to_string(), C.parse().unwrap()),
             ]
             .into_iter()
             .collect(),
@@ -440,4 +442,115 @@ fn unknown_dialog_gets_481() {
     let mut w = World::new();
     w.phone_sends(A, a_in_dialog("BYE", 2, "nope", "no-such-call", ""));
     assert_eq!(w.codes(A), vec!["481"]);
+}
+
+/// A REFER from phone A on its call (CSeq `n`), with extra header lines.
+fn a_refer(n: u32, to_tag: &str, call_id: &str, extra: &str) -> String {
+    format!(
+        "REFER sip:tapir@{TAPIR} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bKr{n};rport
+Max-Forwards: 70
+From: <sip:1001@127.0.0.1>;tag=a1
+To: <sip:1002@127.0.0.1>;tag={to_tag}
+Call-ID: {call_id}
+CSeq: {n} REFER
+Contact: <sip:1001@{A}>
+Refer-To: <sip:1003@127.0.0.1>
+{extra}Content-Length: 0
+
+"
+    )
+}
+
+fn sipfrag(m: &Message) -> String {
+    std::str::from_utf8(m.body()).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_phone_refer_is_accepted_then_reported_done_by_notify_before_the_bye() {
+    let mut w = World::new();
+    let (ok, _invite_b) = connected(&mut w, "call-r1");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r1", ""));
+    w.phone_sends(A, a_refer(2, &tag, "call-r1", ""));
+    let to_a = w.take(A);
+    let kinds: Vec<String> = to_a
+        .iter()
+        .map(|m| {
+            m.status_code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| m.method().unwrap().to_string())
+        })
+        .collect();
+    // 202 is only "accepted"; the outcome comes as NOTIFYs, the last one final,
+    // and the transferor's leg is released after it.
+    assert_eq!(kinds, vec!["202", "NOTIFY", "NOTIFY", "BYE"], "{to_a:?}");
+    assert_eq!(sipfrag(&to_a[1]), "SIP/2.0 100 Trying");
+    assert_eq!(sipfrag(&to_a[2]), "SIP/2.0 200 OK");
+    assert!(
+        to_a[2]
+            .header(&HeaderName::SubscriptionState)
+            .unwrap()
+            .starts_with("terminated")
+    );
+    let invite_c = w.take(C).pop().unwrap_or_else(|| panic!("the transfer target is called: {:?}", w.sent));
+    assert_eq!(invite_c.method().unwrap().to_string(), "INVITE");
+    // The transferee now waits for 1003; the transferor's call is gone.
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Proceeding]);
+    assert!(w.state_at("1001").is_empty());
+}
+
+#[test]
+fn refer_sub_false_gets_no_notify() {
+    let mut w = World::new();
+    let (ok, _invite_b) = connected(&mut w, "call-r2");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r2", ""));
+    w.phone_sends(A, a_refer(2, &tag, "call-r2", "Refer-Sub: false\n"));
+    let to_a = w.take(A);
+    assert_eq!(to_a[0].status_code(), Some(202));
+    assert_eq!(to_a[0].header(&HeaderName::ReferSub), Some("false"));
+    assert!(
+        to_a.iter()
+            .all(|m| m.method().map(|x| x.to_string()) != Some("NOTIFY".into())),
+        "{to_a:?}"
+    );
+    assert!(w.take(C).pop().is_some(), "the transfer still happens");
+}
+
+#[test]
+fn the_transferor_hanging_up_right_after_the_202_leaves_the_transferee_up() {
+    let mut w = World::new();
+    let (ok, _invite_b) = connected(&mut w, "call-r3");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r3", ""));
+    w.phone_sends(A, a_refer(2, &tag, "call-r3", ""));
+    w.phone_sends(A, a_in_dialog("BYE", 3, &tag, "call-r3", ""));
+    let invite_c = w.take(C).pop().expect("1003 rings");
+    assert!(
+        w.take(B)
+            .iter()
+            .all(|m| m.method().map(|x| x.to_string()) != Some("BYE".into()))
+    );
+    w.phone_sends(C, {
+        let mut r = invite_c.response_builder(200, None, Some("c1"));
+        r = r.header(HeaderName::Contact, format!("<sip:1003@{C}>"));
+        let sdp = "v=0\r\no=- 3 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4004 RTP/AVP 0\r\na=sendrecv\r\n";
+        r = r.body("application/sdp", Bytes::from(sdp));
+        String::from_utf8(r.build().to_bytes().to_vec()).unwrap()
+    });
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    assert_eq!(w.state_at("1003"), vec![CallStateKind::Connected]);
+}
+
+#[test]
+fn an_invite_replacing_an_unknown_dialog_gets_481() {
+    let mut w = World::new();
+    let invite = invite_from_a("call-x").replace(
+        "Contact: <sip:1001@127.0.0.1:5001>",
+        "Contact: <sip:1001@127.0.0.1:5001>\nReplaces: no-such-call;to-tag=a;from-tag=b",
+    );
+    w.phone_sends(A, invite);
+    assert_eq!(w.codes(A), vec!["100", "481"]);
+    assert!(w.state_at("1001").is_empty());
 }
