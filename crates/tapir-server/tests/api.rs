@@ -187,7 +187,8 @@ async fn tokens_and_privileges() {
     assert!(
         text.as_str().unwrap().contains("tapir_operations_total")
             && text.as_str().unwrap().contains("tapir_events_total")
-            && text.as_str().unwrap().contains("tapir_calls"),
+            && text.as_str().unwrap().contains("tapir_calls")
+            && text.as_str().unwrap().contains("tapir_http_requests_total"),
         "{text}"
     );
     s.shutdown().await;
@@ -776,5 +777,191 @@ async fn every_event_once_in_order_across_a_reconnect_during_a_transfer() {
         "{:#?}",
         second.seen
     );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_other_operations_over_http() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner", "monitor"]).await;
+    alpha.open("2003", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    beta.open("2004", &["owner"]).await;
+    let mut ev_a = alpha.events(0).await;
+    let mut ev_b = beta.events(0).await;
+
+    // Forwarding: set, read back, event, cancel.
+    let (st, v) = beta
+        .put(
+            "/v1/addresses/2004/forwarding",
+            json!({"rules": [{"mode": "unconditional", "to": "2002"}], "no_answer_rings": 3}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["forwarding"]["rules"][0]["mode"], "unconditional");
+    assert_eq!(v["forwarding"]["no_answer_rings"], 3);
+    ev_b.until("address.forwarding", |v| v["type"] == "address.forwarding")
+        .await;
+    let (st, v) = beta
+        .put("/v1/addresses/2004/forwarding", json!({"rules": []}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["forwarding"]["rules"], json!([]));
+    let (st, v) = beta
+        .put(
+            "/v1/addresses/2004/forwarding",
+            json!({"rules": [{"mode": "sometimes"}]}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+
+    // Accept, then redirect an offered call.
+    let first = alpha
+        .ok("/v1/calls", json!({"from": "2001", "to": "2002"}))
+        .await;
+    let first = first["id"].as_str().unwrap().to_string();
+    let offered = ev_b
+        .until("call.new at 2002", |v| {
+            v["type"] == "call.new" && v["address"] == "2002"
+        })
+        .await;
+    let b = offered["call"].as_str().unwrap().to_string();
+    let accepted = beta.ok(&format!("/v1/calls/{b}/accept"), json!({})).await;
+    assert_eq!(accepted["state"], "accepted", "{accepted}");
+    let (st, v) = beta
+        .post(&format!("/v1/calls/{b}/redirect"), json!({"to": "2004"}))
+        .await;
+    assert!(st == 200 || st == 204, "{st} {v}");
+    let at_2004 = ev_b
+        .until("call.new at 2004", |v| {
+            v["type"] == "call.new" && v["address"] == "2004"
+        })
+        .await;
+    assert_eq!(at_2004["reason"], "redirect");
+    let c = at_2004["call"].as_str().unwrap().to_string();
+
+    // Pickup: 2003 takes the call ringing at 2004.
+    let (st, picked) = alpha
+        .post("/v1/addresses/2003/pickup", json!({"target": "2004"}))
+        .await;
+    assert_eq!(st, 200, "{picked}");
+    assert_eq!(picked["address"], "2003");
+    assert_eq!(picked["reason"], "pickup");
+    let p = picked["id"].as_str().unwrap().to_string();
+    ev_b.state(&c, "idle").await;
+    let p_now = alpha.call(&p).await;
+    assert!(
+        p_now["state"] == "connected" || p_now["state"] == "offering",
+        "{p_now}"
+    );
+    if p_now["state"] == "offering" {
+        alpha.ok(&format!("/v1/calls/{p}/answer"), json!({})).await;
+    }
+    ev_a.state(&p, "connected").await;
+
+    // Digits, secure, privilege and handoff on the picked-up call.
+    let d = alpha
+        .ok(&format!("/v1/calls/{p}/digits"), json!({"digits": "12#"}))
+        .await;
+    assert_eq!(d["id"], p.as_str());
+    let secured = alpha.ok(&format!("/v1/calls/{p}/secure"), json!({})).await;
+    assert_eq!(secured["secure"], true);
+    let (st, v) = alpha
+        .post(&format!("/v1/calls/{p}/handoff"), json!({"app": "nobody"}))
+        .await;
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(v["error"]["code"], "targetnotfound");
+    let (st, v) = alpha
+        .post(
+            &format!("/v1/calls/{p}/privilege"),
+            json!({"privilege": "monitor"}),
+        )
+        .await;
+    assert!((200..500).contains(&st), "{st} {v}");
+
+    // Swap hold between two calls of 2001.
+    let (a1, _) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    alpha.ok(&format!("/v1/calls/{a1}/hold"), json!({})).await;
+    let (a2, _) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let swapped = alpha
+        .ok(&format!("/v1/calls/{a2}/swap-hold"), json!({"with": a1}))
+        .await;
+    assert_eq!(swapped["state"], "onhold", "{swapped}");
+    assert_eq!(alpha.call(&a1).await["state"], "connected");
+
+    // Finish a consultation as a conference.
+    let setup = alpha
+        .ok(&format!("/v1/calls/{a1}/setup-transfer"), json!({}))
+        .await;
+    let x = setup["consult_call"].as_str().unwrap().to_string();
+    alpha
+        .ok(&format!("/v1/calls/{x}/dial"), json!({"digits": "2004"}))
+        .await;
+    let at = ev_b
+        .until("call.new at 2004", |v| {
+            v["type"] == "call.new" && v["address"] == "2004"
+        })
+        .await;
+    let y = at["call"].as_str().unwrap().to_string();
+    beta.ok(&format!("/v1/calls/{y}/answer"), json!({})).await;
+    ev_a.state(&x, "connected").await;
+    let (st, fin) = alpha
+        .post(
+            &format!("/v1/calls/{x}/finish"),
+            json!({"mode": "conference"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{fin}");
+    let conf = fin["conference_call"].as_str().unwrap().to_string();
+    let (_, related) = alpha.get(&format!("/v1/calls/{conf}/related")).await;
+    assert_eq!(related["calls"][0], conf.as_str(), "{related}");
+
+    // Every call appearance of 2001 is in use: 503 with TAPI's code.
+    let (st, v) = alpha
+        .post(&format!("/v1/calls/{conf}/prepare-add"), json!({}))
+        .await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["error"]["code"], "callunavail");
+    for call in [&a2, &first] {
+        alpha.ok(&format!("/v1/calls/{call}/drop"), json!({})).await;
+        assert_eq!(alpha.delete(&format!("/v1/calls/{call}")).await.0, 204);
+    }
+    // Now prepare-add gives a consultation call on the conference.
+    let prep = alpha
+        .ok(&format!("/v1/calls/{conf}/prepare-add"), json!({}))
+        .await;
+    assert!(prep["consult_call"].as_str().unwrap().starts_with("call-"));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn call_completion_and_cancel() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    let mut ev_b = beta.events(0).await;
+    let a = alpha
+        .ok("/v1/calls", json!({"from": "2001", "to": "2002"}))
+        .await;
+    let a = a["id"].as_str().unwrap().to_string();
+    ev_b.until("call.new", |v| v["type"] == "call.new").await;
+    let (st, v) = alpha
+        .post(
+            &format!("/v1/calls/{a}/complete"),
+            json!({"mode": "callback"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let id = v["completion_id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("compl-"), "{v}");
+    let (st, _) = alpha.delete(&format!("/v1/completions/{id}")).await;
+    assert_eq!(st, 204);
+    let (st, v) = alpha.delete(&format!("/v1/completions/{id}")).await;
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(v["error"]["code"], "invalcompletionid");
     s.shutdown().await;
 }

@@ -345,6 +345,7 @@ pub fn router(st: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .route("/v1/admin", any(admin_placeholder))
         .route("/v1/admin/{*rest}", any(admin_placeholder))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(track_requests))
         .with_state(st);
     (router, api)
 }
@@ -430,6 +431,24 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
 #[allow(dead_code)] // Documents the route served by `router`.
 async fn openapi_json() -> StatusCode {
     StatusCode::OK
+}
+
+/// Counts requests by route and status (`tapir_http_requests_total`) and
+/// times them (`tapir_http_request_seconds`).
+async fn track_requests(req: Request, next: axum::middleware::Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::histogram!("tapir_http_request_seconds", "method" => method.clone(), "path" => path.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("tapir_http_requests_total", "method" => method, "path" => path, "status" => status)
+        .increment(1);
+    resp
 }
 
 async fn admin_placeholder(token: AnyToken) -> ApiError {
