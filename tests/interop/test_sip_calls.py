@@ -21,7 +21,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-TAPIR = os.environ.get("TAPIR_BIN", os.path.join(ROOT, "target", "debug", "tapir"))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+TAPIR = os.environ.get("TAPIR_BIN", os.path.join(TARGET, "debug", "tapir"))
 TOKEN = "interop-app-token"
 PASSWORDS = {"1001": "pw-1001-secret", "1002": "pw-1002-secret", "1003": "pw-1003-secret"}
 

@@ -374,12 +374,23 @@ impl B2bua {
         key: TransactionKey,
         request: Message,
     ) {
-        // RFC 3891: an INVITE that replaces a dialog tapir does not know gets 481.
-        if let Ok(Some(replaces)) = request.replaces()
-            && !self.by_call_id.contains_key(replaces.call_id)
-        {
-            self.reply(now, &key, &request, 481);
-            return;
+        // RFC 3891: an INVITE that replaces a dialog tapir does not know gets
+        // 481; `early-only` on an established dialog gets 486.
+        let mut replaced = None;
+        if let Ok(Some(replaces)) = request.replaces() {
+            let Some(other) = self.by_call_id.get(replaces.call_id).copied() else {
+                self.reply(now, &key, &request, 481);
+                return;
+            };
+            let established = self
+                .dialogs
+                .get(&other)
+                .is_some_and(|d| d.state == LegState::Confirmed);
+            if established && replaces.early_only() {
+                self.reply(now, &key, &request, 486);
+                return;
+            }
+            replaced = Some(other);
         }
         let user = match self.directory.admit(now, &request, source) {
             Ok(user) => user,
@@ -456,12 +467,21 @@ impl B2bua {
             self.out
                 .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
         }
-        self.out.push_back(Out::Switch(Input::DeviceCall {
-            leg,
-            from: user,
-            external_caller: None,
-            to,
-        }));
+        let input = match replaced {
+            // Pickup from a phone key, or the end of an attended transfer.
+            Some(replaces) => Input::DeviceReplaces {
+                leg,
+                from: user,
+                replaces,
+            },
+            None => Input::DeviceCall {
+                leg,
+                from: user,
+                external_caller: None,
+                to,
+            },
+        };
+        self.out.push_back(Out::Switch(input));
     }
 
     /// CANCEL of a device's pending INVITE: 200 to the CANCEL, 487 to the

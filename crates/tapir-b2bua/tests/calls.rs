@@ -493,7 +493,10 @@ fn a_phone_refer_is_accepted_then_reported_done_by_notify_before_the_bye() {
             .unwrap()
             .starts_with("terminated")
     );
-    let invite_c = w.take(C).pop().unwrap_or_else(|| panic!("the transfer target is called: {:?}", w.sent));
+    let invite_c = w
+        .take(C)
+        .pop()
+        .unwrap_or_else(|| panic!("the transfer target is called: {:?}", w.sent));
     assert_eq!(invite_c.method().unwrap().to_string(), "INVITE");
     // The transferee now waits for 1003; the transferor's call is gone.
     assert_eq!(w.state_at("1002"), vec![CallStateKind::Proceeding]);
@@ -553,4 +556,40 @@ fn an_invite_replacing_an_unknown_dialog_gets_481() {
     w.phone_sends(A, invite);
     assert_eq!(w.codes(A), vec!["100", "481"]);
     assert!(w.state_at("1001").is_empty());
+}
+
+#[test]
+fn a_phone_picks_up_a_ringing_call_with_an_invite_that_replaces_it() {
+    let mut w = World::new();
+    w.phone_sends(A, invite_from_a("call-p1"));
+    w.take(A);
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    w.take(A);
+    // Phone 1003 presses its pickup key: INVITE with Replaces naming the
+    // ringing dialog (tapir's dialog with 1002).
+    let replaces = format!(
+        "{};to-tag=b1;from-tag={}",
+        invite_b.call_id().unwrap().unwrap(),
+        invite_b.from_header().unwrap().unwrap().tag().unwrap()
+    );
+    let pickup = invite_from_a("call-p2")
+        .replace(A, C)
+        .replace("sip:1001@", "sip:1003@")
+        .replace(
+            "Contact: <sip:1003@127.0.0.1:5003>",
+            &format!("Contact: <sip:1003@{C}>\nReplaces: {replaces}"),
+        );
+    w.phone_sends(C, pickup);
+    let to_c = w.codes(C);
+    assert_eq!(to_c.last().map(String::as_str), Some("200"), "{to_c:?}");
+    let to_b = w.take(B);
+    assert_eq!(
+        to_b[0].method().unwrap().to_string(),
+        "CANCEL",
+        "the ringing phone stops"
+    );
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.state_at("1003"), vec![CallStateKind::Connected]);
+    assert!(w.state_at("1002").is_empty());
 }

@@ -40,6 +40,7 @@ enum Step {
     Refer(usize, usize),
     ReferReplaces(usize),
     Behave(usize, Behaviour),
+    Replaces(usize, usize),
     Flow(usize, u8, usize, usize, bool),
     Advance(u64),
 }
@@ -138,6 +139,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (p.clone(), 0usize..DESTS.len()).prop_map(|(x, d)| Step::Refer(x, d)),
         1 => p.clone().prop_map(Step::ReferReplaces),
         1 => (p.clone(), behaviour()).prop_map(|(x, b)| Step::Behave(x, b)),
+        1 => (p.clone(), p.clone()).prop_map(|(x, y)| Step::Replaces(x, y)),
         4 => (0usize..3, 0u8..5, 0usize..5, 0usize..5, any::<bool>())
             .prop_map(|(a, f, x, y, b)| Step::Flow(a, f, x, y, b)),
         2 => prop_oneof![Just(1_000u64), Just(7_000), Just(30_000), Just(200_000)].prop_map(Step::Advance),
@@ -395,6 +397,26 @@ impl World {
                 }
             }
             Step::Behave(p, b) => self.sim.set_behaviour(PHONES[*p], *b),
+            Step::Replaces(p, q) => {
+                if let Some(replaced) = self.sim.phone(PHONES[*q]).leg_ids().last().copied() {
+                    let leg = self.sim.switch.allocate_leg();
+                    self.sim.input(Input::DeviceReplaces {
+                        leg,
+                        from: PHONES[*p].into(),
+                        replaces: replaced,
+                    });
+                    if self.sim.switch.call_of_leg(leg).is_some() {
+                        self.sim.legs.insert(
+                            leg,
+                            tapir_core::sim::SimLeg {
+                                address: PHONES[*p].into(),
+                                ringing: false,
+                                answered: true,
+                            },
+                        );
+                    }
+                }
+            }
             Step::Advance(ms) => self.sim.advance(*ms),
         }
         self.check()

@@ -469,10 +469,15 @@ impl Switch {
     pub(crate) fn join_now(&mut self, call: CallId) {
         self.set_state(call, CallState::Connected(ConnectedMode::Active));
         self.answer_inbound_leg(call);
-        for o in self.others_in_bridge(call) {
+        // In a conference the partner is the member standing for this call;
+        // it stays conferenced.
+        let conference = self.in_conference(call);
+        for o in self.callers_of(call) {
             if self.state(o).is_live() {
-                self.set_state(o, CallState::Connected(ConnectedMode::Active));
-                self.answer_inbound_leg(o);
+                if !conference {
+                    self.set_state(o, CallState::Connected(ConnectedMode::Active));
+                    self.answer_inbound_leg(o);
+                }
                 let po = self.party_of(o);
                 let pc = self.party_of(call);
                 self.set_connected(call, Some(po));

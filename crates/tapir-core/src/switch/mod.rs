@@ -58,6 +58,17 @@ pub enum Input {
         /// What the device dialled.
         to: String,
     },
+    /// A device sent an INVITE that replaces another leg's dialog (RFC 3891):
+    /// a pickup when that leg is ringing, taking the call over when it is
+    /// established. `leg` comes from [`Switch::allocate_leg`].
+    DeviceReplaces {
+        /// The new inbound leg.
+        leg: LegId,
+        /// The address of the device that sent the INVITE.
+        from: String,
+        /// The leg whose dialog it replaces.
+        replaces: LegId,
+    },
     /// Time passed: fire every timer due at `now`.
     Timeout,
 }
@@ -456,6 +467,15 @@ impl Switch {
                 to,
             } => {
                 self.device_call(leg, &from, external_caller, &to);
+                self.flush();
+                None
+            }
+            Input::DeviceReplaces {
+                leg,
+                from,
+                replaces,
+            } => {
+                self.device_replaces(leg, &from, replaces);
                 self.flush();
                 None
             }
@@ -1497,7 +1517,7 @@ impl Switch {
                     ));
                 }
                 if c.state.kind() != CallStateKind::Conferenced {
-                    return Err(format!("member {id} is not conferenced"));
+                    return Err(format!("member {id} is not conferenced but {:?}", c.state));
                 }
             }
             let mut apps: Vec<AppId> = c.handles.iter().map(|(a, _)| *a).collect();

@@ -116,6 +116,92 @@ impl Switch {
         }
     }
 
+    /// A device's INVITE with Replaces. A ringing call is picked up (it goes
+    /// `disconnected`, mode `pickup`; the new call has reason `pickup`); an
+    /// established two-party call is taken over (the replaced call goes idle;
+    /// the new call has reason `transfer`). Anything else — a secure call, a
+    /// conference, a call that ended — is refused with 603.
+    pub(crate) fn device_replaces(&mut self, leg: LegId, from: &str, replaces: LegId) {
+        let refuse = |s: &mut Self, cause| {
+            s.effect(crate::output::Effect::ReleaseLeg { leg, cause });
+        };
+        let Some(address) = self.m.addresses.get_key_value(from).map(|(k, _)| k.clone()) else {
+            refuse(self, ReleaseCause::NotFound);
+            return;
+        };
+        let Some(r) = self.call_of_leg(replaces) else {
+            refuse(self, ReleaseCause::NotFound);
+            return;
+        };
+        let state = self.state(r);
+        let secure = self.call(r).is_some_and(|c| c.secure);
+        if secure || self.in_conference(r) || self.m.legs.contains_key(&leg) {
+            refuse(self, ReleaseCause::Rejected);
+            return;
+        }
+        let (caller, called, r_address) = match self.call(r) {
+            Some(c) => (c.caller.clone(), c.called.clone(), c.address.clone()),
+            None => return,
+        };
+        let (other, reason) = if state.is_alerting() {
+            match self.others_in_bridge(r).first().copied() {
+                Some(a) => (a, CallReason::Pickup),
+                None => {
+                    refuse(self, ReleaseCause::Rejected);
+                    return;
+                }
+            }
+        } else if state.is_connected() {
+            match self.peer(r) {
+                Some(p) => (p, CallReason::Transfer),
+                None => {
+                    refuse(self, ReleaseCause::Rejected);
+                    return;
+                }
+            }
+        } else {
+            refuse(self, ReleaseCause::Rejected);
+            return;
+        };
+        if reason == CallReason::Pickup {
+            self.set_state(r, CallState::Disconnected(DisconnectMode::Pickup));
+        }
+        self.go_idle(r, ReleaseCause::Moved);
+        let external = self.is_external(other);
+        let k = self.new_call(super::NewCall {
+            address,
+            state: CallState::Proceeding,
+            reason,
+            origin: if external {
+                crate::types::CallOrigin::External
+            } else {
+                crate::types::CallOrigin::Internal
+            },
+            caller,
+            called,
+            redirecting: Some(crate::types::Party::new(&*r_address)),
+            creator: None,
+            completion: None,
+            forward_hops: 0,
+        });
+        self.m.legs.insert(
+            leg,
+            super::Leg {
+                call: k,
+                inbound: true,
+                answered: false,
+                device_held: false,
+                direction: crate::output::Direction::SendRecv,
+                media: crate::output::MediaSource::Silence,
+            },
+        );
+        if let Some(c) = self.call_mut(k) {
+            c.leg = Some(leg);
+        }
+        self.new_bridge(&[other, k], None);
+        self.join_now(k);
+    }
+
     /// Handle one leg event (see [`LegEvent`]). Events for unknown legs are
     /// ignored: the leg may have ended while the report was on its way.
     pub(crate) fn leg_event(&mut self, leg: LegId, event: LegEvent) {
