@@ -81,6 +81,15 @@ pub enum MediaCommand {
         /// The source.
         source: MediaSource,
     },
+    /// Which way media flows on the leg now, from tapir's side.
+    Direction {
+        /// The leg.
+        leg: LegId,
+        /// tapir sends media to the device.
+        sends: bool,
+        /// tapir takes media from the device.
+        receives: bool,
+    },
     /// Send DTMF on the leg.
     Digits {
         /// The leg.
@@ -619,10 +628,27 @@ impl B2bua {
             self.reply_in_dialog(now, leg, &key, &request, 488, None);
             return;
         };
-        if remote.is_some()
-            && let Some(d) = self.dialogs.get_mut(&leg)
-        {
-            d.remote_offer = remote.clone();
+        if let Some(offer) = &remote {
+            if let Some(d) = self.dialogs.get_mut(&leg) {
+                d.remote_offer = remote.clone();
+            }
+            // The device's offer decides: holding with sendonly, tapir only
+            // listens; inactive, nothing flows.
+            let (sends, receives) = match offer.direction {
+                Direction::SendRecv => (true, true),
+                Direction::SendOnly => (false, true),
+                Direction::Inactive => (false, false),
+            };
+            let (sends, receives) = if offer.rtp.is_none() {
+                (false, false)
+            } else {
+                (sends, receives)
+            };
+            self.out.push_back(Out::Media(MediaCommand::Direction {
+                leg,
+                sends,
+                receives,
+            }));
         }
         self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
         if let Some(audio) = remote {
@@ -1133,6 +1159,16 @@ impl B2bua {
         d.direction = direction;
         d.sdp_version += 1;
         let body = sdp::local(self.session, d.sdp_version, d.rtp, direction);
+        let (sends, receives) = match direction {
+            Direction::SendRecv => (true, true),
+            Direction::SendOnly => (true, false),
+            Direction::Inactive => (false, false),
+        };
+        self.out.push_back(Out::Media(MediaCommand::Direction {
+            leg,
+            sends,
+            receives,
+        }));
         if let Some(req) = self.in_dialog_request(leg, Method::Invite) {
             let req = with_body(req, &[], "application/sdp", &body);
             if let Some(key) = self.start_client(now, leg, req)

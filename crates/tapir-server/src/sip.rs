@@ -15,7 +15,7 @@ use tapir_b2bua::driver::{self, ToSwitch};
 use tapir_b2bua::{B2bua, MediaCommand, MediaPorts};
 use tapir_core::{Input, LegEvent, LegId, LineKind, MediaSource, Tone};
 use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, RemoteMedia, Source};
-use tapir_media::sdp::Codec;
+use tapir_media::sdp::{Codec, Direction as MediaDirection};
 use tapir_media::tone::ToneKind;
 use tapir_sip::auth::Algorithm;
 use tokio::net::UdpSocket;
@@ -235,6 +235,19 @@ fn apply_media(engine: &MediaEngine, command: MediaCommand) {
             };
             engine.set_source(tapir_media::engine::LegId(leg.0), source)
         }
+        MediaCommand::Direction {
+            leg,
+            sends,
+            receives,
+        } => engine.set_direction(
+            tapir_media::engine::LegId(leg.0),
+            match (sends, receives) {
+                (true, true) => MediaDirection::SendRecv,
+                (true, false) => MediaDirection::SendOnly,
+                (false, true) => MediaDirection::RecvOnly,
+                (false, false) => MediaDirection::Inactive,
+            },
+        ),
         MediaCommand::Digits { leg, digits } => engine
             .send_digits(tapir_media::engine::LegId(leg.0), &digits)
             .map(|_| ()),
