@@ -193,6 +193,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         lines,
         translate: RwLock::new(translate),
         metrics: prometheus(),
+        opened: std::sync::Mutex::default(),
     });
     let (router, _) = http::router(shared);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)

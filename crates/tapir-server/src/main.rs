@@ -93,12 +93,26 @@ async fn serve(
     let generated = config.fill_secrets()?;
     let server = tapir_server::start(config).await?;
     print_screen(&server, config_path.as_deref(), &generated);
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r?; }
-    }
+    wait_for_stop().await?;
     eprintln!("tapir: stopping");
     server.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what service managers send) on Unix.
+async fn wait_for_stop() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }
 
 fn print_screen(

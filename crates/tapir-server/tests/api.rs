@@ -146,15 +146,48 @@ async fn tokens_and_privileges() {
     let (status, err) = alpha.post("/v1/lines/line-999/open", json!({})).await;
     assert_eq!(status, 404);
     assert_eq!(err["error"]["code"], "invallinehandle");
-    // By id as well as by address.
+    // By id as well as by address; the listing shows what is open.
     let id = lines[0]["id"].as_str().unwrap();
+    assert_eq!(lines[0]["open"], serde_json::Value::Null);
+    let (status, opened) = alpha.post(&format!("/v1/lines/{id}/open"), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(opened["open"], json!(["owner"]));
+    let (_, lines) = alpha.get("/v1/lines").await;
+    assert_eq!(lines[0]["open"], json!(["owner"]));
+    assert_eq!(lines[1]["open"], serde_json::Value::Null);
     assert_eq!(
         alpha
-            .post(&format!("/v1/lines/{id}/open"), json!({}))
+            .post(&format!("/v1/lines/{id}/close"), json!({}))
             .await
             .0,
-        200
+        204
     );
+    let (status, err) = alpha
+        .post(&format!("/v1/lines/{id}/close"), json!({}))
+        .await;
+    assert_eq!(status, 404, "closing a closed line: {err}");
+    assert_eq!(err["error"]["code"], "invallinehandle");
+    assert_eq!(
+        alpha.get("/v1/lines").await.1[0]["open"],
+        serde_json::Value::Null
+    );
+    alpha.open(id, &["owner"]).await;
+    // Browsers cannot set headers on a WebSocket: ?access_token= works too.
+    let url = format!(
+        "ws://{}/v1/events?since=0&access_token=tok-alpha",
+        s.http_addr
+    );
+    let (mut ws, _) = tokio::time::timeout(support::WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .unwrap()
+        .unwrap();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(support::WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.to_text().unwrap().contains("line.state"), "{first}");
 
     // An app cannot touch a call it has no handle to; a monitor cannot control.
     let beta = Api::new(&s, Some("tok-beta"));

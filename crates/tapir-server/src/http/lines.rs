@@ -34,9 +34,24 @@ pub struct LineObject {
     /// The privileges this app may open it with.
     #[schema(value_type = Vec<String>)]
     pub privileges: Vec<Privilege>,
+    /// The privileges this app has it open with; none while closed.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub open: Option<Vec<Privilege>>,
 }
 
-fn line_object(l: &LineView, privileges: &[Privilege]) -> LineObject {
+fn opened(
+    st: &AppState,
+    app: tapir_core::AppId,
+    line: tapir_core::LineId,
+) -> Option<Vec<Privilege>> {
+    st.opened
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(app, line))
+        .cloned()
+}
+
+fn line_object(l: &LineView, privileges: &[Privilege], open: Option<Vec<Privilege>>) -> LineObject {
     LineObject {
         id: l.id.to_string(),
         address: l.entry.address.clone(),
@@ -49,6 +64,7 @@ fn line_object(l: &LineView, privileges: &[Privilege]) -> LineObject {
             LineKind::RoutePoint | LineKind::Trunk => "notapplicable".into(),
         },
         privileges: privileges.to_vec(),
+        open,
     }
 }
 
@@ -65,7 +81,7 @@ pub async fn list_lines(
         st.lines
             .iter()
             .filter(|l| app.entry.may_open(&l.entry.address))
-            .map(|l| line_object(l, &app.entry.privileges))
+            .map(|l| line_object(l, &app.entry.privileges, opened(&st, app.id, l.id)))
             .collect(),
     )
 }
@@ -97,7 +113,7 @@ fn find_line<'a>(st: &'a AppState, line: &str) -> Result<&'a LineView, ApiError>
 #[utoipa::path(post, path = "/v1/lines/{line}/open", tag = "lines",
     params(("line" = String, Path, description = "line id (or its address)")),
     request_body = OpenLineBody,
-    responses((status = 200, description = "the line, now open", body = LineObject),
+    responses((status = 200, description = "the line, now open (`open` holds the privileges)", body = LineObject),
               (status = 403, description = "the app may not open this line so", body = ErrorBody),
               (status = 404, description = "unknown line", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -149,7 +165,15 @@ pub async fn open_line(
         .with(move |sw, _| sw.open_line(id, line_id, &privs, &modes))
         .await
         .map_err(|_| ApiError::unavailable())??;
-    Ok(Json(line_object(l, &privileges)))
+    st.opened
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((app.id, l.id), privileges.clone());
+    Ok(Json(line_object(
+        l,
+        &app.entry.privileges,
+        Some(privileges),
+    )))
 }
 
 /// `lineClose`: stop seeing the line; handles to its calls become invalid.
@@ -169,6 +193,10 @@ pub async fn close_line(
         .with(move |sw, now| sw.close_line(now, id, line_id))
         .await
         .map_err(|_| ApiError::unavailable())??;
+    st.opened
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(app.id, l.id));
     Ok(StatusCode::NO_CONTENT)
 }
 

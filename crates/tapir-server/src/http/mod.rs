@@ -65,6 +65,9 @@ pub struct Shared {
     pub translate: RwLock<TranslateCaps>,
     /// The Prometheus exporter, when this process could install it.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The privileges each app opened each line with (API session state,
+    /// shown by `GET /v1/lines`).
+    pub opened: std::sync::Mutex<HashMap<(AppId, LineId), Vec<tapir_core::Privilege>>>,
 }
 
 /// The state of the router.
