@@ -127,6 +127,9 @@ def main():
     acfg.idUri = f"sip:{args.user}@{args.server}"
     acfg.regConfig.registrarUri = f"sip:{args.server}"
     acfg.regConfig.registerOnAdd = False
+    # RTP on loopback only, like everything else in the tests.
+    acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
     acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
     acc = Account()
     acc.create(acfg)
