@@ -92,7 +92,10 @@ impl Journal {
     pub fn subscribe(&self, app: AppId, since: u64) -> Subscription {
         let mut map = self.lock();
         let s = Journal::stream(&mut map, app, self.buffer);
-        let first = s.events.front().map_or(s.last_seq + 1, |(seq, _)| *seq);
+        let first = s
+            .events
+            .front()
+            .map_or(s.last_seq.saturating_add(1), |(seq, _)| *seq);
         Subscription {
             backlog: s
                 .events
@@ -100,7 +103,7 @@ impl Journal {
                 .filter(|(seq, _)| *seq > since)
                 .cloned()
                 .collect(),
-            gap: since + 1 < first && since < s.last_seq,
+            gap: since.saturating_add(1) < first && since < s.last_seq,
             last_seq: s.last_seq,
             live: s.live.subscribe(),
         }
@@ -153,6 +156,10 @@ mod tests {
         assert_eq!(sub.backlog.len(), 3);
         assert!(!j.subscribe(AppId(1), 6).gap);
         assert!(!j.subscribe(AppId(7), 0).gap, "an app without events");
+        assert!(
+            !j.subscribe(AppId(1), u64::MAX).gap,
+            "since at the very end"
+        );
     }
 
     #[test]
