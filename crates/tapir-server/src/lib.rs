@@ -151,6 +151,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut apps = HashMap::new();
     let mut by_token = HashMap::new();
     for entry in &config.apps {
+        for l in entry.lines.iter().filter(|l| l.as_str() != "*") {
+            if !config.lines.iter().any(|line| line.addresses().contains(l)) {
+                tracing::warn!(app = %entry.name, line = %l, "app allowed a line that is not configured");
+            }
+        }
         if apps.contains_key(&entry.name) {
             return Err(
                 ConfigError::Invalid(format!("app {} is configured twice", entry.name)).into(),

@@ -131,3 +131,16 @@ async fn serve_prints_where_everything_is_and_keeps_its_secrets() {
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn openapi_subcommand_prints_the_document() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tapir"))
+        .arg("openapi")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["paths"]["/v1/calls/{call}/hold"]["post"].is_object());
+    assert!(doc["paths"]["/v1/events"]["get"].is_object());
+}
