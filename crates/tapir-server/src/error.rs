@@ -72,7 +72,14 @@ pub struct ApiError {
     pub code: Cow<'static, str>,
     /// Sentence.
     pub message: String,
+    /// The switch request that failed, when the switch saw one (its `reply`
+    /// event carries the same id).
+    pub request: Option<tapir_core::RequestId>,
 }
+
+/// Response header naming the switch request of a command (`req-N`), the id
+/// its `reply` event on the stream carries.
+pub const REQUEST_HEADER: &str = "tapir-request";
 
 impl ApiError {
     /// An error with an explicit status.
@@ -81,7 +88,14 @@ impl ApiError {
             status,
             code: Cow::Borrowed(code),
             message: message.into(),
+            request: None,
         }
+    }
+
+    /// The same error, naming the switch request it answers.
+    pub fn with_request(mut self, request: tapir_core::RequestId) -> ApiError {
+        self.request = Some(request);
+        self
     }
 
     /// 400 `invalparam`.
@@ -148,6 +162,7 @@ impl From<TapiError> for ApiError {
             status: status_of(e.code),
             code: Cow::Borrowed(e.code.as_str()),
             message: e.message,
+            request: None,
         }
     }
 }
@@ -158,6 +173,7 @@ impl From<tapir_translate::TranslateError> for ApiError {
             status: StatusCode::BAD_REQUEST,
             code: Cow::Borrowed(e.code()),
             message: e.to_string(),
+            request: None,
         }
     }
 }
@@ -170,6 +186,12 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(r) = self.request
+            && let Ok(v) = axum::http::HeaderValue::from_str(&r.to_string())
+        {
+            resp.headers_mut().insert(REQUEST_HEADER, v);
+        }
+        resp
     }
 }

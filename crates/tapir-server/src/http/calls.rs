@@ -67,8 +67,8 @@ pub async fn make_call(
         from: body.from,
         to,
     };
-    let (reply, infos) = exec(&st, &app, "makecall", cmd, None).await?;
-    Ok(reply_response(reply, &infos, None, StatusCode::CREATED))
+    let done = exec(&st, &app, "makecall", cmd, None).await?;
+    Ok(reply_response(done, None, StatusCode::CREATED))
 }
 
 /// `GET /v1/calls`: the snapshot to resync from.
@@ -141,10 +141,10 @@ pub async fn deallocate(
     State(st): State<AppState>,
     AuthApp(app): AuthApp,
     Path(call): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    exec(&st, &app, "deallocate", Command::Deallocate(call), None).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let done = exec(&st, &app, "deallocate", Command::Deallocate(call), None).await?;
+    Ok(done.no_content())
 }
 
 async fn run(
@@ -154,8 +154,8 @@ async fn run(
     call: CallId,
     cmd: Command,
 ) -> Result<Response, ApiError> {
-    let (reply, infos) = exec(st, app, op, cmd, Some(call)).await?;
-    Ok(reply_response(reply, &infos, Some(call), StatusCode::OK))
+    let done = exec(st, app, op, cmd, Some(call)).await?;
+    Ok(reply_response(done, Some(call), StatusCode::OK))
 }
 
 /// Operations on one call that take no body and answer with the call.
@@ -605,7 +605,7 @@ pub async fn uncomplete(
     State(st): State<AppState>,
     AuthApp(app): AuthApp,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let c = wire::parse_completion(&id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -613,7 +613,7 @@ pub async fn uncomplete(
             format!("{id:?} is not a completion id"),
         )
     })?;
-    exec(
+    let done = exec(
         &st,
         &app,
         "uncompletecall",
@@ -621,7 +621,7 @@ pub async fn uncomplete(
         None,
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(done.no_content())
 }
 
 /// Body of `handoff`: one of `app`, `media_mode`.

@@ -328,9 +328,9 @@ pub async fn set_forwarding(
     AuthApp(app): AuthApp,
     Path(address): Path<String>,
     ApiJson(body): ApiJson<ForwardingBody>,
-) -> Result<Json<AddressStatus>, ApiError> {
+) -> Result<Response, ApiError> {
     let l = check_address(&st, &app, &address)?;
-    exec(
+    let done = exec(
         &st,
         &app,
         "forward",
@@ -338,7 +338,8 @@ pub async fn set_forwarding(
         None,
     )
     .await?;
-    Ok(Json(status_of(&st, l, address).await?))
+    let status = Json(status_of(&st, l, address).await?).into_response();
+    Ok(super::with_request(status, done.request))
 }
 
 /// Body of `POST /v1/addresses/{address}/pickup`: one of `target`, `group`.
@@ -369,8 +370,8 @@ pub async fn pickup(
         (None, Some(g)) => PickupTarget::Group(g),
         _ => return Err(ApiError::param("give exactly one of target and group")),
     };
-    let (reply, infos) = exec(&st, &app, "pickup", Command::Pickup(address, target), None).await?;
-    Ok(reply_response(reply, &infos, None, StatusCode::OK))
+    let done = exec(&st, &app, "pickup", Command::Pickup(address, target), None).await?;
+    Ok(reply_response(done, None, StatusCode::OK))
 }
 
 /// Body of `POST /v1/addresses/{address}/unpark`.
@@ -394,7 +395,7 @@ pub async fn unpark(
     Path(address): Path<String>,
     ApiJson(body): ApiJson<UnparkBody>,
 ) -> Result<Response, ApiError> {
-    let (reply, infos) = exec(
+    let done = exec(
         &st,
         &app,
         "unpark",
@@ -402,5 +403,5 @@ pub async fn unpark(
         None,
     )
     .await?;
-    Ok(reply_response(reply, &infos, None, StatusCode::OK).into_response())
+    Ok(reply_response(done, None, StatusCode::OK))
 }

@@ -12,7 +12,7 @@ mod translate;
 
 use crate::actor::SwitchHandle;
 use crate::config::{AppEntry, LineEntry};
-use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::error::{ApiError, ErrorBody, ErrorDetail, REQUEST_HEADER};
 use crate::wire::{self, CallObject};
 use axum::Json;
 use axum::body::Bytes;
@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use tapir_core::{AppId, CallId, CallInfo, Command, LineId, Reply};
+use tapir_core::{AppId, CallId, CallInfo, Command, LineId, Reply, RequestId};
 use tapir_translate::TranslateCaps;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -202,6 +202,33 @@ fn reply_calls(reply: &Reply) -> Vec<CallId> {
     }
 }
 
+/// What a command produced: the switch's reply, the call objects fetched
+/// in the same step, and the request id (the `reply` event's).
+#[derive(Debug)]
+pub struct Executed {
+    /// The reply.
+    pub reply: Reply,
+    /// Call objects of the focus call and of the calls the reply names.
+    pub infos: Vec<CallInfo>,
+    /// The switch's request id.
+    pub request: RequestId,
+}
+
+impl Executed {
+    /// A bodiless success naming the request.
+    pub fn no_content(&self) -> Response {
+        with_request((StatusCode::NO_CONTENT).into_response(), self.request)
+    }
+}
+
+/// Add the request-id header to a response.
+pub fn with_request(mut resp: Response, request: RequestId) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request.to_string()) {
+        resp.headers_mut().insert(REQUEST_HEADER, v);
+    }
+    resp
+}
+
 /// Run one app command on the switch and fetch, in the same step, the call
 /// objects of `focus` and of the calls the reply names.
 pub async fn exec(
@@ -210,12 +237,12 @@ pub async fn exec(
     op: &'static str,
     cmd: Command,
     focus: Option<CallId>,
-) -> Result<(Reply, Vec<CallInfo>), ApiError> {
+) -> Result<Executed, ApiError> {
     let id = app.id;
-    let (result, infos) = st
+    let (request, result, infos) = st
         .handle
         .with(move |sw, now| {
-            let (_, r) = sw.request(now, id, cmd);
+            let (request, r) = sw.request(now, id, cmd);
             let mut infos = Vec::new();
             if let Ok(reply) = &r {
                 for c in focus.into_iter().chain(reply_calls(reply)) {
@@ -224,7 +251,7 @@ pub async fn exec(
                     }
                 }
             }
-            (r, infos)
+            (request, r, infos)
         })
         .await
         .map_err(|_| ApiError::unavailable())?;
@@ -233,7 +260,14 @@ pub async fn exec(
         Err(e) => e.code.as_str(),
     };
     metrics::counter!("tapir_operations_total", "op" => op, "result" => outcome).increment(1);
-    Ok((result?, infos))
+    match result {
+        Ok(reply) => Ok(Executed {
+            reply,
+            infos,
+            request,
+        }),
+        Err(e) => Err(ApiError::from(e).with_request(request)),
+    }
 }
 
 fn objects(infos: &[CallInfo], ids: &[CallId]) -> Vec<CallObject> {
@@ -245,7 +279,12 @@ fn objects(infos: &[CallInfo], ids: &[CallId]) -> Vec<CallObject> {
 
 /// The response of a command: the focus call after a plain success, the new
 /// call for a reply naming one call, and the reply's data otherwise.
-pub fn reply_response(
+pub fn reply_response(done: Executed, focus: Option<CallId>, status: StatusCode) -> Response {
+    let request = done.request;
+    with_request(reply_body(done.reply, &done.infos, focus, status), request)
+}
+
+fn reply_body(
     reply: Reply,
     infos: &[CallInfo],
     focus: Option<CallId>,

@@ -89,6 +89,12 @@ impl Api {
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> (u16, Value) {
+        let (status, body, _) = self.send_full(rb).await;
+        (status, body)
+    }
+
+    /// Status, body and the `tapir-request` header.
+    pub async fn send_full(&self, rb: reqwest::RequestBuilder) -> (u16, Value, Option<String>) {
         let rb = match &self.token {
             Some(t) => rb.bearer_auth(t),
             None => rb,
@@ -98,6 +104,11 @@ impl Api {
             .unwrap()
             .unwrap();
         let status = resp.status().as_u16();
+        let request = resp
+            .headers()
+            .get("tapir-request")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = tokio::time::timeout(WAIT, resp.text())
             .await
             .unwrap()
@@ -107,7 +118,13 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        (status, body)
+        (status, body, request)
+    }
+
+    /// POST with the `tapir-request` header of the answer.
+    pub async fn post_full(&self, path: &str, body: Value) -> (u16, Value, Option<String>) {
+        self.send_full(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
