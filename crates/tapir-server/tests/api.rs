@@ -742,6 +742,12 @@ async fn openapi_lists_every_path() {
     );
     assert!(doc["components"]["schemas"]["CallObject"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(
+        doc["paths"]["/v1/calls/{call}/hold"]["post"]["responses"]["200"]["headers"]
+            ["tapir-request"]
+            .is_object(),
+        "the request header is documented"
+    );
     s.shutdown().await;
 }
 

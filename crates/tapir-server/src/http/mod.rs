@@ -343,6 +343,43 @@ impl Modify for SecurityAddon {
     }
 }
 
+/// Documents the `tapir-request` header on every response of a command
+/// (the operations under `/v1/calls`, `/v1/addresses` and `/v1/completions`
+/// that reach the switch as a request).
+struct RequestHeaderAddon;
+
+impl Modify for RequestHeaderAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let commands = path.starts_with("/v1/calls")
+                || path.starts_with("/v1/completions")
+                || (path.starts_with("/v1/addresses/") && path.matches('/').count() == 4);
+            if !commands {
+                continue;
+            }
+            let ops = [&mut item.post, &mut item.put, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                for resp in op.responses.responses.values_mut() {
+                    if let RefOr::T(r) = resp {
+                        r.headers.insert(
+                            REQUEST_HEADER.to_string(),
+                            HeaderBuilder::new()
+                                .schema(ObjectBuilder::new().schema_type(Type::String))
+                                .description(Some(
+                                    "The switch request (`req-N`); its `reply` event carries the same id.",
+                                ))
+                                .build(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -364,12 +401,15 @@ struct ApiDoc;
 
 /// The OpenAPI document of every path.
 pub fn api_doc() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    let mut api = api_routes().into_openapi();
+    RequestHeaderAddon.modify(&mut api);
+    api
 }
 
 /// The router of the whole API and its OpenAPI document.
 pub fn router(st: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, api) = api_routes().split_for_parts();
+    let (router, mut api) = api_routes().split_for_parts();
+    RequestHeaderAddon.modify(&mut api);
     let doc: Arc<str> = Arc::from(api.to_json().unwrap_or_else(|_| "{}".into()));
     let router = router
         .route(
