@@ -1014,3 +1014,39 @@ async fn call_completion_and_cancel() {
     assert_eq!(v["error"]["code"], "invalcompletionid");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn make_call_translates_a_canonical_destination_from_the_location() {
+    let s = support::server_with(|c| {
+        let mut line = c.lines[0].clone();
+        line.address = "5552002".into();
+        c.lines.push(line);
+        c.apps[1].lines.push("5552002".into());
+    })
+    .await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("5552002", &["owner"]).await;
+    let mut ev_b = beta.events(0).await;
+    // From the default location (country 1, area 425) this is a local call.
+    let (st, call) = alpha
+        .post(
+            "/v1/calls",
+            json!({"from": "2001", "to": "+1 (425) 555-2002", "location": "default"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{call}");
+    assert_eq!(call["called"]["address"], "5552002", "{call}");
+    let new = ev_b.until("call.new", |v| v["type"] == "call.new").await;
+    assert_eq!(new["address"], "5552002");
+    let (st, err) = alpha
+        .post(
+            "/v1/calls",
+            json!({"from": "2001", "to": "+1 (425) 555-2002", "location": "nowhere"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invallocation");
+    s.shutdown().await;
+}
