@@ -103,6 +103,7 @@ def main():
     ap.add_argument("--port", type=int, default=0, help="local SIP port (0: any)")
     ap.add_argument("--run-seconds", type=float, default=120.0, help="exit after this long")
     ap.add_argument("--workdir", default="/tmp", help="where tone files are written")
+    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp", help="SIP transport")
     args = ap.parse_args()
 
     ep = pj.Endpoint()
@@ -119,13 +120,15 @@ def main():
     tcfg = pj.TransportConfig()
     tcfg.port = args.port
     tcfg.boundAddress = "127.0.0.1"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    tcp = args.transport == "tcp"
+    ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if tcp else pj.PJSIP_TRANSPORT_UDP, tcfg)
+    suffix = ";transport=tcp" if tcp else ""
     ep.libStart()
     ep.audDevManager().setNullDev()
 
     acfg = pj.AccountConfig()
     acfg.idUri = f"sip:{args.user}@{args.server}"
-    acfg.regConfig.registrarUri = f"sip:{args.server}"
+    acfg.regConfig.registrarUri = f"sip:{args.server}{suffix}"
     acfg.regConfig.registerOnAdd = False
     # RTP on loopback only, like everything else in the tests.
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
@@ -154,7 +157,7 @@ def main():
             elif name == "call":
                 c = Call(acc)
                 acc.calls.append(c)
-                c.makeCall(f"sip:{cmd['to']}@{args.server}", pj.CallOpParam(True))
+                c.makeCall(f"sip:{cmd['to']}@{args.server}{suffix}", pj.CallOpParam(True))
             elif name == "answer" and call:
                 prm = pj.CallOpParam()
                 prm.statusCode = 200

@@ -38,12 +38,13 @@ def free_port(kind=socket.SOCK_DGRAM):
 class Phone:
     """One pjsua_phone.py process, driven over its stdin/stdout."""
 
-    def __init__(self, user, sip_port):
+    def __init__(self, user, sip_port, transport="udp"):
         self.user = user
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "pjsua_phone.py"), "--user", user,
              "--password", PASSWORDS[user], "--server", f"127.0.0.1:{sip_port}",
-             "--run-seconds", "60", "--workdir", tempfile.gettempdir()],
+             "--run-seconds", "60", "--workdir", tempfile.gettempdir(),
+             "--transport", transport],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = []
         self.queue = queue.Queue()
@@ -97,7 +98,8 @@ class Tapir:
             for a, p in PASSWORDS.items())
         config = (
             f'data_dir = "{self.dir}/data"\n'
-            f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}"]\ndomain = "127.0.0.1"\n'
+            f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}"]\n'
+            f'domain = "127.0.0.1"\n'
             f'[http]\nlisten = "127.0.0.1:{self.http_port}"\nadmin_token = "interop-admin"\n\n'
             + lines +
             f'[[apps]]\nname = "crm"\ntoken = "{TOKEN}"\nlines = ["*"]\n'
@@ -167,8 +169,8 @@ class SipCalls(unittest.TestCase):
             p.close()
         self.tapir.close()
 
-    def phone(self, user):
-        p = Phone(user, self.tapir.sip_port)
+    def phone(self, user, transport="udp"):
+        p = Phone(user, self.tapir.sip_port, transport)
         p.send(cmd="register")
         e = p.wait_for(lambda e: e.get("event") == "reg")
         self.assertEqual(e["code"], 200, f"{user} registers with digest auth")
@@ -234,6 +236,26 @@ class SipCalls(unittest.TestCase):
         b.wait_for(lambda e: e.get("event") == "media" and e["status"] == "active")
         self.tapir.http("POST", f"/v1/calls/{cid}/drop")
         b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+
+    def test_phone_over_tcp_calls_and_is_called(self):
+        a = self.phone("1001", transport="tcp")
+        b = self.phone("1002")
+        a.send(cmd="call", to="1002")
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        b.send(cmd="answer")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        self.tapir.wait_states("1001", ["connected"])
+        a.send(cmd="hangup")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+        # tapir reaches the TCP phone over its connection.
+        b.send(cmd="call", to="1001")
+        a.wait_for(lambda e: e.get("event") == "incoming")
+        a.send(cmd="answer")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        # The first call stays listed (idle) until the app deallocates it.
+        self.tapir.wait_states("1001", ["connected", "idle"])
+        b.send(cmd="hangup")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
 
     def connected_call(self):
         """1001 calls 1002 and 1002 answers."""

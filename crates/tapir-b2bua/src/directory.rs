@@ -1,7 +1,7 @@
 //! The [`Directory`] of a real server: `tapir_sip`'s digest authenticator and
 //! registrar over the passwords of the configured phone lines.
 
-use crate::Directory;
+use crate::{ContactTarget, Directory};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -40,15 +40,26 @@ impl SipDirectory {
 }
 
 impl Directory for SipDirectory {
-    fn register(&mut self, now: Instant, request: &Message, source: SocketAddr) -> Message {
+    fn register(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: SocketAddr,
+        reliable: bool,
+    ) -> Message {
         let passwords = &self.passwords;
         let credentials = |user: &str| passwords.get(user).cloned();
+        let transport = if reliable {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
         self.registrar
             .register(
                 now,
                 request,
                 source,
-                Transport::Udp,
+                transport,
                 &mut self.auth,
                 &credentials,
             )
@@ -72,14 +83,25 @@ impl Directory for SipDirectory {
         }
     }
 
-    /// Where to send INVITEs: the registered Contact when it names an IP
-    /// address and port, else the address the REGISTER came from (a phone
-    /// behind NAT, or one that registered a host name).
-    fn contacts(&self, now: Instant, address: &str) -> Vec<SocketAddr> {
+    /// Where to send INVITEs: for UDP, the registered Contact when it names
+    /// an IP address and port, else the address the REGISTER came from (a
+    /// phone behind NAT, or one that registered a host name); for TCP, the
+    /// connection the REGISTER came on.
+    fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget> {
         self.registrar
             .contacts(address, now)
             .iter()
-            .map(|b| contact_address(&b.contact).unwrap_or(b.source))
+            .map(|b| match b.transport {
+                Transport::Udp => ContactTarget {
+                    addr: contact_address(&b.contact).unwrap_or(b.source),
+                    tcp: false,
+                },
+                // Reach a phone registered over TCP through its connection.
+                _ => ContactTarget {
+                    addr: b.source,
+                    tcp: true,
+                },
+            })
             .collect()
     }
 }

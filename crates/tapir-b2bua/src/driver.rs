@@ -1,13 +1,20 @@
-//! The tokio driver: moves datagrams between a UDP socket and the sans-IO
+//! The tokio driver: moves messages between the sockets (UDP, and TCP
+//! connections framed with `tapir_sip`'s stream framer) and the sans-IO
 //! [`B2bua`], effects from the switch into it, and its reports back to the
-//! switch, and fires its timers. It holds no telephony or SIP rule of its own.
+//! switch, and fires its timers. It holds no telephony or SIP rule of its
+//! own. A message for an address with an open TCP connection goes over that
+//! connection, anything else over UDP.
 
 use crate::{B2bua, MediaCommand, Out};
 use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tapir_core::{Effect, Input, LegEvent, LegId};
-use tokio::net::UdpSocket;
+use tapir_sip::msg::{Limits, Message, StreamFramer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// What the driver asks of the switch.
@@ -26,15 +33,97 @@ pub enum ToSwitch {
     },
 }
 
-/// Run the B2BUA until the socket fails or the switch goes away.
-/// `media` receives the media plane's work.
+/// Stops the TCP acceptor when the driver ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// What a TCP connection's reader reports to the main loop.
+enum FromTcp {
+    /// A new connection and the sender that writes to it.
+    Opened(SocketAddr, mpsc::UnboundedSender<Bytes>),
+    /// A complete message framed from the stream.
+    Message(SocketAddr, Message),
+    /// The connection closed (or its framing broke).
+    Closed(SocketAddr),
+}
+
+/// Accept TCP connections and run a reader and a writer for each.
+async fn accept(listener: TcpListener, events: mpsc::UnboundedSender<FromTcp>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        if events.send(FromTcp::Opened(peer, tx)).is_err() {
+            return;
+        }
+        tokio::spawn(connection(stream, peer, rx, events.clone()));
+    }
+}
+
+/// One TCP connection: frame what arrives, write what the loop sends.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut outgoing: mpsc::UnboundedReceiver<Bytes>,
+    events: mpsc::UnboundedSender<FromTcp>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        while let Some(data) = outgoing.recv().await {
+            if writer.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut framer = StreamFramer::new(Limits::default());
+    let mut buf = vec![0u8; 16_384];
+    'read: loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => framer.push(buf.get(..n).unwrap_or_default()),
+        }
+        loop {
+            match framer.next_message() {
+                Ok(Some(message)) => {
+                    if events.send(FromTcp::Message(peer, message)).is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Framing is lost on a broken stream: close it.
+                    tracing::debug!(%peer, error = %e, "closing SIP TCP connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    writing.abort();
+    let _ = events.send(FromTcp::Closed(peer));
+}
+
+/// Run the B2BUA until the socket fails or the switch goes away. With a
+/// `tcp` listener, phones may also use SIP over TCP. `media` receives the
+/// media plane's work.
 pub async fn run(
     socket: Arc<UdpSocket>,
+    tcp: Option<TcpListener>,
     mut b2b: B2bua,
     mut effects: broadcast::Receiver<Effect>,
     to_switch: mpsc::Sender<ToSwitch>,
     media: mpsc::UnboundedSender<MediaCommand>,
 ) {
+    let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
+    let _acceptor = AbortOnDrop(tcp.map(|listener| tokio::spawn(accept(listener, tcp_tx))));
+    let mut connections: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
         let deadline = b2b.poll_timeout();
@@ -63,14 +152,30 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             () = sleep => b2b.handle_timeout(Instant::now()),
+            Some(event) = tcp_rx.recv() => match event {
+                FromTcp::Opened(peer, writer) => {
+                    connections.insert(peer, writer);
+                }
+                FromTcp::Message(peer, message) => {
+                    b2b.handle_stream_message(Instant::now(), peer, message);
+                }
+                FromTcp::Closed(peer) => {
+                    connections.remove(&peer);
+                }
+            },
         }
         while let Some(out) = b2b.poll_output() {
             match out {
-                Out::Send { to, data } => {
-                    if let Err(e) = socket.send_to(&data, to).await {
-                        tracing::debug!(%to, error = %e, "SIP send failed");
+                Out::Send { to, data } => match connections.get(&to) {
+                    Some(writer) => {
+                        let _ = writer.send(data);
                     }
-                }
+                    None => {
+                        if let Err(e) = socket.send_to(&data, to).await {
+                            tracing::debug!(%to, error = %e, "SIP send failed");
+                        }
+                    }
+                },
                 Out::Switch(input) => {
                     if to_switch.send(ToSwitch::Input(input)).await.is_err() {
                         return;

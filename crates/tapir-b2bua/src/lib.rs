@@ -44,8 +44,15 @@ pub const INBOUND_LEG_BASE: u64 = 1 << 48;
 /// Registration, authentication and contact lookup, provided by the server
 /// (backed by `tapir_sip`'s registrar and digest authentication).
 pub trait Directory {
-    /// Answer a REGISTER (challenge, 200 with bindings, or an error).
-    fn register(&mut self, now: Instant, request: &Message, source: SocketAddr) -> Message;
+    /// Answer a REGISTER (challenge, 200 with bindings, or an error) that
+    /// came from `source`, over TCP when `reliable`.
+    fn register(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: SocketAddr,
+        reliable: bool,
+    ) -> Message;
     /// Admit a request from a device: `Ok(user)` when authenticated, or the
     /// response to send (407 challenge, 403).
     fn admit(
@@ -55,7 +62,16 @@ pub trait Directory {
         source: SocketAddr,
     ) -> Result<String, Box<Message>>;
     /// Where the device(s) of `address` can be reached now.
-    fn contacts(&self, now: Instant, address: &str) -> Vec<SocketAddr>;
+    fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget>;
+}
+
+/// Where to reach a registered device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContactTarget {
+    /// Its address (for TCP: the peer of the connection it registered on).
+    pub addr: SocketAddr,
+    /// The device registered over TCP.
+    pub tcp: bool,
 }
 
 /// Local RTP endpoints, provided by the media plane.
@@ -191,6 +207,8 @@ struct Dialog {
     refer_pending: Option<ReferSubscription>,
     /// The device's last SDP offer, which tapir's next answer must match.
     remote_offer: Option<sdp::RemoteAudio>,
+    /// The dialog runs over TCP.
+    tcp: bool,
 }
 
 /// The back-to-back user agent. See the crate documentation.
@@ -203,6 +221,8 @@ pub struct B2bua {
     by_call_id: HashMap<String, LegId>,
     /// Client transactions and the leg (and method) they belong to.
     clients: HashMap<TransactionKey, (LegId, Method)>,
+    /// Server transactions whose request came over TCP, and its connection.
+    reliable_peers: HashMap<TransactionKey, SocketAddr>,
     out: VecDeque<Out>,
     next_inbound: u64,
     counter: u64,
@@ -225,6 +245,7 @@ impl B2bua {
             dialogs: HashMap::new(),
             by_call_id: HashMap::new(),
             clients: HashMap::new(),
+            reliable_peers: HashMap::new(),
             out: VecDeque::new(),
             next_inbound: INBOUND_LEG_BASE,
             counter: 0,
@@ -266,7 +287,7 @@ impl B2bua {
     /// A datagram arrived from `source`. Malformed requests get the 400/505
     /// the codec chooses; malformed responses are dropped; nothing panics.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: Bytes) {
-        let mut message = match Message::parse_datagram(data.clone()) {
+        let message = match Message::parse_datagram(data.clone()) {
             Ok(m) => m,
             Err(e) => {
                 let tag = self.unique("t");
@@ -277,6 +298,22 @@ impl B2bua {
                 return;
             }
         };
+        self.received(now, source, message, Reliability::Unreliable);
+    }
+
+    /// A message framed from a TCP connection with peer `source` (the driver
+    /// frames the stream). Responses to it go back over that connection.
+    pub fn handle_stream_message(&mut self, now: Instant, source: SocketAddr, message: Message) {
+        self.received(now, source, message, Reliability::Reliable);
+    }
+
+    fn received(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        mut message: Message,
+        reliability: Reliability,
+    ) {
         if message.is_request() {
             if let Err(rejection) = tapir_sip::msg::check_request(&message) {
                 let tag = self.unique("t");
@@ -290,11 +327,14 @@ impl B2bua {
                 return;
             }
         }
-        match self
-            .tx
-            .handle_received(now, message, Reliability::Unreliable)
-        {
-            Received::NewRequest { key, request } => self.new_request(now, source, key, request),
+        let reliable = reliability == Reliability::Reliable;
+        match self.tx.handle_received(now, message, reliability) {
+            Received::NewRequest { key, request } => {
+                if reliable {
+                    self.reliable_peers.insert(key.clone(), source);
+                }
+                self.new_request(now, source, key, request)
+            }
             Received::Matched { .. } => {}
             Received::StrayAck(_) => {}
             Received::StrayResponse(response) => self.stray_response(now, response),
@@ -314,7 +354,11 @@ impl B2bua {
             match output {
                 LayerOutput::Transmit { role, key, message } => {
                     let to = match role {
-                        Role::Server => response_destination(&message),
+                        Role::Server => self
+                            .reliable_peers
+                            .get(&key)
+                            .copied()
+                            .or_else(|| response_destination(&message)),
                         Role::Client => self
                             .clients
                             .get(&key)
@@ -330,6 +374,13 @@ impl B2bua {
                     key,
                     event,
                 } => self.client_event(now, key, event),
+                LayerOutput::Event {
+                    role: Role::Server,
+                    key,
+                    event: TransactionEvent::Terminated,
+                } => {
+                    self.reliable_peers.remove(&key);
+                }
                 LayerOutput::Event { .. } | LayerOutput::Timeout(_) => {}
             }
         }
@@ -364,7 +415,8 @@ impl B2bua {
             .and_then(|t| t.tag().map(str::to_string));
         match method {
             Method::Register => {
-                let r = self.directory.register(now, &request, source);
+                let reliable = self.reliable_peers.contains_key(&key);
+                let r = self.directory.register(now, &request, source, reliable);
                 self.respond(now, &key, r);
             }
             Method::Options if to_tag.is_none() => self.reply(now, &key, &request, 200),
@@ -425,6 +477,7 @@ impl B2bua {
             }
         };
         // The server INVITE transaction has already sent 100 Trying.
+        let tcp = self.reliable_peers.contains_key(&key);
         let leg = LegId(self.next_inbound);
         self.next_inbound += 1;
         let rtp = self.media.open(leg);
@@ -469,6 +522,7 @@ impl B2bua {
                 queued_direction: None,
                 refer_pending: None,
                 remote_offer: remote.clone(),
+                tcp,
             },
         );
         self.by_call_id.insert(call_id, leg);
@@ -576,7 +630,7 @@ impl B2bua {
     ) {
         let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
         let mut b = request.response_builder(code, None, tag.as_deref());
-        b = b.header(HeaderName::Contact, self.contact());
+        b = b.header(HeaderName::Contact, self.contact(self.leg_tcp(leg)));
         if let Some(s) = sdp {
             b = b.body("application/sdp", Bytes::from(s));
         }
@@ -584,8 +638,28 @@ impl B2bua {
         self.respond(now, key, r);
     }
 
-    fn contact(&self) -> String {
-        format!("<sip:tapir@{}>", self.cfg.local)
+    /// tapir's Contact in a dialog; over TCP it says so, or the device
+    /// would send its in-dialog requests over UDP.
+    fn contact(&self, tcp: bool) -> String {
+        if tcp {
+            format!("<sip:tapir@{};transport=tcp>", self.cfg.local)
+        } else {
+            format!("<sip:tapir@{}>", self.cfg.local)
+        }
+    }
+
+    /// The Via of a request tapir sends.
+    fn via(&self, tcp: bool, branch: &str) -> String {
+        let transport = if tcp { "TCP" } else { "UDP" };
+        format!(
+            "SIP/2.0/{transport} {};branch={branch};rport",
+            self.cfg.local
+        )
+    }
+
+    /// Whether a leg's dialog runs over TCP.
+    fn leg_tcp(&self, leg: LegId) -> bool {
+        self.dialogs.get(&leg).is_some_and(|d| d.tcp)
     }
 
     /// A device re-INVITE: hold or retrieve by the device, or a new address.
@@ -705,7 +779,7 @@ impl B2bua {
         let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
         let mut b = request
             .response_builder(202, None, tag.as_deref())
-            .header(HeaderName::Contact, self.contact());
+            .header(HeaderName::Contact, self.contact(self.leg_tcp(leg)));
         if !subscribe {
             b = b.header(HeaderName::ReferSub, "false");
         }
@@ -1016,36 +1090,38 @@ impl B2bua {
         auto_answer: bool,
     ) {
         let contacts = self.directory.contacts(now, target);
-        let Some(remote_addr) = contacts.first().copied() else {
+        let Some(found) = contacts.first().copied() else {
             self.out.push_back(Out::Switch(Input::Leg {
                 leg,
                 event: LegEvent::Unreachable,
             }));
             return;
         };
+        let remote_addr = found.addr;
         let rtp = self.media.open(leg);
         let call_id = format!("{}@{}", self.unique("c"), self.cfg.domain);
         let local_tag = self.unique("tp");
         let domain = self.cfg.domain.clone();
         let local_uri = format!("sip:{}@{domain}", caller.address);
         let remote_uri = format!("sip:{target}@{domain}");
-        let request_uri = format!("sip:{target}@{remote_addr}");
+        let request_uri = if found.tcp {
+            format!("sip:{target}@{remote_addr};transport=tcp")
+        } else {
+            format!("sip:{target}@{remote_addr}")
+        };
         let from = match &caller.name {
             Some(n) => format!("\"{}\" <{local_uri}>;tag={local_tag}", n.replace('"', "")),
             None => format!("<{local_uri}>;tag={local_tag}"),
         };
         let branch = self.unique("z9hG4bK");
         let mut b = MessageBuilder::request(Method::Invite, request_uri.clone())
-            .header(
-                HeaderName::Via,
-                format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.local),
-            )
+            .header(HeaderName::Via, self.via(found.tcp, &branch))
             .header(HeaderName::MaxForwards, "70")
             .header(HeaderName::From, from)
             .header(HeaderName::To, format!("<{remote_uri}>"))
             .header(HeaderName::CallId, call_id.clone())
             .header(HeaderName::CSeq, "1 INVITE")
-            .header(HeaderName::Contact, self.contact())
+            .header(HeaderName::Contact, self.contact(found.tcp))
             .header(
                 HeaderName::Allow,
                 "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE",
@@ -1060,7 +1136,7 @@ impl B2bua {
         let invite = b.body("application/sdp", Bytes::from(body)).build();
         let Ok(key) = self
             .tx
-            .start_client(now, invite.clone(), Reliability::Unreliable)
+            .start_client(now, invite.clone(), reliability(found.tcp))
         else {
             self.out.push_back(Out::Switch(Input::Leg {
                 leg,
@@ -1093,6 +1169,7 @@ impl B2bua {
                 queued_direction: None,
                 refer_pending: None,
                 remote_offer: None,
+                tcp: found.tcp,
             },
         );
         self.by_call_id.insert(call_id, leg);
@@ -1105,11 +1182,13 @@ impl B2bua {
         if !d.inbound || d.state != LegState::Early {
             return;
         }
+        let contact = if d.tcp {
+            format!("<sip:tapir@{};transport=tcp>", self.cfg.local)
+        } else {
+            format!("<sip:tapir@{}>", self.cfg.local)
+        };
         let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
-        b = b.header(
-            HeaderName::Contact,
-            format!("<sip:tapir@{}>", self.cfg.local),
-        );
+        b = b.header(HeaderName::Contact, contact);
         if with_sdp {
             d.early_media = true;
             let body = leg_sdp(self.session, d, Direction::SendRecv);
@@ -1129,13 +1208,15 @@ impl B2bua {
         }
         d.state = LegState::Confirmed;
         let body = leg_sdp(self.session, d, d.direction);
+        let contact = if d.tcp {
+            format!("<sip:tapir@{};transport=tcp>", self.cfg.local)
+        } else {
+            format!("<sip:tapir@{}>", self.cfg.local)
+        };
         let r = d
             .invite
             .response_builder(200, None, Some(&d.local_tag))
-            .header(
-                HeaderName::Contact,
-                format!("<sip:tapir@{}>", self.cfg.local),
-            )
+            .header(HeaderName::Contact, contact)
             .body("application/sdp", Bytes::from(body))
             .build();
         let key = d.invite_key.clone();
@@ -1199,11 +1280,12 @@ impl B2bua {
             (LegState::Early, false) => {
                 let cancel = cancel_for(&d.invite);
                 let to = d.remote_addr;
+                let d_tcp = d.tcp;
                 if let Some(d) = self.dialogs.get_mut(&leg) {
                     d.state = LegState::Ending;
                 }
                 if let Some(cancel) = cancel
-                    && let Ok(key) = self.tx.start_client(now, cancel, Reliability::Unreliable)
+                    && let Ok(key) = self.tx.start_client(now, cancel, reliability(d_tcp))
                 {
                     self.clients.insert(key, (leg, Method::Cancel));
                 } else {
@@ -1269,10 +1351,8 @@ impl B2bua {
         request: Message,
     ) -> Option<TransactionKey> {
         let method = request.method().cloned()?;
-        let key = self
-            .tx
-            .start_client(now, request, Reliability::Unreliable)
-            .ok()?;
+        let tcp = self.leg_tcp(leg);
+        let key = self.tx.start_client(now, request, reliability(tcp)).ok()?;
         self.clients.insert(key.clone(), (leg, method));
         self.drain_transactions(now);
         Some(key)
@@ -1281,17 +1361,15 @@ impl B2bua {
     /// A new request inside a leg's dialog (CSeq incremented).
     fn in_dialog_request(&mut self, leg: LegId, method: Method) -> Option<Message> {
         let branch = self.unique("z9hG4bK");
-        let local = self.cfg.local;
-        let contact = self.contact();
+        let tcp = self.leg_tcp(leg);
+        let contact = self.contact(tcp);
+        let via = self.via(tcp, &branch);
         let d = self.dialogs.get_mut(&leg)?;
         d.local_cseq += 1;
         let (from, to) = dialog_from_to(d);
         Some(
             MessageBuilder::request(method.clone(), d.remote_target.clone())
-                .header(
-                    HeaderName::Via,
-                    format!("SIP/2.0/UDP {local};branch={branch};rport"),
-                )
+                .header(HeaderName::Via, via)
                 .header(HeaderName::MaxForwards, "70")
                 .header(HeaderName::From, from)
                 .header(HeaderName::To, to)
@@ -1305,15 +1383,12 @@ impl B2bua {
     /// The ACK for a 2xx to our INVITE with CSeq `cseq`.
     fn ack_for(&mut self, leg: LegId, cseq: u32) -> Option<Message> {
         let branch = self.unique("z9hG4bK");
-        let local = self.cfg.local;
+        let via = self.via(self.leg_tcp(leg), &branch);
         let d = self.dialogs.get(&leg)?;
         let (from, to) = dialog_from_to(d);
         Some(
             MessageBuilder::request(Method::Ack, d.remote_target.clone())
-                .header(
-                    HeaderName::Via,
-                    format!("SIP/2.0/UDP {local};branch={branch};rport"),
-                )
+                .header(HeaderName::Via, via)
                 .header(HeaderName::MaxForwards, "70")
                 .header(HeaderName::From, from)
                 .header(HeaderName::To, to)
@@ -1331,6 +1406,15 @@ fn leg_sdp(session: u64, d: &Dialog, direction: Direction) -> String {
         .as_ref()
         .and_then(|offer| sdp::answer(session, d.sdp_version, d.rtp, direction, offer))
         .unwrap_or_else(|| sdp::local(session, d.sdp_version, d.rtp, direction))
+}
+
+/// No retransmissions over TCP (RFC 3261 §17.1.1.2).
+fn reliability(tcp: bool) -> Reliability {
+    if tcp {
+        Reliability::Reliable
+    } else {
+        Reliability::Unreliable
+    }
 }
 
 /// From and To of a request we send inside a dialog.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tapir_b2bua::{B2bua, Config, Directory, MediaCommand, MediaPorts, Out};
+use tapir_b2bua::{B2bua, Config, ContactTarget, Directory, MediaCommand, MediaPorts, Out};
 use tapir_core::{
     AppConfig, CallStateKind, Input, LegId, LineConfig, Output, Privilege, Switch, Timestamp,
 };
@@ -24,7 +24,13 @@ const C: &str = "127.0.0.1:5003";
 struct Phones(HashMap<String, SocketAddr>);
 
 impl Directory for Phones {
-    fn register(&mut self, _now: Instant, request: &Message, _source: SocketAddr) -> Message {
+    fn register(
+        &mut self,
+        _now: Instant,
+        request: &Message,
+        _source: SocketAddr,
+        _reliable: bool,
+    ) -> Message {
         request.response_builder(200, None, Some("reg")).build()
     }
     fn admit(
@@ -41,8 +47,15 @@ impl Directory for Phones {
             )),
         }
     }
-    fn contacts(&self, _now: Instant, address: &str) -> Vec<SocketAddr> {
-        self.0.get(address).copied().into_iter().collect()
+    fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
+        self.0
+            .get(address)
+            .map(|addr| ContactTarget {
+                addr: *addr,
+                tcp: false,
+            })
+            .into_iter()
+            .collect()
     }
 }
 

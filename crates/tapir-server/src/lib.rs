@@ -48,6 +48,8 @@ pub struct RunningServer {
     pub config: Config,
     /// Where SIP listens (UDP), when `[sip] listen` names an address.
     pub sip_addr: Option<SocketAddr>,
+    /// Where SIP over TCP listens, when `[sip] listen` has a `tcp:` entry.
+    pub sip_tcp_addr: Option<SocketAddr>,
     sip: Option<sip::SipRunning>,
     shutdown: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
@@ -191,6 +193,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let sip_addr = sip.as_ref().map(|s| s.addr);
+    let sip_tcp_addr = sip.as_ref().and_then(|s| s.tcp_addr);
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
         apps: by_token,
@@ -229,6 +232,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         apps,
         config,
         sip_addr,
+        sip_tcp_addr,
         sip,
         shutdown: Some(tx),
         http_task,

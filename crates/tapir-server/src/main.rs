@@ -143,10 +143,16 @@ fn print_screen(
     println!("  OpenAPI        {base}/v1/openapi.json");
     println!("  health         {base}/healthz    metrics {base}/metrics");
     match server.sip_addr {
-        Some(addr) => println!(
-            "  SIP            udp:{addr} (realm {}; phones register with their line's password)",
-            c.sip.domain
-        ),
+        Some(addr) => {
+            let tcp = server
+                .sip_tcp_addr
+                .map(|t| format!(", tcp:{t}"))
+                .unwrap_or_default();
+            println!(
+                "  SIP            udp:{addr}{tcp} (realm {}; phones register with their line's password)",
+                c.sip.domain
+            )
+        }
         None => println!("  SIP            off (no udp: entry in [sip] listen)"),
     }
     println!("  park slots     {}", c.park.slots);

@@ -27,6 +27,8 @@ use tokio::task::JoinHandle;
 pub struct SipRunning {
     /// The address the SIP UDP socket is bound to.
     pub addr: SocketAddr,
+    /// The address SIP over TCP listens on, when configured.
+    pub tcp_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -42,8 +44,8 @@ impl SipRunning {
 /// Why SIP could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SipStartError {
-    /// A `[sip] listen` entry is not `udp:HOST:PORT` (or tcp/tls, not served yet).
-    #[error("bad [sip] listen entry '{0}': expected udp:HOST:PORT")]
+    /// A `[sip] listen` entry is not `udp:HOST:PORT`, `tcp:…` or `tls:…`.
+    #[error("bad [sip] listen entry '{0}': expected udp:HOST:PORT or tcp:HOST:PORT")]
     Listen(String),
     /// The socket could not be bound.
     #[error("cannot bind SIP on {0}: {1}")]
@@ -56,24 +58,26 @@ pub enum SipStartError {
     Media(String),
 }
 
-/// The UDP address of `[sip] listen` (TCP and TLS entries are not served yet
-/// and are skipped with a warning).
-fn udp_listen(config: &Config) -> Result<Option<SocketAddr>, SipStartError> {
+/// The UDP and TCP addresses of `[sip] listen` (TLS entries are not served
+/// yet and are skipped with a warning).
+fn listen_addresses(
+    config: &Config,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), SipStartError> {
+    let mut udp = None;
+    let mut tcp = None;
     for entry in &config.sip.listen {
+        let parse = |addr: &str| {
+            addr.parse::<SocketAddr>()
+                .map_err(|_| SipStartError::Listen(entry.clone()))
+        };
         match entry.split_once(':') {
-            Some(("udp", addr)) => {
-                return addr
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| SipStartError::Listen(entry.clone()));
-            }
-            Some(("tcp" | "tls", _)) => {
-                tracing::warn!(%entry, "SIP over TCP/TLS is not served yet");
-            }
+            Some(("udp", addr)) => udp = udp.or(Some(parse(addr)?)),
+            Some(("tcp", addr)) => tcp = tcp.or(Some(parse(addr)?)),
+            Some(("tls", _)) => tracing::warn!(%entry, "SIP over TLS is not served yet"),
             _ => return Err(SipStartError::Listen(entry.clone())),
         }
     }
-    Ok(None)
+    Ok((udp, tcp))
 }
 
 /// RTP endpoints from the media engine.
@@ -103,7 +107,7 @@ pub async fn start(
     config: &Config,
     handle: &SwitchHandle,
 ) -> Result<Option<SipRunning>, SipStartError> {
-    let Some(listen) = udp_listen(config)? else {
+    let (Some(listen), tcp_listen) = listen_addresses(config)? else {
         return Ok(None);
     };
     let socket = UdpSocket::bind(listen)
@@ -112,6 +116,15 @@ pub async fn start(
     let addr = socket
         .local_addr()
         .map_err(|e| SipStartError::Bind(listen, e))?;
+    let tcp = match tcp_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| SipStartError::Bind(at, e))?,
+        ),
+        None => None,
+    };
+    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
     let (engine, mut media_events) = MediaEngine::new(MediaConfig {
         bind_ip: addr.ip(),
         ..MediaConfig::default()
@@ -151,6 +164,7 @@ pub async fn start(
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(driver::run(
         Arc::new(socket),
+        tcp,
         b2b,
         effects,
         to_switch,
@@ -195,8 +209,12 @@ pub async fn start(
             }
         }
     }));
-    tracing::info!(%addr, "SIP listening (UDP)");
-    Ok(Some(SipRunning { addr, tasks }))
+    tracing::info!(%addr, ?tcp_addr, "SIP listening");
+    Ok(Some(SipRunning {
+        addr,
+        tcp_addr,
+        tasks,
+    }))
 }
 
 /// Carry one of the B2BUA's media commands to the engine.
