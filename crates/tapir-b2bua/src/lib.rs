@@ -612,7 +612,9 @@ impl B2bua {
                 }
             }
             Method::Refer => self.refer_received(now, leg, key, request),
-            Method::Options | Method::Notify => {
+            // PRACK tolerance (RFC 3262): tapir never asks for reliable
+            // provisionals, but a device's PRACK is acknowledged.
+            Method::Options | Method::Notify | Method::Prack => {
                 self.reply_in_dialog(now, leg, &key, &request, 200, None)
             }
             _ => self.reply_in_dialog(now, leg, &key, &request, 405, None),

@@ -606,3 +606,12 @@ fn a_phone_picks_up_a_ringing_call_with_an_invite_that_replaces_it() {
     assert_eq!(w.state_at("1003"), vec![CallStateKind::Connected]);
     assert!(w.state_at("1002").is_empty());
 }
+
+#[test]
+fn a_prack_in_a_dialog_is_acknowledged() {
+    let mut w = World::new();
+    let (ok, _invite_b) = connected(&mut w, "call-pr");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("PRACK", 2, &tag, "call-pr", ""));
+    assert_eq!(w.codes(A), vec!["200"]);
+}
