@@ -103,7 +103,7 @@ def main():
     ap.add_argument("--port", type=int, default=0, help="local SIP port (0: any)")
     ap.add_argument("--run-seconds", type=float, default=120.0, help="exit after this long")
     ap.add_argument("--workdir", default="/tmp", help="where tone files are written")
-    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp", help="SIP transport")
+    ap.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp", help="SIP transport")
     args = ap.parse_args()
 
     ep = pj.Endpoint()
@@ -120,9 +120,12 @@ def main():
     tcfg = pj.TransportConfig()
     tcfg.port = args.port
     tcfg.boundAddress = "127.0.0.1"
-    tcp = args.transport == "tcp"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if tcp else pj.PJSIP_TRANSPORT_UDP, tcfg)
-    suffix = ";transport=tcp" if tcp else ""
+    kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP,
+             "tls": pj.PJSIP_TRANSPORT_TLS}
+    # tapir's TLS certificate is self-signed: the test phone does not verify it.
+    tcfg.tlsConfig.verifyServer = False
+    ep.transportCreate(kinds[args.transport], tcfg)
+    suffix = "" if args.transport == "udp" else f";transport={args.transport}"
     ep.libStart()
     ep.audDevManager().setNullDev()
 

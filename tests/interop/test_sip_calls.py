@@ -91,6 +91,7 @@ class Tapir:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="tapir-interop-")
         self.sip_port = free_port()
+        self.tls_port = free_port(socket.SOCK_STREAM)
         self.http_port = free_port(socket.SOCK_STREAM)
         lines = "".join(
             f'[[lines]]\naddress = "{a}"\nkind = "phone"\npassword = "{p}"\nname = "Phone {a}"\n'
@@ -98,7 +99,8 @@ class Tapir:
             for a, p in PASSWORDS.items())
         config = (
             f'data_dir = "{self.dir}/data"\n'
-            f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}"]\n'
+            f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}",'
+            f' "tls:127.0.0.1:{self.tls_port}"]\n'
             f'domain = "127.0.0.1"\n'
             f'[http]\nlisten = "127.0.0.1:{self.http_port}"\nadmin_token = "interop-admin"\n\n'
             + lines +
@@ -170,7 +172,8 @@ class SipCalls(unittest.TestCase):
         self.tapir.close()
 
     def phone(self, user, transport="udp"):
-        p = Phone(user, self.tapir.sip_port, transport)
+        port = self.tapir.tls_port if transport == "tls" else self.tapir.sip_port
+        p = Phone(user, port, transport)
         p.send(cmd="register")
         e = p.wait_for(lambda e: e.get("event") == "reg")
         self.assertEqual(e["code"], 200, f"{user} registers with digest auth")
@@ -256,6 +259,23 @@ class SipCalls(unittest.TestCase):
         self.tapir.wait_states("1001", ["connected", "idle"])
         b.send(cmd="hangup")
         a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+
+    def test_phone_over_tls_calls_and_is_called(self):
+        a = self.phone("1001", transport="tls")
+        b = self.phone("1002")
+        a.send(cmd="call", to="1002")
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        b.send(cmd="answer")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        self.tapir.wait_states("1001", ["connected"])
+        b.send(cmd="hangup")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+        b.send(cmd="call", to="1001")
+        a.wait_for(lambda e: e.get("event") == "incoming")
+        a.send(cmd="answer")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        a.send(cmd="hangup")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
 
     def connected_call(self):
         """1001 calls 1002 and 1002 answers."""

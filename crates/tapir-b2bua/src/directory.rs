@@ -1,7 +1,7 @@
 //! The [`Directory`] of a real server: `tapir_sip`'s digest authenticator and
 //! registrar over the passwords of the configured phone lines.
 
-use crate::{ContactTarget, Directory};
+use crate::{ContactTarget, Directory, SipTransport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -45,14 +45,14 @@ impl Directory for SipDirectory {
         now: Instant,
         request: &Message,
         source: SocketAddr,
-        reliable: bool,
+        transport: SipTransport,
     ) -> Message {
         let passwords = &self.passwords;
         let credentials = |user: &str| passwords.get(user).cloned();
-        let transport = if reliable {
-            Transport::Tcp
-        } else {
-            Transport::Udp
+        let transport = match transport {
+            SipTransport::Udp => Transport::Udp,
+            SipTransport::Tcp => Transport::Tcp,
+            SipTransport::Tls => Transport::Tls,
         };
         self.registrar
             .register(
@@ -94,12 +94,16 @@ impl Directory for SipDirectory {
             .map(|b| match b.transport {
                 Transport::Udp => ContactTarget {
                     addr: contact_address(&b.contact).unwrap_or(b.source),
-                    tcp: false,
+                    transport: SipTransport::Udp,
                 },
-                // Reach a phone registered over TCP through its connection.
-                _ => ContactTarget {
+                // Reach a phone registered over TCP or TLS through its connection.
+                Transport::Tls | Transport::Wss => ContactTarget {
                     addr: b.source,
-                    tcp: true,
+                    transport: SipTransport::Tls,
+                },
+                Transport::Tcp | Transport::Ws => ContactTarget {
+                    addr: b.source,
+                    transport: SipTransport::Tcp,
                 },
             })
             .collect()

@@ -5,7 +5,7 @@
 //! own. A message for an address with an open TCP connection goes over that
 //! connection, anything else over UDP.
 
-use crate::{B2bua, MediaCommand, Out};
+use crate::{B2bua, MediaCommand, Out, SipTransport};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tapir_core::{Effect, Input, LegEvent, LegId};
 use tapir_sip::msg::{Limits, Message, StreamFramer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
 
 /// What the driver asks of the switch.
 #[derive(Debug)]
@@ -49,33 +50,61 @@ enum FromTcp {
     /// A new connection and the sender that writes to it.
     Opened(SocketAddr, mpsc::UnboundedSender<Bytes>),
     /// A complete message framed from the stream.
-    Message(SocketAddr, Message),
+    Message(SocketAddr, SipTransport, Message),
     /// The connection closed (or its framing broke).
     Closed(SocketAddr),
 }
 
-/// Accept TCP connections and run a reader and a writer for each.
-async fn accept(listener: TcpListener, events: mpsc::UnboundedSender<FromTcp>) {
+/// Accept TCP (or, with an acceptor, TLS) connections and run a reader and
+/// a writer for each.
+async fn accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    events: mpsc::UnboundedSender<FromTcp>,
+) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        if events.send(FromTcp::Opened(peer, tx)).is_err() {
-            return;
+        let events = events.clone();
+        match tls.clone() {
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                if events.send(FromTcp::Opened(peer, tx)).is_err() {
+                    return;
+                }
+                tokio::spawn(connection(stream, peer, SipTransport::Tcp, rx, events));
+            }
+            Some(acceptor) => {
+                // The handshake runs in its own task so a slow peer cannot
+                // hold up the others.
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        tracing::debug!(%peer, "TLS handshake failed");
+                        return;
+                    };
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    if events.send(FromTcp::Opened(peer, tx)).is_err() {
+                        return;
+                    }
+                    connection(stream, peer, SipTransport::Tls, rx, events).await;
+                });
+            }
         }
-        tokio::spawn(connection(stream, peer, rx, events.clone()));
     }
 }
 
-/// One TCP connection: frame what arrives, write what the loop sends.
-async fn connection(
-    stream: TcpStream,
+/// One TCP or TLS connection: frame what arrives, write what the loop sends.
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
+    transport: SipTransport,
     mut outgoing: mpsc::UnboundedReceiver<Bytes>,
     events: mpsc::UnboundedSender<FromTcp>,
-) {
-    let (mut reader, mut writer) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let writing = tokio::spawn(async move {
         while let Some(data) = outgoing.recv().await {
             if writer.write_all(&data).await.is_err() {
@@ -93,7 +122,10 @@ async fn connection(
         loop {
             match framer.next_message() {
                 Ok(Some(message)) => {
-                    if events.send(FromTcp::Message(peer, message)).is_err() {
+                    if events
+                        .send(FromTcp::Message(peer, transport, message))
+                        .is_err()
+                    {
                         break 'read;
                     }
                 }
@@ -111,18 +143,24 @@ async fn connection(
 }
 
 /// Run the B2BUA until the socket fails or the switch goes away. With a
-/// `tcp` listener, phones may also use SIP over TCP. `media` receives the
-/// media plane's work.
+/// `tcp` listener phones may also use SIP over TCP, with `tls` (a listener
+/// and its acceptor) over TLS. `media` receives the media plane's work.
 pub async fn run(
     socket: Arc<UdpSocket>,
     tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, TlsAcceptor)>,
     mut b2b: B2bua,
     mut effects: broadcast::Receiver<Effect>,
     to_switch: mpsc::Sender<ToSwitch>,
     media: mpsc::UnboundedSender<MediaCommand>,
 ) {
     let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
-    let _acceptor = AbortOnDrop(tcp.map(|listener| tokio::spawn(accept(listener, tcp_tx))));
+    let _tcp_acceptor =
+        AbortOnDrop(tcp.map(|listener| tokio::spawn(accept(listener, None, tcp_tx.clone()))));
+    let _tls_acceptor = AbortOnDrop(tls.map(|(listener, acceptor)| {
+        tokio::spawn(accept(listener, Some(acceptor), tcp_tx.clone()))
+    }));
+    drop(tcp_tx);
     let mut connections: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -156,8 +194,8 @@ pub async fn run(
                 FromTcp::Opened(peer, writer) => {
                     connections.insert(peer, writer);
                 }
-                FromTcp::Message(peer, message) => {
-                    b2b.handle_stream_message(Instant::now(), peer, message);
+                FromTcp::Message(peer, transport, message) => {
+                    b2b.handle_stream_message(Instant::now(), peer, message, transport);
                 }
                 FromTcp::Closed(peer) => {
                     connections.remove(&peer);

@@ -45,13 +45,13 @@ pub const INBOUND_LEG_BASE: u64 = 1 << 48;
 /// (backed by `tapir_sip`'s registrar and digest authentication).
 pub trait Directory {
     /// Answer a REGISTER (challenge, 200 with bindings, or an error) that
-    /// came from `source`, over TCP when `reliable`.
+    /// came from `source` over `transport`.
     fn register(
         &mut self,
         now: Instant,
         request: &Message,
         source: SocketAddr,
-        reliable: bool,
+        transport: SipTransport,
     ) -> Message;
     /// Admit a request from a device: `Ok(user)` when authenticated, or the
     /// response to send (407 challenge, 403).
@@ -65,13 +65,45 @@ pub trait Directory {
     fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget>;
 }
 
+/// The transport of a message or a dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SipTransport {
+    /// UDP datagrams.
+    Udp,
+    /// A TCP connection.
+    Tcp,
+    /// A TLS connection.
+    Tls,
+}
+
+impl SipTransport {
+    /// The token in a Via header.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            SipTransport::Udp => "UDP",
+            SipTransport::Tcp => "TCP",
+            SipTransport::Tls => "TLS",
+        }
+    }
+
+    /// The `transport=` URI parameter (none for UDP).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            SipTransport::Udp => "",
+            SipTransport::Tcp => ";transport=tcp",
+            SipTransport::Tls => ";transport=tls",
+        }
+    }
+}
+
 /// Where to reach a registered device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContactTarget {
-    /// Its address (for TCP: the peer of the connection it registered on).
+    /// Its address (over TCP or TLS: the peer of the connection it
+    /// registered on).
     pub addr: SocketAddr,
-    /// The device registered over TCP.
-    pub tcp: bool,
+    /// The transport it registered over.
+    pub transport: SipTransport,
 }
 
 /// Local RTP endpoints, provided by the media plane.
@@ -151,6 +183,9 @@ pub struct Config {
     pub local: SocketAddr,
     /// The SIP domain (realm; host part of From/To).
     pub domain: String,
+    /// The address SIP over TLS listens on (for Contact and Via of TLS
+    /// dialogs); UDP and TCP share `local`.
+    pub tls: Option<SocketAddr>,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
 }
@@ -207,8 +242,8 @@ struct Dialog {
     refer_pending: Option<ReferSubscription>,
     /// The device's last SDP offer, which tapir's next answer must match.
     remote_offer: Option<sdp::RemoteAudio>,
-    /// The dialog runs over TCP.
-    tcp: bool,
+    /// The transport the dialog runs over.
+    transport: SipTransport,
 }
 
 /// The back-to-back user agent. See the crate documentation.
@@ -221,8 +256,9 @@ pub struct B2bua {
     by_call_id: HashMap<String, LegId>,
     /// Client transactions and the leg (and method) they belong to.
     clients: HashMap<TransactionKey, (LegId, Method)>,
-    /// Server transactions whose request came over TCP, and its connection.
-    reliable_peers: HashMap<TransactionKey, SocketAddr>,
+    /// Server transactions whose request came over TCP or TLS, and its
+    /// connection.
+    reliable_peers: HashMap<TransactionKey, (SocketAddr, SipTransport)>,
     out: VecDeque<Out>,
     next_inbound: u64,
     counter: u64,
@@ -298,13 +334,19 @@ impl B2bua {
                 return;
             }
         };
-        self.received(now, source, message, Reliability::Unreliable);
+        self.received(now, source, message, SipTransport::Udp);
     }
 
-    /// A message framed from a TCP connection with peer `source` (the driver
-    /// frames the stream). Responses to it go back over that connection.
-    pub fn handle_stream_message(&mut self, now: Instant, source: SocketAddr, message: Message) {
-        self.received(now, source, message, Reliability::Reliable);
+    /// A message framed from a TCP or TLS connection with peer `source` (the
+    /// driver frames the stream). Responses to it go back over that connection.
+    pub fn handle_stream_message(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        message: Message,
+        transport: SipTransport,
+    ) {
+        self.received(now, source, message, transport);
     }
 
     fn received(
@@ -312,8 +354,9 @@ impl B2bua {
         now: Instant,
         source: SocketAddr,
         mut message: Message,
-        reliability: Reliability,
+        transport: SipTransport,
     ) {
+        let reliability = reliability(transport);
         if message.is_request() {
             if let Err(rejection) = tapir_sip::msg::check_request(&message) {
                 let tag = self.unique("t");
@@ -327,11 +370,10 @@ impl B2bua {
                 return;
             }
         }
-        let reliable = reliability == Reliability::Reliable;
         match self.tx.handle_received(now, message, reliability) {
             Received::NewRequest { key, request } => {
-                if reliable {
-                    self.reliable_peers.insert(key.clone(), source);
+                if transport != SipTransport::Udp {
+                    self.reliable_peers.insert(key.clone(), (source, transport));
                 }
                 self.new_request(now, source, key, request)
             }
@@ -357,7 +399,7 @@ impl B2bua {
                         Role::Server => self
                             .reliable_peers
                             .get(&key)
-                            .copied()
+                            .map(|(peer, _)| *peer)
                             .or_else(|| response_destination(&message)),
                         Role::Client => self
                             .clients
@@ -415,8 +457,8 @@ impl B2bua {
             .and_then(|t| t.tag().map(str::to_string));
         match method {
             Method::Register => {
-                let reliable = self.reliable_peers.contains_key(&key);
-                let r = self.directory.register(now, &request, source, reliable);
+                let transport = self.transport_of(&key);
+                let r = self.directory.register(now, &request, source, transport);
                 self.respond(now, &key, r);
             }
             Method::Options if to_tag.is_none() => self.reply(now, &key, &request, 200),
@@ -477,7 +519,7 @@ impl B2bua {
             }
         };
         // The server INVITE transaction has already sent 100 Trying.
-        let tcp = self.reliable_peers.contains_key(&key);
+        let transport = self.transport_of(&key);
         let leg = LegId(self.next_inbound);
         self.next_inbound += 1;
         let rtp = self.media.open(leg);
@@ -522,7 +564,7 @@ impl B2bua {
                 queued_direction: None,
                 refer_pending: None,
                 remote_offer: remote.clone(),
-                tcp,
+                transport,
             },
         );
         self.by_call_id.insert(call_id, leg);
@@ -632,7 +674,7 @@ impl B2bua {
     ) {
         let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
         let mut b = request.response_builder(code, None, tag.as_deref());
-        b = b.header(HeaderName::Contact, self.contact(self.leg_tcp(leg)));
+        b = b.header(HeaderName::Contact, self.contact(self.leg_transport(leg)));
         if let Some(s) = sdp {
             b = b.body("application/sdp", Bytes::from(s));
         }
@@ -640,28 +682,45 @@ impl B2bua {
         self.respond(now, key, r);
     }
 
-    /// tapir's Contact in a dialog; over TCP it says so, or the device
-    /// would send its in-dialog requests over UDP.
-    fn contact(&self, tcp: bool) -> String {
-        if tcp {
-            format!("<sip:tapir@{};transport=tcp>", self.cfg.local)
-        } else {
-            format!("<sip:tapir@{}>", self.cfg.local)
+    /// tapir's address for a transport.
+    fn local_for(&self, transport: SipTransport) -> SocketAddr {
+        match transport {
+            SipTransport::Tls => self.cfg.tls.unwrap_or(self.cfg.local),
+            _ => self.cfg.local,
         }
     }
 
-    /// The Via of a request tapir sends.
-    fn via(&self, tcp: bool, branch: &str) -> String {
-        let transport = if tcp { "TCP" } else { "UDP" };
+    /// tapir's Contact in a dialog; over TCP or TLS it says so, or the
+    /// device would send its in-dialog requests over UDP.
+    fn contact(&self, transport: SipTransport) -> String {
         format!(
-            "SIP/2.0/{transport} {};branch={branch};rport",
-            self.cfg.local
+            "<sip:tapir@{}{}>",
+            self.local_for(transport),
+            transport.uri_param()
         )
     }
 
-    /// Whether a leg's dialog runs over TCP.
-    fn leg_tcp(&self, leg: LegId) -> bool {
-        self.dialogs.get(&leg).is_some_and(|d| d.tcp)
+    /// The Via of a request tapir sends.
+    fn via(&self, transport: SipTransport, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            transport.via_token(),
+            self.local_for(transport)
+        )
+    }
+
+    /// The transport a leg's dialog runs over.
+    fn leg_transport(&self, leg: LegId) -> SipTransport {
+        self.dialogs
+            .get(&leg)
+            .map_or(SipTransport::Udp, |d| d.transport)
+    }
+
+    /// The transport a server transaction's request came over.
+    fn transport_of(&self, key: &TransactionKey) -> SipTransport {
+        self.reliable_peers
+            .get(key)
+            .map_or(SipTransport::Udp, |(_, t)| *t)
     }
 
     /// A device re-INVITE: hold or retrieve by the device, or a new address.
@@ -781,7 +840,7 @@ impl B2bua {
         let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
         let mut b = request
             .response_builder(202, None, tag.as_deref())
-            .header(HeaderName::Contact, self.contact(self.leg_tcp(leg)));
+            .header(HeaderName::Contact, self.contact(self.leg_transport(leg)));
         if !subscribe {
             b = b.header(HeaderName::ReferSub, "false");
         }
@@ -1106,24 +1165,20 @@ impl B2bua {
         let domain = self.cfg.domain.clone();
         let local_uri = format!("sip:{}@{domain}", caller.address);
         let remote_uri = format!("sip:{target}@{domain}");
-        let request_uri = if found.tcp {
-            format!("sip:{target}@{remote_addr};transport=tcp")
-        } else {
-            format!("sip:{target}@{remote_addr}")
-        };
+        let request_uri = format!("sip:{target}@{remote_addr}{}", found.transport.uri_param());
         let from = match &caller.name {
             Some(n) => format!("\"{}\" <{local_uri}>;tag={local_tag}", n.replace('"', "")),
             None => format!("<{local_uri}>;tag={local_tag}"),
         };
         let branch = self.unique("z9hG4bK");
         let mut b = MessageBuilder::request(Method::Invite, request_uri.clone())
-            .header(HeaderName::Via, self.via(found.tcp, &branch))
+            .header(HeaderName::Via, self.via(found.transport, &branch))
             .header(HeaderName::MaxForwards, "70")
             .header(HeaderName::From, from)
             .header(HeaderName::To, format!("<{remote_uri}>"))
             .header(HeaderName::CallId, call_id.clone())
             .header(HeaderName::CSeq, "1 INVITE")
-            .header(HeaderName::Contact, self.contact(found.tcp))
+            .header(HeaderName::Contact, self.contact(found.transport))
             .header(
                 HeaderName::Allow,
                 "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE",
@@ -1138,7 +1193,7 @@ impl B2bua {
         let invite = b.body("application/sdp", Bytes::from(body)).build();
         let Ok(key) = self
             .tx
-            .start_client(now, invite.clone(), reliability(found.tcp))
+            .start_client(now, invite.clone(), reliability(found.transport))
         else {
             self.out.push_back(Out::Switch(Input::Leg {
                 leg,
@@ -1171,7 +1226,7 @@ impl B2bua {
                 queued_direction: None,
                 refer_pending: None,
                 remote_offer: None,
-                tcp: found.tcp,
+                transport: found.transport,
             },
         );
         self.by_call_id.insert(call_id, leg);
@@ -1184,11 +1239,14 @@ impl B2bua {
         if !d.inbound || d.state != LegState::Early {
             return;
         }
-        let contact = if d.tcp {
-            format!("<sip:tapir@{};transport=tcp>", self.cfg.local)
-        } else {
-            format!("<sip:tapir@{}>", self.cfg.local)
-        };
+        let contact = format!(
+            "<sip:tapir@{}{}>",
+            match d.transport {
+                SipTransport::Tls => self.cfg.tls.unwrap_or(self.cfg.local),
+                _ => self.cfg.local,
+            },
+            d.transport.uri_param()
+        );
         let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
         b = b.header(HeaderName::Contact, contact);
         if with_sdp {
@@ -1210,11 +1268,14 @@ impl B2bua {
         }
         d.state = LegState::Confirmed;
         let body = leg_sdp(self.session, d, d.direction);
-        let contact = if d.tcp {
-            format!("<sip:tapir@{};transport=tcp>", self.cfg.local)
-        } else {
-            format!("<sip:tapir@{}>", self.cfg.local)
-        };
+        let contact = format!(
+            "<sip:tapir@{}{}>",
+            match d.transport {
+                SipTransport::Tls => self.cfg.tls.unwrap_or(self.cfg.local),
+                _ => self.cfg.local,
+            },
+            d.transport.uri_param()
+        );
         let r = d
             .invite
             .response_builder(200, None, Some(&d.local_tag))
@@ -1282,12 +1343,12 @@ impl B2bua {
             (LegState::Early, false) => {
                 let cancel = cancel_for(&d.invite);
                 let to = d.remote_addr;
-                let d_tcp = d.tcp;
+                let d_transport = d.transport;
                 if let Some(d) = self.dialogs.get_mut(&leg) {
                     d.state = LegState::Ending;
                 }
                 if let Some(cancel) = cancel
-                    && let Ok(key) = self.tx.start_client(now, cancel, reliability(d_tcp))
+                    && let Ok(key) = self.tx.start_client(now, cancel, reliability(d_transport))
                 {
                     self.clients.insert(key, (leg, Method::Cancel));
                 } else {
@@ -1353,8 +1414,11 @@ impl B2bua {
         request: Message,
     ) -> Option<TransactionKey> {
         let method = request.method().cloned()?;
-        let tcp = self.leg_tcp(leg);
-        let key = self.tx.start_client(now, request, reliability(tcp)).ok()?;
+        let transport = self.leg_transport(leg);
+        let key = self
+            .tx
+            .start_client(now, request, reliability(transport))
+            .ok()?;
         self.clients.insert(key.clone(), (leg, method));
         self.drain_transactions(now);
         Some(key)
@@ -1363,9 +1427,9 @@ impl B2bua {
     /// A new request inside a leg's dialog (CSeq incremented).
     fn in_dialog_request(&mut self, leg: LegId, method: Method) -> Option<Message> {
         let branch = self.unique("z9hG4bK");
-        let tcp = self.leg_tcp(leg);
-        let contact = self.contact(tcp);
-        let via = self.via(tcp, &branch);
+        let transport = self.leg_transport(leg);
+        let contact = self.contact(transport);
+        let via = self.via(transport, &branch);
         let d = self.dialogs.get_mut(&leg)?;
         d.local_cseq += 1;
         let (from, to) = dialog_from_to(d);
@@ -1385,7 +1449,7 @@ impl B2bua {
     /// The ACK for a 2xx to our INVITE with CSeq `cseq`.
     fn ack_for(&mut self, leg: LegId, cseq: u32) -> Option<Message> {
         let branch = self.unique("z9hG4bK");
-        let via = self.via(self.leg_tcp(leg), &branch);
+        let via = self.via(self.leg_transport(leg), &branch);
         let d = self.dialogs.get(&leg)?;
         let (from, to) = dialog_from_to(d);
         Some(
@@ -1410,12 +1474,11 @@ fn leg_sdp(session: u64, d: &Dialog, direction: Direction) -> String {
         .unwrap_or_else(|| sdp::local(session, d.sdp_version, d.rtp, direction))
 }
 
-/// No retransmissions over TCP (RFC 3261 §17.1.1.2).
-fn reliability(tcp: bool) -> Reliability {
-    if tcp {
-        Reliability::Reliable
-    } else {
-        Reliability::Unreliable
+/// No retransmissions over TCP or TLS (RFC 3261 §17.1.1.2).
+fn reliability(transport: SipTransport) -> Reliability {
+    match transport {
+        SipTransport::Udp => Reliability::Unreliable,
+        SipTransport::Tcp | SipTransport::Tls => Reliability::Reliable,
     }
 }
 

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tapir_b2bua::{B2bua, Config, ContactTarget, Directory, MediaCommand, MediaPorts, Out};
+use tapir_b2bua::{
+    B2bua, Config, ContactTarget, Directory, MediaCommand, MediaPorts, Out, SipTransport,
+};
 use tapir_core::{
     AppConfig, CallStateKind, Input, LegId, LineConfig, Output, Privilege, Switch, Timestamp,
 };
@@ -29,7 +31,7 @@ impl Directory for Phones {
         _now: Instant,
         request: &Message,
         _source: SocketAddr,
-        _reliable: bool,
+        _transport: SipTransport,
     ) -> Message {
         request.response_builder(200, None, Some("reg")).build()
     }
@@ -52,7 +54,7 @@ impl Directory for Phones {
             .get(address)
             .map(|addr| ContactTarget {
                 addr: *addr,
-                tcp: false,
+                transport: SipTransport::Udp,
             })
             .into_iter()
             .collect()
@@ -95,6 +97,7 @@ impl World {
         let cfg = Config {
             local: TAPIR.parse().unwrap(),
             domain: "127.0.0.1".into(),
+            tls: None,
             timers: TimerConfig::default(),
         };
         let now = Instant::now();

@@ -50,6 +50,8 @@ pub struct RunningServer {
     pub sip_addr: Option<SocketAddr>,
     /// Where SIP over TCP listens, when `[sip] listen` has a `tcp:` entry.
     pub sip_tcp_addr: Option<SocketAddr>,
+    /// Where SIP over TLS listens, when `[sip] listen` has a `tls:` entry.
+    pub sip_tls_addr: Option<SocketAddr>,
     sip: Option<sip::SipRunning>,
     shutdown: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
@@ -194,6 +196,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let sip_addr = sip.as_ref().map(|s| s.addr);
     let sip_tcp_addr = sip.as_ref().and_then(|s| s.tcp_addr);
+    let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
         apps: by_token,
@@ -233,6 +236,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config,
         sip_addr,
         sip_tcp_addr,
+        sip_tls_addr,
         sip,
         shutdown: Some(tx),
         http_task,

@@ -147,7 +147,11 @@ fn print_screen(
             let tcp = server
                 .sip_tcp_addr
                 .map(|t| format!(", tcp:{t}"))
-                .unwrap_or_default();
+                .unwrap_or_default()
+                + &server
+                    .sip_tls_addr
+                    .map(|t| format!(", tls:{t}"))
+                    .unwrap_or_default();
             println!(
                 "  SIP            udp:{addr}{tcp} (realm {}; phones register with their line's password)",
                 c.sip.domain

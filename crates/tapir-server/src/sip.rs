@@ -6,8 +6,10 @@
 
 use crate::actor::SwitchHandle;
 use crate::config::Config;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use tapir_b2bua::directory::SipDirectory;
@@ -21,6 +23,7 @@ use tapir_sip::auth::Algorithm;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// The running SIP side.
 #[derive(Debug)]
@@ -29,6 +32,8 @@ pub struct SipRunning {
     pub addr: SocketAddr,
     /// The address SIP over TCP listens on, when configured.
     pub tcp_addr: Option<SocketAddr>,
+    /// The address SIP over TLS listens on, when configured.
+    pub tls_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -45,11 +50,14 @@ impl SipRunning {
 #[derive(Debug, thiserror::Error)]
 pub enum SipStartError {
     /// A `[sip] listen` entry is not `udp:HOST:PORT`, `tcp:…` or `tls:…`.
-    #[error("bad [sip] listen entry '{0}': expected udp:HOST:PORT or tcp:HOST:PORT")]
+    #[error("bad [sip] listen entry '{0}': expected udp:, tcp: or tls:HOST:PORT")]
     Listen(String),
     /// The socket could not be bound.
     #[error("cannot bind SIP on {0}: {1}")]
     Bind(SocketAddr, #[source] std::io::Error),
+    /// The TLS certificate could not be made or loaded.
+    #[error("SIP over TLS: {0}")]
+    Tls(String),
     /// A digest algorithm name is unknown.
     #[error("unknown digest algorithm '{0}' in [sip] digest_algorithms (SHA-256 or MD5)")]
     Algorithm(String),
@@ -58,13 +66,11 @@ pub enum SipStartError {
     Media(String),
 }
 
-/// The UDP and TCP addresses of `[sip] listen` (TLS entries are not served
-/// yet and are skipped with a warning).
-fn listen_addresses(
-    config: &Config,
-) -> Result<(Option<SocketAddr>, Option<SocketAddr>), SipStartError> {
+/// The UDP, TCP and TLS addresses of `[sip] listen`.
+fn listen_addresses(config: &Config) -> Result<Listen, SipStartError> {
     let mut udp = None;
     let mut tcp = None;
+    let mut tls = None;
     for entry in &config.sip.listen {
         let parse = |addr: &str| {
             addr.parse::<SocketAddr>()
@@ -73,11 +79,47 @@ fn listen_addresses(
         match entry.split_once(':') {
             Some(("udp", addr)) => udp = udp.or(Some(parse(addr)?)),
             Some(("tcp", addr)) => tcp = tcp.or(Some(parse(addr)?)),
-            Some(("tls", _)) => tracing::warn!(%entry, "SIP over TLS is not served yet"),
+            Some(("tls", addr)) => tls = tls.or(Some(parse(addr)?)),
             _ => return Err(SipStartError::Listen(entry.clone())),
         }
     }
-    Ok((udp, tcp))
+    Ok((udp, tcp, tls))
+}
+
+/// `[sip] listen`: UDP, TCP and TLS addresses.
+type Listen = (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>);
+
+/// The TLS certificate of `data_dir/tls/` (DER files), generated self-signed
+/// for 127.0.0.1 and localhost at first start.
+fn tls_acceptor(data_dir: &Path) -> Result<TlsAcceptor, SipStartError> {
+    let dir = data_dir.join("tls");
+    let cert_path = dir.join("cert.der");
+    let key_path = dir.join("key.der");
+    let tls_err = |e: &dyn std::fmt::Display| SipStartError::Tls(e.to_string());
+    if !cert_path.exists() || !key_path.exists() {
+        let generated = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .map_err(|e| tls_err(&e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| tls_err(&e))?;
+        std::fs::write(&cert_path, generated.cert.der()).map_err(|e| tls_err(&e))?;
+        std::fs::write(&key_path, generated.key_pair.serialize_der()).map_err(|e| tls_err(&e))?;
+        tracing::info!(path = %cert_path.display(), "generated a self-signed SIP TLS certificate");
+    }
+    let cert = std::fs::read(&cert_path).map_err(|e| tls_err(&e))?;
+    let key = std::fs::read(&key_path).map_err(|e| tls_err(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .map_err(|e| tls_err(&e))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// RTP endpoints from the media engine.
@@ -107,7 +149,7 @@ pub async fn start(
     config: &Config,
     handle: &SwitchHandle,
 ) -> Result<Option<SipRunning>, SipStartError> {
-    let (Some(listen), tcp_listen) = listen_addresses(config)? else {
+    let (Some(listen), tcp_listen, tls_listen) = listen_addresses(config)? else {
         return Ok(None);
     };
     let socket = UdpSocket::bind(listen)
@@ -125,6 +167,17 @@ pub async fn start(
         None => None,
     };
     let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    let tls = match tls_listen {
+        Some(at) => {
+            let acceptor = tls_acceptor(&config.data_dir)?;
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| SipStartError::Bind(at, e))?;
+            Some((listener, acceptor))
+        }
+        None => None,
+    };
+    let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
     let (engine, mut media_events) = MediaEngine::new(MediaConfig {
         bind_ip: addr.ip(),
         ..MediaConfig::default()
@@ -153,6 +206,7 @@ pub async fn start(
         tapir_b2bua::Config {
             local: addr,
             domain: config.sip.domain.clone(),
+            tls: tls_addr,
             timers: Default::default(),
         },
         Box::new(directory),
@@ -165,6 +219,7 @@ pub async fn start(
     tasks.push(tokio::spawn(driver::run(
         Arc::new(socket),
         tcp,
+        tls,
         b2b,
         effects,
         to_switch,
@@ -209,10 +264,11 @@ pub async fn start(
             }
         }
     }));
-    tracing::info!(%addr, ?tcp_addr, "SIP listening");
+    tracing::info!(%addr, ?tcp_addr, ?tls_addr, "SIP listening");
     Ok(Some(SipRunning {
         addr,
         tcp_addr,
+        tls_addr,
         tasks,
     }))
 }
