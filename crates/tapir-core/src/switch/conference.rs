@@ -336,9 +336,12 @@ impl Switch {
             && cc.consult == Some(consult)
         {
             cc.consult = None;
-        }
-        if let Some(xc) = self.call_mut(consult) {
-            xc.consult_of = None;
+            if let Some(xc) = self.call_mut(consult) {
+                xc.consult_of = None;
+            }
+        } else {
+            // A consultation made for another call leaves that call.
+            self.unlink_consultation(consult);
         }
         self.release_leg(consult, ReleaseCause::Normal);
         self.make_member(conf, consult, q);

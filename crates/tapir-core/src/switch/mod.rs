@@ -974,7 +974,6 @@ impl Switch {
         self.cancel_no_answer(call);
         let Some(c) = self.call_mut(call) else { return };
         let consult = c.consult.take();
-        let consult_of = c.consult_of.take();
         let member_of = c.member_of.take();
         c.pending = Pending::None;
         if let Some(x) = consult
@@ -982,23 +981,7 @@ impl Switch {
         {
             xc.consult_of = None;
         }
-        if let Some((o, _)) = consult_of
-            && let Some(oc) = self.call_mut(o)
-            && oc.consult == Some(call)
-        {
-            // The consultation ended under the original call (its far party
-            // left): the original stays held, now plainly, for its user to
-            // retrieve; a conference with one member left collapses.
-            oc.consult = None;
-            match self.state(o) {
-                CallState::OnHoldPendTransfer => self.set_state(o, CallState::OnHold),
-                CallState::OnHoldPendConf => {
-                    self.set_state(o, CallState::OnHold);
-                    self.collapse_if_needed(o);
-                }
-                _ => {}
-            }
-        }
+        self.unlink_consultation(call);
         if let Some(conf) = member_of
             && let Some(cc) = self.call_mut(conf)
             && let Some(members) = cc.members.as_mut()
@@ -1007,6 +990,29 @@ impl Switch {
         }
         self.cancel_completions_of(call);
         self.maybe_free(call);
+    }
+
+    /// Cut a consultation call loose from the call it consults for. The
+    /// original stays held, now plainly (no transfer or addition is pending
+    /// any more), for its user to retrieve; a conference with one member
+    /// left collapses.
+    pub(crate) fn unlink_consultation(&mut self, consult: CallId) {
+        let Some((o, _)) = self.call_mut(consult).and_then(|c| c.consult_of.take()) else {
+            return;
+        };
+        let Some(oc) = self.call_mut(o) else { return };
+        if oc.consult != Some(consult) {
+            return;
+        }
+        oc.consult = None;
+        match self.state(o) {
+            CallState::OnHoldPendTransfer => self.set_state(o, CallState::OnHold),
+            CallState::OnHoldPendConf => {
+                self.set_state(o, CallState::OnHold);
+                self.collapse_if_needed(o);
+            }
+            _ => {}
+        }
     }
 
     // ------------------------------------------------------------------

@@ -973,6 +973,21 @@ impl Switch {
                 "both calls lead to the same party",
             );
         }
+        // The consultation call may have been made for another call, and this
+        // call may be waiting on another consultation: those links end here.
+        if self
+            .call(consult)
+            .and_then(|c| c.consult_of)
+            .map(|(o, _)| o)
+            != Some(call)
+        {
+            self.unlink_consultation(consult);
+        }
+        if let Some(other) = self.call(call).and_then(|c| c.consult)
+            && other != consult
+        {
+            self.unlink_consultation(other);
+        }
         match mode {
             TransferMode::Transfer => {
                 self.join_far_parties(call, p, consult, q);
