@@ -379,7 +379,7 @@ impl B2bua {
             }
             Received::Matched { .. } => {}
             Received::StrayAck(_) => {}
-            Received::StrayResponse(response) => self.stray_response(now, response),
+            Received::StrayResponse(response) => self.stray_response(response),
             Received::Unmatchable(_) => {}
         }
         self.drain_transactions(now);
@@ -1059,7 +1059,7 @@ impl B2bua {
         }
     }
 
-    fn stray_response(&mut self, now: Instant, response: Message) {
+    fn stray_response(&mut self, response: Message) {
         // A retransmitted 2xx after the INVITE transaction ended: ACK again.
         let code = response.status_code().unwrap_or(0);
         let Some(cseq) = response.cseq().ok().flatten() else {
@@ -1079,7 +1079,6 @@ impl B2bua {
         {
             self.send(to, &ack);
         }
-        let _ = now;
     }
 
     // ------------------------------------------------------------------
@@ -1342,7 +1341,6 @@ impl B2bua {
             }
             (LegState::Early, false) => {
                 let cancel = cancel_for(&d.invite);
-                let to = d.remote_addr;
                 let d_transport = d.transport;
                 if let Some(d) = self.dialogs.get_mut(&leg) {
                     d.state = LegState::Ending;
@@ -1351,8 +1349,6 @@ impl B2bua {
                     && let Ok(key) = self.tx.start_client(now, cancel, reliability(d_transport))
                 {
                     self.clients.insert(key, (leg, Method::Cancel));
-                } else {
-                    let _ = to;
                 }
             }
             (LegState::Confirmed, _) => {

@@ -425,7 +425,7 @@ impl Switch {
     ) {
         let line = self.line_of(from);
         let kind = line.map(|l| self.line_kind(l));
-        let Some((line, kind)) = line.zip(kind).filter(|(_, k)| *k != LineKind::RoutePoint) else {
+        let Some(kind) = kind.filter(|k| *k != LineKind::RoutePoint) else {
             self.effect(crate::output::Effect::ReleaseLeg {
                 leg,
                 cause: ReleaseCause::NotFound,
@@ -442,7 +442,6 @@ impl Switch {
         let Some(address) = self.m.addresses.get_key_value(from).map(|(k, _)| k.clone()) else {
             return;
         };
-        let _ = line;
         let (origin, caller) = match kind {
             LineKind::Trunk => (
                 CallOrigin::External,
