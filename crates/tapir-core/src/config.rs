@@ -100,6 +100,10 @@ pub struct SwitchConfig {
     pub ring_ms: u64,
     /// Ring count for no-answer forwarding when the app gives none.
     pub default_no_answer_rings: u32,
+    /// How long an unanswered call rings where no no-answer forwarding
+    /// applies before the caller is told `disconnected`/`noanswer` (its
+    /// phone gets 480); 0 rings for ever.
+    pub ring_timeout_ms: u64,
     /// How long a call stays parked before it rings back at the address that
     /// parked it (reason `reminder`); 0 keeps it parked for ever.
     pub park_reminder_ms: u64,
@@ -121,6 +125,7 @@ impl Default for SwitchConfig {
             park_slots: (7001..=7020).map(|n| n.to_string()).collect(),
             ring_ms: 6000,
             default_no_answer_rings: 4,
+            ring_timeout_ms: 120_000,
             park_reminder_ms: 120_000,
             completion_expiry_ms: 30 * 60 * 1000,
             max_conference_parties: 16,

@@ -364,6 +364,11 @@ impl Switch {
             if let Some(c) = self.call_mut(b) {
                 c.no_answer_timer = Some(key);
             }
+        } else if self.cfg.ring_timeout_ms > 0 {
+            let key = self.start_timer(self.cfg.ring_timeout_ms, Timer::NoAnswer(b));
+            if let Some(c) = self.call_mut(b) {
+                c.no_answer_timer = Some(key);
+            }
         }
         Some(b)
     }
@@ -389,7 +394,8 @@ impl Switch {
         }
     }
 
-    /// Nobody answered `b` within its ring count: forward the caller.
+    /// Nobody answered `b` within its ring count (forward the caller) or
+    /// within the switch's ring timeout (the caller is told `noanswer`).
     pub(crate) fn no_answer_expired(&mut self, b: CallId) {
         if let Some(c) = self.call_mut(b) {
             c.no_answer_timer = None;
@@ -406,6 +412,12 @@ impl Switch {
             return;
         };
         let Some(to) = self.forward_target(&address, ForwardCondition::NoAnswer, a) else {
+            // Nobody answered and nothing forwards: the ringing stops and the
+            // caller hears why.
+            self.set_state(b, CallState::Disconnected(DisconnectMode::NoAnswer));
+            self.leave_bridge(b);
+            self.go_idle(b, ReleaseCause::Normal);
+            self.fail_attempt(a, CallState::Disconnected(DisconnectMode::NoAnswer));
             return;
         };
         self.set_state(b, CallState::Disconnected(DisconnectMode::Forwarded));
