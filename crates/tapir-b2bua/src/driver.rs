@@ -18,11 +18,22 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 
-/// What the driver asks of the switch.
+/// The sockets SIP is served on.
+pub struct Listeners {
+    /// The UDP socket.
+    pub udp: Arc<UdpSocket>,
+    /// SIP over TCP, when served.
+    pub tcp: Option<TcpListener>,
+    /// SIP over TLS (listener and acceptor), when served.
+    pub tls: Option<(TcpListener, TlsAcceptor)>,
+}
+
+/// Hands a signalling input to the switch without blocking the driver.
+pub type InputSink = Arc<dyn Fn(Input) + Send + Sync>;
+
+/// What the driver asks of the switch and waits for.
 #[derive(Debug)]
 pub enum ToSwitch {
-    /// Feed a signalling input.
-    Input(Input),
     /// Carry out a device's REFER and say whether the switch accepted it.
     Refer {
         /// The leg that sent the REFER.
@@ -142,18 +153,24 @@ async fn connection<S>(
     let _ = events.send(FromTcp::Closed(peer));
 }
 
-/// Run the B2BUA until the socket fails or the switch goes away. With a
+/// Run the B2BUA until the socket fails or the switch goes away. Reports go
+/// to the switch through `input`; REFERs, which need the switch's verdict,
+/// through `to_switch`. With a
 /// `tcp` listener phones may also use SIP over TCP, with `tls` (a listener
 /// and its acceptor) over TLS. `media` receives the media plane's work.
 pub async fn run(
-    socket: Arc<UdpSocket>,
-    tcp: Option<TcpListener>,
-    tls: Option<(TcpListener, TlsAcceptor)>,
+    listeners: Listeners,
     mut b2b: B2bua,
     mut effects: broadcast::Receiver<Effect>,
+    input: InputSink,
     to_switch: mpsc::Sender<ToSwitch>,
     media: mpsc::UnboundedSender<MediaCommand>,
 ) {
+    let Listeners {
+        udp: socket,
+        tcp,
+        tls,
+    } = listeners;
     let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
     let _tcp_acceptor =
         AbortOnDrop(tcp.map(|listener| tokio::spawn(accept(listener, None, tcp_tx.clone()))));
@@ -214,11 +231,7 @@ pub async fn run(
                         }
                     }
                 },
-                Out::Switch(input) => {
-                    if to_switch.send(ToSwitch::Input(input)).await.is_err() {
-                        return;
-                    }
-                }
+                Out::Switch(event) => input(event),
                 Out::Refer { leg, event } => {
                     let (reply, verdict) = oneshot::channel();
                     if to_switch

@@ -113,6 +113,23 @@ impl SwitchHandle {
             .map_err(|_| SwitchStopped)
     }
 
+    /// Feed an input without waiting: queued at once when the switch's
+    /// channel has room, else handed to a task that waits for room (order
+    /// is then no longer guaranteed against later inputs, which only happens
+    /// under overload). For drivers whose loop must not block.
+    pub fn input_now(&self, input: Input) {
+        match self.tx.try_send(Msg::Input(input)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(msg).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
     /// Every effect the switch produces from now on (for the SIP and media
     /// drivers). A receiver that lags more than the channel's capacity gets
     /// `RecvError::Lagged`.

@@ -215,13 +215,18 @@ pub async fn start(
     let (to_switch, mut from_b2b) = mpsc::channel::<ToSwitch>(1024);
     let (media_tx, mut media_rx) = mpsc::unbounded_channel::<MediaCommand>();
     let effects = handle.subscribe_effects();
+    let sink = handle.clone();
+    let input: driver::InputSink = Arc::new(move |event| sink.input_now(event));
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(driver::run(
-        Arc::new(socket),
-        tcp,
-        tls,
+        driver::Listeners {
+            udp: Arc::new(socket),
+            tcp,
+            tls,
+        },
         b2b,
         effects,
+        input,
         to_switch,
         media_tx,
     )));
@@ -229,11 +234,6 @@ pub async fn start(
     tasks.push(tokio::spawn(async move {
         while let Some(msg) = from_b2b.recv().await {
             match msg {
-                ToSwitch::Input(input) => {
-                    if h.input(input).await.is_err() {
-                        return;
-                    }
-                }
                 ToSwitch::Refer { leg, event, reply } => {
                     let ok = h
                         .with(move |sw, now| sw.refer(now, leg, event).is_ok())
