@@ -85,6 +85,12 @@ class Phone:
             self.proc.wait(timeout=5)
         except Exception:
             self.proc.kill()
+            self.proc.wait(timeout=5)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except Exception:
+                pass
 
 
 class Tapir:
