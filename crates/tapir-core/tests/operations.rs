@@ -558,7 +558,10 @@ fn hold_and_unhold() {
         leg: leg_b,
         source: tapir_core::MediaSource::Tone(tapir_core::Tone::HoldMusic)
     }));
-    o.rejected(crm, ErrorCode::InvalCallState, |s, now| s.hold(now, crm, a));
+    // Hold never toggles: holding a held call succeeds and changes nothing.
+    let before = o.sim.switch.model_snapshot();
+    o.ok(crm, |s, now| s.hold(now, crm, a));
+    assert_eq!(before, o.sim.switch.model_snapshot());
     o.rejected(mon, ErrorCode::NotOwner, |s, now| s.unhold(now, mon, a));
     o.ok(crm, |s, now| s.unhold(now, crm, a));
     o.told(crm, a, CONNECTED);
@@ -567,9 +570,10 @@ fn hold_and_unhold() {
         e,
         Effect::Media { leg, source: tapir_core::MediaSource::Bridge(_) } if *leg == leg_b
     )));
-    o.rejected(crm, ErrorCode::InvalCallState, |s, now| {
-        s.unhold(now, crm, a)
-    });
+    // Unholding a talking call succeeds and changes nothing.
+    let before = o.sim.switch.model_snapshot();
+    o.ok(crm, |s, now| s.unhold(now, crm, a));
+    assert_eq!(before, o.sim.switch.model_snapshot());
 }
 
 #[test]

@@ -105,13 +105,16 @@ impl Switch {
     }
 
     /// `lineHold` / `Hold(TRUE)`: put a connected call on hold; the far party
-    /// hears music on hold.
+    /// hears music on hold. Holding a held call succeeds and changes nothing
+    /// (tapir's choice: hold never toggles, and there is one hold state
+    /// whether the phone's key or an app held the call).
     pub fn hold(&mut self, now: Timestamp, app: AppId, call: CallId) -> Result<(), TapiError> {
         expect_reply!(self.request(now, app, Command::Hold(call)).1, Reply::Done => ())
     }
 
     /// `lineUnhold` / `Hold(FALSE)`: retrieve a held call. Retrieving a call
     /// held for a transfer or a conference abandons the consultation call.
+    /// Unholding a call that is already talking succeeds and changes nothing.
     pub fn unhold(&mut self, now: Timestamp, app: AppId, call: CallId) -> Result<(), TapiError> {
         expect_reply!(self.request(now, app, Command::Unhold(call)).1, Reply::Done => ())
     }
@@ -747,6 +750,10 @@ impl Switch {
 
     pub(crate) fn op_hold(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
         self.owned(app, call)?;
+        if self.state(call) == CallState::OnHold {
+            // Idempotent: one hold state, whoever (phone key or app) held it.
+            return Ok(());
+        }
         self.expect_state(call, &[K::Connected], "hold")?;
         self.set_state(call, CallState::OnHold);
         Ok(())
@@ -754,6 +761,10 @@ impl Switch {
 
     pub(crate) fn op_unhold(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
         self.owned(app, call)?;
+        if self.state(call) == CallState::Connected(ConnectedMode::Active) {
+            // Idempotent: unholding a call that talks changes nothing.
+            return Ok(());
+        }
         self.expect_state(
             call,
             &[K::OnHold, K::OnHoldPendTransfer, K::OnHoldPendConf],
