@@ -1232,20 +1232,13 @@ impl B2bua {
     }
 
     fn provisional(&mut self, now: Instant, leg: LegId, code: u16, with_sdp: bool) {
+        let contact = self.contact(self.leg_transport(leg));
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return;
         };
         if !d.inbound || d.state != LegState::Early {
             return;
         }
-        let contact = format!(
-            "<sip:tapir@{}{}>",
-            match d.transport {
-                SipTransport::Tls => self.cfg.tls.unwrap_or(self.cfg.local),
-                _ => self.cfg.local,
-            },
-            d.transport.uri_param()
-        );
         let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
         b = b.header(HeaderName::Contact, contact);
         if with_sdp {
@@ -1259,6 +1252,7 @@ impl B2bua {
     }
 
     fn answer_leg(&mut self, now: Instant, leg: LegId) {
+        let contact = self.contact(self.leg_transport(leg));
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return;
         };
@@ -1267,14 +1261,6 @@ impl B2bua {
         }
         d.state = LegState::Confirmed;
         let body = leg_sdp(self.session, d, d.direction);
-        let contact = format!(
-            "<sip:tapir@{}{}>",
-            match d.transport {
-                SipTransport::Tls => self.cfg.tls.unwrap_or(self.cfg.local),
-                _ => self.cfg.local,
-            },
-            d.transport.uri_param()
-        );
         let r = d
             .invite
             .response_builder(200, None, Some(&d.local_tag))

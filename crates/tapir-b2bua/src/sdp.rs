@@ -128,20 +128,27 @@ pub fn parse_remote(body: &[u8]) -> Result<RemoteAudio, SdpError> {
 /// tapir's own SDP for a leg: G.711 µ-law and A-law plus RFC 4733 events at
 /// `rtp`, with `direction`. `version` must grow with every new offer.
 pub fn local(session: u64, version: u64, rtp: SocketAddr, direction: Direction) -> String {
-    let (family, ip) = match rtp.ip() {
-        IpAddr::V4(ip) => ("IP4", ip.to_string()),
-        IpAddr::V6(ip) => ("IP6", ip.to_string()),
-    };
     let dir = match direction {
         Direction::SendRecv => "sendrecv",
         Direction::SendOnly => "sendonly",
         Direction::Inactive => "inactive",
     };
     format!(
-        "v=0\r\no=tapir {session} {version} IN {family} {ip}\r\ns=tapir\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+        "{}m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na={dir}\r\n",
+        session_header(session, version, rtp),
         port = rtp.port()
+    )
+}
+
+/// The session part of tapir's SDP (v=, o=, s=, c=, t=) for audio at `rtp`.
+fn session_header(session: u64, version: u64, rtp: SocketAddr) -> String {
+    let (family, ip) = match rtp.ip() {
+        IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    format!(
+        "v=0\r\no=tapir {session} {version} IN {family} {ip}\r\ns=tapir\r\nc=IN {family} {ip}\r\nt=0 0\r\n"
     )
 }
 
@@ -156,10 +163,6 @@ pub fn answer(
     offer: &RemoteAudio,
 ) -> Option<String> {
     let codec = chosen_codec(offer)?;
-    let (family, ip) = match rtp.ip() {
-        IpAddr::V4(ip) => ("IP4", ip.to_string()),
-        IpAddr::V6(ip) => ("IP6", ip.to_string()),
-    };
     // To a device that holds (sendonly) tapir answers recvonly, as phones
     // expect (RFC 3264 §6.1); inactive stays inactive.
     let dir = match (direction, offer.direction) {
@@ -169,9 +172,7 @@ pub fn answer(
         (Direction::Inactive, _) => "inactive",
     };
     let name = if codec == 0 { "PCMU" } else { "PCMA" };
-    let mut out = format!(
-        "v=0\r\no=tapir {session} {version} IN {family} {ip}\r\ns=tapir\r\nc=IN {family} {ip}\r\nt=0 0\r\n"
-    );
+    let mut out = session_header(session, version, rtp);
     match offer.telephone_event {
         Some(te) => out.push_str(&format!(
             "m=audio {port} RTP/AVP {codec} {te}\r\na=rtpmap:{codec} {name}/8000\r\n\

@@ -406,7 +406,9 @@ impl Switch {
         Ok(k)
     }
 
-    fn check_call_appearance(
+    /// `callunavail` when every call appearance of `address` (on `line`) is
+    /// in use.
+    pub(crate) fn check_call_appearance(
         &self,
         line: crate::ids::LineId,
         address: &str,

@@ -1082,27 +1082,27 @@ impl Switch {
             .unwrap_or_default()
     }
 
+    /// The conference call of the bridge a call is in, if that bridge is a
+    /// conference.
+    pub(crate) fn bridge_conference(&self, call: CallId) -> Option<CallId> {
+        self.call(call)
+            .and_then(|c| c.bridge)
+            .and_then(|b| self.m.bridges.get(&b))
+            .and_then(|b| b.conference)
+    }
+
     /// Whether a call takes part in a conference: as its conference call, a
     /// member, or a remote party in its bridge.
     pub(crate) fn in_conference(&self, call: CallId) -> bool {
-        self.call(call).is_some_and(|c| {
-            c.members.is_some()
-                || c.member_of.is_some()
-                || c.bridge
-                    .and_then(|b| self.m.bridges.get(&b))
-                    .is_some_and(|b| b.conference.is_some())
-        })
+        self.call(call)
+            .is_some_and(|c| c.members.is_some() || c.member_of.is_some())
+            || self.bridge_conference(call).is_some()
     }
 
     /// The calls that called `b`: its single partner in a two-party bridge, or
     /// in a conference the member that stands for it.
     pub(crate) fn callers_of(&self, b: CallId) -> Vec<CallId> {
-        let conf = self
-            .call(b)
-            .and_then(|c| c.bridge)
-            .and_then(|br| self.m.bridges.get(&br))
-            .and_then(|br| br.conference);
-        match conf {
+        match self.bridge_conference(b) {
             Some(conf) => self
                 .call(conf)
                 .and_then(|c| c.members.clone())

@@ -375,13 +375,7 @@ impl Switch {
         if let Some(t) = to {
             self.check_destination(t)?;
         }
-        let max = self.m.lines.get(&line).map(|l| l.max_calls).unwrap_or(1);
-        if self.live_calls_at(from) >= max {
-            return fail(
-                ErrorCode::CallUnavail,
-                format!("every call appearance of {from} is in use"),
-            );
-        }
+        self.check_call_appearance(line, from)?;
         let Some(address) = self.m.addresses.get_key_value(from).map(|(k, _)| k.clone()) else {
             return fail(ErrorCode::InvalAddress, format!("{from} is not an address"));
         };
@@ -618,11 +612,7 @@ impl Switch {
             self.drop_member(call);
             return;
         }
-        let conference_bridge = self
-            .call(call)
-            .and_then(|c| c.bridge)
-            .and_then(|b| self.m.bridges.get(&b))
-            .and_then(|b| b.conference);
+        let conference_bridge = self.bridge_conference(call);
         let others = self.others_in_bridge(call);
         // Detach from the call this one consulted for, so that call is given
         // back below (reconnected) rather than left on hold by `go_idle`.
@@ -891,13 +881,7 @@ impl Switch {
         let Some((address, line)) = self.call(call).map(|c| (c.address.clone(), c.line)) else {
             return fail(ErrorCode::InvalCallHandle, format!("{call} does not exist"));
         };
-        let max = self.m.lines.get(&line).map(|l| l.max_calls).unwrap_or(1);
-        if self.live_calls_at(&address) >= max {
-            return fail(
-                ErrorCode::CallUnavail,
-                format!("every call appearance of {address} is in use"),
-            );
-        }
+        self.check_call_appearance(line, &address)?;
         let caller = self.party_of(call);
         let x = self.new_call(NewCall {
             address,

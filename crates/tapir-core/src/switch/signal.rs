@@ -325,12 +325,7 @@ impl Switch {
         let Some(address) = self.call(call).map(|c| c.address.clone()) else {
             return;
         };
-        let conference = self
-            .call(call)
-            .and_then(|c| c.bridge)
-            .and_then(|b| self.m.bridges.get(&b))
-            .and_then(|b| b.conference);
-        if let Some(conf) = conference {
+        if let Some(conf) = self.bridge_conference(call) {
             // A party being added to a conference refused: its member ends.
             self.set_state(call, CallState::Disconnected(mode));
             self.go_idle(call, ReleaseCause::Normal);
