@@ -30,7 +30,7 @@ pub mod sdp;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tapir_core::{Direction, Effect, Input, LegEvent, LegId, MediaSource, ReleaseCause};
 use tapir_sip::msg::{HeaderName, Message, MessageBuilder, Method, ResponseTarget, Uri};
 use tapir_sip::transaction::{
@@ -108,8 +108,9 @@ pub struct ContactTarget {
 
 /// Local RTP endpoints, provided by the media plane.
 pub trait MediaPorts {
-    /// Open (or return) the RTP address tapir uses for a leg.
-    fn open(&mut self, leg: LegId) -> SocketAddr;
+    /// Open (or return) the RTP address tapir uses for a leg; `None` when no
+    /// port is free (the caller is then told to retry later with a 503).
+    fn open(&mut self, leg: LegId) -> Option<SocketAddr>;
 }
 
 /// What the media plane must do for a leg.
@@ -188,6 +189,28 @@ pub struct Config {
     pub tls: Option<SocketAddr>,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
+    /// Most dialogs tapir keeps at once; a new INVITE beyond it is answered
+    /// `503 Service Unavailable` with `Retry-After` (load shedding).
+    pub max_dialogs: usize,
+    /// The `Retry-After` (RFC 3261 §20.33) tapir sends with every 503 it
+    /// gives a device: overload, no free RTP port.
+    pub retry_after: Duration,
+}
+
+impl Config {
+    /// Settings for a B2BUA on `local` serving `domain`, with RFC 3261's
+    /// default timers, no TLS listener, room for 100,000 dialogs and a
+    /// `Retry-After` of 5 seconds.
+    pub fn new(local: SocketAddr, domain: impl Into<String>) -> Config {
+        Config {
+            local,
+            domain: domain.into(),
+            tls: None,
+            timers: TimerConfig::default(),
+            max_dialogs: 100_000,
+            retry_after: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -440,6 +463,20 @@ impl B2bua {
         self.respond(now, key, r);
     }
 
+    /// `503 Service Unavailable` with `Retry-After`: tapir cannot take the
+    /// request now (too many dialogs, no RTP port) but will later.
+    fn reply_unavailable(&mut self, now: Instant, key: &TransactionKey, request: &Message) {
+        let tag = self.unique("t");
+        let r = request
+            .response_builder(503, None, Some(&tag))
+            .header(
+                HeaderName::RetryAfter,
+                self.cfg.retry_after.as_secs().max(1).to_string(),
+            )
+            .build();
+        self.respond(now, key, r);
+    }
+
     fn new_request(
         &mut self,
         now: Instant,
@@ -477,6 +514,11 @@ impl B2bua {
         key: TransactionKey,
         request: Message,
     ) {
+        if self.dialogs.len() >= self.cfg.max_dialogs {
+            tracing::warn!(dialogs = self.dialogs.len(), "dialog limit reached; 503");
+            self.reply_unavailable(now, &key, &request);
+            return;
+        }
         // RFC 3891: an INVITE that replaces a dialog tapir does not know gets
         // 481; `early-only` on an established dialog gets 486.
         let mut replaced = None;
@@ -521,8 +563,12 @@ impl B2bua {
         // The server INVITE transaction has already sent 100 Trying.
         let transport = self.transport_of(&key);
         let leg = LegId(self.next_inbound);
+        let Some(rtp) = self.media.open(leg) else {
+            tracing::warn!(%leg, "no free RTP port; 503");
+            self.reply_unavailable(now, &key, &request);
+            return;
+        };
         self.next_inbound += 1;
-        let rtp = self.media.open(leg);
         let call_id = request
             .call_id()
             .ok()
@@ -1158,7 +1204,14 @@ impl B2bua {
             return;
         };
         let remote_addr = found.addr;
-        let rtp = self.media.open(leg);
+        let Some(rtp) = self.media.open(leg) else {
+            tracing::warn!(%leg, "no free RTP port for an outgoing leg");
+            self.out.push_back(Out::Switch(Input::Leg {
+                leg,
+                event: LegEvent::Unreachable,
+            }));
+            return;
+        };
         let call_id = format!("{}@{}", self.unique("c"), self.cfg.domain);
         let local_tag = self.unique("tp");
         let domain = self.cfg.domain.clone();

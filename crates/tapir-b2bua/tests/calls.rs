@@ -8,6 +8,8 @@
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tapir_b2bua::{
     B2bua, Config, ContactTarget, Directory, MediaCommand, MediaPorts, Out, SipTransport,
@@ -61,11 +63,18 @@ impl Directory for Phones {
     }
 }
 
-struct Ports;
+/// RTP ports that run out when the test says so.
+struct Ports(Arc<AtomicBool>);
 
 impl MediaPorts for Ports {
-    fn open(&mut self, leg: LegId) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 20_000 + (leg.0 % 1000) as u16 * 2))
+    fn open(&mut self, leg: LegId) -> Option<SocketAddr> {
+        if self.0.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(SocketAddr::from((
+            [127, 0, 0, 1],
+            20_000 + (leg.0 % 1000) as u16 * 2,
+        )))
     }
 }
 
@@ -77,10 +86,16 @@ struct World {
     /// Everything tapir sent, per destination.
     sent: Vec<(SocketAddr, Message)>,
     media: Vec<MediaCommand>,
+    /// Set to make every RTP port allocation fail.
+    ports_exhausted: Arc<AtomicBool>,
 }
 
 impl World {
     fn new() -> World {
+        World::with_config(|_| {})
+    }
+
+    fn with_config(change: impl FnOnce(&mut Config)) -> World {
         let mut switch = Switch::default();
         for a in ["1001", "1002", "1003"] {
             switch.add_line(LineConfig::phone(a)).unwrap();
@@ -94,15 +109,20 @@ impl World {
             .into_iter()
             .collect(),
         );
-        let cfg = Config {
-            local: TAPIR.parse().unwrap(),
-            domain: "127.0.0.1".into(),
-            tls: None,
+        let mut cfg = Config {
             timers: TimerConfig::default(),
+            ..Config::new(TAPIR.parse().unwrap(), "127.0.0.1")
         };
+        change(&mut cfg);
         let now = Instant::now();
+        let ports_exhausted = Arc::new(AtomicBool::new(false));
         World {
-            b2b: B2bua::new(cfg, Box::new(dir), Box::new(Ports)),
+            b2b: B2bua::new(
+                cfg,
+                Box::new(dir),
+                Box::new(Ports(ports_exhausted.clone())),
+            ),
+            ports_exhausted,
             switch,
             start: now,
             now,
@@ -202,7 +222,7 @@ impl World {
 fn invite_from_a(call_id: &str) -> String {
     format!(
         "INVITE sip:1002@127.0.0.1 SIP/2.0
-Via: SIP/2.0/UDP {A};branch=z9hG4bKa1;rport
+Via: SIP/2.0/UDP {A};branch=z9hG4bK-{call_id};rport
 Max-Forwards: 70
 From: <sip:1001@127.0.0.1>;tag=a1
 To: <sip:1002@127.0.0.1>
@@ -450,6 +470,62 @@ fn malformed_requests_get_400_and_tapir_keeps_serving() {
     w.phone_sends(A, "garbage\n\n".into());
     assert!(w.codes(A).is_empty(), "not even a request line: dropped");
     connected(&mut w, "call-6");
+}
+
+#[test]
+fn no_free_rtp_port_gets_503_with_retry_after_and_leaves_no_call() {
+    let mut w = World::with_config(|c| c.retry_after = Duration::from_secs(7));
+    w.ports_exhausted.store(true, Ordering::Relaxed);
+    w.phone_sends(A, invite_from_a("call-full"));
+    let sent = w.take(A);
+    let codes: Vec<_> = sent.iter().filter_map(Message::status_code).collect();
+    assert_eq!(codes, vec![100, 503]);
+    let unavailable = sent.last().unwrap();
+    assert_eq!(unavailable.header(&HeaderName::RetryAfter), Some("7"));
+    assert!(w.take(B).is_empty(), "nobody is invited");
+    assert!(w.state_at("1001").is_empty() && w.state_at("1002").is_empty());
+    // Ports free again: the next call goes through.
+    w.ports_exhausted.store(false, Ordering::Relaxed);
+    connected(&mut w, "call-after");
+}
+
+#[test]
+fn an_outgoing_leg_without_an_rtp_port_is_unreachable_for_the_switch() {
+    let mut w = World::new();
+    let app = w.switch.register_app(AppConfig::named("crm"));
+    let line = w.switch.line_of("1001").unwrap();
+    w.switch
+        .open_line(app, line, &[Privilege::Owner], &[])
+        .unwrap();
+    w.ports_exhausted.store(true, Ordering::Relaxed);
+    let ts = w.ts();
+    let call = w.switch.make_call(ts, app, "1001", Some("1002")).unwrap();
+    w.pump();
+    assert!(w.take(A).is_empty(), "no INVITE without an RTP port");
+    assert_ne!(
+        w.switch.call_state(call),
+        Some(CallStateKind::Dialing),
+        "the switch heard the leg failed"
+    );
+    assert_eq!(w.b2b.dialog_count(), 0);
+}
+
+#[test]
+fn beyond_the_dialog_limit_invites_get_503_with_retry_after() {
+    let mut w = World::with_config(|c| c.max_dialogs = 2);
+    let (ok, _) = connected(&mut w, "call-first");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-first", ""));
+    assert_eq!(w.b2b.dialog_count(), 2);
+    w.phone_sends(A, invite_from_a("call-second"));
+    let sent = w.take(A);
+    let last = sent.last().expect("a response");
+    assert_eq!(last.status_code(), Some(503));
+    assert_eq!(last.header(&HeaderName::RetryAfter), Some("5"));
+    assert!(w.take(B).is_empty());
+    // The first call is untouched: it still ends normally.
+    w.phone_sends(A, a_in_dialog("BYE", 2, &tag, "call-first", ""));
+    assert_eq!(w.codes(A), vec!["200"]);
 }
 
 #[test]

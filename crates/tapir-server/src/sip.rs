@@ -125,20 +125,19 @@ fn tls_acceptor(data_dir: &Path) -> Result<TlsAcceptor, SipStartError> {
 /// RTP endpoints from the media engine.
 struct EnginePorts {
     engine: Arc<MediaEngine>,
-    fallback: SocketAddr,
 }
 
 impl MediaPorts for EnginePorts {
-    fn open(&mut self, leg: LegId) -> SocketAddr {
+    fn open(&mut self, leg: LegId) -> Option<SocketAddr> {
         let id = tapir_media::engine::LegId(leg.0);
         if let Some(addr) = self.engine.local_addr(id) {
-            return addr;
+            return Some(addr);
         }
         match self.engine.allocate(id) {
-            Ok(addr) => addr,
+            Ok(addr) => Some(addr),
             Err(e) => {
                 tracing::error!(%leg, error = %e, "no RTP port for the leg");
-                self.fallback
+                None
             }
         }
     }
@@ -200,14 +199,11 @@ pub async fn start(
     let directory = SipDirectory::new(Instant::now(), &config.sip.domain, passwords, algorithms);
     let ports = EnginePorts {
         engine: engine.clone(),
-        fallback: SocketAddr::new(addr.ip(), 9),
     };
     let b2b = B2bua::new(
         tapir_b2bua::Config {
-            local: addr,
-            domain: config.sip.domain.clone(),
             tls: tls_addr,
-            timers: Default::default(),
+            ..tapir_b2bua::Config::new(addr, config.sip.domain.clone())
         },
         Box::new(directory),
         Box::new(ports),
