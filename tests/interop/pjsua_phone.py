@@ -157,6 +157,8 @@ def main():
             call = acc.calls[-1] if acc.calls else None
             if name == "register":
                 acc.setRegistration(True)
+            elif name == "unregister":
+                acc.setRegistration(False)
             elif name == "call":
                 c = Call(acc)
                 acc.calls.append(c)

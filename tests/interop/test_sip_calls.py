@@ -94,7 +94,7 @@ class Phone:
 
 
 class Tapir:
-    def __init__(self):
+    def __init__(self, sip_extra=""):
         self.dir = tempfile.mkdtemp(prefix="tapir-interop-")
         self.sip_port = free_port()
         self.tls_port = free_port(socket.SOCK_STREAM)
@@ -108,6 +108,7 @@ class Tapir:
             f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}", "tcp:127.0.0.1:{self.sip_port}",'
             f' "tls:127.0.0.1:{self.tls_port}"]\n'
             f'domain = "127.0.0.1"\n'
+            + sip_extra +
             f'[http]\nlisten = "127.0.0.1:{self.http_port}"\nadmin_token = "interop-admin"\n\n'
             + lines +
             f'[[apps]]\nname = "crm"\ntoken = "{TOKEN}"\nlines = ["*"]\n'
@@ -198,6 +199,32 @@ class SipCalls(unittest.TestCase):
             self.assertIn(e["code"], (401, 403))
         finally:
             PASSWORDS["1003"] = saved
+
+    def lines_by_address(self):
+        lines = self.tapir.http("GET", "/v1/lines")
+        lines = lines.get("lines", lines) if isinstance(lines, dict) else lines
+        return {l["address"]: l for l in lines}
+
+    def test_registrations_show_in_the_lines_of_the_api(self):
+        before = self.lines_by_address()
+        self.assertEqual(before["1001"]["registration"], "unregistered")
+        self.assertEqual(before["1001"]["contacts"], [])
+        a = self.phone("1001")
+        b = self.phone("1002", transport="tcp")
+        lines = self.lines_by_address()
+        self.assertEqual(lines["1001"]["registration"], "registered")
+        self.assertEqual([c["transport"] for c in lines["1001"]["contacts"]], ["udp"])
+        self.assertEqual([c["transport"] for c in lines["1002"]["contacts"]], ["tcp"])
+        self.assertGreater(lines["1001"]["contacts"][0]["expires_in"], 0)
+        self.assertEqual(lines["1003"]["registration"], "unregistered")
+        a.send(cmd="unregister")
+        a.wait_for(lambda e: e.get("event") == "reg")
+        deadline = time.time() + 5
+        while time.time() < deadline and self.lines_by_address()["1001"]["contacts"]:
+            time.sleep(0.1)
+        self.assertEqual(self.lines_by_address()["1001"]["registration"], "unregistered")
+        self.assertEqual(self.lines_by_address()["1002"]["registration"], "registered")
+        del b
 
     def test_call_answer_and_hang_up_from_the_callee(self):
         a, b = self.phone("1001"), self.phone("1002")

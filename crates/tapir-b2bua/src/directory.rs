@@ -4,10 +4,11 @@
 use crate::{ContactTarget, Directory, SipTransport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tapir_sip::auth::{Algorithm, AuthConfig, AuthOutcome, Authenticator};
 use tapir_sip::msg::Message;
-use tapir_sip::registrar::{Registrar, RegistrarConfig, Transport};
+use tapir_sip::registrar::{Binding, Registrar, RegistrarConfig, Transport};
 
 /// Phones' passwords, registrations and the authentication of their requests.
 #[derive(Debug)]
@@ -15,6 +16,51 @@ pub struct SipDirectory {
     auth: Authenticator,
     registrar: Registrar,
     passwords: HashMap<String, String>,
+    published: RegistrationTable,
+}
+
+/// A read-only view of the registrar for the rest of the server (the HTTP
+/// API's line registration state, metrics): the bindings of each address as
+/// of its last REGISTER. Cheap to clone; readers filter out expired bindings
+/// with [`RegistrationTable::contacts`].
+#[derive(Clone, Debug, Default)]
+pub struct RegistrationTable(Arc<RwLock<HashMap<String, Vec<Binding>>>>);
+
+impl RegistrationTable {
+    /// The bindings of `address` that have not expired at `now`.
+    pub fn contacts(&self, address: &str, now: Instant) -> Vec<Binding> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .get(address)
+            .map(|b| b.iter().filter(|b| !b.is_expired(now)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// True when `address` has at least one binding that has not expired.
+    pub fn is_registered(&self, address: &str, now: Instant) -> bool {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .get(address)
+            .is_some_and(|b| b.iter().any(|b| !b.is_expired(now)))
+    }
+
+    /// How many addresses have at least one binding that has not expired.
+    pub fn registered_count(&self, now: Instant) -> usize {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .values()
+            .filter(|b| b.iter().any(|b| !b.is_expired(now)))
+            .count()
+    }
+
+    fn publish(&self, address: &str, bindings: Vec<Binding>) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if bindings.is_empty() {
+            table.remove(address);
+        } else {
+            table.insert(address.to_string(), bindings);
+        }
+    }
 }
 
 impl SipDirectory {
@@ -35,7 +81,19 @@ impl SipDirectory {
             auth: Authenticator::new(config, now),
             registrar: Registrar::new(RegistrarConfig::default()),
             passwords,
+            published: RegistrationTable::default(),
         }
+    }
+
+    /// Publish every registration change into `table` (shared with readers).
+    pub fn with_registration_table(mut self, table: RegistrationTable) -> SipDirectory {
+        self.published = table;
+        self
+    }
+
+    /// The table this directory publishes its registrations into.
+    pub fn registration_table(&self) -> RegistrationTable {
+        self.published.clone()
     }
 }
 
@@ -54,16 +112,21 @@ impl Directory for SipDirectory {
             SipTransport::Tcp => Transport::Tcp,
             SipTransport::Tls => Transport::Tls,
         };
-        self.registrar
-            .register(
-                now,
-                request,
-                source,
-                transport,
-                &mut self.auth,
-                &credentials,
-            )
-            .response
+        let outcome = self.registrar.register(
+            now,
+            request,
+            source,
+            transport,
+            &mut self.auth,
+            &credentials,
+        );
+        if let Some(aor) = &outcome.aor
+            && !outcome.changes.is_empty()
+        {
+            self.published
+                .publish(aor, self.registrar.contacts(aor, now));
+        }
+        outcome.response
     }
 
     fn admit(

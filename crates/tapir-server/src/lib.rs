@@ -191,7 +191,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.http.stream_buffer,
     ));
     let (handle, switch_task) = SwitchHandle::spawn(switch, journal, 4096);
-    let sip = sip::start(&config, &handle)
+    let registrations = tapir_b2bua::directory::RegistrationTable::default();
+    let sip = sip::start(&config, &handle, registrations.clone())
         .await
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let sip_addr = sip.as_ref().map(|s| s.addr);
@@ -205,6 +206,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         translate: RwLock::new(translate),
         metrics: prometheus(),
         opened: std::sync::Mutex::default(),
+        registrations,
     });
     let (router, _) = http::router(shared);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use tapir_b2bua::directory::SipDirectory;
+use tapir_b2bua::directory::{RegistrationTable, SipDirectory};
 use tapir_b2bua::driver::{self, ToSwitch};
 use tapir_b2bua::{B2bua, MediaCommand, MediaPorts};
 use tapir_core::{Input, LegEvent, LegId, LineKind, MediaSource, Tone};
@@ -143,10 +143,12 @@ impl MediaPorts for EnginePorts {
     }
 }
 
-/// Start SIP (when `[sip] listen` names a UDP address) and the media engine.
+/// Start SIP (when `[sip] listen` names a UDP address) and the media engine;
+/// the registrar publishes phones' registrations into `registrations`.
 pub async fn start(
     config: &Config,
     handle: &SwitchHandle,
+    registrations: RegistrationTable,
 ) -> Result<Option<SipRunning>, SipStartError> {
     let (Some(listen), tcp_listen, tls_listen) = listen_addresses(config)? else {
         return Ok(None);
@@ -196,7 +198,8 @@ pub async fn start(
             None => return Err(SipStartError::Algorithm(name.clone())),
         }
     }
-    let directory = SipDirectory::new(Instant::now(), &config.sip.domain, passwords, algorithms);
+    let directory = SipDirectory::new(Instant::now(), &config.sip.domain, passwords, algorithms)
+        .with_registration_table(registrations);
     let ports = EnginePorts {
         engine: engine.clone(),
     };

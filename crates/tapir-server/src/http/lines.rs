@@ -28,15 +28,31 @@ pub struct LineObject {
     pub name: Option<String>,
     /// Pickup group.
     pub pickup_group: Option<String>,
-    /// Registration state: `unknown` until the SIP driver reports it; route
-    /// points need none (`notapplicable`).
+    /// Registration state of a phone: `registered` while at least one of its
+    /// contacts has not expired, else `unregistered`; route points and
+    /// trunks need none (`notapplicable`).
     pub registration: String,
+    /// The phone's registered contacts (empty when unregistered).
+    pub contacts: Vec<ContactObject>,
     /// The privileges this app may open it with.
     #[schema(value_type = Vec<String>)]
     pub privileges: Vec<Privilege>,
     /// The privileges this app has it open with; none while closed.
     #[schema(value_type = Option<Vec<String>>)]
     pub open: Option<Vec<Privilege>>,
+}
+
+/// One registered contact of a phone line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactObject {
+    /// The Contact URI the phone registered.
+    pub uri: String,
+    /// `udp`, `tcp` or `tls`.
+    pub transport: String,
+    /// The address the REGISTER came from.
+    pub source: String,
+    /// Seconds until the binding expires unless refreshed.
+    pub expires_in: u64,
 }
 
 fn opened(
@@ -51,7 +67,28 @@ fn opened(
         .cloned()
 }
 
-fn line_object(l: &LineView, privileges: &[Privilege], open: Option<Vec<Privilege>>) -> LineObject {
+fn line_object(
+    st: &AppState,
+    l: &LineView,
+    privileges: &[Privilege],
+    open: Option<Vec<Privilege>>,
+) -> LineObject {
+    let now = std::time::Instant::now();
+    let contacts: Vec<ContactObject> = match l.entry.kind {
+        LineKind::Phone => l
+            .entry
+            .addresses()
+            .iter()
+            .flat_map(|a| st.registrations.contacts(a, now))
+            .map(|b| ContactObject {
+                uri: b.contact.clone(),
+                transport: b.transport.token().to_ascii_lowercase(),
+                source: b.source.to_string(),
+                expires_in: b.remaining(now).as_secs(),
+            })
+            .collect(),
+        LineKind::RoutePoint | LineKind::Trunk => Vec::new(),
+    };
     LineObject {
         id: l.id.to_string(),
         address: l.entry.address.clone(),
@@ -60,9 +97,11 @@ fn line_object(l: &LineView, privileges: &[Privilege], open: Option<Vec<Privileg
         name: l.entry.name.clone(),
         pickup_group: l.entry.pickup_group.clone(),
         registration: match l.entry.kind {
-            LineKind::Phone => "unknown".into(),
+            LineKind::Phone if contacts.is_empty() => "unregistered".into(),
+            LineKind::Phone => "registered".into(),
             LineKind::RoutePoint | LineKind::Trunk => "notapplicable".into(),
         },
+        contacts,
         privileges: privileges.to_vec(),
         open,
     }
@@ -81,7 +120,7 @@ pub async fn list_lines(
         st.lines
             .iter()
             .filter(|l| app.entry.may_open(&l.entry.address))
-            .map(|l| line_object(l, &app.entry.privileges, opened(&st, app.id, l.id)))
+            .map(|l| line_object(&st, l, &app.entry.privileges, opened(&st, app.id, l.id)))
             .collect(),
     )
 }
@@ -170,6 +209,7 @@ pub async fn open_line(
         .unwrap_or_else(|e| e.into_inner())
         .insert((app.id, l.id), privileges.clone());
     Ok(Json(line_object(
+        &st,
         l,
         &app.entry.privileges,
         Some(privileges),

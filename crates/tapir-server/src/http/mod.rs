@@ -68,6 +68,8 @@ pub struct Shared {
     /// The privileges each app opened each line with (API session state,
     /// shown by `GET /v1/lines`).
     pub opened: std::sync::Mutex<HashMap<(AppId, LineId), Vec<tapir_core::Privilege>>>,
+    /// Phones' registrations, as the SIP registrar last published them.
+    pub registrations: tapir_b2bua::directory::RegistrationTable,
 }
 
 /// The state of the router.
