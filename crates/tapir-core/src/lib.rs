@@ -42,7 +42,7 @@ pub use output::{
     AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, LineStateKind, MediaSource,
     Output, ReleaseCause, Reply, Tone,
 };
-pub use switch::{Command, Input, LegEvent, Switch};
+pub use switch::{CallSummary, Command, CompletionView, Input, LegEvent, Switch};
 pub use types::{
     BusyMode, CallOrigin, CallReason, CallState, CallStateKind, CallerFilter, CompletionMode,
     ConnectedMode, DialtoneMode, DisconnectMode, ForwardCondition, ForwardMode, ForwardRule,

@@ -7,6 +7,7 @@
 //! control), `conference`, `features` (park, pickup, forward, completion),
 //! `signal` (what devices report) and `route` (where a dialled call goes).
 
+mod admin;
 mod conference;
 mod features;
 mod ops;
@@ -27,6 +28,7 @@ use crate::types::{
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+pub use admin::{CallSummary, CompletionView};
 pub use signal::LegEvent;
 
 /// One input to the switch.
