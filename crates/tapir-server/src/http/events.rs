@@ -1,6 +1,9 @@
 //! `GET /v1/events?since=N`: the app's event stream over a WebSocket,
 //! replayed from the journal after `since`, then live.
 //!
+//! The app token comes in `Authorization: Bearer`, or, for browsers (which
+//! cannot set headers on a WebSocket), as `?access_token=` on the upgrade.
+//!
 //! A reader that falls too far behind, or asks for events the journal no
 //! longer holds, gets one `{"type":"stream.resync",…}` message and the socket
 //! closes: it must take the `GET /v1/calls` snapshot and reconnect with the
@@ -19,7 +22,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// Stream this app's events (WebSocket upgrade).
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    params(("since" = Option<u64>, Query, description = "last seq seen; events after it are replayed")),
+    params(("since" = Option<u64>, Query, description = "last seq seen; events after it are replayed"),
+           ("access_token" = Option<String>, Query, description = "the app token, percent-encoded, for clients that cannot set `Authorization` on a WebSocket (browsers); taken on WebSocket upgrades only")),
     responses((status = 101, description = "WebSocket: one JSON event per message, `{\"seq\":N,\"type\":\"…\",…}`"),
               (status = 400, description = "not a WebSocket request or bad `since`", body = ErrorBody),
               (status = 401, description = "no valid token", body = ErrorBody)),

@@ -6,6 +6,7 @@
 //! is the core's.
 
 mod calls;
+mod console;
 mod events;
 mod lines;
 mod translate;
@@ -98,19 +99,29 @@ impl Shared {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+/// The bearer token of a request: the `Authorization` header, or — on a
+/// WebSocket upgrade only, since browsers cannot set headers there (the web
+/// console's event stream) — the percent-encoded `access_token` query
+/// parameter. Tokens are never logged.
+fn bearer(parts: &Parts) -> Option<std::borrow::Cow<'_, str>> {
     if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then_some(token.trim());
+            .then_some(token.trim().into());
     }
-    // Browsers cannot set headers on a WebSocket: accept ?access_token= too.
-    parts
-        .uri
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")))
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None;
+    }
+    let axum::extract::Query(mut q) =
+        axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri).ok()?;
+    q.remove("access_token").map(Into::into)
 }
 
 /// The authenticated app of a request: `401` without a valid app token.
@@ -123,7 +134,7 @@ impl FromRequestParts<AppState> for AuthApp {
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
         st.apps
-            .get(&token_hash(token))
+            .get(&token_hash(&token))
             .cloned()
             .map(AuthApp)
             .ok_or_else(ApiError::unauthorized)
@@ -144,7 +155,7 @@ impl FromRequestParts<AppState> for AnyToken {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        let h = token_hash(token);
+        let h = token_hash(&token);
         if st.admin == Some(h) {
             return Ok(AnyToken::Admin);
         }
@@ -426,6 +437,7 @@ pub fn router(st: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
                 }
             }),
         )
+        .merge(console::routes())
         .route("/v1/admin", any(admin_placeholder))
         .route("/v1/admin/{*rest}", any(admin_placeholder))
         .fallback(not_found)
@@ -552,4 +564,37 @@ async fn not_found() -> ApiError {
         "operationunavail",
         "there is no such endpoint",
     )
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::bearer;
+    use axum::http::Request;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> axum::http::request::Parts {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_header_wins_and_the_query_token_is_for_websockets_only() {
+        let p = parts("/v1/calls", &[("authorization", "Bearer  tok-1 ")]);
+        assert_eq!(bearer(&p).as_deref(), Some("tok-1"));
+        let p = parts("/v1/calls", &[("authorization", "Basic dTpw")]);
+        assert_eq!(bearer(&p), None);
+        // A plain request does not take its token from the URL.
+        let p = parts("/v1/calls?access_token=tok-1", &[]);
+        assert_eq!(bearer(&p), None);
+        let ws = [("upgrade", "WebSocket"), ("connection", "upgrade")];
+        let p = parts("/v1/events?since=3&access_token=tok-1", &ws);
+        assert_eq!(bearer(&p).as_deref(), Some("tok-1"));
+        // Percent-encoded as a browser's encodeURIComponent writes it.
+        let p = parts("/v1/events?access_token=a%2Bb%26c%3D%20d&since=0", &ws);
+        assert_eq!(bearer(&p).as_deref(), Some("a+b&c= d"));
+        let p = parts("/v1/events?since=0", &ws);
+        assert_eq!(bearer(&p), None);
+    }
 }

@@ -1,0 +1,193 @@
+// The web console in a real browser: headless Chromium (Debian's) driven by
+// Playwright opens /console of a real `tapir serve`, signs in with an app
+// token, opens the lines, and controls a call between two real pjsua2
+// phones: clicking Hold makes the far phone receive a hold re-INVITE and the
+// page show `onhold`; Unhold brings it back. A screenshot is kept in
+// target/test-artifacts/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import {
+  Tapir, Phone, TOKEN, ADMIN_TOKEN, ARTIFACTS, chromiumPath, CHROMIUM_ARGS,
+} from "./harness.mjs";
+
+const WAIT = 10000;
+let tapir;
+let phones = [];
+let context;
+let page;
+let profile;
+const pageErrors = [];
+
+before(async () => {
+  tapir = await Tapir.start();
+  profile = mkdtempSync(join(tmpdir(), "tapir-console-chromium-"));
+  // A fresh profile every run (launchPersistentContext owns --user-data-dir).
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath(),
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1440, height: 1000 },
+  });
+  page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  // Failed requests (the 401 and 403 this test provokes) log "Failed to load
+  // resource"; anything else logged as an error is a fault of the page.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) pageErrors.push(m.text());
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await Promise.all(phones.map((p) => p.stop()));
+  tapir?.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+/** The page's row of the call at `address`. */
+function callRow(address) {
+  return page.locator("#calls-body tr").filter({ has: page.locator("td", { hasText: new RegExp(`^${address}$`) }) });
+}
+
+test("the console signs in, shows API errors, and holds a call between two phones", async () => {
+  const resp = await page.goto(`${tapir.base}/console`);
+  assert.equal(resp.status(), 200);
+  assert.equal(new URL(page.url()).pathname, "/console/");
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+
+  // A wrong token: the API's 401 code and sentence are shown.
+  const wrong = await tapir.http("GET", "/v1/lines", undefined, "not-a-token");
+  assert.equal(wrong.status, 401);
+  await page.getByLabel("App token").fill("not-a-token");
+  await page.getByRole("button", { name: "Connect" }).click();
+  await page.getByRole("alert").filter({ hasText: wrong.body.error.code }).waitFor();
+  assert.match(await page.getByRole("alert").innerText(),
+    new RegExp(`${wrong.body.error.code}: ${escape(wrong.body.error.message)}`));
+
+  await page.getByLabel("App token").fill(TOKEN);
+  await page.getByRole("button", { name: "Connect" }).click();
+  await page.getByRole("heading", { name: "Lines" }).waitFor();
+  // The event stream authenticates (the token rides as access_token).
+  await page.locator("#stream-state", { hasText: "live" }).waitFor();
+  const lineRows = page.locator("#lines-body tr");
+  assert.equal(await lineRows.count(), 3);
+
+  await page.getByRole("button", { name: "Open all lines" }).click();
+  await page.locator("#lines-body tr", { hasText: "1001" }).getByRole("button", { name: "Close line 1001" }).waitFor();
+  const lines = (await tapir.http("GET", "/v1/lines")).body;
+  for (const l of Array.isArray(lines) ? lines : lines.lines) {
+    assert.ok(Array.isArray(l.open) && l.open.includes("owner"), `${l.address} open as owner`);
+  }
+  await page.locator("#event-log li[data-type='line.state']").first().waitFor();
+
+  // Two real phones register and 1001 calls 1002, who answers.
+  const a = await Phone.start("1001", tapir.sipPort);
+  const b = await Phone.start("1002", tapir.sipPort);
+  phones = [a, b];
+  assert.equal((await a.register()).code, 200);
+  assert.equal((await b.register()).code, 200);
+  // Registration is read again every few seconds: the page ends up saying
+  // what the API says.
+  const listed = (await tapir.http("GET", "/v1/lines")).body;
+  const line1001 = (Array.isArray(listed) ? listed : listed.lines).find((l) => l.address === "1001");
+  await page.locator("#lines-body tr", { hasText: "1001" })
+    .locator(".reg", { hasText: new RegExp(`^${line1001.registration}`) }).waitFor();
+  a.send({ cmd: "call", to: "1002" });
+  await b.waitFor((e) => e.event === "incoming");
+  await callRow("1002").locator("[data-field=state]", { hasText: "offering" }).waitFor();
+  b.send({ cmd: "answer" });
+  await a.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
+  await b.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
+  await callRow("1001").locator("[data-field=state]", { hasText: /^connected/ }).waitFor();
+  await callRow("1002").locator("[data-field=state]", { hasText: /^connected/ }).waitFor();
+
+  // Select 1001's call: Hold fits, Unhold does not.
+  const row = callRow("1001");
+  const callId = await row.getAttribute("data-call");
+  await row.getByRole("button", { name: callId }).click();
+  await page.locator("#selected-call", { hasText: callId }).waitFor();
+  const hold = page.getByRole("button", { name: "Hold", exact: true });
+  const unhold = page.getByRole("button", { name: "Unhold", exact: true });
+  assert.equal(await hold.isEnabled(), true, "Hold fits a connected call");
+  assert.equal(await unhold.isEnabled(), false, "Unhold does not fit a connected call");
+  assert.equal(await page.getByRole("button", { name: "Answer", exact: true }).isEnabled(), false);
+
+  // Hold: the far phone gets a hold re-INVITE; the page shows onhold.
+  await hold.click();
+  const held = await b.waitFor((e) => e.event === "media" && e.status === "remote_hold");
+  assert.equal(held.status, "remote_hold");
+  await row.locator("[data-field=state]", { hasText: "onhold" }).waitFor();
+  await page.locator("#selected-state", { hasText: "onhold" }).waitFor();
+  const api = (await tapir.http("GET", `/v1/calls/${callId}`)).body;
+  assert.equal(api.state, "onhold", "the switch agrees with the page");
+  await page.locator("#event-log li[data-type='call.state']", { hasText: `${callId} → onhold` }).waitFor();
+  assert.equal(await hold.isEnabled(), false);
+  assert.equal(await unhold.isEnabled(), true);
+
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const shot = join(ARTIFACTS, "console-hold.png");
+  await page.screenshot({ path: shot, fullPage: true });
+
+  // Unhold: the phone is offered media again and the call is connected.
+  await unhold.click();
+  await b.waitFor((e) => e.event === "media" && e.status === "active");
+  await row.locator("[data-field=state]", { hasText: /^connected/ }).waitFor();
+  await page.locator("#event-log li[data-type='call.state']", { hasText: `${callId} → connected` }).first().waitFor();
+  assert.equal((await tapir.http("GET", `/v1/calls/${callId}`)).body.state, "connected");
+
+  // The log has the call's whole story, newest first.
+  const log = await page.locator("#event-log li").allInnerTexts();
+  const joined = log.join("\n");
+  assert.match(joined, new RegExp(`${callId} new on 1001`));
+  assert.ok(log.findIndex((l) => l.includes(`${callId} → connected`))
+    < log.findIndex((l) => l.includes(`${callId} → onhold`)), "unhold is logged after hold");
+
+  // Drop from the page: the far phone hangs up.
+  await page.getByRole("button", { name: "Drop", exact: true }).click();
+  await b.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
+  await row.locator("[data-field=state]", { hasText: "idle" }).waitFor();
+  assert.deepEqual(pageErrors, [], "no script errors");
+  console.log(`screenshot: ${shot}`);
+});
+
+test("the call history shows the CDRs, or the API's error", async () => {
+  await page.getByRole("link", { name: "Call history" }).click();
+  await page.getByRole("heading", { name: "Call history" }).waitFor();
+  assert.equal(await page.locator("#switchboard").isVisible(), false, "one view at a time");
+  const direct = await tapir.http("GET", "/v1/admin/cdr?limit=50", undefined, ADMIN_TOKEN);
+  await page.getByLabel("Admin token").fill(ADMIN_TOKEN);
+  await page.getByRole("button", { name: "Load" }).click();
+  if (direct.status === 200) {
+    const cdrs = direct.body.cdrs;
+    await page.locator("#history-body tr").first().waitFor();
+    assert.equal(await page.locator("#history-body tr").count(), cdrs.length);
+    if (cdrs.length > 0) {
+      const first = await page.locator("#history-body tr").first().innerText();
+      for (const p of cdrs[0].parties) assert.ok(first.includes(p.address), `${first} names ${p.address}`);
+    }
+  } else {
+    const { code, message } = direct.body.error;
+    await page.locator("#history-empty", { hasText: `${code}: ${message}` }).waitFor();
+  }
+  // An app token is not the operator's: the API's 403 is shown.
+  const refused = await tapir.http("GET", "/v1/admin/cdr?limit=50", undefined, TOKEN);
+  assert.equal(refused.status, 403);
+  await page.getByLabel("Admin token").fill(TOKEN);
+  await page.getByRole("button", { name: "Load" }).click();
+  await page.locator("#history-empty", { hasText: `${refused.body.error.code}: ${refused.body.error.message}` }).waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, "console-history.png"), fullPage: true });
+  await page.getByRole("link", { name: "Switchboard" }).click();
+  await page.getByRole("heading", { name: "Calls", exact: true }).waitFor();
+  assert.equal(await page.locator("#history").isVisible(), false, "one view at a time");
+  assert.deepEqual(pageErrors, [], "no script errors");
+});
+
+function escape(s) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
