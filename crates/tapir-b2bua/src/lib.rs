@@ -25,6 +25,7 @@
 
 pub mod directory;
 pub mod driver;
+pub mod info;
 pub mod sdp;
 
 use bytes::Bytes;
@@ -690,15 +691,7 @@ impl B2bua {
                 }));
             }
             Method::Invite | Method::Update => self.reinvite_received(now, leg, key, request),
-            Method::Info => {
-                self.reply_in_dialog(now, leg, &key, &request, 200, None);
-                if let Some(digits) = dtmf_relay_digit(request.body()) {
-                    self.out.push_back(Out::Switch(Input::Leg {
-                        leg,
-                        event: LegEvent::Digits(digits),
-                    }));
-                }
-            }
+            Method::Info => self.info_received(now, leg, &key, &request),
             Method::Refer => self.refer_received(now, leg, key, request),
             // PRACK tolerance (RFC 3262): tapir never asks for reliable
             // provisionals, but a device's PRACK is acknowledged.
@@ -1591,13 +1584,4 @@ fn contact_uri(message: &Message) -> Option<String> {
         tapir_sip::msg::Contacts::Addresses(list) => list.first().map(|c| c.uri_text.to_string()),
         tapir_sip::msg::Contacts::Wildcard => None,
     }
-}
-
-/// The digit of an INFO `application/dtmf-relay` body (`Signal=5`).
-fn dtmf_relay_digit(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("Signal="))
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty())
 }

@@ -15,7 +15,8 @@ use tapir_b2bua::{
     B2bua, Config, ContactTarget, Directory, MediaCommand, MediaPorts, Out, SipTransport,
 };
 use tapir_core::{
-    AppConfig, CallStateKind, LegId, LineConfig, Output, Privilege, Switch, Timestamp,
+    AppConfig, CallStateKind, Input, LegEvent, LegId, LineConfig, Output, Privilege, Switch,
+    Timestamp,
 };
 use tapir_sip::msg::{HeaderName, Message};
 use tapir_sip::transaction::TimerConfig;
@@ -88,6 +89,8 @@ struct World {
     media: Vec<MediaCommand>,
     /// Set to make every RTP port allocation fail.
     ports_exhausted: Arc<AtomicBool>,
+    /// Digits the B2BUA reported to the switch, per leg.
+    digits: Vec<(LegId, String)>,
 }
 
 impl World {
@@ -117,17 +120,14 @@ impl World {
         let now = Instant::now();
         let ports_exhausted = Arc::new(AtomicBool::new(false));
         World {
-            b2b: B2bua::new(
-                cfg,
-                Box::new(dir),
-                Box::new(Ports(ports_exhausted.clone())),
-            ),
+            b2b: B2bua::new(cfg, Box::new(dir), Box::new(Ports(ports_exhausted.clone()))),
             ports_exhausted,
             switch,
             start: now,
             now,
             sent: Vec::new(),
             media: Vec::new(),
+            digits: Vec::new(),
         }
     }
 
@@ -145,6 +145,13 @@ impl World {
                         self.sent.push((to, Message::parse_datagram(data).unwrap()))
                     }
                     Out::Switch(input) => {
+                        if let Input::Leg {
+                            leg,
+                            event: LegEvent::Digits(d),
+                        } = &input
+                        {
+                            self.digits.push((*leg, d.clone()));
+                        }
                         let ts = self.ts();
                         self.switch.handle(ts, input);
                     }
@@ -692,4 +699,121 @@ fn a_prack_in_a_dialog_is_acknowledged() {
     let tag = to_tag(&ok);
     w.phone_sends(A, a_in_dialog("PRACK", 2, &tag, "call-pr", ""));
     assert_eq!(w.codes(A), vec!["200"]);
+}
+
+/// An INFO from phone A in its call, with a body of `ctype` (CSeq `n`).
+fn a_info(n: u32, to_tag: &str, call_id: &str, ctype: &str, body: &str, extra: &str) -> String {
+    format!(
+        "INFO sip:tapir@{TAPIR} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bKinfo{n};rport
+Max-Forwards: 70
+From: <sip:1001@127.0.0.1>;tag=a1
+To: <sip:1002@127.0.0.1>;tag={to_tag}
+Call-ID: {call_id}
+CSeq: {n} INFO
+{extra}Content-Type: {ctype}
+Content-Length: {len}
+
+{body}",
+        len = body.len()
+    )
+}
+
+#[test]
+fn sip_info_digits_reach_the_switch_like_rfc4733_digits() {
+    let mut w = World::new();
+    let (ok, _invite_b) = connected(&mut w, "call-info");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-info", ""));
+    let a_leg = w.switch.calls_at("1001");
+    assert_eq!(a_leg.len(), 1);
+    w.phone_sends(
+        A,
+        a_info(
+            2,
+            &tag,
+            "call-info",
+            "application/dtmf-relay",
+            "Signal=5\r\nDuration=160\r\n",
+            "",
+        ),
+    );
+    assert_eq!(w.codes(A), vec!["200"]);
+    w.phone_sends(A, a_info(3, &tag, "call-info", "application/dtmf", "#", ""));
+    assert_eq!(w.codes(A), vec!["200"]);
+    w.phone_sends(
+        A,
+        a_info(
+            4,
+            &tag,
+            "call-info",
+            "application/dtmf-relay",
+            "Signal=10\r\nDuration=100\r\n",
+            "",
+        ),
+    );
+    assert_eq!(w.codes(A), vec!["200"]);
+    let digits: Vec<&str> = w.digits.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(digits, vec!["5", "#", "*"]);
+    // All on the caller's leg, the same leg tapir answered.
+    let leg = w.digits[0].0;
+    assert!(w.digits.iter().all(|(l, _)| *l == leg));
+    // Nothing went to the other phone.
+    assert!(w.take(B).is_empty());
+}
+
+#[test]
+fn sip_info_bodies_tapir_cannot_read_get_415_400_or_469() {
+    let mut w = World::new();
+    let (ok, _invite_b) = connected(&mut w, "call-info2");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-info2", ""));
+    w.phone_sends(
+        A,
+        a_info(
+            2,
+            &tag,
+            "call-info2",
+            "application/media_control+xml",
+            "<media_control/>",
+            "",
+        ),
+    );
+    let r = w.take(A).pop().unwrap();
+    assert_eq!(r.status_code(), Some(415));
+    let accept = r.header(&tapir_sip::msg::HeaderName::Accept).unwrap();
+    assert!(accept.contains("application/dtmf-relay"), "{accept}");
+    w.phone_sends(
+        A,
+        a_info(
+            3,
+            &tag,
+            "call-info2",
+            "application/dtmf-relay",
+            "Signal=Z\r\n",
+            "",
+        ),
+    );
+    assert_eq!(w.codes(A), vec!["400"]);
+    w.phone_sends(
+        A,
+        a_info(
+            4,
+            &tag,
+            "call-info2",
+            "application/dtmf-relay",
+            "Signal=1\r\n",
+            "Info-Package: foo\n",
+        ),
+    );
+    assert_eq!(w.codes(A), vec!["469"]);
+    // An INFO outside any dialog.
+    w.phone_sends(
+        A,
+        a_info(5, "nope", "no-such-call", "application/dtmf", "1", ""),
+    );
+    assert_eq!(w.codes(A), vec!["481"]);
+    assert!(w.digits.is_empty(), "{:?}", w.digits);
+    // The call is still up.
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
 }
