@@ -1,0 +1,301 @@
+//! [`Call`]: one call as this app sees it, with every TAPI call operation
+//! (TAPI 3's `ITBasicCallControl`, `ITCallInfo`), and [`Completion`].
+//!
+//! An operation sends its request and, when the server answers with the
+//! call object, keeps it as [`Call::info`]; [`Call::refresh`] reads it anew.
+
+use crate::wire::{
+    CallInfo, CallState, CompletionMode, CompletionResponse, ConferenceResponse, ConsultResponse,
+    HandoffTarget, ParkResponse, Privilege, RelatedResponse, TransferMode,
+};
+use crate::{Answer, Client, ClientError, Result};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A call (an id plus the last call object the server sent).
+#[derive(Clone, Debug)]
+pub struct Call {
+    client: Client,
+    info: CallInfo,
+}
+
+/// A new conference: the conference call and the consultation call on which
+/// to dial the next party.
+#[derive(Clone, Debug)]
+pub struct Conference {
+    /// The conference call (the parent).
+    pub conference: Call,
+    /// The consultation call.
+    pub consult: Call,
+}
+
+/// A call completion request (`lineCompleteCall`).
+#[derive(Clone, Debug)]
+pub struct Completion {
+    client: Client,
+    id: String,
+}
+
+impl Completion {
+    /// Its id (`compl-7`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `lineUncompleteCall`.
+    pub async fn cancel(self) -> Result<()> {
+        self.client.uncomplete(&self.id).await
+    }
+}
+
+impl Call {
+    pub(crate) fn new(client: Client, info: CallInfo) -> Call {
+        Call { client, info }
+    }
+
+    /// Its id (`call-12`).
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// The call object as last read.
+    pub fn info(&self) -> &CallInfo {
+        &self.info
+    }
+
+    /// The call state as last read.
+    pub fn state(&self) -> CallState {
+        self.info.state
+    }
+
+    /// `lineGetCallInfo`: read the call object anew.
+    pub async fn refresh(&mut self) -> Result<&CallInfo> {
+        self.info = self.client.get(&["v1", "calls", &self.info.id]).await?;
+        Ok(&self.info)
+    }
+
+    /// Another call of the same client, from a call object in an answer.
+    fn sibling(&self, id: &str, calls: &[CallInfo]) -> Result<Call> {
+        let info = calls.iter().find(|c| c.id == id).cloned().ok_or_else(|| {
+            ClientError::Protocol(format!("the answer names {id} without its call object"))
+        })?;
+        Ok(Call::new(self.client.clone(), info))
+    }
+
+    /// POST an operation on this call.
+    async fn post(&self, op: &str, body: Value) -> Result<Answer> {
+        self.client
+            .request(
+                Method::POST,
+                &["v1", "calls", &self.info.id, op],
+                None::<&()>,
+                Some(&body),
+            )
+            .await
+    }
+
+    /// POST an operation answered by this call's object (or 204 when the
+    /// call left this app); keep the object.
+    async fn op(&mut self, op: &str, body: Value) -> Result<()> {
+        let answer = self.post(op, body).await?;
+        self.keep(answer);
+        Ok(())
+    }
+
+    fn keep(&mut self, answer: Answer) {
+        if let Some(body) = answer.body
+            && body.get("id").and_then(Value::as_str) == Some(self.info.id.as_str())
+            && let Ok(info) = serde_json::from_value::<CallInfo>(body)
+        {
+            self.info = info;
+        }
+    }
+
+    /// `lineAnswer` / `Answer`.
+    pub async fn answer(&mut self) -> Result<()> {
+        self.op("answer", json!({})).await
+    }
+
+    /// `lineAccept`: take responsibility for an offered call.
+    pub async fn accept(&mut self) -> Result<()> {
+        self.op("accept", json!({})).await
+    }
+
+    /// `lineDial` / `Dial`: digits on a call at dial tone (or DTMF once connected).
+    pub async fn dial(&mut self, digits: &str) -> Result<()> {
+        self.op("dial", json!({ "digits": digits })).await
+    }
+
+    /// `lineDrop` / `Disconnect`.
+    pub async fn drop(&mut self) -> Result<()> {
+        self.op("drop", json!({})).await
+    }
+
+    /// `lineHold` (true) / `lineUnhold` (false); idempotent.
+    pub async fn hold(&mut self, hold: bool) -> Result<()> {
+        self.op(if hold { "hold" } else { "unhold" }, json!({}))
+            .await
+    }
+
+    /// `lineSwapHold`: hold this call and retrieve `held`.
+    pub async fn swap_hold(&mut self, held: &Call) -> Result<()> {
+        self.op("swap-hold", json!({ "with": held.id() })).await
+    }
+
+    /// `lineBlindTransfer` / `BlindTransfer`.
+    pub async fn blind_transfer(&mut self, to: &str) -> Result<()> {
+        self.op("blind-transfer", json!({ "to": to })).await
+    }
+
+    /// `lineSetupTransfer`: hold this call; returns the consultation call at
+    /// dial tone.
+    pub async fn setup_transfer(&mut self) -> Result<Call> {
+        let r: ConsultResponse = self.post("setup-transfer", json!({})).await?.json()?;
+        self.sibling(&r.consult_call, &r.calls)
+    }
+
+    /// `lineCompleteTransfer`: join this (held) call with `consult`. In
+    /// conference mode the answer is the new conference call.
+    pub async fn complete_transfer(
+        &mut self,
+        consult: &Call,
+        mode: TransferMode,
+    ) -> Result<Option<Call>> {
+        let answer = self
+            .post(
+                "complete-transfer",
+                json!({ "consult_call": consult.id(), "mode": mode }),
+            )
+            .await?;
+        self.conference_or_keep(answer)
+    }
+
+    /// TAPI 3 `Transfer`: [`Call::complete_transfer`] in transfer mode.
+    pub async fn transfer(&mut self, consult: &Call) -> Result<()> {
+        self.complete_transfer(consult, TransferMode::Transfer)
+            .await
+            .map(|_| ())
+    }
+
+    /// TAPI 3 `Finish` on a consultation call; in conference mode the
+    /// answer is the conference call.
+    pub async fn finish(&mut self, mode: TransferMode) -> Result<Option<Call>> {
+        let answer = self.post("finish", json!({ "mode": mode })).await?;
+        self.conference_or_keep(answer)
+    }
+
+    fn conference_or_keep(&mut self, answer: Answer) -> Result<Option<Call>> {
+        if let Some(body) = &answer.body
+            && body.get("conference_call").is_some()
+        {
+            let r: ConferenceResponse = answer.json()?;
+            return self.sibling(&r.conference_call, &r.calls).map(Some);
+        }
+        self.keep(answer);
+        Ok(None)
+    }
+
+    /// `lineSetupConference`: make this call a conference; returns the
+    /// conference call and a consultation call for the next party.
+    pub async fn setup_conference(&mut self, parties: Option<usize>) -> Result<Conference> {
+        let body = match parties {
+            Some(n) => json!({ "parties": n }),
+            None => json!({}),
+        };
+        let r: ConferenceResponse = self.post("setup-conference", body).await?.json()?;
+        let consult = r.consult_call.as_deref().ok_or_else(|| {
+            ClientError::Protocol("setup-conference answered without consult_call".into())
+        })?;
+        Ok(Conference {
+            conference: self.sibling(&r.conference_call, &r.calls)?,
+            consult: self.sibling(consult, &r.calls)?,
+        })
+    }
+
+    /// `linePrepareAddToConference` on a conference call: returns a
+    /// consultation call.
+    pub async fn prepare_add(&mut self) -> Result<Call> {
+        let r: ConsultResponse = self.post("prepare-add", json!({})).await?.json()?;
+        self.sibling(&r.consult_call, &r.calls)
+    }
+
+    /// `lineAddToConference`: add `consult` to this conference call.
+    pub async fn add(&mut self, consult: &Call) -> Result<()> {
+        self.op("add", json!({ "consult_call": consult.id() }))
+            .await
+    }
+
+    /// `lineRemoveFromConference` / `RemoveFromConference`.
+    pub async fn remove_from_conference(&mut self) -> Result<()> {
+        self.op("remove-from-conference", json!({})).await
+    }
+
+    /// `lineGetConfRelatedCalls`: the conference call first, then its members.
+    pub async fn related(&self) -> Result<Vec<String>> {
+        let r: RelatedResponse = self
+            .client
+            .get(&["v1", "calls", &self.info.id, "related"])
+            .await?;
+        Ok(r.calls)
+    }
+
+    /// `lineRedirect`: send an offered call elsewhere.
+    pub async fn redirect(&mut self, to: &str) -> Result<()> {
+        self.op("redirect", json!({ "to": to })).await
+    }
+
+    /// `linePark`: directed to a slot, or (none) to a slot tapir picks;
+    /// returns the slot.
+    pub async fn park(&mut self, to: Option<&str>) -> Result<String> {
+        let body = match to {
+            Some(slot) => json!({ "to": slot }),
+            None => json!({}),
+        };
+        let r: ParkResponse = self.post("park", body).await?.json()?;
+        Ok(r.parked_at)
+    }
+
+    /// `lineCompleteCall` on a busy or unanswered call.
+    pub async fn complete(
+        &mut self,
+        mode: CompletionMode,
+        message_id: Option<u32>,
+    ) -> Result<Completion> {
+        let mut body = json!({ "mode": mode });
+        if let Some(m) = message_id {
+            body["message_id"] = json!(m);
+        }
+        let r: CompletionResponse = self.post("complete", body).await?.json()?;
+        Ok(Completion {
+            client: self.client.clone(),
+            id: r.completion_id,
+        })
+    }
+
+    /// `lineSecureCall`.
+    pub async fn secure(&mut self) -> Result<()> {
+        self.op("secure", json!({})).await
+    }
+
+    /// `lineHandoff`: to an app by name, or to the app that handles a media mode.
+    pub async fn handoff(&mut self, target: &HandoffTarget) -> Result<()> {
+        let body = serde_json::to_value(target).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        self.op("handoff", body).await
+    }
+
+    /// `lineGenerateDigits` / `GenerateDigits`: DTMF on the call.
+    pub async fn generate_digits(&mut self, digits: &str) -> Result<()> {
+        self.op("digits", json!({ "digits": digits })).await
+    }
+
+    /// `lineSetCallPrivilege`.
+    pub async fn set_privilege(&mut self, privilege: Privilege) -> Result<()> {
+        self.op("privilege", json!({ "privilege": privilege }))
+            .await
+    }
+
+    /// `lineDeallocateCall`: release this app's handle.
+    pub async fn deallocate(self) -> Result<()> {
+        self.client.delete(&["v1", "calls", &self.info.id]).await
+    }
+}
