@@ -18,10 +18,21 @@
 //! A leg secured with [`MediaEngine::set_srtp`] unprotects what it receives
 //! and protects what it sends, so a relay between an SRTP phone and a plain
 //! one (or two SRTP phones with their own keys) decrypts and re-encrypts.
+//!
+//! RTCP: every leg also binds the next port up (RTP on an even port, RTCP on
+//! RTP + 1, RFC 3550 §11) and tapir ends RTCP on each leg (see [`crate::rtcp`]
+//! for why it generates rather than relays): it reads the phone's reports
+//! (on the RTCP port, or multiplexed on the RTP port, RFC 5761) and every
+//! [`MediaConfig::rtcp_interval`] (randomised ×0.5–1.5, the first after half
+//! of it) sends its own SR or RR with an SDES CNAME, under its leg's SSRC.
+//! They go where the phone's RTCP comes from once it has sent some
+//! (symmetric RTCP, RFC 4961), before that to its RTP port + 1, or to its RTP
+//! port when it multiplexes. SRTP legs use SRTCP.
 
 use crate::dtmf::{DtmfFrame, DtmfReceiver, DtmfSender};
 use crate::g711::{Law, transcode_in_place};
 use crate::playout::Playout;
+use crate::rtcp::{self, ReceptionStats, ReportBlock, RtcpItem, SenderInfo};
 use crate::rtp::{self, RtpPacket};
 use crate::sdp::{Codec, Direction, Negotiated};
 use crate::srtp::{SrtpError, SrtpKeys, SrtpSession};
@@ -125,6 +136,10 @@ pub struct MediaConfig {
     /// Hold music to loop (8 kHz mono PCM, e.g. from
     /// [`crate::wav::decode_wav`]); `None` plays the built-in melody.
     pub hold_music: Option<Arc<[i16]>>,
+    /// Mean interval of the RTCP reports tapir sends on each leg (RFC 3550
+    /// recommends at least 5 s); `None` sends none (received RTCP is still
+    /// read).
+    pub rtcp_interval: Option<Duration>,
 }
 
 impl Default for MediaConfig {
@@ -136,6 +151,7 @@ impl Default for MediaConfig {
             symmetric_rtp: true,
             frame_interval: Duration::from_millis(20),
             hold_music: None,
+            rtcp_interval: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -180,6 +196,56 @@ pub struct EngineStats {
     pub dropped: u64,
     /// Sends that failed (socket buffer full, unreachable).
     pub send_errors: u64,
+    /// RTCP compound packets tapir sent.
+    pub rtcp_sent: u64,
+    /// RTCP compound packets received and read (valid, from the phone).
+    pub rtcp_received: u64,
+}
+
+/// RTCP figures of one leg ([`MediaEngine::rtcp_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RtcpStats {
+    /// The SSRC of the stream tapir sends on the leg (its reports' SSRC).
+    pub ssrc: u32,
+    /// RTP packets tapir sent on the leg.
+    pub packets_sent: u32,
+    /// Reports tapir sent on the leg.
+    pub reports_sent: u64,
+    /// Valid reports read from the phone.
+    pub reports_received: u64,
+    /// The SSRC of the phone's stream, once RTP arrived.
+    pub peer_ssrc: Option<u32>,
+    /// Extended highest sequence number received from the phone.
+    pub highest_seq: u32,
+    /// Packets of the phone's stream lost (expected − received).
+    pub lost: i64,
+    /// Interarrival jitter of the phone's stream, in samples (1/8000 s).
+    pub jitter: u32,
+    /// The last report block the phone sent about tapir's stream.
+    pub peer_report: Option<ReportBlock>,
+    /// Round-trip time from the phone's last LSR/DLSR.
+    pub round_trip: Option<Duration>,
+    /// The phone multiplexes RTCP on the RTP port.
+    pub mux: bool,
+}
+
+/// RTCP state of a leg.
+struct RtcpLeg {
+    rx: ReceptionStats,
+    packets_sent: u32,
+    octets_sent: u32,
+    sent_since_report: bool,
+    /// RTP went out in the interval before the current one (RFC 3550
+    /// §6.3.8: a sender is one that sent in the last two intervals).
+    sent_previous: bool,
+    next_report: Instant,
+    /// Where the phone's RTCP comes from, once seen (symmetric RTCP).
+    peer: Option<SocketAddr>,
+    mux: bool,
+    reports_sent: u64,
+    reports_received: u64,
+    peer_report: Option<ReportBlock>,
+    round_trip: Option<Duration>,
 }
 
 /// The stream of [`MediaEvent`]s.
@@ -304,6 +370,9 @@ struct Leg {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     task: JoinHandle<()>,
+    rtcp_socket: Arc<UdpSocket>,
+    rtcp_task: JoinHandle<()>,
+    rtcp: RtcpLeg,
     remote: Option<RemoteMedia>,
     latch: Latch,
     /// The address the peer's SDP gave (before latching).
@@ -348,6 +417,10 @@ struct Shared {
     state: Mutex<State>,
     events: mpsc::UnboundedSender<MediaEvent>,
     random: RandomState,
+    /// Origin of the receive clock used for jitter (RTP units).
+    epoch: Instant,
+    /// SDES CNAME of every report this engine sends.
+    cname: String,
 }
 
 /// The media plane. Dropping it stops every task and closes every socket.
@@ -390,6 +463,13 @@ impl Shared {
 
 /// Sends an RTP packet on a leg, protected with SRTP when the leg is secure.
 fn send_on(stats: &mut EngineStats, leg: &mut Leg, buf: &[u8], to: SocketAddr) {
+    leg.rtcp.packets_sent = leg.rtcp.packets_sent.wrapping_add(1);
+    let octets = buf.len().saturating_sub(rtp::HEADER_LEN);
+    leg.rtcp.octets_sent = leg
+        .rtcp
+        .octets_sent
+        .wrapping_add(u32::try_from(octets).unwrap_or(0));
+    leg.rtcp.sent_since_report = true;
     match leg.srtp.as_mut() {
         Some((_, session)) => match session.protect(buf) {
             Ok(wire) => send(stats, &leg.socket, &wire, to),
@@ -409,6 +489,156 @@ fn send(stats: &mut EngineStats, socket: &UdpSocket, buf: &[u8], to: SocketAddr)
     }
 }
 
+/// A datagram that looks like RTCP, on the leg's RTCP port or (`mux`) on
+/// its RTP port: read if it comes from the phone's address and parses (and
+/// authenticates on an SRTP leg), never relayed.
+fn on_rtcp(
+    stats: &mut EngineStats,
+    leg: &mut Leg,
+    id: LegId,
+    src: SocketAddr,
+    data: &[u8],
+    mux: bool,
+) {
+    // Only the phone's host may report on its leg: the IP of its signalled
+    // or latched RTP address.
+    if leg
+        .remote
+        .and_then(|r| r.addr)
+        .is_none_or(|a| a.ip() != src.ip())
+    {
+        stats.dropped += 1;
+        return;
+    }
+    let decrypted;
+    let data = match leg.srtp.as_mut() {
+        Some((_, session)) => match session.unprotect_rtcp(data) {
+            Ok(plain) => {
+                decrypted = plain;
+                decrypted.as_slice()
+            }
+            Err(e) => {
+                stats.dropped += 1;
+                trace!(%id, %src, error = %e, "dropping unauthenticated RTCP");
+                return;
+            }
+        },
+        None => data,
+    };
+    let items = match rtcp::parse_compound(data) {
+        Ok(items) => items,
+        Err(e) => {
+            stats.dropped += 1;
+            trace!(%id, %src, error = %e, "dropping malformed RTCP");
+            return;
+        }
+    };
+    let now = std::time::Instant::now();
+    let ours = leg.out.ssrc;
+    for item in &items {
+        let blocks = match item {
+            RtcpItem::SenderReport { ssrc, info, blocks } => {
+                leg.rtcp.rx.on_sender_report(*ssrc, info.ntp, now);
+                blocks
+            }
+            RtcpItem::ReceiverReport { blocks, .. } => blocks,
+            _ => continue,
+        };
+        if let Some(b) = blocks.iter().find(|b| b.ssrc == ours) {
+            leg.rtcp.peer_report = Some(*b);
+            if b.lsr != 0 {
+                // RFC 3550 §6.4.1: RTT = A − LSR − DLSR, in 1/65536 s.
+                let a = rtcp::ntp_middle(rtcp::ntp_timestamp(std::time::SystemTime::now()));
+                let rtt = a.wrapping_sub(b.lsr).wrapping_sub(b.dlsr);
+                // A negative result (clock steps) reads as huge: ignore it.
+                if rtt < 65_536 * 60 {
+                    leg.rtcp.round_trip =
+                        Some(Duration::from_micros(u64::from(rtt) * 1_000_000 / 65_536));
+                }
+            }
+        }
+    }
+    leg.rtcp.peer = Some(src);
+    leg.rtcp.mux = mux;
+    leg.rtcp.reports_received += 1;
+    stats.rtcp_received += 1;
+}
+
+/// Sends the leg's compound report when it is due.
+fn send_report(
+    shared: &Shared,
+    stats: &mut EngineStats,
+    leg: &mut Leg,
+    buf: &mut Vec<u8>,
+    now: Instant,
+) {
+    let Some(interval) = shared.config.rtcp_interval else {
+        return;
+    };
+    if now < leg.rtcp.next_report {
+        return;
+    }
+    // Randomised ×0.5–1.5 so that reports of many legs do not bunch up
+    // (RFC 3550 §6.3.1).
+    let factor = 0.5 + (shared.random(u64::from(leg.out.ssrc)) % 1000) as f64 / 1000.0;
+    leg.rtcp.next_report = now + interval.mul_f64(factor);
+    let Some(rtp_to) = leg.remote.and_then(|r| r.addr) else {
+        return;
+    };
+    let to = match (leg.rtcp.peer, leg.rtcp.mux) {
+        (Some(peer), _) => peer,
+        (None, true) => rtp_to,
+        (None, false) => SocketAddr::new(rtp_to.ip(), rtp_to.port().wrapping_add(1)),
+    };
+    let we_sent = leg.rtcp.sent_since_report || leg.rtcp.sent_previous;
+    let sender = we_sent.then(|| {
+        // The RTP timestamp of this instant on tapir's stream.
+        let since = leg
+            .out
+            .last_sent
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let samples = u32::try_from(since.as_micros() / 125).unwrap_or(u32::MAX);
+        SenderInfo {
+            ntp: rtcp::ntp_timestamp(std::time::SystemTime::now()),
+            rtp_ts: leg.out.ts.wrapping_add(samples),
+            packets: leg.rtcp.packets_sent,
+            octets: leg.rtcp.octets_sent,
+        }
+    });
+    leg.rtcp.sent_previous = leg.rtcp.sent_since_report;
+    leg.rtcp.sent_since_report = false;
+    let block = leg.rtcp.rx.report_block(std::time::Instant::now());
+    rtcp::write_report(
+        buf,
+        leg.out.ssrc,
+        sender.as_ref(),
+        block.as_ref(),
+        &shared.cname,
+    );
+    let socket = if leg.rtcp.mux {
+        &leg.socket
+    } else {
+        &leg.rtcp_socket
+    };
+    let wire = match leg.srtp.as_mut() {
+        Some((_, session)) => match session.protect_rtcp(buf) {
+            Ok(w) => w,
+            Err(e) => {
+                stats.send_errors += 1;
+                trace!(error = %e, "SRTCP protect failed");
+                return;
+            }
+        },
+        None => std::mem::take(buf),
+    };
+    send(stats, socket, &wire, to);
+    if leg.srtp.is_none() {
+        *buf = wire;
+    }
+    leg.rtcp.reports_sent += 1;
+    stats.rtcp_sent += 1;
+}
+
 impl State {
     fn on_datagram(&mut self, shared: &Shared, id: LegId, src: SocketAddr, data: &[u8]) {
         let now = Instant::now();
@@ -424,7 +654,8 @@ impl State {
             return;
         };
         if rtp::is_rtcp(data) {
-            stats.dropped += 1;
+            // RTCP multiplexed on the RTP port (RFC 5761).
+            on_rtcp(stats, leg, id, src, data, true);
             return;
         }
         // Strict once latched (checked before any SRTP work, so a stranger
@@ -492,6 +723,10 @@ impl State {
         }
         leg.last_rx = now;
         leg.timed_out = false;
+        let arrival = now.saturating_duration_since(shared.epoch).as_micros() / 125;
+        leg.rtcp
+            .rx
+            .on_rtp(pkt.ssrc, pkt.seq, pkt.timestamp, arrival as u32);
         if !leg.direction.receives() {
             stats.dropped += 1;
             return;
@@ -685,6 +920,10 @@ impl State {
                 stats.generated += 1;
             }
         }
+        // RTCP reports.
+        for leg in legs.values_mut() {
+            send_report(shared, stats, leg, pkt, now);
+        }
         // RTP inactivity.
         if let Some(limit) = shared.config.rtp_timeout {
             for (id, leg) in legs.iter_mut() {
@@ -698,6 +937,14 @@ impl State {
                     shared.emit(MediaEvent::RtpTimeout { leg: *id });
                 }
             }
+        }
+    }
+
+    fn on_rtcp_port(&mut self, id: LegId, src: SocketAddr, data: &[u8]) {
+        let State { legs, stats, .. } = self;
+        stats.received += 1;
+        if let Some(leg) = legs.get_mut(&id) {
+            on_rtcp(stats, leg, id, src, data, false);
         }
     }
 
@@ -721,7 +968,9 @@ impl State {
     }
 }
 
-async fn recv_loop(shared: Weak<Shared>, id: LegId, socket: Arc<UdpSocket>) {
+/// Receives on one of a leg's sockets: RTP (and multiplexed RTCP) when
+/// `rtcp_port` is false, the RTCP port otherwise.
+async fn recv_loop(shared: Weak<Shared>, id: LegId, socket: Arc<UdpSocket>, rtcp_port: bool) {
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, src) = match socket.recv_from(&mut buf).await {
@@ -737,7 +986,11 @@ async fn recv_loop(shared: Weak<Shared>, id: LegId, socket: Arc<UdpSocket>) {
             return;
         };
         let data = buf.get(..n).unwrap_or_default();
-        shared.lock().on_datagram(&shared, id, src, data);
+        if rtcp_port {
+            shared.lock().on_rtcp_port(id, src, data);
+        } else {
+            shared.lock().on_datagram(&shared, id, src, data);
+        }
     }
 }
 
@@ -764,6 +1017,13 @@ impl MediaEngine {
         let (tx, rx) = mpsc::unbounded_channel();
         let next_port = config.port_range.map_or(0, |(lo, _)| lo);
         let period = config.frame_interval.max(Duration::from_millis(1));
+        let random = RandomState::new();
+        // RFC 7022: a random per-session CNAME, shared by every leg.
+        let cname = format!(
+            "tapir-{:016x}@{}",
+            random.hash_one(std::time::SystemTime::now()),
+            config.bind_ip
+        );
         let shared = Arc::new(Shared {
             config,
             state: Mutex::new(State {
@@ -776,7 +1036,9 @@ impl MediaEngine {
                 pcm: Vec::new(),
             }),
             events: tx,
-            random: RandomState::new(),
+            random,
+            epoch: Instant::now(),
+            cname,
         });
         let ticker = runtime.spawn(tick_loop(Arc::downgrade(&shared), period));
         Ok((
@@ -789,10 +1051,43 @@ impl MediaEngine {
         ))
     }
 
-    fn bind(&self, state: &mut State) -> Result<std::net::UdpSocket, MediaError> {
+    /// Binds an RTP socket on an even port and its RTCP socket on the next
+    /// port (RFC 3550 §11): from the configured range, or from the system's
+    /// ephemeral ports (retrying until an even port with a free neighbour
+    /// comes up).
+    fn bind(
+        &self,
+        state: &mut State,
+    ) -> Result<(std::net::UdpSocket, std::net::UdpSocket), MediaError> {
         let ip = self.shared.config.bind_ip;
+        let pair = |port: u16| -> Result<Option<_>, MediaError> {
+            let rtp = match std::net::UdpSocket::bind((ip, port)) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(None),
+                Err(e) => return Err(MediaError::Bind(e)),
+            };
+            let port = rtp.local_addr().map_err(MediaError::Bind)?.port();
+            if port % 2 == 1 || port == u16::MAX {
+                return Ok(None);
+            }
+            match std::net::UdpSocket::bind((ip, port + 1)) {
+                Ok(rtcp) => Ok(Some((rtp, rtcp))),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+                Err(e) => Err(MediaError::Bind(e)),
+            }
+        };
         let Some((lo, hi)) = self.shared.config.port_range else {
-            return std::net::UdpSocket::bind((ip, 0)).map_err(MediaError::Bind);
+            // Half of the ephemeral ports are even; 64 tries without a
+            // free pair means the system is out of ports.
+            for _ in 0..64 {
+                if let Some(p) = pair(0)? {
+                    return Ok(p);
+                }
+            }
+            return Err(MediaError::Bind(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "no free even/odd port pair",
+            )));
         };
         let (lo, hi) = (lo.min(hi), lo.max(hi));
         let span = u32::from(hi - lo) + 1;
@@ -802,13 +1097,11 @@ impl MediaEngine {
                 port = lo;
             }
             state.next_port = port.checked_add(2).unwrap_or(lo);
-            if port % 2 == 1 {
+            if port % 2 == 1 || port == 0 {
                 continue;
             }
-            match std::net::UdpSocket::bind((ip, port)) {
-                Ok(s) => return Ok(s),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
-                Err(e) => return Err(MediaError::Bind(e)),
+            if let Some(p) = pair(port)? {
+                return Ok(p);
             }
         }
         Err(MediaError::NoPort(lo, hi))
@@ -825,25 +1118,58 @@ impl MediaEngine {
         if state.legs.contains_key(&leg) {
             return Err(MediaError::AlreadyAllocated(leg));
         }
-        let std_socket = self.bind(&mut state)?;
+        let (std_socket, std_rtcp) = self.bind(&mut state)?;
         std_socket.set_nonblocking(true).map_err(MediaError::Bind)?;
+        std_rtcp.set_nonblocking(true).map_err(MediaError::Bind)?;
         let local = std_socket.local_addr().map_err(MediaError::Bind)?;
-        let socket = {
+        let (socket, rtcp_socket) = {
             let _guard = self.runtime.enter();
-            Arc::new(UdpSocket::from_std(std_socket).map_err(MediaError::Bind)?)
+            (
+                Arc::new(UdpSocket::from_std(std_socket).map_err(MediaError::Bind)?),
+                Arc::new(UdpSocket::from_std(std_rtcp).map_err(MediaError::Bind)?),
+            )
         };
         let task = self.runtime.spawn(recv_loop(
             Arc::downgrade(&self.shared),
             leg,
             Arc::clone(&socket),
+            false,
+        ));
+        let rtcp_task = self.runtime.spawn(recv_loop(
+            Arc::downgrade(&self.shared),
+            leg,
+            Arc::clone(&rtcp_socket),
+            true,
         ));
         let rnd = self.shared.random(leg.0);
+        // RFC 3550 §6.3.6: the first report after half an interval.
+        let first_report = self
+            .shared
+            .config
+            .rtcp_interval
+            .map_or(Duration::ZERO, |i| i / 2);
         state.legs.insert(
             leg,
             Leg {
                 socket,
                 local,
                 task,
+                rtcp_socket,
+                rtcp_task,
+                rtcp: RtcpLeg {
+                    rx: ReceptionStats::default(),
+                    packets_sent: 0,
+                    octets_sent: 0,
+                    sent_since_report: false,
+                    sent_previous: false,
+                    next_report: Instant::now() + first_report,
+                    peer: None,
+                    mux: false,
+                    reports_sent: 0,
+                    reports_received: 0,
+                    peer_report: None,
+                    round_trip: None,
+                },
                 remote: None,
                 latch: Latch::Learning(None),
                 signalled: None,
@@ -1016,6 +1342,7 @@ impl MediaEngine {
             return false;
         };
         l.task.abort();
+        l.rtcp_task.abort();
         state.leave_bridge(leg, l.source);
         debug!(%leg, "media released");
         true
@@ -1025,6 +1352,32 @@ impl MediaEngine {
     #[must_use]
     pub fn stats(&self) -> EngineStats {
         self.shared.lock().stats
+    }
+
+    /// RTCP figures of a leg: what tapir sent, what it measured of the
+    /// phone's stream, what the phone reported.
+    #[must_use]
+    pub fn rtcp_stats(&self, leg: LegId) -> Option<RtcpStats> {
+        let state = self.shared.lock();
+        let l = state.legs.get(&leg)?;
+        let r = &l.rtcp;
+        Some(RtcpStats {
+            ssrc: l.out.ssrc,
+            packets_sent: r.packets_sent,
+            reports_sent: r.reports_sent,
+            reports_received: r.reports_received,
+            peer_ssrc: r.rx.ssrc(),
+            highest_seq: r.rx.extended_max(),
+            lost: if r.rx.ssrc().is_some() {
+                r.rx.cumulative_lost()
+            } else {
+                0
+            },
+            jitter: r.rx.jitter(),
+            peer_report: r.peer_report,
+            round_trip: r.round_trip,
+            mux: r.mux,
+        })
     }
 
     /// Number of legs with media.
@@ -1040,6 +1393,7 @@ impl Drop for MediaEngine {
         let mut state = self.shared.lock();
         for (_, l) in state.legs.drain() {
             l.task.abort();
+            l.rtcp_task.abort();
         }
         state.bridges.clear();
     }

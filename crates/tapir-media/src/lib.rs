@@ -7,6 +7,7 @@
 //!   8 kHz, plus a Goertzel filter.
 //! - [`dtmf`]: RFC 4733 telephone-event encode/decode and in-band DTMF.
 //! - [`rtp`]: the RTP header.
+//! - [`rtcp`]: RTCP reports tapir generates per leg and reads from phones.
 //! - [`srtp`]: SDES-keyed SRTP (`a=crypto`, protect/unprotect).
 //! - [`playout`]: the mixer's per-participant playout queue.
 //! - [`wav`]: hold music from a WAV file.
@@ -50,6 +51,7 @@ pub mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod playout;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod srtp;
@@ -58,7 +60,7 @@ pub mod wav;
 
 pub use engine::{
     EngineStats, LegId, MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, RemoteMedia,
-    Source,
+    RtcpStats, Source,
 };
 pub use sdp::{Codec, Direction, Negotiated, SdpSession, SessionDescription};
 pub use tone::ToneKind;

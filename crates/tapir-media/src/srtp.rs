@@ -5,7 +5,10 @@
 //! this module only keeps what tapir needs: the two AES_CM_128 suites every
 //! SIP phone offers, one master key per direction, no MKI, no lifetimes.
 //! Packets are length-checked before they reach the library (its SRTCP path
-//! indexes past a 4-byte header, so tapir never hands it RTCP).
+//! indexes past a 4-byte header and past the SRTCP index, so tapir checks
+//! both lengths before handing it RTCP; and since it returns an SRTCP packet
+//! whose E flag is clear without checking its tag, tapir refuses those: it
+//! never negotiates unencrypted SRTCP).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -160,7 +163,8 @@ fn context(
 ) -> Result<Context, SrtpError> {
     let (k, s) = key.split_at(16);
     let replay = replay_window.map(webrtc_srtp::option::srtp_replay_protection);
-    Context::new(k, s, suite.profile(), replay, None).map_err(|e| SrtpError(e.to_string()))
+    let replay_rtcp = replay_window.map(webrtc_srtp::option::srtcp_replay_protection);
+    Context::new(k, s, suite.profile(), replay, replay_rtcp).map_err(|e| SrtpError(e.to_string()))
 }
 
 impl SrtpSession {
@@ -206,6 +210,45 @@ impl SrtpSession {
         }
         self.rx
             .decrypt_rtp(srtp)
+            .map(|b| b.to_vec())
+            .map_err(|e| SrtpError(e.to_string()))
+    }
+
+    /// Encrypts and authenticates an RTCP compound packet tapir sends
+    /// (SRTCP, RFC 3711 §3.4).
+    ///
+    /// # Errors
+    /// For a packet shorter than an RTCP header with its SSRC.
+    pub fn protect_rtcp(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        if rtcp.len() < 8 || !crate::rtp::is_rtcp(rtcp) {
+            return Err(SrtpError("not an RTCP packet".into()));
+        }
+        self.tx
+            .encrypt_rtcp(rtcp)
+            .map(|b| b.to_vec())
+            .map_err(|e| SrtpError(e.to_string()))
+    }
+
+    /// Authenticates and decrypts a received SRTCP packet.
+    ///
+    /// # Errors
+    /// For anything that does not authenticate, replays, and packets without
+    /// the encryption flag.
+    pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        // Header and SSRC, the E flag + SRTCP index, the tag (80 bits for
+        // SRTCP with either suite, RFC 4568 §6.2).
+        const SRTCP_TAG_LEN: usize = 10;
+        let Some(index_at) = srtcp.len().checked_sub(4 + SRTCP_TAG_LEN) else {
+            return Err(SrtpError("shorter than the SRTCP trailer".into()));
+        };
+        if index_at < 8 || !crate::rtp::is_rtcp(srtcp) {
+            return Err(SrtpError("not an SRTCP packet".into()));
+        }
+        if srtcp.get(index_at).is_none_or(|b| b & 0x80 == 0) {
+            return Err(SrtpError("unencrypted SRTCP is not accepted".into()));
+        }
+        self.rx
+            .decrypt_rtcp(srtcp)
             .map(|b| b.to_vec())
             .map_err(|e| SrtpError(e.to_string()))
     }
@@ -287,6 +330,47 @@ mod tests {
                 assert!(bob.unprotect(junk).is_err());
             }
             assert!(alice.protect(&[1, 2, 3]).is_err());
+        }
+    }
+
+    #[test]
+    fn srtcp_round_trip_replay_forgery_and_unencrypted() {
+        let (a, b) = (generate_key().expect("rng"), generate_key().expect("rng"));
+        for suite in [
+            SrtpSuite::AesCm128HmacSha1_80,
+            SrtpSuite::AesCm128HmacSha1_32,
+        ] {
+            let mut alice = SrtpSession::new(&SrtpKeys {
+                suite,
+                local: a,
+                remote: b,
+            })
+            .expect("ctx");
+            let mut bob = SrtpSession::new(&SrtpKeys {
+                suite,
+                local: b,
+                remote: a,
+            })
+            .expect("ctx");
+            let mut report = Vec::new();
+            crate::rtcp::write_report(&mut report, 77, None, None, "alice");
+            let wire = alice.protect_rtcp(&report).expect("protect");
+            assert_ne!(wire, report);
+            assert_eq!(bob.unprotect_rtcp(&wire).expect("unprotect"), report);
+            assert!(bob.unprotect_rtcp(&wire).is_err(), "replay refused");
+            let mut forged = alice.protect_rtcp(&report).expect("protect");
+            forged[9] ^= 1;
+            assert!(bob.unprotect_rtcp(&forged).is_err(), "forgery refused");
+            // The E flag cleared: the library would skip the tag check.
+            let mut clear = alice.protect_rtcp(&report).expect("protect");
+            let at = clear.len() - 14;
+            clear[at] &= 0x7f;
+            assert!(bob.unprotect_rtcp(&clear).is_err(), "unencrypted refused");
+            assert!(bob.unprotect_rtcp(&report).is_err(), "plain RTCP refused");
+            for junk in [&[][..], &[0x80, 200, 0, 0][..], &[0x80; 21][..]] {
+                assert!(bob.unprotect_rtcp(junk).is_err());
+            }
+            assert!(alice.protect_rtcp(&[0x80, 201, 0, 0]).is_err());
         }
     }
 

@@ -109,6 +109,45 @@ proptest! {
     }
 
     #[test]
+    fn rtcp_and_srtcp_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..300), rtcp_like in any::<bool>()) {
+        use tapir_media::srtp::{SrtpKeys, SrtpSession, SrtpSuite};
+        if rtcp_like && bytes.len() >= 4 {
+            bytes[0] = 0x80 | (bytes[0] & 0x3f);
+            bytes[1] = 200 + bytes[1] % 4;
+        }
+        let _ = tapir_media::rtcp::parse_compound(&bytes);
+        for suite in [SrtpSuite::AesCm128HmacSha1_80, SrtpSuite::AesCm128HmacSha1_32] {
+            let mut s = SrtpSession::new(&SrtpKeys { suite, local: [1; 30], remote: [2; 30] }).unwrap();
+            prop_assert!(s.unprotect_rtcp(&bytes).is_err());
+            let _ = s.protect_rtcp(&bytes);
+        }
+    }
+
+    #[test]
+    fn rtcp_reports_round_trip(ssrc in any::<u32>(), sender in any::<Option<(u64, u32, u32, u32)>>(),
+                               block in any::<Option<(u32, u8, i32, u32, u32, u32, u32)>>(), cname in "[ -~]{0,300}") {
+        use tapir_media::rtcp::{RtcpItem, ReportBlock, SenderInfo, parse_compound, write_report};
+        let info = sender.map(|(ntp, rtp_ts, packets, octets)| SenderInfo { ntp, rtp_ts, packets, octets });
+        let block = block.map(|(ssrc, fraction_lost, lost, highest_seq, jitter, lsr, dlsr)| ReportBlock {
+            ssrc, fraction_lost, cumulative_lost: lost.clamp(-0x80_0000, 0x7f_ffff), highest_seq, jitter, lsr, dlsr,
+        });
+        let mut v = Vec::new();
+        write_report(&mut v, ssrc, info.as_ref(), block.as_ref(), &cname);
+        prop_assert_eq!(v.len() % 4, 0);
+        let items = parse_compound(&v).unwrap();
+        let blocks: Vec<ReportBlock> = block.into_iter().collect();
+        match (&items[0], info) {
+            (RtcpItem::SenderReport { ssrc: s, info: i, blocks: b }, Some(info)) => {
+                prop_assert_eq!((*s, *i, b), (ssrc, info, &blocks));
+            }
+            (RtcpItem::ReceiverReport { ssrc: s, blocks: b }, None) => prop_assert_eq!((*s, b), (ssrc, &blocks)),
+            (other, _) => prop_assert!(false, "unexpected {:?}", other),
+        }
+        let is_sdes = matches!(&items[1], RtcpItem::SourceDescription { ssrc: s, cname: Some(_) } if *s == ssrc);
+        prop_assert!(is_sdes);
+    }
+
+    #[test]
     fn playout_stays_bounded(ops in prop::collection::vec((any::<bool>(), any::<u16>(), 0usize..400), 0..200)) {
         let mut p = Playout::new();
         let mut frame = [0i16; 160];
