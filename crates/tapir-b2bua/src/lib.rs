@@ -280,6 +280,9 @@ pub struct B2bua {
     by_call_id: HashMap<String, LegId>,
     /// Client transactions and the leg (and method) they belong to.
     clients: HashMap<TransactionKey, (LegId, Method)>,
+    /// How many entries of `clients` each leg has (so that ending a dialog
+    /// need not scan every client transaction).
+    clients_per_leg: HashMap<LegId, usize>,
     /// Server transactions whose request came over TCP or TLS, and its
     /// connection.
     reliable_peers: HashMap<TransactionKey, (SocketAddr, SipTransport)>,
@@ -305,6 +308,7 @@ impl B2bua {
             dialogs: HashMap::new(),
             by_call_id: HashMap::new(),
             clients: HashMap::new(),
+            clients_per_leg: HashMap::new(),
             reliable_peers: HashMap::new(),
             out: VecDeque::new(),
             next_inbound: INBOUND_LEG_BASE,
@@ -951,7 +955,7 @@ impl B2bua {
                 }
             }
             TransactionEvent::Timeout | TransactionEvent::TransportError => {
-                self.clients.remove(&key);
+                self.forget_client(&key);
                 if method == Method::Invite {
                     self.invite_failed(leg, &key, LegEvent::Unreachable);
                 } else if self
@@ -963,7 +967,7 @@ impl B2bua {
                 }
             }
             TransactionEvent::Terminated => {
-                self.clients.remove(&key);
+                self.forget_client(&key);
                 if self
                     .dialogs
                     .get(&leg)
@@ -1246,7 +1250,7 @@ impl B2bua {
             }));
             return;
         };
-        self.clients.insert(key.clone(), (leg, Method::Invite));
+        self.track_client(key.clone(), leg, Method::Invite);
         self.dialogs.insert(
             leg,
             Dialog {
@@ -1380,7 +1384,7 @@ impl B2bua {
                 if let Some(cancel) = cancel
                     && let Ok(key) = self.tx.start_client(now, cancel, reliability(d_transport))
                 {
-                    self.clients.insert(key, (leg, Method::Cancel));
+                    self.track_client(key, leg, Method::Cancel);
                 }
             }
             (LegState::Confirmed, _) => {
@@ -1422,6 +1426,30 @@ impl B2bua {
         self.out.push_back(Out::Media(MediaCommand::Close { leg }));
     }
 
+    /// Remember a client transaction of `leg`.
+    fn track_client(&mut self, key: TransactionKey, leg: LegId, method: Method) {
+        if let Some((old, _)) = self.clients.insert(key, (leg, method)) {
+            self.untrack_leg(old);
+        }
+        *self.clients_per_leg.entry(leg).or_default() += 1;
+    }
+
+    /// Forget a finished client transaction.
+    fn forget_client(&mut self, key: &TransactionKey) {
+        if let Some((leg, _)) = self.clients.remove(key) {
+            self.untrack_leg(leg);
+        }
+    }
+
+    fn untrack_leg(&mut self, leg: LegId) {
+        if let Some(n) = self.clients_per_leg.get_mut(&leg) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.clients_per_leg.remove(&leg);
+            }
+        }
+    }
+
     /// Forget a dialog (its transactions finish on their own).
     fn end_dialog(&mut self, leg: LegId) {
         if let Some(d) = self.dialogs.get_mut(&leg) {
@@ -1429,7 +1457,7 @@ impl B2bua {
         }
         // Keep the dialog while client transactions of it still run, so
         // their messages find their destination; drop it afterwards.
-        let busy = self.clients.values().any(|(l, _)| *l == leg);
+        let busy = self.clients_per_leg.get(&leg).is_some_and(|n| *n > 0);
         if !busy && let Some(d) = self.dialogs.remove(&leg) {
             self.by_call_id.remove(&d.call_id);
         }
@@ -1447,7 +1475,7 @@ impl B2bua {
             .tx
             .start_client(now, request, reliability(transport))
             .ok()?;
-        self.clients.insert(key.clone(), (leg, method));
+        self.track_client(key.clone(), leg, method);
         self.drain_transactions(now);
         Some(key)
     }

@@ -817,3 +817,87 @@ fn sip_info_bodies_tapir_cannot_read_get_415_400_or_469() {
     // The call is still up.
     assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
 }
+
+/// The kinds of messages (status code or method) in `msgs`, in order.
+fn kinds(msgs: &[Message]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| {
+            m.status_code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| m.method().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_refer_without_refer_to_gets_400_and_the_call_stays_up() {
+    let mut w = World::new();
+    let (ok, _) = connected(&mut w, "call-r4");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r4", ""));
+    let refer = a_refer(2, &tag, "call-r4", "").replace("Refer-To: <sip:1003@127.0.0.1>\n", "");
+    w.phone_sends(A, refer);
+    assert_eq!(w.codes(A), vec!["400"]);
+    assert!(w.take(C).is_empty(), "nobody is called");
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+}
+
+#[test]
+fn a_refer_the_switch_refuses_ends_its_subscription_with_a_failure_and_keeps_the_call() {
+    let mut w = World::new();
+    let (ok, _) = connected(&mut w, "call-r5");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r5", ""));
+    // A target that is no dialable address: the switch refuses the transfer.
+    let refer = a_refer(2, &tag, "call-r5", "").replace("<sip:1003@", "<sip:xyz@");
+    w.phone_sends(A, refer);
+    let to_a = w.take(A);
+    assert_eq!(kinds(&to_a), vec!["202", "NOTIFY", "NOTIFY"], "{to_a:?}");
+    let last = &to_a[2];
+    assert!(
+        sipfrag(last).starts_with("SIP/2.0 4") || sipfrag(last).starts_with("SIP/2.0 5"),
+        "a failure sipfrag: {}",
+        sipfrag(last)
+    );
+    assert!(
+        last.header(&HeaderName::SubscriptionState)
+            .unwrap()
+            .starts_with("terminated")
+    );
+    // Nothing was torn down: both parties are still talking.
+    assert!(kinds(&w.take(B)).iter().all(|k| k != "BYE"));
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+}
+
+#[test]
+fn an_unknown_number_gets_404() {
+    let mut w = World::new();
+    let invite = invite_from_a("call-404").replace("INVITE sip:1002@", "INVITE sip:9999@");
+    w.phone_sends(A, invite);
+    let codes = w.codes(A);
+    assert_eq!(codes.last().map(String::as_str), Some("404"), "{codes:?}");
+    assert!(w.take(B).is_empty());
+}
+
+#[test]
+fn an_unanswered_call_gets_480_when_the_ring_timer_expires() {
+    let mut w = World::new();
+    w.phone_sends(A, invite_from_a("call-480"));
+    assert_eq!(w.codes(A), vec!["100"]);
+    let invite_b = w.take(B).pop().expect("1002 is invited");
+    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    assert_eq!(w.codes(A), vec!["180"]);
+    // Nobody answers: the switch's ring timer (120 s by default) gives up.
+    let ring_timeout = w.switch.config().ring_timeout_ms;
+    for _ in 0..(ring_timeout / 1000 + 2) {
+        w.advance(1000);
+        let ts = w.ts();
+        w.switch.handle(ts, tapir_core::Input::Timeout);
+        w.pump();
+    }
+    let to_a = w.take(A);
+    assert!(kinds(&to_a).contains(&"480".to_string()), "{to_a:?}");
+    assert!(kinds(&w.take(B)).contains(&"CANCEL".to_string()));
+}
