@@ -1212,7 +1212,14 @@ impl B2bua {
         let call_id = format!("{}@{}", self.unique("c"), self.cfg.domain);
         let local_tag = self.unique("tp");
         let domain = self.cfg.domain.clone();
-        let local_uri = format!("sip:{}@{domain}", caller.address);
+        // A call with no caller yet (a consultation call ringing its own
+        // phone before anything is dialled) comes from tapir's domain: an
+        // empty user part (`sip:@host`) is a syntax error phones drop.
+        let local_uri = if caller.address.is_empty() {
+            format!("sip:{domain}")
+        } else {
+            format!("sip:{}@{domain}", caller.address)
+        };
         let remote_uri = format!("sip:{target}@{domain}");
         let request_uri = format!("sip:{target}@{remote_addr}{}", found.transport.uri_param());
         let from = match &caller.name {
