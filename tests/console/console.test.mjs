@@ -2,8 +2,9 @@
 // Playwright opens /console of a real `tapir serve`, signs in with an app
 // token, opens the lines, and controls a call between two real pjsua2
 // phones: clicking Hold makes the far phone receive a hold re-INVITE and the
-// page show `onhold`; Unhold brings it back. A screenshot is kept in
-// target/test-artifacts/.
+// page show `onhold`; Unhold brings it back; Park lists the call in a slot
+// (also after a reload) and Unpark brings it to a phone again. Screenshots
+// are kept in target/test-artifacts/.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -79,7 +80,9 @@ test("the console signs in, shows API errors, and holds a call between two phone
   assert.equal(await lineRows.count(), 3);
 
   await page.getByRole("button", { name: "Open all lines" }).click();
-  await page.locator("#lines-body tr", { hasText: "1001" }).getByRole("button", { name: "Close line 1001" }).waitFor();
+  for (const address of ["1001", "1002", "1003"]) {
+    await page.getByRole("button", { name: `Close line ${address}` }).waitFor();
+  }
   const lines = (await tapir.http("GET", "/v1/lines")).body;
   for (const l of Array.isArray(lines) ? lines : lines.lines) {
     assert.ok(Array.isArray(l.open) && l.open.includes("owner"), `${l.address} open as owner`);
@@ -148,12 +151,54 @@ test("the console signs in, shows API errors, and holds a call between two phone
   assert.ok(log.findIndex((l) => l.includes(`${callId} → connected`))
     < log.findIndex((l) => l.includes(`${callId} → onhold`)), "unhold is logged after hold");
 
+  assert.deepEqual(pageErrors, [], "no script errors");
+  console.log(`screenshot: ${shot}`);
+});
+
+test("a call parked from the page is listed, survives a reload, and is unparked", async () => {
+  const [a, b] = phones;
+  const row = callRow("1001").filter({ has: page.locator("[data-field=state]", { hasText: /^connected/ }) });
+  const callId = await row.getAttribute("data-call");
+  const far = await callRow("1002").getAttribute("data-call");
+  await row.getByRole("button", { name: callId }).click();
+  await page.getByRole("button", { name: "Park", exact: true }).click();
+  // The parker's phone is released; the far party waits in a slot.
+  await a.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
+  const parked = page.locator("#parked-body tr").filter({ hasText: far });
+  await parked.waitFor();
+  const slot = await parked.getAttribute("data-slot");
+  assert.match(slot, /^70\d\d$/, "a slot of the default range 7001-7020");
+  await page.getByRole("alert").filter({ hasText: `parked at ${slot}` }).waitFor();
+  await page.locator("#event-log li[data-type='park.parked']", { hasText: `${far} parked at ${slot}` }).waitFor();
+
+  await page.screenshot({ path: join(ARTIFACTS, "console-parked.png"), fullPage: true });
+
+  // Parked calls have no snapshot endpoint for apps: after a reload the page
+  // rebuilds the list by replaying the journal.
+  await page.reload();
+  await page.locator("#stream-state", { hasText: "live" }).waitFor();
+  await page.locator(`#parked-body tr[data-slot="${slot}"]`, { hasText: far }).waitFor();
+  await page.locator("#event-log li.replayed[data-type='park.parked']").first().waitFor();
+
+  // Unpark to 1001: its phone rings, answers, and talks to 1002 again.
+  const retrieve = page.locator(`#parked-body tr[data-slot="${slot}"]`);
+  await retrieve.getByLabel(`Retrieve ${slot} to address`).selectOption("1001");
+  await retrieve.getByRole("button", { name: "Unpark" }).click();
+  await a.waitFor((e) => e.event === "incoming");
+  a.send({ cmd: "answer" });
+  await a.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
+  await page.locator("#parked-empty").waitFor();
+  assert.equal(await page.locator("#parked-body tr").count(), 0);
+  await page.locator("#event-log li[data-type='park.unparked']", { hasText: `${far} left ${slot}` }).waitFor();
+  const back = page.locator("#calls-body tr.selected");
+  await back.locator("[data-field=state]", { hasText: /^connected/ }).waitFor();
+  assert.match(await back.innerText(), /unpark/, "the new call says why it came");
+
   // Drop from the page: the far phone hangs up.
   await page.getByRole("button", { name: "Drop", exact: true }).click();
   await b.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
-  await row.locator("[data-field=state]", { hasText: "idle" }).waitFor();
+  await back.locator("[data-field=state]", { hasText: "idle" }).waitFor();
   assert.deepEqual(pageErrors, [], "no script errors");
-  console.log(`screenshot: ${shot}`);
 });
 
 test("the call history shows the CDRs, or the API's error", async () => {
