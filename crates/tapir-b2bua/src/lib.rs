@@ -993,6 +993,24 @@ impl B2bua {
         };
         let initial = d.invite_key == *key;
         if (101..200).contains(&code) && initial && d.state == LegState::Early {
+            // A provisional response with a tag opens the early dialog
+            // (RFC 3261 §12.1.2): requests inside it (a remote-control
+            // NOTIFY) go to its Contact with its tag.
+            if d.remote_tag.is_none()
+                && let Some(tag) = response
+                    .to_header()
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.tag().map(str::to_string))
+            {
+                let target = contact_uri(&response);
+                if let Some(d) = self.dialogs.get_mut(&leg) {
+                    d.remote_tag = Some(tag);
+                    if let Some(target) = target {
+                        d.remote_target = target;
+                    }
+                }
+            }
             self.out.push_back(Out::Switch(Input::Leg {
                 leg,
                 event: LegEvent::Alerting,
@@ -1174,14 +1192,39 @@ impl B2bua {
                     digits: digits.clone(),
                 }));
             }
-            Effect::RemoteAnswer { leg } => {
-                tracing::info!(%leg, "remote answer is not supported by this phone profile");
+            Effect::RemoteAnswer { leg } | Effect::RemoteRetrieve { leg } => {
+                self.remote_control(now, *leg, "talk");
             }
+            Effect::RemoteHold { leg } => self.remote_control(now, *leg, "hold"),
             Effect::SecureMedia { leg } => {
                 tracing::info!(%leg, "secure media requested; SRTP is not negotiated yet");
             }
         }
         self.drain_transactions(now);
+    }
+
+    /// BroadSoft-style remote control of a phone: an in-dialog NOTIFY with
+    /// `Event: talk` (answer the ringing call, or resume a held one) or
+    /// `Event: hold`. The phone obeys with its own 200 OK or hold re-INVITE,
+    /// which reach the switch as usual; a phone that refuses (489) changes
+    /// nothing.
+    fn remote_control(&mut self, now: Instant, leg: LegId, event: &str) {
+        let ready = self
+            .dialogs
+            .get(&leg)
+            .is_some_and(|d| d.remote_tag.is_some() && d.state != LegState::Ending);
+        if !ready {
+            tracing::info!(%leg, event, "no dialog with the phone yet; remote control skipped");
+            return;
+        }
+        let Some(notify) = self.in_dialog_builder(leg, Method::Notify) else {
+            return;
+        };
+        let notify = notify
+            .header(HeaderName::Event, event)
+            .header(HeaderName::SubscriptionState, "terminated;reason=noresource")
+            .build();
+        self.start_client(now, leg, notify);
     }
 
     fn create_leg(
@@ -1489,6 +1532,11 @@ impl B2bua {
 
     /// A new request inside a leg's dialog (CSeq incremented).
     fn in_dialog_request(&mut self, leg: LegId, method: Method) -> Option<Message> {
+        self.in_dialog_builder(leg, method).map(MessageBuilder::build)
+    }
+
+    /// [`Self::in_dialog_request`] before it is built, for extra headers.
+    fn in_dialog_builder(&mut self, leg: LegId, method: Method) -> Option<MessageBuilder> {
         let branch = self.unique("z9hG4bK");
         let transport = self.leg_transport(leg);
         let contact = self.contact(transport);
@@ -1504,8 +1552,7 @@ impl B2bua {
                 .header(HeaderName::To, to)
                 .header(HeaderName::CallId, d.call_id.clone())
                 .header(HeaderName::CSeq, format!("{} {method}", d.local_cseq))
-                .header(HeaderName::Contact, contact)
-                .build(),
+                .header(HeaderName::Contact, contact),
         )
     }
 

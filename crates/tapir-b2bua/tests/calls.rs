@@ -922,3 +922,65 @@ fn a_call_with_nothing_dialled_yet_rings_its_phone_from_tapirs_domain() {
     );
     assert!(to_a.from_header().unwrap().is_some());
 }
+
+/// A NOTIFY tapir sent, with its `Event` header.
+fn notify_event(m: &Message) -> Option<String> {
+    (m.method().map(|x| x.to_string()) == Some("NOTIFY".into()))
+        .then(|| m.header(&HeaderName::Event).unwrap_or_default().to_string())
+}
+
+#[test]
+fn a_remote_controlled_phone_is_asked_to_answer_hold_and_resume_with_notify() {
+    let mut w = World::new();
+    let line = w.switch.line_of("1002").unwrap();
+    let mut cfg = w.switch.line_config(line).unwrap();
+    cfg.remote_answer = true;
+    w.switch.update_line(line, cfg).unwrap();
+    let app = w.switch.register_app(AppConfig::named("crm"));
+    w.switch
+        .open_line(app, line, &[Privilege::Owner], &[])
+        .unwrap();
+    w.phone_sends(A, invite_from_a("call-bs"));
+    let invite_b = w.take(B).pop().expect("1002 is invited");
+    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    let call = w.switch.calls_at("1002")[0];
+    // The app answers: the ringing phone is asked to go off-hook.
+    let ts = w.ts();
+    w.switch.answer(ts, app, call).unwrap();
+    w.pump();
+    let to_b = w.take(B);
+    let talk = to_b.iter().find_map(|m| notify_event(m).map(|e| (e, m)));
+    let (event, notify) = talk.expect("a NOTIFY to the phone");
+    assert_eq!(event, "talk");
+    assert_eq!(notify.call_id().unwrap(), invite_b.call_id().unwrap());
+    assert_eq!(to_tag(notify), "b1", "inside the INVITE's (early) dialog");
+    w.phone_sends(B, b_responds(notify, 200, false));
+    // The phone obeys: it answers its INVITE.
+    w.phone_sends(B, b_responds(&invite_b, 200, true));
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    let _ = w.take(B);
+    // The app holds: the phone is asked to hold by itself, not re-INVITEd.
+    let ts = w.ts();
+    w.switch.hold(ts, app, call).unwrap();
+    w.pump();
+    let to_b = w.take(B);
+    assert_eq!(
+        to_b.iter().filter_map(notify_event).collect::<Vec<_>>(),
+        vec!["hold"]
+    );
+    assert!(
+        to_b.iter()
+            .all(|m| m.method().map(|x| x.to_string()) != Some("INVITE".into())),
+        "{to_b:?}"
+    );
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::OnHold]);
+    // Unhold asks it to resume.
+    let ts = w.ts();
+    w.switch.unhold(ts, app, call).unwrap();
+    w.pump();
+    assert_eq!(
+        w.take(B).iter().filter_map(notify_event).collect::<Vec<_>>(),
+        vec!["talk"]
+    );
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+}

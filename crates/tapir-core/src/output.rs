@@ -116,6 +116,19 @@ pub enum Effect {
         /// The outbound, alerting leg.
         leg: LegId,
     },
+    /// Ask a remote-controlled phone to put its call on hold by itself
+    /// (BroadSoft `Event: hold`), so that its screen shows the hold the
+    /// switch has already made; the phone's own hold re-INVITE follows.
+    RemoteHold {
+        /// The answered leg.
+        leg: LegId,
+    },
+    /// Ask a remote-controlled phone to take its call off hold by itself
+    /// (BroadSoft `Event: talk` on an established call).
+    RemoteRetrieve {
+        /// The answered leg.
+        leg: LegId,
+    },
     /// Re-offer an answered leg with this direction (re-INVITE).
     Reoffer {
         /// The leg.

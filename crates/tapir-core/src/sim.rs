@@ -248,6 +248,13 @@ impl Sim {
                     self.queue.push_back((*leg, LegEvent::Answered));
                 }
             }
+            // A remote-controlled phone obeys: it holds or resumes by itself.
+            Effect::RemoteHold { leg } if self.legs.get(leg).is_some_and(|l| l.answered) => {
+                self.queue.push_back((*leg, LegEvent::Held));
+            }
+            Effect::RemoteRetrieve { leg } if self.legs.get(leg).is_some_and(|l| l.answered) => {
+                self.queue.push_back((*leg, LegEvent::Retrieved));
+            }
             Effect::AnswerLeg { leg } => {
                 if let Some(l) = self.legs.get_mut(leg) {
                     l.answered = true;

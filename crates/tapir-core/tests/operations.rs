@@ -577,6 +577,46 @@ fn hold_and_unhold() {
 }
 
 #[test]
+fn hold_on_a_remote_controlled_phone_asks_the_phone_and_keeps_one_hold_state() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1005", "1002");
+    let leg_a = o.sim.switch.leg_of(a).unwrap();
+    o.clear();
+    o.ok(crm, |s, now| s.hold(now, crm, a));
+    o.expect(a, CallState::OnHold);
+    // The phone is asked to hold by itself (its screen shows it), and is not
+    // re-offered a direction from the middle.
+    assert!(o.effects().contains(&Effect::RemoteHold { leg: leg_a }));
+    assert!(
+        !o.effects()
+            .iter()
+            .any(|e| matches!(e, Effect::Reoffer { leg, .. } if *leg == leg_a)),
+        "{:?}",
+        o.effects()
+    );
+    o.expect(b, CONNECTED);
+    // Unhold asks the phone to resume; the call is connected again.
+    o.clear();
+    o.ok(crm, |s, now| s.unhold(now, crm, a));
+    o.expect(a, CONNECTED);
+    assert!(o.effects().contains(&Effect::RemoteRetrieve { leg: leg_a }));
+    // Hold from the phone's own key, then unhold from the app: one hold state.
+    o.sim.phone("1005").report_on(leg_a, tapir_core::LegEvent::Held);
+    o.expect(a, CallState::OnHold);
+    o.clear();
+    o.ok(crm, |s, now| s.unhold(now, crm, a));
+    o.expect(a, CONNECTED);
+    assert!(o.effects().contains(&Effect::RemoteRetrieve { leg: leg_a }));
+    // Hold from the app, then resume from the phone's key.
+    o.ok(crm, |s, now| s.hold(now, crm, a));
+    o.expect(a, CallState::OnHold);
+    o.sim.phone("1005").report_on(leg_a, tapir_core::LegEvent::Retrieved);
+    o.expect(a, CONNECTED);
+    o.consistent();
+}
+
+#[test]
 fn hold_preconditions() {
     let mut o = office();
     let (crm, mon) = (o.crm, o.mon);

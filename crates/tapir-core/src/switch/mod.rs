@@ -218,6 +218,9 @@ pub(crate) struct Leg {
     pub answered: bool,
     /// The device put the call on hold by itself.
     pub device_held: bool,
+    /// The hold state tapir last asked a remote-controlled device to take
+    /// (`Some(true)`: hold), until the device reports its own state.
+    pub remote_asked: Option<bool>,
     pub direction: Direction,
     pub media: MediaSource,
 }
@@ -1162,6 +1165,7 @@ impl Switch {
                 inbound: false,
                 answered: false,
                 device_held: false,
+                remote_asked: None,
                 direction: Direction::SendRecv,
                 media: MediaSource::Silence,
             },
@@ -1269,13 +1273,40 @@ impl Switch {
             }
             _ => (MediaSource::Silence, Direction::SendRecv),
         };
-        let change_dir = leg.answered && !leg.device_held && leg.direction != direction;
+        // A phone under remote control holds and resumes its own call when
+        // asked (its screen stays truthful); tapir re-offers only the others.
+        let own_hold = matches!(
+            c.state,
+            CallState::OnHold | CallState::OnHoldPendConf | CallState::OnHoldPendTransfer
+        );
+        let remote_control = leg.answered
+            && self
+                .m
+                .lines
+                .get(&c.line)
+                .is_some_and(|l| l.remote_answer);
+        let phone_holds = leg.remote_asked.unwrap_or(leg.device_held);
+        let remote_effect = match (remote_control, own_hold, phone_holds) {
+            (true, true, false) => Some(Effect::RemoteHold { leg: leg_id }),
+            (true, false, true) => Some(Effect::RemoteRetrieve { leg: leg_id }),
+            _ => None,
+        };
+        let change_dir = leg.answered
+            && !leg.device_held
+            && leg.direction != direction
+            && !(remote_control && own_hold);
         let change_media = leg.media != source;
         if let Some(l) = self.m.legs.get_mut(&leg_id) {
             if change_dir {
                 l.direction = direction;
             }
+            if remote_effect.is_some() {
+                l.remote_asked = Some(own_hold);
+            }
             l.media = source;
+        }
+        if let Some(e) = remote_effect {
+            self.effect(e);
         }
         if change_dir {
             self.effect(Effect::Reoffer {

@@ -480,6 +480,7 @@ impl Switch {
                 inbound: true,
                 answered: false,
                 device_held: false,
+                remote_asked: None,
                 direction: crate::output::Direction::SendRecv,
                 media: crate::output::MediaSource::Silence,
             },

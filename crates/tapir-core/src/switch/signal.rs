@@ -191,6 +191,7 @@ impl Switch {
                 inbound: true,
                 answered: false,
                 device_held: false,
+                remote_asked: None,
                 direction: crate::output::Direction::SendRecv,
                 media: crate::output::MediaSource::Silence,
             },
@@ -251,11 +252,18 @@ impl Switch {
             }
             LegEvent::HungUp => self.device_hung_up(leg, call),
             LegEvent::Held => {
-                if self.state(call).is_connected() {
+                // One hold state: the phone's own hold of a call the switch
+                // already holds (a remote-controlled phone obeying, or its
+                // hold key) is recorded, so that its resume takes it back.
+                let state = self.state(call);
+                if state.is_connected() || state == CallState::OnHold {
                     if let Some(l) = self.m.legs.get_mut(&leg) {
                         l.device_held = true;
+                        l.remote_asked = None;
                     }
-                    self.set_state(call, CallState::OnHold);
+                    if state.is_connected() {
+                        self.set_state(call, CallState::OnHold);
+                    }
                 }
             }
             LegEvent::Retrieved => {
@@ -263,6 +271,7 @@ impl Switch {
                 if held {
                     if let Some(l) = self.m.legs.get_mut(&leg) {
                         l.device_held = false;
+                        l.remote_asked = None;
                     }
                     if self.state(call) == CallState::OnHold {
                         self.set_state(call, CallState::Connected(ConnectedMode::Active));
