@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import {
   Tapir, Phone, TOKEN, ADMIN_TOKEN, ARTIFACTS, chromiumPath, CHROMIUM_ARGS,
+  accessibilityViolations,
 } from "./harness.mjs";
 
 const WAIT = 10000;
@@ -61,6 +62,7 @@ test("the console signs in, shows API errors, and holds a call between two phone
   assert.equal(resp.status(), 200);
   assert.equal(new URL(page.url()).pathname, "/console/");
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  assert.deepEqual(await accessibilityViolations(page), [], "the sign-in page meets WCAG 2.1 AA (axe)");
 
   // A wrong token: the API's 401 code and sentence are shown.
   const wrong = await tapir.http("GET", "/v1/lines", undefined, "not-a-token");
@@ -132,6 +134,8 @@ test("the console signs in, shows API errors, and holds a call between two phone
   await page.locator("#event-log li[data-type='call.state']", { hasText: `${callId} → onhold` }).waitFor();
   assert.equal(await hold.isEnabled(), false);
   assert.equal(await unhold.isEnabled(), true);
+
+  assert.deepEqual(await accessibilityViolations(page), [], "the switchboard meets WCAG 2.1 AA (axe)");
 
   mkdirSync(ARTIFACTS, { recursive: true });
   const shot = join(ARTIFACTS, "console-hold.png");
@@ -220,13 +224,14 @@ test("the call history shows the CDRs, or the API's error", async () => {
     const { code, message } = direct.body.error;
     await page.locator("#history-empty", { hasText: `${code}: ${message}` }).waitFor();
   }
+  assert.deepEqual(await accessibilityViolations(page), [], "the history page meets WCAG 2.1 AA (axe)");
+  await page.screenshot({ path: join(ARTIFACTS, "console-history.png"), fullPage: true });
   // An app token is not the operator's: the API's 403 is shown.
   const refused = await tapir.http("GET", "/v1/admin/cdr?limit=50", undefined, TOKEN);
   assert.equal(refused.status, 403);
   await page.getByLabel("Admin token").fill(TOKEN);
   await page.getByRole("button", { name: "Load" }).click();
   await page.locator("#history-empty", { hasText: `${refused.body.error.code}: ${refused.body.error.message}` }).waitFor();
-  await page.screenshot({ path: join(ARTIFACTS, "console-history.png"), fullPage: true });
   await page.getByRole("link", { name: "Switchboard" }).click();
   await page.getByRole("heading", { name: "Calls", exact: true }).waitFor();
   assert.equal(await page.locator("#history").isVisible(), false, "one view at a time");

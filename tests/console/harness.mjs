@@ -5,7 +5,8 @@
 
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { mkdtempSync, writeFileSync, openSync, closeSync, existsSync } from "node:fs";
+import { mkdtempSync, writeFileSync, openSync, closeSync, existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -179,3 +180,18 @@ export const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/**
+ * WCAG 2.x A and AA violations axe-core finds on the page as it stands, as
+ * `rule: target` strings. axe is evaluated over the DevTools protocol, so
+ * the page's own Content-Security-Policy stays in force.
+ */
+export async function accessibilityViolations(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() =>
+    globalThis.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }));
+  return result.violations.flatMap((v) =>
+    v.nodes.map((n) => `${v.id} (${v.impact}): ${n.target.join(" ")} — ${v.help}`));
+}

@@ -264,7 +264,7 @@ async function refreshCalls() {
   const next = new Map();
   for (const c of calls) {
     const old = store.calls.get(c.id);
-    next.set(c.id, { ...c, state_seq: old?.state_seq });
+    next.set(c.id, { ...c, state_seq: old?.state_seq, ended_at: old?.ended_at });
   }
   store.calls = next;
   renderCalls();
@@ -310,7 +310,9 @@ function renderCalls() {
   $("calls-body").replaceChildren(...calls.map((c) => {
     const selected = c.id === store.selected;
     const parties = [partyText(c.caller), "→", partyText(c.called)];
-    if (c.connected && c.connected.address) parties.push(`(talking to ${partyText(c.connected)})`);
+    if (c.connected && c.connected.address && TALKING.has(c.state)) {
+      parties.push(`(talking to ${partyText(c.connected)})`);
+    }
     return h("tr", { dataset: { call: c.id, state: c.state }, class: selected ? "selected" : "",
       "aria-selected": selected ? "true" : "false", onclick: () => select(c.id) },
     h("th", { scope: "row" }, h("button", { type: "button", class: "link",
@@ -321,7 +323,8 @@ function renderCalls() {
     h("td", {}, parties.join(" ")),
     h("td", {}, `${c.origin}${c.reason && c.reason !== "direct" ? ` / ${c.reason}` : ""}`),
     h("td", {}, c.privilege),
-    h("td", { class: "num", dataset: { since: sinceOf(c) ?? "" } }, durationOf(c)));
+    ended(c) ? h("td", { class: "num" }, durationOf(c))
+      : h("td", { class: "num", dataset: { since: sinceOf(c) ?? "" } }, durationOf(c)));
   }));
   $("calls-empty").hidden = calls.length > 0;
   if (focused) document.querySelector(`#calls-body button[data-call="${CSS.escape(focused)}"]`)?.focus();
@@ -330,9 +333,19 @@ function renderCalls() {
   renderAddresses();
 }
 
+/** States in which the connected party is the one talking. */
+const TALKING = new Set(["connected", "onhold", "conferenced", "onholdpendtransfer", "onholdpendconf"]);
+
+function ended(c) {
+  return c.state === "idle" || c.state === "disconnected";
+}
+
+/** From creation to now, or to when the page saw it end (unknown: "—"). */
 function durationOf(c) {
   const since = sinceOf(c);
-  return since === null ? "" : formatDuration(Date.now() - since);
+  if (since === null) return "";
+  if (ended(c)) return c.ended_at ? formatDuration(c.ended_at - since) : "—";
+  return formatDuration(Date.now() - since);
 }
 
 function tick() {
@@ -520,6 +533,7 @@ function apply(ev, replayed) {
         c.state = ev.state;
         c.state_mode = ev.state_mode ?? null;
         c.state_seq = ev.seq;
+        if (ended(c) && !c.ended_at) c.ended_at = Date.now();
         if (ev.privilege) c.privilege = ev.privilege;
       }
       refreshCall(ev.call);
