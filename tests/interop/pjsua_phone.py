@@ -9,6 +9,9 @@ into its call and measure what it hears with a Goertzel filter.
 Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer"}
            {"cmd": "reject"} | {"cmd": "hangup"} | {"cmd": "hold"} | {"cmd": "unhold"}
            {"cmd": "xfer", "to": "1003"} | {"cmd": "dtmf", "digits": "12#"} | {"cmd": "quit"}
+           {"cmd": "dtmf_info", "digits": "5"}   (DTMF as SIP INFO, application/dtmf-relay)
+           {"cmd": "play", "hz": 700}            (a tone into every call, also calls set up later)
+           {"cmd": "listen", "path": "x.wav"}    (record what every call of the phone hears)
 Events:    {"event": "ready"} | {"event": "reg", "code": 200}
            {"event": "incoming", "from": "..."} | {"event": "call", "state": "CONFIRMED", "code": 200}
            {"event": "media", "status": "active"|"local_hold"|"remote_hold"|"none"}
@@ -58,6 +61,7 @@ def emit(**event):
 class Call(pj.Call):
     def __init__(self, account, call_id=pj.PJSUA_INVALID_ID):
         super().__init__(account, call_id)
+        self.account = account
 
     def onCallState(self, prm):
         info = self.getInfo()
@@ -73,6 +77,12 @@ class Call(pj.Call):
                     pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local_hold",
                     pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote_hold",
                 }.get(m.status, "none")
+        if status == "active":
+            # "play" and "listen" follow the phone into every call it has.
+            for port in self.account.players:
+                port.startTransmit(self.getAudioMedia(-1))
+            for port in self.account.listeners:
+                self.getAudioMedia(-1).startTransmit(port)
         emit(event="media", status=status)
 
 
@@ -80,6 +90,8 @@ class Account(pj.Account):
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.players = []  # "play": sources sent into every active call
+        self.listeners = []  # "listen": recorders of every active call
 
     def onRegState(self, prm):
         emit(event="reg", code=int(prm.code))
@@ -203,6 +215,36 @@ def main():
                         call.getAudioMedia(-1).stopTransmit(item)
                 item = None
                 keep.clear()
+                gc.collect()
+                emit(event="stopped")
+            elif name == "dtmf_info" and call:
+                prm = pj.CallSendDtmfParam()
+                prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
+                prm.digits = cmd["digits"]
+                prm.duration = 160
+                call.sendDtmf(prm)
+            elif name == "play":
+                path = os.path.join(args.workdir, f"play-{args.user}-{cmd['hz']}.wav")
+                write_tone(path, float(cmd["hz"]), 2.0)
+                player = pj.AudioMediaPlayer()
+                player.createPlayer(path, 0)
+                acc.players.append(player)
+                for c in acc.calls:
+                    if c.isActive() and c.hasMedia():
+                        player.startTransmit(c.getAudioMedia(-1))
+                emit(event="playing", hz=cmd["hz"])
+            elif name == "listen":
+                recorder = pj.AudioMediaRecorder()
+                recorder.createRecorder(cmd["path"])
+                acc.listeners.append(recorder)
+                for c in acc.calls:
+                    if c.isActive() and c.hasMedia():
+                        c.getAudioMedia(-1).startTransmit(recorder)
+                recorder = None  # the list holds the only reference
+                emit(event="recording", path=cmd["path"])
+            elif name == "stop_listen":
+                # Destroying the recorders writes their WAV headers.
+                acc.listeners.clear()
                 gc.collect()
                 emit(event="stopped")
             elif name == "quit":
