@@ -94,7 +94,7 @@ class Phone:
 
 
 class Tapir:
-    def __init__(self, sip_extra=""):
+    def __init__(self, sip_extra="", lines_extra=""):
         self.dir = tempfile.mkdtemp(prefix="tapir-interop-")
         self.sip_port = free_port()
         self.tls_port = free_port(socket.SOCK_STREAM)
@@ -110,7 +110,7 @@ class Tapir:
             f'domain = "127.0.0.1"\n'
             + sip_extra +
             f'[http]\nlisten = "127.0.0.1:{self.http_port}"\nadmin_token = "interop-admin"\n\n'
-            + lines +
+            + lines + lines_extra +
             f'[[apps]]\nname = "crm"\ntoken = "{TOKEN}"\nlines = ["*"]\n'
             f'privileges = ["owner", "monitor"]\n')
         path = os.path.join(self.dir, "tapir.toml")
