@@ -12,6 +12,8 @@ Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer
            {"cmd": "dtmf_info", "digits": "5"}   (DTMF as SIP INFO, application/dtmf-relay)
            {"cmd": "play", "hz": 700}            (a tone into every call, also calls set up later)
            {"cmd": "listen", "path": "x.wav"}    (record what every call of the phone hears)
+           {"cmd": "rtcp"}   -> {"event": "rtcp", "rtt_n": ..., "tx_updates": ..., "tx_loss": ...}
+                                (what the far end's RTCP told the phone's audio stream)
 Events:    {"event": "ready"} | {"event": "reg", "code": 200}
            {"event": "incoming", "from": "..."} | {"event": "call", "state": "CONFIRMED", "code": 200}
            {"event": "media", "status": "active"|"local_hold"|"remote_hold"|"none"}
@@ -247,6 +249,13 @@ def main():
                 acc.listeners.clear()
                 gc.collect()
                 emit(event="stopped")
+            elif name == "rtcp" and call:
+                # (pjsua2 2.15's peerSdes conversion aborts the process with
+                # std::bad_alloc once SDES has arrived: it is not read.)
+                rtcp = call.getStreamStat(0).rtcp
+                emit(event="rtcp", rtt_n=int(rtcp.rttUsec.n),
+                     rtt_mean_us=int(rtcp.rttUsec.mean), tx_updates=int(rtcp.txStat.updateCount),
+                     tx_loss=int(rtcp.txStat.loss), rx_pkt=int(rtcp.rxStat.pkt))
             elif name == "quit":
                 break
             else:

@@ -10,7 +10,9 @@ must reach that application as a `digits.received` event on its WebSocket.
 - consultation transfer: once the transferor has left, the two remaining
   parties hear each other;
 - DTMF: RFC 4733 events and SIP INFO (application/dtmf-relay) from a phone
-  become `digits.received`.
+  become `digits.received`;
+- RTCP: each phone reads tapir's reports for its leg (report blocks on its
+  own stream, a round trip from the LSR/DLSR echo of its SRs).
 
 Reuses the harness of test_sip_calls.py (tapir process, phone agents). Run by
 scripts/test; every wait is bounded.
@@ -271,6 +273,28 @@ class Media(unittest.TestCase):
         levels = tone_levels(held, [500, 1300])
         self.assertLess(max(levels.values()), direct / 100,
                         f"B on hold hears neither A nor C: {levels} vs {direct}")
+
+    def test_each_phone_gets_rtcp_reports_from_tapir(self):
+        a, b = self.connected_call()
+        self.play(a, 1000)
+        self.play(b, 600)
+        # pjsua and tapir both report every 5 s or so (randomised): the
+        # phone needs a block on its own stream, and one that echoes its SR
+        # (LSR/DLSR) for a round trip.
+        deadline = time.time() + 25
+        seen = {}
+        while time.time() < deadline:
+            for name, p in (("a", a), ("b", b)):
+                p.send(cmd="rtcp")
+                seen[name] = p.wait_for(lambda e: e.get("event") == "rtcp")
+            if all(s["tx_updates"] > 0 and s["rtt_n"] > 0 for s in seen.values()):
+                break
+            time.sleep(1)
+        for name, s in seen.items():
+            self.assertGreater(s["tx_updates"], 0, f"{name}: report blocks on its stream: {s}")
+            self.assertGreater(s["rtt_n"], 0, f"{name}: round trip from LSR/DLSR: {s}")
+            self.assertLess(s["rtt_mean_us"], 500_000, f"{name}: loopback round trip: {s}")
+            self.assertEqual(s["tx_loss"], 0, f"{name}: tapir lost none of its packets: {s}")
 
     def test_dtmf_from_a_phone_reaches_the_app_as_digits_received(self):
         stream = EventStream(self.tapir.http_port)
