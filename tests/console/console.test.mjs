@@ -165,6 +165,13 @@ test("a call parked from the page is listed, survives a reload, and is unparked"
   const callId = await row.getAttribute("data-call");
   const far = await callRow("1002").getAttribute("data-call");
   await row.getByRole("button", { name: callId }).click();
+  // A slot outside the park range: the API's error, as code and sentence.
+  await page.getByLabel("Park slot").fill("9999");
+  await page.getByRole("button", { name: "Park", exact: true }).click();
+  const refused = page.getByRole("alert").filter({ hasText: `Park ${callId}: invaladdress: ` });
+  await refused.waitFor();
+  assert.match(await refused.innerText(), /9999/);
+  await page.getByLabel("Park slot").fill("");
   await page.getByRole("button", { name: "Park", exact: true }).click();
   // The parker's phone is released; the far party waits in a slot.
   await a.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
@@ -202,6 +209,23 @@ test("a call parked from the page is listed, survives a reload, and is unparked"
   await page.getByRole("button", { name: "Drop", exact: true }).click();
   await b.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
   await back.locator("[data-field=state]", { hasText: "idle" }).waitFor();
+  assert.deepEqual(pageErrors, [], "no script errors");
+});
+
+test("forwarding is set and cleared from the page", async () => {
+  const form = page.locator("#forward-form");
+  await form.getByLabel("Address").selectOption("1003");
+  await form.getByLabel("Mode").selectOption("busy");
+  await form.getByLabel("To").fill("1002");
+  await form.getByRole("button", { name: "Add rule" }).click();
+  const row = page.locator('#addresses-body tr[data-address="1003"]');
+  await row.getByText("busy → 1002").waitFor();
+  const status = (await tapir.http("GET", "/v1/addresses/1003")).body;
+  assert.deepEqual(status.forwarding.rules.map((r) => [r.mode, r.to]), [["busy", "1002"]]);
+  await page.locator("#event-log li[data-type='address.forwarding']", { hasText: "1003 forwarding: busy → 1002" }).waitFor();
+  await form.getByRole("button", { name: "Clear forwarding" }).click();
+  await row.getByText("none").waitFor();
+  assert.deepEqual((await tapir.http("GET", "/v1/addresses/1003")).body.forwarding.rules, []);
   assert.deepEqual(pageErrors, [], "no script errors");
 });
 
