@@ -12,6 +12,10 @@
 //! three, `tone` = single legs hearing hold music, `srtp` = calls between
 //! an SRTP phone and a plain one), count, seconds measured
 //! (after one second of warm-up).
+//!
+//! The last line is machine-readable (`scripts/bench-media` reads it):
+//! `FIGURES mode=… groups=… legs=… loss_pct=… kept_up=… cpu_pct=… per_core=…
+//! kib_per_leg=… kernel_kib_per_leg=… rtcp_sent=…`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
@@ -60,6 +64,31 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Kernel slab memory (socket structures live there), from /proc/meminfo.
+fn slab_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("Slab:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// UDP datagrams the kernel dropped for full receive buffers (system-wide).
+fn udp_rcvbuf_errors() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("relay", String::as_str).to_owned();
@@ -85,7 +114,6 @@ fn main() {
         .build()
         .unwrap();
 
-    let rss0 = rss_kib();
     let (engine, _events) = {
         let _g = media_rt.enter();
         MediaEngine::new(MediaConfig::default()).unwrap()
@@ -99,6 +127,9 @@ fn main() {
         }
         v
     });
+    // After the load generator's own sockets: what follows is the engine's.
+    let rss0 = rss_kib();
+    let slab0 = slab_kib();
     let mut targets = Vec::new();
     {
         let _g = media_rt.enter();
@@ -127,18 +158,28 @@ fn main() {
         }
     }
     let rss1 = rss_kib();
+    let slab1 = slab_kib();
+    let rcvbuf_errors0 = udp_rcvbuf_errors();
 
     let received = Arc::new(AtomicU64::new(0));
+    let rtcp_in = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let total = Duration::from_secs(secs + 1);
     load_rt.block_on(async {
         for ep in &endpoints {
             let ep = Arc::clone(ep);
             let received = Arc::clone(&received);
+            let rtcp_in = Arc::clone(&rtcp_in);
             tokio::spawn(async move {
                 let mut buf = [0u8; 1500];
-                while ep.recv_from(&mut buf).await.is_ok() {
-                    received.fetch_add(1, Ordering::Relaxed);
+                while let Ok((n, _)) = ep.recv_from(&mut buf).await {
+                    // tapir's RTCP goes to RTP port + 1, which may be
+                    // another endpoint of this generator: not media.
+                    if tapir_media::rtp::is_rtcp(&buf[..n]) {
+                        rtcp_in.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             });
         }
@@ -174,23 +215,42 @@ fn main() {
             }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (s0, r0, c0, t0) = (
+        let (s0, r0, c0, t0, e0) = (
             sent.load(Ordering::Relaxed),
             received.load(Ordering::Relaxed),
             engine_cpu(),
             Instant::now(),
+            engine.stats(),
         );
         tokio::time::sleep(total - Duration::from_secs(1)).await;
-        let (s1, r1, c1, wall) = (
+        let (s1, r1, c1, wall, e1) = (
             sent.load(Ordering::Relaxed),
             received.load(Ordering::Relaxed),
             engine_cpu(),
             t0.elapsed(),
+            engine.stats(),
         );
-        // Loss over the whole run, once everything in flight has arrived.
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // What the engine really did in the window: packets it forwarded or
+        // generated. When it keeps up this is what was offered; when it
+        // falls behind (CPU taken by others), the figure per core is
+        // computed from this work, not from the offered load.
+        let worked = (e1.relayed + e1.generated) - (e0.relayed + e0.generated);
+        // Loss over the whole run, once everything in flight has arrived:
+        // a generator thread that fell behind still has packets queued in
+        // its sockets, so wait (at most 5 s) until the count stops moving.
+        let drain_until = Instant::now() + Duration::from_secs(5);
+        let mut last = u64::MAX;
+        while Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = received.load(Ordering::Relaxed);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         let all_sent = sent.load(Ordering::Relaxed);
         let all_recv = received.load(Ordering::Relaxed);
+        let rss2 = rss_kib();
         let sent = s1 - s0;
         let recv = r1 - r0;
         let cpu = (c1 - c0).as_secs_f64() / wall.as_secs_f64();
@@ -212,11 +272,25 @@ fn main() {
                 ""
             }
         );
+        // Throughput per core from the engine's own output in the window:
+        // every leg gets 50 packets/s, so a group (call, conference, leg on
+        // hold music) is 50 x its legs packets/s. When the engine keeps up
+        // with an even load this is simply groups / CPU share; when the
+        // generator or the engine fall behind, it is the work really done.
+        let group_pps = 50.0 * per_group as f64;
+        let served = worked as f64 / wall.as_secs_f64() / group_pps;
+        let per_core = if cpu > 0.0 { served / cpu } else { 0.0 };
+        let kept_up = mode == "tone" || mode == "mix" || worked as f64 >= 0.99 * sent as f64;
+        println!(
+            "engine output in the window: {worked} packets = {served:.0} {} served in real time{}",
+            if per_group == 2 { "calls" } else { "groups" },
+            if kept_up { "" } else { " -- the engine fell behind what was sent" }
+        );
         println!("engine worker CPU {:.1}% of one core", cpu * 100.0);
         if cpu > 0.0 {
             println!(
                 "=> ~{:.0} {} per core, {:.1} us CPU per leg per second",
-                count as f64 / cpu,
+                served / cpu,
                 match mode.as_str() {
                     "mix" => "3-party conferences",
                     "tone" => "legs on hold music",
@@ -226,12 +300,41 @@ fn main() {
                 cpu * 1e6 / legs as f64
             );
         }
+        let per_leg = (rss1.saturating_sub(rss0)) as f64 / legs as f64;
         println!(
-            "RSS: {} KiB before legs, {} KiB after {} legs => ~{:.1} KiB per leg (user space)",
-            rss0,
-            rss1,
+            "RSS: {} KiB before legs, {} KiB after {} legs => ~{:.1} KiB per leg (user space); {} KiB after the run (with the generator's tasks)",
+            rss0, rss1, legs, per_leg, rss2
+        );
+        let stats = engine.stats();
+        println!(
+            "kernel UDP receive-buffer drops during the run: {} (system-wide)",
+            udp_rcvbuf_errors().saturating_sub(rcvbuf_errors0)
+        );
+        println!(
+            "engine: received={} relayed={} generated={} dropped={} send_errors={} rtcp_sent={} (seen by the generator: {})",
+            stats.received,
+            stats.relayed,
+            stats.generated,
+            stats.dropped,
+            stats.send_errors,
+            stats.rtcp_sent,
+            rtcp_in.load(Ordering::Relaxed)
+        );
+        let kernel_per_leg = slab1.saturating_sub(slab0) as f64 / legs as f64;
+        println!(
+            "kernel slab: +{} KiB for {} legs (RTP + RTCP sockets) => ~{:.1} KiB per leg (system-wide figure, noisy)",
+            slab1.saturating_sub(slab0),
             legs,
-            (rss1.saturating_sub(rss0)) as f64 / legs as f64
+            kernel_per_leg
+        );
+        println!(
+            "FIGURES mode={mode} groups={count} legs={legs} loss_pct={:.3} kept_up={kept_up} cpu_pct={:.1} per_core={:.0} kib_per_leg={:.1} kernel_kib_per_leg={:.1} rtcp_sent={}",
+            100.0 * (1.0 - all_recv as f64 / all_sent.max(1) as f64),
+            cpu * 100.0,
+            per_core,
+            per_leg,
+            kernel_per_leg,
+            stats.rtcp_sent
         );
     });
     drop(engine);
