@@ -15,8 +15,39 @@ use tapir_sip::registrar::{Binding, Registrar, RegistrarConfig, Transport};
 pub struct SipDirectory {
     auth: Authenticator,
     registrar: Registrar,
-    passwords: HashMap<String, String>,
+    passwords: CredentialTable,
     published: RegistrationTable,
+}
+
+/// The phones' digest passwords (address → password), shared with the rest
+/// of the server so that lines the operator adds, changes or removes at run
+/// time authenticate at once. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialTable(Arc<RwLock<HashMap<String, String>>>);
+
+impl CredentialTable {
+    /// A table holding `passwords`.
+    pub fn new(passwords: HashMap<String, String>) -> CredentialTable {
+        CredentialTable(Arc::new(RwLock::new(passwords)))
+    }
+
+    /// The password of `address`.
+    pub fn get(&self, address: &str) -> Option<String> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table.get(address).cloned()
+    }
+
+    /// Set (or replace) the password of `address`.
+    pub fn set(&self, address: &str, password: &str) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        table.insert(address.to_string(), password.to_string());
+    }
+
+    /// Forget `address`: it can no longer register or call.
+    pub fn remove(&self, address: &str) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        table.remove(address);
+    }
 }
 
 /// A read-only view of the registrar for the rest of the server (the HTTP
@@ -80,7 +111,7 @@ impl SipDirectory {
         SipDirectory {
             auth: Authenticator::new(config, now),
             registrar: Registrar::new(RegistrarConfig::default()),
-            passwords,
+            passwords: CredentialTable::new(passwords),
             published: RegistrationTable::default(),
         }
     }
@@ -88,6 +119,13 @@ impl SipDirectory {
     /// Publish every registration change into `table` (shared with readers).
     pub fn with_registration_table(mut self, table: RegistrationTable) -> SipDirectory {
         self.published = table;
+        self
+    }
+
+    /// Take passwords from `table` (shared with readers and writers) instead
+    /// of the ones given to [`SipDirectory::new`].
+    pub fn with_credential_table(mut self, table: CredentialTable) -> SipDirectory {
+        self.passwords = table;
         self
     }
 
@@ -106,7 +144,7 @@ impl Directory for SipDirectory {
         transport: SipTransport,
     ) -> Message {
         let passwords = &self.passwords;
-        let credentials = |user: &str| passwords.get(user).cloned();
+        let credentials = |user: &str| passwords.get(user);
         let transport = match transport {
             SipTransport::Udp => Transport::Udp,
             SipTransport::Tcp => Transport::Tcp,
@@ -136,7 +174,7 @@ impl Directory for SipDirectory {
         source: SocketAddr,
     ) -> Result<String, Box<Message>> {
         let passwords = &self.passwords;
-        let credentials = |user: &str| passwords.get(user).cloned();
+        let credentials = |user: &str| passwords.get(user);
         match self
             .auth
             .authenticate(now, request, source.ip(), &credentials)

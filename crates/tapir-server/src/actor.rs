@@ -26,6 +26,10 @@ pub struct SwitchStopped;
 /// overtakes the events its command caused into the journal.
 type Job = Box<dyn FnOnce(&mut Switch, Timestamp) -> Box<dyn FnOnce() + Send> + Send>;
 
+/// Called inside the switch task after every step that produced output or
+/// ran a job (the store's observer: CDRs, completion set, id reservation).
+pub type StepObserver = Box<dyn FnMut(&Switch, Timestamp) + Send>;
+
 enum Msg {
     Job(Job),
     Input(Input),
@@ -61,9 +65,19 @@ impl SwitchHandle {
         journal: Arc<Journal>,
         effects_capacity: usize,
     ) -> (SwitchHandle, JoinHandle<()>) {
+        SwitchHandle::spawn_observed(switch, journal, effects_capacity, None)
+    }
+
+    /// [`SwitchHandle::spawn`] with an observer called after steps.
+    pub fn spawn_observed(
+        switch: Switch,
+        journal: Arc<Journal>,
+        effects_capacity: usize,
+        observer: Option<StepObserver>,
+    ) -> (SwitchHandle, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let (effects, _) = broadcast::channel(effects_capacity.max(16));
-        let task = tokio::spawn(run(switch, rx, effects.clone(), journal.clone()));
+        let task = tokio::spawn(run(switch, rx, effects.clone(), journal.clone(), observer));
         (
             SwitchHandle {
                 tx,
@@ -75,7 +89,9 @@ impl SwitchHandle {
     }
 
     /// Run `f` on the switch inside its task, with the current time, and
-    /// return what it returns. Outputs it causes are drained right after.
+    /// return what it returns. Outputs it causes are drained right after,
+    /// and the events they hold are committed to the journal (and its
+    /// store) before this returns.
     pub async fn with<T, F>(&self, f: F) -> Result<T, SwitchStopped>
     where
         T: Send + 'static,
@@ -92,7 +108,9 @@ impl SwitchHandle {
             .send(Msg::Job(job))
             .await
             .map_err(|_| SwitchStopped)?;
-        reply_rx.await.map_err(|_| SwitchStopped)
+        let value = reply_rx.await.map_err(|_| SwitchStopped)?;
+        self.journal.durable(self.journal.pushed()).await;
+        Ok(value)
     }
 
     /// One app command; waits for the switch's reply (TAPI's `LINE_REPLY`).
@@ -148,6 +166,7 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     effects: broadcast::Sender<Effect>,
     journal: Arc<Journal>,
+    mut observer: Option<StepObserver>,
 ) {
     drain(&mut switch, &effects, &journal);
     loop {
@@ -167,6 +186,9 @@ async fn run(
                 Some(Msg::Job(job)) => {
                     let answer = job(&mut switch, now());
                     drain(&mut switch, &effects, &journal);
+                    if let Some(o) = observer.as_mut() {
+                        o(&switch, now());
+                    }
                     answer();
                 }
                 Some(Msg::Input(input)) => {
@@ -177,13 +199,19 @@ async fn run(
                 switch.handle(now(), Input::Timeout);
             }
         }
-        drain(&mut switch, &effects, &journal);
+        let stepped = drain(&mut switch, &effects, &journal) > 0;
+        if stepped && let Some(o) = observer.as_mut() {
+            o(&switch, now());
+        }
     }
     tracing::debug!("switch task stopped");
 }
 
-fn drain(switch: &mut Switch, effects: &broadcast::Sender<Effect>, journal: &Journal) {
+/// Hand out the switch's outputs; returns how many there were.
+fn drain(switch: &mut Switch, effects: &broadcast::Sender<Effect>, journal: &Journal) -> usize {
+    let mut n = 0;
     while let Some(out) = switch.poll_output() {
+        n += 1;
         match out {
             Output::Effect(e) => {
                 tracing::trace!(effect = ?e, "effect");
@@ -195,4 +223,5 @@ fn drain(switch: &mut Switch, effects: &broadcast::Sender<Effect>, journal: &Jou
             Output::Timeout(_) => {}
         }
     }
+    n
 }

@@ -2,8 +2,12 @@
 //! defaults, the embedded default configuration, and the generated secrets
 //! (admin token, app tokens, phone passwords) kept in the data directory.
 //!
-//! Until the SQLite store arrives (issue 7), generated secrets are persisted in
-//! `<data_dir>/secrets.toml` so that a restart keeps them.
+//! The configuration seeds the store (`tapir-store`) at first start; later
+//! starts take lines, apps, trunks, park and translation settings from the
+//! store (see [`crate::persist`] and `docs/operations.md`). Secrets generated
+//! at first start are printed once and recorded for the operator in
+//! `<data_dir>/secrets.toml` (mode 0600); the store keeps app and admin
+//! tokens only as hashes.
 
 use crate::error::ConfigError;
 use serde::{Deserialize, Serialize};
@@ -11,8 +15,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tapir_core::{LineKind, MediaMode, Privilege};
 
-/// Name of the file in the data directory that keeps generated secrets.
+/// Name of the file in the data directory that records generated secrets.
 pub const SECRETS_FILE: &str = "secrets.toml";
+
+/// Name of the SQLite database in the data directory (the default store).
+pub const STORE_FILE: &str = "tapir.db";
 
 /// The whole configuration file. Every key is optional.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +39,67 @@ pub struct Config {
     pub park: ParkConfig,
     /// Address translation: locations and calling cards (`/v1/locations`).
     pub translate: Option<TranslateEntry>,
+    /// SIP peers (other servers, carriers).
+    pub trunks: Vec<TrunkEntry>,
+    /// Where the store lives and how much of the journal it keeps.
+    pub store: StoreConfig,
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://USER@HOST:PORT/DB`;
+    /// `sqlite://<data_dir>/tapir.db` when absent.
+    pub url: Option<String>,
+    /// Events kept in the store per app (the oldest are deleted); the
+    /// journal's in-memory capacity (`[http] journal_capacity`) when absent.
+    pub journal_retention: Option<u64>,
+}
+
+/// SIP transport of a trunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    /// UDP.
+    #[default]
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS.
+    Tls,
+}
+
+/// One `[[trunks]]` entry: a SIP peer for calls to and from other servers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkEntry {
+    /// Unique name.
+    pub name: String,
+    /// Host name or IP address of the peer.
+    pub host: String,
+    /// Its SIP port.
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    /// Transport.
+    #[serde(default)]
+    pub transport: TrunkTransport,
+    /// Digest user name tapir authenticates with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Digest password (write-only in the admin API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Dialled prefix that selects this trunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The address of the trunk line its calls use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+fn default_sip_port() -> u16 {
+    5060
 }
 
 impl Default for Config {
@@ -44,6 +112,8 @@ impl Default for Config {
             apps: Vec::new(),
             park: ParkConfig::default(),
             translate: None,
+            trunks: Vec::new(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -311,9 +381,21 @@ impl Config {
         }
     }
 
+    /// The store's URL: `[store] url`, or the SQLite file
+    /// `<data_dir>/tapir.db`.
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join(STORE_FILE).display()),
+        }
+    }
+
     /// Fill every absent secret (admin token, app tokens, phone passwords)
-    /// from `<data_dir>/secrets.toml`, generating and persisting the ones it
-    /// does not hold yet. Returns what was generated now (to print once).
+    /// from `<data_dir>/secrets.toml`, generating and persisting (mode 0600)
+    /// the ones it does not hold yet. Returns what was generated now (to
+    /// print once). The file is the operator's record of what was generated;
+    /// the store keeps tokens only as hashes, and tokens set through the
+    /// admin API are written nowhere in clear.
     pub fn fill_secrets(&mut self) -> Result<Vec<String>, ConfigError> {
         let path = self.data_dir.join(SECRETS_FILE);
         let mut secrets: Secrets = match std::fs::read_to_string(&path) {
@@ -470,5 +552,17 @@ slots = "7001-7020"
         assert!(b.fill_secrets().unwrap().is_empty());
         assert_eq!(a, b);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_store_defaults_to_sqlite_in_the_data_dir() {
+        let cfg =
+            Config::from_toml("data_dir = \"/var/lib/tapir\"\n[store]\njournal_retention = 5\n")
+                .unwrap();
+        assert_eq!(cfg.store_url(), "sqlite:///var/lib/tapir/tapir.db");
+        assert_eq!(cfg.store.journal_retention, Some(5));
+        let cfg = Config::from_toml("[store]\nurl = \"postgres://u@h/db\"\n[[trunks]]\nname = \"c\"\nhost = \"127.0.0.1\"\n").unwrap();
+        assert_eq!(cfg.store_url(), "postgres://u@h/db");
+        assert_eq!(cfg.trunks[0].port, 5060);
     }
 }

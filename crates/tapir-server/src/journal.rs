@@ -1,7 +1,19 @@
 //! The per-app event journal: every [`AppEvent`] the switch produces is kept
 //! here, already rendered as the JSON the event stream sends, numbered by the
-//! app's `seq`. It is bounded (the oldest events fall out) and in memory until
-//! the store of issue 7 persists it.
+//! app's `seq`. It is bounded in memory (the oldest events fall out) and,
+//! with a store, written through to it so that `seq` goes on and
+//! `GET /v1/events?since=N` replays across a restart.
+//!
+//! Durability guarantee (with a store): an event is handed to readers — the
+//! backlog of a new subscription and the live stream — only after the
+//! transaction holding it has committed, and an HTTP command's reply waits
+//! until the events its command caused are committed
+//! ([`Journal::durable`]). So everything an app has been shown or told
+//! survives a SIGKILL; what is lost is only what no one has seen yet (events
+//! of the last, uncommitted batch), and their numbers are given again after
+//! the restart without contradicting anything a reader saw. Writes are
+//! batched: one transaction per batch of whatever queued up while the
+//! previous one committed.
 //!
 //! A WebSocket subscribes with [`Journal::subscribe`]: it gets the backlog
 //! after `since` and a live receiver, taken under one lock so that no event
@@ -9,19 +21,42 @@
 
 use crate::wire;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tapir_core::{AppEvent, AppId};
-use tokio::sync::broadcast;
+use tapir_store::{Batch, StoredEvent};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// One journalled event: its sequence number and its JSON text.
 pub type JournalEntry = (u64, Arc<str>);
 
+/// What goes to the store writer.
+#[derive(Debug)]
+pub enum WriterMsg {
+    /// An event to journal: the switch's app id, the app's name, the event.
+    Event(AppId, Arc<str>, JournalEntry, u64),
+    /// Other writes (CDRs, the completion set, meta keys).
+    Batch(Batch),
+}
+
 /// The journal of every app.
 #[derive(Debug)]
 pub struct Journal {
-    inner: Mutex<HashMap<AppId, AppStream>>,
+    inner: Mutex<Inner>,
     capacity: usize,
     buffer: usize,
+    /// The store writer, when the journal is persistent.
+    sink: Option<mpsc::UnboundedSender<WriterMsg>>,
+    /// Events pushed so far (all apps).
+    pushed: AtomicU64,
+    /// Events handed to readers so far (all apps); with a store, committed.
+    published: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    streams: HashMap<AppId, AppStream>,
+    names: HashMap<AppId, Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -45,18 +80,38 @@ pub struct Subscription {
     pub live: broadcast::Receiver<JournalEntry>,
 }
 
+fn now_ms() -> u64 {
+    crate::actor::now().0
+}
+
 impl Journal {
-    /// A journal keeping `capacity` events per app; live readers may fall
-    /// `buffer` events behind before they are told to resync.
+    /// An in-memory journal keeping `capacity` events per app; live readers
+    /// may fall `buffer` events behind before they are told to resync.
     pub fn new(capacity: usize, buffer: usize) -> Journal {
         Journal {
-            inner: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
             capacity: capacity.max(1),
             buffer: buffer.max(1),
+            sink: None,
+            pushed: AtomicU64::new(0),
+            published: watch::channel(0).0,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<AppId, AppStream>> {
+    /// A journal that writes through `sink` (the store writer, which calls
+    /// [`Journal::publish`] once a batch has committed).
+    pub fn persistent(
+        capacity: usize,
+        buffer: usize,
+        sink: mpsc::UnboundedSender<WriterMsg>,
+    ) -> Journal {
+        Journal {
+            sink: Some(sink),
+            ..Journal::new(capacity, buffer)
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -68,30 +123,101 @@ impl Journal {
         })
     }
 
-    /// Journal one event and hand it to the live readers.
+    /// Name the app behind a switch id (the store keys journals by name).
+    pub fn name_app(&self, app: AppId, name: &str) {
+        self.lock().names.insert(app, Arc::from(name));
+    }
+
+    /// The name of the app behind a switch id.
+    pub fn app_name(&self, app: AppId) -> Option<String> {
+        self.lock().names.get(&app).map(|n| n.to_string())
+    }
+
+    /// Put back what the store kept of an app's journal (oldest first) at
+    /// start, before any event of this run.
+    pub fn restore(&self, app: AppId, events: Vec<JournalEntry>) {
+        let mut inner = self.lock();
+        let s = Journal::stream(&mut inner.streams, app, self.buffer);
+        for e in events {
+            s.last_seq = s.last_seq.max(e.0);
+            if s.events.len() >= self.capacity {
+                s.events.pop_front();
+            }
+            s.events.push_back(e);
+        }
+    }
+
+    /// Journal one event: with a store it goes to the writer and reaches
+    /// readers once committed; without, at once.
     pub fn push(&self, event: &AppEvent) {
         let text: Arc<str> = Arc::from(wire::event_json(event));
         metrics::counter!("tapir_events_total").increment(1);
-        let mut map = self.lock();
-        let s = Journal::stream(&mut map, event.app, self.buffer);
-        s.last_seq = event.seq;
-        if s.events.len() >= self.capacity {
-            s.events.pop_front();
+        self.pushed.fetch_add(1, Ordering::SeqCst);
+        if let Some(sink) = &self.sink {
+            let name = self
+                .lock()
+                .names
+                .get(&event.app)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(event.app.to_string()));
+            let msg = WriterMsg::Event(event.app, name, (event.seq, text.clone()), now_ms());
+            if sink.send(msg).is_ok() {
+                return;
+            }
+            tracing::error!("the store writer has stopped: event kept in memory only");
         }
-        s.events.push_back((event.seq, text.clone()));
-        // No live reader is fine: the journal keeps the event.
-        let _ = s.live.send((event.seq, text));
+        self.publish(vec![(event.app, (event.seq, text))]);
+    }
+
+    /// Hand committed events to readers (in order) and count them.
+    pub fn publish(&self, events: Vec<(AppId, JournalEntry)>) {
+        let n = events.len() as u64;
+        {
+            let mut inner = self.lock();
+            for (app, (seq, text)) in events {
+                let s = Journal::stream(&mut inner.streams, app, self.buffer);
+                s.last_seq = s.last_seq.max(seq);
+                if s.events.len() >= self.capacity {
+                    s.events.pop_front();
+                }
+                s.events.push_back((seq, text.clone()));
+                // No live reader is fine: the journal keeps the event.
+                let _ = s.live.send((seq, text));
+            }
+        }
+        self.published.send_modify(|p| *p += n);
+    }
+
+    /// Send other writes to the store through the writer (after the events
+    /// queued before them); dropped without a store.
+    pub fn write(&self, batch: Batch) {
+        if let Some(sink) = &self.sink
+            && sink.send(WriterMsg::Batch(batch)).is_err()
+        {
+            tracing::error!("the store writer has stopped: a write was lost");
+        }
+    }
+
+    /// How many events were pushed so far.
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(Ordering::SeqCst)
+    }
+
+    /// Wait until the first `count` events pushed are committed and visible.
+    pub async fn durable(&self, count: u64) {
+        let mut rx = self.published.subscribe();
+        let _ = rx.wait_for(|p| *p >= count).await;
     }
 
     /// The last sequence number journalled for `app` (0 before any event).
     pub fn last_seq(&self, app: AppId) -> u64 {
-        self.lock().get(&app).map_or(0, |s| s.last_seq)
+        self.lock().streams.get(&app).map_or(0, |s| s.last_seq)
     }
 
     /// Start reading `app`'s events after `since`.
     pub fn subscribe(&self, app: AppId, since: u64) -> Subscription {
-        let mut map = self.lock();
-        let s = Journal::stream(&mut map, app, self.buffer);
+        let mut inner = self.lock();
+        let s = Journal::stream(&mut inner.streams, app, self.buffer);
         let first = s
             .events
             .front()
@@ -108,6 +234,73 @@ impl Journal {
             live: s.live.subscribe(),
         }
     }
+}
+
+/// The store writer: takes everything queued, writes it in one transaction,
+/// then publishes the events it held. A failed write is retried (with a
+/// growing pause) before the events are published anyway so that the switch
+/// keeps serving; each failure is logged. Every `prune_every` batches the
+/// store's journal is cut to `retention` events per app.
+pub async fn run_writer(
+    store: tapir_store::Store,
+    journal: Arc<Journal>,
+    mut rx: mpsc::UnboundedReceiver<WriterMsg>,
+    retention: u64,
+) {
+    const MAX_BATCH: usize = 2048;
+    let prune_every = 256u64;
+    let mut batches = 0u64;
+    while let Some(first) = rx.recv().await {
+        let mut batch = Batch::default();
+        let mut events = Vec::new();
+        let mut add = |m: WriterMsg, batch: &mut Batch| match m {
+            WriterMsg::Event(app, name, (seq, text), at) => {
+                batch.events.push(StoredEvent {
+                    app: name.to_string(),
+                    seq,
+                    at,
+                    body: text.to_string(),
+                });
+                events.push((app, (seq, text)));
+            }
+            WriterMsg::Batch(b) => batch.merge(b),
+        };
+        add(first, &mut batch);
+        while batch.events.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => add(m, &mut batch),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut tries = 0u32;
+        loop {
+            match store.write(&batch).await {
+                Ok(()) => break,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!("store write failed (try {tries}): {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
+                }
+                Err(e) => {
+                    tracing::error!("store write failed, giving up on this batch: {e}");
+                    metrics::counter!("tapir_store_write_failures_total").increment(1);
+                    break;
+                }
+            }
+        }
+        metrics::histogram!("tapir_store_batch_seconds").record(started.elapsed().as_secs_f64());
+        journal.publish(events);
+        batches += 1;
+        if retention > 0 && batches.is_multiple_of(prune_every) {
+            match store.prune_events(retention).await {
+                Ok(n) if n > 0 => tracing::debug!(deleted = n, "journal retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("journal retention failed: {e}"),
+            }
+        }
+    }
+    tracing::debug!("store writer stopped");
 }
 
 #[cfg(test)]
@@ -173,5 +366,40 @@ mod tests {
             sub.live.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn with_a_store_readers_see_only_committed_events_and_a_restart_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("j.db").display());
+        let store = tapir_store::Store::open(&url).await.unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let j = Arc::new(Journal::persistent(100, 100, tx));
+        j.name_app(AppId(1), "crm");
+        let mut sub = j.subscribe(AppId(1), 0);
+        // Nothing is visible before the writer commits it.
+        for s in 1..=3 {
+            j.push(&ev(1, s));
+        }
+        assert!(sub.live.try_recv().is_err());
+        assert_eq!(j.subscribe(AppId(1), 0).backlog.len(), 0);
+        let writer = tokio::spawn(run_writer(store.clone(), j.clone(), rx, 2));
+        j.durable(j.pushed()).await;
+        assert_eq!(sub.live.try_recv().unwrap().0, 1);
+        assert_eq!(store.event_count("crm").await.unwrap(), 3);
+        writer.abort();
+        // A new journal (a restart) restores from the store and goes on.
+        let tail = store.events_tail("crm", 100).await.unwrap();
+        let j2 = Journal::new(100, 100);
+        j2.restore(
+            AppId(9),
+            tail.into_iter()
+                .map(|e| (e.seq, Arc::from(e.body)))
+                .collect(),
+        );
+        assert_eq!(j2.last_seq(AppId(9)), 3);
+        let sub = j2.subscribe(AppId(9), 1);
+        assert_eq!(sub.backlog.len(), 2);
+        assert!(sub.backlog[0].1.starts_with("{\"seq\":2,"));
     }
 }

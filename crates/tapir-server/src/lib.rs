@@ -7,7 +7,10 @@
 //! * [`actor`]: one tokio task owns the [`tapir_core::Switch`]; a
 //!   [`SwitchHandle`] sends it jobs, feeds it driver inputs and subscribes to
 //!   its effects (the SIP and media drivers plug in there);
-//! * [`journal`]: the per-app event journal behind the event stream;
+//! * [`journal`]: the per-app event journal behind the event stream,
+//!   written through to the store;
+//! * [`persist`]: the store (`tapir-store`, SQLite or PostgreSQL) at start
+//!   (seeding, loading) and while running; [`cdr`]: call detail records;
 //! * [`http`]: the HTTP API, WebSocket event stream, OpenAPI document,
 //!   `/healthz` and `/metrics`.
 //!
@@ -16,10 +19,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod actor;
+pub mod cdr;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod journal;
+pub mod persist;
 pub mod sip;
 pub mod wire;
 
@@ -44,8 +49,14 @@ pub struct RunningServer {
     pub switch: SwitchHandle,
     /// The switch's id of each configured app, by name.
     pub apps: HashMap<String, AppId>,
-    /// The configuration in force (secrets filled in).
+    /// The configuration in force: the file's process settings with the
+    /// store's lines, apps, trunks, park and translation settings (app tokens
+    /// in clear only when generated or seeded at this start).
     pub config: Config,
+    /// Secrets generated at this start (the store was empty): print once.
+    pub generated: Vec<String>,
+    /// The store.
+    pub store: tapir_store::Store,
     /// Where SIP listens (UDP), when `[sip] listen` names an address.
     pub sip_addr: Option<SocketAddr>,
     /// Where SIP over TCP listens, when `[sip] listen` has a `tcp:` entry.
@@ -66,6 +77,13 @@ impl RunningServer {
         }
         let http = std::mem::replace(&mut self.http_task, tokio::spawn(async {}));
         let _ = http.await;
+        // Let the store writer commit what is queued.
+        let journal = self.switch.journal().clone();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            journal.durable(journal.pushed()),
+        )
+        .await;
         if let Some(sip) = &self.sip {
             sip.abort();
         }
@@ -125,9 +143,21 @@ fn translate_caps(config: &Config) -> Result<TranslateCaps, ConfigError> {
     Ok(caps)
 }
 
-/// Build the switch from `config`, start its task and the HTTP server.
-/// Every app needs a token (see [`Config::fill_secrets`]).
+/// Open the store of `config` (seeding it at first start), build the switch
+/// from what the store holds, restore forwarding, callback requests and the
+/// event journal, and start the switch task, the store writer, SIP and the
+/// HTTP server. See [`persist`] for how the file and the store combine.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let url = config.store_url();
+    if config.store.url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| ConfigError::Io(format!("{}: {e}", config.data_dir.display())))?;
+    }
+    let store = tapir_store::Store::open(&url)
+        .await
+        .map_err(|e| ConfigError::Io(format!("store {}: {e}", redact(&url))))?;
+    let loaded = persist::load(&store, config).await?;
+    let config = loaded.config;
     let mut sw_cfg = SwitchConfig {
         park_slots: config.park.slot_list()?,
         ..SwitchConfig::default()
@@ -136,7 +166,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sw_cfg.park_reminder_ms = ms;
     }
     let mut switch = Switch::new(sw_cfg);
+    switch.reserve_ids_below(loaded.id_floor);
     let mut lines = Vec::new();
+    let mut passwords = HashMap::new();
     for entry in &config.lines {
         let id = switch
             .add_line(entry.to_core())
@@ -144,8 +176,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 address: entry.address.clone(),
                 error,
             })?;
-        if entry.kind == LineKind::Phone && entry.password.is_none() {
-            tracing::warn!(address = %entry.address, "phone line without a password");
+        if entry.kind == LineKind::Phone {
+            match &entry.password {
+                Some(p) => {
+                    passwords.insert(entry.address.clone(), p.clone());
+                }
+                None => tracing::warn!(address = %entry.address, "phone line without a password"),
+            }
         }
         lines.push(http::LineView {
             id,
@@ -160,15 +197,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 tracing::warn!(app = %entry.name, line = %l, "app allowed a line that is not configured");
             }
         }
-        if apps.contains_key(&entry.name) {
-            return Err(
-                ConfigError::Invalid(format!("app {} is configured twice", entry.name)).into(),
-            );
-        }
-        let token = entry
-            .token
-            .as_deref()
-            .filter(|t| !t.is_empty())
+        let hash = loaded
+            .app_hashes
+            .get(&entry.name)
+            .copied()
             .ok_or_else(|| ConfigError::Invalid(format!("app {} has no token", entry.name)))?;
         let id = switch.register_app(AppConfig {
             name: entry.name.clone(),
@@ -179,20 +211,105 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             id,
             entry: entry.clone(),
         });
-        if by_token.insert(http::token_hash(token), ctx).is_some() {
+        if by_token.insert(hash, ctx).is_some() {
             return Err(
                 ConfigError::Invalid(format!("app {} shares its token", entry.name)).into(),
             );
         }
     }
-    let translate = translate_caps(&config)?;
-    let journal = Arc::new(journal::Journal::new(
+    let now = actor::now();
+    let db = |e: tapir_store::StoreError| StartError::from(ConfigError::Io(format!("store: {e}")));
+    for f in store.forwarding().await.map_err(db)? {
+        let restored = serde_json::from_value::<Vec<tapir_core::ForwardRule>>(f.rules)
+            .map_err(|e| e.to_string())
+            .and_then(|rules| {
+                switch
+                    .set_forwarding(&f.address, rules, f.no_answer_rings)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = restored {
+            tracing::warn!(address = %f.address, "stored forwarding not restored: {e}");
+        }
+    }
+    let (writer_tx, writer_rx) = tokio::sync::mpsc::unbounded_channel();
+    let journal = Arc::new(journal::Journal::persistent(
         config.http.journal_capacity,
         config.http.stream_buffer,
+        writer_tx,
     ));
-    let (handle, switch_task) = SwitchHandle::spawn(switch, journal, 4096);
+    let last_seqs: HashMap<String, u64> =
+        store.last_seqs().await.map_err(db)?.into_iter().collect();
+    for (name, id) in &apps {
+        journal.name_app(*id, name);
+        if let Some(last) = last_seqs.get(name) {
+            let tail = store
+                .events_tail(name, config.http.journal_capacity as u64)
+                .await
+                .map_err(db)?;
+            journal.restore(
+                *id,
+                tail.into_iter()
+                    .map(|e| (e.seq, Arc::from(e.body)))
+                    .collect(),
+            );
+            switch.continue_event_seq(*id, *last);
+        }
+    }
+    let mut kept = Vec::new();
+    for c in store.completions().await.map_err(db)? {
+        let (Some(r), Some(app)) = (persist::restored_completion(&c), apps.get(&c.app)) else {
+            tracing::warn!(completion = c.id, app = %c.app, "stored completion request dropped: unreadable or its app is gone");
+            continue;
+        };
+        match switch.restore_completion(
+            now,
+            r.id,
+            *app,
+            r.mode,
+            &r.from,
+            &r.to,
+            r.needs_activity,
+            r.expires_at,
+        ) {
+            Ok(()) => kept.push(c),
+            Err(e) => tracing::info!(
+                completion = c.id,
+                "stored completion request not restored: {e}"
+            ),
+        }
+    }
+    // Drop what could not come back (expired, lines gone).
+    journal.write(tapir_store::Batch {
+        completions: Some(kept),
+        ..tapir_store::Batch::default()
+    });
+    let retention = config
+        .store
+        .journal_retention
+        .unwrap_or(config.http.journal_capacity as u64);
+    tokio::spawn(journal::run_writer(
+        store.clone(),
+        journal.clone(),
+        writer_rx,
+        retention,
+    ));
+    let translate = translate_caps(&config)?;
+    let cdr = Arc::new(std::sync::Mutex::new(cdr::Tracker::new()));
+    let mut observer = persist::Observer::new(
+        journal.clone(),
+        loaded.id_floor + persist::ID_BLOCK,
+        cdr.clone(),
+    );
+    observer.seen_completions(&switch);
+    let (handle, switch_task) = SwitchHandle::spawn_observed(
+        switch,
+        journal,
+        4096,
+        Some(Box::new(move |sw, now| observer.after_step(sw, now))),
+    );
     let registrations = tapir_b2bua::directory::RegistrationTable::default();
-    let sip = sip::start(&config, &handle, registrations.clone())
+    let credentials = tapir_b2bua::directory::CredentialTable::new(passwords);
+    let sip = sip::start(&config, &handle, registrations.clone(), credentials.clone())
         .await
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let sip_addr = sip.as_ref().map(|s| s.addr);
@@ -200,13 +317,20 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
-        apps: by_token,
-        admin: config.http.admin_token.as_deref().map(http::token_hash),
-        lines,
+        apps: RwLock::new(by_token),
+        admin: loaded.admin_hash,
+        lines: RwLock::new(lines),
         translate: RwLock::new(translate),
         metrics: prometheus(),
         opened: std::sync::Mutex::default(),
         registrations,
+        store: store.clone(),
+        cdr,
+        credentials,
+        operator: tokio::sync::Mutex::new(http::Operator {
+            trunks: config.trunks.clone(),
+            park: config.park.clone(),
+        }),
     });
     let (router, _) = http::router(shared);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
@@ -236,6 +360,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         switch: handle,
         apps,
         config,
+        generated: loaded.generated,
+        store,
         sip_addr,
         sip_tcp_addr,
         sip_tls_addr,
@@ -244,6 +370,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         http_task,
         switch_task,
     })
+}
+
+/// A store URL without its password (for messages).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
 }
 
 /// The OpenAPI document of the API (what `GET /v1/openapi.json` serves).

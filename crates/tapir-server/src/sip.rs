@@ -15,7 +15,7 @@ use std::time::Instant;
 use tapir_b2bua::directory::{RegistrationTable, SipDirectory};
 use tapir_b2bua::driver::{self, ToSwitch};
 use tapir_b2bua::{B2bua, MediaCommand, MediaPorts};
-use tapir_core::{Input, LegEvent, LegId, LineKind, MediaSource, Tone};
+use tapir_core::{Input, LegEvent, LegId, MediaSource, Tone};
 use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, RemoteMedia, Source};
 use tapir_media::sdp::{Codec, Direction as MediaDirection};
 use tapir_media::tone::ToneKind;
@@ -144,11 +144,13 @@ impl MediaPorts for EnginePorts {
 }
 
 /// Start SIP (when `[sip] listen` names a UDP address) and the media engine;
-/// the registrar publishes phones' registrations into `registrations`.
+/// the registrar publishes phones' registrations into `registrations` and
+/// authenticates phones with the passwords of `credentials`.
 pub async fn start(
     config: &Config,
     handle: &SwitchHandle,
     registrations: RegistrationTable,
+    credentials: tapir_b2bua::directory::CredentialTable,
 ) -> Result<Option<SipRunning>, SipStartError> {
     let (Some(listen), tcp_listen, tls_listen) = listen_addresses(config)? else {
         return Ok(None);
@@ -185,12 +187,6 @@ pub async fn start(
     })
     .map_err(|e| SipStartError::Media(e.to_string()))?;
     let engine = Arc::new(engine);
-    let passwords: HashMap<String, String> = config
-        .lines
-        .iter()
-        .filter(|l| l.kind == LineKind::Phone)
-        .filter_map(|l| l.password.clone().map(|p| (l.address.clone(), p)))
-        .collect();
     let mut algorithms = Vec::new();
     for name in &config.sip.digest_algorithms {
         match Algorithm::from_token(name) {
@@ -198,8 +194,14 @@ pub async fn start(
             None => return Err(SipStartError::Algorithm(name.clone())),
         }
     }
-    let directory = SipDirectory::new(Instant::now(), &config.sip.domain, passwords, algorithms)
-        .with_registration_table(registrations);
+    let directory = SipDirectory::new(
+        Instant::now(),
+        &config.sip.domain,
+        HashMap::new(),
+        algorithms,
+    )
+    .with_registration_table(registrations)
+    .with_credential_table(credentials);
     let ports = EnginePorts {
         engine: engine.clone(),
     };

@@ -117,7 +117,7 @@ pub async fn list_lines(
     AuthApp(app): AuthApp,
 ) -> Json<Vec<LineObject>> {
     Json(
-        st.lines
+        st.lines()
             .iter()
             .filter(|l| app.entry.may_open(&l.entry.address))
             .map(|l| line_object(&st, l, &app.entry.privileges, opened(&st, app.id, l.id)))
@@ -138,7 +138,7 @@ pub struct OpenLineBody {
     pub media_modes: Vec<MediaMode>,
 }
 
-fn find_line<'a>(st: &'a AppState, line: &str) -> Result<&'a LineView, ApiError> {
+fn find_line(st: &AppState, line: &str) -> Result<LineView, ApiError> {
     st.line(line).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -210,7 +210,7 @@ pub async fn open_line(
         .insert((app.id, l.id), privileges.clone());
     Ok(Json(line_object(
         &st,
-        l,
+        &l,
         &app.entry.privileges,
         Some(privileges),
     )))
@@ -273,11 +273,7 @@ pub struct AddressStatus {
     pub calls: Vec<AddressCall>,
 }
 
-fn check_address<'a>(
-    st: &'a AppState,
-    app: &super::AppCtx,
-    address: &str,
-) -> Result<&'a LineView, ApiError> {
+fn check_address(st: &AppState, app: &super::AppCtx, address: &str) -> Result<LineView, ApiError> {
     let l = st.line_of_address(address).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -342,7 +338,7 @@ pub async fn address_status(
     Path(address): Path<String>,
 ) -> Result<Json<AddressStatus>, ApiError> {
     let l = check_address(&st, &app, &address)?;
-    Ok(Json(status_of(&st, l, address).await?))
+    Ok(Json(status_of(&st, &l, address).await?))
 }
 
 /// Body of `PUT /v1/addresses/{address}/forwarding`.
@@ -378,7 +374,7 @@ pub async fn set_forwarding(
         None,
     )
     .await?;
-    let status = Json(status_of(&st, l, address).await?).into_response();
+    let status = Json(status_of(&st, &l, address).await?).into_response();
     Ok(super::with_request(status, done.request))
 }
 

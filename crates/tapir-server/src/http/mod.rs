@@ -5,6 +5,7 @@
 //! Handlers only translate between HTTP and the switch: every telephony rule
 //! is the core's.
 
+mod admin;
 mod calls;
 mod console;
 mod events;
@@ -56,12 +57,13 @@ pub struct LineView {
 pub struct Shared {
     /// The switch.
     pub handle: SwitchHandle,
-    /// Apps by the SHA-256 of their token (tokens are not kept in clear).
-    pub apps: HashMap<[u8; 32], Arc<AppCtx>>,
+    /// Apps by the SHA-256 of their token (tokens are not kept in clear);
+    /// the operator endpoints add, change and remove them.
+    pub apps: RwLock<HashMap<[u8; 32], Arc<AppCtx>>>,
     /// SHA-256 of the admin token.
     pub admin: Option<[u8; 32]>,
-    /// The configured lines.
-    pub lines: Vec<LineView>,
+    /// The configured lines (the operator endpoints change them).
+    pub lines: RwLock<Vec<LineView>>,
     /// Locations and calling cards.
     pub translate: RwLock<TranslateCaps>,
     /// The Prometheus exporter, when this process could install it.
@@ -71,6 +73,24 @@ pub struct Shared {
     pub opened: std::sync::Mutex<HashMap<(AppId, LineId), Vec<tapir_core::Privilege>>>,
     /// Phones' registrations, as the SIP registrar last published them.
     pub registrations: tapir_b2bua::directory::RegistrationTable,
+    /// The store (configuration, forwarding, CDRs, journal).
+    pub store: tapir_store::Store,
+    /// Open call detail records.
+    pub cdr: Arc<std::sync::Mutex<crate::cdr::Tracker>>,
+    /// Phones' SIP passwords, shared with the registrar.
+    pub credentials: tapir_b2bua::directory::CredentialTable,
+    /// Operator settings the switch does not hold; the lock also serializes
+    /// every `/v1/admin` write.
+    pub operator: tokio::sync::Mutex<Operator>,
+}
+
+/// Operator settings kept beside the switch (see [`Shared::operator`]).
+#[derive(Debug)]
+pub struct Operator {
+    /// SIP peers.
+    pub trunks: Vec<crate::config::TrunkEntry>,
+    /// Park settings as configured (the slot range text).
+    pub park: crate::config::ParkConfig,
 }
 
 /// The state of the router.
@@ -82,20 +102,36 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 }
 
 impl Shared {
-    fn line(&self, text: &str) -> Option<&LineView> {
+    /// The configured lines now.
+    pub fn lines(&self) -> std::sync::RwLockReadGuard<'_, Vec<LineView>> {
+        self.lines.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn line(&self, text: &str) -> Option<LineView> {
+        let lines = self.lines();
         match wire::parse_line(text) {
-            Some(id) => self.lines.iter().find(|l| l.id == id),
-            None => self
-                .lines
+            Some(id) => lines.iter().find(|l| l.id == id).cloned(),
+            None => lines
                 .iter()
-                .find(|l| l.entry.addresses().iter().any(|a| a == text)),
+                .find(|l| l.entry.addresses().iter().any(|a| a == text))
+                .cloned(),
         }
     }
 
-    fn line_of_address(&self, address: &str) -> Option<&LineView> {
-        self.lines
+    fn line_of_address(&self, address: &str) -> Option<LineView> {
+        self.lines()
             .iter()
             .find(|l| l.entry.addresses().iter().any(|a| a == address))
+            .cloned()
+    }
+
+    /// The app whose token hashes to `hash`.
+    fn app_by_hash(&self, hash: &[u8; 32]) -> Option<Arc<AppCtx>> {
+        self.apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .cloned()
     }
 }
 
@@ -133,9 +169,7 @@ impl FromRequestParts<AppState> for AuthApp {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        st.apps
-            .get(&token_hash(&token))
-            .cloned()
+        st.app_by_hash(&token_hash(&token))
             .map(AuthApp)
             .ok_or_else(ApiError::unauthorized)
     }
@@ -159,9 +193,7 @@ impl FromRequestParts<AppState> for AnyToken {
         if st.admin == Some(h) {
             return Ok(AnyToken::Admin);
         }
-        st.apps
-            .get(&h)
-            .cloned()
+        st.app_by_hash(&h)
             .map(AnyToken::App)
             .ok_or_else(ApiError::unauthorized)
     }
@@ -252,22 +284,48 @@ pub async fn exec(
     focus: Option<CallId>,
 ) -> Result<Executed, ApiError> {
     let id = app.id;
-    let (request, result, infos) = st
+    let forwarded = match &cmd {
+        Command::Forward(address, ..) => Some(address.clone()),
+        _ => None,
+    };
+    let cdr = st.cdr.clone();
+    let app_name = app.entry.name.clone();
+    let (request, result, infos, forwarding) = st
         .handle
         .with(move |sw, now| {
             let (request, r) = sw.request(now, id, cmd);
             let mut infos = Vec::new();
-            if let Ok(reply) = &r {
-                for c in focus.into_iter().chain(reply_calls(reply)) {
+            let outcome = match &r {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            };
+            let named = r.as_ref().map(reply_calls).unwrap_or_default();
+            {
+                // Into the call detail record, before the step's observer
+                // may close it.
+                let mut t = cdr.lock().unwrap_or_else(|e| e.into_inner());
+                for c in focus.into_iter().chain(named.iter().copied()) {
+                    t.operation(c, op, Some(&app_name), outcome, now, r.is_ok());
+                }
+            }
+            if r.is_ok() {
+                for c in focus.into_iter().chain(named) {
                     if let Ok(i) = sw.call_info(id, c) {
                         infos.push(i);
                     }
                 }
             }
-            (request, r, infos)
+            let forwarding = match (&r, forwarded) {
+                (Ok(_), Some(a)) => sw.forwarding(&a).map(|f| (a, f)),
+                _ => None,
+            };
+            (request, r, infos, forwarding)
         })
         .await
         .map_err(|_| ApiError::unavailable())?;
+    if let Some((address, (rules, rings))) = forwarding {
+        admin::save_forwarding(st, &address, &rules, rings).await?;
+    }
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
@@ -407,6 +465,7 @@ impl Modify for RequestHeaderAddon {
         (name = "calls", description = "Call control"),
         (name = "translate", description = "Address translation"),
         (name = "events", description = "The event stream"),
+        (name = "admin", description = "Operator endpoints (admin token)"),
         (name = "ops", description = "Health, metrics, this document")
     )
 )]
@@ -485,6 +544,25 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(translate::get_locations, translate::put_locations))
         .routes(routes!(translate::get_cards, translate::put_cards))
         .routes(routes!(events::events))
+        .routes(routes!(admin::list_lines, admin::create_line))
+        .routes(routes!(
+            admin::get_line,
+            admin::put_line,
+            admin::delete_line
+        ))
+        .routes(routes!(admin::list_apps, admin::create_app))
+        .routes(routes!(admin::get_app, admin::put_app, admin::delete_app))
+        .routes(routes!(admin::list_trunks, admin::create_trunk))
+        .routes(routes!(
+            admin::get_trunk,
+            admin::put_trunk,
+            admin::delete_trunk
+        ))
+        .routes(routes!(admin::list_groups))
+        .routes(routes!(admin::put_group, admin::delete_group))
+        .routes(routes!(admin::get_park, admin::put_park))
+        .routes(routes!(admin::list_cdrs))
+        .routes(routes!(admin::get_cdr))
         .routes(routes!(healthz))
         .routes(routes!(metrics_text))
 }
@@ -547,12 +625,14 @@ async fn track_requests(req: Request, next: axum::middleware::Next) -> Response 
     resp
 }
 
+/// Paths under `/v1/admin` that name no operator endpoint: 404 for the
+/// operator, 403 for an app (it may call none of them).
 async fn admin_placeholder(token: AnyToken) -> ApiError {
     match token {
         AnyToken::Admin => ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
+            StatusCode::NOT_FOUND,
             "operationunavail",
-            "the operator endpoints are not available yet",
+            "there is no such operator endpoint",
         ),
         AnyToken::App(_) => ApiError::no_privilege("only the admin token may call /v1/admin"),
     }

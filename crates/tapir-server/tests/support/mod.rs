@@ -63,6 +63,8 @@ pub async fn server() -> RunningServer {
 pub async fn server_with(change: impl FnOnce(&mut Config)) -> RunningServer {
     let mut config = Config::from_toml(CONFIG).unwrap();
     config.data_dir = std::env::temp_dir().join("tapir-server-tests");
+    // Each server its own store (servers of one test binary run at once).
+    config.store.url = Some("sqlite::memory:".into());
     change(&mut config);
     tokio::time::timeout(WAIT, tapir_server::start(config))
         .await

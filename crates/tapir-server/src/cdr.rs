@@ -1,0 +1,340 @@
+//! Call detail records: one per call.
+//!
+//! **What "one call" is.** A CDR covers one connection attempt: the core call
+//! that starts it (a make call, a phone's or a trunk's INVITE, a consultation
+//! call) and every core call that joins it afterwards — the called party's
+//! call, forwarding and pickup targets, a parked call's retrieval, the
+//! members of a conference built on it — that is, every new call that shares
+//! a bridge with (or is a conference member of) a call already in the
+//! record. A consultation call starts its own record (the transfer or
+//! conference that joins the two shows in the operations of both). The
+//! record ends when all of its calls are idle or gone, and is written then.
+//!
+//! It carries every party (address, call id, role), when it started, when
+//! it was first answered (a call of it connected), when it ended, how it
+//! ended (the first disconnect mode or busy seen, else `normal`), and every
+//! API operation applied to any of its calls with its result.
+//!
+//! The tracker runs inside the switch task after every step that produced
+//! output ([`Tracker::after_step`]); the HTTP layer adds operations with
+//! [`Tracker::operation`].
+
+use crate::wire::rfc3339;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tapir_core::{CallId, CallOrigin, CallStateKind, Switch, Timestamp};
+use tapir_store::NewCdr;
+use utoipa::ToSchema;
+
+/// A party of a CDR.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CdrParty {
+    /// Its address.
+    pub address: String,
+    /// The call at that address (`call-N`).
+    pub call: String,
+    /// `caller`, `called` or `party` (a conference call).
+    pub role: String,
+}
+
+/// An operation applied to a call of the CDR.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CdrOperation {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The API operation (`hold`, `blind_transfer`, …).
+    pub op: String,
+    /// The app that asked, if any.
+    pub app: Option<String>,
+    /// The call it named (`call-N`).
+    pub call: String,
+    /// `ok` or the TAPI error code.
+    pub result: String,
+}
+
+/// A call detail record as `/v1/admin/cdr` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Cdr {
+    /// Its id.
+    pub id: String,
+    /// When its first call was created (RFC 3339).
+    pub started_at: String,
+    /// When a call of it was first connected.
+    pub answered_at: Option<String>,
+    /// When its last call ended.
+    pub ended_at: String,
+    /// `ended_at - started_at`.
+    pub duration_ms: u64,
+    /// Every party, in the order they joined.
+    pub parties: Vec<CdrParty>,
+    /// Where the first call came from: `outbound`, `internal`, `external`, `conference`.
+    pub origin: String,
+    /// How it ended: a disconnect mode (`normal`, `busy`, `noanswer`, …).
+    pub end_reason: String,
+    /// Operations applied to its calls, in order.
+    pub operations: Vec<CdrOperation>,
+}
+
+#[derive(Debug)]
+struct Open {
+    started_at: Timestamp,
+    answered_at: Option<Timestamp>,
+    parties: Vec<CdrParty>,
+    origin: CallOrigin,
+    live: Vec<CallId>,
+    end_reason: Option<String>,
+    operations: Vec<CdrOperation>,
+}
+
+/// Follows the switch's calls and closes records when their calls end.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    by_call: HashMap<CallId, u64>,
+    /// Operations on calls not seen yet (a make call's new call), attached
+    /// when the call shows up.
+    pending: HashMap<CallId, Vec<CdrOperation>>,
+    open: HashMap<u64, Open>,
+    next: u64,
+}
+
+fn name<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl Tracker {
+    /// A tracker with no calls.
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// How many records are open.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Note an API operation on `call`. A call not in a record yet gets it
+    /// when it appears, if the operation succeeded (`ok`); a failed one on
+    /// an unknown call is not kept.
+    pub fn operation(
+        &mut self,
+        call: CallId,
+        op: &str,
+        app: Option<&str>,
+        result: &str,
+        at: Timestamp,
+        ok: bool,
+    ) {
+        let entry = CdrOperation {
+            at: rfc3339(at),
+            op: op.to_string(),
+            app: app.map(str::to_string),
+            call: call.to_string(),
+            result: result.to_string(),
+        };
+        match self.by_call.get(&call).and_then(|k| self.open.get_mut(k)) {
+            Some(o) => o.operations.push(entry),
+            None if ok => self.pending.entry(call).or_default().push(entry),
+            None => {}
+        }
+    }
+
+    /// Look at the switch after one step: new calls join or open records,
+    /// answers and ends are noted; records whose calls all ended come back,
+    /// ready for the store.
+    pub fn after_step(&mut self, sw: &Switch, now: Timestamp) -> Vec<NewCdr> {
+        let calls = sw.all_calls();
+        for id in &calls {
+            let Some(c) = sw.call_summary(*id) else {
+                continue;
+            };
+            let key = match self.by_call.get(id) {
+                Some(k) => *k,
+                None => {
+                    let joined = sw
+                        .bridge_calls(*id)
+                        .into_iter()
+                        .chain(c.member_of)
+                        .find_map(|other| self.by_call.get(&other).copied())
+                        .filter(|k| self.open.contains_key(k));
+                    let key = match joined {
+                        Some(k) => k,
+                        None => {
+                            self.next += 1;
+                            self.open.insert(
+                                self.next,
+                                Open {
+                                    started_at: c.created_at,
+                                    answered_at: None,
+                                    parties: Vec::new(),
+                                    origin: c.origin,
+                                    live: Vec::new(),
+                                    end_reason: None,
+                                    operations: Vec::new(),
+                                },
+                            );
+                            self.next
+                        }
+                    };
+                    self.by_call.insert(*id, key);
+                    if let Some(o) = self.open.get_mut(&key) {
+                        let role = match c.origin {
+                            CallOrigin::Outbound => "caller",
+                            CallOrigin::Internal | CallOrigin::External => "called",
+                            CallOrigin::Conference => "party",
+                        };
+                        o.parties.push(CdrParty {
+                            address: c.address.to_string(),
+                            call: id.to_string(),
+                            role: role.into(),
+                        });
+                        o.live.push(*id);
+                        if let Some(ops) = self.pending.remove(id) {
+                            o.operations.extend(ops);
+                        }
+                    }
+                    key
+                }
+            };
+            let Some(o) = self.open.get_mut(&key) else {
+                continue;
+            };
+            match c.state {
+                CallStateKind::Connected if o.answered_at.is_none() => o.answered_at = Some(now),
+                CallStateKind::Busy if o.end_reason.is_none() => {
+                    o.end_reason = Some("busy".into());
+                }
+                CallStateKind::Disconnected if o.end_reason.is_none() => {
+                    let mode = sw
+                        .call_state_full(*id)
+                        .and_then(|s| s.mode())
+                        .map(name)
+                        .filter(|m| !m.is_empty());
+                    o.end_reason = Some(mode.unwrap_or_else(|| "normal".into()));
+                }
+                _ => {}
+            }
+            if c.state == CallStateKind::Idle {
+                o.live.retain(|x| x != id);
+            }
+        }
+        // Operations waiting for calls the switch no longer has are dropped.
+        self.pending.retain(|id, _| calls.binary_search(id).is_ok());
+        // Calls the switch freed are over too.
+        let gone: Vec<CallId> = self
+            .by_call
+            .keys()
+            .filter(|id| calls.binary_search(id).is_err())
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(key) = self.by_call.get(&id)
+                && let Some(o) = self.open.get_mut(key)
+            {
+                o.live.retain(|x| *x != id);
+            }
+        }
+        let done: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.live.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for key in done {
+            let Some(o) = self.open.remove(&key) else {
+                continue;
+            };
+            self.by_call.retain(|_, k| *k != key);
+            let addresses = o.parties.iter().map(|p| p.address.clone()).collect();
+            let cdr = Cdr {
+                id: String::new(),
+                started_at: rfc3339(o.started_at),
+                answered_at: o.answered_at.map(rfc3339),
+                ended_at: rfc3339(now),
+                duration_ms: now.0.saturating_sub(o.started_at.0),
+                parties: o.parties,
+                origin: name(o.origin),
+                end_reason: o.end_reason.unwrap_or_else(|| {
+                    if o.answered_at.is_some() {
+                        "normal".into()
+                    } else {
+                        "unanswered".into()
+                    }
+                }),
+                operations: o.operations,
+            };
+            let mut data = serde_json::to_value(&cdr).unwrap_or_default();
+            if let Some(m) = data.as_object_mut() {
+                m.remove("id");
+            }
+            out.push(NewCdr {
+                started_at: o.started_at.0,
+                ended_at: now.0,
+                addresses,
+                data,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapir_core::sim::Sim;
+    use tapir_core::{AppConfig, Privilege};
+
+    #[test]
+    fn a_two_party_call_is_one_record_with_its_operations() {
+        let mut sim = Sim::new();
+        sim.add_phone("1001");
+        sim.add_phone("1002");
+        sim.add_phone("1003");
+        let app = sim.switch.register_app(AppConfig::named("crm"));
+        for a in ["1001", "1002", "1003"] {
+            let l = sim.switch.line_of(a).unwrap();
+            sim.switch
+                .open_line(app, l, &[Privilege::Owner], &[])
+                .unwrap();
+        }
+        let mut t = Tracker::new();
+        let call = sim.make_call(app, "1001", Some("1002")).unwrap();
+        sim.run();
+        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        sim.phone("1002").answer();
+        sim.run();
+        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        assert_eq!(t.open_count(), 1, "caller and called share one record");
+        t.operation(call, "hold", Some("crm"), "ok", sim.now, true);
+        sim.advance(1500);
+        sim.phone("1002").hang_up();
+        sim.run();
+        for c in sim.switch.all_calls() {
+            let _ = sim.switch.drop_call(sim.now, app, c);
+            let _ = sim.switch.deallocate_call(sim.now, app, c);
+        }
+        sim.run();
+        let out = t.after_step(&sim.switch, sim.now);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let d = &out[0].data;
+        assert_eq!(d["parties"][0]["address"], "1001");
+        assert_eq!(d["parties"][0]["role"], "caller");
+        assert_eq!(d["parties"][1]["address"], "1002");
+        assert_eq!(d["parties"][1]["role"], "called");
+        assert_eq!(d["operations"][0]["op"], "hold");
+        assert!(d["answered_at"].is_string());
+        assert!(d["duration_ms"].as_u64().unwrap() >= 1500);
+        let mut parties = out[0].addresses.clone();
+        parties.sort();
+        assert_eq!(parties, ["1001", "1002"]);
+        assert_eq!(t.open_count(), 0);
+        // A separate call is a separate record.
+        sim.make_call(app, "1003", Some("1001")).unwrap();
+        sim.run();
+        t.after_step(&sim.switch, sim.now);
+        assert_eq!(t.open_count(), 1);
+    }
+}
