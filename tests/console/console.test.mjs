@@ -195,8 +195,8 @@ test("a call parked from the page is listed, survives a reload, and is unparked"
   const retrieve = page.locator(`#parked-body tr[data-slot="${slot}"]`);
   await retrieve.getByLabel(`Retrieve ${slot} to address`).selectOption("1001");
   await retrieve.getByRole("button", { name: "Unpark" }).click();
-  await a.waitFor((e) => e.event === "incoming");
-  a.send({ cmd: "answer" });
+  const ringing = await a.waitFor((e) => e.event === "incoming");
+  if (!ringing.auto) a.send({ cmd: "answer" });
   await a.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
   await page.locator("#parked-empty").waitFor();
   assert.equal(await page.locator("#parked-body tr").count(), 0);
@@ -209,6 +209,56 @@ test("a call parked from the page is listed, survives a reload, and is unparked"
   await page.getByRole("button", { name: "Drop", exact: true }).click();
   await b.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
   await back.locator("[data-field=state]", { hasText: "idle" }).waitFor();
+  assert.deepEqual(pageErrors, [], "no script errors");
+});
+
+test("a consultation transfer is set up, dialled and completed from the page", async () => {
+  const [a, b] = phones;
+  const c = await Phone.start("1003", tapir.sipPort);
+  phones.push(c);
+  assert.equal((await c.register()).code, 200);
+  a.send({ cmd: "call", to: "1002" });
+  await b.waitFor((e) => e.event === "incoming");
+  b.send({ cmd: "answer" });
+  await a.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
+  const live = (address, state) => callRow(address)
+    .filter({ has: page.locator("[data-field=state]", { hasText: state }) });
+  const original = live("1001", /^connected/);
+  await original.waitFor();
+  const originalId = await original.getAttribute("data-call");
+  await original.getByRole("button", { name: originalId }).click();
+
+  // Set up transfer: the original waits on hold, the page selects the
+  // consultation call at dial tone, where only dialling and dropping fit.
+  await page.getByRole("button", { name: "Set up transfer" }).click();
+  await page.locator("#selected-call", { hasText: "dialtone" }).waitFor();
+  const consultId = await page.locator("#calls-body tr.selected").getAttribute("data-call");
+  assert.notEqual(consultId, originalId);
+  await page.locator(`#calls-body tr[data-call="${originalId}"] [data-field=state]`, { hasText: "onholdpendtransfer" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "Dial", exact: true }).isEnabled(), true);
+  assert.equal(await page.getByRole("button", { name: "Hold", exact: true }).isEnabled(), false);
+  await page.getByLabel("Digits").fill("1003");
+  await page.getByRole("button", { name: "Dial", exact: true }).click();
+  await c.waitFor((e) => e.event === "incoming");
+  c.send({ cmd: "answer" });
+  await c.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
+  await page.locator(`#calls-body tr[data-call="${consultId}"] [data-field=state]`, { hasText: /^connected/ }).waitFor();
+
+  // Back on the original: Complete transfer fits now; 1002 and 1003 talk.
+  await page.locator(`#calls-body tr[data-call="${originalId}"]`).getByRole("button", { name: originalId }).click();
+  const complete = page.getByRole("button", { name: "Complete transfer" });
+  await page.waitForFunction(() =>
+    !document.querySelector("#op-buttons button[data-op='complete-transfer']").disabled);
+  await page.locator("#in-mode").selectOption("transfer");
+  await complete.click();
+  await a.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
+  await live("1002", /^connected/).waitFor();
+  await live("1003", /^connected/).waitFor();
+  const calls = (await tapir.http("GET", "/v1/calls")).body.calls;
+  const at1003 = calls.find((x) => x.address === "1003" && x.state === "connected");
+  assert.equal(at1003.connected?.address, "1002", "1003 talks to 1002");
+  c.send({ cmd: "hangup" });
+  await b.waitFor((e) => e.event === "call" && e.state === "DISCONNECTED");
   assert.deepEqual(pageErrors, [], "no script errors");
 });
 

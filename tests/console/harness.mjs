@@ -60,7 +60,10 @@ export class Tapir {
     t.tlsPort = await freeTcpPort();
     t.httpPort = await freeTcpPort();
     const lines = Object.entries(PASSWORDS).map(([a, p]) =>
-      `[[lines]]\naddress = "${a}"\nkind = "phone"\npassword = "${p}"\nname = "Phone ${a}"\n\n`).join("");
+      `[[lines]]\naddress = "${a}"\nkind = "phone"\npassword = "${p}"\nname = "Phone ${a}"\n`
+      // 1001 answers calls tapir places for it (third-party call control:
+      // a consultation call's dial tone), as in the interop tests.
+      + `auto_answer = ${a === "1001"}\n\n`).join("");
     const config = `data_dir = "${t.dir}/data"\n`
       + `[sip]\nlisten = ["udp:127.0.0.1:${t.sipPort}", "tcp:127.0.0.1:${t.sipPort}", "tls:127.0.0.1:${t.tlsPort}"]\n`
       + `domain = "127.0.0.1"\n`
