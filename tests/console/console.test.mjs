@@ -3,8 +3,11 @@
 // token, opens the lines, and controls a call between two real pjsua2
 // phones: clicking Hold makes the far phone receive a hold re-INVITE and the
 // page show `onhold`; Unhold brings it back; Park lists the call in a slot
-// (also after a reload) and Unpark brings it to a phone again. Screenshots
-// are kept in target/test-artifacts/.
+// (also after a reload) and Unpark brings it to a phone again; a
+// consultation transfer is set up, dialled and completed with the buttons;
+// forwarding is set and cleared; the call history shows the CDRs or the
+// API's error. axe-core checks WCAG 2.1 AA on each view. Screenshots are
+// kept in target/test-artifacts/.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
