@@ -5,6 +5,13 @@
 //! (re-primed after an underrun) and the queue is capped at 200 ms, so a
 //! participant whose clock runs fast loses the oldest audio instead of
 //! drifting into ever more delay.
+//!
+//! Loss: when the packet due next is missing but later ones are queued, its
+//! 20 ms are concealed by repeating the last frame played at half the
+//! level, then a quarter, then an eighth (at most [`MAX_CONCEALED`] frames
+//! in a row); after that the gap is skipped. The stream keeps its timing
+//! and a lost packet is heard as a fade, not a click or a jump. A packet
+//! that arrives after its turn was concealed is dropped as late.
 
 use crate::g711::Law;
 use crate::tone::FRAME_SAMPLES;
@@ -14,6 +21,8 @@ use std::collections::{BTreeMap, VecDeque};
 pub const PRIME_SAMPLES: usize = 2 * FRAME_SAMPLES;
 /// Most samples kept (200 ms).
 pub const MAX_SAMPLES: usize = 10 * FRAME_SAMPLES;
+/// Most consecutive frames concealed for lost packets (60 ms).
+pub const MAX_CONCEALED: u8 = 3;
 
 /// One participant's queue.
 #[derive(Debug, Default)]
@@ -26,6 +35,10 @@ pub struct Playout {
     /// Packets below this extended sequence number have been played.
     next: Option<u64>,
     primed: bool,
+    /// The last frame played (the source of concealment).
+    last: Vec<i16>,
+    /// Frames concealed in a row.
+    concealed: u8,
 }
 
 impl Playout {
@@ -94,6 +107,21 @@ impl Playout {
             }
             self.primed = true;
         }
+        if self.ready.is_empty()
+            && let (Some(next), Some((&first, _))) = (self.next, self.pending.first_key_value())
+            && first > next
+            && self.concealed < MAX_CONCEALED
+            && self.last.len() == out.len()
+        {
+            // Packet `next` is lost (later ones are here): conceal it.
+            self.concealed += 1;
+            self.next = Some(next + 1);
+            for (dst, s) in out.iter_mut().zip(self.last.iter_mut()) {
+                *s /= 2;
+                *dst = *s;
+            }
+            return true;
+        }
         while self.ready.len() < out.len() {
             let Some((k, v)) = self.pending.pop_first() else {
                 break;
@@ -108,6 +136,11 @@ impl Playout {
         }
         for (dst, s) in out.iter_mut().zip(self.ready.drain(..take)) {
             *dst = s;
+        }
+        if take == out.len() {
+            self.concealed = 0;
+            self.last.clear();
+            self.last.extend_from_slice(out);
         }
         take > 0
     }
@@ -145,6 +178,37 @@ mod tests {
         p.push(1, 9, Law::Ulaw, &pkt(0x09)); // late
         assert_eq!(play(&mut p), val(0x12));
         assert_eq!(play(&mut p), None, "underrun");
+    }
+
+    #[test]
+    fn a_lost_packet_is_concealed_with_a_fade_and_timing_is_kept() {
+        let mut p = Playout::new();
+        for (seq, code) in [(1u16, 0x10u8), (2, 0x11), (4, 0x13), (5, 0x14)] {
+            p.push(1, seq, Law::Ulaw, &pkt(code));
+        }
+        assert_eq!(play(&mut p), val(0x10));
+        assert_eq!(play(&mut p), val(0x11));
+        let half = val(0x11).map(|v| v / 2);
+        assert_eq!(play(&mut p), half, "packet 3 concealed at half level");
+        p.push(1, 3, Law::Ulaw, &pkt(0x12)); // after its turn: dropped
+        assert_eq!(play(&mut p), val(0x13), "then the stream goes on in time");
+        assert_eq!(play(&mut p), val(0x14));
+        assert_eq!(play(&mut p), None, "underrun: nothing to conceal from");
+    }
+
+    #[test]
+    fn a_long_gap_is_concealed_for_60_ms_then_skipped() {
+        let mut p = Playout::new();
+        p.push(1, 1, Law::Ulaw, &pkt(0x10));
+        p.push(1, 2, Law::Ulaw, &pkt(0x11));
+        p.push(1, 20, Law::Ulaw, &pkt(0x20));
+        assert_eq!(play(&mut p), val(0x10));
+        assert_eq!(play(&mut p), val(0x11));
+        let v = val(0x11).unwrap();
+        assert_eq!(play(&mut p), Some(v / 2));
+        assert_eq!(play(&mut p), Some(v / 2 / 2));
+        assert_eq!(play(&mut p), Some(v / 2 / 2 / 2));
+        assert_eq!(play(&mut p), val(0x20), "gap skipped after 3 frames");
     }
 
     #[test]
