@@ -309,7 +309,8 @@ function renderCalls() {
   const focused = document.activeElement?.dataset?.call;
   $("calls-body").replaceChildren(...calls.map((c) => {
     const selected = c.id === store.selected;
-    const parties = [partyText(c.caller), "→", partyText(c.called)];
+    const called = partyText(c.called);
+    const parties = called ? [partyText(c.caller), "→", called] : [partyText(c.caller)];
     if (c.connected && c.connected.address && TALKING.has(c.state)) {
       parties.push(`(talking to ${partyText(c.connected)})`);
     }
