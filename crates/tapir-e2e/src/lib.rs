@@ -322,6 +322,7 @@ pub struct Phone {
     /// Events read but not yet taken by a wait.
     pending: Vec<Value>,
     stderr_path: PathBuf,
+    tone_hz: Option<u32>,
 }
 
 impl Phone {
@@ -370,6 +371,7 @@ impl Phone {
             rx,
             pending: Vec::new(),
             stderr_path,
+            tone_hz: None,
         };
         p.wait_event_for("ready", Duration::from_secs(20), |e| e["event"] == "ready")
             .await;
@@ -450,6 +452,11 @@ impl Phone {
         }
     }
 
+    /// The events read but not taken by a wait yet.
+    pub fn pending_events(&self) -> &[Value] {
+        &self.pending
+    }
+
     /// Forget the events read so far.
     pub fn clear(&mut self) {
         while let Ok(e) = self.rx.try_recv() {
@@ -501,23 +508,10 @@ impl Phone {
         self.send(json!({"cmd": "call", "to": to})).await;
     }
 
-    /// Play a pure tone into the phone's current call (looping).
-    pub async fn tone(&mut self, hz: u32) {
-        self.send(json!({"cmd": "tone", "hz": hz})).await;
-    }
-
-    /// Record what the phone's current call hears for `seconds` and return
-    /// the recording (after letting the media settle briefly).
-    pub async fn record(&mut self, dir: &Path, name: &str, seconds: f64) -> wav::Recording {
-        let path = dir.join(format!("{}-{name}.wav", self.address));
-        self.send(json!({"cmd": "record", "path": path})).await;
-        self.wait_event("recording started", |e| e["event"] == "recording")
-            .await;
-        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-        self.cmd("stop_record").await;
-        self.wait_event("recording stopped", |e| e["event"] == "stopped")
-            .await;
-        wav::Recording::read(&path).await
+    /// The tone this phone plays into its current call while [`listen`]
+    /// records (none: it stays silent).
+    pub fn tone(&mut self, hz: u32) {
+        self.tone_hz = Some(hz);
     }
 
     fn stderr(&self) -> String {
@@ -539,6 +533,44 @@ impl Phone {
         self.cmd("quit").await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
+}
+
+/// Record what each phone's current call hears, at once, for about a
+/// second; meanwhile each phone plays its [`Phone::tone`] into its current
+/// call. The phones' players are made anew for each recording: pjsua drops
+/// a player's link to a call when a re-INVITE renews the call's media.
+pub async fn listen(phones: &mut [&mut Phone], dir: &Path, name: &str) -> Vec<wav::Recording> {
+    for p in phones.iter_mut() {
+        // Drops the players and recorders of earlier recordings.
+        p.cmd("stop_record").await;
+        p.wait_event("players dropped", |e| e["event"] == "stopped")
+            .await;
+    }
+    for p in phones.iter_mut() {
+        if let Some(hz) = p.tone_hz {
+            p.send(json!({"cmd": "tone", "hz": hz})).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut paths = Vec::new();
+    for p in phones.iter_mut() {
+        let path = dir.join(format!("{}-{name}.wav", p.address));
+        p.send(json!({"cmd": "record", "path": path})).await;
+        p.wait_event("recording started", |e| e["event"] == "recording")
+            .await;
+        paths.push(path);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for p in phones.iter_mut() {
+        p.cmd("stop_record").await;
+        p.wait_event("recording stopped", |e| e["event"] == "stopped")
+            .await;
+    }
+    let mut out = Vec::new();
+    for path in &paths {
+        out.push(wav::Recording::read(path).await);
+    }
+    out
 }
 
 /// The app's event stream, with bounded waits that keep what they skipped.
