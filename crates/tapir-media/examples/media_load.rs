@@ -14,7 +14,7 @@
 //! (after one second of warm-up).
 //!
 //! The last line is machine-readable (`scripts/bench-media` reads it):
-//! `FIGURES mode=… groups=… legs=… loss_pct=… kept_up=… cpu_pct=… per_core=…
+//! `FIGURES mode=… groups=… legs=… loss_pct=… kept_up=… served=… cpu_pct=… per_core=…
 //! kib_per_leg=… kernel_kib_per_leg=… rtcp_sent=…`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -328,7 +328,7 @@ fn main() {
             kernel_per_leg
         );
         println!(
-            "FIGURES mode={mode} groups={count} legs={legs} loss_pct={:.3} kept_up={kept_up} cpu_pct={:.1} per_core={:.0} kib_per_leg={:.1} kernel_kib_per_leg={:.1} rtcp_sent={}",
+            "FIGURES mode={mode} groups={count} legs={legs} loss_pct={:.3} kept_up={kept_up} served={served:.0} cpu_pct={:.1} per_core={:.0} kib_per_leg={:.1} kernel_kib_per_leg={:.1} rtcp_sent={}",
             100.0 * (1.0 - all_recv as f64 / all_sent.max(1) as f64),
             cpu * 100.0,
             per_core,

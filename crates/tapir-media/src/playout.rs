@@ -204,7 +204,7 @@ mod tests {
         p.push(1, 20, Law::Ulaw, &pkt(0x20));
         assert_eq!(play(&mut p), val(0x10));
         assert_eq!(play(&mut p), val(0x11));
-        let v = val(0x11).unwrap();
+        let v = val(0x11).expect("a value");
         assert_eq!(play(&mut p), Some(v / 2));
         assert_eq!(play(&mut p), Some(v / 2 / 2));
         assert_eq!(play(&mut p), Some(v / 2 / 2 / 2));
