@@ -312,6 +312,14 @@ test("the call history shows the CDRs, or the API's error", async () => {
   await page.getByRole("link", { name: "Switchboard" }).click();
   await page.getByRole("heading", { name: "Calls", exact: true }).waitFor();
   assert.equal(await page.locator("#history").isVisible(), false, "one view at a time");
+
+  // Signing out forgets both tokens and closes the stream.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  await page.locator("#stream-state", { hasText: "not connected" }).waitFor();
+  await page.reload();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
   assert.deepEqual(pageErrors, [], "no script errors");
 });
 

@@ -704,6 +704,12 @@ function signOut() {
   if (store.ws) store.ws.close();
   store.ws = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(ADMIN_KEY);
+  $("admin-token").value = "";
+  $("history-body").replaceChildren();
+  store.calls.clear();
+  store.parked.clear();
+  store.selected = null;
   setStreamState("not connected", "");
   route();
 }
