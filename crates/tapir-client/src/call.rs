@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 pub struct Call {
     client: Client,
     info: CallInfo,
+    released: bool,
 }
 
 /// A new conference: the conference call and the consultation call on which
@@ -50,7 +51,11 @@ impl Completion {
 
 impl Call {
     pub(crate) fn new(client: Client, info: CallInfo) -> Call {
-        Call { client, info }
+        Call {
+            client,
+            info,
+            released: false,
+        }
     }
 
     /// Its id (`call-12`).
@@ -68,9 +73,17 @@ impl Call {
         self.info.state
     }
 
+    /// Whether the server answered the last operation without the call
+    /// (`204`): the call has left this app (transferred away, parked, handed
+    /// off) and [`Call::info`] is what it was before.
+    pub fn is_released(&self) -> bool {
+        self.released
+    }
+
     /// `lineGetCallInfo`: read the call object anew.
     pub async fn refresh(&mut self) -> Result<&CallInfo> {
         self.info = self.client.get(&["v1", "calls", &self.info.id]).await?;
+        self.released = false;
         Ok(&self.info)
     }
 
@@ -103,6 +116,7 @@ impl Call {
     }
 
     fn keep(&mut self, answer: Answer) {
+        self.released = answer.body.is_none();
         if let Some(body) = answer.body
             && body.get("id").and_then(Value::as_str) == Some(self.info.id.as_str())
             && let Ok(info) = serde_json::from_value::<CallInfo>(body)

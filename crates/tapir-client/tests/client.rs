@@ -56,6 +56,8 @@ slots = "7001-7005"
 async fn server_with(change: impl FnOnce(&mut Config)) -> RunningServer {
     let mut config = Config::from_toml(CONFIG).unwrap();
     config.data_dir = std::env::temp_dir().join("tapir-client-tests");
+    // Each server its own store (the tests of a binary run at once).
+    config.store.url = Some("sqlite::memory:".into());
     change(&mut config);
     tokio::time::timeout(WAIT, tapir_server::start(config))
         .await
