@@ -81,6 +81,20 @@ pub fn trunk_doc(trunk: &TrunkEntry) -> Doc {
     }
 }
 
+/// The store document of the locations and calling cards. Card PINs are
+/// never serialized for the API, so they are put in here by hand.
+pub fn translate_doc(t: &TranslateEntry) -> Value {
+    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+    if let Some(cards) = v.get_mut("cards").and_then(Value::as_array_mut) {
+        for (doc, card) in cards.iter_mut().zip(&t.cards) {
+            if let Some(m) = doc.as_object_mut() {
+                m.insert("pin".into(), Value::String(card.pin.clone()));
+            }
+        }
+    }
+    v
+}
+
 /// What a start found in (or seeded into) the store.
 #[derive(Debug)]
 pub struct Loaded {
@@ -136,7 +150,7 @@ pub async fn load(store: &Store, mut config: Config) -> Result<Loaded, StartErro
         if let Some(t) = &config.translate {
             settings.push(Doc {
                 key: "translate".into(),
-                data: serde_json::to_value(t).unwrap_or(Value::Null),
+                data: translate_doc(t),
             });
         }
         let mut meta = Vec::new();

@@ -82,6 +82,23 @@ pub(super) async fn save_forwarding(
         .map_err(store_failed)
 }
 
+/// Store the locations and calling cards after a `PUT /v1/locations` or
+/// `/v1/cards`.
+pub(super) async fn save_translate(
+    st: &AppState,
+    caps: &tapir_translate::TranslateCaps,
+) -> Result<(), ApiError> {
+    let entry = crate::config::TranslateEntry {
+        current: caps.current.clone(),
+        locations: caps.locations.clone(),
+        cards: caps.cards.clone(),
+    };
+    st.store
+        .put_setting("translate", &persist::translate_doc(&entry))
+        .await
+        .map_err(store_failed)
+}
+
 // ----------------------------------------------------------------------
 // Lines
 // ----------------------------------------------------------------------

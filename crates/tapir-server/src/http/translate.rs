@@ -121,18 +121,26 @@ pub async fn put_locations(
     _token: AnyToken,
     ApiJson(b): ApiJson<Locations>,
 ) -> Result<Json<Locations>, ApiError> {
-    let mut guard = st.translate.write().unwrap_or_else(|e| e.into_inner());
+    let _w = st.operator.lock().await;
+    let cards = st
+        .translate
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .cards
+        .clone();
     let next = TranslateCaps {
         current: b.current,
         locations: b.locations,
-        cards: guard.cards.clone(),
+        cards,
     };
     next.validate()?;
-    *guard = next;
-    Ok(Json(Locations {
-        current: guard.current.clone(),
-        locations: guard.locations.clone(),
-    }))
+    super::admin::save_translate(&st, &next).await?;
+    let out = Locations {
+        current: next.current.clone(),
+        locations: next.locations.clone(),
+    };
+    *st.translate.write().unwrap_or_else(|e| e.into_inner()) = next;
+    Ok(Json(out))
 }
 
 /// The calling cards: `{"cards":[…]}` (PINs are write-only).
@@ -165,15 +173,21 @@ pub async fn put_cards(
     _token: AnyToken,
     ApiJson(b): ApiJson<Cards>,
 ) -> Result<Json<Cards>, ApiError> {
-    let mut guard = st.translate.write().unwrap_or_else(|e| e.into_inner());
+    let _w = st.operator.lock().await;
+    let (current, locations) = {
+        let t = st.translate.read().unwrap_or_else(|e| e.into_inner());
+        (t.current.clone(), t.locations.clone())
+    };
     let next = TranslateCaps {
-        current: guard.current.clone(),
-        locations: guard.locations.clone(),
+        current,
+        locations,
         cards: b.cards,
     };
     next.validate()?;
-    *guard = next;
-    Ok(Json(Cards {
-        cards: guard.cards.clone(),
-    }))
+    super::admin::save_translate(&st, &next).await?;
+    let out = Cards {
+        cards: next.cards.clone(),
+    };
+    *st.translate.write().unwrap_or_else(|e| e.into_inner()) = next;
+    Ok(Json(out))
 }
