@@ -137,8 +137,8 @@ pub struct MediaConfig {
     /// [`crate::wav::decode_wav`]); `None` plays the built-in melody.
     pub hold_music: Option<Arc<[i16]>>,
     /// Mean interval of the RTCP reports tapir sends on each leg (RFC 3550
-    /// recommends at least 5 s); `None` sends none (received RTCP is still
-    /// read).
+    /// recommends at least 5 s; kept between 10 ms and an hour); `None`
+    /// sends none (received RTCP is still read).
     pub rtcp_interval: Option<Duration>,
 }
 
@@ -1012,8 +1012,12 @@ impl MediaEngine {
     ///
     /// # Errors
     /// [`MediaError::NoRuntime`] outside a tokio runtime.
-    pub fn new(config: MediaConfig) -> Result<(Self, MediaEvents), MediaError> {
+    pub fn new(mut config: MediaConfig) -> Result<(Self, MediaEvents), MediaError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        // Report timers stay within an hour (and the clock's range).
+        config.rtcp_interval = config
+            .rtcp_interval
+            .map(|i| i.clamp(Duration::from_millis(10), Duration::from_secs(3600)));
         let (tx, rx) = mpsc::unbounded_channel();
         let next_port = config.port_range.map_or(0, |(lo, _)| lo);
         let period = config.frame_interval.max(Duration::from_millis(1));
