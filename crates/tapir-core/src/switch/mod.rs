@@ -301,6 +301,9 @@ pub(crate) struct Model {
     pub addresses: BTreeMap<Arc<str>, Address>,
     pub apps: BTreeMap<AppId, App>,
     pub calls: BTreeMap<CallId, Box<Call>>,
+    /// Every call at each address, oldest first: an index over `calls`, so
+    /// that call limits and busy checks need not scan every call.
+    pub by_address: BTreeMap<Arc<str>, Vec<CallId>>,
     pub bridges: BTreeMap<BridgeId, Bridge>,
     pub legs: BTreeMap<LegId, Leg>,
     pub parks: BTreeMap<Arc<str>, Parked>,
@@ -813,6 +816,11 @@ impl Switch {
             no_answer_timer: None,
             forward_hops: spec.forward_hops,
         };
+        self.m
+            .by_address
+            .entry(call.address.clone())
+            .or_default()
+            .push(id);
         self.m.calls.insert(id, Box::new(call));
         self.note_activity(&spec.address);
         for (app, privilege) in handles {
@@ -957,12 +965,29 @@ impl Switch {
 
     /// Free a call once it is idle and no app holds a handle to it.
     pub(crate) fn maybe_free(&mut self, call: CallId) {
-        if let Some(c) = self.call(call)
-            && c.state.is_idle()
-            && c.handles.is_empty()
+        let free = self
+            .call(call)
+            .is_some_and(|c| c.state.is_idle() && c.handles.is_empty());
+        if free
+            && let Some(c) = self.m.calls.remove(&call)
+            && let Some(at) = self.m.by_address.get_mut(&c.address)
         {
-            self.m.calls.remove(&call);
+            at.retain(|x| *x != call);
+            if at.is_empty() {
+                self.m.by_address.remove(&c.address);
+            }
         }
+    }
+
+    /// The calls at `address`, oldest first (idle ones apps still hold
+    /// included).
+    pub(crate) fn calls_at_address<'a>(&'a self, address: &str) -> impl Iterator<Item = &'a Call> {
+        self.m
+            .by_address
+            .get(address)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.m.calls.get(id).map(|c| &**c))
     }
 
     /// Take a call to `idle`: end its leg, leave its bridge, cancel its timers
@@ -1439,10 +1464,8 @@ impl Switch {
 
     /// The live calls at an address.
     pub fn calls_at(&self, address: &str) -> Vec<CallId> {
-        self.m
-            .calls
-            .values()
-            .filter(|c| &*c.address == address && !c.state.is_idle())
+        self.calls_at_address(address)
+            .filter(|c| !c.state.is_idle())
             .map(|c| c.id)
             .collect()
     }
@@ -1505,9 +1528,24 @@ impl Switch {
     /// Check the switch's internal consistency; returns a description of the
     /// first broken rule. Used by the property tests after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
+        let indexed: usize = self.m.by_address.values().map(Vec::len).sum();
+        if indexed != self.m.calls.len() {
+            return Err(format!(
+                "{indexed} calls indexed by address, {} calls held",
+                self.m.calls.len()
+            ));
+        }
         for (id, c) in &self.m.calls {
             if c.id != *id {
                 return Err(format!("{id} stored under the wrong key"));
+            }
+            if !self
+                .m
+                .by_address
+                .get(&c.address)
+                .is_some_and(|at| at.contains(id))
+            {
+                return Err(format!("{id} is missing from the index of {}", c.address));
             }
             if let Some(b) = c.bridge {
                 let Some(br) = self.m.bridges.get(&b) else {

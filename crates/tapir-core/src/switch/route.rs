@@ -153,14 +153,18 @@ impl Switch {
             return false;
         };
         let max = self.m.lines.get(&a.line).map(|l| l.max_calls).unwrap_or(1);
-        let live: Vec<_> = self
-            .m
-            .calls
-            .values()
-            .filter(|c| &*c.address == address && c.state.is_live())
+        let mut live = 0;
+        for c in self
+            .calls_at_address(address)
+            .filter(|c| c.state.is_live())
             .filter(|c| c.reason != CallReason::CampedOn || c.state.is_alerting())
-            .collect();
-        live.len() >= max || live.iter().any(|c| c.secure)
+        {
+            if c.secure {
+                return true;
+            }
+            live += 1;
+        }
+        live >= max
     }
 
     /// Send call `a` towards `dest`. Whatever happens (offered, forwarded,
@@ -499,10 +503,8 @@ impl Switch {
 
     /// The live calls of the line that owns `line`'s address, for call limits.
     pub(crate) fn live_calls_at(&self, address: &str) -> usize {
-        self.m
-            .calls
-            .values()
-            .filter(|c| &*c.address == address && c.state.is_live())
+        self.calls_at_address(address)
+            .filter(|c| c.state.is_live())
             .count()
     }
 }
