@@ -792,3 +792,181 @@ async fn a_stream_told_to_resync_takes_the_snapshot() {
     assert_eq!(next.seq, snapshot_seq + 1, "{next:?}");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn operator_endpoints() {
+    use tapir_client::{AdminApp, AdminLine, AdminTrunk, CdrQuery};
+    let s = server().await;
+    let admin = client(&s, "admin-secret").await.admin();
+
+    // Lines: list, add, show, change, refuse a duplicate, delete.
+    let lines = admin.lines().await.unwrap();
+    assert_eq!(lines.len(), 4);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.address == "2002" && l.pickup_group.as_deref() == Some("sales"))
+    );
+    let added = admin
+        .add_line(&AdminLine {
+            address: "2005".into(),
+            kind: Some("routepoint".into()),
+            name: Some("Queue E".into()),
+            ..AdminLine::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(added.name.as_deref(), Some("Queue E"));
+    let mut l = admin.line("2005").await.unwrap();
+    assert_eq!(l.kind.as_deref(), Some("routepoint"));
+    l.name = Some("Queue Five".into());
+    assert_eq!(
+        admin.set_line(&l).await.unwrap().name.as_deref(),
+        Some("Queue Five")
+    );
+    let e = admin.add_line(&l).await.unwrap_err();
+    assert_eq!((e.status(), code(&e)), (Some(409), "invalparam"), "{e}");
+    let phone = admin
+        .add_line(&AdminLine {
+            address: "1009".into(),
+            kind: Some("phone".into()),
+            password: Some("pw".into()),
+            ..AdminLine::default()
+        })
+        .await
+        .unwrap();
+    assert!(phone.has_password);
+    assert_eq!(phone.password, None, "passwords are write-only");
+
+    // Apps: a generated token works at once; deleting the app revokes it.
+    let app = admin
+        .add_app(&AdminApp {
+            name: "gamma".into(),
+            lines: vec!["2005".into()],
+            ..AdminApp::default()
+        })
+        .await
+        .unwrap();
+    let token = app.token.clone().expect("a generated token, shown once");
+    assert_eq!(admin.app("gamma").await.unwrap().token, None);
+    let gamma = client(&s, &token).await;
+    let gl = gamma.lines().await.unwrap();
+    assert_eq!(gl.len(), 1);
+    assert_eq!(gl[0].address(), "2005");
+    let mut a = admin.app("gamma").await.unwrap();
+    a.priority = 3;
+    assert_eq!(admin.set_app(&a).await.unwrap().priority, 3);
+    assert!(
+        admin
+            .apps()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.name == "gamma")
+    );
+    admin.delete_app("gamma").await.unwrap();
+    let e = gamma.lines().await.unwrap_err();
+    assert_eq!(code(&e), "unauthorized");
+    admin.delete_line("2005").await.unwrap();
+    let e = admin.line("2005").await.unwrap_err();
+    assert_eq!((e.status(), code(&e)), (Some(404), "invallinehandle"));
+
+    // Trunks.
+    let t = admin
+        .add_trunk(&AdminTrunk {
+            name: "carrier".into(),
+            host: "127.0.0.1".into(),
+            port: Some(5080),
+            transport: Some("tcp".into()),
+            password: Some("secret".into()),
+            prefix: Some("9".into()),
+            ..AdminTrunk::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((t.port, t.transport.as_deref()), (Some(5080), Some("tcp")));
+    assert!(t.has_password);
+    let mut t = admin.trunk("carrier").await.unwrap();
+    t.port = Some(5090);
+    assert_eq!(admin.set_trunk(&t).await.unwrap().port, Some(5090));
+    assert_eq!(admin.trunks().await.unwrap().len(), 1);
+    admin.delete_trunk("carrier").await.unwrap();
+    assert!(admin.trunks().await.unwrap().is_empty());
+
+    // Pickup groups.
+    let groups = admin.pickup_groups().await.unwrap();
+    let sales = groups.iter().find(|g| g.name == "sales").unwrap();
+    assert_eq!(sales.members, ["2002", "2004"]);
+    let g = admin
+        .set_pickup_group("support", &["2001".into(), "2003".into()])
+        .await
+        .unwrap();
+    assert_eq!(g.members, ["2001", "2003"]);
+    assert_eq!(
+        admin.line("2001").await.unwrap().pickup_group.as_deref(),
+        Some("support")
+    );
+    admin.delete_pickup_group("support").await.unwrap();
+    assert!(
+        !admin
+            .pickup_groups()
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.name == "support")
+    );
+
+    // Park, with a call parked.
+    let (alpha, beta, mut ev_b) = two_apps(&s).await;
+    let (mut a, _b) = connected(&alpha, &beta, &mut ev_b, "2002").await;
+    let slot = a.park(None).await.unwrap();
+    let park = admin.park().await.unwrap();
+    assert_eq!(park.slots, "7001-7005");
+    assert_eq!(park.parked[0].slot, slot);
+    let park = admin.set_park("7001-7010", Some(60_000)).await.unwrap();
+    assert_eq!(
+        (park.slots.as_str(), park.reminder_ms),
+        ("7001-7010", Some(60_000))
+    );
+    let e = admin.set_park("7010-7001", None).await.unwrap_err();
+    assert_eq!((e.status(), code(&e)), (Some(400), "invalparam"));
+
+    // Call detail records: a call made and ended.
+    // (A record is written when every call of it is idle.)
+    let mut c = alpha.address("2003").create_call("2004").await.unwrap();
+    let mut at = arriving(&mut ev_b, &beta, "2004").await;
+    at.answer().await.unwrap();
+    c.hold(true).await.unwrap();
+    c.drop().await.unwrap();
+    at.drop().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let cdrs = loop {
+        let cdrs = admin
+            .cdrs(&CdrQuery {
+                limit: Some(10),
+                address: Some("2003".into()),
+                ..CdrQuery::default()
+            })
+            .await
+            .unwrap();
+        if !cdrs.is_empty() {
+            break cdrs;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no CDR for 2003");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cdr = admin.cdr(&cdrs[0].id).await.unwrap();
+    assert_eq!(cdr, cdrs[0]);
+    assert!(cdr.parties.iter().any(|p| p.address == "2003"), "{cdr:?}");
+    assert!(cdr.parties.iter().any(|p| p.address == "2004"), "{cdr:?}");
+    assert!(cdr.answered_at.is_some(), "{cdr:?}");
+    assert!(
+        cdr.operations
+            .iter()
+            .any(|o| o.op == "hold" && o.result == "ok"),
+        "{cdr:?}"
+    );
+    let e = admin.cdr("cdr-999999").await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    s.shutdown().await;
+}

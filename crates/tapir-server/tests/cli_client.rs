@@ -594,15 +594,218 @@ async fn errors_exit_codes_and_where_tokens_come_from() {
             run_in(
                 &d,
                 &[],
-                &["--server", &srv, "--app", "beta", "--json", "lines"],
+                &["--server", &srv, "--as", "beta", "--json", "lines"],
             ),
         )
     })
     .await
     .unwrap();
     assert_eq!(several.code, 2, "{several:?}");
-    assert!(several.stderr.contains("--app"), "{several:?}");
+    assert!(several.stderr.contains("--as"), "{several:?}");
     assert_eq!(chosen.json()[0]["address"], "2002");
     let _ = std::fs::remove_dir_all(&dir);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_and_cdr() {
+    let s = server().await;
+    let admin = Tapir::new(&s, "admin-secret");
+
+    // Lines.
+    let table = admin.run(&["admin", "lines"]).await;
+    let text = table.ok();
+    assert!(text.starts_with("ADDRESS"), "{text}");
+    assert_eq!(text.lines().count(), 5, "{text}");
+    let added = admin
+        .json(&[
+            "admin",
+            "lines",
+            "add",
+            "2005",
+            "--kind",
+            "routepoint",
+            "--name",
+            "Queue E",
+        ])
+        .await;
+    assert_eq!(added["name"], "Queue E");
+    assert_eq!(added["has_password"], false);
+    let set = admin
+        .json(&[
+            "admin",
+            "lines",
+            "set",
+            "2005",
+            "--name",
+            "Queue Five",
+            "--pickup-group",
+            "sales",
+        ])
+        .await;
+    assert_eq!(set["name"], "Queue Five");
+    assert_eq!(set["kind"], "routepoint", "the rest stays: {set}");
+    let shown = admin.run(&["admin", "lines", "show", "2005"]).await;
+    assert!(shown.ok().contains("Queue Five"), "{shown:?}");
+    let dup = admin.run(&["admin", "lines", "add", "2005"]).await;
+    assert_eq!(dup.code, 1, "{dup:?}");
+    assert!(
+        dup.stderr.contains("invalparam") && dup.stderr.contains("409"),
+        "{dup:?}"
+    );
+
+    // Apps: the generated token is printed once and works.
+    let app = admin
+        .run(&[
+            "admin",
+            "apps",
+            "add",
+            "gamma",
+            "--line",
+            "2005",
+            "--privilege",
+            "owner",
+        ])
+        .await;
+    let text = app.ok();
+    let token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no token line: {text}"))
+        .to_string();
+    let gamma = Tapir::new(&s, &token);
+    assert_eq!(gamma.json(&["lines"]).await[0]["address"], "2005");
+    let apps = admin.json(&["admin", "apps"]).await;
+    let g = apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "gamma")
+        .unwrap()
+        .clone();
+    assert_eq!(g["privileges"], serde_json::json!(["owner"]));
+    assert!(g.get("token").is_none(), "tokens are never listed: {g}");
+    let set = admin
+        .json(&["admin", "apps", "set", "gamma", "--priority", "2"])
+        .await;
+    assert_eq!(set["priority"], 2);
+    assert_eq!(set["lines"], serde_json::json!(["2005"]));
+    admin.run(&["admin", "apps", "delete", "gamma"]).await.ok();
+    let revoked = gamma.run(&["lines"]).await;
+    assert_eq!(revoked.code, 1);
+    assert!(revoked.stderr.contains("unauthorized"), "{revoked:?}");
+    let deleted = admin.run(&["admin", "lines", "delete", "2005"]).await;
+    assert_eq!(deleted.ok(), "deleted line 2005\n");
+    let gone = admin.run(&["admin", "lines", "show", "2005"]).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("invallinehandle"), "{gone:?}");
+
+    // Trunks.
+    let t = admin
+        .json(&[
+            "admin",
+            "trunks",
+            "add",
+            "carrier",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "5080",
+            "--transport",
+            "tcp",
+            "--password",
+            "pw",
+        ])
+        .await;
+    assert_eq!(t["port"], 5080);
+    assert_eq!(t["has_password"], true);
+    assert!(t.get("password").is_none(), "{t}");
+    let t = admin
+        .json(&["admin", "trunks", "set", "carrier", "--prefix", "9"])
+        .await;
+    assert_eq!(
+        (t["prefix"].as_str(), t["host"].as_str()),
+        (Some("9"), Some("127.0.0.1"))
+    );
+    let list = admin.run(&["admin", "trunks"]).await;
+    assert!(
+        list.ok().lines().nth(1).unwrap().starts_with("carrier"),
+        "{list:?}"
+    );
+    let no_host = admin.run(&["admin", "trunks", "add", "other"]).await;
+    assert_eq!(no_host.code, 2, "{no_host:?}");
+    admin
+        .run(&["admin", "trunks", "delete", "carrier"])
+        .await
+        .ok();
+
+    // Pickup groups and park.
+    let g = admin
+        .run(&["admin", "pickup-groups", "set", "support", "2001", "2003"])
+        .await;
+    assert_eq!(g.ok(), "support: 2001,2003\n");
+    let groups = admin.json(&["admin", "pickup-groups"]).await;
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "support")
+    );
+    admin
+        .run(&["admin", "pickup-groups", "delete", "support"])
+        .await
+        .ok();
+    let park = admin.run(&["admin", "park"]).await;
+    assert!(park.ok().starts_with("slots     7001-7005\n"), "{park:?}");
+    let park = admin
+        .json(&[
+            "admin",
+            "park",
+            "set",
+            "7001-7010",
+            "--reminder-ms",
+            "60000",
+        ])
+        .await;
+    assert_eq!(park["slots"], "7001-7010");
+    assert_eq!(park["reminder_ms"], 60000);
+    let bad = admin.run(&["admin", "park", "set", "7010-7001"]).await;
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("invalparam"), "{bad:?}");
+
+    // CDRs: a call between two route points, ended on both sides.
+    let alpha = Tapir::new(&s, "tok-alpha");
+    let beta = Tapir::new(&s, "tok-beta");
+    open_all(&alpha, &beta).await;
+    let a = alpha.json(&["call", "make", "2001", "2002"]).await;
+    let a = a["id"].as_str().unwrap().to_string();
+    let b = beta.call_at("2002", "offering").await;
+    beta.run(&["call", "answer", &b]).await.ok();
+    alpha.run(&["call", "hold", &a]).await.ok();
+    alpha.run(&["call", "drop", &a]).await.ok();
+    beta.run(&["call", "drop", &b]).await.ok();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cdrs = loop {
+        let cdrs = admin
+            .json(&["cdr", "--address", "2001", "--limit", "5"])
+            .await;
+        if !cdrs["cdrs"].as_array().unwrap().is_empty() {
+            break cdrs;
+        }
+        assert!(Instant::now() < deadline, "no CDR");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let id = cdrs["cdrs"][0]["id"].as_str().unwrap().to_string();
+    let table = admin.run(&["cdr"]).await;
+    let text = table.ok();
+    assert!(text.starts_with("CDR"), "{text}");
+    assert!(text.contains(&id) && text.contains("caller:2001"), "{text}");
+    let one = admin.run(&["cdr", &id]).await;
+    let text = one.ok();
+    assert!(text.contains("hold") && text.contains("ok"), "{text}");
+    let missing = admin.run(&["cdr", "nope"]).await;
+    assert_eq!(missing.code, 1, "{missing:?}");
     s.shutdown().await;
 }

@@ -144,7 +144,7 @@ pub enum AppsCmd {
         #[command(flatten)]
         fields: AppFields,
     },
-    /// Change an app (the options given; `--token` rotates the token).
+    /// Change an app (the options given; `--app-token` rotates the token).
     Set {
         /// Its name.
         name: String,
@@ -173,8 +173,9 @@ pub struct AppFields {
     /// Priority (lower wins).
     #[arg(long)]
     priority: Option<u32>,
-    /// Its bearer token (generated when adding without one).
-    #[arg(long)]
+    /// Its bearer token (generated when adding without one; setting it
+    /// rotates the token).
+    #[arg(long = "app-token", id = "app_token")]
     token: Option<String>,
 }
 

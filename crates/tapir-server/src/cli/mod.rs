@@ -52,8 +52,8 @@ pub struct Global {
     /// The operator's token (for `admin` and `cdr`); `--token` when absent.
     #[arg(long, global = true, env = "TAPIR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Which app's token to take from the secrets file.
-    #[arg(long, global = true)]
+    /// Act as this app: take its token from the secrets file.
+    #[arg(long = "as", id = "as_app", value_name = "APP", global = true)]
     app: Option<String>,
     /// Secrets file to take tokens from when none is given.
     #[arg(long, global = true, default_value = "tapir-data/secrets.toml")]
@@ -300,7 +300,7 @@ fn app_client(g: &Global) -> Result<Client, CliError> {
                 None if s.apps.len() == 1 => s.apps.into_values().next().unwrap_or_default(),
                 None if s.apps.len() > 1 => {
                     return Err(CliError::Usage(format!(
-                        "{} holds tokens of several apps ({}); choose one with --app",
+                        "{} holds tokens of several apps ({}); choose one with --as APP",
                         g.secrets.display(),
                         s.apps.keys().cloned().collect::<Vec<_>>().join(", ")
                     )));
