@@ -714,8 +714,9 @@ async fn the_mixer_rides_out_reordered_and_lost_packets() {
     assert!(pcm.len() >= 45 * 160, "B got {} samples", pcm.len());
     // From the 6th frame (primed) to the 45th every frame carries A's voice
     // (a concealed loss at half level at least): without concealment the
-    // four losses drain the 40 ms queue into holes of silence. One hole is
-    // allowed for a scheduling hiccup of the shared test machine.
+    // four losses drain the 40 ms queue into eight frames of silence. Up to
+    // three are allowed for a scheduling hiccup of a loaded test machine
+    // (a late sender empties the queue once, then it primes again).
     let holes: Vec<usize> = pcm
         .chunks(160)
         .enumerate()
@@ -727,7 +728,7 @@ async fn the_mixer_rides_out_reordered_and_lost_packets() {
         })
         .map(|(n, _)| n)
         .collect();
-    assert!(holes.len() <= 1, "holes in B's mix at frames {holes:?}");
+    assert!(holes.len() <= 3, "holes in B's mix at frames {holes:?}");
     let a = goertzel_amplitude(&pcm[800..45 * 160], 1000.0, 8000.0);
     assert!(a > 1500.0, "B hears A's 1 kHz: {a}");
 }
