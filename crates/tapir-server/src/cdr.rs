@@ -21,7 +21,7 @@
 
 use crate::wire::rfc3339;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tapir_core::{CallId, CallOrigin, CallStateKind, Switch, Timestamp};
 use tapir_store::NewCdr;
 use utoipa::ToSchema;
@@ -93,6 +93,9 @@ pub struct Tracker {
     /// Operations on calls not seen yet (a make call's new call), attached
     /// when the call shows up.
     pending: HashMap<CallId, Vec<CdrOperation>>,
+    /// Calls of written records that the switch still holds (idle, an app
+    /// has not deallocated them): never a record again.
+    finished: HashSet<CallId>,
     open: HashMap<u64, Open>,
     next: u64,
 }
@@ -146,7 +149,11 @@ impl Tracker {
     /// ready for the store.
     pub fn after_step(&mut self, sw: &Switch, now: Timestamp) -> Vec<NewCdr> {
         let calls = sw.all_calls();
+        self.finished.retain(|id| calls.binary_search(id).is_ok());
         for id in &calls {
+            if self.finished.contains(id) {
+                continue;
+            }
             let Some(c) = sw.call_summary(*id) else {
                 continue;
             };
@@ -247,7 +254,15 @@ impl Tracker {
             let Some(o) = self.open.remove(&key) else {
                 continue;
             };
-            self.by_call.retain(|_, k| *k != key);
+            let finished = &mut self.finished;
+            self.by_call.retain(|id, k| {
+                if *k == key {
+                    finished.insert(*id);
+                    false
+                } else {
+                    true
+                }
+            });
             let addresses = o.parties.iter().map(|p| p.address.clone()).collect();
             let cdr = Cdr {
                 id: String::new(),
@@ -314,7 +329,6 @@ mod tests {
         sim.run();
         for c in sim.switch.all_calls() {
             let _ = sim.switch.drop_call(sim.now, app, c);
-            let _ = sim.switch.deallocate_call(sim.now, app, c);
         }
         sim.run();
         let out = t.after_step(&sim.switch, sim.now);
@@ -331,6 +345,17 @@ mod tests {
         parties.sort();
         assert_eq!(parties, ["1001", "1002"]);
         assert_eq!(t.open_count(), 0);
+        // The idle calls the app still holds make no second record; once
+        // deallocated they are forgotten.
+        assert!(!sim.switch.all_calls().is_empty());
+        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        for c in sim.switch.all_calls() {
+            let _ = sim.switch.deallocate_call(sim.now, app, c);
+        }
+        sim.run();
+        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        assert!(t.finished.is_empty());
         // A separate call is a separate record.
         sim.make_call(app, "1003", Some("1001")).unwrap();
         sim.run();
