@@ -105,8 +105,9 @@ pub enum MediaEvent {
         /// The digits (`0-9 * # A-D`).
         digits: String,
     },
-    /// No RTP arrived on a `sendrecv` leg for [`MediaConfig::rtp_timeout`]
-    /// (reported once until packets flow again).
+    /// Neither RTP nor RTCP arrived on a `sendrecv` leg for
+    /// [`MediaConfig::rtp_timeout`] (reported once until packets flow
+    /// again).
     RtpTimeout {
         /// The leg.
         leg: LegId,
@@ -121,8 +122,8 @@ pub struct MediaConfig {
     /// Inclusive port range for RTP (even ports are used); `None` lets the
     /// system pick (port 0).
     pub port_range: Option<(u16, u16)>,
-    /// Report [`MediaEvent::RtpTimeout`] after this long without RTP on a
-    /// `sendrecv` leg with a remote address (held legs, in either
+    /// Report [`MediaEvent::RtpTimeout`] after this long without RTP (or
+    /// RTCP from the phone) on a `sendrecv` leg with a remote address (held legs, in either
     /// direction, are not watched); `None` disables it.
     pub rtp_timeout: Option<Duration>,
     /// Symmetric RTP: send to the source address the peer's packets really
@@ -561,6 +562,10 @@ fn on_rtcp(
     leg.rtcp.peer = Some(src);
     leg.rtcp.mux = mux;
     leg.rtcp.reports_received += 1;
+    // A phone that suppresses silence sends no RTP but keeps reporting:
+    // its RTCP shows the call is alive (RFC 3550 §6.3.5).
+    leg.last_rx = Instant::now();
+    leg.timed_out = false;
     stats.rtcp_received += 1;
 }
 

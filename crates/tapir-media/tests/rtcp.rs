@@ -377,3 +377,32 @@ async fn an_srtp_leg_speaks_srtcp() {
     let stats = eng.rtcp_stats(LegId(1)).unwrap();
     assert_eq!(stats.reports_received, 1, "only the SRTCP one");
 }
+
+#[tokio::test]
+async fn rtcp_alone_keeps_a_silent_phone_from_timing_out() {
+    let (eng, mut events) = MediaEngine::new(MediaConfig {
+        rtcp_interval: Some(Duration::from_secs(60)),
+        rtp_timeout: Some(Duration::from_millis(300)),
+        ..MediaConfig::default()
+    })
+    .unwrap();
+    let a = Phone::new("127.0.0.1").await;
+    let l = eng.allocate(LegId(1)).unwrap();
+    eng.set_remote(LegId(1), a.remote()).unwrap();
+    // A phone with silence suppression: no RTP, a report every 100 ms.
+    let mut rr = Vec::new();
+    rtcp::write_report(&mut rr, 3, None, None, "quiet");
+    for _ in 0..10 {
+        a.rtcp.send_to(&rr, rtcp_port(l)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(events.try_recv(), None, "reports keep the leg alive");
+    // Then nothing at all: the leg times out.
+    let ev = timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap();
+    assert_eq!(
+        ev,
+        Some(tapir_media::MediaEvent::RtpTimeout { leg: LegId(1) })
+    );
+}
