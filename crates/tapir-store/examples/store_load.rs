@@ -110,11 +110,17 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("load.db").display());
     let store = Store::open(&url).await.unwrap();
-    run("SQLite (WAL, synchronous=NORMAL, file in a temporary directory)", &store).await;
+    run(
+        "SQLite (WAL, synchronous=NORMAL, file in a temporary directory)",
+        &store,
+    )
+    .await;
     store.close().await;
     match std::env::var(tapir_store::testing::POSTGRES_ENV) {
         Ok(base) if !base.is_empty() => {
-            let url = tapir_store::testing::fresh_postgres_db(&base).await.unwrap();
+            let url = tapir_store::testing::fresh_postgres_db(&base)
+                .await
+                .unwrap();
             let store = Store::open(&url).await.unwrap();
             run("PostgreSQL (local server, loopback, fsync on)", &store).await;
             store.close().await;
