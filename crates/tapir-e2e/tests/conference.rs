@@ -146,3 +146,53 @@ async fn finish_as_conference_mixes_three_and_removal_collapses_it() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_transfer_in_conference_mode_makes_a_three_way_call() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
+    let mut call = app.address("1001").create_call("1002").await.unwrap();
+    a.rings().await;
+    a.call_state("CONFIRMED").await;
+    b.ring_and_answer().await;
+    wait_call_state(&app, call.id(), CallState::Connected).await;
+    let mut consult = call.setup_transfer().await.unwrap();
+    a.rings().await;
+    consult.dial("1003").await.unwrap();
+    c.ring_and_answer().await;
+    wait_call_state(&app, consult.id(), CallState::Connected).await;
+
+    let conference = call
+        .complete_transfer(&consult, TransferMode::Conference)
+        .await
+        .unwrap()
+        .expect("conference mode answers the conference call");
+    ev.state(conference.id(), CallState::Connected).await;
+    ev.state(call.id(), CallState::Conferenced).await;
+    ev.state(consult.id(), CallState::Conferenced).await;
+    b.tone(600);
+    c.tone(800);
+    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "mixed").await;
+    assert!(
+        heard[0].hears(800) && !heard[0].hears(600),
+        "{:?}",
+        heard[0].levels(&[600, 800])
+    );
+    assert!(
+        heard[1].hears(600) && !heard[1].hears(800),
+        "{:?}",
+        heard[1].levels(&[600, 800])
+    );
+    // Dropping the conference call ends every member and every party.
+    app.call(conference.id())
+        .await
+        .unwrap()
+        .drop()
+        .await
+        .unwrap();
+    b.call_state("DISCONNECTED").await;
+    c.call_state("DISCONNECTED").await;
+    ev.state(call.id(), CallState::Idle).await;
+    ev.state(consult.id(), CallState::Idle).await;
+}

@@ -331,3 +331,41 @@ async fn redirect_of_a_ringing_call_retargets_the_callers_leg() {
     assert!(heard[0].hears(1400), "{:?}", heard[0].levels(&[800, 1400]));
     assert!(heard[1].hears(800), "{:?}", heard[1].levels(&[800, 1400]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_call_rings_back_at_the_parker_after_the_park_time() {
+    let tapir = Tapir::start_with(Options {
+        park_reminder_ms: Some(1500),
+        ..Options::default()
+    })
+    .await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut b, mut c] = tapir.phones(["1002", "1003"]).await;
+    let (at_c, _) = talk(&mut ev, &mut c, &mut b).await;
+    app.call(&at_c)
+        .await
+        .unwrap()
+        .park(Some("7002"))
+        .await
+        .unwrap();
+    c.call_state("DISCONNECTED").await;
+    // Nobody unparks: the call comes back to 1003 (reason reminder).
+    c.rings().await;
+    let e = ev
+        .wait(
+            "park.unparked without by",
+            |e| matches!(&e.kind, EventKind::Unparked { slot, by: None, .. } if slot == "7002"),
+        )
+        .await;
+    assert!(e.kind.call().is_some());
+    let back = ev.new_call_at("1003").await;
+    let info = wait_call_state(&app, &back, CallState::Offering).await;
+    assert_eq!(info.reason, CallReason::Reminder);
+    c.answer().await;
+    c.call_state("CONFIRMED").await;
+    b.tone(600);
+    c.tone(800);
+    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "reminded").await;
+    assert!(heard[0].hears(800), "{:?}", heard[0].levels(&[600, 800]));
+    assert!(heard[1].hears(600), "{:?}", heard[1].levels(&[600, 800]));
+}
