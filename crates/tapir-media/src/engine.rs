@@ -587,6 +587,19 @@ fn send_report(
     // (RFC 3550 §6.3.1).
     let factor = 0.5 + (shared.random(u64::from(leg.out.ssrc)) % 1000) as f64 / 1000.0;
     leg.rtcp.next_report = now + interval.mul_f64(factor);
+    emit_report(shared, stats, leg, buf, now, false);
+}
+
+/// Builds and sends a leg's compound report now (with a BYE when the leg
+/// is going away, RFC 3550 §6.3.7).
+fn emit_report(
+    shared: &Shared,
+    stats: &mut EngineStats,
+    leg: &mut Leg,
+    buf: &mut Vec<u8>,
+    now: Instant,
+    bye: bool,
+) {
     let Some(rtp_to) = leg.remote.and_then(|r| r.addr) else {
         return;
     };
@@ -620,6 +633,9 @@ fn send_report(
         block.as_ref(),
         &shared.cname,
     );
+    if bye {
+        rtcp::push_bye(buf, leg.out.ssrc);
+    }
     let socket = if leg.rtcp.mux {
         &leg.socket
     } else {
@@ -1347,11 +1363,15 @@ impl MediaEngine {
     /// Closes a leg's socket and forgets it; returns whether it existed.
     pub fn release(&self, leg: LegId) -> bool {
         let mut state = self.shared.lock();
-        let Some(l) = state.legs.remove(&leg) else {
+        let Some(mut l) = state.legs.remove(&leg) else {
             return false;
         };
         l.task.abort();
         l.rtcp_task.abort();
+        if self.shared.config.rtcp_interval.is_some() {
+            let State { stats, pkt, .. } = &mut *state;
+            emit_report(&self.shared, stats, &mut l, pkt, Instant::now(), true);
+        }
         state.leave_bridge(leg, l.source);
         debug!(%leg, "media released");
         true

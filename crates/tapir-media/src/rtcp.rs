@@ -276,6 +276,12 @@ pub fn write_report(
     out.resize(out.len() + (padded - chunk) + 1, 0);
 }
 
+/// Appends a BYE for `ssrc` to a compound packet (RFC 3550 §6.6).
+pub fn push_bye(out: &mut Vec<u8>, ssrc: u32) {
+    push_header(out, 1, PT_BYE, 1);
+    out.extend_from_slice(&ssrc.to_be_bytes());
+}
+
 /// The NTP timestamp (RFC 5905 format) of a wall-clock time.
 #[must_use]
 pub fn ntp_timestamp(t: SystemTime) -> u64 {
@@ -495,6 +501,16 @@ mod tests {
             }
         );
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn a_goodbye_closes_the_compound() {
+        let mut v = Vec::new();
+        write_report(&mut v, 4, None, None, "x");
+        push_bye(&mut v, 4);
+        let items = parse_compound(&v).unwrap();
+        assert_eq!(items.last(), Some(&RtcpItem::Bye { ssrcs: vec![4] }));
+        assert_eq!(items.len(), 3);
     }
 
     #[test]

@@ -406,3 +406,23 @@ async fn rtcp_alone_keeps_a_silent_phone_from_timing_out() {
         Some(tapir_media::MediaEvent::RtpTimeout { leg: LegId(1) })
     );
 }
+
+#[tokio::test]
+async fn a_released_leg_says_goodbye() {
+    let eng = engine(60_000);
+    let a = Phone::new("127.0.0.1").await;
+    eng.allocate(LegId(1)).unwrap();
+    eng.set_remote(LegId(1), a.remote()).unwrap();
+    eng.set_source(LegId(1), Source::Tone(tapir_media::ToneKind::Ringback))
+        .unwrap();
+    let (rtp, _) = receive(&a.rtp, Duration::from_millis(200)).await;
+    let ssrc = rtp.first().expect("ringback flows").1;
+    assert!(eng.release(LegId(1)));
+    let (_, reports) = receive(&a.rtcp, Duration::from_millis(500)).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let last = reports[0].last().unwrap();
+    assert_eq!(last, &RtcpItem::Bye { ssrcs: vec![ssrc] });
+    assert!(
+        matches!(&reports[0][0], RtcpItem::SenderReport { ssrc: s, info, .. } if *s == ssrc && info.packets as usize >= rtp.len())
+    );
+}
