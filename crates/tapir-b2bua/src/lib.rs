@@ -26,13 +26,15 @@
 pub mod directory;
 pub mod driver;
 pub mod info;
-pub mod sdp;
 
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tapir_core::{Direction, Effect, Input, LegEvent, LegId, MediaSource, ReleaseCause};
+use tapir_media::sdp::{
+    Direction as SdpDirection, Negotiated, SdpError, SdpSession, SessionDescription,
+};
 use tapir_sip::msg::{HeaderName, Message, MessageBuilder, Method, ResponseTarget, Uri};
 use tapir_sip::transaction::{
     LayerOutput, Received, Reliability, Role, TimerConfig, TransactionEvent, TransactionKey,
@@ -117,12 +119,14 @@ pub trait MediaPorts {
 /// What the media plane must do for a leg.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MediaCommand {
-    /// The far end's audio (address, payload types, telephone-event type).
+    /// The outcome of an offer/answer exchange on the leg: the far end's
+    /// address, the codec, telephone-event, tapir's direction and, on a
+    /// secured leg, the SRTP keys (`MediaEngine::apply` takes it as is).
     Remote {
         /// The leg.
         leg: LegId,
-        /// What its SDP said.
-        audio: sdp::RemoteAudio,
+        /// What the exchange settled.
+        negotiated: Negotiated,
     },
     /// What the leg hears (from the switch).
     Source {
@@ -250,8 +254,16 @@ struct Dialog {
     /// The INVITE that created the dialog (its server or client transaction).
     invite: Message,
     invite_key: TransactionKey,
+    /// tapir's RTP address on the leg.
     rtp: SocketAddr,
-    sdp_version: u64,
+    /// tapir's side of the leg's SDP offer/answer (origin, versions,
+    /// codecs, SRTP keys once secured).
+    sdp: SdpSession,
+    /// The direction of tapir's offer that still waits for its answer (in
+    /// the 2xx to tapir's INVITE, or in the ACK of a 2xx that offered).
+    offered: Option<SdpDirection>,
+    /// The last exchange's outcome given to the media plane.
+    negotiated: Option<Negotiated>,
     /// tapir's current direction and what the leg hears.
     direction: Direction,
     /// The device has put the call on hold by itself.
@@ -261,11 +273,20 @@ struct Dialog {
     /// A re-INVITE of ours is in progress; a newer direction waits here.
     reinvite_pending: Option<TransactionKey>,
     queued_direction: Option<Direction>,
+    /// Send the queued offer even if its direction is unchanged (a
+    /// re-offer that secures the media).
+    reoffer_forced: bool,
+    /// The application asked for secure media before the leg was
+    /// established: secure it once the dialog is confirmed.
+    secure_pending: bool,
+    /// tapir's first INVITE offered SRTP to a phone over TLS on its own
+    /// initiative: a 488 or 606 to it is retried once with plain RTP.
+    plain_retry: bool,
     /// A REFER whose outcome the device still expects in a NOTIFY (none
     /// when it asked `Refer-Sub: false`).
     refer_pending: Option<ReferSubscription>,
     /// The device's last SDP offer, which tapir's next answer must match.
-    remote_offer: Option<sdp::RemoteAudio>,
+    remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
     transport: SipTransport,
 }
@@ -406,7 +427,7 @@ impl B2bua {
                 self.new_request(now, source, key, request)
             }
             Received::Matched { .. } => {}
-            Received::StrayAck(_) => {}
+            Received::StrayAck(ack) => self.ack_received(now, &ack),
             Received::StrayResponse(response) => self.stray_response(response),
             Received::Unmatchable(_) => {}
         }
@@ -480,6 +501,81 @@ impl B2bua {
             )
             .build();
         self.respond(now, key, r);
+    }
+
+    /// `488 Not Acceptable Here` to an offer tapir cannot answer, saying why
+    /// in a Warning header (RFC 3261 §20.43); inside a dialog with its tag.
+    fn refuse_offer(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        request: &Message,
+        leg: Option<LegId>,
+        why: &OfferRefusal,
+    ) {
+        tracing::info!(?leg, reason = %why, "SDP offer refused with 488");
+        let tag = leg
+            .and_then(|l| self.dialogs.get(&l))
+            .map(|d| d.local_tag.clone())
+            .unwrap_or_else(|| self.unique("t"));
+        let text = why.to_string().replace(['"', '\\'], "'");
+        let mut b = request.response_builder(488, None, Some(&tag)).header(
+            HeaderName::from_wire("Warning"),
+            format!("399 tapir \"{text}\""),
+        );
+        if let Some(leg) = leg {
+            b = b.header(HeaderName::Contact, self.contact(self.leg_transport(leg)));
+        }
+        let r = b.build();
+        self.respond(now, key, r);
+    }
+
+    /// The `o=` session id of a leg's SDP.
+    fn session_id(&self, leg: LegId) -> u64 {
+        self.session.wrapping_add(leg.0 & 0xffff_ffff)
+    }
+
+    /// A phone reached over TLS refused tapir's SRTP offer (488 or 606) and
+    /// the application has not asked for secure media: invite it again,
+    /// once, with plain RTP (same dialog identifiers, next CSeq). False when
+    /// there is nothing to retry.
+    fn retry_plain(&mut self, now: Instant, leg: LegId) -> bool {
+        let session_id = self.session_id(leg);
+        let branch = self.unique("z9hG4bK");
+        let via = self.via(SipTransport::Tls, &branch);
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return false;
+        };
+        if !d.plain_retry || d.state != LegState::Early || d.secure_pending {
+            return false;
+        }
+        d.plain_retry = false;
+        d.sdp = SdpSession::new(d.rtp, session_id);
+        d.offered = Some(SdpDirection::SendRecv);
+        d.remote_tag = None;
+        d.local_cseq += 1;
+        let body = d.sdp.offer(SdpDirection::SendRecv);
+        let mut invite = d.invite.clone();
+        invite.remove_headers(&HeaderName::Via);
+        invite.prepend_header(HeaderName::Via, via);
+        invite.remove_headers(&HeaderName::CSeq);
+        invite.push_header(HeaderName::CSeq, format!("{} INVITE", d.local_cseq));
+        invite.set_body(Some("application/sdp"), Bytes::from(body));
+        let transport = d.transport;
+        tracing::info!(%leg, "the phone refused SRTP; inviting it again with RTP");
+        let Ok(key) = self
+            .tx
+            .start_client(now, invite.clone(), reliability(transport))
+        else {
+            return false;
+        };
+        self.track_client(key.clone(), leg, Method::Invite);
+        if let Some(d) = self.dialogs.get_mut(&leg) {
+            d.invite = invite;
+            d.invite_key = key;
+        }
+        self.drain_transactions(now);
+        true
     }
 
     fn new_request(
@@ -557,16 +653,19 @@ impl B2bua {
             self.reply(now, &key, &request, 404);
             return;
         };
-        let remote = match sdp::parse_remote(request.body()) {
-            Ok(r) if sdp::chosen_codec(&r).is_some() => Some(r),
-            Err(_) if request.body().is_empty() => None,
-            _ => {
-                self.reply(now, &key, &request, 488);
-                return;
+        let transport = self.transport_of(&key);
+        let offer = if request.body().is_empty() {
+            None
+        } else {
+            match answerable_offer(request.body(), transport) {
+                Ok(offer) => Some(offer),
+                Err(why) => {
+                    self.refuse_offer(now, &key, &request, None, &why);
+                    return;
+                }
             }
         };
         // The server INVITE transaction has already sent 100 Trying.
-        let transport = self.transport_of(&key);
         let leg = LegId(self.next_inbound);
         let Some(rtp) = self.media.open(leg) else {
             tracing::warn!(%leg, "no free RTP port; 503");
@@ -574,6 +673,23 @@ impl B2bua {
             return;
         };
         self.next_inbound += 1;
+        let mut sdp = SdpSession::new(rtp, self.session_id(leg));
+        // The answer tapir will give (the same in a 183 and the 200): the
+        // media plane can send early media at once.
+        let negotiated = match &offer {
+            Some(offer) => match sdp.answer(offer, SdpDirection::SendRecv) {
+                Ok((_, negotiated)) => Some(negotiated),
+                Err(e) => {
+                    self.refuse_offer(now, &key, &request, None, &OfferRefusal::Sdp(e));
+                    self.out.push_back(Out::Media(MediaCommand::Close { leg }));
+                    return;
+                }
+            },
+            None => None,
+        };
+        if negotiated.is_some_and(|n| n.srtp.is_some()) {
+            secured(leg, &mut sdp);
+        }
         let call_id = request
             .call_id()
             .ok()
@@ -607,21 +723,25 @@ impl B2bua {
                 invite: request.clone(),
                 invite_key: key,
                 rtp,
-                sdp_version: 1,
+                sdp,
+                offered: None,
+                negotiated: None,
                 direction: Direction::SendRecv,
                 device_held: false,
                 early_media: false,
                 reinvite_pending: None,
                 queued_direction: None,
+                reoffer_forced: false,
+                secure_pending: false,
+                plain_retry: false,
                 refer_pending: None,
-                remote_offer: remote.clone(),
+                remote_offer: offer,
                 transport,
             },
         );
         self.by_call_id.insert(call_id, leg);
-        if let Some(audio) = remote {
-            self.out
-                .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
+        if let Some(negotiated) = negotiated {
+            self.remote_media(leg, negotiated);
         }
         let input = match replaced {
             // Pickup from a phone key, or the end of an attended transfer.
@@ -766,7 +886,11 @@ impl B2bua {
             .map_or(SipTransport::Udp, |(_, t)| *t)
     }
 
-    /// A device re-INVITE: hold or retrieve by the device, or a new address.
+    /// A device re-INVITE (or UPDATE): hold or retrieve by the device, a
+    /// new address, or an offerless re-INVITE that tapir answers with an
+    /// offer. An offer tapir cannot answer (no common codec, plain RTP on a
+    /// secured leg, SRTP keys outside TLS) gets 488 and leaves the session
+    /// as it was.
     fn reinvite_received(
         &mut self,
         now: Instant,
@@ -774,13 +898,14 @@ impl B2bua {
         key: TransactionKey,
         request: Message,
     ) {
-        let remote = if request.body().is_empty() {
+        let transport = self.leg_transport(leg);
+        let offer = if request.body().is_empty() {
             None
         } else {
-            match sdp::parse_remote(request.body()) {
-                Ok(r) => Some(r),
-                Err(_) => {
-                    self.reply_in_dialog(now, leg, &key, &request, 488, None);
+            match parse_offer(request.body(), transport) {
+                Ok(offer) => Some(offer),
+                Err(why) => {
+                    self.refuse_offer(now, &key, &request, Some(leg), &why);
                     return;
                 }
             }
@@ -789,50 +914,39 @@ impl B2bua {
             return;
         };
         let was_held = d.device_held;
-        let direction = remote
-            .as_ref()
-            .map(sdp::answer_direction)
-            .unwrap_or(d.direction);
-        let holds = remote.as_ref().is_some_and(|r| r.holds);
-        d.device_held = holds;
-        d.sdp_version += 1;
-        // An offer gets a matching answer; an offerless re-INVITE gets
-        // tapir's full offer (the device answers in its ACK).
-        let body = match &remote {
-            Some(offer) => sdp::answer(self.session, d.sdp_version, d.rtp, direction, offer),
-            None => Some(sdp::local(self.session, d.sdp_version, d.rtp, direction)),
-        };
-        let Some(body) = body else {
-            self.reply_in_dialog(now, leg, &key, &request, 488, None);
+        let wanted = sdp_direction(d.direction);
+        let Some(offer) = offer else {
+            // An offerless re-INVITE (pjsua's retrieve): tapir offers in its
+            // 200 and the device answers in the ACK.
+            d.device_held = false;
+            d.offered = Some(wanted);
+            let body = d.sdp.offer(wanted);
+            self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
+            if was_held {
+                self.out.push_back(Out::Switch(Input::Leg {
+                    leg,
+                    event: LegEvent::Retrieved,
+                }));
+            }
             return;
         };
-        if let Some(offer) = &remote {
-            if let Some(d) = self.dialogs.get_mut(&leg) {
-                d.remote_offer = remote.clone();
+        let (body, negotiated) = match d.sdp.answer(&offer, wanted) {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.refuse_offer(now, &key, &request, Some(leg), &OfferRefusal::Sdp(e));
+                return;
             }
-            // The device's offer decides: holding with sendonly, tapir only
-            // listens; inactive, nothing flows.
-            let (sends, receives) = match offer.direction {
-                Direction::SendRecv => (true, true),
-                Direction::SendOnly => (false, true),
-                Direction::Inactive => (false, false),
-            };
-            let (sends, receives) = if offer.rtp.is_none() {
-                (false, false)
-            } else {
-                (sends, receives)
-            };
-            self.out.push_back(Out::Media(MediaCommand::Direction {
-                leg,
-                sends,
-                receives,
-            }));
+        };
+        if negotiated.srtp.is_some() {
+            secured(leg, &mut d.sdp);
         }
+        // A device that stops receiving (sendonly, inactive, c=0.0.0.0 or
+        // port 0) has put the call on hold; recvonly has not.
+        let holds = !negotiated.remote_direction.receives();
+        d.device_held = holds;
+        d.remote_offer = Some(offer);
         self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
-        if let Some(audio) = remote {
-            self.out
-                .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
-        }
+        self.remote_media(leg, negotiated);
         tracing::debug!(%leg, was_held, holds, "device re-INVITE");
         let event = match (was_held, holds) {
             (false, true) => Some(LegEvent::Held),
@@ -842,6 +956,120 @@ impl B2bua {
         if let Some(event) = event {
             self.out.push_back(Out::Switch(Input::Leg { leg, event }));
         }
+    }
+
+    /// The ACK of a 2xx tapir sent. When that 2xx offered (the device's
+    /// INVITE had no SDP), the ACK carries the device's answer; an answer
+    /// that breaks the no-fallback rule of a secured leg ends the leg.
+    /// A leg the application asked to secure before it was established is
+    /// secured now.
+    fn ack_received(&mut self, now: Instant, ack: &Message) {
+        let Some(leg) = ack
+            .call_id()
+            .ok()
+            .flatten()
+            .and_then(|c| self.by_call_id.get(c).copied())
+        else {
+            return;
+        };
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if d.state != LegState::Confirmed {
+            return;
+        }
+        if let Some(offered) = d.offered
+            && !ack.body().is_empty()
+        {
+            d.offered = None;
+            let answer = SessionDescription::parse_bytes(ack.body())
+                .and_then(|sd| d.sdp.accept_answer(&sd, offered));
+            if !self.answer_read(now, leg, answer, false) {
+                return;
+            }
+        }
+        if self.dialogs.get(&leg).is_some_and(|d| d.secure_pending) {
+            self.secure_leg(now, leg);
+        }
+    }
+
+    /// Apply the outcome of reading a device's answer to tapir's offer;
+    /// false when the leg was ended because of it. An answer that gives up
+    /// SRTP on a secured leg (or SRTP tapir cannot use) is refused the way
+    /// RFC 3261 §13.2.1 says: after the ACK, a BYE. Other unusable answers
+    /// leave the media as it was.
+    fn answer_read(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        answer: Result<Negotiated, SdpError>,
+        initial: bool,
+    ) -> bool {
+        match answer {
+            Ok(negotiated) => {
+                if let Some(d) = self.dialogs.get_mut(&leg)
+                    && negotiated.srtp.is_some()
+                {
+                    secured(leg, &mut d.sdp);
+                }
+                self.remote_media(leg, negotiated);
+                true
+            }
+            Err(e @ (SdpError::NotSecure | SdpError::NoUsableCrypto)) => {
+                tracing::warn!(%leg, error = %e, "the device's answer would give up SRTP; the leg is ended");
+                if let Some(bye) = self.in_dialog_request(leg, Method::Bye) {
+                    self.start_client(now, leg, bye);
+                }
+                self.end_dialog(leg);
+                self.out.push_back(Out::Media(MediaCommand::Close { leg }));
+                let event = if initial {
+                    LegEvent::Rejected
+                } else {
+                    LegEvent::HungUp
+                };
+                self.out.push_back(Out::Switch(Input::Leg { leg, event }));
+                false
+            }
+            Err(e) => {
+                tracing::warn!(%leg, error = %e, "unusable SDP answer; media unchanged");
+                true
+            }
+        }
+    }
+
+    /// `Effect::SecureMedia`: SRTP with SDES keys on a leg over SIP over
+    /// TLS (over UDP or TCP the keys would travel in clear, so the leg
+    /// stays RTP). An established leg is re-offered RTP/SAVP at once; one
+    /// still being set up is secured when its dialog is confirmed. From
+    /// then on the leg's session refuses plain offers and answers.
+    fn secure_leg(&mut self, now: Instant, leg: LegId) {
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if d.transport != SipTransport::Tls {
+            tracing::info!(%leg, transport = d.transport.via_token(), "media stays RTP: SDES keys are only exchanged over SIP over TLS");
+            return;
+        }
+        d.plain_retry = false;
+        if d.sdp.is_secure() {
+            d.secure_pending = false;
+            return;
+        }
+        if d.state != LegState::Confirmed {
+            d.secure_pending = true;
+            return;
+        }
+        d.secure_pending = false;
+        if let Err(e) = d.sdp.require_secure() {
+            tracing::error!(%leg, error = %e, "cannot secure the leg's media");
+            return;
+        }
+        tracing::info!(%leg, "securing the leg's media: re-offering RTP/SAVP");
+        d.reoffer_forced = true;
+        if d.queued_direction.is_none() {
+            d.queued_direction = Some(d.direction);
+        }
+        self.next_reoffer(now, leg);
     }
 
     /// A device REFER: accept it (202) and let the switch decide; the
@@ -1022,6 +1250,9 @@ impl B2bua {
             return;
         }
         if code >= 300 {
+            if initial && matches!(code, 488 | 606) && self.retry_plain(now, leg) {
+                return;
+            }
             if initial {
                 let event = match code {
                     486 | 600 => LegEvent::Busy,
@@ -1032,7 +1263,13 @@ impl B2bua {
                 };
                 self.invite_failed(leg, key, event);
             } else if let Some(d) = self.dialogs.get_mut(&leg) {
-                // A refused re-INVITE leaves the previous session in place.
+                // A refused re-INVITE leaves the previous session in place
+                // (a leg that refused SRTP keeps its media, and its session
+                // still refuses plain offers: no fallback is negotiated).
+                if d.sdp.is_secure() && d.negotiated.is_none_or(|n| n.srtp.is_none()) {
+                    tracing::warn!(%leg, code, "the device refused SRTP; its media is unchanged");
+                }
+                d.offered = None;
                 d.reinvite_pending = None;
                 self.next_reoffer(now, leg);
             }
@@ -1062,7 +1299,6 @@ impl B2bua {
         response: Message,
         initial: bool,
     ) {
-        let remote = sdp::parse_remote(response.body()).ok();
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return;
         };
@@ -1097,9 +1333,17 @@ impl B2bua {
             }
             return;
         }
-        if let Some(audio) = remote {
-            self.out
-                .push_back(Out::Media(MediaCommand::Remote { leg, audio }));
+        // The answer to tapir's offer (a retransmitted 2xx finds none
+        // outstanding).
+        if let Some(d) = self.dialogs.get_mut(&leg)
+            && !response.body().is_empty()
+            && let Some(offered) = d.offered.take()
+        {
+            let answer = SessionDescription::parse_bytes(response.body())
+                .and_then(|sd| d.sdp.accept_answer(&sd, offered));
+            if !self.answer_read(now, leg, answer, initial) {
+                return;
+            }
         }
         if initial {
             if let Some(d) = self.dialogs.get_mut(&leg) {
@@ -1112,6 +1356,9 @@ impl B2bua {
                 leg,
                 event: LegEvent::Answered,
             }));
+            if self.dialogs.get(&leg).is_some_and(|d| d.secure_pending) {
+                self.secure_leg(now, leg);
+            }
         } else if let Some(d) = self.dialogs.get_mut(&leg)
             && d.reinvite_pending.as_ref() == Some(key)
         {
@@ -1196,9 +1443,7 @@ impl B2bua {
                 self.remote_control(now, *leg, "talk");
             }
             Effect::RemoteHold { leg } => self.remote_control(now, *leg, "hold"),
-            Effect::SecureMedia { leg } => {
-                tracing::info!(%leg, "secure media requested; SRTP is not negotiated yet");
-            }
+            Effect::SecureMedia { leg } => self.secure_leg(now, *leg),
         }
         self.drain_transactions(now);
     }
@@ -1222,7 +1467,10 @@ impl B2bua {
         };
         let notify = notify
             .header(HeaderName::Event, event)
-            .header(HeaderName::SubscriptionState, "terminated;reason=noresource")
+            .header(
+                HeaderName::SubscriptionState,
+                "terminated;reason=noresource",
+            )
             .build();
         self.start_client(now, leg, notify);
     }
@@ -1288,7 +1536,11 @@ impl B2bua {
                 format!("<sip:{domain}>;answer-after=0"),
             );
         }
-        let body = sdp::local(self.session, 1, rtp, Direction::SendRecv);
+        // A phone reached over TLS is offered SRTP (RFC 4568 keys are
+        // protected by the TLS hop); over UDP or TCP plain RTP.
+        let mut sdp = SdpSession::new(rtp, self.session_id(leg));
+        let secure = found.transport == SipTransport::Tls && sdp.require_secure().is_ok();
+        let body = sdp.offer(SdpDirection::SendRecv);
         let invite = b.body("application/sdp", Bytes::from(body)).build();
         let Ok(key) = self
             .tx
@@ -1317,12 +1569,17 @@ impl B2bua {
                 invite,
                 invite_key: key,
                 rtp,
-                sdp_version: 1,
+                sdp,
+                offered: Some(SdpDirection::SendRecv),
+                negotiated: None,
                 direction: Direction::SendRecv,
                 device_held: false,
                 early_media: false,
                 reinvite_pending: None,
                 queued_direction: None,
+                reoffer_forced: false,
+                secure_pending: false,
+                plain_retry: secure,
                 refer_pending: None,
                 remote_offer: None,
                 transport: found.transport,
@@ -1341,14 +1598,45 @@ impl B2bua {
         }
         let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
         b = b.header(HeaderName::Contact, contact);
+        let mut negotiated = None;
         if with_sdp {
             d.early_media = true;
-            let body = leg_sdp(self.session, d, Direction::SendRecv);
+            let (body, n) = leg_sdp(d, Direction::SendRecv);
+            negotiated = n;
             b = b.body("application/sdp", Bytes::from(body));
         }
         let key = d.invite_key.clone();
         let r = b.build();
         self.respond(now, &key, r);
+        self.media_changed(leg, negotiated);
+    }
+
+    /// Tell the media plane about an exchange's outcome when it differs
+    /// from the last one it heard.
+    fn media_changed(&mut self, leg: LegId, negotiated: Option<Negotiated>) {
+        let Some(negotiated) = negotiated else {
+            return;
+        };
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        if d.negotiated != Some(negotiated) {
+            self.remote_media(leg, negotiated);
+        }
+    }
+
+    /// Give the media plane an exchange's outcome for a leg (and note the
+    /// moment a leg's media becomes SRTP).
+    fn remote_media(&mut self, leg: LegId, negotiated: Negotiated) {
+        if let Some(d) = self.dialogs.get_mut(&leg) {
+            let was_secure = d.negotiated.is_some_and(|n| n.srtp.is_some());
+            if negotiated.srtp.is_some() && !was_secure {
+                tracing::info!(%leg, "leg media secured (SRTP with SDES keys)");
+            }
+            d.negotiated = Some(negotiated);
+        }
+        self.out
+            .push_back(Out::Media(MediaCommand::Remote { leg, negotiated }));
     }
 
     fn answer_leg(&mut self, now: Instant, leg: LegId) {
@@ -1360,7 +1648,7 @@ impl B2bua {
             return;
         }
         d.state = LegState::Confirmed;
-        let body = leg_sdp(self.session, d, d.direction);
+        let (body, negotiated) = leg_sdp(d, d.direction);
         let r = d
             .invite
             .response_builder(200, None, Some(&d.local_tag))
@@ -1369,6 +1657,7 @@ impl B2bua {
             .build();
         let key = d.invite_key.clone();
         self.respond(now, &key, r);
+        self.media_changed(leg, negotiated);
     }
 
     /// Send the next queued direction as a re-INVITE, one at a time.
@@ -1382,12 +1671,13 @@ impl B2bua {
         let Some(direction) = d.queued_direction.take() else {
             return;
         };
-        if direction == d.direction {
+        if direction == d.direction && !d.reoffer_forced {
             return;
         }
+        d.reoffer_forced = false;
         d.direction = direction;
-        d.sdp_version += 1;
-        let body = sdp::local(self.session, d.sdp_version, d.rtp, direction);
+        d.offered = Some(sdp_direction(direction));
+        let body = d.sdp.offer(sdp_direction(direction));
         let (sends, receives) = match direction {
             Direction::SendRecv => (true, true),
             Direction::SendOnly => (true, false),
@@ -1532,7 +1822,8 @@ impl B2bua {
 
     /// A new request inside a leg's dialog (CSeq incremented).
     fn in_dialog_request(&mut self, leg: LegId, method: Method) -> Option<Message> {
-        self.in_dialog_builder(leg, method).map(MessageBuilder::build)
+        self.in_dialog_builder(leg, method)
+            .map(MessageBuilder::build)
     }
 
     /// [`Self::in_dialog_request`] before it is built, for extra headers.
@@ -1576,12 +1867,76 @@ impl B2bua {
 }
 
 /// tapir's SDP for a response on an inbound leg: the answer to the device's
-/// offer, or tapir's own offer when the device sent none.
-fn leg_sdp(session: u64, d: &Dialog, direction: Direction) -> String {
-    d.remote_offer
-        .as_ref()
-        .and_then(|offer| sdp::answer(session, d.sdp_version, d.rtp, direction, offer))
-        .unwrap_or_else(|| sdp::local(session, d.sdp_version, d.rtp, direction))
+/// offer (and its outcome), or tapir's own offer when the device sent none
+/// (its answer comes in the ACK).
+fn leg_sdp(d: &mut Dialog, direction: Direction) -> (String, Option<Negotiated>) {
+    let wanted = sdp_direction(direction);
+    if let Some(offer) = &d.remote_offer {
+        match d.sdp.answer(offer, wanted) {
+            Ok((body, negotiated)) => return (body, Some(negotiated)),
+            Err(e) => tracing::warn!(error = %e, "the device's offer cannot be answered now"),
+        }
+    }
+    d.offered = Some(wanted);
+    (d.sdp.offer(wanted), None)
+}
+
+/// The SDP direction of one of the core's leg directions.
+fn sdp_direction(direction: Direction) -> SdpDirection {
+    match direction {
+        Direction::SendRecv => SdpDirection::SendRecv,
+        Direction::SendOnly => SdpDirection::SendOnly,
+        Direction::Inactive => SdpDirection::Inactive,
+    }
+}
+
+/// A leg's media has been secured by an exchange: from now on its session
+/// refuses plain RTP (no fallback), keeping the key it already has.
+fn secured(leg: LegId, sdp: &mut SdpSession) {
+    if sdp.is_secure() {
+        return;
+    }
+    if let Err(e) = sdp.require_secure() {
+        tracing::error!(%leg, error = %e, "cannot pin the leg to SRTP");
+    }
+}
+
+/// Why a device's SDP offer was refused (488 Not Acceptable Here, with the
+/// reason in a Warning header).
+#[derive(Debug, thiserror::Error)]
+enum OfferRefusal {
+    /// The SDP itself: unreadable, no audio, no common codec, plain RTP on
+    /// a secured leg, SRTP without a usable key.
+    #[error("{0}")]
+    Sdp(#[from] SdpError),
+    /// RTP/SAVP with SDES keys over UDP or TCP. The keys would travel in
+    /// clear, which RFC 4568's security considerations rule out; an
+    /// answer cannot turn an RTP/SAVP stream into RTP/AVP either, so the
+    /// offer is refused rather than answered plain.
+    #[error("SRTP keys (SDES) are only accepted over SIP over TLS")]
+    KeysInClear,
+}
+
+/// A device's offer, parsed, with SRTP keys only over TLS.
+fn parse_offer(body: &[u8], transport: SipTransport) -> Result<SessionDescription, OfferRefusal> {
+    let offer = SessionDescription::parse_bytes(body)?;
+    if transport != SipTransport::Tls && offer.audio().is_some_and(|m| m.is_secure()) {
+        return Err(OfferRefusal::KeysInClear);
+    }
+    Ok(offer)
+}
+
+/// A device's initial offer if tapir can answer it: [`parse_offer`], then
+/// answered once by a throwaway session, so that the same rules as the real
+/// answer decide before an RTP port is taken.
+fn answerable_offer(
+    body: &[u8],
+    transport: SipTransport,
+) -> Result<SessionDescription, OfferRefusal> {
+    let offer = parse_offer(body, transport)?;
+    let probe = SocketAddr::from(([127, 0, 0, 1], 9));
+    SdpSession::new(probe, 0).answer(&offer, SdpDirection::SendRecv)?;
+    Ok(offer)
 }
 
 /// No retransmissions over TCP or TLS (RFC 3261 §17.1.1.2).

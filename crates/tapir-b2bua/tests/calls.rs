@@ -26,7 +26,7 @@ const A: &str = "127.0.0.1:5001";
 const B: &str = "127.0.0.1:5002";
 const C: &str = "127.0.0.1:5003";
 
-struct Phones(HashMap<String, SocketAddr>);
+struct Phones(HashMap<String, SocketAddr>, SipTransport);
 
 impl Directory for Phones {
     fn register(
@@ -57,7 +57,7 @@ impl Directory for Phones {
             .get(address)
             .map(|addr| ContactTarget {
                 addr: *addr,
-                transport: SipTransport::Udp,
+                transport: self.1,
             })
             .into_iter()
             .collect()
@@ -91,6 +91,8 @@ struct World {
     ports_exhausted: Arc<AtomicBool>,
     /// Digits the B2BUA reported to the switch, per leg.
     digits: Vec<(LegId, String)>,
+    /// The transport every phone uses.
+    transport: SipTransport,
 }
 
 impl World {
@@ -99,6 +101,15 @@ impl World {
     }
 
     fn with_config(change: impl FnOnce(&mut Config)) -> World {
+        World::with(change, SipTransport::Udp)
+    }
+
+    /// Phones that register and call over `transport`.
+    fn over(transport: SipTransport) -> World {
+        World::with(|_| {}, transport)
+    }
+
+    fn with(change: impl FnOnce(&mut Config), transport: SipTransport) -> World {
         let mut switch = Switch::default();
         for a in ["1001", "1002", "1003"] {
             switch.add_line(LineConfig::phone(a)).unwrap();
@@ -111,6 +122,7 @@ impl World {
             ]
             .into_iter()
             .collect(),
+            transport,
         );
         let mut cfg = Config {
             timers: TimerConfig::default(),
@@ -128,6 +140,7 @@ impl World {
             sent: Vec::new(),
             media: Vec::new(),
             digits: Vec::new(),
+            transport,
         }
     }
 
@@ -178,11 +191,18 @@ impl World {
 
     fn phone_sends(&mut self, phone: &str, text: String) {
         let source: SocketAddr = phone.parse().unwrap();
-        self.b2b.handle_datagram(
-            self.now,
-            source,
-            Bytes::from(text.replace("\r\n", "\n").replace('\n', "\r\n")),
-        );
+        let data = Bytes::from(text.replace("\r\n", "\n").replace('\n', "\r\n"));
+        match self.transport {
+            SipTransport::Udp => self.b2b.handle_datagram(self.now, source, data),
+            transport => {
+                let data = String::from_utf8(data.to_vec())
+                    .unwrap()
+                    .replace("SIP/2.0/UDP", &format!("SIP/2.0/{}", transport.via_token()));
+                let message = Message::parse_datagram(Bytes::from(data)).unwrap();
+                self.b2b
+                    .handle_stream_message(self.now, source, message, transport);
+            }
+        }
         self.pump();
     }
 
@@ -979,8 +999,458 @@ fn a_remote_controlled_phone_is_asked_to_answer_hold_and_resume_with_notify() {
     w.switch.unhold(ts, app, call).unwrap();
     w.pump();
     assert_eq!(
-        w.take(B).iter().filter_map(notify_event).collect::<Vec<_>>(),
+        w.take(B)
+            .iter()
+            .filter_map(notify_event)
+            .collect::<Vec<_>>(),
         vec!["talk"]
     );
     assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+}
+
+// ----------------------------------------------------------------------
+// SDP offer/answer per leg (tapir-media's SdpSession) and SRTP
+// ----------------------------------------------------------------------
+
+/// Phone A's SDES key (30 bytes: 1, 2, … 30).
+const KEY_A: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0e";
+/// Phone B's SDES key (30 bytes: 101, 102, … 130).
+const KEY_B: &str = "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGC";
+
+/// Phone A's offer with RTP/SAVP and its SDES key.
+fn sdp_a_secure() -> String {
+    sdp_a().replace("RTP/AVP", "RTP/SAVP")
+        + &format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}\r\n")
+}
+
+/// Phone B's answer with RTP/SAVP and its SDES key.
+fn sdp_b_secure(direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 2 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/SAVP 0\r\na={direction}\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B}\r\n"
+    )
+}
+
+/// Phone A's INVITE to 1002 with `sdp` as its body (none when empty).
+fn invite_from_a_with(call_id: &str, sdp: &str) -> String {
+    let invite = invite_from_a(call_id);
+    let head = invite.split("Content-Type").next().unwrap();
+    if sdp.is_empty() {
+        format!("{head}Content-Length: 0\n\n")
+    } else {
+        format!(
+            "{head}Content-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
+            sdp.len()
+        )
+    }
+}
+
+/// A response from phone `phone` (tag `tag`) to tapir's request, with `sdp`.
+fn responds(req: &Message, code: u16, tag: &str, contact: &str, sdp: &str) -> String {
+    let mut r = req.response_builder(code, None, Some(tag));
+    r = r.header(HeaderName::Contact, format!("<sip:{contact}>"));
+    if !sdp.is_empty() {
+        r = r.body("application/sdp", Bytes::copy_from_slice(sdp.as_bytes()));
+    }
+    String::from_utf8(r.build().to_bytes().to_vec()).unwrap()
+}
+
+fn body(m: &Message) -> String {
+    std::str::from_utf8(m.body()).unwrap().to_string()
+}
+
+/// The SDES key of the one `a=crypto` line of an SDP body (tag 1, the
+/// 80-bit tag suite), decoded.
+fn crypto_key(sdp: &str) -> [u8; 30] {
+    let sd = tapir_media::SessionDescription::parse(sdp).unwrap();
+    let audio = sd.audio().unwrap();
+    assert!(audio.is_secure(), "RTP/SAVP: {sdp}");
+    assert_eq!(audio.crypto.len(), 1, "{sdp}");
+    assert_eq!(audio.crypto[0].tag, 1);
+    assert_eq!(
+        audio.crypto[0].suite,
+        tapir_media::srtp::SrtpSuite::AesCm128HmacSha1_80
+    );
+    audio.crypto[0].key
+}
+
+fn decode(key: &str) -> [u8; 30] {
+    tapir_media::srtp::CryptoAttr::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}"))
+        .unwrap()
+        .key
+}
+
+/// The offer/answer outcomes given to the media plane for phone A's leg
+/// (the inbound one) or for the outbound legs.
+fn remotes(w: &World, inbound: bool) -> Vec<tapir_media::Negotiated> {
+    w.media
+        .iter()
+        .filter_map(|m| match m {
+            MediaCommand::Remote { leg, negotiated }
+                if (leg.0 >= tapir_b2bua::INBOUND_LEG_BASE) == inbound =>
+            {
+                Some(*negotiated)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// An app that owns 1001's line.
+fn owner_app(w: &mut World) -> tapir_core::AppId {
+    let app = w.switch.register_app(AppConfig::named("crm"));
+    let line = w.switch.line_of("1001").unwrap();
+    w.switch
+        .open_line(app, line, &[Privilege::Owner], &[])
+        .unwrap();
+    app
+}
+
+#[test]
+fn a_phone_offering_srtp_over_tls_gets_tapirs_key_and_both_legs_are_protected() {
+    let mut w = World::over(SipTransport::Tls);
+    w.phone_sends(A, invite_from_a_with("call-s1", &sdp_a_secure()));
+    assert_eq!(w.codes(A), vec!["100"]);
+    // The callee's phone is reached over TLS too: tapir offers it SRTP
+    // with a key of that leg's own.
+    let invite_b = w.take(B).pop().expect("1002 is invited");
+    let offer_b = body(&invite_b);
+    let key_to_b = crypto_key(&offer_b);
+    w.phone_sends(B, responds(&invite_b, 180, "b1", B, ""));
+    w.phone_sends(
+        B,
+        responds(&invite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
+    );
+    let ok = w.take(A).into_iter().find(|m| m.status_code() == Some(200));
+    let answer_a = body(&ok.expect("200 to A"));
+    assert!(answer_a.contains("m=audio 2"), "{answer_a}");
+    let key_to_a = crypto_key(&answer_a);
+    assert_ne!(key_to_a, decode(KEY_A), "tapir sends with its own key");
+    assert_ne!(key_to_a, key_to_b, "each leg has its own key");
+    // The media plane protects each leg: tapir encrypts with the key it
+    // gave, and decrypts with the phone's.
+    let a = remotes(&w, true);
+    let keys = a.last().unwrap().srtp.expect("A's leg is SRTP");
+    assert_eq!((keys.local, keys.remote), (key_to_a, decode(KEY_A)));
+    assert!(a.iter().all(|n| n.srtp.is_some()), "never plain: {a:?}");
+    let b = remotes(&w, false);
+    let keys = b.last().unwrap().srtp.expect("B's leg is SRTP");
+    assert_eq!((keys.local, keys.remote), (key_to_b, decode(KEY_B)));
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+}
+
+#[test]
+fn srtp_keys_outside_tls_are_refused_with_488() {
+    for transport in [SipTransport::Udp, SipTransport::Tcp] {
+        let mut w = World::over(transport);
+        w.phone_sends(A, invite_from_a_with("call-s2", &sdp_a_secure()));
+        let sent = w.take(A);
+        assert_eq!(kinds(&sent), vec!["100", "488"], "{transport:?}");
+        let warning = sent[1].header(&HeaderName::from_wire("Warning")).unwrap();
+        assert!(
+            warning.starts_with("399 tapir \"") && warning.contains("TLS"),
+            "{warning}"
+        );
+        assert!(w.take(B).is_empty(), "nobody is invited");
+        assert!(w.state_at("1001").is_empty());
+        assert_eq!(w.b2b.dialog_count(), 0);
+        // Plain RTP over the same transport still works, and tapir does
+        // not offer keys to a phone it reaches outside TLS.
+        let (ok, invite_b) = connected(&mut w, "call-s2b");
+        assert!(body(&invite_b).contains("RTP/AVP") && !body(&invite_b).contains("a=crypto"));
+        assert!(!body(&ok).contains("a=crypto"));
+    }
+}
+
+#[test]
+fn a_secured_leg_refuses_a_plain_offer_and_keeps_srtp() {
+    let mut w = World::over(SipTransport::Tls);
+    w.phone_sends(A, invite_from_a_with("call-s3", &sdp_a_secure()));
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(
+        B,
+        responds(&invite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
+    );
+    let ok = w.take(A).pop().unwrap();
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-s3", ""));
+    let before = w.media.len();
+    // Hold with plain RTP: refused, the call is neither held nor plain.
+    let plain_hold = sdp_a().replace("a=sendrecv", "a=sendonly");
+    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s3", &plain_hold));
+    let refused = w.take(A).pop().unwrap();
+    assert_eq!(refused.status_code(), Some(488));
+    let warning = refused.header(&HeaderName::from_wire("Warning")).unwrap();
+    assert!(warning.contains("secure"), "{warning}");
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert!(
+        w.media[before..]
+            .iter()
+            .all(|m| !matches!(m, MediaCommand::Remote { .. })),
+        "the media plane is not touched"
+    );
+    // The same hold with SRTP is fine, and keeps tapir's key.
+    let key_to_a = crypto_key(&body(&ok));
+    let secure_hold = sdp_a_secure().replace("a=sendrecv", "a=sendonly");
+    w.phone_sends(A, a_in_dialog("INVITE", 3, &tag, "call-s3", &secure_hold));
+    let held = w.take(A).pop().unwrap();
+    assert_eq!(held.status_code(), Some(200));
+    assert!(body(&held).contains("a=recvonly"), "{}", body(&held));
+    assert_eq!(crypto_key(&body(&held)), key_to_a);
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold]);
+    let last = *remotes(&w, true).last().unwrap();
+    assert_eq!(last.srtp.unwrap().local, key_to_a);
+    // An offerless re-INVITE gets tapir's SRTP offer; a plain answer in
+    // the ACK is refused by hanging the leg up (no fallback).
+    w.phone_sends(A, a_in_dialog("ACK", 3, &tag, "call-s3", ""));
+    w.phone_sends(A, a_in_dialog("INVITE", 4, &tag, "call-s3", ""));
+    let offer = w.take(A).pop().unwrap();
+    assert_eq!(crypto_key(&body(&offer)), key_to_a);
+    assert!(body(&offer).contains("RTP/SAVP"));
+    w.phone_sends(A, a_in_dialog("ACK", 4, &tag, "call-s3", &sdp_a()));
+    assert_eq!(kinds(&w.take(A)), vec!["BYE"]);
+    assert!(w.state_at("1001").is_empty());
+    assert!(remotes(&w, true).iter().all(|n| n.srtp.is_some()));
+}
+
+#[test]
+fn securing_a_call_re_offers_both_tls_legs_with_srtp_and_plain_is_refused_after() {
+    let mut w = World::over(SipTransport::Tls);
+    let app = owner_app(&mut w);
+    // A plain call over TLS: 1002's phone does not do SRTP and refuses
+    // tapir's SRTP offer, so tapir invites it again with RTP.
+    w.phone_sends(A, invite_from_a("call-s4"));
+    let invite_b = w.take(B).pop().unwrap();
+    assert!(body(&invite_b).contains("RTP/SAVP"));
+    w.phone_sends(B, responds(&invite_b, 488, "b0", B, ""));
+    let to_b = w.take(B);
+    assert_eq!(kinds(&to_b), vec!["ACK", "INVITE"], "{to_b:?}");
+    let invite_b = &to_b[1];
+    assert_eq!(invite_b.call_id().unwrap(), to_b[0].call_id().unwrap());
+    assert_eq!(invite_b.cseq().unwrap().unwrap().number, 2);
+    assert!(body(invite_b).contains("RTP/AVP") && !body(invite_b).contains("a=crypto"));
+    let plain_b = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n";
+    w.phone_sends(B, responds(invite_b, 200, "b1", B, plain_b));
+    let ok = w.take(A).pop().unwrap();
+    assert!(!body(&ok).contains("a=crypto"));
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-s4", ""));
+    assert!(remotes(&w, true).iter().all(|n| n.srtp.is_none()));
+    // The app secures the call: both legs are re-offered RTP/SAVP.
+    let call = w.switch.calls_at("1001")[0];
+    let ts = w.ts();
+    w.switch.secure_call(ts, app, call).unwrap();
+    w.pump();
+    let reinvite_a = w.take(A).pop().expect("re-INVITE to A");
+    assert_eq!(reinvite_a.method().unwrap().to_string(), "INVITE");
+    assert!(body(&reinvite_a).contains("a=sendrecv"));
+    let key_to_a = crypto_key(&body(&reinvite_a));
+    let reinvite_b = w.take(B).pop().expect("re-INVITE to B");
+    let key_to_b = crypto_key(&body(&reinvite_b));
+    w.phone_sends(A, responds(&reinvite_a, 200, "a1", A, &sdp_a_secure()));
+    assert_eq!(kinds(&w.take(A)), vec!["ACK"]);
+    w.phone_sends(
+        B,
+        responds(&reinvite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
+    );
+    assert_eq!(kinds(&w.take(B)), vec!["ACK"]);
+    let a = remotes(&w, true)
+        .last()
+        .unwrap()
+        .srtp
+        .expect("A's leg secured");
+    assert_eq!((a.local, a.remote), (key_to_a, decode(KEY_A)));
+    let b = remotes(&w, false)
+        .last()
+        .unwrap()
+        .srtp
+        .expect("B's leg secured");
+    assert_eq!((b.local, b.remote), (key_to_b, decode(KEY_B)));
+    // From now on a plain offer on either leg is refused.
+    let plain_hold = sdp_a().replace("a=sendrecv", "a=sendonly");
+    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s4", &plain_hold));
+    assert_eq!(kinds(&w.take(A)), vec!["100", "488"]);
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    // Securing again changes nothing (no new re-INVITE).
+    let ts = w.ts();
+    w.switch.secure_call(ts, app, call).unwrap();
+    w.pump();
+    assert!(w.take(A).is_empty() && w.take(B).is_empty());
+}
+
+#[test]
+fn a_plain_answer_to_tapirs_srtp_offer_ends_the_leg() {
+    let mut w = World::over(SipTransport::Tls);
+    w.phone_sends(A, invite_from_a("call-s5"));
+    let invite_b = w.take(B).pop().unwrap();
+    // 1002 answers tapir's SRTP offer with plain RTP (a broken answer):
+    // ACK, then BYE; the switch hears the leg was refused.
+    let plain_b = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n";
+    w.phone_sends(B, responds(&invite_b, 200, "b1", B, plain_b));
+    assert_eq!(kinds(&w.take(B)), vec!["ACK", "BYE"]);
+    assert!(w.state_at("1002").is_empty());
+    assert_ne!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert!(
+        remotes(&w, false).is_empty(),
+        "no media for the refused leg"
+    );
+    // On an established call, a plain answer to the securing re-offer
+    // ends that leg as well.
+    let mut w = World::over(SipTransport::Tls);
+    let app = owner_app(&mut w);
+    w.phone_sends(A, invite_from_a("call-s6"));
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, responds(&invite_b, 488, "b0", B, ""));
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, responds(&invite_b, 200, "b1", B, plain_b));
+    let ok = w.take(A).pop().unwrap();
+    w.phone_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-s6", ""));
+    let call = w.switch.calls_at("1001")[0];
+    let ts = w.ts();
+    w.switch.secure_call(ts, app, call).unwrap();
+    w.pump();
+    let reinvite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, responds(&reinvite_b, 200, "b1", B, plain_b));
+    assert_eq!(kinds(&w.take(B)), vec!["ACK", "BYE"]);
+    assert!(w.state_at("1002").is_empty());
+    assert!(remotes(&w, false).iter().all(|n| n.srtp.is_none()));
+}
+
+#[test]
+fn securing_a_call_over_udp_keeps_rtp_and_plain_holds_work() {
+    let mut w = World::new();
+    let app = owner_app(&mut w);
+    let (ok, _) = connected(&mut w, "call-s7");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-s7", ""));
+    let call = w.switch.calls_at("1001")[0];
+    let ts = w.ts();
+    w.switch.secure_call(ts, app, call).unwrap();
+    w.pump();
+    assert!(w.take(A).is_empty() && w.take(B).is_empty(), "no re-offer");
+    let held = sdp_a().replace("a=sendrecv", "a=sendonly");
+    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s7", &held));
+    assert_eq!(w.take(A).pop().unwrap().status_code(), Some(200));
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold]);
+}
+
+#[test]
+fn every_hold_form_of_a_phone_is_a_hold_and_recvonly_is_not() {
+    let mut w = World::new();
+    let (ok, _) = connected(&mut w, "call-h");
+    let tag = to_tag(&ok);
+    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-h", ""));
+    let rtp_a: Option<SocketAddr> = Some("127.0.0.1:4000".parse().unwrap());
+    // (form, offer, tapir's answer, where tapir would send RTP)
+    let forms = [
+        (
+            "a=sendonly",
+            sdp_a().replace("a=sendrecv", "a=sendonly"),
+            "a=recvonly",
+            rtp_a,
+        ),
+        (
+            "a=inactive",
+            sdp_a().replace("a=sendrecv", "a=inactive"),
+            "a=inactive",
+            rtp_a,
+        ),
+        (
+            "c=0.0.0.0",
+            sdp_a().replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0"),
+            "a=recvonly",
+            None,
+        ),
+        (
+            "port 0",
+            sdp_a().replace("m=audio 4000", "m=audio 0"),
+            "a=inactive",
+            None,
+        ),
+    ];
+    let mut n = 2;
+    for (name, sdp, answered, remote) in forms {
+        w.phone_sends(A, a_in_dialog("INVITE", n, &tag, "call-h", &sdp));
+        let answer = w.take(A).pop().unwrap();
+        assert_eq!(answer.status_code(), Some(200), "{name}");
+        assert!(
+            body(&answer).contains(answered),
+            "{name}: {}",
+            body(&answer)
+        );
+        assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold], "{name}");
+        let last = *remotes(&w, true).last().unwrap();
+        assert!(!last.direction.sends(), "{name}: tapir sends nothing");
+        assert_eq!(last.remote, remote, "{name}");
+        w.phone_sends(A, a_in_dialog("ACK", n, &tag, "call-h", ""));
+        // Retrieved with sendrecv.
+        w.phone_sends(A, a_in_dialog("INVITE", n + 1, &tag, "call-h", &sdp_a()));
+        let answer = w.take(A).pop().unwrap();
+        assert!(body(&answer).contains("a=sendrecv"), "{name}");
+        assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected], "{name}");
+        let last = *remotes(&w, true).last().unwrap();
+        assert_eq!(last.remote, Some("127.0.0.1:4000".parse().unwrap()));
+        assert_eq!(last.direction, tapir_media::Direction::SendRecv);
+        w.phone_sends(A, a_in_dialog("ACK", n + 1, &tag, "call-h", ""));
+        n += 2;
+    }
+    // recvonly: the phone listens (e.g. to an announcement): no hold.
+    let recvonly = sdp_a().replace("a=sendrecv", "a=recvonly");
+    w.phone_sends(A, a_in_dialog("INVITE", n, &tag, "call-h", &recvonly));
+    let answer = w.take(A).pop().unwrap();
+    assert!(body(&answer).contains("a=sendonly"), "{}", body(&answer));
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+}
+
+#[test]
+fn an_offer_without_g711_gets_488_and_the_answer_keeps_the_phones_codec_order() {
+    let mut w = World::new();
+    let opus_only = sdp_a()
+        .replace("RTP/AVP 0 101", "RTP/AVP 96 101")
+        .replace("a=rtpmap:101", "a=rtpmap:96 opus/48000/2\r\na=rtpmap:101");
+    w.phone_sends(A, invite_from_a_with("call-c1", &opus_only));
+    let sent = w.take(A);
+    assert_eq!(kinds(&sent), vec!["100", "488"]);
+    let warning = sent[1].header(&HeaderName::from_wire("Warning")).unwrap();
+    assert!(warning.contains("codec"), "{warning}");
+    assert!(w.take(B).is_empty());
+    assert_eq!(w.b2b.dialog_count(), 0);
+    // Not SDP at all: 488 too.
+    w.phone_sends(A, invite_from_a_with("call-c2", "hello"));
+    assert_eq!(kinds(&w.take(A)), vec!["100", "488"]);
+    // A phone preferring A-law gets A-law and its telephone-event type.
+    let alaw_first = sdp_a()
+        .replace("RTP/AVP 0 101", "RTP/AVP 8 0 96")
+        .replace("a=rtpmap:101", "a=rtpmap:96");
+    w.phone_sends(A, invite_from_a_with("call-c3", &alaw_first));
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, b_responds(&invite_b, 200, true));
+    let ok = w.take(A).pop().unwrap();
+    assert!(body(&ok).contains("m=audio 2"), "{}", body(&ok));
+    assert!(body(&ok).contains(" RTP/AVP 8 96\r\n"), "{}", body(&ok));
+    let a = *remotes(&w, true).last().unwrap();
+    assert_eq!(a.codec, tapir_media::Codec::Pcma);
+    assert_eq!(a.telephone_event_pt, Some(96));
+}
+
+#[test]
+fn an_offerless_invite_gets_tapirs_offer_and_the_answer_in_the_ack_reaches_the_media_plane() {
+    let mut w = World::new();
+    w.phone_sends(A, invite_from_a_with("call-o1", ""));
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, b_responds(&invite_b, 200, true));
+    let ok = w.take(A).pop().unwrap();
+    let offer = body(&ok);
+    assert!(
+        offer.contains("RTP/AVP 0 8 101") && offer.contains("a=sendrecv"),
+        "{offer}"
+    );
+    assert!(remotes(&w, true).is_empty(), "no answer yet");
+    let answer = sdp_a().replace("m=audio 4000", "m=audio 4010");
+    w.phone_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-o1", &answer));
+    let a = remotes(&w, true);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].remote, Some("127.0.0.1:4010".parse().unwrap()));
+    assert_eq!(a[0].codec, tapir_media::Codec::Pcmu);
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
 }

@@ -16,8 +16,8 @@ use tapir_b2bua::directory::{RegistrationTable, SipDirectory};
 use tapir_b2bua::driver::{self, ToSwitch};
 use tapir_b2bua::{B2bua, MediaCommand, MediaPorts};
 use tapir_core::{Input, LegEvent, LegId, MediaSource, Tone};
-use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, RemoteMedia, Source};
-use tapir_media::sdp::{Codec, Direction as MediaDirection};
+use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, Source};
+use tapir_media::sdp::Direction as MediaDirection;
 use tapir_media::tone::ToneKind;
 use tapir_sip::auth::Algorithm;
 use tokio::net::UdpSocket;
@@ -277,24 +277,11 @@ pub async fn start(
 /// Carry one of the B2BUA's media commands to the engine.
 fn apply_media(engine: &MediaEngine, command: MediaCommand) {
     let result = match command {
-        MediaCommand::Remote { leg, audio } => {
-            let codec = audio
-                .payload_types
-                .iter()
-                .find_map(|pt| match pt {
-                    0 => Some(Codec::Pcmu),
-                    8 => Some(Codec::Pcma),
-                    _ => None,
-                })
-                .unwrap_or(Codec::Pcmu);
-            engine.set_remote(
-                tapir_media::engine::LegId(leg.0),
-                RemoteMedia {
-                    addr: audio.rtp,
-                    codec,
-                    telephone_event_pt: audio.telephone_event,
-                },
-            )
+        // The offer/answer outcome: SRTP keys first (a secured leg never
+        // goes back to plain RTP: the engine refuses), then the far end's
+        // address, codec, telephone-event and tapir's direction.
+        MediaCommand::Remote { leg, negotiated } => {
+            engine.apply(tapir_media::engine::LegId(leg.0), &negotiated)
         }
         MediaCommand::Source { leg, source } => {
             let source = match source {
