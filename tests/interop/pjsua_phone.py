@@ -14,6 +14,13 @@ Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer
            {"cmd": "listen", "path": "x.wav"}    (record what every call of the phone hears)
            {"cmd": "rtcp"}   -> {"event": "rtcp", "rtt_n": ..., "tx_updates": ..., "tx_loss": ...}
                                 (what the far end's RTCP told the phone's audio stream)
+           {"cmd": "media_info"} -> {"event": "media_info", "proto": "RTP/SAVP", "srtp": true,
+                                     "local_sdp": "...", "remote_sdp": "..."}
+                                (the audio stream's transport, whether pjmedia's SRTP is
+                                 active on it, and the last SDP the phone wrote and read
+                                 when it built its own: its offer, or tapir's offer it answered)
+Options:   --srtp mandatory|optional  SRTP with SDES keys (pjsua2 srtpUse), only over a
+                                      secure (TLS) signalling hop; without it: no SRTP
 Events:    {"event": "ready"} | {"event": "reg", "code": 200}
            {"event": "incoming", "from": "..."} | {"event": "call", "state": "CONFIRMED", "code": 200}
            {"event": "media", "status": "active"|"local_hold"|"remote_hold"|"none"}
@@ -60,10 +67,24 @@ def emit(**event):
     sys.stdout.flush()
 
 
+PROTOCOLS = {
+    pj.PJMEDIA_TP_PROTO_RTP_AVP: "RTP/AVP",
+    pj.PJMEDIA_TP_PROTO_RTP_SAVP: "RTP/SAVP",
+    pj.PJMEDIA_TP_PROTO_RTP_AVPF: "RTP/AVPF",
+    pj.PJMEDIA_TP_PROTO_RTP_SAVPF: "RTP/SAVPF",
+}
+
+
 class Call(pj.Call):
     def __init__(self, account, call_id=pj.PJSUA_INVALID_ID):
         super().__init__(account, call_id)
         self.account = account
+        self.local_sdp = ""
+        self.remote_sdp = ""
+
+    def onCallSdpCreated(self, prm):
+        self.local_sdp = prm.sdp.wholeSdp
+        self.remote_sdp = prm.remSdp.wholeSdp
 
     def onCallState(self, prm):
         info = self.getInfo()
@@ -118,6 +139,8 @@ def main():
     ap.add_argument("--run-seconds", type=float, default=120.0, help="exit after this long")
     ap.add_argument("--workdir", default="/tmp", help="where tone files are written")
     ap.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp", help="SIP transport")
+    ap.add_argument("--srtp", choices=["mandatory", "optional"], default=None,
+                    help="use SRTP (SDES keys, over a TLS hop only); default: plain RTP")
     args = ap.parse_args()
 
     ep = pj.Endpoint()
@@ -151,6 +174,11 @@ def main():
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
     acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
+    if args.srtp:
+        acfg.mediaConfig.srtpUse = {"mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+                                    "optional": pj.PJMEDIA_SRTP_OPTIONAL}[args.srtp]
+        # 1: SDES keys only travel over a secure (TLS) hop.
+        acfg.mediaConfig.srtpSecureSignaling = 1
     acc = Account()
     acc.create(acfg)
     emit(event="ready")
@@ -256,6 +284,11 @@ def main():
                 emit(event="rtcp", rtt_n=int(rtcp.rttUsec.n),
                      rtt_mean_us=int(rtcp.rttUsec.mean), tx_updates=int(rtcp.txStat.updateCount),
                      tx_loss=int(rtcp.txStat.loss), rx_pkt=int(rtcp.rxStat.pkt))
+            elif name == "media_info" and call:
+                proto = PROTOCOLS.get(call.getStreamInfo(0).proto, "other")
+                dump = call.dump(True, "")
+                emit(event="media_info", proto=proto, srtp="SRTP status: Active" in dump,
+                     local_sdp=call.local_sdp, remote_sdp=call.remote_sdp)
             elif name == "quit":
                 break
             else:
