@@ -1258,6 +1258,7 @@ impl MediaEngine {
     /// [`MediaError::UnknownLeg`].
     pub fn apply(&self, leg: LegId, negotiated: &Negotiated) -> Result<(), MediaError> {
         self.set_srtp(leg, negotiated.srtp)?;
+        self.set_rtcp_mux(leg, negotiated.rtcp_mux)?;
         self.set_remote(leg, RemoteMedia::from(negotiated))?;
         self.set_direction(leg, negotiated.direction)
     }
@@ -1287,6 +1288,21 @@ impl MediaEngine {
                 Ok(())
             }
         }
+    }
+
+    /// RTCP over the RTP port (RFC 5761) when the offer/answer agreed on
+    /// it: tapir's reports go to the phone's RTP address from the first.
+    /// `false` changes nothing: a phone that multiplexes without saying so
+    /// is followed once its first report arrives.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn set_rtcp_mux(&self, leg: LegId, mux: bool) -> Result<(), MediaError> {
+        self.with_leg(leg, |l| {
+            if mux {
+                l.rtcp.mux = true;
+            }
+        })
     }
 
     /// Whether a leg's media is SRTP.

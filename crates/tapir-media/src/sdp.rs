@@ -232,6 +232,8 @@ pub struct MediaDescription {
     pub ptime: Option<u32>,
     /// The `a=crypto` attributes tapir can use, in order.
     pub crypto: Vec<CryptoAttr>,
+    /// `a=rtcp-mux`: RTCP on the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
 }
 
 impl MediaDescription {
@@ -445,6 +447,7 @@ impl SessionDescription {
                                     m.crypto.push(c);
                                 }
                             }
+                            ("rtcp-mux", None) => m.rtcp_mux = true,
                             ("ptime", Some(v)) => {
                                 // Some phones write fractions ("20.0").
                                 let ms = v.trim().split('.').next().unwrap_or("");
@@ -575,6 +578,7 @@ fn parse_media(value: &str) -> Result<MediaDescription, &'static str> {
         direction: None,
         ptime: None,
         crypto: Vec::new(),
+        rtcp_mux: false,
     })
 }
 
@@ -631,6 +635,10 @@ pub struct Negotiated {
     pub ptime: Option<u32>,
     /// SRTP keys when the audio is secured (RTP/SAVP with SDES).
     pub srtp: Option<SrtpKeys>,
+    /// RTCP goes over the RTP port (RFC 5761): the peer offered
+    /// `a=rtcp-mux` and tapir's answer accepted it (or, for tapir's own
+    /// offer, the answer carried it).
+    pub rtcp_mux: bool,
 }
 
 /// tapir's side of one leg's SDP: origin (session id and version), the local
@@ -831,6 +839,10 @@ impl SdpSession {
                 );
             }
             let _ = write!(m, "a=ptime:20\r\na={}\r\n", direction.as_str());
+            if md.rtcp_mux {
+                // RFC 5761 §5.1.1: the answer accepts multiplexing.
+                m.push_str("a=rtcp-mux\r\n");
+            }
             if let Some((_, ours)) = &crypto {
                 let _ = write!(m, "a=crypto:{}\r\n", ours.to_value());
             }
@@ -850,6 +862,7 @@ impl SdpSession {
                     local: ours.key,
                     remote: theirs.key,
                 }),
+                rtcp_mux: audio.rtcp_mux,
             },
         ))
     }
@@ -904,6 +917,7 @@ impl SdpSession {
             remote_direction: remote.direction,
             ptime: remote.ptime,
             srtp,
+            rtcp_mux: audio.rtcp_mux,
         })
     }
 }

@@ -426,3 +426,25 @@ async fn a_released_leg_says_goodbye() {
         matches!(&reports[0][0], RtcpItem::SenderReport { ssrc: s, info, .. } if *s == ssrc && info.packets as usize >= rtp.len())
     );
 }
+
+#[tokio::test]
+async fn negotiated_rtcp_mux_sends_the_first_report_to_the_rtp_port() {
+    let eng = engine(100);
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    eng.allocate(LegId(1)).unwrap();
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtcp-mux\r\n",
+        phone.local_addr().unwrap().port()
+    );
+    let offer = tapir_media::SessionDescription::parse(&offer).unwrap();
+    let mut sdp = tapir_media::SdpSession::new(eng.local_addr(LegId(1)).unwrap(), 1);
+    let (_, negotiated) = sdp
+        .answer(&offer, tapir_media::Direction::SendRecv)
+        .unwrap();
+    eng.apply(LegId(1), &negotiated).unwrap();
+    // The phone never sent RTCP, yet tapir's reports reach its RTP port.
+    let (_, reports) = receive(&phone, Duration::from_millis(400)).await;
+    assert!(!reports.is_empty());
+    assert!(eng.rtcp_stats(LegId(1)).unwrap().mux);
+}

@@ -491,3 +491,30 @@ m=audio 5000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1
         Some(SdpError::NoUsableCrypto)
     );
 }
+
+#[test]
+fn rtcp_mux_offered_is_accepted_and_not_otherwise() {
+    let with = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0\r\na=rtcp-mux\r\na=sendrecv\r\n";
+    let offer = SessionDescription::parse(with).expect("parse");
+    assert!(offer.audio().expect("audio").rtcp_mux);
+    let mut s = SdpSession::new(local(), 1);
+    let (body, n) = s.answer(&offer, Direction::SendRecv).expect("answer");
+    assert!(n.rtcp_mux);
+    assert!(body.contains("a=rtcp-mux\r\n"), "{body}");
+    let without = with.replace("a=rtcp-mux\r\n", "");
+    let offer = SessionDescription::parse(&without).expect("parse");
+    let mut s = SdpSession::new(local(), 1);
+    let (body, n) = s.answer(&offer, Direction::SendRecv).expect("answer");
+    assert!(!n.rtcp_mux);
+    assert!(!body.contains("rtcp-mux"), "{body}");
+    // tapir's own offers do not ask for it; an answer that has it is followed.
+    let mut s = SdpSession::new(local(), 1);
+    assert!(!s.offer(Direction::SendRecv).contains("rtcp-mux"));
+    let answer = SessionDescription::parse(with).expect("parse");
+    assert!(
+        s.accept_answer(&answer, Direction::SendRecv)
+            .expect("accept")
+            .rtcp_mux
+    );
+}
