@@ -27,7 +27,13 @@ async fn main() {
     }
     toml.push_str("[[apps]]\nname = \"load\"\ntoken = \"tok\"\nlines = [\"*\"]\n");
     let mut config = tapir_server::Config::from_toml(&toml).unwrap();
-    config.data_dir = std::env::temp_dir().join("tapir-http-load");
+    // A fresh store every run (the store keeps lines and apps across starts);
+    // TAPIR_LOAD_STORE_URL picks another one (a PostgreSQL database).
+    config.data_dir = std::env::temp_dir().join(format!("tapir-http-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&config.data_dir);
+    if let Ok(url) = std::env::var("TAPIR_LOAD_STORE_URL") {
+        config.store.url = Some(url);
+    }
     let server = tapir_server::start(config).await.unwrap();
     let base = format!("http://{}", server.http_addr);
     let http = reqwest::Client::new();
@@ -157,5 +163,7 @@ async fn main() {
         p(0.99),
         p(1.0)
     );
+    let dir = server.config.data_dir.clone();
     server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
 }
