@@ -11,6 +11,10 @@
 //!
 //! Every wait is bounded. pjsua2 must be installed (`pip install
 //! pjsua2-python`): without it a phone does not start and the test fails.
+//!
+//! Which test covers which row of `docs/operations.md`, and which rows
+//! pjsua2 cannot cover and why: the table "End-to-end coverage" at the end
+//! of that file.
 
 pub mod wav;
 
