@@ -602,7 +602,9 @@ fn hold_on_a_remote_controlled_phone_asks_the_phone_and_keeps_one_hold_state() {
     o.expect(a, CONNECTED);
     assert!(o.effects().contains(&Effect::RemoteRetrieve { leg: leg_a }));
     // Hold from the phone's own key, then unhold from the app: one hold state.
-    o.sim.phone("1005").report_on(leg_a, tapir_core::LegEvent::Held);
+    o.sim
+        .phone("1005")
+        .report_on(leg_a, tapir_core::LegEvent::Held);
     o.expect(a, CallState::OnHold);
     o.clear();
     o.ok(crm, |s, now| s.unhold(now, crm, a));
@@ -611,7 +613,9 @@ fn hold_on_a_remote_controlled_phone_asks_the_phone_and_keeps_one_hold_state() {
     // Hold from the app, then resume from the phone's key.
     o.ok(crm, |s, now| s.hold(now, crm, a));
     o.expect(a, CallState::OnHold);
-    o.sim.phone("1005").report_on(leg_a, tapir_core::LegEvent::Retrieved);
+    o.sim
+        .phone("1005")
+        .report_on(leg_a, tapir_core::LegEvent::Retrieved);
     o.expect(a, CONNECTED);
     o.consistent();
 }

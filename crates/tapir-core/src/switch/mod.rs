@@ -1304,12 +1304,8 @@ impl Switch {
             c.state,
             CallState::OnHold | CallState::OnHoldPendConf | CallState::OnHoldPendTransfer
         );
-        let remote_control = leg.answered
-            && self
-                .m
-                .lines
-                .get(&c.line)
-                .is_some_and(|l| l.remote_answer);
+        let remote_control =
+            leg.answered && self.m.lines.get(&c.line).is_some_and(|l| l.remote_answer);
         let phone_holds = leg.remote_asked.unwrap_or(leg.device_held);
         let remote_effect = match (remote_control, own_hold, phone_holds) {
             (true, true, false) => Some(Effect::RemoteHold { leg: leg_id }),
