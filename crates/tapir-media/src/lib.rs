@@ -48,6 +48,7 @@
 //! ```
 
 pub mod dtmf;
+#[cfg(feature = "engine")]
 pub mod engine;
 pub mod g711;
 pub mod playout;
@@ -58,6 +59,7 @@ pub mod srtp;
 pub mod tone;
 pub mod wav;
 
+#[cfg(feature = "engine")]
 pub use engine::{
     EngineStats, LegId, MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, RemoteMedia,
     RtcpStats, Source,

@@ -12,7 +12,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+#[cfg(feature = "engine")]
 use webrtc_srtp::context::Context;
+#[cfg(feature = "engine")]
 use webrtc_srtp::protection_profile::ProtectionProfile;
 
 /// Master key (16 bytes) followed by master salt (14 bytes).
@@ -47,6 +49,7 @@ impl SrtpSuite {
         }
     }
 
+    #[cfg(feature = "engine")]
     fn profile(self) -> ProtectionProfile {
         match self {
             SrtpSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
@@ -139,23 +142,27 @@ impl std::fmt::Debug for SrtpKeys {
 }
 
 /// Why SRTP could not be set up or a packet could not be (un)protected.
+#[cfg(feature = "engine")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("SRTP: {0}")]
 pub struct SrtpError(String);
 
 /// Protect/unprotect state of one leg (one context per direction).
+#[cfg(feature = "engine")]
 pub struct SrtpSession {
     tx: Context,
     rx: Context,
     tag_len: usize,
 }
 
+#[cfg(feature = "engine")]
 impl std::fmt::Debug for SrtpSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SrtpSession").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "engine")]
 fn context(
     key: &[u8; KEY_SALT_LEN],
     suite: SrtpSuite,
@@ -167,6 +174,7 @@ fn context(
     Context::new(k, s, suite.profile(), replay, replay_rtcp).map_err(|e| SrtpError(e.to_string()))
 }
 
+#[cfg(feature = "engine")]
 impl SrtpSession {
     /// Contexts for `keys`.
     ///
@@ -285,6 +293,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "engine")]
     fn protect_unprotect_round_trip_and_tamper() {
         let a = generate_key().expect("rng");
         let b = generate_key().expect("rng");
@@ -334,6 +343,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "engine")]
     fn srtcp_round_trip_replay_forgery_and_unencrypted() {
         let (a, b) = (generate_key().expect("rng"), generate_key().expect("rng"));
         for suite in [
