@@ -36,14 +36,22 @@ async fn api_hold_and_unhold_are_idempotent_and_the_held_party_hears_music() {
     call.hold(true).await.unwrap();
     assert_eq!(call.state(), CallState::OnHold);
     ev.state(&at_a, CallState::OnHold).await;
-    // tapir holds in the middle: the far party gets a hold re-INVITE.
+    // tapir holds in the middle (1003 has no remote control): both phones
+    // get a hold re-INVITE from tapir.
     b.media("remote_hold").await;
+    a.media("remote_hold").await;
     // Holding again succeeds and changes nothing: no second re-INVITE.
     call.hold(true).await.unwrap();
     assert_eq!(call.state(), CallState::OnHold);
     b.expect_no_event(
         "a second hold re-INVITE",
         Duration::from_millis(1000),
+        media_event,
+    )
+    .await;
+    a.expect_no_event(
+        "a second hold re-INVITE",
+        Duration::from_millis(100),
         media_event,
     )
     .await;
@@ -68,11 +76,18 @@ async fn api_hold_and_unhold_are_idempotent_and_the_held_party_hears_music() {
     call.hold(false).await.unwrap();
     assert_eq!(call.state(), CallState::Connected);
     b.media("active").await;
+    a.media("active").await;
     call.hold(false).await.unwrap();
     assert_eq!(call.state(), CallState::Connected);
     b.expect_no_event(
         "a re-INVITE for an unhold of a talking call",
         Duration::from_millis(1000),
+        media_event,
+    )
+    .await;
+    a.expect_no_event(
+        "a re-INVITE for an unhold of a talking call",
+        Duration::from_millis(100),
         media_event,
     )
     .await;
