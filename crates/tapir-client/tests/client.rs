@@ -710,6 +710,8 @@ async fn event_stream_resumes_after_a_dropped_socket() {
         EventsOptions {
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
+            // Refused attempts while the relay is shut must not exhaust it.
+            max_retries: 100,
             ..EventsOptions::default()
         },
     );
