@@ -1425,7 +1425,7 @@ impl B2bua {
                 }
                 self.out.push_back(Out::Media(MediaCommand::Source {
                     leg: *leg,
-                    source: *source,
+                    source: source.clone(),
                 }));
             }
             Effect::Redirect { leg, target } => {

@@ -308,6 +308,20 @@ impl Call {
             .await
     }
 
+    /// Play prompt `prompt` to the party connected to this route point call
+    /// (TAPI 3's media playback terminal; `looping` repeats it until
+    /// [`Call::stop_media`]). Its end arrives as a `call.media` event
+    /// ([`crate::EventKind::CallMedia`]).
+    pub async fn play(&mut self, prompt: &str, looping: bool) -> Result<()> {
+        self.op("play", json!({ "prompt": prompt, "loop": looping }))
+            .await
+    }
+
+    /// Stop the prompt playing on this route point call.
+    pub async fn stop_media(&mut self) -> Result<()> {
+        self.op("stop-media", json!({})).await
+    }
+
     /// `lineDeallocateCall`: release this app's handle.
     pub async fn deallocate(self) -> Result<()> {
         self.client.delete(&["v1", "calls", &self.info.id]).await

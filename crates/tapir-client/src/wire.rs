@@ -779,6 +779,19 @@ pub enum EventKind {
         /// The call.
         call: String,
     },
+    /// Media tapir played on a route point call ended.
+    #[serde(rename = "call.media")]
+    CallMedia {
+        /// The route point call.
+        call: String,
+        /// What was played (`prompt`).
+        media: String,
+        /// `done` (played to its end) or `stopped`.
+        state: String,
+        /// The prompt's name.
+        #[serde(default)]
+        prompt: Option<String>,
+    },
     /// Made by this client, not sent by the server as such: the server said
     /// the stream lost events (`stream.resync`); the client took the
     /// `GET /v1/calls` snapshot (these calls, consistent with the event's
@@ -805,7 +818,8 @@ impl EventKind {
             | EventKind::Parked { call, .. }
             | EventKind::Unparked { call, .. }
             | EventKind::DigitsReceived { call, .. }
-            | EventKind::DigitsGenerated { call } => Some(call),
+            | EventKind::DigitsGenerated { call }
+            | EventKind::CallMedia { call, .. } => Some(call),
             EventKind::CompletionDone { call, .. } => call.as_deref(),
             _ => None,
         }

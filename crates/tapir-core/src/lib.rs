@@ -39,8 +39,8 @@ pub use config::{AppConfig, LineConfig, SwitchConfig, default_media_modes};
 pub use error::{ErrorCode, TapiError};
 pub use ids::{AppId, BridgeId, CallId, CompletionId, LegId, LineId, RequestId, Timestamp};
 pub use output::{
-    AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, LineStateKind, MediaSource,
-    Output, ReleaseCause, Reply, Tone,
+    AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, LineStateKind, MediaKind,
+    MediaPlayState, MediaSource, Output, PromptPlay, ReleaseCause, Reply, Tone,
 };
 pub use switch::{CallSummary, Command, CompletionView, Input, LegEvent, Switch};
 pub use types::{

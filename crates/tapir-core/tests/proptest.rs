@@ -599,6 +599,7 @@ impl World {
                 }
                 EventBody::Parked { call, .. } | EventBody::Unparked { call, .. } => Some(*call),
                 EventBody::DigitsGenerated { call } => Some(*call),
+                EventBody::CallMedia { call, .. } => Some(*call),
                 EventBody::CompletionDone { call, .. } => *call,
                 EventBody::Reply { request, .. } => {
                     *self.replies.entry(*request).or_insert(0) += 1;

@@ -32,6 +32,7 @@
 use crate::dtmf::{DtmfFrame, DtmfReceiver, DtmfSender};
 use crate::g711::{Law, transcode_in_place};
 use crate::playout::Playout;
+use crate::prompt::PromptPlayer;
 use crate::rtcp::{self, ReceptionStats, ReportBlock, RtcpItem, SenderInfo};
 use crate::rtp::{self, RtpPacket};
 use crate::sdp::{Codec, Direction, Negotiated};
@@ -71,6 +72,9 @@ pub enum Source {
     Bridge(u64),
     /// A generated tone or hold music.
     Tone(ToneKind),
+    /// A prompt started with [`MediaEngine::play_prompt`] (this playing's
+    /// number); set with [`MediaEngine::set_source`] alone it is silence.
+    Prompt(u64),
 }
 
 /// Where and how to send media to a leg, from the SDP exchange.
@@ -111,6 +115,13 @@ pub enum MediaEvent {
     RtpTimeout {
         /// The leg.
         leg: LegId,
+    },
+    /// A non-looping prompt played to its end on a leg (reported once).
+    PromptDone {
+        /// The leg.
+        leg: LegId,
+        /// The playing's number given to [`MediaEngine::play_prompt`].
+        play: u64,
     },
 }
 
@@ -382,6 +393,8 @@ struct Leg {
     direction: Direction,
     out: OutStream,
     tone: Option<ToneGenerator>,
+    /// The prompt of [`Source::Prompt`].
+    prompt: Option<PromptPlayer>,
     dtmf_tx: DtmfSender,
     dtmf_rx: DtmfReceiver,
     mix_in: Playout,
@@ -825,6 +838,38 @@ impl State {
             pcm,
             ..
         } = self;
+        // Prompts advance whether or not the leg can be sent to now, so
+        // that their end is reported on time.
+        for (id, leg) in legs.iter_mut() {
+            let (Source::Prompt(play), Some(p)) = (leg.source, leg.prompt.as_mut()) else {
+                continue;
+            };
+            pcm.clear();
+            pcm.resize(FRAME_SAMPLES, 0);
+            if p.fill(pcm) {
+                shared.emit(MediaEvent::PromptDone { leg: *id, play });
+            }
+            if leg.dtmf_tx.is_busy() {
+                continue;
+            }
+            let Some((to, remote)) = leg.send_to() else {
+                continue;
+            };
+            payload.clear();
+            remote.codec.law().encode(pcm, payload);
+            let (seq, ts, marker) = leg.out.generated(now);
+            rtp::write_packet(
+                pkt,
+                marker,
+                remote.codec.payload_type(),
+                seq,
+                ts,
+                leg.out.ssrc,
+                payload,
+            );
+            send_on(stats, leg, pkt, to);
+            stats.generated += 1;
+        }
         // Generated media and DTMF, per leg.
         for leg in legs.values_mut() {
             let Some((to, remote)) = leg.send_to() else {
@@ -1202,6 +1247,7 @@ impl MediaEngine {
                 direction: Direction::SendRecv,
                 out: OutStream::new(rnd),
                 tone: None,
+                prompt: None,
                 dtmf_tx: DtmfSender::new(),
                 dtmf_rx: DtmfReceiver::new(),
                 mix_in: Playout::new(),
@@ -1337,6 +1383,7 @@ impl MediaEngine {
         }
         if let Some(l) = state.legs.get_mut(&leg) {
             l.source = source;
+            l.prompt = None;
             l.mix_in.clear();
             l.tone = match (source, &self.shared.config.hold_music) {
                 (Source::Tone(ToneKind::HoldMusic), Some(m)) => {
@@ -1348,6 +1395,33 @@ impl MediaEngine {
         }
         debug!(%leg, ?source, "media source");
         Ok(())
+    }
+
+    /// Plays a prompt (8 kHz mono samples, e.g. from
+    /// [`crate::prompt::PromptCatalog::load`]) to a leg instead of what it
+    /// heard, from the start, once or `looping`; a non-looping prompt ends in
+    /// silence and [`MediaEvent::PromptDone`] with `play`. Asking again for
+    /// the playing already under way changes nothing.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn play_prompt(
+        &self,
+        leg: LegId,
+        play: u64,
+        samples: Arc<[i16]>,
+        looping: bool,
+    ) -> Result<(), MediaError> {
+        let playing = self.with_leg(leg, |l| {
+            l.source == Source::Prompt(play) && l.prompt.is_some()
+        })?;
+        if playing {
+            return Ok(());
+        }
+        self.set_source(leg, Source::Prompt(play))?;
+        self.with_leg(leg, |l| {
+            l.prompt = Some(PromptPlayer::new(samples, looping))
+        })
     }
 
     /// Sets tapir's direction on a leg (what tapir's last SDP said):

@@ -10,6 +10,7 @@
 //! - [`rtcp`]: RTCP reports tapir generates per leg and reads from phones.
 //! - [`srtp`]: SDES-keyed SRTP (`a=crypto`, protect/unprotect).
 //! - [`playout`]: the mixer's per-participant playout queue.
+//! - [`prompt`]: prompts played on route point calls (WAV files and built-ins).
 //! - [`wav`]: hold music from a WAV file.
 //! - [`engine`]: the tokio media plane (sockets, relay, mixer, generators).
 //!
@@ -21,10 +22,10 @@
 //! | leg created / INVITE received | [`MediaEngine::allocate`], then [`SdpSession::new`] with the returned address |
 //! | `AnswerLeg` (peer offered) | [`SdpSession::answer`] → 200 OK body, then [`MediaEngine::apply`] |
 //! | `Reoffer { direction }` | [`SdpSession::offer`] → re-INVITE body; on the 200 OK [`SdpSession::accept_answer`] then [`MediaEngine::apply`] |
-//! | `Media { source }` | [`MediaEngine::set_source`] (`Silence`, `Bridge(id)`, `Tone(kind)`) |
+//! | `Media { source }` | [`MediaEngine::set_source`] (`Silence`, `Bridge(id)`, `Tone(kind)`); a `Prompt` with [`MediaEngine::play_prompt`] |
 //! | `SendDigits { digits }` | [`MediaEngine::send_digits`] |
 //! | `ReleaseLeg` | [`MediaEngine::release`] |
-//! | [`MediaEvent::DigitsReceived`] / [`MediaEvent::RtpTimeout`] | inputs back to the switch |
+//! | [`MediaEvent::DigitsReceived`] / [`MediaEvent::RtpTimeout`] / [`MediaEvent::PromptDone`] | inputs back to the switch |
 //!
 //! An SDP error ([`sdp::SdpError`]) is answered with 488 Not Acceptable Here.
 //!
@@ -52,6 +53,7 @@ pub mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod playout;
+pub mod prompt;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

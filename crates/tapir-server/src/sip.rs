@@ -25,6 +25,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+/// The prompts of `config`: `<data_dir>/prompts/<name>.wav`, then the
+/// built-in ones (route point calls play them, see `POST /v1/calls/{call}/play`).
+pub fn prompt_catalog(config: &Config) -> tapir_media::prompt::PromptCatalog {
+    tapir_media::prompt::PromptCatalog::new(config.data_dir.join("prompts"))
+}
+
 /// The running SIP side.
 #[derive(Debug)]
 pub struct SipRunning {
@@ -246,22 +252,28 @@ pub async fn start(
         }
     }));
     let e = engine.clone();
+    let prompts = prompt_catalog(config);
     tasks.push(tokio::spawn(async move {
         while let Some(command) = media_rx.recv().await {
-            apply_media(&e, command);
+            apply_media(&e, &prompts, command);
         }
     }));
     let h = handle.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(event) = media_events.recv().await {
-            if let MediaEvent::DigitsReceived { leg, digits } = event {
-                let input = Input::Leg {
+            let input = match event {
+                MediaEvent::DigitsReceived { leg, digits } => Input::Leg {
                     leg: LegId(leg.0),
                     event: LegEvent::Digits(digits),
-                };
-                if h.input(input).await.is_err() {
-                    return;
-                }
+                },
+                MediaEvent::PromptDone { leg, play } => Input::Leg {
+                    leg: LegId(leg.0),
+                    event: LegEvent::PromptDone(play),
+                },
+                MediaEvent::RtpTimeout { .. } => continue,
+            };
+            if h.input(input).await.is_err() {
+                return;
             }
         }
     }));
@@ -274,14 +286,35 @@ pub async fn start(
     }))
 }
 
-/// Carry one of the B2BUA's media commands to the engine.
-fn apply_media(engine: &MediaEngine, command: MediaCommand) {
+/// Carry one of the B2BUA's media commands to the engine; a prompt is read
+/// from `prompts` (a prompt that cannot be read plays as an empty one, which
+/// ends at once and is reported done).
+fn apply_media(
+    engine: &MediaEngine,
+    prompts: &tapir_media::prompt::PromptCatalog,
+    command: MediaCommand,
+) {
     let result = match command {
         // The offer/answer outcome: SRTP keys first (a secured leg never
         // goes back to plain RTP: the engine refuses), then the far end's
         // address, codec, telephone-event and tapir's direction.
         MediaCommand::Remote { leg, negotiated } => {
             engine.apply(tapir_media::engine::LegId(leg.0), &negotiated)
+        }
+        MediaCommand::Source {
+            leg,
+            source: MediaSource::Prompt(p),
+        } => {
+            let samples = prompts.load(&p.name).unwrap_or_else(|e| {
+                tracing::warn!(prompt = %p.name, "prompt not played: {e}");
+                Arc::from(Vec::new())
+            });
+            engine.play_prompt(
+                tapir_media::engine::LegId(leg.0),
+                p.play,
+                samples,
+                p.looping,
+            )
         }
         MediaCommand::Source { leg, source } => {
             let source = match source {
@@ -294,6 +327,7 @@ fn apply_media(engine: &MediaEngine, command: MediaCommand) {
                     Tone::Reorder => ToneKind::Reorder,
                     Tone::HoldMusic => ToneKind::HoldMusic,
                 }),
+                MediaSource::Prompt(_) => Source::Silence,
             };
             engine.set_source(tapir_media::engine::LegId(leg.0), source)
         }

@@ -721,6 +721,8 @@ async fn openapi_lists_every_path() {
         ("/v1/calls/{call}/handoff", "post"),
         ("/v1/calls/{call}/digits", "post"),
         ("/v1/calls/{call}/privilege", "post"),
+        ("/v1/calls/{call}/play", "post"),
+        ("/v1/calls/{call}/stop-media", "post"),
         ("/v1/translate", "post"),
         ("/v1/locations", "get"),
         ("/v1/locations", "put"),
@@ -747,7 +749,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        51,
+        53,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

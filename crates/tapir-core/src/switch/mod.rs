@@ -10,6 +10,7 @@
 mod admin;
 mod conference;
 mod features;
+mod media;
 mod ops;
 mod route;
 mod signal;
@@ -18,8 +19,8 @@ use crate::config::{AppConfig, LineConfig, SwitchConfig};
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{AppId, BridgeId, CallId, CompletionId, LegId, LineId, RequestId, Timestamp};
 use crate::output::{
-    AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, MediaSource, Output, ReleaseCause,
-    Reply, Tone,
+    AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, MediaSource, Output, PromptPlay,
+    ReleaseCause, Reply, Tone,
 };
 use crate::types::{
     CallOrigin, CallReason, CallState, CallStateKind, CompletionMode, ConnectedMode, ForwardRule,
@@ -141,6 +142,10 @@ pub enum Command {
     GenerateDigits(CallId, String),
     /// [`Switch::set_call_privilege`].
     SetCallPrivilege(CallId, Privilege),
+    /// [`Switch::play_prompt`] (route point call, prompt name, loop).
+    PlayPrompt(CallId, String, bool),
+    /// [`Switch::stop_media`].
+    StopMedia(CallId),
 }
 
 /// Which operation a consultation call was made for.
@@ -199,6 +204,8 @@ pub(crate) struct Call {
     pub pending: Pending,
     pub no_answer_timer: Option<(Timestamp, u64)>,
     pub forward_hops: u8,
+    /// For a route point call tapir terminates: the prompt it plays to the caller.
+    pub prompt: Option<PromptPlay>,
 }
 
 /// The set of calls that hear each other.
@@ -603,6 +610,10 @@ impl Switch {
             Handoff(c, target) => self.op_handoff(app, c, target).map(|_| Reply::Done),
             GenerateDigits(c, d) => self.op_generate_digits(app, c, &d).map(|_| Reply::Done),
             SetCallPrivilege(c, p) => self.op_set_call_privilege(app, c, p).map(|_| Reply::Done),
+            PlayPrompt(c, name, looping) => self
+                .op_play_prompt(app, c, &name, looping)
+                .map(|_| Reply::Done),
+            StopMedia(c) => self.op_stop_media(app, c).map(|_| Reply::Done),
         }
     }
 
@@ -815,6 +826,7 @@ impl Switch {
             pending: Pending::None,
             no_answer_timer: None,
             forward_hops: spec.forward_hops,
+            prompt: None,
         };
         self.m
             .by_address
@@ -1285,7 +1297,14 @@ impl Switch {
                             .filter_map(|o| self.m.calls.get(o).map(|c| &**c))
                             .filter(|o| self.is_participant(o))
                             .collect();
-                        if others.iter().any(|o| Self::is_talking(o)) {
+                        let prompt = match others.as_slice() {
+                            [o] if Self::is_talking(o) && o.leg.is_none() => o.prompt.clone(),
+                            _ => None,
+                        };
+                        if let Some(p) = prompt {
+                            // The route point's app plays a prompt to its caller.
+                            (MediaSource::Prompt(p), Direction::SendRecv)
+                        } else if others.iter().any(|o| Self::is_talking(o)) {
                             (MediaSource::Bridge(b), Direction::SendRecv)
                         } else if others.iter().any(|o| o.state.is_held()) {
                             (MediaSource::Tone(Tone::HoldMusic), Direction::SendOnly)
@@ -1324,7 +1343,7 @@ impl Switch {
             if remote_effect.is_some() {
                 l.remote_asked = Some(own_hold);
             }
-            l.media = source;
+            l.media = source.clone();
         }
         if let Some(e) = remote_effect {
             self.effect(e);

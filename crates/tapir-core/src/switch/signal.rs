@@ -34,6 +34,9 @@ pub enum LegEvent {
     /// The device asked to transfer its far party to the far party of its
     /// other call `replaces` (REFER with Replaces: attended transfer).
     ReferReplaces(LegId),
+    /// The media plane played a prompt to the leg's device to its end (the
+    /// `play` number of [`crate::PromptPlay`]).
+    PromptDone(u64),
 }
 
 impl Switch {
@@ -279,6 +282,7 @@ impl Switch {
                 }
             }
             LegEvent::Digits(digits) => self.device_digits(call, digits),
+            LegEvent::PromptDone(play) => self.prompt_done(call, play),
             LegEvent::Refer(_) | LegEvent::ReferReplaces(_) => {
                 // Outcome reported to nobody here; drivers use `refer`.
                 let _ = self.refer_inner(leg, event);
@@ -373,6 +377,7 @@ impl Switch {
             call,
             digits: ev_digits.clone(),
         });
+        self.route_point_digits(call, &digits);
         if !matches!(
             self.state(call),
             CallState::Dialtone(_) | CallState::Dialing

@@ -688,3 +688,53 @@ pub async fn privilege(
     )
     .await
 }
+
+/// Body of `play`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlayBody {
+    /// The prompt: a file `<data_dir>/prompts/<name>.wav`, or a built-in
+    /// (`beep`, `dialtone`, `ringback`, `busy`, `reorder`, `tone-<hz>`).
+    pub prompt: String,
+    /// Repeat until `stop-media` instead of ending with `call.media` `done`.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+}
+
+/// Play a prompt to the party connected to a route point call (TAPI 3's
+/// media playback terminal on a call tapir terminates): the caller hears it
+/// instead of silence; a prompt that plays to its end sends `call.media`
+/// `{"media":"prompt","state":"done"}` to the call's apps.
+#[utoipa::path(post, path = "/v1/calls/{call}/play", tag = "calls",
+    params(("call" = String, Path, description = "a connected route point call")), request_body = PlayBody,
+    responses((status = 200, description = "the call", body = CallObject),
+              (status = "4XX", description = "TAPI error (`invalparam` for an unknown prompt)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn play(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(call): Path<String>,
+    ApiJson(b): ApiJson<PlayBody>,
+) -> Result<Response, ApiError> {
+    let call = call_id(&call)?;
+    let catalog = st.prompts.clone();
+    let name = b.prompt.clone();
+    tokio::task::spawn_blocking(move || catalog.load(&name))
+        .await
+        .map_err(|_| ApiError::unavailable())?
+        .map_err(|e| ApiError::param(e.to_string()))?;
+    run(
+        &st,
+        &app,
+        "play",
+        call,
+        Command::PlayPrompt(call, b.prompt, b.looping),
+    )
+    .await
+}
+
+plain_op!(
+    /// Stop the prompt playing on a route point call (`call.media`
+    /// `stopped`); nothing playing is not an error.
+    stop_media, "/v1/calls/{call}/stop-media", "stopmedia", StopMedia, CallObject, "the call"
+);

@@ -57,6 +57,8 @@ pub struct LineView {
 pub struct Shared {
     /// The switch.
     pub handle: SwitchHandle,
+    /// The prompts route point calls play.
+    pub prompts: tapir_media::prompt::PromptCatalog,
     /// Apps by the SHA-256 of their token (tokens are not kept in clear);
     /// the operator endpoints add, change and remove them.
     pub apps: RwLock<HashMap<[u8; 32], Arc<AppCtx>>>,
@@ -540,6 +542,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::handoff))
         .routes(routes!(calls::digits))
         .routes(routes!(calls::privilege))
+        .routes(routes!(calls::play))
+        .routes(routes!(calls::stop_media))
         .routes(routes!(translate::translate))
         .routes(routes!(translate::get_locations, translate::put_locations))
         .routes(routes!(translate::get_cards, translate::put_cards))
