@@ -1,7 +1,9 @@
 //! Property test of the switch: random sequences of app operations (from
 //! three apps with different privileges) and device reports (answer, hang up,
-//! hold, digits, REFER, busy/reject/unreachable phones, time passing), with
-//! the switch's invariants checked after every step:
+//! hold, digits, REFER, busy/reject/unreachable phones, time passing), route
+//! points used as an IVR (prompts played and stopped, the media plane's end
+//! reports, the caller's digit, transfer on), with the switch's invariants
+//! checked after every step:
 //!
 //! - the switch's own consistency check (one state per call, bridges and
 //!   calls agree, conferences list exactly their members, legs point back);
@@ -25,6 +27,8 @@ use tapir_core::sim::{Behaviour, Sim};
 use tapir_core::*;
 
 const PHONES: [&str; 5] = ["1001", "1002", "1003", "1004", "1005"];
+/// Prompt names, the last one malformed.
+const PROMPTS: [&str; 3] = ["beep", "welcome", "../etc"];
 const DESTS: [&str; 10] = [
     "1001", "1002", "1003", "1004", "1005", "2001", "7001", "5551234", "*9", "x!",
 ];
@@ -43,6 +47,8 @@ enum Step {
     Behave(usize, Behaviour),
     Replaces(usize, usize),
     Flow(usize, u8, usize, usize, bool),
+    PromptDone(usize, bool),
+    Ivr(usize, usize, usize, bool, bool),
     Advance(u64),
 }
 
@@ -77,6 +83,8 @@ enum Cmd {
     Handoff(usize, bool),
     Digits(usize),
     Privilege(usize, bool),
+    Play(usize, usize, bool),
+    StopMedia(usize),
 }
 
 fn behaviour() -> impl Strategy<Value = Behaviour> {
@@ -124,6 +132,8 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         1 => (c.clone(), any::<bool>()).prop_map(|(x, m)| Cmd::Handoff(x, m)),
         1 => c.clone().prop_map(Cmd::Digits),
         1 => (c.clone(), any::<bool>()).prop_map(|(x, m)| Cmd::Privilege(x, m)),
+        1 => (c.clone(), 0usize..PROMPTS.len(), any::<bool>()).prop_map(|(x, n, l)| Cmd::Play(x, n, l)),
+        1 => c.clone().prop_map(Cmd::StopMedia),
     ]
 }
 
@@ -143,6 +153,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (p.clone(), p.clone()).prop_map(|(x, y)| Step::Replaces(x, y)),
         4 => (0usize..3, 0u8..5, 0usize..5, 0usize..5, any::<bool>())
             .prop_map(|(a, f, x, y, b)| Step::Flow(a, f, x, y, b)),
+        1 => (p.clone(), any::<bool>()).prop_map(|(x, real)| Step::PromptDone(x, real)),
+        2 => (0usize..3, p.clone(), 0usize..5, any::<bool>(), any::<bool>())
+            .prop_map(|(a, x, d, done, t)| Step::Ivr(a, x, d, done, t)),
         2 => prop_oneof![Just(1_000u64), Just(7_000), Just(30_000), Just(200_000)].prop_map(Step::Advance),
     ]
 }
@@ -342,6 +355,8 @@ impl World {
                 },
             ),
             Cmd::Digits(x) => C::GenerateDigits(self.call(*x), "12#".into()),
+            Cmd::Play(x, n, looping) => C::PlayPrompt(self.call(*x), PROMPTS[*n].into(), *looping),
+            Cmd::StopMedia(x) => C::StopMedia(self.call(*x)),
             Cmd::Privilege(x, owner) => C::SetCallPrivilege(
                 self.call(*x),
                 if *owner {
@@ -372,6 +387,23 @@ impl World {
                 .sim
                 .phone(PHONES[*p])
                 .report(LegEvent::Digits(d.clone())),
+            Step::PromptDone(p, real) => {
+                // The media plane reports the end of the prompt playing at
+                // the route point (or of one that never played).
+                let play = self
+                    .sim
+                    .calls_at("2001")
+                    .into_iter()
+                    .find_map(|c| self.sim.switch.prompt_of(c).map(|p| p.play))
+                    .filter(|_| *real)
+                    .unwrap_or(999_999);
+                self.sim
+                    .phone(PHONES[*p])
+                    .report(LegEvent::PromptDone(play));
+            }
+            Step::Ivr(a, p, d, done, transfer) => {
+                self.ivr(self.apps[*a], PHONES[*p], DESTS[*d], *done, *transfer)?;
+            }
             Step::PhoneDials(p, d) => {
                 self.sim.phone(PHONES[*p]).dial(DESTS[*d]);
             }
@@ -460,6 +492,46 @@ impl World {
                     && self.sim.switch.bridge_calls(*c).len() == 2
             })
         })
+    }
+
+    /// The call-centre flow random single steps rarely reach: a phone calls
+    /// the route point, `app` answers, plays a prompt, the caller sends a
+    /// digit, the prompt ends (or not), and the caller is transferred on
+    /// (or dropped).
+    fn ivr(
+        &mut self,
+        app: AppId,
+        phone: &str,
+        to: &str,
+        done: bool,
+        transfer: bool,
+    ) -> Result<(), String> {
+        self.sim.phone(phone).dial("2001");
+        self.check()?;
+        let Some(rp) = self
+            .sim
+            .calls_at("2001")
+            .into_iter()
+            .rev()
+            .find(|c| self.sim.state(*c) == Some(CallStateKind::Offering))
+        else {
+            return Ok(());
+        };
+        let _ = self.exec(app, Command::Answer(rp))?;
+        let _ = self.exec(app, Command::PlayPrompt(rp, "welcome".into(), !done))?;
+        self.sim.phone(phone).report(LegEvent::Digits("1".into()));
+        self.check()?;
+        if let Some(play) = self.sim.switch.prompt_of(rp).map(|p| p.play) {
+            self.sim.phone(phone).report(LegEvent::PromptDone(play));
+            self.check()?;
+        }
+        let next = if transfer {
+            Command::BlindTransfer(rp, to.into())
+        } else {
+            Command::StopMedia(rp)
+        };
+        let _ = self.exec(app, next)?;
+        Ok(())
     }
 
     /// A multi-step operation that random single steps rarely reach:
