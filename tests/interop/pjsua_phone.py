@@ -19,6 +19,8 @@ Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer
                                 (the audio stream's transport, whether pjmedia's SRTP is
                                  active on it, and the last SDP the phone wrote and read
                                  when it built its own: its offer, or tapir's offer it answered)
+           {"cmd": "report_dtmf"} -> {"event": "reporting_dtmf"}, then {"event": "dtmf", "digit": "5"}
+                                (for each RFC 4733 digit the phone receives from now on)
 Options:   --srtp mandatory|optional  SRTP with SDES keys (pjsua2 srtpUse), only over a
                                       secure (TLS) signalling hop; without it: no SRTP
 Events:    {"event": "ready"} | {"event": "reg", "code": 200}
@@ -90,6 +92,10 @@ class Call(pj.Call):
         info = self.getInfo()
         emit(event="call", state=info.stateText, code=int(info.lastStatusCode))
 
+    def onDtmfDigit(self, prm):
+        if self.account.report_dtmf:
+            emit(event="dtmf", digit=prm.digit)
+
     def onCallMediaState(self, prm):
         info = self.getInfo()
         status = "none"
@@ -115,6 +121,7 @@ class Account(pj.Account):
         self.calls = []
         self.players = []  # "play": sources sent into every active call
         self.listeners = []  # "listen": recorders of every active call
+        self.report_dtmf = False  # "report_dtmf": emit the digits received
 
     def onRegState(self, prm):
         emit(event="reg", code=int(prm.code))
@@ -289,6 +296,9 @@ def main():
                 dump = call.dump(True, "")
                 emit(event="media_info", proto=proto, srtp="SRTP status: Active" in dump,
                      local_sdp=call.local_sdp, remote_sdp=call.remote_sdp)
+            elif name == "report_dtmf":
+                acc.report_dtmf = True
+                emit(event="reporting_dtmf")
             elif name == "quit":
                 break
             else:

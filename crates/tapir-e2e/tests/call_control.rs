@@ -139,12 +139,28 @@ async fn generate_digits_and_digits_from_a_phone() {
     assert_eq!(code, "invalcallstate");
     call.answer().await.unwrap();
     b.call_state("CONFIRMED").await;
+    b.cmd("report_dtmf").await;
+    b.wait_event("DTMF reporting on", |e| e["event"] == "reporting_dtmf")
+        .await;
     call.generate_digits("12#").await.unwrap();
     ev.wait(
         "digits.generated",
         |e| matches!(&e.kind, EventKind::DigitsGenerated { call: c } if c == &at_rp),
     )
     .await;
+    // The phone receives them as RFC 4733 events, in order.
+    let mut heard = String::new();
+    for _ in 0..3 {
+        let e = b.wait_event("a DTMF digit", |e| e["event"] == "dtmf").await;
+        heard.push_str(e["digit"].as_str().unwrap());
+    }
+    assert_eq!(heard, "12#");
+    // lineDial on a connected call sends DTMF too.
+    call.dial("9").await.unwrap();
+    let e = b
+        .wait_event("the dialled digit", |e| e["event"] == "dtmf")
+        .await;
+    assert_eq!(e["digit"], "9");
     b.send(serde_json::json!({"cmd": "dtmf", "digits": "47"}))
         .await;
     // The digits may be reported on the phone's call and on the route
