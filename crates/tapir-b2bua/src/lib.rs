@@ -17,6 +17,14 @@
 //!
 //! [`driver`] runs it on a tokio UDP socket next to the switch's task.
 //!
+//! Media: each leg has one `tapir_media::sdp::SdpSession` (RFC 3264 offer
+//! and answer), and the outcome of every exchange reaches the media plane
+//! as [`MediaCommand::Remote`]. SRTP keys (SDES, RFC 4568) travel only over
+//! SIP over TLS: an RTP/SAVP offer over UDP or TCP gets 488; a phone reached
+//! over TLS is offered RTP/SAVP (and invited once more with RTP/AVP if it
+//! refuses); `Effect::SecureMedia` re-offers a TLS leg RTP/SAVP. A leg once
+//! secured never falls back: a plain offer gets 488, a plain answer a BYE.
+//!
 //! Leg ids: the core numbers the legs it creates; legs of INVITEs that
 //! phones send are numbered here from [`INBOUND_LEG_BASE`] up, so the two
 //! ranges never meet.

@@ -1454,3 +1454,57 @@ fn an_offerless_invite_gets_tapirs_offer_and_the_answer_in_the_ack_reaches_the_m
     assert_eq!(a[0].codec, tapir_media::Codec::Pcmu);
     assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
 }
+
+#[test]
+fn a_call_secured_while_ringing_is_re_offered_srtp_once_answered() {
+    let mut w = World::over(SipTransport::Tls);
+    let app = owner_app(&mut w);
+    w.phone_sends(A, invite_from_a("call-s8"));
+    let invite_b = w.take(B).pop().unwrap();
+    assert!(body(&invite_b).contains("RTP/SAVP"));
+    w.phone_sends(B, responds(&invite_b, 180, "b1", B, ""));
+    // The app secures the ringing call: nothing can be re-offered yet.
+    let call = w.switch.calls_at("1001")[0];
+    let ts = w.ts();
+    w.switch.secure_call(ts, app, call).unwrap();
+    w.pump();
+    assert_eq!(kinds(&w.take(A)), vec!["100", "180"]);
+    assert!(w.take(B).is_empty());
+    w.phone_sends(
+        B,
+        responds(&invite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
+    );
+    let ok = w.take(A).pop().unwrap();
+    assert_eq!(ok.status_code(), Some(200));
+    assert!(!body(&ok).contains("a=crypto"), "A offered plain RTP");
+    // A's ACK confirms its leg: tapir re-offers it SRTP at once.
+    w.phone_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-s8", ""));
+    let reinvite = w.take(A).pop().expect("re-INVITE to A");
+    assert_eq!(reinvite.method().unwrap().to_string(), "INVITE");
+    let key_to_a = crypto_key(&body(&reinvite));
+    w.phone_sends(A, responds(&reinvite, 200, "a1", A, &sdp_a_secure()));
+    let a = remotes(&w, true)
+        .last()
+        .unwrap()
+        .srtp
+        .expect("A's leg secured");
+    assert_eq!((a.local, a.remote), (key_to_a, decode(KEY_A)));
+    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+}
+
+#[test]
+fn a_phone_refusing_srtp_on_a_call_secured_while_ringing_is_not_invited_again_with_rtp() {
+    let mut w = World::over(SipTransport::Tls);
+    let app = owner_app(&mut w);
+    w.phone_sends(A, invite_from_a("call-s9"));
+    let invite_b = w.take(B).pop().unwrap();
+    w.phone_sends(B, responds(&invite_b, 180, "b1", B, ""));
+    let call = w.switch.calls_at("1001")[0];
+    let ts = w.ts();
+    w.switch.secure_call(ts, app, call).unwrap();
+    w.pump();
+    // 1002 cannot do SRTP: the secured call does not fall back to RTP.
+    w.phone_sends(B, responds(&invite_b, 488, "b1", B, ""));
+    assert_eq!(kinds(&w.take(B)), vec!["ACK"]);
+    assert!(w.state_at("1002").is_empty());
+}
