@@ -9,6 +9,7 @@
 //! on the wire) and [`SwitchHandle::input`] (what the wire reported); it gets
 //! fresh leg ids with `handle.with(|sw, _| sw.allocate_leg())`.
 
+use crate::cdr::Touched;
 use crate::journal::Journal;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,8 +28,9 @@ pub struct SwitchStopped;
 type Job = Box<dyn FnOnce(&mut Switch, Timestamp) -> Box<dyn FnOnce() + Send> + Send>;
 
 /// Called inside the switch task after every step that produced output or
-/// ran a job (the store's observer: CDRs, completion set, id reservation).
-pub type StepObserver = Box<dyn FnMut(&Switch, Timestamp) + Send>;
+/// ran a job, with what the step's outputs named (the store's observer:
+/// CDRs, completion set, id reservation).
+pub type StepObserver = Box<dyn FnMut(&Switch, Timestamp, &Touched) + Send>;
 
 enum Msg {
     Job(Job),
@@ -168,7 +170,8 @@ async fn run(
     journal: Arc<Journal>,
     mut observer: Option<StepObserver>,
 ) {
-    drain(&mut switch, &effects, &journal);
+    let mut touched = Touched::default();
+    drain(&mut switch, &effects, &journal, &mut touched);
     loop {
         let deadline = switch.poll_timeout().map(|at| {
             let wait = at.0.saturating_sub(now().0);
@@ -185,10 +188,11 @@ async fn run(
                 None => break,
                 Some(Msg::Job(job)) => {
                     let answer = job(&mut switch, now());
-                    drain(&mut switch, &effects, &journal);
+                    drain(&mut switch, &effects, &journal, &mut touched);
                     if let Some(o) = observer.as_mut() {
-                        o(&switch, now());
+                        o(&switch, now(), &touched);
                     }
+                    touched.clear();
                     answer();
                 }
                 Some(Msg::Input(input)) => {
@@ -199,19 +203,27 @@ async fn run(
                 switch.handle(now(), Input::Timeout);
             }
         }
-        let stepped = drain(&mut switch, &effects, &journal) > 0;
+        let stepped = drain(&mut switch, &effects, &journal, &mut touched) > 0;
         if stepped && let Some(o) = observer.as_mut() {
-            o(&switch, now());
+            o(&switch, now(), &touched);
         }
+        touched.clear();
     }
     tracing::debug!("switch task stopped");
 }
 
-/// Hand out the switch's outputs; returns how many there were.
-fn drain(switch: &mut Switch, effects: &broadcast::Sender<Effect>, journal: &Journal) -> usize {
+/// Hand out the switch's outputs, noting what they name; returns how many
+/// there were.
+fn drain(
+    switch: &mut Switch,
+    effects: &broadcast::Sender<Effect>,
+    journal: &Journal,
+    touched: &mut Touched,
+) -> usize {
     let mut n = 0;
     while let Some(out) = switch.poll_output() {
         n += 1;
+        touched.note(&out);
         match out {
             Output::Effect(e) => {
                 tracing::trace!(effect = ?e, "effect");

@@ -22,7 +22,7 @@
 use crate::wire::rfc3339;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use tapir_core::{CallId, CallOrigin, CallStateKind, Switch, Timestamp};
+use tapir_core::{CallId, CallOrigin, CallStateKind, LegId, Switch, Timestamp};
 use tapir_store::NewCdr;
 use utoipa::ToSchema;
 
@@ -96,6 +96,12 @@ pub struct Tracker {
     /// Calls of written records that the switch still holds (idle, an app
     /// has not deallocated them): never a record again.
     finished: HashSet<CallId>,
+    /// The leg of each call in a record (effects name legs).
+    legs: HashMap<LegId, CallId>,
+    /// The highest call id seen.
+    max_seen: u64,
+    /// When every call was last looked at.
+    last_full: Timestamp,
     open: HashMap<u64, Open>,
     next: u64,
 }
@@ -147,102 +153,139 @@ impl Tracker {
     /// Look at the switch after one step: new calls join or open records,
     /// answers and ends are noted; records whose calls all ended come back,
     /// ready for the store.
-    pub fn after_step(&mut self, sw: &Switch, now: Timestamp) -> Vec<NewCdr> {
-        let calls = sw.all_calls();
-        self.finished.retain(|id| calls.binary_search(id).is_ok());
-        for id in &calls {
-            if self.finished.contains(id) {
-                continue;
-            }
-            let Some(c) = sw.call_summary(*id) else {
-                continue;
-            };
-            let key = match self.by_call.get(id) {
-                Some(k) => *k,
-                None => {
-                    let joined = sw
-                        .bridge_calls(*id)
-                        .into_iter()
-                        .chain(c.member_of)
-                        .find_map(|other| self.by_call.get(&other).copied())
-                        .filter(|k| self.open.contains_key(k));
-                    let key = match joined {
-                        Some(k) => k,
-                        None => {
-                            self.next += 1;
-                            self.open.insert(
-                                self.next,
-                                Open {
-                                    started_at: c.created_at,
-                                    answered_at: None,
-                                    parties: Vec::new(),
-                                    origin: c.origin,
-                                    live: Vec::new(),
-                                    end_reason: None,
-                                    operations: Vec::new(),
-                                },
-                            );
-                            self.next
-                        }
-                    };
-                    self.by_call.insert(*id, key);
-                    if let Some(o) = self.open.get_mut(&key) {
-                        let role = match c.origin {
-                            CallOrigin::Outbound => "caller",
-                            CallOrigin::Internal | CallOrigin::External => "called",
-                            CallOrigin::Conference => "party",
-                        };
-                        o.parties.push(CdrParty {
-                            address: c.address.to_string(),
-                            call: id.to_string(),
-                            role: role.into(),
-                        });
-                        o.live.push(*id);
-                        if let Some(ops) = self.pending.remove(id) {
-                            o.operations.extend(ops);
-                        }
-                    }
-                    key
-                }
-            };
-            let Some(o) = self.open.get_mut(&key) else {
-                continue;
-            };
-            match c.state {
-                CallStateKind::Connected if o.answered_at.is_none() => o.answered_at = Some(now),
-                CallStateKind::Busy if o.end_reason.is_none() => {
-                    o.end_reason = Some("busy".into());
-                }
-                CallStateKind::Disconnected if o.end_reason.is_none() => {
-                    let mode = sw
-                        .call_state_full(*id)
-                        .and_then(|s| s.mode())
-                        .map(name)
-                        .filter(|m| !m.is_empty());
-                    o.end_reason = Some(mode.unwrap_or_else(|| "normal".into()));
-                }
-                _ => {}
-            }
-            if c.state == CallStateKind::Idle {
-                o.live.retain(|x| x != id);
+    ///
+    /// Cheap per step: it looks at the calls created since the last step
+    /// (ids only grow) and at the calls the step's outputs named (`touched`:
+    /// calls of events, legs of effects). A full pass over every call runs
+    /// at most once a second (`FULL_SCAN_MS`) and catches any change that
+    /// named no call.
+    pub fn after_step(&mut self, sw: &Switch, now: Timestamp, touched: &Touched) -> Vec<NewCdr> {
+        for id in sw.calls_after(CallId(self.max_seen)) {
+            self.max_seen = self.max_seen.max(id.0);
+            self.see_new(sw, id);
+            self.update(sw, id, now);
+        }
+        let mut named: Vec<CallId> = touched.calls.clone();
+        named.extend(
+            touched
+                .legs
+                .iter()
+                .filter_map(|l| self.legs.get(l).copied()),
+        );
+        named.sort_unstable();
+        named.dedup();
+        for id in named {
+            if self.by_call.contains_key(&id) {
+                self.update(sw, id, now);
             }
         }
-        // Operations waiting for calls the switch no longer has are dropped.
-        self.pending.retain(|id, _| calls.binary_search(id).is_ok());
-        // Calls the switch freed are over too.
-        let gone: Vec<CallId> = self
-            .by_call
-            .keys()
-            .filter(|id| calls.binary_search(id).is_err())
-            .copied()
-            .collect();
-        for id in gone {
-            if let Some(key) = self.by_call.get(&id)
-                && let Some(o) = self.open.get_mut(key)
-            {
-                o.live.retain(|x| *x != id);
+        if now.0.saturating_sub(self.last_full.0) >= FULL_SCAN_MS {
+            self.last_full = now;
+            let calls = sw.all_calls();
+            let known: Vec<CallId> = self.by_call.keys().copied().collect();
+            for id in known {
+                self.update(sw, id, now);
+            }
+            self.finished.retain(|id| calls.binary_search(id).is_ok());
+            self.pending.retain(|id, _| calls.binary_search(id).is_ok());
+            let by_call = &self.by_call;
+            self.legs.retain(|_, c| by_call.contains_key(c));
+        }
+        self.close_done(now)
+    }
+
+    /// A call seen for the first time: it joins the record of a call in its
+    /// bridge (or its conference), or opens a record.
+    fn see_new(&mut self, sw: &Switch, id: CallId) {
+        if self.by_call.contains_key(&id) || self.finished.contains(&id) {
+            return;
+        }
+        let Some(c) = sw.call_summary(id) else {
+            return;
+        };
+        let joined = sw
+            .bridge_calls(id)
+            .into_iter()
+            .chain(c.member_of)
+            .find_map(|other| self.by_call.get(&other).copied())
+            .filter(|k| self.open.contains_key(k));
+        let key = match joined {
+            Some(k) => k,
+            None => {
+                self.next += 1;
+                self.open.insert(
+                    self.next,
+                    Open {
+                        started_at: c.created_at,
+                        answered_at: None,
+                        parties: Vec::new(),
+                        origin: c.origin,
+                        live: Vec::new(),
+                        end_reason: None,
+                        operations: Vec::new(),
+                    },
+                );
+                self.next
+            }
+        };
+        self.by_call.insert(id, key);
+        if let Some(leg) = sw.leg_of(id) {
+            self.legs.insert(leg, id);
+        }
+        if let Some(o) = self.open.get_mut(&key) {
+            let role = match c.origin {
+                CallOrigin::Outbound => "caller",
+                CallOrigin::Internal | CallOrigin::External => "called",
+                CallOrigin::Conference => "party",
+            };
+            o.parties.push(CdrParty {
+                address: c.address.to_string(),
+                call: id.to_string(),
+                role: role.into(),
+            });
+            o.live.push(id);
+            if let Some(ops) = self.pending.remove(&id) {
+                o.operations.extend(ops);
             }
         }
+    }
+
+    /// Note a known call's state: answered, busy, disconnected, ended.
+    fn update(&mut self, sw: &Switch, id: CallId, now: Timestamp) {
+        let Some(key) = self.by_call.get(&id).copied() else {
+            return;
+        };
+        let Some(o) = self.open.get_mut(&key) else {
+            return;
+        };
+        let Some(state) = sw.call_state(id) else {
+            // Freed by the switch: over.
+            o.live.retain(|x| *x != id);
+            return;
+        };
+        if let Some(leg) = sw.leg_of(id) {
+            self.legs.insert(leg, id);
+        }
+        match state {
+            CallStateKind::Connected if o.answered_at.is_none() => o.answered_at = Some(now),
+            CallStateKind::Busy if o.end_reason.is_none() => {
+                o.end_reason = Some("busy".into());
+            }
+            CallStateKind::Disconnected if o.end_reason.is_none() => {
+                let mode = sw
+                    .call_state_full(id)
+                    .and_then(|s| s.mode())
+                    .map(name)
+                    .filter(|m| !m.is_empty());
+                o.end_reason = Some(mode.unwrap_or_else(|| "normal".into()));
+            }
+            CallStateKind::Idle => o.live.retain(|x| *x != id),
+            _ => {}
+        }
+    }
+
+    /// Close the records whose calls all ended.
+    fn close_done(&mut self, now: Timestamp) -> Vec<NewCdr> {
         let done: Vec<u64> = self
             .open
             .iter()
@@ -263,6 +306,8 @@ impl Tracker {
                     true
                 }
             });
+            let by_call = &self.by_call;
+            self.legs.retain(|_, c| by_call.contains_key(c));
             let addresses = o.parties.iter().map(|p| p.address.clone()).collect();
             let cdr = Cdr {
                 id: String::new(),
@@ -296,11 +341,87 @@ impl Tracker {
     }
 }
 
+/// What one switch step's outputs named (collected by the switch task while
+/// it hands the outputs out).
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    /// Calls named by events (and by new legs).
+    pub calls: Vec<CallId>,
+    /// Legs named by effects.
+    pub legs: Vec<LegId>,
+}
+
+impl Touched {
+    /// Note what one output names.
+    pub fn note(&mut self, out: &tapir_core::Output) {
+        use tapir_core::{Effect, EventBody, Output};
+        match out {
+            Output::Event(ev) => match &ev.body {
+                EventBody::CallNew { call, .. }
+                | EventBody::CallState { call, .. }
+                | EventBody::CallInfo { call, .. }
+                | EventBody::Parked { call, .. }
+                | EventBody::DigitsReceived { call, .. }
+                | EventBody::DigitsGenerated { call } => self.calls.push(*call),
+                EventBody::Unparked { call, by, .. } => {
+                    self.calls.push(*call);
+                    self.calls.extend(*by);
+                }
+                EventBody::CompletionDone { call, .. } => self.calls.extend(*call),
+                // Others name no call (replies, lines, forwarding); the full
+                // pass covers anything new.
+                #[allow(unreachable_patterns)]
+                _ => {}
+            },
+            Output::Effect(e) => match e {
+                Effect::CreateLeg { leg, call, .. } => {
+                    self.calls.push(*call);
+                    self.legs.push(*leg);
+                }
+                Effect::Alert { leg }
+                | Effect::AnswerLeg { leg }
+                | Effect::RemoteAnswer { leg }
+                | Effect::Reoffer { leg, .. }
+                | Effect::Media { leg, .. }
+                | Effect::Redirect { leg, .. }
+                | Effect::ReleaseLeg { leg, .. }
+                | Effect::SendDigits { leg, .. }
+                | Effect::SecureMedia { leg } => self.legs.push(*leg),
+                #[allow(unreachable_patterns)]
+                _ => {}
+            },
+            Output::Timeout(_) => {}
+        }
+    }
+
+    /// Nothing named.
+    pub fn clear(&mut self) {
+        self.calls.clear();
+        self.legs.clear();
+    }
+}
+
+/// How often the tracker looks at every call (milliseconds).
+const FULL_SCAN_MS: u64 = 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tapir_core::sim::Sim;
-    use tapir_core::{AppConfig, Privilege};
+    use tapir_core::{AppConfig, Output, Privilege};
+
+    /// What the sim's last steps named, as the switch task would collect it.
+    fn touched(sim: &mut Sim) -> Touched {
+        let mut t = Touched::default();
+        for e in &sim.events {
+            t.note(&Output::Event(e.clone()));
+        }
+        for e in &sim.effects {
+            t.note(&Output::Effect(e.clone()));
+        }
+        sim.clear();
+        t
+    }
 
     #[test]
     fn a_two_party_call_is_one_record_with_its_operations() {
@@ -318,10 +439,22 @@ mod tests {
         let mut t = Tracker::new();
         let call = sim.make_call(app, "1001", Some("1002")).unwrap();
         sim.run();
-        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        assert!(
+            {
+                let tc = touched(&mut sim);
+                t.after_step(&sim.switch, sim.now, &tc)
+            }
+            .is_empty()
+        );
         sim.phone("1002").answer();
         sim.run();
-        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        assert!(
+            {
+                let tc = touched(&mut sim);
+                t.after_step(&sim.switch, sim.now, &tc)
+            }
+            .is_empty()
+        );
         assert_eq!(t.open_count(), 1, "caller and called share one record");
         t.operation(call, "hold", Some("crm"), "ok", sim.now, true);
         sim.advance(1500);
@@ -331,7 +464,10 @@ mod tests {
             let _ = sim.switch.drop_call(sim.now, app, c);
         }
         sim.run();
-        let out = t.after_step(&sim.switch, sim.now);
+        let out = {
+            let tc = touched(&mut sim);
+            t.after_step(&sim.switch, sim.now, &tc)
+        };
         assert_eq!(out.len(), 1, "{out:?}");
         let d = &out[0].data;
         assert_eq!(d["parties"][0]["address"], "1001");
@@ -348,18 +484,41 @@ mod tests {
         // The idle calls the app still holds make no second record; once
         // deallocated they are forgotten.
         assert!(!sim.switch.all_calls().is_empty());
-        assert!(t.after_step(&sim.switch, sim.now).is_empty());
-        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        assert!(
+            {
+                let tc = touched(&mut sim);
+                t.after_step(&sim.switch, sim.now, &tc)
+            }
+            .is_empty()
+        );
+        assert!(
+            {
+                let tc = touched(&mut sim);
+                t.after_step(&sim.switch, sim.now, &tc)
+            }
+            .is_empty()
+        );
         for c in sim.switch.all_calls() {
             let _ = sim.switch.deallocate_call(sim.now, app, c);
         }
         sim.run();
-        assert!(t.after_step(&sim.switch, sim.now).is_empty());
+        // Forgotten at the next full pass.
+        sim.advance(FULL_SCAN_MS);
+        assert!(
+            {
+                let tc = touched(&mut sim);
+                t.after_step(&sim.switch, sim.now, &tc)
+            }
+            .is_empty()
+        );
         assert!(t.finished.is_empty());
         // A separate call is a separate record.
         sim.make_call(app, "1003", Some("1001")).unwrap();
         sim.run();
-        t.after_step(&sim.switch, sim.now);
+        {
+            let tc = touched(&mut sim);
+            t.after_step(&sim.switch, sim.now, &tc)
+        };
         assert_eq!(t.open_count(), 1);
     }
 }

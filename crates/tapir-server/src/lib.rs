@@ -305,7 +305,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         switch,
         journal,
         4096,
-        Some(Box::new(move |sw, now| observer.after_step(sw, now))),
+        Some(Box::new(move |sw, now, touched| {
+            observer.after_step(sw, now, touched)
+        })),
     );
     let registrations = tapir_b2bua::directory::RegistrationTable::default();
     let credentials = tapir_b2bua::directory::CredentialTable::new(passwords);
@@ -317,7 +319,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
-        prompts: sip::prompt_catalog(&config),
         apps: RwLock::new(by_token),
         admin: loaded.admin_hash,
         lines: RwLock::new(lines),

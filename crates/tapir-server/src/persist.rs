@@ -317,8 +317,8 @@ impl Observer {
         self.completions = sw.completions();
     }
 
-    /// After one switch step.
-    pub fn after_step(&mut self, sw: &Switch, now: Timestamp) {
+    /// After one switch step whose outputs named `touched`.
+    pub fn after_step(&mut self, sw: &Switch, now: Timestamp, touched: &crate::cdr::Touched) {
         let mut batch = Batch::default();
         let completions = sw.completions();
         if completions != self.completions {
@@ -345,7 +345,7 @@ impl Observer {
             .cdr
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .after_step(sw, now);
+            .after_step(sw, now, touched);
         if !batch.is_empty() {
             self.journal.write(batch);
         }

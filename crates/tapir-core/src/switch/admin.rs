@@ -496,6 +496,16 @@ impl Switch {
         })
     }
 
+    /// The calls created after `after` (ids only grow), oldest first.
+    pub fn calls_after(&self, after: CallId) -> Vec<CallId> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.m
+            .calls
+            .range((Excluded(after), Unbounded))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Every line's id, in the order they were added.
     pub fn line_ids(&self) -> Vec<LineId> {
         self.m.lines.keys().copied().collect()
@@ -656,6 +666,7 @@ mod tests {
         assert_eq!(sw.allocate_leg().0, 1000);
         sw.reserve_ids_below(10);
         assert_eq!(sw.next_id(), 1001);
+        assert!(sw.calls_after(crate::CallId(0)).is_empty());
     }
 
     #[test]
