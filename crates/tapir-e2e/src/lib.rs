@@ -102,6 +102,8 @@ pub struct Options {
     pub park_reminder_ms: Option<u64>,
     /// Call appearances per phone address (`max_calls`), if limited.
     pub max_calls: Option<usize>,
+    /// Also listen for SIP over TLS (self-signed certificate made at start).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -110,6 +112,7 @@ impl Default for Options {
             park_slots: "7001-7003".into(),
             park_reminder_ms: None,
             max_calls: None,
+            tls: false,
         }
     }
 }
@@ -123,6 +126,8 @@ pub struct Tapir {
     pub sip_port: u16,
     /// HTTP port on 127.0.0.1.
     pub http_port: u16,
+    /// SIP over TLS port on 127.0.0.1 ([`Options::tls`]).
+    pub tls_port: Option<u16>,
 }
 
 impl Tapir {
@@ -150,9 +155,13 @@ impl Tapir {
     }
 
     fn config(&self, options: &Options) -> String {
+        let tls = match self.tls_port {
+            Some(p) => format!(", \"tls:127.0.0.1:{p}\""),
+            None => String::new(),
+        };
         let mut c = format!(
             "data_dir = \"{dir}/data\"\n\
-             [sip]\nlisten = [\"udp:127.0.0.1:{sip}\", \"tcp:127.0.0.1:{sip}\"]\n\
+             [sip]\nlisten = [\"udp:127.0.0.1:{sip}\", \"tcp:127.0.0.1:{sip}\"{tls}]\n\
              domain = \"127.0.0.1\"\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
              [park]\nslots = \"{slots}\"\n",
@@ -199,6 +208,7 @@ impl Tapir {
             dir,
             sip_port: free_port(),
             http_port: free_port(),
+            tls_port: options.tls.then(free_port),
         };
         let config_path = t.dir.path().join("tapir.toml");
         std::fs::write(&config_path, t.config(options)).map_err(|e| e.to_string())?;
@@ -280,7 +290,24 @@ impl Tapir {
 
     /// A pjsua2 phone for `address`, registered (digest auth, 200).
     pub async fn phone(&self, address: &str) -> Phone {
-        let mut p = Phone::spawn(address, self.sip_port, self.dir.path()).await;
+        self.phone_with(address, "udp", None).await
+    }
+
+    /// A phone on another SIP transport (`udp`, `tcp`, `tls`: needs
+    /// [`Options::tls`]) and with pjsua2's SRTP setting (`optional`,
+    /// `mandatory`), registered.
+    pub async fn phone_with(&self, address: &str, transport: &str, srtp: Option<&str>) -> Phone {
+        let port = if transport == "tls" {
+            self.tls_port
+                .unwrap_or_else(|| panic!("a TLS phone needs Options::tls"))
+        } else {
+            self.sip_port
+        };
+        let mut extra = vec!["--transport".to_string(), transport.to_string()];
+        if let Some(s) = srtp {
+            extra.extend(["--srtp".to_string(), s.to_string()]);
+        }
+        let mut p = Phone::spawn(address, port, self.dir.path(), &extra).await;
         p.send(json!({"cmd": "register"})).await;
         let e = p.wait_event("registration", |e| e["event"] == "reg").await;
         assert_eq!(e["code"], 200, "{address} registers with digest auth");
@@ -331,7 +358,7 @@ pub struct Phone {
 
 impl Phone {
     /// Start the agent; waits for its `ready` event.
-    pub async fn spawn(address: &str, sip_port: u16, workdir: &Path) -> Phone {
+    pub async fn spawn(address: &str, sip_port: u16, workdir: &Path, extra: &[String]) -> Phone {
         let script = repo_root().join("tests/interop/pjsua_phone.py");
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let stderr_path = workdir.join(format!("phone-{address}.stderr"));
@@ -343,6 +370,7 @@ impl Phone {
             .args(["--server", &format!("127.0.0.1:{sip_port}")])
             .args(["--run-seconds", "300", "--workdir"])
             .arg(workdir)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -510,6 +538,22 @@ impl Phone {
     /// Call `to` through tapir.
     pub async fn dial(&mut self, to: &str) {
         self.send(json!({"cmd": "call", "to": to})).await;
+    }
+
+    /// The phone's audio stream (`media_info`: `proto`, `srtp`, SDPs), once
+    /// it runs over `proto` (or whatever it runs over after [`WAIT`]).
+    pub async fn media_info(&mut self, proto: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.cmd("media_info").await;
+            let info = self
+                .wait_event("media_info", |e| e["event"] == "media_info")
+                .await;
+            if info["proto"] == proto || Instant::now() > deadline {
+                return info;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The tone this phone plays into its current call while [`listen`]

@@ -231,3 +231,43 @@ async fn address_translation_over_the_running_server() {
     assert!(!locations.current.is_empty());
     assert!(app.cards().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn securing_a_call_turns_its_plain_leg_into_srtp() {
+    let tapir = tapir_e2e::Tapir::start_with(tapir_e2e::Options {
+        tls: true,
+        ..tapir_e2e::Options::default()
+    })
+    .await;
+    let (app, mut ev) = tapir.app().await;
+    // Over TLS with optional SRTP, pjsua2 offers RTP/AVP: the leg starts plain.
+    let mut b = tapir.phone_with("1002", "tls", Some("optional")).await;
+    let mut c = tapir.phone_with("1003", "tls", Some("optional")).await;
+    c.dial("1002").await;
+    b.ring_and_answer().await;
+    c.call_state("CONFIRMED").await;
+    let at_c = ev.new_call_at("1003").await;
+    wait_call_state(&app, &at_c, CallState::Connected).await;
+    let before = c.media_info("RTP/AVP").await;
+    assert_eq!(before["proto"], "RTP/AVP", "{before}");
+    assert_eq!(before["srtp"], false, "{before}");
+
+    app.call(&at_c).await.unwrap().secure().await.unwrap();
+    // tapir re-offers the secured call's leg RTP/SAVP with its key.
+    let after = c.media_info("RTP/SAVP").await;
+    assert_eq!(after["proto"], "RTP/SAVP", "{after}");
+    assert_eq!(after["srtp"], true, "{after}");
+    assert!(
+        after["remote_sdp"]
+            .as_str()
+            .unwrap()
+            .contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{after}"
+    );
+    assert!(app.call(&at_c).await.unwrap().info().secure);
+    b.tone(600);
+    c.tone(800);
+    let heard = tapir_e2e::listen(&mut [&mut b, &mut c], tapir.dir(), "srtp").await;
+    assert!(heard[0].hears(800), "{:?}", heard[0].levels(&[600, 800]));
+    assert!(heard[1].hears(600), "{:?}", heard[1].levels(&[600, 800]));
+}
