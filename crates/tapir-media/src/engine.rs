@@ -1291,6 +1291,11 @@ impl MediaEngine {
                 Latch::Locked(addr) if same => remote.addr = Some(addr),
                 _ => l.latch = Latch::Learning(None),
             }
+            if !same {
+                // A phone that moved reports from its new place: until it
+                // does, reports go to its new RTP port + 1.
+                l.rtcp.peer = None;
+            }
             l.remote = Some(remote);
             l.last_rx = Instant::now();
             l.timed_out = false;

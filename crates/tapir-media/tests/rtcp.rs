@@ -448,3 +448,22 @@ async fn negotiated_rtcp_mux_sends_the_first_report_to_the_rtp_port() {
     assert!(!reports.is_empty());
     assert!(eng.rtcp_stats(LegId(1)).unwrap().mux);
 }
+
+#[tokio::test]
+async fn reports_follow_a_phone_that_moves() {
+    let eng = engine(100);
+    let (a, b) = (Phone::new("127.0.0.1").await, Phone::new("127.0.0.1").await);
+    let l = eng.allocate(LegId(1)).unwrap();
+    eng.set_remote(LegId(1), a.remote()).unwrap();
+    // A reports from a third port: tapir answers there (symmetric RTCP).
+    let elsewhere = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut rr = Vec::new();
+    rtcp::write_report(&mut rr, 1, None, None, "a");
+    elsewhere.send_to(&rr, rtcp_port(l)).await.unwrap();
+    let (_, reports) = receive(&elsewhere, Duration::from_millis(400)).await;
+    assert!(!reports.is_empty(), "reports go where A's come from");
+    // A re-INVITE moves the call's media to B's address.
+    eng.set_remote(LegId(1), b.remote()).unwrap();
+    let (_, at_b) = receive(&b.rtcp, Duration::from_millis(400)).await;
+    assert!(!at_b.is_empty(), "reports follow to B's RTP port + 1");
+}
