@@ -319,6 +319,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
+        prompts: sip::prompt_catalog(&config),
         apps: RwLock::new(by_token),
         admin: loaded.admin_hash,
         lines: RwLock::new(lines),
