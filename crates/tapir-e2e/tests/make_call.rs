@@ -127,3 +127,41 @@ async fn dial_completes_a_call_at_dialtone_and_a_busy_callee_shows_busy() {
             == CallState::Idle
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_call_from_a_route_point_invites_the_callee_at_once() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let mut b = tapir.phone("1002").await;
+    // tapir is the caller: no phone of its own to bring off hook.
+    let call = app
+        .address(tapir_e2e::ROUTE_POINT)
+        .create_call("1002")
+        .await
+        .unwrap();
+    let inv = b.rings().await;
+    assert_eq!(inv["auto"], false, "{inv}");
+    assert!(
+        inv["from"]
+            .as_str()
+            .unwrap()
+            .contains(tapir_e2e::ROUTE_POINT),
+        "{inv}"
+    );
+    ev.state(call.id(), CallState::Ringback).await;
+    b.answer().await;
+    b.call_state("CONFIRMED").await;
+    ev.state(call.id(), CallState::Connected).await;
+    // Calling one's own address is busy.
+    let mut own = app
+        .address(tapir_e2e::ROUTE_POINT)
+        .create_call(tapir_e2e::ROUTE_POINT)
+        .await
+        .unwrap();
+    let mode = ev.state(own.id(), CallState::Busy).await;
+    assert_eq!(mode.as_deref(), Some("station"));
+    own.drop().await.unwrap();
+    // The app hangs up the route point's end: the phone gets a BYE.
+    app.call(call.id()).await.unwrap().drop().await.unwrap();
+    b.call_state("DISCONNECTED").await;
+}
