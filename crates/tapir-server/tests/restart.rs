@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -458,19 +458,25 @@ async fn restart_suite(store: Option<String>) {
     assert!(busy_cdr["answered_at"].is_null());
     let config_before = admin_view(&t).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU32::new(0));
     let traffic = {
-        let stop = stop.clone();
+        let (stop, done) = (stop.clone(), done.clone());
         let api = t.api.clone();
         let seen = events.seen.clone();
         tokio::spawn(async move {
-            let mut n = 0u32;
             while !stop.load(Ordering::SeqCst) && one_call(&api, &seen).await {
-                n += 1;
+                done.fetch_add(1, Ordering::SeqCst);
             }
-            n
+            done.load(Ordering::SeqCst)
         })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Kill in the middle of traffic: after a few calls went through.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while done.load(Ordering::SeqCst) < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "no traffic");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(15)).await;
     // What was acknowledged before the kill: CDRs listed, events seen.
     let cdrs_before = cdrs(&t).await;
     let seen_before = events.snapshot();
