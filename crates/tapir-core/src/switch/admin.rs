@@ -84,9 +84,10 @@ impl Switch {
         self.m.calls.values().any(|c| c.line == line)
     }
 
-    /// Change a line in place: its name, pickup group, answer settings, call
-    /// appearances and kind at any time; its addresses only while it has no
-    /// calls (`invalcallstate`). New addresses must be free (`invaladdress`).
+    /// Change a line in place: its name, pickup group, answer settings and
+    /// call appearances at any time; its addresses and kind only while it
+    /// has no calls (`invalcallstate`). New addresses must be free
+    /// (`invaladdress`).
     /// Apps keep the line open; forwarding of addresses it keeps stays.
     pub fn update_line(&mut self, line: LineId, cfg: LineConfig) -> Result<(), TapiError> {
         let Some(old) = self.m.lines.get(&line) else {
@@ -94,6 +95,12 @@ impl Switch {
         };
         if cfg.addresses.is_empty() {
             return fail(ErrorCode::InvalAddress, "a line needs at least one address");
+        }
+        if old.kind != cfg.kind && self.line_has_calls(line) {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!("{line} has calls: its kind cannot change now"),
+            );
         }
         let old_addresses: Vec<Arc<str>> = old.addresses.clone();
         let same = old_addresses.len() == cfg.addresses.len()
@@ -570,6 +577,12 @@ mod tests {
         let mut cfg = sim.switch.line_config(l).unwrap();
         cfg.name = Some("renamed".into());
         sim.switch.update_line(l, cfg.clone()).unwrap();
+        let mut route_point = cfg.clone();
+        route_point.kind = crate::LineKind::RoutePoint;
+        assert_eq!(
+            sim.switch.update_line(l, route_point).unwrap_err().code,
+            ErrorCode::InvalCallState
+        );
         cfg.addresses = vec!["1099".into()];
         assert_eq!(
             sim.switch.update_line(l, cfg).unwrap_err().code,
