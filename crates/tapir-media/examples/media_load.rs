@@ -14,7 +14,8 @@
 //! (after one second of warm-up).
 //!
 //! The last line is machine-readable (`scripts/bench-media` reads it):
-//! `FIGURES mode=… groups=… legs=… loss_pct=… kept_up=… served=… cpu_pct=… per_core=…
+//! `FIGURES mode=… groups=… legs=… loss_pct=… (the engine's: sent to it and
+//! never relayed) kept_up=… served=… cpu_pct=… per_core=…
 //! kib_per_leg=… kernel_kib_per_leg=… rtcp_sent=…`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -238,11 +239,12 @@ fn main() {
         // Loss over the whole run, once everything in flight has arrived:
         // a generator thread that fell behind still has packets queued in
         // its sockets, so wait (at most 5 s) until the count stops moving.
+        // The engine's own queue drains first (its relayed count stops).
         let drain_until = Instant::now() + Duration::from_secs(5);
-        let mut last = u64::MAX;
+        let mut last = (u64::MAX, u64::MAX);
         while Instant::now() < drain_until {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let now = received.load(Ordering::Relaxed);
+            let now = (received.load(Ordering::Relaxed), engine.stats().relayed);
             if now == last {
                 break;
             }
@@ -250,6 +252,14 @@ fn main() {
         }
         let all_sent = sent.load(Ordering::Relaxed);
         let all_recv = received.load(Ordering::Relaxed);
+        // The engine's loss: packets sent to it that it never relayed (the
+        // generator's own lag in reading them back is not the engine's).
+        let e_final = engine.stats();
+        let engine_loss = if mode == "relay" || mode == "srtp" {
+            100.0 * all_sent.saturating_sub(e_final.relayed) as f64 / all_sent.max(1) as f64
+        } else {
+            0.0
+        };
         let rss2 = rss_kib();
         let sent = s1 - s0;
         let recv = r1 - r0;
@@ -264,7 +274,8 @@ fn main() {
             pps
         );
         println!(
-            "whole run: sent={all_sent} received={all_recv} loss={:.3}%{}",
+            "whole run: sent={all_sent} relayed by the engine={} (engine loss {engine_loss:.3}%), read back by the generator={all_recv} ({:.3}% not (yet) read){}",
+            e_final.relayed,
             100.0 * (1.0 - all_recv as f64 / all_sent.max(1) as f64),
             if mode != "relay" && mode != "srtp" {
                 " (not meaningful: generated media does not depend on the load)"
@@ -329,7 +340,7 @@ fn main() {
         );
         println!(
             "FIGURES mode={mode} groups={count} legs={legs} loss_pct={:.3} kept_up={kept_up} served={served:.0} cpu_pct={:.1} per_core={:.0} kib_per_leg={:.1} kernel_kib_per_leg={:.1} rtcp_sent={}",
-            100.0 * (1.0 - all_recv as f64 / all_sent.max(1) as f64),
+            engine_loss,
             cpu * 100.0,
             per_core,
             per_leg,
