@@ -111,7 +111,15 @@ impl SwitchHandle {
             .await
             .map_err(|_| SwitchStopped)?;
         let value = reply_rx.await.map_err(|_| SwitchStopped)?;
-        self.journal.durable(self.journal.pushed()).await;
+        // Bounded: a store writer that stopped must not hang every request
+        // (it publishes anyway after its retries, well within this).
+        let durable = self.journal.durable(self.journal.pushed());
+        if tokio::time::timeout(Duration::from_secs(15), durable)
+            .await
+            .is_err()
+        {
+            tracing::error!("events not committed after 15 s: answering anyway");
+        }
         Ok(value)
     }
 
