@@ -22,6 +22,7 @@ import base64
 import json
 import os
 import queue
+import shutil
 import socket
 import struct
 import sys
@@ -136,6 +137,13 @@ class Media(unittest.TestCase):
         for p in self.phones.values():
             p.close()
         self.tapir.close()
+        # Recordings and tapir's data: keep them only when the test failed.
+        outcome = getattr(self, "_outcome", None)
+        result = getattr(outcome, "result", None)
+        failed = result is None or any(
+            t is self for t, _ in list(result.failures) + list(result.errors))
+        if not failed:
+            shutil.rmtree(self.tapir.dir, ignore_errors=True)
 
     def phone(self, user):
         p = Phone(user, self.tapir.sip_port)
