@@ -220,6 +220,28 @@ fn json(text: &str) -> Result<Value, StoreError> {
     Ok(serde_json::from_str(text)?)
 }
 
+/// Create a missing SQLite file readable by its owner only (it holds SIP
+/// passwords); SQLite gives its `-wal` and `-shm` files the same mode.
+/// Failures are left for the connection to report.
+fn create_private(url: &str) {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = std::path::Path::new(rest.split('?').next().unwrap_or(rest));
+    if path.as_os_str().is_empty() || path.exists() {
+        return;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let _ = opts.open(path);
+}
+
 impl Store {
     /// Connect to `url` and run the schema migrations. `sqlite://PATH`
     /// creates the file when missing; `sqlite::memory:` is a private
@@ -235,6 +257,9 @@ impl Store {
         };
         let mut url = url.to_string();
         let memory = url.contains(":memory:") || url.contains("mode=memory");
+        if backend == Backend::Sqlite && !memory {
+            create_private(&url);
+        }
         if backend == Backend::Sqlite && !memory && !url.contains("mode=") {
             url.push_str(if url.contains('?') { "&" } else { "?" });
             url.push_str("mode=rwc");

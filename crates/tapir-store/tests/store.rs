@@ -381,4 +381,13 @@ async fn sqlite_runs_in_wal_mode() {
     let s = Store::open(&url).await.unwrap();
     s.set_meta("a", "b").await.unwrap();
     assert!(dir.path().join("wal.db-wal").exists(), "WAL file present");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("wal.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the database holds passwords: owner only");
+    }
 }
