@@ -19,6 +19,7 @@ by scripts/test; every wait is bounded.
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,13 @@ class Srtp(unittest.TestCase):
         for p in self.phones.values():
             p.close()
         self.tapir.close()
+        # Recordings and tapir's data (its log): kept only when the test failed.
+        outcome = getattr(self, "_outcome", None)
+        result = getattr(outcome, "result", None)
+        failed = result is None or any(
+            t is self for t, _ in list(result.failures) + list(result.errors))
+        if not failed:
+            shutil.rmtree(self.tapir.dir, ignore_errors=True)
 
     def phone(self, user, srtp):
         p = SrtpPhone(user, self.tapir.tls_port, srtp)
