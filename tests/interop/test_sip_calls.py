@@ -205,6 +205,17 @@ class SipCalls(unittest.TestCase):
         lines = lines.get("lines", lines) if isinstance(lines, dict) else lines
         return {l["address"]: l for l in lines}
 
+    def metrics(self):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.tapir.http_port}/metrics")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            text = r.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
     def test_registrations_show_in_the_lines_of_the_api(self):
         before = self.lines_by_address()
         self.assertEqual(before["1001"]["registration"], "unregistered")
@@ -217,6 +228,15 @@ class SipCalls(unittest.TestCase):
         self.assertEqual([c["transport"] for c in lines["1002"]["contacts"]], ["tcp"])
         self.assertGreater(lines["1001"]["contacts"][0]["expires_in"], 0)
         self.assertEqual(lines["1003"]["registration"], "unregistered")
+        # Prometheus: registrations and SIP messages by method and class.
+        metrics = self.metrics()
+        self.assertEqual(metrics.get("tapir_registrations"), 2.0, metrics)
+        self.assertGreaterEqual(metrics.get(
+            'tapir_sip_messages_total{direction="in",method="REGISTER",kind="request"}', 0), 4)
+        self.assertGreaterEqual(metrics.get(
+            'tapir_sip_messages_total{direction="out",method="REGISTER",kind="4xx"}', 0), 2)
+        self.assertGreaterEqual(metrics.get(
+            'tapir_sip_messages_total{direction="out",method="REGISTER",kind="2xx"}', 0), 2)
         a.send(cmd="unregister")
         a.wait_for(lambda e: e.get("event") == "reg")
         deadline = time.time() + 5

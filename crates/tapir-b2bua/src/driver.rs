@@ -192,6 +192,7 @@ pub async fn run(
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, source)) => {
                     let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                    count_message("in", &data);
                     b2b.handle_datagram(Instant::now(), source, data);
                 }
                 Err(e) => {
@@ -212,6 +213,7 @@ pub async fn run(
                     connections.insert(peer, writer);
                 }
                 FromTcp::Message(peer, transport, message) => {
+                    count_parsed("in", &message);
                     b2b.handle_stream_message(Instant::now(), peer, message, transport);
                 }
                 FromTcp::Closed(peer) => {
@@ -220,6 +222,9 @@ pub async fn run(
             },
         }
         while let Some(out) = b2b.poll_output() {
+            if let Out::Send { data, .. } = &out {
+                count_message("out", data);
+            }
             match out {
                 Out::Send { to, data } => match connections.get(&to) {
                     Some(writer) => {
@@ -249,5 +254,142 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// SIP methods counted by name in `tapir_sip_messages_total`; any other
+/// method counts as `other`, so that what a peer sends cannot grow the
+/// metric's label set.
+const COUNTED_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "UPDATE",
+    "INFO",
+    "REFER",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+/// What a SIP message is, for the metrics: its method (a response's from its
+/// CSeq) and `request` or its response class (`2xx`). Read from the raw
+/// bytes, so that it costs no parse; malformed input counts as `other`.
+pub fn message_kind(data: &[u8]) -> (&'static str, &'static str) {
+    let known = |token: &[u8]| {
+        COUNTED_METHODS
+            .iter()
+            .find(|m| m.as_bytes() == token)
+            .copied()
+            .unwrap_or("other")
+    };
+    let first_line = data.split(|b| *b == b'\n').next().unwrap_or_default();
+    if let Some(rest) = first_line.strip_prefix(b"SIP/2.0 ") {
+        let class = match rest.first() {
+            Some(b'1') => "1xx",
+            Some(b'2') => "2xx",
+            Some(b'3') => "3xx",
+            Some(b'4') => "4xx",
+            Some(b'5') => "5xx",
+            Some(b'6') => "6xx",
+            _ => "other",
+        };
+        let method = data
+            .split(|b| *b == b'\n')
+            .find_map(|line| {
+                let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
+                name.trim_ascii()
+                    .eq_ignore_ascii_case(b"CSeq")
+                    .then(|| value.get(1..).unwrap_or_default())
+            })
+            .and_then(|v| v.trim_ascii().split(|b| *b == b' ').nth(1))
+            .map_or("other", |m| known(m.trim_ascii()));
+        return (method, class);
+    }
+    let method = first_line.split(|b| *b == b' ').next().unwrap_or_default();
+    (known(method), "request")
+}
+
+fn count_message(direction: &'static str, data: &[u8]) {
+    let (method, kind) = message_kind(data);
+    count(direction, method, kind);
+}
+
+/// [`count_message`] for a message a stream has already framed and parsed.
+fn count_parsed(direction: &'static str, message: &tapir_sip::msg::Message) {
+    let known = |token: &str| {
+        COUNTED_METHODS
+            .iter()
+            .find(|m| **m == token)
+            .copied()
+            .unwrap_or("other")
+    };
+    let (method, kind) = match message.status_code() {
+        Some(code) => (
+            message
+                .cseq()
+                .ok()
+                .flatten()
+                .map_or("other", |c| known(c.method)),
+            match code / 100 {
+                1 => "1xx",
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                5 => "5xx",
+                6 => "6xx",
+                _ => "other",
+            },
+        ),
+        None => (
+            message.method().map_or("other", |m| known(&m.to_string())),
+            "request",
+        ),
+    };
+    count(direction, method, kind);
+}
+
+fn count(direction: &'static str, method: &'static str, kind: &'static str) {
+    metrics::counter!(
+        "tapir_sip_messages_total",
+        "direction" => direction,
+        "method" => method,
+        "kind" => kind
+    )
+    .increment(1);
+}
+
+#[cfg(test)]
+mod message_kind_tests {
+    use super::message_kind;
+
+    #[test]
+    fn requests_responses_and_garbage() {
+        assert_eq!(
+            message_kind(b"INVITE sip:1002@x SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n"),
+            ("INVITE", "request")
+        );
+        assert_eq!(
+            message_kind(
+                b"SIP/2.0 407 Proxy Authentication Required\r\nVia: x\r\ncseq:  2 REGISTER\r\n\r\n"
+            ),
+            ("REGISTER", "4xx")
+        );
+        assert_eq!(
+            message_kind(b"SIP/2.0 200 OK\r\nCSeq: 7 BYE\r\n\r\n"),
+            ("BYE", "2xx")
+        );
+        assert_eq!(
+            message_kind(b"FOOBAR sip:x SIP/2.0\r\n\r\n"),
+            ("other", "request")
+        );
+        assert_eq!(message_kind(b"SIP/2.0 999 ?\r\n\r\n"), ("other", "other"));
+        assert_eq!(message_kind(b""), ("other", "request"));
+        assert_eq!(message_kind(b"\xff\xfe"), ("other", "request"));
     }
 }

@@ -599,6 +599,8 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         metrics::gauge!("tapir_pending_completions").set(completions as f64);
         metrics::gauge!("tapir_timers").set(timers as f64);
     }
+    metrics::gauge!("tapir_registrations")
+        .set(st.registrations.registered_count(std::time::Instant::now()) as f64);
     let text = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
