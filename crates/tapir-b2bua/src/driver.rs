@@ -281,38 +281,49 @@ const COUNTED_METHODS: [&str; 14] = [
 /// CSeq) and `request` or its response class (`2xx`). Read from the raw
 /// bytes, so that it costs no parse; malformed input counts as `other`.
 pub fn message_kind(data: &[u8]) -> (&'static str, &'static str) {
-    let known = |token: &[u8]| {
-        COUNTED_METHODS
-            .iter()
-            .find(|m| m.as_bytes() == token)
-            .copied()
-            .unwrap_or("other")
+    let mut lines = data.split(|b| *b == b'\n');
+    let first_line = lines.next().unwrap_or_default();
+    let Some(rest) = first_line.strip_prefix(b"SIP/2.0 ") else {
+        let method = first_line.split(|b| *b == b' ').next().unwrap_or_default();
+        return (counted_method(method), "request");
     };
-    let first_line = data.split(|b| *b == b'\n').next().unwrap_or_default();
-    if let Some(rest) = first_line.strip_prefix(b"SIP/2.0 ") {
-        let class = match rest.first() {
-            Some(b'1') => "1xx",
-            Some(b'2') => "2xx",
-            Some(b'3') => "3xx",
-            Some(b'4') => "4xx",
-            Some(b'5') => "5xx",
-            Some(b'6') => "6xx",
-            _ => "other",
-        };
-        let method = data
-            .split(|b| *b == b'\n')
-            .find_map(|line| {
-                let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
-                name.trim_ascii()
-                    .eq_ignore_ascii_case(b"CSeq")
-                    .then(|| value.get(1..).unwrap_or_default())
-            })
-            .and_then(|v| v.trim_ascii().split(|b| *b == b' ').nth(1))
-            .map_or("other", |m| known(m.trim_ascii()));
-        return (method, class);
+    // The class is the code's first digit.
+    let code = rest
+        .first()
+        .filter(|d| d.is_ascii_digit())
+        .map_or(0, |d| u16::from(d - b'0') * 100);
+    let method = lines
+        .find_map(|line| {
+            let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
+            name.trim_ascii()
+                .eq_ignore_ascii_case(b"CSeq")
+                .then(|| value.get(1..).unwrap_or_default())
+        })
+        .and_then(|v| v.trim_ascii().split(|b| *b == b' ').nth(1))
+        .map_or("other", |m| counted_method(m.trim_ascii()));
+    (method, status_class(code))
+}
+
+/// The label of a method token: one of [`COUNTED_METHODS`], else `other`.
+fn counted_method(token: &[u8]) -> &'static str {
+    COUNTED_METHODS
+        .iter()
+        .find(|m| m.as_bytes() == token)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The label of a response code's class (`4xx`), `other` outside 100–699.
+fn status_class(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        6 => "6xx",
+        _ => "other",
     }
-    let method = first_line.split(|b| *b == b' ').next().unwrap_or_default();
-    (known(method), "request")
 }
 
 fn count_message(direction: &'static str, data: &[u8]) {
@@ -322,32 +333,19 @@ fn count_message(direction: &'static str, data: &[u8]) {
 
 /// [`count_message`] for a message a stream has already framed and parsed.
 fn count_parsed(direction: &'static str, message: &tapir_sip::msg::Message) {
-    let known = |token: &str| {
-        COUNTED_METHODS
-            .iter()
-            .find(|m| **m == token)
-            .copied()
-            .unwrap_or("other")
-    };
     let (method, kind) = match message.status_code() {
         Some(code) => (
             message
                 .cseq()
                 .ok()
                 .flatten()
-                .map_or("other", |c| known(c.method)),
-            match code / 100 {
-                1 => "1xx",
-                2 => "2xx",
-                3 => "3xx",
-                4 => "4xx",
-                5 => "5xx",
-                6 => "6xx",
-                _ => "other",
-            },
+                .map_or("other", |c| counted_method(c.method.as_bytes())),
+            status_class(code),
         ),
         None => (
-            message.method().map_or("other", |m| known(&m.to_string())),
+            message
+                .method()
+                .map_or("other", |m| counted_method(m.as_str().as_bytes())),
             "request",
         ),
     };
