@@ -67,14 +67,6 @@ impl RegistrationTable {
             .unwrap_or_default()
     }
 
-    /// True when `address` has at least one binding that has not expired.
-    pub fn is_registered(&self, address: &str, now: Instant) -> bool {
-        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
-        table
-            .get(address)
-            .is_some_and(|b| b.iter().any(|b| !b.is_expired(now)))
-    }
-
     /// How many addresses have at least one binding that has not expired.
     pub fn registered_count(&self, now: Instant) -> usize {
         let table = self.0.read().unwrap_or_else(|e| e.into_inner());
