@@ -68,7 +68,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// The `tapir` binary under test: `TAPIR_BIN`, else the debug binary of
-/// the cargo target directory (`scripts/test` builds it first).
+/// the cargo target directory (`cargo test --workspace` builds it).
 pub fn tapir_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TAPIR_BIN") {
         return PathBuf::from(p);
@@ -141,7 +141,7 @@ impl Tapir {
         let bin = tapir_bin();
         assert!(
             bin.exists(),
-            "the tapir binary {} does not exist: build it (cargo build -p tapir-server --bin tapir) or set TAPIR_BIN",
+            "the tapir binary {} does not exist: build it (cargo test --workspace --no-run) or set TAPIR_BIN",
             bin.display()
         );
         let mut last = String::new();
