@@ -8,6 +8,8 @@
 //! life and replay protection, and the lock-out of source addresses that
 //! keep failing.
 //!
+//! The client side (answering a carrier's challenge) is [`client`].
+//!
 //! Nonces need no table to be checked: each carries its issue time and a
 //! random part, signed with HMAC-SHA-256 under a per-process secret. Only
 //! nonces that were actually *used* are remembered, with the highest `nc`
@@ -50,6 +52,8 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use crate::msg::{AuthHeader, HeaderName, Message, Method, SipUri, StartLine};
+
+pub mod client;
 
 /// A digest hash algorithm (RFC 7616 §3.2, RFC 8760 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
