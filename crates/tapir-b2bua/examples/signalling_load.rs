@@ -127,7 +127,7 @@ impl World {
                         );
                         self.switch.handle(ts, input);
                     }
-                    Out::Refer { .. } | Out::Media(_) => {}
+                    Out::Refer { .. } | Out::Media(_) | Out::Connect { .. } => {}
                 }
             }
             while let Some(out) = self.switch.poll_output() {

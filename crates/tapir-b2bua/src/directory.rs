@@ -1,11 +1,13 @@
 //! The [`Directory`] of a real server: `tapir_sip`'s digest authenticator and
-//! registrar over the passwords of the configured phone lines.
+//! registrar over the passwords of the configured phone lines, and the
+//! trunks' carriers ([`TrunkTable`]).
 
-use crate::{ContactTarget, Directory, SipTransport};
+use crate::{ContactTarget, Directory, SipTransport, TrunkRoute};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
+use tapir_core::LineId;
 use tapir_sip::auth::{Algorithm, AuthConfig, AuthOutcome, Authenticator};
 use tapir_sip::msg::Message;
 use tapir_sip::registrar::{Binding, Registrar, RegistrarConfig, Transport};
@@ -17,6 +19,62 @@ pub struct SipDirectory {
     registrar: Registrar,
     passwords: CredentialTable,
     published: RegistrationTable,
+    trunks: TrunkTable,
+}
+
+/// One configured trunk, resolved: the trunk line it belongs to and how
+/// its carrier is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkBinding {
+    /// The trunk line (the switch's id).
+    pub line: LineId,
+    /// The trunk line's address (what calls from the carrier come from).
+    pub address: String,
+    /// The carrier.
+    pub route: TrunkRoute,
+}
+
+/// The trunks' carriers by trunk line (outbound) and by carrier address
+/// (inbound, IP-authenticated), shared with the server, which replaces
+/// the whole table when the operator changes trunks or lines. Cheap to
+/// clone.
+#[derive(Clone, Debug, Default)]
+pub struct TrunkTable(Arc<RwLock<Vec<TrunkBinding>>>);
+
+impl TrunkTable {
+    /// Replace every binding.
+    pub fn replace(&self, bindings: Vec<TrunkBinding>) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *table = bindings;
+    }
+
+    /// The carrier of trunk line `line` (the first trunk bound to it).
+    pub fn route(&self, line: LineId) -> Option<TrunkRoute> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .iter()
+            .find(|b| b.line == line)
+            .map(|b| b.route.clone())
+    }
+
+    /// The trunk line whose carrier is at `carrier` (IP address and port).
+    pub fn line_from(&self, carrier: SocketAddr) -> Option<String> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .iter()
+            .find(|b| b.route.addr == carrier)
+            .map(|b| b.address.clone())
+    }
+
+    /// How many trunks are bound.
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// No trunk is bound.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The phones' digest passwords (address → password), shared with the rest
@@ -105,6 +163,7 @@ impl SipDirectory {
             registrar: Registrar::new(RegistrarConfig::default()),
             passwords: CredentialTable::new(passwords),
             published: RegistrationTable::default(),
+            trunks: TrunkTable::default(),
         }
     }
 
@@ -118,6 +177,12 @@ impl SipDirectory {
     /// of the ones given to [`SipDirectory::new`].
     pub fn with_credential_table(mut self, table: CredentialTable) -> SipDirectory {
         self.passwords = table;
+        self
+    }
+
+    /// Take trunks from `table` (the server keeps it up to date).
+    pub fn with_trunk_table(mut self, table: TrunkTable) -> SipDirectory {
+        self.trunks = table;
         self
     }
 
@@ -200,6 +265,14 @@ impl Directory for SipDirectory {
                 },
             })
             .collect()
+    }
+
+    fn trunk(&self, line: LineId) -> Option<TrunkRoute> {
+        self.trunks.route(line)
+    }
+
+    fn trunk_from(&self, carrier: SocketAddr, _transport: SipTransport) -> Option<String> {
+        self.trunks.line_from(carrier)
     }
 }
 

@@ -3,7 +3,9 @@
 //! [`B2bua`], effects from the switch into it, and its reports back to the
 //! switch, and fires its timers. It holds no telephony or SIP rule of its
 //! own. A message for an address with an open TCP connection goes over that
-//! connection, anything else over UDP.
+//! connection, anything else over UDP. [`Out::Connect`] (a trunk's carrier
+//! over TCP) opens a connection; messages for it wait until it is open, and
+//! a connection that cannot be opened fails the B2BUA's requests to it.
 
 use crate::{B2bua, MediaCommand, Out, SipTransport};
 use bytes::Bytes;
@@ -64,6 +66,41 @@ enum FromTcp {
     Message(SocketAddr, SipTransport, Message),
     /// The connection closed (or its framing broke).
     Closed(SocketAddr),
+    /// A connection tapir opened could not be established.
+    ConnectFailed(SocketAddr),
+}
+
+/// How long tapir waits for a carrier's TCP connection to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Open a connection to a trunk's carrier and run it like an accepted one.
+/// SIP over TLS towards carriers is not implemented (tapir has no trust
+/// store for carriers' certificates): such a connection fails at once.
+async fn connect(to: SocketAddr, transport: SipTransport, events: mpsc::UnboundedSender<FromTcp>) {
+    if transport != SipTransport::Tcp {
+        tracing::warn!(%to, "SIP over TLS to a trunk's carrier is not supported; use udp or tcp");
+        let _ = events.send(FromTcp::ConnectFailed(to));
+        return;
+    }
+    let stream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!(%to, error = %e, "cannot connect to the trunk's carrier");
+                let _ = events.send(FromTcp::ConnectFailed(to));
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%to, "no TCP connection to the trunk's carrier in time");
+                let _ = events.send(FromTcp::ConnectFailed(to));
+                return;
+            }
+        };
+    let (tx, rx) = mpsc::unbounded_channel();
+    if events.send(FromTcp::Opened(to, tx)).is_err() {
+        return;
+    }
+    connection(stream, to, transport, rx, events).await;
 }
 
 /// Accept TCP (or, with an acceptor, TLS) connections and run a reader and
@@ -177,8 +214,13 @@ pub async fn run(
     let _tls_acceptor = AbortOnDrop(tls.map(|(listener, acceptor)| {
         tokio::spawn(accept(listener, Some(acceptor), tcp_tx.clone()))
     }));
-    drop(tcp_tx);
+    // Kept for the connections tapir opens to carriers.
+    let connect_tx = tcp_tx;
     let mut connections: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    // Connections being opened, with the messages waiting for them; and
+    // the peers of the connections tapir opened.
+    let mut opening: HashMap<SocketAddr, Vec<Bytes>> = HashMap::new();
+    let mut opened: std::collections::HashSet<SocketAddr> = std::collections::HashSet::new();
     let mut buf = vec![0u8; 65_536];
     loop {
         let deadline = b2b.poll_timeout();
@@ -210,6 +252,12 @@ pub async fn run(
             () = sleep => b2b.handle_timeout(Instant::now()),
             Some(event) = tcp_rx.recv() => match event {
                 FromTcp::Opened(peer, writer) => {
+                    if let Some(waiting) = opening.remove(&peer) {
+                        opened.insert(peer);
+                        for data in waiting {
+                            let _ = writer.send(data);
+                        }
+                    }
                     connections.insert(peer, writer);
                 }
                 FromTcp::Message(peer, transport, message) => {
@@ -218,6 +266,13 @@ pub async fn run(
                 }
                 FromTcp::Closed(peer) => {
                     connections.remove(&peer);
+                    if opened.remove(&peer) {
+                        b2b.connection_failed(Instant::now(), peer);
+                    }
+                }
+                FromTcp::ConnectFailed(peer) => {
+                    opening.remove(&peer);
+                    b2b.connection_failed(Instant::now(), peer);
                 }
             },
         }
@@ -229,6 +284,11 @@ pub async fn run(
                 Out::Send { to, data } => match connections.get(&to) {
                     Some(writer) => {
                         let _ = writer.send(data);
+                    }
+                    None if opening.contains_key(&to) => {
+                        if let Some(waiting) = opening.get_mut(&to) {
+                            waiting.push(data);
+                        }
                     }
                     None => {
                         if let Err(e) = socket.send_to(&data, to).await {
@@ -251,6 +311,12 @@ pub async fn run(
                 }
                 Out::Media(command) => {
                     let _ = media.send(command);
+                }
+                Out::Connect { to, transport } => {
+                    if !connections.contains_key(&to) && !opening.contains_key(&to) {
+                        opening.insert(to, Vec::new());
+                        tokio::spawn(connect(to, transport, connect_tx.clone()));
+                    }
                 }
             }
         }

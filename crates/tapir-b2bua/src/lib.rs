@@ -17,6 +17,12 @@
 //!
 //! [`driver`] runs it on a tokio UDP socket next to the switch's task.
 //!
+//! Trunks ([`trunk`]): a leg the switch creates on a trunk line INVITEs
+//! the number at the trunk's carrier (the [`Directory`] gives the route),
+//! answering one digest challenge with the trunk's credentials; an INVITE
+//! from a trunk's carrier address is admitted without digest and reaches
+//! the switch as a call from that trunk line, with the caller's number.
+//!
 //! Media: each leg has one `tapir_media::sdp::SdpSession` (RFC 3264 offer
 //! and answer), and the outcome of every exchange reaches the media plane
 //! as [`MediaCommand::Remote`]. SRTP keys (SDES, RFC 4568) travel only over
@@ -34,12 +40,15 @@
 pub mod directory;
 pub mod driver;
 pub mod info;
+pub mod trunk;
+
+pub use trunk::TrunkRoute;
 
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tapir_core::{Direction, Effect, Input, LegEvent, LegId, MediaSource, ReleaseCause};
+use tapir_core::{Direction, Effect, Input, LegEvent, LegId, LineId, MediaSource, ReleaseCause};
 use tapir_media::sdp::{
     Direction as SdpDirection, Negotiated, SdpError, SdpSession, SessionDescription,
 };
@@ -74,6 +83,17 @@ pub trait Directory {
     ) -> Result<String, Box<Message>>;
     /// Where the device(s) of `address` can be reached now.
     fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget>;
+    /// The carrier behind `line` when it is a trunk line with a configured
+    /// trunk (none: the line is not a trunk's, or its host did not resolve).
+    fn trunk(&self, _line: LineId) -> Option<TrunkRoute> {
+        None
+    }
+    /// The address of the trunk line whose carrier is at `carrier` (see
+    /// [`trunk::carrier_source`]): its INVITEs are admitted without digest
+    /// (an IP-authenticated trunk). `None` for every other source.
+    fn trunk_from(&self, _carrier: SocketAddr, _transport: SipTransport) -> Option<String> {
+        None
+    }
 }
 
 /// The transport of a message or a dialog.
@@ -188,6 +208,14 @@ pub enum Out {
     },
     /// Work for the media plane.
     Media(MediaCommand),
+    /// Open a TCP (or TLS) connection to a trunk's carrier, unless one is
+    /// open already: the [`Out::Send`]s to `to` that follow go over it.
+    Connect {
+        /// The carrier's address.
+        to: SocketAddr,
+        /// TCP or TLS.
+        transport: SipTransport,
+    },
 }
 
 /// Settings of the B2BUA.
@@ -297,6 +325,9 @@ struct Dialog {
     remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
     transport: SipTransport,
+    /// A leg to a trunk's carrier: the digest credentials tapir may still
+    /// answer a challenge with (taken by the first 401/407).
+    trunk_credentials: Option<(String, String)>,
 }
 
 /// The back-to-back user agent. See the crate documentation.
@@ -646,22 +677,43 @@ impl B2bua {
             }
             replaced = Some(other);
         }
-        let user = match self.directory.admit(now, &request, source) {
-            Ok(user) => user,
-            Err(response) => {
-                self.respond(now, &key, *response);
-                return;
+        let transport = self.transport_of(&key);
+        // A trunk's carrier is admitted by its address (IP-authenticated
+        // trunk); phones and everyone else by digest.
+        let carrier = trunk::carrier_source(source, &request, transport);
+        let (user, external_caller, to) = match self.directory.trunk_from(carrier, transport) {
+            Some(trunk_line) => {
+                let caller = trunk::calling_number(&request);
+                let Some(to) = trunk::called_number(&request) else {
+                    self.reply(now, &key, &request, 404);
+                    return;
+                };
+                tracing::info!(trunk = %trunk_line, %carrier, caller = ?caller, %to, "call from a trunk");
+                (
+                    trunk_line,
+                    Some(caller.unwrap_or_else(|| "anonymous".into())),
+                    to,
+                )
+            }
+            None => {
+                let user = match self.directory.admit(now, &request, source) {
+                    Ok(user) => user,
+                    Err(response) => {
+                        self.respond(now, &key, *response);
+                        return;
+                    }
+                };
+                let Some(to) = request
+                    .request_uri()
+                    .and_then(Result::ok)
+                    .and_then(|u| uri_user(&u))
+                else {
+                    self.reply(now, &key, &request, 404);
+                    return;
+                };
+                (user, None, to)
             }
         };
-        let Some(to) = request
-            .request_uri()
-            .and_then(Result::ok)
-            .and_then(|u| uri_user(&u))
-        else {
-            self.reply(now, &key, &request, 404);
-            return;
-        };
-        let transport = self.transport_of(&key);
         let offer = if request.body().is_empty() {
             None
         } else {
@@ -745,6 +797,7 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: offer,
                 transport,
+                trunk_credentials: None,
             },
         );
         self.by_call_id.insert(call_id, leg);
@@ -761,7 +814,7 @@ impl B2bua {
             None => Input::DeviceCall {
                 leg,
                 from: user,
-                external_caller: None,
+                external_caller,
                 to,
             },
         };
@@ -1261,6 +1314,9 @@ impl B2bua {
             if initial && matches!(code, 488 | 606) && self.retry_plain(now, leg) {
                 return;
             }
+            if initial && matches!(code, 401 | 407) && self.retry_with_digest(now, leg, &response) {
+                return;
+            }
             if initial {
                 let event = match code {
                     486 | 600 => LegEvent::Busy,
@@ -1282,6 +1338,88 @@ impl B2bua {
                 self.next_reoffer(now, leg);
             }
         }
+    }
+
+    /// A trunk's carrier challenged tapir's INVITE: send it again, once,
+    /// with the trunk's credentials (same dialog identifiers, next CSeq,
+    /// RFC 3261 §22.2). False when there is nothing to answer with: no
+    /// credentials, a second challenge, or a challenge tapir cannot read.
+    fn retry_with_digest(&mut self, now: Instant, leg: LegId, response: &Message) -> bool {
+        let challenge = match tapir_sip::auth::client::Challenge::from_response(response) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%leg, error = %e, "the carrier's challenge cannot be answered");
+                return false;
+            }
+        };
+        let Some(d) = self.dialogs.get(&leg) else {
+            return false;
+        };
+        if d.state != LegState::Early {
+            return false;
+        }
+        let transport = d.transport;
+        let branch = self.unique("z9hG4bK");
+        let via = self.via(transport, &branch);
+        let cnonce = tapir_sip::auth::client::cnonce();
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return false;
+        };
+        let Some((username, password)) = d.trunk_credentials.take() else {
+            tracing::info!(%leg, "the carrier challenged again, or the trunk has no credentials");
+            return false;
+        };
+        let (header, challenge) = challenge;
+        let uri = match d.invite.start_line() {
+            tapir_sip::msg::StartLine::Request { uri, .. } => uri.as_str().to_string(),
+            _ => return false,
+        };
+        let value = challenge.answer(&username, &password, "INVITE", &uri, &cnonce, 1);
+        d.local_cseq += 1;
+        d.remote_tag = None;
+        let mut invite = d.invite.clone();
+        invite.remove_headers(&HeaderName::Via);
+        invite.prepend_header(HeaderName::Via, via);
+        invite.remove_headers(&HeaderName::CSeq);
+        invite.push_header(HeaderName::CSeq, format!("{} INVITE", d.local_cseq));
+        invite.remove_headers(&HeaderName::Authorization);
+        invite.remove_headers(&HeaderName::ProxyAuthorization);
+        invite.push_header(header, value);
+        tracing::info!(%leg, realm = %challenge.realm, "answering the carrier's challenge");
+        let Ok(key) = self
+            .tx
+            .start_client(now, invite.clone(), reliability(transport))
+        else {
+            return false;
+        };
+        self.track_client(key.clone(), leg, Method::Invite);
+        if let Some(d) = self.dialogs.get_mut(&leg) {
+            d.invite = invite;
+            d.invite_key = key;
+        }
+        self.drain_transactions(now);
+        true
+    }
+
+    /// The driver could not open (or lost) its TCP or TLS connection to
+    /// `peer`: tapir's requests to it fail as a transport error would
+    /// (RFC 3261 §8.1.3.1), so an unanswered INVITE to a carrier reaches
+    /// the switch as unreachable at once.
+    pub fn connection_failed(&mut self, now: Instant, peer: SocketAddr) {
+        let failed: Vec<TransactionKey> = self
+            .clients
+            .iter()
+            .filter(|(_, (leg, _))| {
+                self.dialogs
+                    .get(leg)
+                    .is_some_and(|d| d.remote_addr == peer && d.transport != SipTransport::Udp)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in failed {
+            self.tx.handle_transport_error(now, Role::Client, &key);
+        }
+        self.drain_transactions(now);
     }
 
     fn invite_failed(&mut self, leg: LegId, key: &TransactionKey, event: LegEvent) {
@@ -1406,11 +1544,12 @@ impl B2bua {
         match effect {
             Effect::CreateLeg {
                 leg,
+                line,
                 target,
                 caller,
                 auto_answer,
                 ..
-            } => self.create_leg(now, *leg, target, caller, *auto_answer),
+            } => self.create_leg(now, *leg, *line, target, caller, *auto_answer),
             Effect::Alert { leg } => self.provisional(now, *leg, 180, false),
             Effect::AnswerLeg { leg } => self.answer_leg(now, *leg),
             Effect::Reoffer { leg, direction } => {
@@ -1487,12 +1626,22 @@ impl B2bua {
         &mut self,
         now: Instant,
         leg: LegId,
+        line: LineId,
         target: &str,
         caller: &tapir_core::Party,
         auto_answer: bool,
     ) {
-        let contacts = self.directory.contacts(now, target);
-        let Some(found) = contacts.first().copied() else {
+        // A trunk line's leg goes to the trunk's carrier, a phone's to
+        // where the phone registered.
+        let trunk = self.directory.trunk(line);
+        let found = match &trunk {
+            Some(route) => Some(ContactTarget {
+                addr: route.addr,
+                transport: route.transport,
+            }),
+            None => self.directory.contacts(now, target).first().copied(),
+        };
+        let Some(found) = found else {
             self.out.push_back(Out::Switch(Input::Leg {
                 leg,
                 event: LegEvent::Unreachable,
@@ -1519,8 +1668,16 @@ impl B2bua {
         } else {
             format!("sip:{}@{domain}", caller.address)
         };
-        let remote_uri = format!("sip:{target}@{domain}");
-        let request_uri = format!("sip:{target}@{remote_addr}{}", found.transport.uri_param());
+        let (remote_uri, request_uri) = match &trunk {
+            Some(route) => (
+                format!("sip:{}@{}", trunk::number_user(target), route.host_port()),
+                route.request_uri(target),
+            ),
+            None => (
+                format!("sip:{target}@{domain}"),
+                format!("sip:{target}@{remote_addr}{}", found.transport.uri_param()),
+            ),
+        };
         let from = match &caller.name {
             Some(n) => format!("\"{}\" <{local_uri}>;tag={local_tag}", n.replace('"', "")),
             None => format!("<{local_uri}>;tag={local_tag}"),
@@ -1545,9 +1702,17 @@ impl B2bua {
             );
         }
         // A phone reached over TLS is offered SRTP (RFC 4568 keys are
-        // protected by the TLS hop); over UDP or TCP plain RTP.
+        // protected by the TLS hop); over UDP or TCP plain RTP. A carrier
+        // is offered plain RTP: SRTP on a trunk is the application's call.
         let mut sdp = SdpSession::new(rtp, self.session_id(leg));
-        let secure = found.transport == SipTransport::Tls && sdp.require_secure().is_ok();
+        let secure =
+            trunk.is_none() && found.transport == SipTransport::Tls && sdp.require_secure().is_ok();
+        if trunk.is_some() && found.transport != SipTransport::Udp {
+            self.out.push_back(Out::Connect {
+                to: remote_addr,
+                transport: found.transport,
+            });
+        }
         let body = sdp.offer(SdpDirection::SendRecv);
         let invite = b.body("application/sdp", Bytes::from(body)).build();
         let Ok(key) = self
@@ -1591,6 +1756,7 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: None,
                 transport: found.transport,
+                trunk_credentials: trunk.and_then(|t| t.credentials),
             },
         );
         self.by_call_id.insert(call_id, leg);

@@ -174,6 +174,8 @@ impl World {
                         self.b2b.refer_outcome(self.now, leg, ok);
                     }
                     Out::Media(m) => self.media.push(m),
+                    // Phones here use UDP or connect themselves.
+                    Out::Connect { .. } => {}
                 }
             }
             while let Some(out) = self.switch.poll_output() {

@@ -311,9 +311,18 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     let registrations = tapir_b2bua::directory::RegistrationTable::default();
     let credentials = tapir_b2bua::directory::CredentialTable::new(passwords);
-    let sip = sip::start(&config, &handle, registrations.clone(), credentials.clone())
-        .await
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let trunks = tapir_b2bua::directory::TrunkTable::default();
+    let line_entries: Vec<_> = lines.iter().map(|l| (l.id, l.entry.clone())).collect();
+    trunks.replace(sip::trunk_bindings(&config.trunks, &line_entries).await);
+    let sip = sip::start(
+        &config,
+        &handle,
+        registrations.clone(),
+        credentials.clone(),
+        trunks.clone(),
+    )
+    .await
+    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let sip_addr = sip.as_ref().map(|s| s.addr);
     let sip_tcp_addr = sip.as_ref().and_then(|s| s.tcp_addr);
     let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
@@ -330,6 +339,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         store: store.clone(),
         cdr,
         credentials,
+        trunks,
         operator: tokio::sync::Mutex::new(http::Operator {
             trunks: config.trunks.clone(),
             park: config.park.clone(),

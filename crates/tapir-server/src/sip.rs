@@ -1,8 +1,9 @@
 //! Wires SIP and media to the switch: binds the UDP listener of
 //! `[sip] listen`, runs the B2BUA's driver beside the switch task, carries the
 //! B2BUA's reports to the switch, and the B2BUA's media work to the media
-//! engine (and DTMF the engine hears back to the switch). No SIP or telephony
-//! rule lives here.
+//! engine (and DTMF the engine hears back to the switch). It also resolves
+//! the configured trunks into the B2BUA's [`TrunkTable`] ([`trunk_bindings`]).
+//! No SIP or telephony rule lives here.
 
 use crate::actor::SwitchHandle;
 use crate::config::Config;
@@ -12,9 +13,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use tapir_b2bua::directory::{RegistrationTable, SipDirectory};
+use tapir_b2bua::directory::{RegistrationTable, SipDirectory, TrunkBinding, TrunkTable};
 use tapir_b2bua::driver::{self, ToSwitch};
-use tapir_b2bua::{B2bua, MediaCommand, MediaPorts};
+use tapir_b2bua::{B2bua, MediaCommand, MediaPorts, SipTransport, TrunkRoute};
 use tapir_core::{Input, LegEvent, LegId, MediaSource, Tone};
 use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, Source};
 use tapir_media::sdp::Direction as MediaDirection;
@@ -128,6 +129,57 @@ fn tls_acceptor(data_dir: &Path) -> Result<TlsAcceptor, SipStartError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The trunks of the configuration bound to their trunk lines, each
+/// carrier's host resolved now (once: at start, and again whenever the
+/// operator changes trunks or lines). A trunk belongs to the trunk line
+/// whose address its `address` names, else to the one whose address is its
+/// name. A trunk with no such line, or whose host does not resolve, is
+/// left out with a warning (calls cannot use it).
+pub async fn trunk_bindings(
+    trunks: &[crate::config::TrunkEntry],
+    lines: &[(tapir_core::LineId, crate::config::LineEntry)],
+) -> Vec<TrunkBinding> {
+    let mut out = Vec::new();
+    for t in trunks {
+        let wanted = t.address.as_deref().unwrap_or(&t.name);
+        let Some((line, entry)) = lines.iter().find(|(_, e)| {
+            e.kind == tapir_core::LineKind::Trunk && e.addresses().iter().any(|a| a == wanted)
+        }) else {
+            tracing::warn!(trunk = %t.name, address = %wanted, "trunk not used: no trunk line has this address");
+            continue;
+        };
+        let resolved = tokio::net::lookup_host((t.host.as_str(), t.port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next());
+        let Some(addr) = resolved else {
+            tracing::warn!(trunk = %t.name, host = %t.host, "trunk not used: its host does not resolve");
+            continue;
+        };
+        let transport = match t.transport {
+            crate::config::TrunkTransport::Udp => SipTransport::Udp,
+            crate::config::TrunkTransport::Tcp => SipTransport::Tcp,
+            crate::config::TrunkTransport::Tls => SipTransport::Tls,
+        };
+        let credentials = match (&t.username, &t.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            _ => None,
+        };
+        tracing::info!(trunk = %t.name, line = %entry.address, %addr, "trunk bound");
+        out.push(TrunkBinding {
+            line: *line,
+            address: entry.address.clone(),
+            route: TrunkRoute {
+                addr,
+                host: t.host.clone(),
+                transport,
+                credentials,
+            },
+        });
+    }
+    out
+}
+
 /// RTP endpoints from the media engine.
 struct EnginePorts {
     engine: Arc<MediaEngine>,
@@ -151,12 +203,14 @@ impl MediaPorts for EnginePorts {
 
 /// Start SIP (when `[sip] listen` names a UDP address) and the media engine;
 /// the registrar publishes phones' registrations into `registrations` and
-/// authenticates phones with the passwords of `credentials`.
+/// authenticates phones with the passwords of `credentials`; calls to and
+/// from trunks use the carriers of `trunks`.
 pub async fn start(
     config: &Config,
     handle: &SwitchHandle,
     registrations: RegistrationTable,
     credentials: tapir_b2bua::directory::CredentialTable,
+    trunks: TrunkTable,
 ) -> Result<Option<SipRunning>, SipStartError> {
     let (Some(listen), tcp_listen, tls_listen) = listen_addresses(config)? else {
         return Ok(None);
@@ -207,7 +261,8 @@ pub async fn start(
         algorithms,
     )
     .with_registration_table(registrations)
-    .with_credential_table(credentials);
+    .with_credential_table(credentials)
+    .with_trunk_table(trunks);
     let ports = EnginePorts {
         engine: engine.clone(),
     };

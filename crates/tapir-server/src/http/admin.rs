@@ -333,6 +333,7 @@ pub async fn create_line(
             id,
             entry: entry.clone(),
         });
+    refresh_trunks(&st, &_w.trunks).await;
     let mut out = AdminLine::from(&entry);
     out.password = generated;
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -402,6 +403,7 @@ pub async fn put_line(
     {
         l.entry = entry.clone();
     }
+    refresh_trunks(&st, &_w.trunks).await;
     Ok(Json(AdminLine::from(&entry)))
 }
 
@@ -451,6 +453,7 @@ pub async fn delete_line(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|(_, l), _| *l != id);
+    refresh_trunks(&st, &_w.trunks).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -876,6 +879,14 @@ impl TrunkBody {
     }
 }
 
+/// Bind the trunks to their lines again, hosts resolved anew, after the
+/// operator changed trunks or lines (the B2BUA reads the table at once).
+async fn refresh_trunks(st: &AppState, trunks: &[TrunkEntry]) {
+    let lines: Vec<_> = st.lines().iter().map(|l| (l.id, l.entry.clone())).collect();
+    st.trunks
+        .replace(crate::sip::trunk_bindings(trunks, &lines).await);
+}
+
 fn no_trunk(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -956,6 +967,7 @@ pub async fn create_trunk(
         .await
         .map_err(store_failed)?;
     op.trunks.push(entry.clone());
+    refresh_trunks(&st, &op.trunks).await;
     Ok((StatusCode::CREATED, Json(AdminTrunk::from(&entry))).into_response())
 }
 
@@ -991,6 +1003,7 @@ pub async fn put_trunk(
         .await
         .map_err(store_failed)?;
     op.trunks[i] = entry.clone();
+    refresh_trunks(&st, &op.trunks).await;
     Ok(Json(AdminTrunk::from(&entry)))
 }
 
@@ -1011,6 +1024,7 @@ pub async fn delete_trunk(
     }
     st.store.delete_trunk(&name).await.map_err(store_failed)?;
     op.trunks.retain(|t| t.name != name);
+    refresh_trunks(&st, &op.trunks).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

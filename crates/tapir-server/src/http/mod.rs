@@ -81,6 +81,9 @@ pub struct Shared {
     pub cdr: Arc<std::sync::Mutex<crate::cdr::Tracker>>,
     /// Phones' SIP passwords, shared with the registrar.
     pub credentials: tapir_b2bua::directory::CredentialTable,
+    /// The trunks' carriers, shared with the B2BUA (rebuilt when the
+    /// operator changes trunks or lines).
+    pub trunks: tapir_b2bua::directory::TrunkTable,
     /// Operator settings the switch does not hold; the lock also serializes
     /// every `/v1/admin` write.
     pub operator: tokio::sync::Mutex<Operator>,

@@ -15,6 +15,12 @@ use std::fmt::Write as _;
 use super::{Algorithm, DigestInput, escape_quoted};
 use crate::msg::{AuthHeader, HeaderName, Message};
 
+/// A fresh client nonce (`cnonce`): 16 random bytes in hex.
+pub fn cnonce() -> String {
+    let bytes: [u8; 16] = rand::random();
+    super::to_hex(&bytes)
+}
+
 /// Why a challenge cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChallengeError {

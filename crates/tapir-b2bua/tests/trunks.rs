@@ -1,0 +1,469 @@
+//! Trunks through the B2BUA and the real switch, driven with SIP messages
+//! as a phone and a carrier would send them: a phone's call to an external
+//! number leaves on the trunk (with one digest challenge answered), a
+//! carrier's call to a DID is admitted by its address and rings the phone
+//! with the external caller's number, unknown sources still meet digest,
+//! and odd carrier responses never panic.
+
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tapir_b2bua::{
+    B2bua, Config, ContactTarget, Directory, MediaPorts, Out, SipTransport, TrunkRoute,
+};
+use tapir_core::{
+    AppConfig, CallStateKind, LegId, LineConfig, LineId, Output, Privilege, Switch, Timestamp,
+};
+use tapir_sip::auth::{AuthConfig, AuthOutcome, Authenticator};
+use tapir_sip::msg::{HeaderName, Message};
+
+const TAPIR: &str = "127.0.0.1:5060";
+const A: &str = "127.0.0.1:5001";
+const B: &str = "127.0.0.1:5002";
+const CARRIER: &str = "127.0.0.1:5070";
+/// Another host on the carrier's IP address, but not the carrier's port.
+const STRANGER: &str = "127.0.0.1:5071";
+
+/// Phones 1001 (A) and 1002 (B) admitted by their From user; everyone
+/// else challenged. Trunk line 9000 is bound to the carrier.
+struct Dir {
+    trunk_line: LineId,
+    route: TrunkRoute,
+}
+
+impl Directory for Dir {
+    fn register(&mut self, _: Instant, r: &Message, _: SocketAddr, _: SipTransport) -> Message {
+        r.response_builder(200, None, Some("reg")).build()
+    }
+    fn admit(
+        &mut self,
+        _now: Instant,
+        request: &Message,
+        source: SocketAddr,
+    ) -> Result<String, Box<Message>> {
+        if source == A.parse().unwrap() {
+            return Ok("1001".into());
+        }
+        Err(Box::new(
+            request.response_builder(407, None, Some("x")).build(),
+        ))
+    }
+    fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
+        let addr = match address {
+            "1001" => A,
+            "1002" => B,
+            _ => return Vec::new(),
+        };
+        vec![ContactTarget {
+            addr: addr.parse().unwrap(),
+            transport: SipTransport::Udp,
+        }]
+    }
+    fn trunk(&self, line: LineId) -> Option<TrunkRoute> {
+        (line == self.trunk_line).then(|| self.route.clone())
+    }
+    fn trunk_from(&self, carrier: SocketAddr, _: SipTransport) -> Option<String> {
+        (carrier == self.route.addr).then(|| "9000".to_string())
+    }
+}
+
+struct Ports;
+
+impl MediaPorts for Ports {
+    fn open(&mut self, leg: LegId) -> Option<SocketAddr> {
+        Some(SocketAddr::from((
+            [127, 0, 0, 1],
+            20_000 + (leg.0 % 1000) as u16 * 2,
+        )))
+    }
+}
+
+struct World {
+    b2b: B2bua,
+    switch: Switch,
+    start: Instant,
+    now: Instant,
+    sent: Vec<(SocketAddr, Message)>,
+    connects: Vec<(SocketAddr, SipTransport)>,
+    /// Every output in order, as text (to check Connect comes first).
+    order: Vec<String>,
+}
+
+impl World {
+    fn new(transport: SipTransport, credentials: Option<(&str, &str)>) -> World {
+        let mut switch = Switch::default();
+        for a in ["1001", "1002"] {
+            switch.add_line(LineConfig::phone(a)).unwrap();
+        }
+        let trunk_line = switch.add_line(LineConfig::trunk("9000")).unwrap();
+        let dir = Dir {
+            trunk_line,
+            route: TrunkRoute {
+                addr: CARRIER.parse().unwrap(),
+                host: "127.0.0.1".into(),
+                transport,
+                credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            },
+        };
+        let now = Instant::now();
+        World {
+            b2b: B2bua::new(
+                Config::new(TAPIR.parse().unwrap(), "tapir.example"),
+                Box::new(dir),
+                Box::new(Ports),
+            ),
+            switch,
+            start: now,
+            now,
+            sent: Vec::new(),
+            connects: Vec::new(),
+            order: Vec::new(),
+        }
+    }
+
+    fn ts(&self) -> Timestamp {
+        Timestamp(1_000_000 + self.now.duration_since(self.start).as_millis() as u64)
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(out) = self.b2b.poll_output() {
+                moved = true;
+                match out {
+                    Out::Send { to, data } => {
+                        let m = Message::parse_datagram(data).unwrap();
+                        self.order.push(format!("send {}", kind(&m)));
+                        self.sent.push((to, m));
+                    }
+                    Out::Switch(input) => {
+                        let ts = self.ts();
+                        self.switch.handle(ts, input);
+                    }
+                    Out::Refer { leg, event } => {
+                        let ts = self.ts();
+                        let ok = self.switch.refer(ts, leg, event).is_ok();
+                        self.b2b.refer_outcome(self.now, leg, ok);
+                    }
+                    Out::Media(_) => {}
+                    Out::Connect { to, transport } => {
+                        self.order.push("connect".into());
+                        self.connects.push((to, transport));
+                    }
+                }
+            }
+            while let Some(out) = self.switch.poll_output() {
+                moved = true;
+                if let Output::Effect(e) = out {
+                    self.b2b.handle_effect(self.now, &e);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("B2BUA and switch do not settle");
+    }
+
+    fn from(&mut self, peer: &str, text: String) {
+        let data = Bytes::from(text.replace("\r\n", "\n").replace('\n', "\r\n"));
+        self.b2b
+            .handle_datagram(self.now, peer.parse().unwrap(), data);
+        self.pump();
+    }
+
+    fn respond(&mut self, peer: &str, response: Message) {
+        self.b2b
+            .handle_datagram(self.now, peer.parse().unwrap(), response.to_bytes());
+        self.pump();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        let end = self.now + Duration::from_millis(ms);
+        while let Some(at) = self.b2b.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = at.max(self.now);
+            self.b2b.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = end;
+    }
+
+    fn take(&mut self, to: &str) -> Vec<Message> {
+        let to: SocketAddr = to.parse().unwrap();
+        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == to);
+        self.sent = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn kinds(&mut self, to: &str) -> Vec<String> {
+        self.take(to).iter().map(kind).collect()
+    }
+
+    fn states(&self, address: &str) -> Vec<CallStateKind> {
+        self.switch
+            .calls_at(address)
+            .into_iter()
+            .filter_map(|c| self.switch.call_state(c))
+            .collect()
+    }
+}
+
+fn kind(m: &Message) -> String {
+    match m.status_code() {
+        Some(c) => c.to_string(),
+        None => m.method().unwrap().to_string(),
+    }
+}
+
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    )
+}
+
+/// An INVITE from `peer` (From user `from`) to `to`.
+fn invite(peer: &str, from: &str, to: &str, call_id: &str, extra: &str) -> String {
+    let body = sdp(4000);
+    format!(
+        "INVITE sip:{to}@{TAPIR} SIP/2.0
+Via: SIP/2.0/UDP {peer};branch=z9hG4bK-{call_id};rport
+Max-Forwards: 70
+From: <sip:{from}@{peer}>;tag=f-{call_id}
+To: <sip:{to}@{TAPIR}>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:{from}@{peer}>
+{extra}Content-Type: application/sdp
+Content-Length: {len}
+
+{body}",
+        len = body.len()
+    )
+}
+
+/// The carrier's (or a phone's) response to tapir's request.
+fn answer(req: &Message, code: u16, with_sdp: bool) -> Message {
+    let mut r = req
+        .response_builder(code, None, Some("carrier-tag"))
+        .header(HeaderName::Contact, format!("<sip:gw@{CARRIER}>"));
+    if with_sdp {
+        r = r.body("application/sdp", Bytes::from(sdp(4010)));
+    }
+    r.build()
+}
+
+fn request_uri(m: &Message) -> String {
+    match m.start_line() {
+        tapir_sip::msg::StartLine::Request { uri, .. } => uri.as_str().to_string(),
+        _ => panic!("not a request"),
+    }
+}
+
+/// 1001 dials an external number: the switch routes it to the trunk line.
+fn a_dials_out(w: &mut World, number: &str) -> Message {
+    w.from(A, invite(A, "1001", number, "out-1", ""));
+    assert_eq!(w.kinds(A), ["100"]);
+    let to_carrier = w.take(CARRIER);
+    assert_eq!(to_carrier.len(), 1, "{to_carrier:?}");
+    to_carrier.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_phones_call_to_an_external_number_leaves_on_the_trunk() {
+    let mut w = World::new(SipTransport::Udp, None);
+    let inv = a_dials_out(&mut w, "0049301234");
+    assert_eq!(kind(&inv), "INVITE");
+    assert_eq!(request_uri(&inv), "sip:0049301234@127.0.0.1:5070");
+    let from = inv.from_header().unwrap().unwrap();
+    assert!(from.uri_text.starts_with("sip:1001@"), "{}", from.uri_text);
+    assert!(inv.body().starts_with(b"v=0"), "tapir offers SDP");
+    assert!(w.connects.is_empty(), "UDP needs no connection");
+    assert_eq!(w.states("9000"), [CallStateKind::Offering]);
+
+    w.respond(CARRIER, answer(&inv, 180, false));
+    assert_eq!(w.kinds(A), ["180"]);
+    w.respond(CARRIER, answer(&inv, 200, true));
+    assert_eq!(w.kinds(CARRIER), ["ACK"]);
+    assert_eq!(w.kinds(A), ["200"]);
+    assert_eq!(w.states("1001"), [CallStateKind::Connected]);
+    assert_eq!(w.states("9000"), [CallStateKind::Connected]);
+}
+
+#[test]
+fn a_challenge_is_answered_once_with_the_trunks_credentials() {
+    let mut w = World::new(SipTransport::Udp, Some(("acct-42", "s3cret")));
+    let mut carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
+    let inv = a_dials_out(&mut w, "0049301234");
+    let challenge = carrier.challenge(w.now, &inv, false);
+    assert_eq!(challenge.status_code(), Some(407));
+    w.respond(CARRIER, challenge);
+    let sent = w.take(CARRIER);
+    assert_eq!(
+        sent.iter().map(kind).collect::<Vec<_>>(),
+        ["ACK", "INVITE"],
+        "the 407 is acknowledged and the INVITE sent again"
+    );
+    let retry = &sent[1];
+    assert_eq!(retry.call_id().unwrap(), inv.call_id().unwrap());
+    assert_eq!(retry.cseq().unwrap().unwrap().number, 2);
+    assert_eq!(
+        retry.from_header().unwrap().unwrap().tag(),
+        inv.from_header().unwrap().unwrap().tag()
+    );
+    assert_ne!(
+        retry.top_via().unwrap().unwrap().params.get("branch"),
+        inv.top_via().unwrap().unwrap().params.get("branch"),
+        "a new transaction"
+    );
+    let passwords = |u: &str| (u == "acct-42").then(|| "s3cret".to_string());
+    match carrier.authenticate(w.now, retry, "127.0.0.1".parse().unwrap(), &passwords) {
+        AuthOutcome::Authenticated(id) => assert_eq!(id.user, "acct-42"),
+        AuthOutcome::Rejected(r) => panic!("the carrier refuses tapir's digest: {:?}", r.reason),
+    }
+    w.respond(CARRIER, answer(retry, 200, true));
+    assert_eq!(w.kinds(CARRIER), ["ACK"]);
+    assert_eq!(w.kinds(A), ["200"]);
+    assert_eq!(w.states("9000"), [CallStateKind::Connected]);
+}
+
+#[test]
+fn a_second_challenge_fails_the_call() {
+    let mut w = World::new(SipTransport::Udp, Some(("acct-42", "wrong")));
+    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
+    let inv = a_dials_out(&mut w, "0049301234");
+    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
+    let retry = w.take(CARRIER).pop().unwrap();
+    assert_eq!(kind(&retry), "INVITE");
+    w.respond(CARRIER, carrier.challenge(w.now, &retry, false));
+    assert_eq!(w.kinds(CARRIER), ["ACK"], "no third INVITE");
+    assert!(w.states("9000").is_empty(), "{:?}", w.states("9000"));
+    assert_ne!(w.states("1001"), [CallStateKind::Connected]);
+}
+
+#[test]
+fn without_credentials_a_challenge_fails_the_call() {
+    let mut w = World::new(SipTransport::Udp, None);
+    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
+    let inv = a_dials_out(&mut w, "0049301234");
+    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
+    assert_eq!(w.kinds(CARRIER), ["ACK"]);
+    assert!(w.states("9000").is_empty());
+}
+
+#[test]
+fn challenges_tapir_cannot_read_fail_the_call_without_panicking() {
+    for header in [
+        None,
+        Some("Digest nonce"),
+        Some("Basic realm=\"x\""),
+        Some("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512-256"),
+    ] {
+        let mut w = World::new(SipTransport::Udp, Some(("u", "p")));
+        let inv = a_dials_out(&mut w, "0049301234");
+        let mut r = inv.response_builder(407, None, Some("c"));
+        if let Some(h) = header {
+            r = r.header(HeaderName::ProxyAuthenticate, h);
+        }
+        w.respond(CARRIER, r.build());
+        assert_eq!(w.kinds(CARRIER), ["ACK"], "{header:?}");
+        assert!(w.states("9000").is_empty(), "{header:?}");
+    }
+}
+
+#[test]
+fn a_tcp_trunk_is_connected_first_and_a_failed_connection_is_unreachable() {
+    let mut w = World::new(SipTransport::Tcp, None);
+    w.from(A, invite(A, "1001", "0049301234", "out-tcp", ""));
+    assert_eq!(
+        w.connects,
+        [(CARRIER.parse().unwrap(), SipTransport::Tcp)],
+        "one connection to the carrier"
+    );
+    assert_eq!(w.order.first().map(String::as_str), Some("send 100"));
+    let connect_at = w.order.iter().position(|o| o == "connect").unwrap();
+    let invite_at = w.order.iter().position(|o| o == "send INVITE").unwrap();
+    assert!(connect_at < invite_at, "{:?}", w.order);
+    let inv = w.take(CARRIER).pop().unwrap();
+    assert_eq!(
+        request_uri(&inv),
+        "sip:0049301234@127.0.0.1:5070;transport=tcp"
+    );
+    assert!(
+        inv.header(&HeaderName::Via)
+            .unwrap()
+            .starts_with("SIP/2.0/TCP"),
+        "{inv:?}"
+    );
+    assert_eq!(w.states("9000"), [CallStateKind::Offering]);
+    w.b2b.connection_failed(w.now, CARRIER.parse().unwrap());
+    w.pump();
+    assert!(w.states("9000").is_empty(), "{:?}", w.states("9000"));
+}
+
+#[test]
+fn a_carriers_call_to_a_did_rings_the_phone_with_the_external_number() {
+    let mut w = World::new(SipTransport::Udp, None);
+    let app = w.switch.register_app(AppConfig::named("crm"));
+    let line = w.switch.line_of("1002").unwrap();
+    w.switch
+        .open_line(app, line, &[Privilege::Owner], &[])
+        .unwrap();
+    w.from(
+        CARRIER,
+        invite(
+            CARRIER,
+            "+4930555123",
+            "1002",
+            "in-1",
+            "P-Asserted-Identity: <sip:+4930555999@carrier>\n",
+        ),
+    );
+    let to_carrier = w.kinds(CARRIER);
+    assert_eq!(to_carrier, ["100"], "admitted without a challenge");
+    let to_b = w.take(B);
+    assert_eq!(to_b.iter().map(kind).collect::<Vec<_>>(), ["INVITE"]);
+    let at_b = w.switch.calls_at("1002")[0];
+    let info = w.switch.call_info(app, at_b).unwrap();
+    assert_eq!(&*info.caller.address, "+4930555999");
+    assert_eq!(info.state, CallStateKind::Offering);
+    assert_eq!(
+        w.states("9000").len(),
+        1,
+        "the call comes from the trunk line"
+    );
+
+    w.respond(B, answer(&to_b[0], 180, false));
+    assert_eq!(w.kinds(CARRIER), ["180"]);
+    w.respond(B, answer(&to_b[0], 200, true));
+    assert_eq!(w.kinds(CARRIER), ["200"]);
+    assert_eq!(w.states("1002"), [CallStateKind::Connected]);
+}
+
+#[test]
+fn invites_from_other_sources_still_meet_digest() {
+    let mut w = World::new(SipTransport::Udp, None);
+    w.from(
+        STRANGER,
+        invite(STRANGER, "+4930555123", "1002", "in-2", ""),
+    );
+    assert_eq!(w.kinds(STRANGER), ["100", "407"]);
+    assert!(w.take(B).is_empty());
+    assert!(w.states("9000").is_empty());
+}
+
+#[test]
+fn a_carrier_invite_without_any_number_gets_404() {
+    let mut w = World::new(SipTransport::Udp, None);
+    let text = invite(CARRIER, "+4930555123", "1002", "in-3", "")
+        .replace("INVITE sip:1002@", "INVITE sip:")
+        .replace("To: <sip:1002@", "To: <sip:");
+    w.from(CARRIER, text);
+    assert_eq!(w.kinds(CARRIER), ["100", "404"]);
+    w.advance(100);
+    assert!(w.take(B).is_empty());
+}
