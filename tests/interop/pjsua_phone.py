@@ -21,11 +21,17 @@ Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer
                                  when it built its own: its offer, or tapir's offer it answered)
            {"cmd": "report_dtmf"} -> {"event": "reporting_dtmf"}, then {"event": "dtmf", "digit": "5"}
                                 (for each RFC 4733 digit the phone receives from now on)
-Options:   --srtp mandatory|optional  SRTP with SDES keys (pjsua2 srtpUse), only over a
+Options:   --port N                   a fixed local SIP port; a phone that is never told to
+                                      "register" there plays a trunk's carrier (tapir sends
+                                      it calls for external numbers, it calls tapir's DIDs)
+           --srtp mandatory|optional  SRTP with SDES keys (pjsua2 srtpUse), only over a
                                       secure (TLS) signalling hop; without it: no SRTP
 Events:    {"event": "ready"} | {"event": "reg", "code": 200}
-           {"event": "incoming", "from": "..."} | {"event": "call", "state": "CONFIRMED", "code": 200}
+           {"event": "incoming", "from": "...", "uri": "sip:..."}  (uri: the INVITE's Request-URI)
+           {"event": "call", "state": "CONFIRMED", "code": 200}
            {"event": "media", "status": "active"|"local_hold"|"remote_hold"|"none"}
+           {"event": "redirected", "target": "<sip:...>"}  (a 3xx to the phone's own call:
+                                it follows it, as desk phones do)
            {"event": "error", "message": "..."}
 """
 
@@ -92,6 +98,12 @@ class Call(pj.Call):
         info = self.getInfo()
         emit(event="call", state=info.stateText, code=int(info.lastStatusCode))
 
+    def onCallRedirected(self, prm):
+        # Like a desk phone: follow a 3xx to its Contact, which becomes the
+        # call's new target (the phone's screen shows it).
+        emit(event="redirected", target=prm.targetUri)
+        return pj.PJSIP_REDIRECT_ACCEPT_REPLACE
+
     def onDtmfDigit(self, prm):
         if self.account.report_dtmf:
             emit(event="dtmf", digit=prm.digit)
@@ -129,8 +141,11 @@ class Account(pj.Account):
     def onIncomingCall(self, prm):
         call = Call(self, prm.callId)
         self.calls.append(call)
-        auto = "answer-after=0" in prm.rdata.wholeMsg
-        emit(event="incoming", auto=auto, **{"from": call.getInfo().remoteUri})
+        whole = prm.rdata.wholeMsg
+        auto = "answer-after=0" in whole
+        request_line = whole.split("\r\n", 1)[0].split(" ")
+        uri = request_line[1] if len(request_line) > 2 else ""
+        emit(event="incoming", auto=auto, uri=uri, **{"from": call.getInfo().remoteUri})
         reply = pj.CallOpParam()
         # Phones honour tapir's auto-answer hint (third-party call control).
         reply.statusCode = 200 if auto else 180

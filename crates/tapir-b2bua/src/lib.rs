@@ -1576,7 +1576,15 @@ impl B2bua {
                 }));
             }
             Effect::Redirect { leg, target } => {
-                let target = format!("<sip:{target}@{}>", self.cfg.domain);
+                // The device places the call again, to tapir, for the new
+                // target: tapir's own address on the leg's transport.
+                let transport = self.leg_transport(*leg);
+                let target = format!(
+                    "<sip:{}@{}{}>",
+                    tapir_sip::msg::percent_encode_user(target),
+                    self.local_for(transport),
+                    transport.uri_param()
+                );
                 self.final_error(now, *leg, 302, Some(target));
             }
             Effect::ReleaseLeg { leg, cause } => self.release_leg(now, *leg, *cause),

@@ -904,6 +904,51 @@ fn an_unknown_number_gets_404() {
 }
 
 #[test]
+fn redirecting_a_call_a_phone_placed_answers_its_invite_with_302_to_tapir() {
+    for transport in [SipTransport::Udp, SipTransport::Tcp] {
+        let mut w = World::over(transport);
+        // A trunk, so that an external number is a valid destination.
+        w.switch.add_line(LineConfig::trunk("9000")).unwrap();
+        let app = w.switch.register_app(AppConfig::named("crm"));
+        let line = w.switch.line_of("1002").unwrap();
+        w.switch
+            .open_line(app, line, &[Privilege::Owner], &[])
+            .unwrap();
+        w.phone_sends(A, invite_from_a("call-302"));
+        let invite_b = w.take(B).pop().expect("1002 is invited");
+        w.phone_sends(B, b_responds(&invite_b, 180, false));
+        w.take(A);
+        let at_b = w.switch.calls_at("1002")[0];
+        let ts = w.ts();
+        w.switch.redirect(ts, app, at_b, "+1 (425) 1003").unwrap();
+        w.pump();
+        // 1001's INVITE gets the 302; its Contact sends the new INVITE to
+        // tapir itself, over the same transport, with the number escaped.
+        let to_a = w.take(A);
+        let moved = to_a
+            .iter()
+            .find(|m| kinds(std::slice::from_ref(m)) == ["302"])
+            .unwrap_or_else(|| panic!("{to_a:?}"));
+        let param = if transport == SipTransport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        assert_eq!(
+            moved.header(&HeaderName::Contact),
+            Some(format!("<sip:+1%20(425)%201003@{TAPIR}{param}>").as_str())
+        );
+        // 1002 stops ringing; nobody else is invited by tapir.
+        assert!(kinds(&w.take(B)).contains(&"CANCEL".to_string()));
+        assert!(w.take(C).is_empty());
+        assert!(
+            w.switch.calls_at("9000").is_empty(),
+            "tapir placed no call itself"
+        );
+    }
+}
+
+#[test]
 fn an_unanswered_call_gets_480_when_the_ring_timer_expires() {
     let mut w = World::new();
     w.phone_sends(A, invite_from_a("call-480"));

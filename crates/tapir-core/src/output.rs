@@ -176,7 +176,8 @@ pub enum Effect {
         /// Its new source.
         source: MediaSource,
     },
-    /// Answer an unanswered inbound leg with 302 to `target` (redirect on a trunk).
+    /// Answer an unanswered inbound leg with 302 to `target`: the device
+    /// (phone or carrier) places the call again (redirect).
     Redirect {
         /// The inbound leg.
         leg: LegId,

@@ -1011,11 +1011,19 @@ fn swap_hold_with_a_pending_transfer_swaps_the_roles() {
 // ----------------------------------------------------------------------
 
 #[test]
-fn redirect_an_offering_call() {
+fn redirect_of_a_made_call_retargets_it() {
+    // tapir called the caller (make call): it re-targets the caller's call.
     let mut o = office();
     let (crm, mon) = (o.crm, o.mon);
-    let (a, b) = o.ring("1001", "2000");
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "1001", Some("2000")));
+    let b = o.only_call_at("2000");
     o.ok(crm, |s, now| s.redirect(now, crm, b, "1002"));
+    assert!(
+        !o.effects()
+            .iter()
+            .any(|e| matches!(e, Effect::Redirect { .. })),
+        "no 302: tapir placed the caller's call"
+    );
     o.told(crm, b, CallState::Idle);
     o.told(mon, b, CallState::Idle);
     let c = o.only_call_at("1002");
@@ -1037,10 +1045,38 @@ fn redirect_an_offering_call() {
 }
 
 #[test]
+fn redirect_a_ringing_call_from_a_phone_sends_302_to_the_phone() {
+    // The phone's INVITE is unanswered: it gets the 302 and dials again.
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (a, b) = o.ring("1001", "1002");
+    let leg = o.sim.switch.leg_of(a).unwrap();
+    o.ok(crm, |s, now| s.redirect(now, crm, b, "1003"));
+    assert!(o.effects().iter().any(|e| matches!(
+        e,
+        Effect::Redirect { leg: l, target } if *l == leg && &**target == "1003"
+    )));
+    o.told(crm, b, CallState::Idle);
+    o.told(mon, b, CallState::Idle);
+    assert_eq!(
+        o.states_seen(crm, a),
+        vec![
+            CallState::Disconnected(DisconnectMode::Forwarded),
+            CallState::Idle
+        ]
+    );
+    assert!(
+        o.sim.calls_at("1003").is_empty(),
+        "tapir does not call 1003 itself"
+    );
+}
+
+#[test]
 fn redirect_an_accepted_call() {
     let mut o = office();
     let crm = o.crm;
-    let (_a, b) = o.ring("1001", "2000");
+    o.ok(crm, |s, now| s.make_call(now, crm, "1001", Some("2000")));
+    let b = o.only_call_at("2000");
     o.ok(crm, |s, now| s.accept(now, crm, b));
     o.ok(crm, |s, now| s.redirect(now, crm, b, "1002"));
     o.expect(b, CallState::Idle);

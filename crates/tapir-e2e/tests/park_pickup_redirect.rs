@@ -287,7 +287,7 @@ async fn group_pickup_takes_the_call_ringing_in_the_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redirect_of_a_ringing_call_retargets_the_callers_leg() {
+async fn redirect_of_a_call_a_phone_dialled_sends_302_and_the_phone_calls_the_new_target() {
     let tapir = Tapir::start().await;
     let (app, mut ev) = tapir.app().await;
     let [mut b, mut c, mut d] = tapir.phones(["1002", "1003", "1004"]).await;
@@ -303,8 +303,62 @@ async fn redirect_of_a_ringing_call_retargets_the_callers_leg() {
         .redirect("1003")
         .await
         .unwrap();
-    // 1002 stops ringing (CANCEL); 1004's own INVITE stays pending (tapir
-    // re-targets its leg) while 1003 rings.
+    // 1004's INVITE is still unanswered: it gets a 302 to tapir for 1003,
+    // follows it, and its own screen shows the new target. 1002 stops
+    // ringing (CANCEL).
+    let moved = d
+        .wait_event("the 302", |e| e["event"] == "redirected")
+        .await;
+    let target = moved["target"].as_str().unwrap_or_default();
+    assert!(target.contains("sip:1003@127.0.0.1"), "{moved}");
+    b.call_state("DISCONNECTED").await;
+    ev.state(&at_b, CallState::Idle).await;
+    ev.state(&at_d, CallState::Idle).await;
+    assert!(
+        ev.states_of(&at_d).contains(&CallState::Disconnected),
+        "{:?}",
+        ev.states_of(&at_d)
+    );
+    // The phone's new INVITE is a new call from 1004 to 1003.
+    c.rings().await;
+    let again = ev.new_call_at("1004").await;
+    let at_c = ev.new_call_at("1003").await;
+    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
+    assert_eq!(info.caller.address, "1004");
+    c.answer().await;
+    c.call_state("CONFIRMED").await;
+    d.call_state("CONFIRMED").await;
+    ev.state(&again, CallState::Connected).await;
+    // A connected call cannot be redirected.
+    let (code, _) = error_code(app.call(&at_c).await.unwrap().redirect("1002").await);
+    assert_eq!(code, "invalcallstate");
+    c.tone(800);
+    d.tone(1400);
+    let heard = listen(&mut [&mut c, &mut d], tapir.dir(), "redirected").await;
+    assert!(heard[0].hears(1400), "{:?}", heard[0].levels(&[800, 1400]));
+    assert!(heard[1].hears(800), "{:?}", heard[1].levels(&[800, 1400]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_of_a_made_call_retargets_the_callers_leg() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut b, mut c, mut d] = tapir.phones(["1002", "1003", "1004"]).await;
+    // Third-party call control: tapir called 1004 first (its user picks
+    // up), so there is no INVITE of 1004's to answer with a 302.
+    let call = app.address("1004").create_call("1002").await.unwrap();
+    let at_d = call.id().to_string();
+    d.ring_and_answer().await;
+    b.rings().await;
+    let at_b = ev.new_call_at("1002").await;
+    ev.state(&at_b, CallState::Offering).await;
+
+    app.call(&at_b)
+        .await
+        .unwrap()
+        .redirect("1003")
+        .await
+        .unwrap();
     b.call_state("DISCONNECTED").await;
     ev.state(&at_b, CallState::Idle).await;
     c.rings().await;
@@ -312,22 +366,16 @@ async fn redirect_of_a_ringing_call_retargets_the_callers_leg() {
     let info = wait_call_state(&app, &at_c, CallState::Offering).await;
     assert_eq!(info.reason, CallReason::Redirect);
     assert_eq!(info.redirecting.unwrap().address, "1002");
-    d.expect_no_event(
-        "a final response to the caller",
-        Duration::from_millis(500),
-        |e| e["event"] == "call" && (e["state"] == "DISCONNECTED" || e["state"] == "CONFIRMED"),
-    )
+    d.expect_no_event("a 302 or a BYE", Duration::from_millis(500), |e| {
+        e["event"] == "redirected" || (e["event"] == "call" && e["state"] == "DISCONNECTED")
+    })
     .await;
     c.answer().await;
     c.call_state("CONFIRMED").await;
-    d.call_state("CONFIRMED").await;
     ev.state(&at_d, CallState::Connected).await;
-    // A connected call cannot be redirected.
-    let (code, _) = error_code(app.call(&at_c).await.unwrap().redirect("1002").await);
-    assert_eq!(code, "invalcallstate");
     c.tone(800);
     d.tone(1400);
-    let heard = listen(&mut [&mut c, &mut d], tapir.dir(), "redirected").await;
+    let heard = listen(&mut [&mut c, &mut d], tapir.dir(), "retargeted").await;
     assert!(heard[0].hears(1400), "{:?}", heard[0].levels(&[800, 1400]));
     assert!(heard[1].hears(800), "{:?}", heard[1].levels(&[800, 1400]));
 }

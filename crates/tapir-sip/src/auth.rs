@@ -259,6 +259,11 @@ pub enum RejectReason {
     BadCredentials,
     /// The credentials were not a well-formed digest answer (400).
     Malformed,
+    /// The digest-uri names another target than the Request-URI: a fresh
+    /// challenge. RFC 7616 §3.4.6 suggests 400, but a SIP phone following a
+    /// 3xx re-sends the credentials of its earlier request (PJSIP does), and
+    /// a challenge lets it answer for the new target while granting nothing.
+    UriMismatch,
     /// The algorithm is not one we offer.
     UnsupportedAlgorithm,
     /// The source address is locked out after too many failures (403).
@@ -423,7 +428,7 @@ impl Authenticator {
             return self.reject(request, RejectReason::UnsupportedAlgorithm, now);
         }
         if !uri_matches_request(&parsed.uri, request) {
-            return self.reject(request, RejectReason::Malformed, now);
+            return self.reject(request, RejectReason::UriMismatch, now);
         }
         // Unknown users are checked against a password nobody has, so the
         // work done and the answer are those of a wrong password.
@@ -556,6 +561,7 @@ impl Authenticator {
             RejectReason::StaleNonce | RejectReason::Replayed => self.challenge(now, request, true),
             RejectReason::NoCredentials
             | RejectReason::BadCredentials
+            | RejectReason::UriMismatch
             | RejectReason::UnsupportedAlgorithm => self.challenge(now, request, false),
         };
         AuthOutcome::Rejected(Rejection { reason, response })

@@ -193,8 +193,10 @@ impl Switch {
     }
 
     /// `lineRedirect`: send an offering call elsewhere before it is answered;
-    /// it goes idle here and arrives there with reason `redirect`. A call from
-    /// a trunk is redirected with a 302 to the carrier instead of hairpinning.
+    /// it goes idle here. While the caller's own INVITE is unanswered (a
+    /// phone or a carrier called in) the caller gets a 302 to `to` and calls
+    /// again; otherwise tapir re-targets the caller's call, which arrives at
+    /// `to` with reason `redirect`.
     pub fn redirect(
         &mut self,
         now: Timestamp,
@@ -1081,18 +1083,16 @@ impl Switch {
         let Some(address) = self.call(call).map(|c| c.address.clone()) else {
             return fail(ErrorCode::InvalCallHandle, format!("{call} does not exist"));
         };
-        let a_line = self.call(a).map(|c| c.line);
+        // The caller's device sent an INVITE that is still unanswered (a
+        // phone dialling, or a carrier on a trunk): it gets a 302 and places
+        // the call again itself, so its own screen shows the new target.
+        // Otherwise (tapir called the caller, as in make call, or the caller
+        // is a route point) tapir re-targets the call.
         let a_leg = self.call(a).and_then(|c| c.leg);
-        let trunk_unanswered = a_line.is_some_and(|l| self.line_kind(l) == LineKind::Trunk)
-            && a_leg.is_some_and(|l| {
-                self.m
-                    .legs
-                    .get(&l)
-                    .is_some_and(|x| x.inbound && !x.answered)
-            });
+        let inbound_unanswered =
+            a_leg.filter(|l| self.m.legs.get(l).is_some_and(|x| x.inbound && !x.answered));
         self.go_idle(call, ReleaseCause::Moved);
-        if trunk_unanswered && let Some(leg) = a_leg {
-            // The carrier re-routes the call itself: no hairpin through tapir.
+        if let Some(leg) = inbound_unanswered {
             self.effect(Effect::Redirect {
                 leg,
                 target: to.into(),

@@ -265,8 +265,16 @@ fn a_digest_for_another_method_or_uri_fails() {
     .replace("uri=\"sip:127.0.0.1\"", "uri=\"sip:elsewhere.example\"");
     let retry = request("INVITE", Some(("Proxy-Authorization", &credentials)));
     let rejection = rejected(auth.authenticate(now, &retry, source(), &passwords));
-    assert_eq!(rejection.reason, RejectReason::Malformed);
-    assert_eq!(rejection.response.status_code(), Some(400));
+    assert_eq!(rejection.reason, RejectReason::UriMismatch);
+    // A fresh challenge (a phone following a 302 re-sends its old
+    // credentials), not a failure that counts towards a lock-out.
+    assert_eq!(rejection.response.status_code(), Some(407));
+    assert!(
+        rejection
+            .response
+            .header(&HeaderName::ProxyAuthenticate)
+            .is_some()
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub use message::{
     Header, HeaderName, Limits, Message, Method, StartLine, StreamFrame, StreamFramer, Text,
     frame_stream,
 };
-pub use scan::{Param, Params, first_list_element, percent_decode};
+pub use scan::{Param, Params, first_list_element, percent_decode, percent_encode_user};
 pub use transport::{ResponseTarget, response_target};
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri, UriParams};
 pub use validate::{Rejection, check_request};

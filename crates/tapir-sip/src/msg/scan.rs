@@ -311,6 +311,31 @@ pub(crate) fn parse_header_params(text: &str) -> Result<Params<'_>, ()> {
     }
 }
 
+/// Escapes `text` for the user part of a SIP URI (RFC 3261 §25.1 `user`):
+/// letters, digits, the marks `-_.!~*'()` and the user-unreserved
+/// `&=+$,;?/` stay as they are; every other byte becomes `%XX`, so a
+/// canonical number such as `+1 (425) 882-8080` stays one valid URI.
+pub fn percent_encode_user(text: &str) -> std::borrow::Cow<'_, str> {
+    fn plain(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b)
+    }
+    if text.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len() + 8);
+    for b in text.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Decodes `%XX` escapes; malformed escapes are kept literally. The result
 /// may hold any byte, NUL included.
 pub fn percent_decode(text: &str) -> std::borrow::Cow<'_, [u8]> {
@@ -385,6 +410,23 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(parts, vec!["\"a,b\" <sip:x;y=1,2>", "<sip:z>"]);
+    }
+
+    #[test]
+    fn percent_encode_user_escapes_what_a_user_part_cannot_hold() {
+        assert_eq!(percent_encode_user("1003"), "1003");
+        assert_eq!(
+            percent_encode_user("+1 (425) 882-8080"),
+            "+1%20(425)%20882-8080"
+        );
+        assert_eq!(percent_encode_user("a@b:c%#"), "a%40b%3Ac%25%23");
+        assert_eq!(percent_encode_user("ü"), "%C3%BC");
+        // What it escapes, percent_decode restores.
+        let text = "+1 (425) 882-8080 #x@ü";
+        assert_eq!(
+            &*percent_decode(&percent_encode_user(text)),
+            text.as_bytes()
+        );
     }
 
     #[test]
