@@ -53,6 +53,10 @@ pub const PHONES: &[(&str, bool)] = &[
 /// The route point of the configuration (tapir answers its calls itself).
 pub const ROUTE_POINT: &str = "2001";
 
+/// The trunk line of [`Options::trunk`]: numbers no line owns leave on it,
+/// and its carrier's calls come from it.
+pub const TRUNK_LINE: &str = "9000";
+
 /// The SIP digest password of a phone of [`PHONES`].
 pub fn password(address: &str) -> String {
     format!("pw-{address}-secret")
@@ -104,6 +108,9 @@ pub struct Options {
     pub max_calls: Option<usize>,
     /// Also listen for SIP over TLS (self-signed certificate made at start).
     pub tls: bool,
+    /// A trunk line ([`TRUNK_LINE`]); its carrier is added with
+    /// [`Tapir::add_trunk`] once it listens.
+    pub trunk: bool,
 }
 
 impl Default for Options {
@@ -113,6 +120,7 @@ impl Default for Options {
             park_reminder_ms: None,
             max_calls: None,
             tls: false,
+            trunk: false,
         }
     }
 }
@@ -189,6 +197,11 @@ impl Tapir {
         c.push_str(&format!(
             "[[lines]]\naddress = \"{ROUTE_POINT}\"\nkind = \"routepoint\"\nname = \"Queue\"\n"
         ));
+        if options.trunk {
+            c.push_str(&format!(
+                "[[lines]]\naddress = \"{TRUNK_LINE}\"\nkind = \"trunk\"\nname = \"Carrier\"\n"
+            ));
+        }
         for (name, token, priority) in [("crm", APP_TOKEN, 0), ("desk", DESK_TOKEN, 5)] {
             c.push_str(&format!(
                 "[[apps]]\nname = \"{name}\"\ntoken = \"{token}\"\nlines = [\"*\"]\n\
@@ -312,6 +325,52 @@ impl Tapir {
         let e = p.wait_event("registration", |e| e["event"] == "reg").await;
         assert_eq!(e["code"], 200, "{address} registers with digest auth");
         p
+    }
+
+    /// A pjsua2 "carrier" on a free loopback port: an account that does
+    /// not register, calls tapir from number `number` and takes the calls
+    /// tapir sends it over `transport`. Returns it and its SIP port (give
+    /// it to [`Tapir::add_trunk`]).
+    pub async fn carrier(&self, number: &str, transport: &str) -> (Phone, u16) {
+        let port = free_port();
+        let extra = [
+            "--transport".to_string(),
+            transport.to_string(),
+            "--port".to_string(),
+            port.to_string(),
+        ];
+        (
+            Phone::spawn(number, self.sip_port, self.dir.path(), &extra).await,
+            port,
+        )
+    }
+
+    /// Add trunk `name` for [`TRUNK_LINE`] through the operator API: its
+    /// carrier at 127.0.0.1:`port` over `transport`, with digest
+    /// `credentials` if given.
+    pub async fn add_trunk(
+        &self,
+        name: &str,
+        port: u16,
+        transport: &str,
+        credentials: Option<(&str, &str)>,
+    ) {
+        let admin = Client::new(self.base_url(), ADMIN_TOKEN)
+            .unwrap_or_else(|e| panic!("admin client: {e}"))
+            .admin();
+        admin
+            .add_trunk(&tapir_client::AdminTrunk {
+                name: name.into(),
+                host: "127.0.0.1".into(),
+                port: Some(port),
+                transport: Some(transport.into()),
+                username: credentials.map(|c| c.0.to_string()),
+                password: credentials.map(|c| c.1.to_string()),
+                address: Some(TRUNK_LINE.into()),
+                ..tapir_client::AdminTrunk::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("add trunk {name}: {e}"));
     }
 
     /// Phones for these addresses, registered.

@@ -1,0 +1,184 @@
+//! Trunks end to end: a pjsua2 "carrier" (an account that never registers,
+//! on its own loopback port) is the far network of trunk line 9000, added
+//! through the operator API. Make call to an external number, a carrier's
+//! call to a DID, forwarding to an external number and redirect of a call
+//! that came in from the trunk, each checked on the carrier's side (what it
+//! was asked to call, what it hears), on the phones and in the app's view.
+//! The trunk with digest credentials (the carrier challenges with 407) is
+//! `tests/interop/test_trunk_auth.py`: SIPp plays that carrier.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use tapir_client::{CallReason, CallState, ForwardRule};
+use tapir_e2e::{Options, TRUNK_LINE, Tapir, listen, wait_call_state};
+
+fn with_trunk() -> Options {
+    Options {
+        trunk: true,
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_call_to_an_external_number_leaves_on_the_trunk_and_both_hear_each_other() {
+    let tapir = Tapir::start_with(with_trunk()).await;
+    let (app, mut ev) = tapir.app().await;
+    let mut a = tapir.phone("1001").await;
+    let (mut carrier, port) = tapir.carrier("+4930555000", "udp").await;
+    tapir.add_trunk("carrier", port, "udp", None).await;
+
+    // A canonical number as an app writes it: tapir dials it as the
+    // current location (country 1, area 425) does, a local number.
+    let call = app
+        .address("1001")
+        .create_call("+1 (425) 882-8080")
+        .await
+        .unwrap();
+    a.rings().await;
+    a.call_state("CONFIRMED").await;
+    let inv = carrier.rings().await;
+    let uri = inv["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with(&format!("sip:8828080@127.0.0.1:{port}")),
+        "the carrier is asked for the number: {inv}"
+    );
+    assert!(
+        inv["from"].as_str().unwrap().contains("1001"),
+        "the caller's identity: {inv}"
+    );
+    let out = ev.new_call_at(TRUNK_LINE).await;
+    ev.state(call.id(), CallState::Ringback).await;
+    carrier.answer().await;
+    carrier.call_state("CONFIRMED").await;
+    ev.state(call.id(), CallState::Connected).await;
+    let info = wait_call_state(&app, &out, CallState::Connected).await;
+    assert_eq!(info.called.address, "8828080");
+
+    a.tone(1000);
+    carrier.tone(600);
+    let heard = listen(&mut [&mut a, &mut carrier], tapir.dir(), "trunk-out").await;
+    assert!(
+        heard[0].hears(600) && !heard[0].hears(1000),
+        "1001 hears the carrier: {:?}",
+        heard[0].levels(&[600, 1000])
+    );
+    assert!(
+        heard[1].hears(1000) && !heard[1].hears(600),
+        "the carrier hears 1001: {:?}",
+        heard[1].levels(&[600, 1000])
+    );
+    // The app hangs up: the carrier gets the BYE.
+    app.call(call.id()).await.unwrap().drop().await.unwrap();
+    carrier.call_state("DISCONNECTED").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_calls_a_did_and_the_phone_rings_with_the_callers_number() {
+    let tapir = Tapir::start_with(with_trunk()).await;
+    let (app, mut ev) = tapir.app().await;
+    let mut b = tapir.phone("1002").await;
+    let (mut carrier, port) = tapir.carrier("+4930555123", "udp").await;
+    tapir.add_trunk("carrier", port, "udp", None).await;
+
+    // No registration, no digest: the carrier is known by its address.
+    carrier.dial("1002").await;
+    let inv = b.rings().await;
+    assert!(
+        inv["from"].as_str().unwrap().contains("+4930555123"),
+        "{inv}"
+    );
+    let at_b = ev.new_call_at("1002").await;
+    let info = wait_call_state(&app, &at_b, CallState::Offering).await;
+    assert_eq!(info.caller.address, "+4930555123");
+    let from_trunk = ev.new_call_at(TRUNK_LINE).await;
+    b.answer().await;
+    b.call_state("CONFIRMED").await;
+    carrier.call_state("CONFIRMED").await;
+    wait_call_state(&app, &at_b, CallState::Connected).await;
+    wait_call_state(&app, &from_trunk, CallState::Connected).await;
+
+    b.tone(700);
+    carrier.tone(1300);
+    let heard = listen(&mut [&mut b, &mut carrier], tapir.dir(), "trunk-in").await;
+    assert!(heard[0].hears(1300), "{:?}", heard[0].levels(&[700, 1300]));
+    assert!(heard[1].hears(700), "{:?}", heard[1].levels(&[700, 1300]));
+    // The carrier hangs up: the phone's call ends.
+    carrier.cmd("hangup").await;
+    b.call_state("DISCONNECTED").await;
+    ev.state(&at_b, CallState::Idle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_to_an_external_number_sends_the_call_out_on_the_trunk() {
+    let tapir = Tapir::start_with(with_trunk()).await;
+    let (app, mut ev) = tapir.app().await;
+    let mut a = tapir.phone("1001").await;
+    let (mut carrier, port) = tapir.carrier("+4930555000", "tcp").await;
+    tapir.add_trunk("carrier", port, "tcp", None).await;
+    app.address("1002")
+        .forward(&[ForwardRule::new("unconditional", "0049301234")], None)
+        .await
+        .unwrap();
+
+    // Over TCP this time: tapir opens the connection to the carrier.
+    a.dial("1002").await;
+    let inv = carrier.rings().await;
+    let uri = inv["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with(&format!("sip:0049301234@127.0.0.1:{port}")) && uri.contains("tcp"),
+        "{inv}"
+    );
+    let out = ev.new_call_at(TRUNK_LINE).await;
+    let info = wait_call_state(&app, &out, CallState::Offering).await;
+    assert_eq!(info.reason, CallReason::FwdUncond);
+    assert_eq!(info.called.address, "0049301234");
+    carrier.answer().await;
+    carrier.call_state("CONFIRMED").await;
+    a.call_state("CONFIRMED").await;
+    a.tone(900);
+    carrier.tone(1500);
+    let heard = listen(&mut [&mut a, &mut carrier], tapir.dir(), "trunk-fwd").await;
+    assert!(heard[0].hears(1500), "{:?}", heard[0].levels(&[900, 1500]));
+    assert!(heard[1].hears(900), "{:?}", heard[1].levels(&[900, 1500]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_of_a_call_from_the_trunk_answers_the_carrier_with_302() {
+    let tapir = Tapir::start_with(with_trunk()).await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut b, mut c] = tapir.phones(["1002", "1003"]).await;
+    let (mut carrier, port) = tapir.carrier("+4930555123", "udp").await;
+    tapir.add_trunk("carrier", port, "udp", None).await;
+
+    carrier.dial("1002").await;
+    b.rings().await;
+    let at_b = ev.new_call_at("1002").await;
+    wait_call_state(&app, &at_b, CallState::Offering).await;
+    app.call(&at_b)
+        .await
+        .unwrap()
+        .redirect("1003")
+        .await
+        .unwrap();
+    // The carrier's INVITE gets a 302 to tapir for 1003 (the carrier, not
+    // tapir, places the call again); 1002 stops ringing.
+    let moved = carrier
+        .wait_event("the 302", |e| e["event"] == "redirected")
+        .await;
+    let target = moved["target"].as_str().unwrap_or_default();
+    assert!(target.contains("sip:1003@127.0.0.1"), "{moved}");
+    b.call_state("DISCONNECTED").await;
+    // It follows it: a new call from the trunk rings 1003 with the
+    // external caller's number.
+    let inv = c.rings().await;
+    assert!(
+        inv["from"].as_str().unwrap().contains("+4930555123"),
+        "{inv}"
+    );
+    let at_c = ev.new_call_at("1003").await;
+    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
+    assert_eq!(info.caller.address, "+4930555123");
+    c.answer().await;
+    c.call_state("CONFIRMED").await;
+    carrier.call_state("CONFIRMED").await;
+}
