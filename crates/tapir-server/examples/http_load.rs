@@ -4,6 +4,13 @@
 //! WebSocket.
 //!
 //! `cargo run --release -p tapir-server --example http_load -- [workers] [seconds]`
+//!
+//! By default the server runs in this process, sharing its runtime with the
+//! load. With `TAPIR_LOAD_SERVER_CPU=N` the example instead starts the
+//! release `tapir` binary (`cargo build --release -p tapir-server --bin
+//! tapir` first) as its own process pinned to CPU `N` with `taskset`, so the
+//! server's figures are those of one core; run the example itself pinned to
+//! another CPU (`taskset -c 1 target/release/examples/http_load 16 5`).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -18,24 +25,20 @@ async fn main() {
     let workers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
 
-    let mut toml = String::from("[sip]\nlisten = []\n[http]\nlisten = \"127.0.0.1:0\"\n");
+    let mut lines = String::new();
     for i in 0..workers * 2 {
-        toml.push_str(&format!(
+        lines.push_str(&format!(
             "[[lines]]\naddress = \"{}\"\nkind = \"routepoint\"\n",
             3000 + i
         ));
     }
-    toml.push_str("[[apps]]\nname = \"load\"\ntoken = \"tok\"\nlines = [\"*\"]\n");
-    let mut config = tapir_server::Config::from_toml(&toml).unwrap();
-    // A fresh store every run (the store keeps lines and apps across starts);
-    // TAPIR_LOAD_STORE_URL picks another one (a PostgreSQL database).
-    config.data_dir = std::env::temp_dir().join(format!("tapir-http-load-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&config.data_dir);
-    if let Ok(url) = std::env::var("TAPIR_LOAD_STORE_URL") {
-        config.store.url = Some(url);
-    }
-    let server = tapir_server::start(config).await.unwrap();
-    let base = format!("http://{}", server.http_addr);
+    lines.push_str("[[apps]]\nname = \"load\"\ntoken = \"tok\"\nlines = [\"*\"]\n");
+    let server = match std::env::var("TAPIR_LOAD_SERVER_CPU") {
+        Ok(cpu) => Server::Process(ServerProcess::start(&cpu, &lines).await),
+        Err(_) => Server::InProcess(Box::new(in_process(&lines).await)),
+    };
+    let http_addr = server.http_addr();
+    let base = format!("http://{http_addr}");
     let http = reqwest::Client::new();
     let (get_http, get_base) = (http.clone(), base.clone());
     let post = move |path: String, body: Value| {
@@ -123,7 +126,7 @@ async fn main() {
     );
 
     // Request -> event latency, one request at a time.
-    let mut req = format!("ws://{}/v1/events?since=999999999", server.http_addr)
+    let mut req = format!("ws://{http_addr}/v1/events?since=999999999")
         .into_client_request()
         .unwrap();
     req.headers_mut()
@@ -163,7 +166,110 @@ async fn main() {
         p(0.99),
         p(1.0)
     );
-    let dir = server.config.data_dir.clone();
-    server.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
+    server.stop().await;
+}
+
+/// The server under load: in this process, or the `tapir` binary on its own CPU.
+enum Server {
+    InProcess(Box<tapir_server::RunningServer>),
+    Process(ServerProcess),
+}
+
+impl Server {
+    fn http_addr(&self) -> std::net::SocketAddr {
+        match self {
+            Server::InProcess(s) => s.http_addr,
+            Server::Process(p) => p.http_addr,
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Server::InProcess(server) => {
+                let dir = server.config.data_dir.clone();
+                server.shutdown().await;
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Server::Process(mut p) => {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+                let _ = std::fs::remove_dir_all(&p.dir);
+            }
+        }
+    }
+}
+
+/// A fresh store every run (the store keeps lines and apps across starts);
+/// TAPIR_LOAD_STORE_URL picks another one (a PostgreSQL database).
+fn data_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tapir-http-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn in_process(lines: &str) -> tapir_server::RunningServer {
+    let toml = format!("[sip]\nlisten = []\n[http]\nlisten = \"127.0.0.1:0\"\n{lines}");
+    let mut config = tapir_server::Config::from_toml(&toml).unwrap();
+    config.data_dir = data_dir();
+    if let Ok(url) = std::env::var("TAPIR_LOAD_STORE_URL") {
+        config.store.url = Some(url);
+    }
+    tapir_server::start(config).await.unwrap()
+}
+
+/// The release `tapir` binary under `taskset -c CPU`.
+struct ServerProcess {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    http_addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    async fn start(cpu: &str, lines: &str) -> ServerProcess {
+        let dir = data_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let store = match std::env::var("TAPIR_LOAD_STORE_URL") {
+            Ok(url) => format!("[store]\nurl = \"{url}\"\n"),
+            Err(_) => String::new(),
+        };
+        let toml = format!(
+            "data_dir = \"{}/data\"\n[sip]\nlisten = []\n[http]\nlisten = \"{http_addr}\"\n{store}{lines}",
+            dir.display()
+        );
+        let config = dir.join("tapir.toml");
+        std::fs::write(&config, toml).unwrap();
+        let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/release/tapir");
+        let mut child = std::process::Command::new("taskset")
+            .args(["-c", cpu])
+            .arg(&bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} under taskset: {e}", bin.display()));
+        let health = format!("http://{http_addr}/healthz");
+        for _ in 0..200 {
+            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+                println!("server: {} pinned to CPU {cpu}", bin.display());
+                return ServerProcess {
+                    child,
+                    dir,
+                    http_addr,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{} did not answer {health}", bin.display());
+    }
 }
