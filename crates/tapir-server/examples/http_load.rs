@@ -244,8 +244,8 @@ impl ServerProcess {
         );
         let config = dir.join("tapir.toml");
         std::fs::write(&config, toml).unwrap();
-        let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target/release/tapir");
+        let bin =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/tapir");
         let mut child = std::process::Command::new("taskset")
             .args(["-c", cpu])
             .arg(&bin)
@@ -258,7 +258,10 @@ impl ServerProcess {
             .unwrap_or_else(|e| panic!("cannot start {} under taskset: {e}", bin.display()));
         let health = format!("http://{http_addr}/healthz");
         for _ in 0..200 {
-            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 println!("server: {} pinned to CPU {cpu}", bin.display());
                 return ServerProcess {
                     child,
