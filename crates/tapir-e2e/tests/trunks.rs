@@ -182,3 +182,37 @@ async fn redirect_of_a_call_from_the_trunk_answers_the_carrier_with_302() {
     c.call_state("CONFIRMED").await;
     carrier.call_state("CONFIRMED").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_of_external_callers_moves_only_the_trunks_call() {
+    let tapir = Tapir::start_with(with_trunk()).await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
+    let (mut carrier, port) = tapir.carrier("+4930555123", "udp").await;
+    tapir.add_trunk("carrier", port, "udp", None).await;
+    app.address("1002")
+        .forward(&[ForwardRule::new("unconditionalexternal", "1003")], None)
+        .await
+        .unwrap();
+
+    // From outside (the trunk): forwarded to 1003, 1002 never rings.
+    carrier.dial("1002").await;
+    let inv = c.rings().await;
+    assert!(
+        inv["from"].as_str().unwrap().contains("+4930555123"),
+        "{inv}"
+    );
+    let at_c = ev.new_call_at("1003").await;
+    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
+    assert_eq!(info.reason, CallReason::FwdUncond);
+    assert_eq!(info.caller.address, "+4930555123");
+    c.answer().await;
+    carrier.call_state("CONFIRMED").await;
+    // From inside (1001): 1002 rings as usual.
+    a.dial("1002").await;
+    let inv = b.rings().await;
+    assert!(inv["from"].as_str().unwrap().contains("1001"), "{inv}");
+    let at_b = ev.new_call_at("1002").await;
+    let info = wait_call_state(&app, &at_b, CallState::Offering).await;
+    assert_eq!(info.reason, CallReason::Direct);
+}
