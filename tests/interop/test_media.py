@@ -309,14 +309,21 @@ class Media(unittest.TestCase):
         self.streams.append(stream)
         a, b = self.connected_call()
         at_a = self.call_at("1001")
+        b.send(cmd="report_dtmf")
+        b.wait_for(lambda e: e.get("event") == "reporting_dtmf")
         # RFC 4733 telephone-events (pjsua's default DTMF method).
         a.send(cmd="dtmf", digits="5")
         e = stream.wait_for(lambda e: e.get("type") == "digits.received")
         self.assertEqual((e["call"], e["digits"]), (at_a, "5"))
+        got = b.wait_for(lambda e: e.get("event") == "dtmf")
+        self.assertEqual(got["digit"], "5")
         # SIP INFO with application/dtmf-relay.
         a.send(cmd="dtmf_info", digits="9")
         e = stream.wait_for(lambda e: e.get("type") == "digits.received")
         self.assertEqual((e["call"], e["digits"]), (at_a, "9"))
+        # The far phone gets the INFO digit in its media stream (RFC 4733).
+        got = b.wait_for(lambda e: e.get("event") == "dtmf")
+        self.assertEqual(got["digit"], "9")
         b.send(cmd="dtmf_info", digits="#")
         e = stream.wait_for(lambda e: e.get("type") == "digits.received"
                             and e["call"] == self.call_at("1002"))

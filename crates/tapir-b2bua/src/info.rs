@@ -1,7 +1,8 @@
 //! SIP INFO within a dialog (RFC 6086, legacy usage of RFC 2976): DTMF
 //! digits a phone sends as `application/dtmf-relay` (`Signal=5`,
 //! `Duration=160`) or `application/dtmf` (`5`) bodies are reported to the
-//! switch as [`LegEvent::Digits`], the same input RFC 4733 digits become.
+//! switch as [`LegEvent::SignalledDigits`]: apps hear them as they hear RFC
+//! 4733 digits, and the switch has them sent on to the far party.
 //!
 //! Answers: 200 for a digit, for a flash (`Signal=16`, nothing to report)
 //! and for an INFO without a body (a keep-alive); 400 for a DTMF body that
@@ -142,7 +143,7 @@ impl B2bua {
         if let InfoVerdict::Digit(d) = verdict {
             self.out.push_back(Out::Switch(Input::Leg {
                 leg,
-                event: LegEvent::Digits(d.to_string()),
+                event: LegEvent::SignalledDigits(d.to_string()),
             }));
         }
     }

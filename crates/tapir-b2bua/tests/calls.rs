@@ -160,7 +160,7 @@ impl World {
                     Out::Switch(input) => {
                         if let Input::Leg {
                             leg,
-                            event: LegEvent::Digits(d),
+                            event: LegEvent::Digits(d) | LegEvent::SignalledDigits(d),
                         } = &input
                         {
                             self.digits.push((*leg, d.clone()));
@@ -780,8 +780,21 @@ fn sip_info_digits_reach_the_switch_like_rfc4733_digits() {
     // All on the caller's leg, the same leg tapir answered.
     let leg = w.digits[0].0;
     assert!(w.digits.iter().all(|(l, _)| *l == leg));
-    // Nothing went to the other phone.
+    // No SIP message went to the other phone: the digits reach it in its
+    // media stream (RFC 4733), on its own leg.
     assert!(w.take(B).is_empty());
+    let relayed: Vec<(LegId, String)> = w
+        .media
+        .iter()
+        .filter_map(|m| match m {
+            tapir_b2bua::MediaCommand::Digits { leg, digits } => Some((*leg, digits.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed.len(), 3, "{relayed:?}");
+    assert!(relayed.iter().all(|(l, _)| *l != leg));
+    let sent: Vec<&str> = relayed.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(sent, vec!["5", "#", "*"]);
 }
 
 #[test]

@@ -383,6 +383,11 @@ impl World {
             Step::HangUp(p) => self.sim.phone(PHONES[*p]).hang_up(),
             Step::HoldByPhone(p) => self.sim.phone(PHONES[*p]).report(LegEvent::Held),
             Step::RetrieveByPhone(p) => self.sim.phone(PHONES[*p]).report(LegEvent::Retrieved),
+            // Odd-length digit strings arrive as SIP INFO (out of band).
+            Step::Digits(p, d) if d.len() % 2 == 1 => self
+                .sim
+                .phone(PHONES[*p])
+                .report(LegEvent::SignalledDigits(d.clone())),
             Step::Digits(p, d) => self
                 .sim
                 .phone(PHONES[*p])

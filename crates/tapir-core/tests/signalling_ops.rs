@@ -296,6 +296,44 @@ fn digits_on_a_connected_call_reach_every_app() {
 }
 
 #[test]
+fn digits_signalled_out_of_band_reach_the_apps_and_the_far_party() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    let far = o.sim.switch.leg_of(b).unwrap();
+    o.sim.clear();
+    o.sim
+        .phone("1001")
+        .report(LegEvent::SignalledDigits("5".into()));
+    assert_eq!(
+        o.sim.events_for(crm),
+        vec![&EventBody::DigitsReceived {
+            call: a,
+            digits: "5".into()
+        }]
+    );
+    // INFO digits never crossed the media plane: the switch has them sent.
+    assert_eq!(
+        o.effects(),
+        &[Effect::SendDigits {
+            leg: far,
+            digits: "5".into()
+        }]
+    );
+    // In-band (RFC 4733) digits were relayed by the media plane already.
+    o.sim.clear();
+    o.sim.phone("1001").report(LegEvent::Digits("6".into()));
+    assert!(o.effects().is_empty(), "{:?}", o.effects());
+    // Nothing goes to a party on hold.
+    o.ok(crm, |s, now| s.hold(now, crm, b));
+    o.sim.clear();
+    o.sim
+        .phone("1001")
+        .report(LegEvent::SignalledDigits("7".into()));
+    assert!(o.effects().is_empty(), "{:?}", o.effects());
+}
+
+#[test]
 fn digits_at_dialtone_dial_the_number() {
     let mut o = office();
     let crm = o.crm;

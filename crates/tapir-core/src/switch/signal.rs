@@ -5,7 +5,7 @@
 use super::{Pending, Switch};
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{CallId, LegId, Timestamp};
-use crate::output::{EventBody, ReleaseCause};
+use crate::output::{Effect, EventBody, ReleaseCause};
 use crate::types::{CallReason, CallState, ConnectedMode, DisconnectMode, ForwardCondition};
 
 /// Something a device reported about one of its legs.
@@ -27,8 +27,14 @@ pub enum LegEvent {
     Held,
     /// The device took the call off hold itself.
     Retrieved,
-    /// The device sent DTMF digits (RFC 4733 or INFO).
+    /// The device sent DTMF digits in its media stream (RFC 4733); the media
+    /// plane has already relayed them to the far parties.
     Digits(String),
+    /// The device signalled DTMF digits out of band (SIP INFO). Handled as
+    /// [`LegEvent::Digits`], and the switch also has them sent to the
+    /// connected far parties as RFC 4733, which the media plane cannot do
+    /// for digits it never saw.
+    SignalledDigits(String),
     /// The device asked to transfer its far party to an address (REFER).
     Refer(String),
     /// The device asked to transfer its far party to the far party of its
@@ -282,6 +288,10 @@ impl Switch {
                 }
             }
             LegEvent::Digits(digits) => self.device_digits(call, digits),
+            LegEvent::SignalledDigits(digits) => {
+                self.relay_signalled_digits(call, &digits);
+                self.device_digits(call, digits);
+            }
             LegEvent::PromptDone(play) => self.prompt_done(call, play),
             LegEvent::Refer(_) | LegEvent::ReferReplaces(_) => {
                 // Outcome reported to nobody here; drivers use `refer`.
@@ -366,6 +376,27 @@ impl Switch {
                     ReleaseCause::Unavailable,
                 ),
             },
+        }
+    }
+
+    /// Out-of-band digits of a connected call go on to the devices of the
+    /// connected calls bridged with it (a conference's other parties too).
+    fn relay_signalled_digits(&mut self, call: CallId, digits: &str) {
+        if !self.state(call).is_connected() {
+            return;
+        }
+        let legs: Vec<LegId> = self
+            .others_in_bridge(call)
+            .into_iter()
+            .filter_map(|o| self.call(o))
+            .filter(|c| c.state.is_connected())
+            .filter_map(|c| c.leg)
+            .collect();
+        for leg in legs {
+            self.effect(Effect::SendDigits {
+                leg,
+                digits: digits.to_string(),
+            });
         }
     }
 
