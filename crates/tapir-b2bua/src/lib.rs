@@ -680,7 +680,13 @@ impl B2bua {
         let transport = self.transport_of(&key);
         // A trunk's carrier is admitted by its address (IP-authenticated
         // trunk); phones and everyone else by digest.
-        let carrier = trunk::carrier_source(source, &request, transport);
+        let claimed = trunk::carrier_source(source, &request, transport);
+        let carrier = if claimed != source && self.directory.trunk_from(source, transport).is_none()
+        {
+            claimed
+        } else {
+            source
+        };
         let (user, external_caller, to) = match self.directory.trunk_from(carrier, transport) {
             Some(trunk_line) => {
                 let caller = trunk::calling_number(&request);

@@ -54,37 +54,20 @@ impl TrunkRoute {
 /// (`#`, `%`, `@`, non-ASCII) is percent-encoded, so the number can never
 /// break the URI; `*` and `+` are allowed as they are.
 pub fn number_user(number: &str) -> String {
-    let mut out = String::with_capacity(number.len());
-    for byte in number.bytes() {
-        match byte {
-            b' ' | b'-' | b'.' | b'(' | b')' | b'\t' => {}
-            b'a'..=b'z'
-            | b'A'..=b'Z'
-            | b'0'..=b'9'
-            | b'_'
-            | b'!'
-            | b'~'
-            | b'*'
-            | b'\''
-            | b'&'
-            | b'='
-            | b'+'
-            | b'$'
-            | b','
-            | b';'
-            | b'?'
-            | b'/' => out.push(char::from(byte)),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    let digits: String = number
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\t'))
+        .collect();
+    tapir_sip::msg::percent_encode_user(&digits).into_owned()
 }
 
 /// Where a carrier's request claims to come from, for matching it against
-/// the trunks: over UDP the datagram's source address; over TCP or TLS the
-/// connection's IP address with the port of the top Via's sent-by (the
-/// port a connection comes from is an ephemeral one, the sent-by names the
-/// carrier's listening port; 5060, or 5061 over TLS, when it names none).
+/// the trunks when its source address itself is no trunk's (a connection
+/// tapir opened to the carrier is): over UDP the datagram's source address;
+/// over TCP or TLS the connection's IP address with the port of the top
+/// Via's sent-by (the port a connection comes from is an ephemeral one; a
+/// carrier that names its listening port there is recognised; 5060, or
+/// 5061 over TLS, when it names none).
 pub fn carrier_source(
     source: SocketAddr,
     request: &Message,

@@ -467,3 +467,37 @@ fn a_carrier_invite_without_any_number_gets_404() {
     w.advance(100);
     assert!(w.take(B).is_empty());
 }
+
+/// The carrier's INVITE framed from a TCP connection with peer `peer`,
+/// its Via naming `via`.
+fn carrier_over_tcp(w: &mut World, peer: &str, via: &str, call_id: &str) {
+    let text = invite(via, "+4930555123", "1002", call_id, "")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
+    let message = Message::parse_datagram(Bytes::from(text)).unwrap();
+    w.b2b
+        .handle_stream_message(w.now, peer.parse().unwrap(), message, SipTransport::Tcp);
+    w.pump();
+}
+
+#[test]
+fn over_tcp_a_carrier_is_known_by_the_connection_tapir_opened_or_by_its_via_port() {
+    // On the connection tapir opened to the carrier (peer = the carrier's
+    // address), whatever its Via says.
+    let mut w = World::new(SipTransport::Tcp, None);
+    carrier_over_tcp(&mut w, CARRIER, "127.0.0.1:41000", "tcp-1");
+    assert_eq!(w.kinds(CARRIER), ["100"]);
+    assert_eq!(w.take(B).len(), 1, "1002 rings");
+    // On a connection of its own (ephemeral port) naming its listening
+    // port in Via.
+    let mut w = World::new(SipTransport::Tcp, None);
+    carrier_over_tcp(&mut w, "127.0.0.1:41001", CARRIER, "tcp-2");
+    assert_eq!(w.kinds("127.0.0.1:41001"), ["100"]);
+    assert_eq!(w.take(B).len(), 1, "1002 rings");
+    // Neither: the phones' rule.
+    let mut w = World::new(SipTransport::Tcp, None);
+    carrier_over_tcp(&mut w, "127.0.0.1:41002", "127.0.0.1:41002", "tcp-3");
+    assert_eq!(w.kinds("127.0.0.1:41002"), ["100", "407"]);
+    assert!(w.take(B).is_empty());
+}
