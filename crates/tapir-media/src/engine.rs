@@ -229,6 +229,8 @@ pub struct RtcpStats {
     pub peer_ssrc: Option<u32>,
     /// Extended highest sequence number received from the phone.
     pub highest_seq: u32,
+    /// RTP packets of the phone's stream received (its current SSRC).
+    pub packets_received: u32,
     /// Packets of the phone's stream lost (expected − received).
     pub lost: i64,
     /// Interarrival jitter of the phone's stream, in samples (1/8000 s).
@@ -1457,19 +1459,25 @@ impl MediaEngine {
 
     /// Closes a leg's socket and forgets it; returns whether it existed.
     pub fn release(&self, leg: LegId) -> bool {
+        self.close(leg).is_some()
+    }
+
+    /// Closes a leg like [`MediaEngine::release`] (sending its last report
+    /// with a BYE) and returns its final RTCP figures, taken as the leg is
+    /// dropped; `None` when the leg had no media.
+    pub fn close(&self, leg: LegId) -> Option<RtcpStats> {
         let mut state = self.shared.lock();
-        let Some(mut l) = state.legs.remove(&leg) else {
-            return false;
-        };
+        let mut l = state.legs.remove(&leg)?;
         l.task.abort();
         l.rtcp_task.abort();
         if self.shared.config.rtcp_interval.is_some() {
             let State { stats, pkt, .. } = &mut *state;
             emit_report(&self.shared, stats, &mut l, pkt, Instant::now(), true);
         }
+        let figures = rtcp_figures(&l);
         state.leave_bridge(leg, l.source);
         debug!(%leg, "media released");
-        true
+        Some(figures)
     }
 
     /// Counters since start.
@@ -1483,31 +1491,33 @@ impl MediaEngine {
     #[must_use]
     pub fn rtcp_stats(&self, leg: LegId) -> Option<RtcpStats> {
         let state = self.shared.lock();
-        let l = state.legs.get(&leg)?;
-        let r = &l.rtcp;
-        Some(RtcpStats {
-            ssrc: l.out.ssrc,
-            packets_sent: r.packets_sent,
-            reports_sent: r.reports_sent,
-            reports_received: r.reports_received,
-            peer_ssrc: r.rx.ssrc(),
-            highest_seq: r.rx.extended_max(),
-            lost: if r.rx.ssrc().is_some() {
-                r.rx.cumulative_lost()
-            } else {
-                0
-            },
-            jitter: r.rx.jitter(),
-            peer_report: r.peer_report,
-            round_trip: r.round_trip,
-            mux: r.mux,
-        })
+        state.legs.get(&leg).map(rtcp_figures)
     }
 
     /// Number of legs with media.
     #[must_use]
     pub fn leg_count(&self) -> usize {
         self.shared.lock().legs.len()
+    }
+}
+
+/// The RTCP figures of a leg as [`RtcpStats`] shows them.
+fn rtcp_figures(l: &Leg) -> RtcpStats {
+    let r = &l.rtcp;
+    let heard = r.rx.ssrc().is_some();
+    RtcpStats {
+        ssrc: l.out.ssrc,
+        packets_sent: r.packets_sent,
+        reports_sent: r.reports_sent,
+        reports_received: r.reports_received,
+        peer_ssrc: r.rx.ssrc(),
+        highest_seq: r.rx.extended_max(),
+        packets_received: r.rx.received(),
+        lost: if heard { r.rx.cumulative_lost() } else { 0 },
+        jitter: r.rx.jitter(),
+        peer_report: r.peer_report,
+        round_trip: r.round_trip,
+        mux: r.mux,
     }
 }
 

@@ -409,6 +409,13 @@ impl ReceptionStats {
         self.cycles | u32::from(self.max_seq)
     }
 
+    /// Packets received from the tracked source (duplicates count again,
+    /// as RFC 3550 A.3 counts them).
+    #[must_use]
+    pub fn received(&self) -> u32 {
+        self.received
+    }
+
     /// Packets expected minus packets received since the stream started.
     #[must_use]
     pub fn cumulative_lost(&self) -> i64 {

@@ -250,12 +250,26 @@ async fn each_leg_gets_its_own_reports_consistent_with_the_rewritten_stream() {
     assert_eq!(stats.ssrc, to_a);
     assert_eq!(stats.peer_ssrc, Some(0xa1));
     assert_eq!(stats.lost, 2);
+    assert_eq!(stats.packets_received, 38, "40 sent, frames 10 and 11 missing");
     assert_eq!(stats.peer_report.map(|b| b.jitter), Some(3));
     let rtt = stats.round_trip.expect("round trip from LSR/DLSR");
     assert!(rtt < Duration::from_secs(3), "{rtt:?}");
     assert!(!stats.mux);
     assert_eq!(eng.stats().rtcp_received, 2);
     assert!(eng.stats().rtcp_sent >= 4);
+
+    // Closing the leg hands over the same figures, final; then it is gone.
+    let last = eng.close(LegId(1)).expect("leg 1 had media");
+    assert_eq!(
+        (last.packets_received, last.lost, last.peer_ssrc),
+        (38, 2, Some(0xa1))
+    );
+    assert_eq!(last.round_trip, stats.round_trip);
+    assert!(last.reports_sent > stats.reports_sent, "the last report counts");
+    assert!(eng.rtcp_stats(LegId(1)).is_none());
+    assert!(eng.close(LegId(1)).is_none());
+    let b_last = eng.close(LegId(2)).unwrap();
+    assert_eq!((b_last.packets_received, b_last.lost), (40, 0));
 }
 
 #[tokio::test]
