@@ -250,7 +250,10 @@ async fn each_leg_gets_its_own_reports_consistent_with_the_rewritten_stream() {
     assert_eq!(stats.ssrc, to_a);
     assert_eq!(stats.peer_ssrc, Some(0xa1));
     assert_eq!(stats.lost, 2);
-    assert_eq!(stats.packets_received, 38, "40 sent, frames 10 and 11 missing");
+    assert_eq!(
+        stats.packets_received, 38,
+        "40 sent, frames 10 and 11 missing"
+    );
     assert_eq!(stats.peer_report.map(|b| b.jitter), Some(3));
     let rtt = stats.round_trip.expect("round trip from LSR/DLSR");
     assert!(rtt < Duration::from_secs(3), "{rtt:?}");
@@ -265,7 +268,10 @@ async fn each_leg_gets_its_own_reports_consistent_with_the_rewritten_stream() {
         (38, 2, Some(0xa1))
     );
     assert_eq!(last.round_trip, stats.round_trip);
-    assert!(last.reports_sent > stats.reports_sent, "the last report counts");
+    assert!(
+        last.reports_sent > stats.reports_sent,
+        "the last report counts"
+    );
     assert!(eng.rtcp_stats(LegId(1)).is_none());
     assert!(eng.close(LegId(1)).is_none());
     let b_last = eng.close(LegId(2)).unwrap();
