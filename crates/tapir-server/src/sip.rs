@@ -148,10 +148,15 @@ pub async fn trunk_bindings(
             tracing::warn!(trunk = %t.name, address = %wanted, "trunk not used: no trunk line has this address");
             continue;
         };
+        // An IPv4 address when the name has one (`localhost` may list ::1
+        // first, while SIP listens on IPv4 addresses in practice).
         let resolved = tokio::net::lookup_host((t.host.as_str(), t.port))
             .await
             .ok()
-            .and_then(|mut addrs| addrs.next());
+            .and_then(|addrs| {
+                let all: Vec<SocketAddr> = addrs.collect();
+                all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+            });
         let Some(addr) = resolved else {
             tracing::warn!(trunk = %t.name, host = %t.host, "trunk not used: its host does not resolve");
             continue;
