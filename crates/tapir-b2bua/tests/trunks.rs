@@ -501,3 +501,42 @@ fn over_tcp_a_carrier_is_known_by_the_connection_tapir_opened_or_by_its_via_port
     assert_eq!(w.kinds("127.0.0.1:41002"), ["100", "407"]);
     assert!(w.take(B).is_empty());
 }
+
+#[test]
+fn the_caller_hanging_up_after_the_retry_cancels_the_authenticated_invite() {
+    let mut w = World::new(SipTransport::Udp, Some(("acct-42", "s3cret")));
+    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
+    let inv = a_dials_out(&mut w, "0049301234");
+    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
+    let retry = w.take(CARRIER).pop().unwrap();
+    w.respond(CARRIER, answer(&retry, 180, false));
+    assert_eq!(w.kinds(A), ["180"]);
+    // 1001 gives up: tapir cancels the INVITE the carrier is working on.
+    w.from(
+        A,
+        format!(
+            "CANCEL sip:0049301234@{TAPIR} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bK-out-1;rport
+Max-Forwards: 70
+From: <sip:1001@{A}>;tag=f-out-1
+To: <sip:0049301234@{TAPIR}>
+Call-ID: out-1
+CSeq: 1 CANCEL
+Content-Length: 0
+
+"
+        ),
+    );
+    let cancel = w
+        .take(CARRIER)
+        .into_iter()
+        .find(|m| kind(m) == "CANCEL")
+        .expect("a CANCEL to the carrier");
+    assert_eq!(cancel.cseq().unwrap().unwrap().number, 2);
+    assert_eq!(
+        cancel.top_via().unwrap().unwrap().params.get("branch"),
+        retry.top_via().unwrap().unwrap().params.get("branch"),
+        "the CANCEL matches the authenticated INVITE"
+    );
+    assert_eq!(request_uri(&cancel), request_uri(&retry));
+}
