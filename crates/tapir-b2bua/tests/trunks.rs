@@ -540,3 +540,98 @@ Content-Length: 0
     );
     assert_eq!(request_uri(&cancel), request_uri(&retry));
 }
+
+/// An in-dialog request from phone A on its call `out-1` (CSeq `n`).
+fn a_in_dialog(method: &str, n: u32, to_tag: &str, body: &str) -> String {
+    let ctype = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\n".into()
+    };
+    format!(
+        "{method} sip:tapir@{TAPIR} SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bKa{n}{method};rport
+Max-Forwards: 70
+From: <sip:1001@{A}>;tag=f-out-1
+To: <sip:0049301234@{TAPIR}>;tag={to_tag}
+Call-ID: out-1
+CSeq: {n} {method}
+Contact: <sip:1001@{A}>
+{ctype}Content-Length: {len}
+
+{body}",
+        len = body.len()
+    )
+}
+
+/// 1001's call to the carrier through a trunk with credentials, answered
+/// after one challenge; returns the carrier, tapir's tag towards 1001.
+fn connected_through_a_challenge(w: &mut World) -> (Authenticator, String) {
+    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
+    let inv = a_dials_out(w, "0049301234");
+    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
+    let retry = w.take(CARRIER).pop().unwrap();
+    w.respond(CARRIER, answer(&retry, 200, true));
+    assert_eq!(w.kinds(CARRIER), ["ACK"]);
+    let ok = w.take(A).pop().unwrap();
+    assert_eq!(ok.status_code(), Some(200));
+    let tag = ok.to_header().unwrap().unwrap().tag().unwrap().to_string();
+    w.from(A, a_in_dialog("ACK", 1, &tag, ""));
+    (carrier, tag)
+}
+
+fn accepted(carrier: &mut Authenticator, now: Instant, request: &Message) -> bool {
+    let passwords = |u: &str| (u == "acct-42").then(|| "s3cret".to_string());
+    matches!(
+        carrier.authenticate(now, request, "127.0.0.1".parse().unwrap(), &passwords),
+        AuthOutcome::Authenticated(_)
+    )
+}
+
+#[test]
+fn a_challenged_bye_is_sent_once_more_with_credentials() {
+    let mut w = World::new(SipTransport::Udp, Some(("acct-42", "s3cret")));
+    let (mut carrier, tag) = connected_through_a_challenge(&mut w);
+    w.from(A, a_in_dialog("BYE", 2, &tag, ""));
+    assert_eq!(w.kinds(A), ["200"]);
+    let bye = w.take(CARRIER).pop().expect("BYE to the carrier");
+    assert_eq!(kind(&bye), "BYE");
+    w.respond(CARRIER, carrier.challenge(w.now, &bye, false));
+    let again = w.take(CARRIER).pop().expect("the BYE again");
+    assert_eq!(kind(&again), "BYE");
+    assert_eq!(
+        again.cseq().unwrap().unwrap().number,
+        bye.cseq().unwrap().unwrap().number + 1
+    );
+    assert!(accepted(&mut carrier, w.now, &again));
+    // A second challenge is not answered.
+    w.respond(CARRIER, carrier.challenge(w.now, &again, false));
+    assert!(w.take(CARRIER).is_empty());
+    w.advance(40_000);
+    assert_eq!(w.b2b.dialog_count(), 0, "the dialogs are gone");
+}
+
+#[test]
+fn a_challenged_re_invite_is_sent_once_more_and_its_answer_applies() {
+    let mut w = World::new(SipTransport::Udp, Some(("acct-42", "s3cret")));
+    let (mut carrier, tag) = connected_through_a_challenge(&mut w);
+    // 1001 holds: the carrier's leg is re-offered (music on hold, sendonly).
+    let held = sdp(4000).replace("a=sendrecv", "a=sendonly");
+    w.from(A, a_in_dialog("INVITE", 2, &tag, &held));
+    assert_eq!(w.kinds(A), ["100", "200"]);
+    let reinvite = w.take(CARRIER).pop().expect("a re-INVITE to the carrier");
+    assert_eq!(kind(&reinvite), "INVITE");
+    assert!(
+        std::str::from_utf8(reinvite.body())
+            .unwrap()
+            .contains("a=sendonly")
+    );
+    w.respond(CARRIER, carrier.challenge(w.now, &reinvite, false));
+    let sent = w.take(CARRIER);
+    assert_eq!(sent.iter().map(kind).collect::<Vec<_>>(), ["ACK", "INVITE"]);
+    let again = &sent[1];
+    assert!(accepted(&mut carrier, w.now, again));
+    assert_eq!(again.body(), reinvite.body(), "the same offer");
+    w.respond(CARRIER, answer(again, 200, true));
+    assert_eq!(w.kinds(CARRIER), ["ACK"]);
+}
