@@ -602,27 +602,36 @@ impl B2bua {
         d.remote_tag = None;
         d.local_cseq += 1;
         let body = d.sdp.offer(SdpDirection::SendRecv);
-        let mut invite = d.invite.clone();
-        invite.remove_headers(&HeaderName::Via);
-        invite.prepend_header(HeaderName::Via, via);
-        invite.remove_headers(&HeaderName::CSeq);
-        invite.push_header(HeaderName::CSeq, format!("{} INVITE", d.local_cseq));
+        let mut invite = resent(&d.invite, via, d.local_cseq, &Method::Invite);
         invite.set_body(Some("application/sdp"), Bytes::from(body));
         let transport = d.transport;
         tracing::info!(%leg, "the phone refused SRTP; inviting it again with RTP");
-        let Ok(key) = self
-            .tx
-            .start_client(now, invite.clone(), reliability(transport))
-        else {
+        let Some(key) = self.start_resent(now, leg, &invite, transport) else {
             return false;
         };
-        self.track_client(key.clone(), leg, Method::Invite);
         if let Some(d) = self.dialogs.get_mut(&leg) {
             d.invite = invite;
             d.invite_key = key;
         }
         self.drain_transactions(now);
         true
+    }
+
+    /// Start the client transaction of a request of `leg` sent again.
+    fn start_resent(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        request: &Message,
+        transport: SipTransport,
+    ) -> Option<TransactionKey> {
+        let method = request.method().cloned()?;
+        let key = self
+            .tx
+            .start_client(now, request.clone(), reliability(transport))
+            .ok()?;
+        self.track_client(key.clone(), leg, method);
+        Some(key)
     }
 
     fn new_request(
@@ -1421,22 +1430,14 @@ impl B2bua {
         if initial {
             d.remote_tag = None;
         }
-        let mut retried = request;
-        retried.remove_headers(&HeaderName::Via);
-        retried.prepend_header(HeaderName::Via, via);
-        retried.remove_headers(&HeaderName::CSeq);
-        retried.push_header(HeaderName::CSeq, format!("{} {method}", d.local_cseq));
+        let mut retried = resent(&request, via, d.local_cseq, &method);
         retried.remove_headers(&HeaderName::Authorization);
         retried.remove_headers(&HeaderName::ProxyAuthorization);
         retried.push_header(header, value);
         tracing::info!(%leg, %method, realm = %challenge.realm, "answering the carrier's challenge");
-        let Ok(new_key) = self
-            .tx
-            .start_client(now, retried.clone(), reliability(transport))
-        else {
+        let Some(new_key) = self.start_resent(now, leg, &retried, transport) else {
             return false;
         };
-        self.track_client(new_key.clone(), leg, method.clone());
         self.digest_retries.insert(new_key.clone());
         if let Some(d) = self.dialogs.get_mut(&leg) {
             if initial {
@@ -2181,6 +2182,18 @@ fn answerable_offer(
     let probe = SocketAddr::from(([127, 0, 0, 1], 9));
     SdpSession::new(probe, 0).answer(&offer, SdpDirection::SendRecv)?;
     Ok(offer)
+}
+
+/// `request` sent again within its dialog, after a challenge or a refused
+/// offer: a new Via (new branch) and the next CSeq, everything else kept
+/// (RFC 3261 §8.1.3.5, §22.2).
+fn resent(request: &Message, via: String, cseq: u32, method: &Method) -> Message {
+    let mut again = request.clone();
+    again.remove_headers(&HeaderName::Via);
+    again.prepend_header(HeaderName::Via, via);
+    again.remove_headers(&HeaderName::CSeq);
+    again.push_header(HeaderName::CSeq, format!("{cseq} {method}"));
+    again
 }
 
 /// No retransmissions over TCP or TLS (RFC 3261 §17.1.1.2).
