@@ -18,10 +18,18 @@
 //! The tracker runs inside the switch task after every step that produced
 //! output ([`Tracker::after_step`]); the HTTP layer adds operations with
 //! [`Tracker::operation`].
+//!
+//! With a [`QualityBook`] ([`Tracker::with_quality`]) a record also carries
+//! the media quality of every leg its calls had ([`LegQuality`]: the leg's
+//! final RTCP figures, or its figures when the record closed if its media
+//! is still being torn down), and [`Tracker::live_quality`] shows the
+//! figures so far of an open record.
 
+use crate::quality::{LegQuality, QualityBook};
 use crate::wire::rfc3339;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tapir_core::{CallId, CallOrigin, CallStateKind, LegId, Switch, Timestamp};
 use tapir_store::NewCdr;
 use utoipa::ToSchema;
@@ -73,6 +81,11 @@ pub struct Cdr {
     pub end_reason: String,
     /// Operations applied to its calls, in order.
     pub operations: Vec<CdrOperation>,
+    /// Media quality of each leg that had media, in the order the legs
+    /// appeared (empty for records written before quality was kept, and
+    /// for calls without media).
+    #[serde(default)]
+    pub quality: Vec<LegQuality>,
 }
 
 #[derive(Debug)]
@@ -84,6 +97,39 @@ struct Open {
     live: Vec<CallId>,
     end_reason: Option<String>,
     operations: Vec<CdrOperation>,
+    /// Every leg its calls had, in order.
+    legs: Vec<(LegId, CallId)>,
+}
+
+impl Open {
+    /// Note that `call` of this record has `leg`.
+    fn saw_leg(&mut self, leg: LegId, call: CallId) {
+        if !self.legs.iter().any(|(l, _)| *l == leg) {
+            self.legs.push((leg, call));
+        }
+    }
+
+    /// The quality of every leg of the record with media, figures from
+    /// `get`.
+    fn quality(
+        &self,
+        mut get: impl FnMut(LegId) -> Option<tapir_media::engine::RtcpStats>,
+    ) -> Vec<LegQuality> {
+        self.legs
+            .iter()
+            .filter_map(|(leg, call)| {
+                let stats = get(*leg)?;
+                let call = call.to_string();
+                let address = self
+                    .parties
+                    .iter()
+                    .find(|p| p.call == call)
+                    .map(|p| p.address.as_str())
+                    .unwrap_or_default();
+                Some(LegQuality::from_stats(address, &call, &stats))
+            })
+            .collect()
+    }
 }
 
 /// Follows the switch's calls and closes records when their calls end.
@@ -104,6 +150,8 @@ pub struct Tracker {
     last_full: Timestamp,
     open: HashMap<u64, Open>,
     next: u64,
+    /// Where legs' media figures come from (none: records without quality).
+    quality: Option<Arc<QualityBook>>,
 }
 
 fn name<T: Serialize>(v: T) -> String {
@@ -117,6 +165,25 @@ impl Tracker {
     /// A tracker with no calls.
     pub fn new() -> Tracker {
         Tracker::default()
+    }
+
+    /// A tracker whose records carry their legs' media quality from `book`.
+    pub fn with_quality(book: Arc<QualityBook>) -> Tracker {
+        Tracker {
+            quality: Some(book),
+            ..Tracker::default()
+        }
+    }
+
+    /// The media quality so far of every leg of the open record `call` is
+    /// in (live figures of legs with media, final ones of legs already
+    /// closed); `None` when `call` is in no open record.
+    pub fn live_quality(&self, call: CallId) -> Option<Vec<LegQuality>> {
+        let o = self.open.get(self.by_call.get(&call)?)?;
+        Some(match &self.quality {
+            Some(book) => o.quality(|leg| book.figures(leg)),
+            None => Vec::new(),
+        })
     }
 
     /// How many records are open.
@@ -223,16 +290,21 @@ impl Tracker {
                         live: Vec::new(),
                         end_reason: None,
                         operations: Vec::new(),
+                        legs: Vec::new(),
                     },
                 );
                 self.next
             }
         };
         self.by_call.insert(id, key);
-        if let Some(leg) = sw.leg_of(id) {
+        let leg = sw.leg_of(id);
+        if let Some(leg) = leg {
             self.legs.insert(leg, id);
         }
         if let Some(o) = self.open.get_mut(&key) {
+            if let Some(leg) = leg {
+                o.saw_leg(leg, id);
+            }
             let role = match c.origin {
                 CallOrigin::Outbound => "caller",
                 CallOrigin::Internal | CallOrigin::External => "called",
@@ -265,6 +337,7 @@ impl Tracker {
         };
         if let Some(leg) = sw.leg_of(id) {
             self.legs.insert(leg, id);
+            o.saw_leg(leg, id);
         }
         match state {
             CallStateKind::Connected if o.answered_at.is_none() => o.answered_at = Some(now),
@@ -309,6 +382,10 @@ impl Tracker {
             let by_call = &self.by_call;
             self.legs.retain(|_, c| by_call.contains_key(c));
             let addresses = o.parties.iter().map(|p| p.address.clone()).collect();
+            let quality = match &self.quality {
+                Some(book) => o.quality(|leg| book.take(leg)),
+                None => Vec::new(),
+            };
             let cdr = Cdr {
                 id: String::new(),
                 started_at: rfc3339(o.started_at),
@@ -325,6 +402,7 @@ impl Tracker {
                     }
                 }),
                 operations: o.operations,
+                quality,
             };
             let mut data = serde_json::to_value(&cdr).unwrap_or_default();
             if let Some(m) = data.as_object_mut() {
@@ -520,5 +598,88 @@ mod tests {
             t.after_step(&sim.switch, sim.now, &tc)
         };
         assert_eq!(t.open_count(), 1);
+    }
+
+    fn figures(received: u32, lost: i64) -> tapir_media::engine::RtcpStats {
+        tapir_media::engine::RtcpStats {
+            ssrc: 7,
+            packets_sent: 0,
+            reports_sent: 0,
+            reports_received: 0,
+            peer_ssrc: Some(8),
+            highest_seq: 0,
+            packets_received: received,
+            lost,
+            jitter: 16,
+            peer_report: None,
+            round_trip: None,
+            mux: false,
+        }
+    }
+
+    #[test]
+    fn a_record_carries_the_quality_of_each_leg_it_had() {
+        let mut sim = Sim::new();
+        sim.add_phone("1001");
+        sim.add_phone("1002");
+        let app = sim.switch.register_app(AppConfig::named("crm"));
+        for a in ["1001", "1002"] {
+            let l = sim.switch.line_of(a).unwrap();
+            sim.switch
+                .open_line(app, l, &[Privilege::Owner], &[])
+                .unwrap();
+        }
+        let book = Arc::new(QualityBook::new());
+        let mut t = Tracker::with_quality(book.clone());
+        let step = |sim: &mut Sim, t: &mut Tracker| {
+            let tc = touched(sim);
+            t.after_step(&sim.switch, sim.now, &tc)
+        };
+        let caller = sim.make_call(app, "1001", Some("1002")).unwrap();
+        sim.run();
+        assert!(step(&mut sim, &mut t).is_empty());
+        sim.phone("1002").answer();
+        sim.run();
+        assert!(step(&mut sim, &mut t).is_empty());
+        let calls = sim.switch.all_calls();
+        let called = *calls.iter().find(|c| **c != caller).unwrap();
+        let caller_leg = sim.switch.leg_of(caller).unwrap();
+        let called_leg = sim.switch.leg_of(called).unwrap();
+        // No engine: live figures are those of closed legs only.
+        assert_eq!(t.live_quality(caller), Some(Vec::new()));
+        assert_eq!(t.live_quality(CallId(999)), None);
+        // The called phone's media closed first (it hung up); its final
+        // figures wait in the book. The caller's leg has none (no media).
+        book.closed(called_leg, figures(95, 5));
+        let live = t.live_quality(caller).unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(
+            (live[0].address.as_str(), live[0].call.clone()),
+            ("1002", called.to_string())
+        );
+        sim.phone("1002").hang_up();
+        sim.run();
+        for c in sim.switch.all_calls() {
+            let _ = sim.switch.drop_call(sim.now, app, c);
+        }
+        sim.run();
+        let out = step(&mut sim, &mut t);
+        assert_eq!(out.len(), 1);
+        let q = &out[0].data["quality"];
+        assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
+        assert_eq!(q[0]["address"], "1002");
+        assert_eq!(q[0]["packets_received"], 95);
+        assert_eq!(q[0]["packets_lost"], 5);
+        assert_eq!(q[0]["loss_percent"], 5.0);
+        assert_eq!(q[0]["jitter_ms"], 2.0);
+        assert!(q[0]["round_trip_ms"].is_null());
+        assert_eq!(book.kept(), 0, "the record took the figures");
+        assert!(book.figures(caller_leg).is_none());
+        // A stored record without quality still reads (older records).
+        let mut old = out[0].data.clone();
+        old.as_object_mut().unwrap().remove("quality");
+        old["id"] = "1".into();
+        let cdr: Cdr = serde_json::from_value(old).unwrap();
+        assert!(cdr.quality.is_empty());
     }
 }

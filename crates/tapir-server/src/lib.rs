@@ -11,6 +11,7 @@
 //!   written through to the store;
 //! * [`persist`]: the store (`tapir-store`, SQLite or PostgreSQL) at start
 //!   (seeding, loading) and while running; [`cdr`]: call detail records;
+//!   [`quality`]: legs' media quality from RTCP (CDRs, metrics);
 //! * [`http`]: the HTTP API, WebSocket event stream, OpenAPI document,
 //!   `/healthz` and `/metrics`.
 //!
@@ -25,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod journal;
 pub mod persist;
+pub mod quality;
 pub mod sip;
 pub mod wire;
 
@@ -112,10 +114,23 @@ fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
+            use metrics_exporter_prometheus::Matcher;
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("tapir_media_jitter_seconds".into()),
+                    quality::JITTER_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("tapir_media_round_trip_seconds".into()),
+                        quality::ROUND_TRIP_BUCKETS,
+                    )
+                })
+                .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
-                .ok()
+                .ok();
+            quality::describe_metrics();
+            handle
         })
         .clone()
 }
@@ -294,7 +309,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         retention,
     ));
     let translate = translate_caps(&config)?;
-    let cdr = Arc::new(std::sync::Mutex::new(cdr::Tracker::new()));
+    let quality = Arc::new(quality::QualityBook::new());
+    let cdr = Arc::new(std::sync::Mutex::new(cdr::Tracker::with_quality(
+        quality.clone(),
+    )));
     let mut observer = persist::Observer::new(
         journal.clone(),
         loaded.id_floor + persist::ID_BLOCK,
@@ -320,6 +338,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         registrations.clone(),
         credentials.clone(),
         trunks.clone(),
+        quality,
     )
     .await
     .map_err(|e| ConfigError::Invalid(e.to_string()))?;

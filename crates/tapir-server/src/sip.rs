@@ -1,12 +1,15 @@
 //! Wires SIP and media to the switch: binds the UDP listener of
 //! `[sip] listen`, runs the B2BUA's driver beside the switch task, carries the
 //! B2BUA's reports to the switch, and the B2BUA's media work to the media
-//! engine (and DTMF the engine hears back to the switch). It also resolves
+//! engine (and DTMF the engine hears back to the switch); a leg's media
+//! closes through the [`QualityBook`], which keeps its final RTCP figures
+//! for the call's CDR and the metrics. It also resolves
 //! the configured trunks into the B2BUA's [`TrunkTable`] ([`trunk_bindings`]).
 //! No SIP or telephony rule lives here.
 
 use crate::actor::SwitchHandle;
 use crate::config::Config;
+use crate::quality::QualityBook;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -209,13 +212,15 @@ impl MediaPorts for EnginePorts {
 /// Start SIP (when `[sip] listen` names a UDP address) and the media engine;
 /// the registrar publishes phones' registrations into `registrations` and
 /// authenticates phones with the passwords of `credentials`; calls to and
-/// from trunks use the carriers of `trunks`.
+/// from trunks use the carriers of `trunks`; `quality` reads the media
+/// engine's figures and gets each leg's final ones when its media closes.
 pub async fn start(
     config: &Config,
     handle: &SwitchHandle,
     registrations: RegistrationTable,
     credentials: tapir_b2bua::directory::CredentialTable,
     trunks: TrunkTable,
+    quality: Arc<QualityBook>,
 ) -> Result<Option<SipRunning>, SipStartError> {
     let (Some(listen), tcp_listen, tls_listen) = listen_addresses(config)? else {
         return Ok(None);
@@ -252,6 +257,7 @@ pub async fn start(
     })
     .map_err(|e| SipStartError::Media(e.to_string()))?;
     let engine = Arc::new(engine);
+    quality.attach(engine.clone());
     let mut algorithms = Vec::new();
     for name in &config.sip.digest_algorithms {
         match Algorithm::from_token(name) {
@@ -315,7 +321,7 @@ pub async fn start(
     let prompts = prompt_catalog(config);
     tasks.push(tokio::spawn(async move {
         while let Some(command) = media_rx.recv().await {
-            apply_media(&e, &prompts, command);
+            apply_media(&e, &quality, &prompts, command);
         }
     }));
     let h = handle.clone();
@@ -348,9 +354,10 @@ pub async fn start(
 
 /// Carry one of the B2BUA's media commands to the engine; a prompt is read
 /// from `prompts` (a prompt that cannot be read plays as an empty one, which
-/// ends at once and is reported done).
+/// ends at once and is reported done); a leg closes through `quality`.
 fn apply_media(
     engine: &MediaEngine,
+    quality: &QualityBook,
     prompts: &tapir_media::prompt::PromptCatalog,
     command: MediaCommand,
 ) {
@@ -408,7 +415,7 @@ fn apply_media(
             .send_digits(tapir_media::engine::LegId(leg.0), &digits)
             .map(|_| ()),
         MediaCommand::Close { leg } => {
-            engine.release(tapir_media::engine::LegId(leg.0));
+            quality.close(leg);
             Ok(())
         }
     };

@@ -740,6 +740,7 @@ async fn openapi_lists_every_path() {
         ("/v1/admin/park", "put"),
         ("/v1/admin/cdr", "get"),
         ("/v1/admin/cdr/{id}", "get"),
+        ("/v1/admin/calls/{call}/quality", "get"),
     ];
     for (path, method) in want {
         assert!(
@@ -749,7 +750,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        53,
+        54,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -1,5 +1,6 @@
 //! The operator endpoints (`/v1/admin/*`): lines, apps, trunks, pickup
-//! groups, park settings and call detail records.
+//! groups, park settings, call detail records and the live media quality
+//! of a call.
 //!
 //! Every call needs the admin token (an app token gets `403 noprivilege`).
 //! A write is checked first, applied to the running switch, then stored; if
@@ -1414,4 +1415,50 @@ pub async fn get_cdr(
     let n = id.parse::<u64>().map_err(|_| missing())?;
     let row = st.store.cdr(n).await.map_err(store_failed)?;
     row.and_then(cdr_of).map(Json).ok_or_else(missing)
+}
+
+// ----------------------------------------------------------------------
+// Live call quality
+// ----------------------------------------------------------------------
+
+/// The media quality so far of a call in progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallQuality {
+    /// The call asked about (`call-N`).
+    pub call: String,
+    /// Every leg of the calls sharing its call detail record (the call and
+    /// the parties it is connected with), in the shape of the CDR's
+    /// `quality`.
+    pub quality: Vec<crate::quality::LegQuality>,
+}
+
+/// The RTCP figures so far of a call in progress and of the calls it is
+/// connected with (those of its CDR once it ends).
+#[utoipa::path(get, path = "/v1/admin/calls/{call}/quality", tag = "admin",
+    params(("call" = String, Path, description = "call id (`call-N`)")),
+    responses((status = 200, description = "figures so far", body = CallQuality),
+              (status = 404, description = "no call in progress with this id", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn call_quality(
+    State(st): State<AppState>,
+    _: AdminAuth,
+    Path(call): Path<String>,
+) -> Result<Json<CallQuality>, ApiError> {
+    let id = super::call_id(&call)?;
+    let quality = st
+        .cdr
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .live_quality(id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalcallhandle",
+                format!("there is no call in progress {call:?}"),
+            )
+        })?;
+    Ok(Json(CallQuality {
+        call: id.to_string(),
+        quality,
+    }))
 }

@@ -570,6 +570,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::get_park, admin::put_park))
         .routes(routes!(admin::list_cdrs))
         .routes(routes!(admin::get_cdr))
+        .routes(routes!(admin::call_quality))
         .routes(routes!(healthz))
         .routes(routes!(metrics_text))
 }
