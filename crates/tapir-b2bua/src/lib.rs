@@ -45,7 +45,7 @@ pub mod trunk;
 pub use trunk::TrunkRoute;
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tapir_core::{Direction, Effect, Input, LegEvent, LegId, LineId, MediaSource, ReleaseCause};
@@ -325,8 +325,8 @@ struct Dialog {
     remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
     transport: SipTransport,
-    /// A leg to a trunk's carrier: the digest credentials tapir may still
-    /// answer a challenge with (taken by the first 401/407).
+    /// A leg to a trunk's carrier: the digest credentials tapir answers
+    /// the carrier's challenges with (once per request).
     trunk_credentials: Option<(String, String)>,
 }
 
@@ -346,6 +346,12 @@ pub struct B2bua {
     /// Server transactions whose request came over TCP or TLS, and its
     /// connection.
     reliable_peers: HashMap<TransactionKey, (SocketAddr, SipTransport)>,
+    /// In-dialog requests sent to carriers of trunks with credentials, by
+    /// client transaction, in case the carrier challenges them.
+    trunk_requests: HashMap<TransactionKey, Message>,
+    /// Client transactions that already answer a challenge: a second
+    /// challenge to them is not answered.
+    digest_retries: HashSet<TransactionKey>,
     out: VecDeque<Out>,
     next_inbound: u64,
     counter: u64,
@@ -370,6 +376,8 @@ impl B2bua {
             clients: HashMap::new(),
             clients_per_leg: HashMap::new(),
             reliable_peers: HashMap::new(),
+            trunk_requests: HashMap::new(),
+            digest_retries: HashSet::new(),
             out: VecDeque::new(),
             next_inbound: INBOUND_LEG_BASE,
             counter: 0,
@@ -594,27 +602,36 @@ impl B2bua {
         d.remote_tag = None;
         d.local_cseq += 1;
         let body = d.sdp.offer(SdpDirection::SendRecv);
-        let mut invite = d.invite.clone();
-        invite.remove_headers(&HeaderName::Via);
-        invite.prepend_header(HeaderName::Via, via);
-        invite.remove_headers(&HeaderName::CSeq);
-        invite.push_header(HeaderName::CSeq, format!("{} INVITE", d.local_cseq));
+        let mut invite = resent(&d.invite, via, d.local_cseq, &Method::Invite);
         invite.set_body(Some("application/sdp"), Bytes::from(body));
         let transport = d.transport;
         tracing::info!(%leg, "the phone refused SRTP; inviting it again with RTP");
-        let Ok(key) = self
-            .tx
-            .start_client(now, invite.clone(), reliability(transport))
-        else {
+        let Some(key) = self.start_resent(now, leg, &invite, transport) else {
             return false;
         };
-        self.track_client(key.clone(), leg, Method::Invite);
         if let Some(d) = self.dialogs.get_mut(&leg) {
             d.invite = invite;
             d.invite_key = key;
         }
         self.drain_transactions(now);
         true
+    }
+
+    /// Start the client transaction of a request of `leg` sent again.
+    fn start_resent(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        request: &Message,
+        transport: SipTransport,
+    ) -> Option<TransactionKey> {
+        let method = request.method().cloned()?;
+        let key = self
+            .tx
+            .start_client(now, request.clone(), reliability(transport))
+            .ok()?;
+        self.track_client(key.clone(), leg, method);
+        Some(key)
     }
 
     fn new_request(
@@ -1250,6 +1267,10 @@ impl B2bua {
                 let code = response.status_code().unwrap_or(0);
                 if method == Method::Invite {
                     self.invite_response(now, leg, &key, response, code);
+                } else if matches!(code, 401 | 407) {
+                    // A carrier that challenges a BYE (or another request
+                    // inside the dialog) gets it once more with credentials.
+                    self.retry_with_digest(now, leg, &key, &response);
                 }
             }
             TransactionEvent::Timeout | TransactionEvent::TransportError => {
@@ -1323,7 +1344,7 @@ impl B2bua {
             if initial && matches!(code, 488 | 606) && self.retry_plain(now, leg) {
                 return;
             }
-            if initial && matches!(code, 401 | 407) && self.retry_with_digest(now, leg, &response) {
+            if matches!(code, 401 | 407) && self.retry_with_digest(now, leg, key, &response) {
                 return;
             }
             if initial {
@@ -1349,62 +1370,82 @@ impl B2bua {
         }
     }
 
-    /// A trunk's carrier challenged tapir's INVITE: send it again, once,
-    /// with the trunk's credentials (same dialog identifiers, next CSeq,
-    /// RFC 3261 §22.2). False when there is nothing to answer with: no
-    /// credentials, a second challenge, or a challenge tapir cannot read.
-    fn retry_with_digest(&mut self, now: Instant, leg: LegId, response: &Message) -> bool {
-        let challenge = match tapir_sip::auth::client::Challenge::from_response(response) {
+    /// A trunk's carrier challenged one of tapir's requests (its INVITE, a
+    /// re-INVITE, a BYE): send it again, once, with the trunk's credentials
+    /// (same dialog identifiers, next CSeq, RFC 3261 §22.2). False when
+    /// there is nothing to answer with: no credentials, a challenge to a
+    /// request that already answered one, or a challenge tapir cannot read.
+    fn retry_with_digest(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        key: &TransactionKey,
+        response: &Message,
+    ) -> bool {
+        if self.digest_retries.contains(key) {
+            tracing::info!(%leg, "the carrier challenged the credentials; not answering again");
+            return false;
+        }
+        let Some(d) = self.dialogs.get(&leg) else {
+            return false;
+        };
+        let Some((username, password)) = d.trunk_credentials.clone() else {
+            return false;
+        };
+        let initial = d.invite_key == *key;
+        if initial && d.state != LegState::Early {
+            return false;
+        }
+        let request = if initial {
+            d.invite.clone()
+        } else {
+            match self.trunk_requests.get(key) {
+                Some(r) => r.clone(),
+                None => return false,
+            }
+        };
+        let (header, challenge) = match tapir_sip::auth::client::Challenge::from_response(response)
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%leg, error = %e, "the carrier's challenge cannot be answered");
                 return false;
             }
         };
-        let Some(d) = self.dialogs.get(&leg) else {
+        let (Some(method), tapir_sip::msg::StartLine::Request { uri, .. }) =
+            (request.method().cloned(), request.start_line())
+        else {
             return false;
         };
-        if d.state != LegState::Early {
-            return false;
-        }
+        let uri = uri.as_str().to_string();
         let transport = d.transport;
         let branch = self.unique("z9hG4bK");
         let via = self.via(transport, &branch);
         let cnonce = tapir_sip::auth::client::cnonce();
+        let value = challenge.answer(&username, &password, method.as_str(), &uri, &cnonce, 1);
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return false;
         };
-        let Some((username, password)) = d.trunk_credentials.take() else {
-            tracing::info!(%leg, "the carrier challenged again, or the trunk has no credentials");
-            return false;
-        };
-        let (header, challenge) = challenge;
-        let uri = match d.invite.start_line() {
-            tapir_sip::msg::StartLine::Request { uri, .. } => uri.as_str().to_string(),
-            _ => return false,
-        };
-        let value = challenge.answer(&username, &password, "INVITE", &uri, &cnonce, 1);
         d.local_cseq += 1;
-        d.remote_tag = None;
-        let mut invite = d.invite.clone();
-        invite.remove_headers(&HeaderName::Via);
-        invite.prepend_header(HeaderName::Via, via);
-        invite.remove_headers(&HeaderName::CSeq);
-        invite.push_header(HeaderName::CSeq, format!("{} INVITE", d.local_cseq));
-        invite.remove_headers(&HeaderName::Authorization);
-        invite.remove_headers(&HeaderName::ProxyAuthorization);
-        invite.push_header(header, value);
-        tracing::info!(%leg, realm = %challenge.realm, "answering the carrier's challenge");
-        let Ok(key) = self
-            .tx
-            .start_client(now, invite.clone(), reliability(transport))
-        else {
+        if initial {
+            d.remote_tag = None;
+        }
+        let mut retried = resent(&request, via, d.local_cseq, &method);
+        retried.remove_headers(&HeaderName::Authorization);
+        retried.remove_headers(&HeaderName::ProxyAuthorization);
+        retried.push_header(header, value);
+        tracing::info!(%leg, %method, realm = %challenge.realm, "answering the carrier's challenge");
+        let Some(new_key) = self.start_resent(now, leg, &retried, transport) else {
             return false;
         };
-        self.track_client(key.clone(), leg, Method::Invite);
+        self.digest_retries.insert(new_key.clone());
         if let Some(d) = self.dialogs.get_mut(&leg) {
-            d.invite = invite;
-            d.invite_key = key;
+            if initial {
+                d.invite = retried;
+                d.invite_key = new_key;
+            } else if method == Method::Invite {
+                d.reinvite_pending = Some(new_key);
+            }
         }
         self.drain_transactions(now);
         true
@@ -1972,6 +2013,8 @@ impl B2bua {
         if let Some((leg, _)) = self.clients.remove(key) {
             self.untrack_leg(leg);
         }
+        self.trunk_requests.remove(key);
+        self.digest_retries.remove(key);
     }
 
     fn untrack_leg(&mut self, leg: LegId) {
@@ -2004,11 +2047,20 @@ impl B2bua {
     ) -> Option<TransactionKey> {
         let method = request.method().cloned()?;
         let transport = self.leg_transport(leg);
+        // Kept while it runs when the carrier may challenge it.
+        let keep = self
+            .dialogs
+            .get(&leg)
+            .is_some_and(|d| d.trunk_credentials.is_some())
+            .then(|| request.clone());
         let key = self
             .tx
             .start_client(now, request, reliability(transport))
             .ok()?;
         self.track_client(key.clone(), leg, method);
+        if let Some(request) = keep {
+            self.trunk_requests.insert(key.clone(), request);
+        }
         self.drain_transactions(now);
         Some(key)
     }
@@ -2130,6 +2182,18 @@ fn answerable_offer(
     let probe = SocketAddr::from(([127, 0, 0, 1], 9));
     SdpSession::new(probe, 0).answer(&offer, SdpDirection::SendRecv)?;
     Ok(offer)
+}
+
+/// `request` sent again within its dialog, after a challenge or a refused
+/// offer: a new Via (new branch) and the next CSeq, everything else kept
+/// (RFC 3261 §8.1.3.5, §22.2).
+fn resent(request: &Message, via: String, cseq: u32, method: &Method) -> Message {
+    let mut again = request.clone();
+    again.remove_headers(&HeaderName::Via);
+    again.prepend_header(HeaderName::Via, via);
+    again.remove_headers(&HeaderName::CSeq);
+    again.push_header(HeaderName::CSeq, format!("{cseq} {method}"));
+    again
 }
 
 /// No retransmissions over TCP or TLS (RFC 3261 §17.1.1.2).
