@@ -12,7 +12,10 @@ must reach that application as a `digits.received` event on its WebSocket.
 - DTMF: RFC 4733 events and SIP INFO (application/dtmf-relay) from a phone
   become `digits.received`;
 - RTCP: each phone reads tapir's reports for its leg (report blocks on its
-  own stream, a round trip from the LSR/DLSR echo of its SRs).
+  own stream, a round trip from the LSR/DLSR echo of its SRs); tapir's own
+  figures of both legs show while the call is up
+  (`/v1/admin/calls/{call}/quality`), in the CDR once it ends (no loss, a
+  round trip each), and `/metrics` counts both legs.
 
 Reuses the harness of test_sip_calls.py (tapir process, phone agents). Run by
 scripts/test; every wait is bounded.
@@ -29,6 +32,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_sip_calls import TOKEN, Phone, Tapir, audio_energy, tone_levels  # noqa: E402
@@ -114,6 +118,27 @@ class EventStream:
             self.sock.close()
         except OSError:
             pass
+
+
+ADMIN_TOKEN = "interop-admin"
+
+
+def admin_get(tapir, path):
+    """GET an operator endpoint (JSON)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{tapir.http_port}{path}")
+    req.add_header("Authorization", f"Bearer {ADMIN_TOKEN}")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def metric(tapir, name):
+    """An unlabelled sample of tapir's `/metrics` (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{tapir.http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def is_call_event(state):
@@ -303,6 +328,57 @@ class Media(unittest.TestCase):
             self.assertGreater(s["rtt_n"], 0, f"{name}: round trip from LSR/DLSR: {s}")
             self.assertLess(s["rtt_mean_us"], 500_000, f"{name}: loopback round trip: {s}")
             self.assertEqual(s["tx_loss"], 0, f"{name}: tapir lost none of its packets: {s}")
+
+        # tapir's side: the phones answered its SRs too, so the live view
+        # gets a round trip for both legs (bounded wait: reports every ~5 s).
+        call = self.call_at("1001")
+        live = None
+        while time.time() < deadline + 15:
+            live = admin_get(self.tapir, f"/v1/admin/calls/{call}/quality")["quality"]
+            if len(live) == 2 and all(q["round_trip_ms"] is not None for q in live):
+                break
+            time.sleep(0.5)
+        self.assertEqual(sorted(q["address"] for q in live), ["1001", "1002"], live)
+        for q in live:
+            self.assertIsNotNone(q["round_trip_ms"], f"tapir's round trip: {live}")
+        a.send(cmd="hangup")
+        a.wait_for(is_call_event("DISCONNECTED"))
+        b.wait_for(is_call_event("DISCONNECTED"))
+        cdr = None
+        end = time.time() + 10
+        while time.time() < end:
+            cdrs = admin_get(self.tapir, "/v1/admin/cdr?address=1001")["cdrs"]
+            if cdrs and len(cdrs[0].get("quality", [])) == 2:
+                cdr = cdrs[0]
+                break
+            time.sleep(0.2)
+        self.assertIsNotNone(cdr, f"a CDR with both legs' quality: {cdrs}")
+        for q in cdr["quality"]:
+            who = q["address"]
+            self.assertGreater(q["packets_received"], 100, f"{who}: 5 s of RTP at least: {q}")
+            self.assertEqual(q["packets_lost"], 0, f"{who}: no loss on loopback: {q}")
+            self.assertEqual(q["loss_percent"], 0.0, f"{who}: {q}")
+            self.assertIsNotNone(q["round_trip_ms"], f"{who}: round trip: {q}")
+            self.assertLess(q["round_trip_ms"], 500, f"{who}: loopback round trip: {q}")
+            self.assertLess(q["jitter_ms"], 40, f"{who}: loopback jitter: {q}")
+            self.assertIsNotNone(q["peer_fraction_lost"], f"{who}: the phone's report: {q}")
+            self.assertEqual(q["peer_packets_lost"], 0, f"{who}: {q}")
+        self.assertEqual(sorted(q["address"] for q in cdr["quality"]), ["1001", "1002"])
+        # Both legs counted once their media closed (this tapir ran this
+        # call only).
+        end = time.time() + 10
+        while time.time() < end and metric(self.tapir, "tapir_media_legs_total") < 2:
+            time.sleep(0.2)
+        self.assertEqual(metric(self.tapir, "tapir_media_legs_total"), 2)
+        self.assertEqual(metric(self.tapir, "tapir_media_packets_lost_total"), 0)
+        # The CDR may hold the far leg's figures as they were when the call
+        # ended, taken a few milliseconds before its media closed.
+        received = metric(self.tapir, "tapir_media_packets_received_total")
+        in_cdr = sum(q["packets_received"] for q in cdr["quality"])
+        self.assertGreaterEqual(received, in_cdr)
+        self.assertLess(received - in_cdr, 25, "at most half a second more")
+        self.assertEqual(metric(self.tapir, "tapir_media_round_trip_seconds_count"), 2)
+        self.assertEqual(metric(self.tapir, "tapir_media_jitter_seconds_count"), 2)
 
     def test_dtmf_from_a_phone_reaches_the_app_as_digits_received(self):
         stream = EventStream(self.tapir.http_port)
