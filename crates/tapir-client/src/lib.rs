@@ -39,10 +39,10 @@ pub use events::{EventStream, EventsOptions};
 pub use line::{Address, Line};
 pub use wire::{
     AddressStatus, AdminApp, AdminLine, AdminTrunk, CallInfo, CallList, CallOrigin, CallReason,
-    CallState, CallingCard, Cdr, CdrQuery, CompletionMode, ErrorDetail, Event, EventKind,
-    ForwardRule, Forwarding, HandoffTarget, LineInfo, LineKind, Location, Locations, MakeCall,
-    MediaMode, ParkSettings, PickupGroup, PickupTarget, Privilege, TransferMode, TranslateRequest,
-    Translation,
+    CallState, CallingCard, Cdr, CdrLegQuality, CdrQuery, CompletionMode, ErrorDetail, Event,
+    EventKind, ForwardRule, Forwarding, HandoffTarget, LineInfo, LineKind, Location, Locations,
+    MakeCall, MediaMode, ParkSettings, PickupGroup, PickupTarget, Privilege, TransferMode,
+    TranslateRequest, Translation,
 };
 
 use reqwest::Method;

@@ -1012,8 +1012,42 @@ pub struct CdrOperation {
     pub result: String,
 }
 
+/// The media quality of one leg of a call detail record (from RTCP).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CdrLegQuality {
+    /// The address of the party on the leg.
+    pub address: String,
+    /// The leg's call.
+    #[serde(default)]
+    pub call: Option<String>,
+    /// RTP packets tapir received from the phone.
+    #[serde(default)]
+    pub packets_received: u64,
+    /// Packets of the phone's stream lost (expected − received).
+    #[serde(default)]
+    pub packets_lost: i64,
+    /// `packets_lost` as a percentage of the packets expected.
+    #[serde(default)]
+    pub loss_percent: f64,
+    /// Interarrival jitter of the phone's stream, milliseconds.
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Round trip to the phone, milliseconds, when known.
+    #[serde(default)]
+    pub round_trip_ms: Option<f64>,
+    /// The phone's last report: fraction of tapir's packets it lost (0–1).
+    #[serde(default)]
+    pub peer_fraction_lost: Option<f64>,
+    /// The phone's last report: tapir's packets it lost in all.
+    #[serde(default)]
+    pub peer_packets_lost: Option<i64>,
+    /// The phone's last report: its jitter on tapir's stream, milliseconds.
+    #[serde(default)]
+    pub peer_jitter_ms: Option<f64>,
+}
+
 /// A call detail record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cdr {
     /// Its id.
     pub id: String,
@@ -1040,6 +1074,9 @@ pub struct Cdr {
     /// The operations applied to it.
     #[serde(default)]
     pub operations: Vec<CdrOperation>,
+    /// The media quality of each leg that had media.
+    #[serde(default)]
+    pub quality: Vec<CdrLegQuality>,
 }
 
 /// Filters of `GET /v1/admin/cdr`.

@@ -408,6 +408,37 @@ async fn a_leg_that_loses_packets_shows_exactly_that_loss_live_in_its_cdr_and_in
         admin.get(&format!("/v1/admin/cdr/{id}")).await.1["quality"],
         cdr["quality"]
     );
+    // `tapir cdr ID` shows the same figures.
+    let (server, id) = (admin.base.clone(), id.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tapir"))
+            .args(["--server", &server, "--token", "admin-secret", "cdr", &id])
+            .env("RUST_LOG", "off")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let out = timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("1001 "))
+        .unwrap_or_else(|| panic!("a quality row for 1001: {text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        ["1001", phone_call.as_str(), "95", "5", "5.00%"],
+        "{text}"
+    );
+    assert_eq!(cells[7], "25.0%", "the phone's report: {text}");
+    assert!(
+        text.contains("RECEIVED") && text.contains("PEER LOSS"),
+        "{text}"
+    );
     // The call is over: no live view.
     let (code, body) = admin
         .get(&format!("/v1/admin/calls/{rp_call}/quality"))

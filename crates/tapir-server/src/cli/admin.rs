@@ -610,6 +610,36 @@ fn cdr_table(cdrs: &[Cdr]) -> String {
     t.render()
 }
 
+/// Each leg's media quality: what tapir received from the phone, and the
+/// phone's own report on tapir's stream.
+fn quality_table(legs: &[tapir_client::CdrLegQuality]) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}ms"));
+    let mut t = Table::new(&[
+        "ADDRESS",
+        "CALL",
+        "RECEIVED",
+        "LOST",
+        "LOSS",
+        "JITTER",
+        "RTT",
+        "PEER LOSS",
+    ]);
+    for q in legs {
+        t.row(vec![
+            q.address.clone(),
+            opt(q.call.as_deref()),
+            q.packets_received.to_string(),
+            q.packets_lost.to_string(),
+            format!("{:.2}%", q.loss_percent),
+            ms(Some(q.jitter_ms)),
+            ms(q.round_trip_ms),
+            q.peer_fraction_lost
+                .map_or_else(|| "-".to_string(), |f| format!("{:.1}%", f * 100.0)),
+        ]);
+    }
+    t.render()
+}
+
 /// `tapir cdr [ID] [--limit N] [--before ID] [--address A]`.
 pub async fn cdr(client: &Client, a: CdrArgs) -> Result<Output, CliError> {
     let admin = client.admin();
@@ -628,6 +658,9 @@ pub async fn cdr(client: &Client, a: CdrArgs) -> Result<Output, CliError> {
                 ]);
             }
             text.push_str(&t.render());
+        }
+        if !c.quality.is_empty() {
+            text.push_str(&quality_table(&c.quality));
         }
         return Ok(Output::new(to_json(&c), text));
     }
