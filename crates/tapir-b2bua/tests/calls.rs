@@ -5,25 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tapir_b2bua::{
-    B2bua, Config, ContactTarget, Directory, MediaCommand, MediaPorts, Out, SipTransport,
-};
-use tapir_core::{
-    AppConfig, CallStateKind, Input, LegEvent, LegId, LineConfig, Output, Privilege, Switch,
-    Timestamp,
-};
+use support::{A, B, TAPIR, World, kinds, sdp, to_tag};
+use tapir_b2bua::{Config, ContactTarget, Directory, MediaCommand, SipTransport};
+use tapir_core::{CallStateKind, LegId, LineConfig, Switch};
 use tapir_sip::msg::{HeaderName, Message};
 use tapir_sip::transaction::TimerConfig;
 
-const TAPIR: &str = "127.0.0.1:5060";
-const A: &str = "127.0.0.1:5001";
-const B: &str = "127.0.0.1:5002";
 const C: &str = "127.0.0.1:5003";
 
 struct Phones(HashMap<String, SocketAddr>, SipTransport);
@@ -64,37 +58,6 @@ impl Directory for Phones {
     }
 }
 
-/// RTP ports that run out when the test says so.
-struct Ports(Arc<AtomicBool>);
-
-impl MediaPorts for Ports {
-    fn open(&mut self, leg: LegId) -> Option<SocketAddr> {
-        if self.0.load(Ordering::Relaxed) {
-            return None;
-        }
-        Some(SocketAddr::from((
-            [127, 0, 0, 1],
-            20_000 + (leg.0 % 1000) as u16 * 2,
-        )))
-    }
-}
-
-struct World {
-    b2b: B2bua,
-    switch: Switch,
-    start: Instant,
-    now: Instant,
-    /// Everything tapir sent, per destination.
-    sent: Vec<(SocketAddr, Message)>,
-    media: Vec<MediaCommand>,
-    /// Set to make every RTP port allocation fail.
-    ports_exhausted: Arc<AtomicBool>,
-    /// Digits the B2BUA reported to the switch, per leg.
-    digits: Vec<(LegId, String)>,
-    /// The transport every phone uses.
-    transport: SipTransport,
-}
-
 impl World {
     fn new() -> World {
         World::with_config(|_| {})
@@ -109,6 +72,7 @@ impl World {
         World::with(|_| {}, transport)
     }
 
+    /// Phones 1001 (A), 1002 (B) and 1003 (C), reached over `transport`.
     fn with(change: impl FnOnce(&mut Config), transport: SipTransport) -> World {
         let mut switch = Switch::default();
         for a in ["1001", "1002", "1003"] {
@@ -129,122 +93,7 @@ impl World {
             ..Config::new(TAPIR.parse().unwrap(), "127.0.0.1")
         };
         change(&mut cfg);
-        let now = Instant::now();
-        let ports_exhausted = Arc::new(AtomicBool::new(false));
-        World {
-            b2b: B2bua::new(cfg, Box::new(dir), Box::new(Ports(ports_exhausted.clone()))),
-            ports_exhausted,
-            switch,
-            start: now,
-            now,
-            sent: Vec::new(),
-            media: Vec::new(),
-            digits: Vec::new(),
-            transport,
-        }
-    }
-
-    fn ts(&self) -> Timestamp {
-        Timestamp(1_000_000 + self.now.duration_since(self.start).as_millis() as u64)
-    }
-
-    fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            while let Some(out) = self.b2b.poll_output() {
-                moved = true;
-                match out {
-                    Out::Send { to, data } => {
-                        self.sent.push((to, Message::parse_datagram(data).unwrap()))
-                    }
-                    Out::Switch(input) => {
-                        if let Input::Leg {
-                            leg,
-                            event: LegEvent::Digits(d) | LegEvent::SignalledDigits(d),
-                        } = &input
-                        {
-                            self.digits.push((*leg, d.clone()));
-                        }
-                        let ts = self.ts();
-                        self.switch.handle(ts, input);
-                    }
-                    Out::Refer { leg, event } => {
-                        let ts = self.ts();
-                        let ok = self.switch.refer(ts, leg, event).is_ok();
-                        self.b2b.refer_outcome(self.now, leg, ok);
-                    }
-                    Out::Media(m) => self.media.push(m),
-                    // Phones here use UDP or connect themselves.
-                    Out::Connect { .. } => {}
-                }
-            }
-            while let Some(out) = self.switch.poll_output() {
-                moved = true;
-                if let Output::Effect(e) = out {
-                    self.b2b.handle_effect(self.now, &e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("B2BUA and switch do not settle");
-    }
-
-    fn phone_sends(&mut self, phone: &str, text: String) {
-        let source: SocketAddr = phone.parse().unwrap();
-        let data = Bytes::from(text.replace("\r\n", "\n").replace('\n', "\r\n"));
-        match self.transport {
-            SipTransport::Udp => self.b2b.handle_datagram(self.now, source, data),
-            transport => {
-                let data = String::from_utf8(data.to_vec())
-                    .unwrap()
-                    .replace("SIP/2.0/UDP", &format!("SIP/2.0/{}", transport.via_token()));
-                let message = Message::parse_datagram(Bytes::from(data)).unwrap();
-                self.b2b
-                    .handle_stream_message(self.now, source, message, transport);
-            }
-        }
-        self.pump();
-    }
-
-    fn advance(&mut self, ms: u64) {
-        let end = self.now + Duration::from_millis(ms);
-        while let Some(at) = self.b2b.poll_timeout() {
-            if at > end {
-                break;
-            }
-            self.now = at.max(self.now);
-            self.b2b.handle_timeout(self.now);
-            self.pump();
-        }
-        self.now = end;
-    }
-
-    /// Messages sent to `to` since the last call, oldest first.
-    fn take(&mut self, to: &str) -> Vec<Message> {
-        let to: SocketAddr = to.parse().unwrap();
-        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == to);
-        self.sent = rest;
-        mine.into_iter().map(|(_, m)| m).collect()
-    }
-
-    fn codes(&mut self, to: &str) -> Vec<String> {
-        self.take(to)
-            .iter()
-            .map(|m| match m.status_code() {
-                Some(c) => c.to_string(),
-                None => m.method().unwrap().to_string(),
-            })
-            .collect()
-    }
-
-    fn state_at(&self, address: &str) -> Vec<CallStateKind> {
-        self.switch
-            .calls_at(address)
-            .into_iter()
-            .filter_map(|c| self.switch.call_state(c))
-            .collect()
+        World::assemble(cfg, dir, switch, transport)
     }
 }
 
@@ -267,8 +116,9 @@ Content-Length: {len}
     )
 }
 
+/// Phone A's offer.
 fn sdp_a() -> String {
-    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n".to_string()
+    sdp(4000)
 }
 
 /// A response from phone B to tapir's request.
@@ -286,48 +136,29 @@ fn b_responds(req: &Message, code: u16, with_sdp: bool) -> String {
 
 /// An in-dialog request from phone A on its call (CSeq `n`).
 fn a_in_dialog(method: &str, n: u32, to_tag: &str, call_id: &str, body: &str) -> String {
-    let ctype = if body.is_empty() {
-        String::new()
-    } else {
-        "Content-Type: application/sdp\n".into()
-    };
-    format!(
-        "{method} sip:tapir@{TAPIR} SIP/2.0
-Via: SIP/2.0/UDP {A};branch=z9hG4bKa{n}{method};rport
-Max-Forwards: 70
-From: <sip:1001@127.0.0.1>;tag=a1
-To: <sip:1002@127.0.0.1>;tag={to_tag}
-Call-ID: {call_id}
-CSeq: {n} {method}
-Contact: <sip:1001@{A}>
-{ctype}Content-Length: {len}
-
-{body}",
-        len = body.len()
-    )
-}
-
-fn to_tag(m: &Message) -> String {
-    m.to_header().unwrap().unwrap().tag().unwrap().to_string()
+    let dialog = format!(
+        "From: <sip:1001@127.0.0.1>;tag=a1\nTo: <sip:1002@127.0.0.1>;tag={to_tag}\nCall-ID: {call_id}"
+    );
+    support::in_dialog_from_a(method, n, &dialog, body)
 }
 
 /// 1001 calls 1002, 1002 rings and answers: returns tapir's 200 to A and
 /// tapir's INVITE to B.
 fn connected(w: &mut World, call_id: &str) -> (Message, Message) {
-    w.phone_sends(A, invite_from_a(call_id));
-    assert_eq!(w.codes(A), vec!["100"]);
+    w.peer_sends(A, invite_from_a(call_id));
+    assert_eq!(w.kinds(A), vec!["100"]);
     let invite_b = w.take(B).pop().expect("tapir invites 1002");
     assert_eq!(invite_b.method().unwrap().to_string(), "INVITE");
     assert!(
         invite_b.body().starts_with(b"v=0"),
         "tapir offers its own SDP"
     );
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Offering]);
-    w.phone_sends(B, b_responds(&invite_b, 180, false));
-    assert_eq!(w.codes(A), vec!["180"]);
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Ringback]);
-    w.phone_sends(B, b_responds(&invite_b, 200, true));
-    assert_eq!(w.codes(B), vec!["ACK"]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::Offering]);
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
+    assert_eq!(w.kinds(A), vec!["180"]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Ringback]);
+    w.peer_sends(B, b_responds(&invite_b, 200, true));
+    assert_eq!(w.kinds(B), vec!["ACK"]);
     let ok = w.take(A).pop().expect("200 to A");
     assert_eq!(ok.status_code(), Some(200));
     let sdp = std::str::from_utf8(ok.body()).unwrap();
@@ -335,8 +166,8 @@ fn connected(w: &mut World, call_id: &str) -> (Message, Message) {
         sdp.contains("c=IN IP4 127.0.0.1") && sdp.contains("m=audio 2"),
         "{sdp}"
     );
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::Connected]);
     (ok, invite_b)
 }
 
@@ -345,14 +176,14 @@ fn a_call_rings_connects_and_ends_from_the_caller() {
     let mut w = World::new();
     let (ok, invite_b) = connected(&mut w, "call-1");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-1", ""));
-    w.phone_sends(A, a_in_dialog("BYE", 2, &tag, "call-1", ""));
-    assert_eq!(w.codes(A), vec!["200"]);
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-1", ""));
+    w.peer_sends(A, a_in_dialog("BYE", 2, &tag, "call-1", ""));
+    assert_eq!(w.kinds(A), vec!["200"]);
     let bye = w.take(B).pop().expect("BYE to B");
     assert_eq!(bye.method().unwrap().to_string(), "BYE");
     assert_eq!(bye.call_id().unwrap(), invite_b.call_id().unwrap());
-    w.phone_sends(B, b_responds(&bye, 200, false));
-    assert!(w.state_at("1001").is_empty() && w.state_at("1002").is_empty());
+    w.peer_sends(B, b_responds(&bye, 200, false));
+    assert!(w.states("1001").is_empty() && w.states("1002").is_empty());
     w.advance(40_000);
     assert_eq!(w.b2b.dialog_count(), 0, "every dialog is forgotten");
     assert!(
@@ -380,53 +211,53 @@ Content-Length: 0
         to = invite_b.header(&HeaderName::From).unwrap(),
         cid = invite_b.call_id().unwrap().unwrap()
     );
-    w.phone_sends(B, bye);
-    assert_eq!(w.codes(B), vec!["200"]);
+    w.peer_sends(B, bye);
+    assert_eq!(w.kinds(B), vec!["200"]);
     let bye_a = w.take(A).pop().expect("BYE to A");
     assert_eq!(bye_a.method().unwrap().to_string(), "BYE");
-    assert!(w.state_at("1001").is_empty());
+    assert!(w.states("1001").is_empty());
 }
 
 #[test]
 fn busy_callee_gives_the_caller_busy_tone_then_486_when_it_gives_up() {
     let mut w = World::new();
-    w.phone_sends(A, invite_from_a("call-3"));
+    w.peer_sends(A, invite_from_a("call-3"));
     w.take(A);
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, b_responds(&invite_b, 486, false));
-    assert_eq!(w.codes(B), vec!["ACK"], "the transaction ACKs the 486");
+    w.peer_sends(B, b_responds(&invite_b, 486, false));
+    assert_eq!(w.kinds(B), vec!["ACK"], "the transaction ACKs the 486");
     // The caller hears tapir's busy tone as early media and stays busy.
-    assert_eq!(w.codes(A), vec!["183"]);
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Busy]);
+    assert_eq!(w.kinds(A), vec!["183"]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Busy]);
     // The caller gives up: CANCEL.
     let cancel = invite_from_a("call-3")
         .replace("INVITE sip", "CANCEL sip")
         .replace("1 INVITE", "1 CANCEL");
     let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\n\n";
-    w.phone_sends(A, cancel);
-    assert_eq!(w.codes(A), vec!["200", "487"]);
-    assert!(w.state_at("1001").is_empty());
+    w.peer_sends(A, cancel);
+    assert_eq!(w.kinds(A), vec!["200", "487"]);
+    assert!(w.states("1001").is_empty());
 }
 
 #[test]
 fn the_caller_cancels_while_the_callee_rings() {
     let mut w = World::new();
-    w.phone_sends(A, invite_from_a("call-4"));
+    w.peer_sends(A, invite_from_a("call-4"));
     w.take(A);
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
     w.take(A);
     let cancel = invite_from_a("call-4")
         .replace("INVITE sip", "CANCEL sip")
         .replace("1 INVITE", "1 CANCEL");
     let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\n\n";
-    w.phone_sends(A, cancel);
-    assert_eq!(w.codes(A), vec!["200", "487"]);
+    w.peer_sends(A, cancel);
+    assert_eq!(w.kinds(A), vec!["200", "487"]);
     let to_b = w.take(B);
     assert_eq!(to_b[0].method().unwrap().to_string(), "CANCEL");
-    w.phone_sends(B, b_responds(&to_b[0], 200, false));
-    w.phone_sends(B, b_responds(&invite_b, 487, false));
-    assert!(w.state_at("1002").is_empty());
+    w.peer_sends(B, b_responds(&to_b[0], 200, false));
+    w.peer_sends(B, b_responds(&invite_b, 487, false));
+    assert!(w.states("1002").is_empty());
     w.advance(40_000);
     assert_eq!(w.b2b.dialog_count(), 0);
 }
@@ -436,14 +267,14 @@ fn a_phone_holds_and_retrieves_by_itself() {
     let mut w = World::new();
     let (ok, _invite_b) = connected(&mut w, "call-5");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-5", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-5", ""));
     let held = sdp_a().replace("a=sendrecv", "a=sendonly");
-    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-5", &held));
+    w.peer_sends(A, a_in_dialog("INVITE", 2, &tag, "call-5", &held));
     let answer = w.take(A).pop().unwrap();
     assert_eq!(answer.status_code(), Some(200));
     let body = std::str::from_utf8(answer.body()).unwrap().to_string();
     assert!(body.contains("a=recvonly"), "{answer:?}");
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::OnHold]);
     // The held party hears music on hold: tapir re-offers its leg sendonly.
     let reinvite = w.take(B).pop().expect("re-INVITE to B");
     assert!(
@@ -451,26 +282,22 @@ fn a_phone_holds_and_retrieves_by_itself() {
             .unwrap()
             .contains("a=sendonly")
     );
-    w.phone_sends(A, a_in_dialog("ACK", 2, &tag, "call-5", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 2, &tag, "call-5", ""));
     // pjsua retrieves with an offerless re-INVITE: tapir offers in its 200.
-    w.phone_sends(A, a_in_dialog("INVITE", 3, &tag, "call-5", ""));
+    w.peer_sends(A, a_in_dialog("INVITE", 3, &tag, "call-5", ""));
     let offer = w.take(A).pop().unwrap();
     assert!(
         std::str::from_utf8(offer.body())
             .unwrap()
             .contains("a=sendrecv")
     );
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
 }
 
 #[test]
 fn make_call_from_an_app_invites_the_callers_phone_first() {
     let mut w = World::new();
-    let app = w.switch.register_app(AppConfig::named("crm"));
-    let line = w.switch.line_of("1001").unwrap();
-    w.switch
-        .open_line(app, line, &[Privilege::Owner], &[])
-        .unwrap();
+    let app = w.owner_app("1001");
     let ts = w.ts();
     let call = w.switch.make_call(ts, app, "1001", Some("1002")).unwrap();
     w.pump();
@@ -484,20 +311,20 @@ fn make_call_from_an_app_invites_the_callers_phone_first() {
             .unwrap()
             .replace("\r\n", "\n")
     };
-    w.phone_sends(A, a_ok);
-    assert_eq!(w.codes(A), vec!["ACK"]);
+    w.peer_sends(A, a_ok);
+    assert_eq!(w.kinds(A), vec!["ACK"]);
     let to_b = w.take(B).pop().expect("then tapir calls 1002");
-    w.phone_sends(B, b_responds(&to_b, 200, true));
+    w.peer_sends(B, b_responds(&to_b, 200, true));
     assert_eq!(w.switch.call_state(call), Some(CallStateKind::Connected));
 }
 
 #[test]
 fn malformed_requests_get_400_and_tapir_keeps_serving() {
     let mut w = World::new();
-    w.phone_sends(A, "INVITE sip:1002@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKx\nContent-Length: 0\n\n".into());
-    assert_eq!(w.codes(A), vec!["400"]);
-    w.phone_sends(A, "garbage\n\n".into());
-    assert!(w.codes(A).is_empty(), "not even a request line: dropped");
+    w.peer_sends(A, "INVITE sip:1002@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKx\nContent-Length: 0\n\n".into());
+    assert_eq!(w.kinds(A), vec!["400"]);
+    w.peer_sends(A, "garbage\n\n".into());
+    assert!(w.kinds(A).is_empty(), "not even a request line: dropped");
     connected(&mut w, "call-6");
 }
 
@@ -505,14 +332,14 @@ fn malformed_requests_get_400_and_tapir_keeps_serving() {
 fn no_free_rtp_port_gets_503_with_retry_after_and_leaves_no_call() {
     let mut w = World::with_config(|c| c.retry_after = Duration::from_secs(7));
     w.ports_exhausted.store(true, Ordering::Relaxed);
-    w.phone_sends(A, invite_from_a("call-full"));
+    w.peer_sends(A, invite_from_a("call-full"));
     let sent = w.take(A);
     let codes: Vec<_> = sent.iter().filter_map(Message::status_code).collect();
     assert_eq!(codes, vec![100, 503]);
     let unavailable = sent.last().unwrap();
     assert_eq!(unavailable.header(&HeaderName::RetryAfter), Some("7"));
     assert!(w.take(B).is_empty(), "nobody is invited");
-    assert!(w.state_at("1001").is_empty() && w.state_at("1002").is_empty());
+    assert!(w.states("1001").is_empty() && w.states("1002").is_empty());
     // Ports free again: the next call goes through.
     w.ports_exhausted.store(false, Ordering::Relaxed);
     connected(&mut w, "call-after");
@@ -521,11 +348,7 @@ fn no_free_rtp_port_gets_503_with_retry_after_and_leaves_no_call() {
 #[test]
 fn an_outgoing_leg_without_an_rtp_port_is_unreachable_for_the_switch() {
     let mut w = World::new();
-    let app = w.switch.register_app(AppConfig::named("crm"));
-    let line = w.switch.line_of("1001").unwrap();
-    w.switch
-        .open_line(app, line, &[Privilege::Owner], &[])
-        .unwrap();
+    let app = w.owner_app("1001");
     w.ports_exhausted.store(true, Ordering::Relaxed);
     let ts = w.ts();
     let call = w.switch.make_call(ts, app, "1001", Some("1002")).unwrap();
@@ -544,24 +367,24 @@ fn beyond_the_dialog_limit_invites_get_503_with_retry_after() {
     let mut w = World::with_config(|c| c.max_dialogs = 2);
     let (ok, _) = connected(&mut w, "call-first");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-first", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-first", ""));
     assert_eq!(w.b2b.dialog_count(), 2);
-    w.phone_sends(A, invite_from_a("call-second"));
+    w.peer_sends(A, invite_from_a("call-second"));
     let sent = w.take(A);
     let last = sent.last().expect("a response");
     assert_eq!(last.status_code(), Some(503));
     assert_eq!(last.header(&HeaderName::RetryAfter), Some("5"));
     assert!(w.take(B).is_empty());
     // The first call is untouched: it still ends normally.
-    w.phone_sends(A, a_in_dialog("BYE", 2, &tag, "call-first", ""));
-    assert_eq!(w.codes(A), vec!["200"]);
+    w.peer_sends(A, a_in_dialog("BYE", 2, &tag, "call-first", ""));
+    assert_eq!(w.kinds(A), vec!["200"]);
 }
 
 #[test]
 fn unknown_dialog_gets_481() {
     let mut w = World::new();
-    w.phone_sends(A, a_in_dialog("BYE", 2, "nope", "no-such-call", ""));
-    assert_eq!(w.codes(A), vec!["481"]);
+    w.peer_sends(A, a_in_dialog("BYE", 2, "nope", "no-such-call", ""));
+    assert_eq!(w.kinds(A), vec!["481"]);
 }
 
 /// A REFER from phone A on its call (CSeq `n`), with extra header lines.
@@ -591,17 +414,10 @@ fn a_phone_refer_is_accepted_then_reported_done_by_notify_before_the_bye() {
     let mut w = World::new();
     let (ok, _invite_b) = connected(&mut w, "call-r1");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r1", ""));
-    w.phone_sends(A, a_refer(2, &tag, "call-r1", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-r1", ""));
+    w.peer_sends(A, a_refer(2, &tag, "call-r1", ""));
     let to_a = w.take(A);
-    let kinds: Vec<String> = to_a
-        .iter()
-        .map(|m| {
-            m.status_code()
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| m.method().unwrap().to_string())
-        })
-        .collect();
+    let kinds = kinds(&to_a);
     // 202 is only "accepted"; the outcome comes as NOTIFYs, the last one final,
     // and the transferor's leg is released after it.
     assert_eq!(kinds, vec!["202", "NOTIFY", "NOTIFY", "BYE"], "{to_a:?}");
@@ -619,8 +435,8 @@ fn a_phone_refer_is_accepted_then_reported_done_by_notify_before_the_bye() {
         .unwrap_or_else(|| panic!("the transfer target is called: {:?}", w.sent));
     assert_eq!(invite_c.method().unwrap().to_string(), "INVITE");
     // The transferee now waits for 1003; the transferor's call is gone.
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Proceeding]);
-    assert!(w.state_at("1001").is_empty());
+    assert_eq!(w.states("1002"), vec![CallStateKind::Proceeding]);
+    assert!(w.states("1001").is_empty());
 }
 
 #[test]
@@ -628,8 +444,8 @@ fn refer_sub_false_gets_no_notify() {
     let mut w = World::new();
     let (ok, _invite_b) = connected(&mut w, "call-r2");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r2", ""));
-    w.phone_sends(A, a_refer(2, &tag, "call-r2", "Refer-Sub: false\n"));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-r2", ""));
+    w.peer_sends(A, a_refer(2, &tag, "call-r2", "Refer-Sub: false\n"));
     let to_a = w.take(A);
     assert_eq!(to_a[0].status_code(), Some(202));
     assert_eq!(to_a[0].header(&HeaderName::ReferSub), Some("false"));
@@ -646,24 +462,24 @@ fn the_transferor_hanging_up_right_after_the_202_leaves_the_transferee_up() {
     let mut w = World::new();
     let (ok, _invite_b) = connected(&mut w, "call-r3");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r3", ""));
-    w.phone_sends(A, a_refer(2, &tag, "call-r3", ""));
-    w.phone_sends(A, a_in_dialog("BYE", 3, &tag, "call-r3", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-r3", ""));
+    w.peer_sends(A, a_refer(2, &tag, "call-r3", ""));
+    w.peer_sends(A, a_in_dialog("BYE", 3, &tag, "call-r3", ""));
     let invite_c = w.take(C).pop().expect("1003 rings");
     assert!(
         w.take(B)
             .iter()
             .all(|m| m.method().map(|x| x.to_string()) != Some("BYE".into()))
     );
-    w.phone_sends(C, {
+    w.peer_sends(C, {
         let mut r = invite_c.response_builder(200, None, Some("c1"));
         r = r.header(HeaderName::Contact, format!("<sip:1003@{C}>"));
         let sdp = "v=0\r\no=- 3 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4004 RTP/AVP 0\r\na=sendrecv\r\n";
         r = r.body("application/sdp", Bytes::from(sdp));
         String::from_utf8(r.build().to_bytes().to_vec()).unwrap()
     });
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
-    assert_eq!(w.state_at("1003"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1003"), vec![CallStateKind::Connected]);
 }
 
 #[test]
@@ -673,18 +489,18 @@ fn an_invite_replacing_an_unknown_dialog_gets_481() {
         "Contact: <sip:1001@127.0.0.1:5001>",
         "Contact: <sip:1001@127.0.0.1:5001>\nReplaces: no-such-call;to-tag=a;from-tag=b",
     );
-    w.phone_sends(A, invite);
-    assert_eq!(w.codes(A), vec!["100", "481"]);
-    assert!(w.state_at("1001").is_empty());
+    w.peer_sends(A, invite);
+    assert_eq!(w.kinds(A), vec!["100", "481"]);
+    assert!(w.states("1001").is_empty());
 }
 
 #[test]
 fn a_phone_picks_up_a_ringing_call_with_an_invite_that_replaces_it() {
     let mut w = World::new();
-    w.phone_sends(A, invite_from_a("call-p1"));
+    w.peer_sends(A, invite_from_a("call-p1"));
     w.take(A);
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
     w.take(A);
     // Phone 1003 presses its pickup key: INVITE with Replaces naming the
     // ringing dialog (tapir's dialog with 1002).
@@ -700,8 +516,8 @@ fn a_phone_picks_up_a_ringing_call_with_an_invite_that_replaces_it() {
             "Contact: <sip:1003@127.0.0.1:5003>",
             &format!("Contact: <sip:1003@{C}>\nReplaces: {replaces}"),
         );
-    w.phone_sends(C, pickup);
-    let to_c = w.codes(C);
+    w.peer_sends(C, pickup);
+    let to_c = w.kinds(C);
     assert_eq!(to_c.last().map(String::as_str), Some("200"), "{to_c:?}");
     let to_b = w.take(B);
     assert_eq!(
@@ -709,9 +525,9 @@ fn a_phone_picks_up_a_ringing_call_with_an_invite_that_replaces_it() {
         "CANCEL",
         "the ringing phone stops"
     );
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
-    assert_eq!(w.state_at("1003"), vec![CallStateKind::Connected]);
-    assert!(w.state_at("1002").is_empty());
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1003"), vec![CallStateKind::Connected]);
+    assert!(w.states("1002").is_empty());
 }
 
 #[test]
@@ -719,8 +535,8 @@ fn a_prack_in_a_dialog_is_acknowledged() {
     let mut w = World::new();
     let (ok, _invite_b) = connected(&mut w, "call-pr");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("PRACK", 2, &tag, "call-pr", ""));
-    assert_eq!(w.codes(A), vec!["200"]);
+    w.peer_sends(A, a_in_dialog("PRACK", 2, &tag, "call-pr", ""));
+    assert_eq!(w.kinds(A), vec!["200"]);
 }
 
 /// An INFO from phone A in its call, with a body of `ctype` (CSeq `n`).
@@ -746,10 +562,10 @@ fn sip_info_digits_reach_the_switch_like_rfc4733_digits() {
     let mut w = World::new();
     let (ok, _invite_b) = connected(&mut w, "call-info");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-info", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-info", ""));
     let a_leg = w.switch.calls_at("1001");
     assert_eq!(a_leg.len(), 1);
-    w.phone_sends(
+    w.peer_sends(
         A,
         a_info(
             2,
@@ -760,10 +576,10 @@ fn sip_info_digits_reach_the_switch_like_rfc4733_digits() {
             "",
         ),
     );
-    assert_eq!(w.codes(A), vec!["200"]);
-    w.phone_sends(A, a_info(3, &tag, "call-info", "application/dtmf", "#", ""));
-    assert_eq!(w.codes(A), vec!["200"]);
-    w.phone_sends(
+    assert_eq!(w.kinds(A), vec!["200"]);
+    w.peer_sends(A, a_info(3, &tag, "call-info", "application/dtmf", "#", ""));
+    assert_eq!(w.kinds(A), vec!["200"]);
+    w.peer_sends(
         A,
         a_info(
             4,
@@ -774,7 +590,7 @@ fn sip_info_digits_reach_the_switch_like_rfc4733_digits() {
             "",
         ),
     );
-    assert_eq!(w.codes(A), vec!["200"]);
+    assert_eq!(w.kinds(A), vec!["200"]);
     let digits: Vec<&str> = w.digits.iter().map(|(_, d)| d.as_str()).collect();
     assert_eq!(digits, vec!["5", "#", "*"]);
     // All on the caller's leg, the same leg tapir answered.
@@ -802,8 +618,8 @@ fn sip_info_bodies_tapir_cannot_read_get_415_400_or_469() {
     let mut w = World::new();
     let (ok, _invite_b) = connected(&mut w, "call-info2");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-info2", ""));
-    w.phone_sends(
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-info2", ""));
+    w.peer_sends(
         A,
         a_info(
             2,
@@ -818,7 +634,7 @@ fn sip_info_bodies_tapir_cannot_read_get_415_400_or_469() {
     assert_eq!(r.status_code(), Some(415));
     let accept = r.header(&tapir_sip::msg::HeaderName::Accept).unwrap();
     assert!(accept.contains("application/dtmf-relay"), "{accept}");
-    w.phone_sends(
+    w.peer_sends(
         A,
         a_info(
             3,
@@ -829,8 +645,8 @@ fn sip_info_bodies_tapir_cannot_read_get_415_400_or_469() {
             "",
         ),
     );
-    assert_eq!(w.codes(A), vec!["400"]);
-    w.phone_sends(
+    assert_eq!(w.kinds(A), vec!["400"]);
+    w.peer_sends(
         A,
         a_info(
             4,
@@ -841,27 +657,16 @@ fn sip_info_bodies_tapir_cannot_read_get_415_400_or_469() {
             "Info-Package: foo\n",
         ),
     );
-    assert_eq!(w.codes(A), vec!["469"]);
+    assert_eq!(w.kinds(A), vec!["469"]);
     // An INFO outside any dialog.
-    w.phone_sends(
+    w.peer_sends(
         A,
         a_info(5, "nope", "no-such-call", "application/dtmf", "1", ""),
     );
-    assert_eq!(w.codes(A), vec!["481"]);
+    assert_eq!(w.kinds(A), vec!["481"]);
     assert!(w.digits.is_empty(), "{:?}", w.digits);
     // The call is still up.
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
-}
-
-/// The kinds of messages (status code or method) in `msgs`, in order.
-fn kinds(msgs: &[Message]) -> Vec<String> {
-    msgs.iter()
-        .map(|m| {
-            m.status_code()
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| m.method().unwrap().to_string())
-        })
-        .collect()
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
 }
 
 #[test]
@@ -869,13 +674,13 @@ fn a_refer_without_refer_to_gets_400_and_the_call_stays_up() {
     let mut w = World::new();
     let (ok, _) = connected(&mut w, "call-r4");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r4", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-r4", ""));
     let refer = a_refer(2, &tag, "call-r4", "").replace("Refer-To: <sip:1003@127.0.0.1>\n", "");
-    w.phone_sends(A, refer);
-    assert_eq!(w.codes(A), vec!["400"]);
+    w.peer_sends(A, refer);
+    assert_eq!(w.kinds(A), vec!["400"]);
     assert!(w.take(C).is_empty(), "nobody is called");
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::Connected]);
 }
 
 #[test]
@@ -883,10 +688,10 @@ fn a_refer_the_switch_refuses_ends_its_subscription_with_a_failure_and_keeps_the
     let mut w = World::new();
     let (ok, _) = connected(&mut w, "call-r5");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-r5", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-r5", ""));
     // A target that is no dialable address: the switch refuses the transfer.
     let refer = a_refer(2, &tag, "call-r5", "").replace("<sip:1003@", "<sip:xyz@");
-    w.phone_sends(A, refer);
+    w.peer_sends(A, refer);
     let to_a = w.take(A);
     assert_eq!(kinds(&to_a), vec!["202", "NOTIFY", "NOTIFY"], "{to_a:?}");
     let last = &to_a[2];
@@ -902,16 +707,16 @@ fn a_refer_the_switch_refuses_ends_its_subscription_with_a_failure_and_keeps_the
     );
     // Nothing was torn down: both parties are still talking.
     assert!(kinds(&w.take(B)).iter().all(|k| k != "BYE"));
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::Connected]);
 }
 
 #[test]
 fn an_unknown_number_gets_404() {
     let mut w = World::new();
     let invite = invite_from_a("call-404").replace("INVITE sip:1002@", "INVITE sip:9999@");
-    w.phone_sends(A, invite);
-    let codes = w.codes(A);
+    w.peer_sends(A, invite);
+    let codes = w.kinds(A);
     assert_eq!(codes.last().map(String::as_str), Some("404"), "{codes:?}");
     assert!(w.take(B).is_empty());
 }
@@ -922,14 +727,10 @@ fn redirecting_a_call_a_phone_placed_answers_its_invite_with_302_to_tapir() {
         let mut w = World::over(transport);
         // A trunk, so that an external number is a valid destination.
         w.switch.add_line(LineConfig::trunk("9000")).unwrap();
-        let app = w.switch.register_app(AppConfig::named("crm"));
-        let line = w.switch.line_of("1002").unwrap();
-        w.switch
-            .open_line(app, line, &[Privilege::Owner], &[])
-            .unwrap();
-        w.phone_sends(A, invite_from_a("call-302"));
+        let app = w.owner_app("1002");
+        w.peer_sends(A, invite_from_a("call-302"));
         let invite_b = w.take(B).pop().expect("1002 is invited");
-        w.phone_sends(B, b_responds(&invite_b, 180, false));
+        w.peer_sends(B, b_responds(&invite_b, 180, false));
         w.take(A);
         let at_b = w.switch.calls_at("1002")[0];
         let ts = w.ts();
@@ -964,11 +765,11 @@ fn redirecting_a_call_a_phone_placed_answers_its_invite_with_302_to_tapir() {
 #[test]
 fn an_unanswered_call_gets_480_when_the_ring_timer_expires() {
     let mut w = World::new();
-    w.phone_sends(A, invite_from_a("call-480"));
-    assert_eq!(w.codes(A), vec!["100"]);
+    w.peer_sends(A, invite_from_a("call-480"));
+    assert_eq!(w.kinds(A), vec!["100"]);
     let invite_b = w.take(B).pop().expect("1002 is invited");
-    w.phone_sends(B, b_responds(&invite_b, 180, false));
-    assert_eq!(w.codes(A), vec!["180"]);
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
+    assert_eq!(w.kinds(A), vec!["180"]);
     // Nobody answers: the switch's ring timer (120 s by default) gives up.
     let ring_timeout = w.switch.config().ring_timeout_ms;
     for _ in 0..(ring_timeout / 1000 + 2) {
@@ -985,11 +786,7 @@ fn an_unanswered_call_gets_480_when_the_ring_timer_expires() {
 #[test]
 fn a_call_with_nothing_dialled_yet_rings_its_phone_from_tapirs_domain() {
     let mut w = World::new();
-    let app = w.switch.register_app(AppConfig::named("crm"));
-    let line = w.switch.line_of("1001").unwrap();
-    w.switch
-        .open_line(app, line, &[Privilege::Owner], &[])
-        .unwrap();
+    let app = w.owner_app("1001");
     let ts = w.ts();
     // lineMakeCall without a number: the phone is rung for dial tone.
     w.switch.make_call(ts, app, "1001", None).unwrap();
@@ -1016,13 +813,10 @@ fn a_remote_controlled_phone_is_asked_to_answer_hold_and_resume_with_notify() {
     let mut cfg = w.switch.line_config(line).unwrap();
     cfg.remote_answer = true;
     w.switch.update_line(line, cfg).unwrap();
-    let app = w.switch.register_app(AppConfig::named("crm"));
-    w.switch
-        .open_line(app, line, &[Privilege::Owner], &[])
-        .unwrap();
-    w.phone_sends(A, invite_from_a("call-bs"));
+    let app = w.owner_app("1002");
+    w.peer_sends(A, invite_from_a("call-bs"));
     let invite_b = w.take(B).pop().expect("1002 is invited");
-    w.phone_sends(B, b_responds(&invite_b, 180, false));
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
     let call = w.switch.calls_at("1002")[0];
     // The app answers: the ringing phone is asked to go off-hook.
     let ts = w.ts();
@@ -1034,10 +828,10 @@ fn a_remote_controlled_phone_is_asked_to_answer_hold_and_resume_with_notify() {
     assert_eq!(event, "talk");
     assert_eq!(notify.call_id().unwrap(), invite_b.call_id().unwrap());
     assert_eq!(to_tag(notify), "b1", "inside the INVITE's (early) dialog");
-    w.phone_sends(B, b_responds(notify, 200, false));
+    w.peer_sends(B, b_responds(notify, 200, false));
     // The phone obeys: it answers its INVITE.
-    w.phone_sends(B, b_responds(&invite_b, 200, true));
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    w.peer_sends(B, b_responds(&invite_b, 200, true));
+    assert_eq!(w.states("1002"), vec![CallStateKind::Connected]);
     let _ = w.take(B);
     // The app holds: the phone is asked to hold by itself, not re-INVITEd.
     let ts = w.ts();
@@ -1053,7 +847,7 @@ fn a_remote_controlled_phone_is_asked_to_answer_hold_and_resume_with_notify() {
             .all(|m| m.method().map(|x| x.to_string()) != Some("INVITE".into())),
         "{to_b:?}"
     );
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::OnHold]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::OnHold]);
     // Unhold asks it to resume.
     let ts = w.ts();
     w.switch.unhold(ts, app, call).unwrap();
@@ -1065,7 +859,7 @@ fn a_remote_controlled_phone_is_asked_to_answer_hold_and_resume_with_notify() {
             .collect::<Vec<_>>(),
         vec!["talk"]
     );
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::Connected]);
 }
 
 // ----------------------------------------------------------------------
@@ -1155,28 +949,18 @@ fn remotes(w: &World, inbound: bool) -> Vec<tapir_media::Negotiated> {
         .collect()
 }
 
-/// An app that owns 1001's line.
-fn owner_app(w: &mut World) -> tapir_core::AppId {
-    let app = w.switch.register_app(AppConfig::named("crm"));
-    let line = w.switch.line_of("1001").unwrap();
-    w.switch
-        .open_line(app, line, &[Privilege::Owner], &[])
-        .unwrap();
-    app
-}
-
 #[test]
 fn a_phone_offering_srtp_over_tls_gets_tapirs_key_and_both_legs_are_protected() {
     let mut w = World::over(SipTransport::Tls);
-    w.phone_sends(A, invite_from_a_with("call-s1", &sdp_a_secure()));
-    assert_eq!(w.codes(A), vec!["100"]);
+    w.peer_sends(A, invite_from_a_with("call-s1", &sdp_a_secure()));
+    assert_eq!(w.kinds(A), vec!["100"]);
     // The callee's phone is reached over TLS too: tapir offers it SRTP
     // with a key of that leg's own.
     let invite_b = w.take(B).pop().expect("1002 is invited");
     let offer_b = body(&invite_b);
     let key_to_b = crypto_key(&offer_b);
-    w.phone_sends(B, responds(&invite_b, 180, "b1", B, ""));
-    w.phone_sends(
+    w.peer_sends(B, responds(&invite_b, 180, "b1", B, ""));
+    w.peer_sends(
         B,
         responds(&invite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
     );
@@ -1195,15 +979,15 @@ fn a_phone_offering_srtp_over_tls_gets_tapirs_key_and_both_legs_are_protected() 
     let b = remotes(&w, false);
     let keys = b.last().unwrap().srtp.expect("B's leg is SRTP");
     assert_eq!((keys.local, keys.remote), (key_to_b, decode(KEY_B)));
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
-    assert_eq!(w.state_at("1002"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1002"), vec![CallStateKind::Connected]);
 }
 
 #[test]
 fn srtp_keys_outside_tls_are_refused_with_488() {
     for transport in [SipTransport::Udp, SipTransport::Tcp] {
         let mut w = World::over(transport);
-        w.phone_sends(A, invite_from_a_with("call-s2", &sdp_a_secure()));
+        w.peer_sends(A, invite_from_a_with("call-s2", &sdp_a_secure()));
         let sent = w.take(A);
         assert_eq!(kinds(&sent), vec!["100", "488"], "{transport:?}");
         let warning = sent[1].header(&HeaderName::from_wire("Warning")).unwrap();
@@ -1212,7 +996,7 @@ fn srtp_keys_outside_tls_are_refused_with_488() {
             "{warning}"
         );
         assert!(w.take(B).is_empty(), "nobody is invited");
-        assert!(w.state_at("1001").is_empty());
+        assert!(w.states("1001").is_empty());
         assert_eq!(w.b2b.dialog_count(), 0);
         // Plain RTP over the same transport still works, and tapir does
         // not offer keys to a phone it reaches outside TLS.
@@ -1225,24 +1009,24 @@ fn srtp_keys_outside_tls_are_refused_with_488() {
 #[test]
 fn a_secured_leg_refuses_a_plain_offer_and_keeps_srtp() {
     let mut w = World::over(SipTransport::Tls);
-    w.phone_sends(A, invite_from_a_with("call-s3", &sdp_a_secure()));
+    w.peer_sends(A, invite_from_a_with("call-s3", &sdp_a_secure()));
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(
+    w.peer_sends(
         B,
         responds(&invite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
     );
     let ok = w.take(A).pop().unwrap();
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-s3", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-s3", ""));
     let before = w.media.len();
     // Hold with plain RTP: refused, the call is neither held nor plain.
     let plain_hold = sdp_a().replace("a=sendrecv", "a=sendonly");
-    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s3", &plain_hold));
+    w.peer_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s3", &plain_hold));
     let refused = w.take(A).pop().unwrap();
     assert_eq!(refused.status_code(), Some(488));
     let warning = refused.header(&HeaderName::from_wire("Warning")).unwrap();
     assert!(warning.contains("secure"), "{warning}");
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
     assert!(
         w.media[before..]
             .iter()
@@ -1252,37 +1036,37 @@ fn a_secured_leg_refuses_a_plain_offer_and_keeps_srtp() {
     // The same hold with SRTP is fine, and keeps tapir's key.
     let key_to_a = crypto_key(&body(&ok));
     let secure_hold = sdp_a_secure().replace("a=sendrecv", "a=sendonly");
-    w.phone_sends(A, a_in_dialog("INVITE", 3, &tag, "call-s3", &secure_hold));
+    w.peer_sends(A, a_in_dialog("INVITE", 3, &tag, "call-s3", &secure_hold));
     let held = w.take(A).pop().unwrap();
     assert_eq!(held.status_code(), Some(200));
     assert!(body(&held).contains("a=recvonly"), "{}", body(&held));
     assert_eq!(crypto_key(&body(&held)), key_to_a);
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::OnHold]);
     let last = *remotes(&w, true).last().unwrap();
     assert_eq!(last.srtp.unwrap().local, key_to_a);
     // An offerless re-INVITE gets tapir's SRTP offer; a plain answer in
     // the ACK is refused by hanging the leg up (no fallback).
-    w.phone_sends(A, a_in_dialog("ACK", 3, &tag, "call-s3", ""));
-    w.phone_sends(A, a_in_dialog("INVITE", 4, &tag, "call-s3", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 3, &tag, "call-s3", ""));
+    w.peer_sends(A, a_in_dialog("INVITE", 4, &tag, "call-s3", ""));
     let offer = w.take(A).pop().unwrap();
     assert_eq!(crypto_key(&body(&offer)), key_to_a);
     assert!(body(&offer).contains("RTP/SAVP"));
-    w.phone_sends(A, a_in_dialog("ACK", 4, &tag, "call-s3", &sdp_a()));
+    w.peer_sends(A, a_in_dialog("ACK", 4, &tag, "call-s3", &sdp_a()));
     assert_eq!(kinds(&w.take(A)), vec!["BYE"]);
-    assert!(w.state_at("1001").is_empty());
+    assert!(w.states("1001").is_empty());
     assert!(remotes(&w, true).iter().all(|n| n.srtp.is_some()));
 }
 
 #[test]
 fn securing_a_call_re_offers_both_tls_legs_with_srtp_and_plain_is_refused_after() {
     let mut w = World::over(SipTransport::Tls);
-    let app = owner_app(&mut w);
+    let app = w.owner_app("1001");
     // A plain call over TLS: 1002's phone does not do SRTP and refuses
     // tapir's SRTP offer, so tapir invites it again with RTP.
-    w.phone_sends(A, invite_from_a("call-s4"));
+    w.peer_sends(A, invite_from_a("call-s4"));
     let invite_b = w.take(B).pop().unwrap();
     assert!(body(&invite_b).contains("RTP/SAVP"));
-    w.phone_sends(B, responds(&invite_b, 488, "b0", B, ""));
+    w.peer_sends(B, responds(&invite_b, 488, "b0", B, ""));
     let to_b = w.take(B);
     assert_eq!(kinds(&to_b), vec!["ACK", "INVITE"], "{to_b:?}");
     let invite_b = &to_b[1];
@@ -1290,11 +1074,11 @@ fn securing_a_call_re_offers_both_tls_legs_with_srtp_and_plain_is_refused_after(
     assert_eq!(invite_b.cseq().unwrap().unwrap().number, 2);
     assert!(body(invite_b).contains("RTP/AVP") && !body(invite_b).contains("a=crypto"));
     let plain_b = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n";
-    w.phone_sends(B, responds(invite_b, 200, "b1", B, plain_b));
+    w.peer_sends(B, responds(invite_b, 200, "b1", B, plain_b));
     let ok = w.take(A).pop().unwrap();
     assert!(!body(&ok).contains("a=crypto"));
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-s4", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-s4", ""));
     assert!(remotes(&w, true).iter().all(|n| n.srtp.is_none()));
     // The app secures the call: both legs are re-offered RTP/SAVP.
     let call = w.switch.calls_at("1001")[0];
@@ -1307,9 +1091,9 @@ fn securing_a_call_re_offers_both_tls_legs_with_srtp_and_plain_is_refused_after(
     let key_to_a = crypto_key(&body(&reinvite_a));
     let reinvite_b = w.take(B).pop().expect("re-INVITE to B");
     let key_to_b = crypto_key(&body(&reinvite_b));
-    w.phone_sends(A, responds(&reinvite_a, 200, "a1", A, &sdp_a_secure()));
+    w.peer_sends(A, responds(&reinvite_a, 200, "a1", A, &sdp_a_secure()));
     assert_eq!(kinds(&w.take(A)), vec!["ACK"]);
-    w.phone_sends(
+    w.peer_sends(
         B,
         responds(&reinvite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
     );
@@ -1328,9 +1112,9 @@ fn securing_a_call_re_offers_both_tls_legs_with_srtp_and_plain_is_refused_after(
     assert_eq!((b.local, b.remote), (key_to_b, decode(KEY_B)));
     // From now on a plain offer on either leg is refused.
     let plain_hold = sdp_a().replace("a=sendrecv", "a=sendonly");
-    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s4", &plain_hold));
+    w.peer_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s4", &plain_hold));
     assert_eq!(kinds(&w.take(A)), vec!["100", "488"]);
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
     // Securing again changes nothing (no new re-INVITE).
     let ts = w.ts();
     w.switch.secure_call(ts, app, call).unwrap();
@@ -1341,15 +1125,15 @@ fn securing_a_call_re_offers_both_tls_legs_with_srtp_and_plain_is_refused_after(
 #[test]
 fn a_plain_answer_to_tapirs_srtp_offer_ends_the_leg() {
     let mut w = World::over(SipTransport::Tls);
-    w.phone_sends(A, invite_from_a("call-s5"));
+    w.peer_sends(A, invite_from_a("call-s5"));
     let invite_b = w.take(B).pop().unwrap();
     // 1002 answers tapir's SRTP offer with plain RTP (a broken answer):
     // ACK, then BYE; the switch hears the leg was refused.
     let plain_b = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0\r\na=sendrecv\r\n";
-    w.phone_sends(B, responds(&invite_b, 200, "b1", B, plain_b));
+    w.peer_sends(B, responds(&invite_b, 200, "b1", B, plain_b));
     assert_eq!(kinds(&w.take(B)), vec!["ACK", "BYE"]);
-    assert!(w.state_at("1002").is_empty());
-    assert_ne!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert!(w.states("1002").is_empty());
+    assert_ne!(w.states("1001"), vec![CallStateKind::Connected]);
     assert!(
         remotes(&w, false).is_empty(),
         "no media for the refused leg"
@@ -1357,41 +1141,41 @@ fn a_plain_answer_to_tapirs_srtp_offer_ends_the_leg() {
     // On an established call, a plain answer to the securing re-offer
     // ends that leg as well.
     let mut w = World::over(SipTransport::Tls);
-    let app = owner_app(&mut w);
-    w.phone_sends(A, invite_from_a("call-s6"));
+    let app = w.owner_app("1001");
+    w.peer_sends(A, invite_from_a("call-s6"));
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, responds(&invite_b, 488, "b0", B, ""));
+    w.peer_sends(B, responds(&invite_b, 488, "b0", B, ""));
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, responds(&invite_b, 200, "b1", B, plain_b));
+    w.peer_sends(B, responds(&invite_b, 200, "b1", B, plain_b));
     let ok = w.take(A).pop().unwrap();
-    w.phone_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-s6", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-s6", ""));
     let call = w.switch.calls_at("1001")[0];
     let ts = w.ts();
     w.switch.secure_call(ts, app, call).unwrap();
     w.pump();
     let reinvite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, responds(&reinvite_b, 200, "b1", B, plain_b));
+    w.peer_sends(B, responds(&reinvite_b, 200, "b1", B, plain_b));
     assert_eq!(kinds(&w.take(B)), vec!["ACK", "BYE"]);
-    assert!(w.state_at("1002").is_empty());
+    assert!(w.states("1002").is_empty());
     assert!(remotes(&w, false).iter().all(|n| n.srtp.is_none()));
 }
 
 #[test]
 fn securing_a_call_over_udp_keeps_rtp_and_plain_holds_work() {
     let mut w = World::new();
-    let app = owner_app(&mut w);
+    let app = w.owner_app("1001");
     let (ok, _) = connected(&mut w, "call-s7");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-s7", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-s7", ""));
     let call = w.switch.calls_at("1001")[0];
     let ts = w.ts();
     w.switch.secure_call(ts, app, call).unwrap();
     w.pump();
     assert!(w.take(A).is_empty() && w.take(B).is_empty(), "no re-offer");
     let held = sdp_a().replace("a=sendrecv", "a=sendonly");
-    w.phone_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s7", &held));
+    w.peer_sends(A, a_in_dialog("INVITE", 2, &tag, "call-s7", &held));
     assert_eq!(w.take(A).pop().unwrap().status_code(), Some(200));
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::OnHold]);
 }
 
 #[test]
@@ -1399,7 +1183,7 @@ fn every_hold_form_of_a_phone_is_a_hold_and_recvonly_is_not() {
     let mut w = World::new();
     let (ok, _) = connected(&mut w, "call-h");
     let tag = to_tag(&ok);
-    w.phone_sends(A, a_in_dialog("ACK", 1, &tag, "call-h", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, "call-h", ""));
     let rtp_a: Option<SocketAddr> = Some("127.0.0.1:4000".parse().unwrap());
     // (form, offer, tapir's answer, where tapir would send RTP)
     let forms = [
@@ -1430,7 +1214,7 @@ fn every_hold_form_of_a_phone_is_a_hold_and_recvonly_is_not() {
     ];
     let mut n = 2;
     for (name, sdp, answered, remote) in forms {
-        w.phone_sends(A, a_in_dialog("INVITE", n, &tag, "call-h", &sdp));
+        w.peer_sends(A, a_in_dialog("INVITE", n, &tag, "call-h", &sdp));
         let answer = w.take(A).pop().unwrap();
         assert_eq!(answer.status_code(), Some(200), "{name}");
         assert!(
@@ -1438,28 +1222,28 @@ fn every_hold_form_of_a_phone_is_a_hold_and_recvonly_is_not() {
             "{name}: {}",
             body(&answer)
         );
-        assert_eq!(w.state_at("1001"), vec![CallStateKind::OnHold], "{name}");
+        assert_eq!(w.states("1001"), vec![CallStateKind::OnHold], "{name}");
         let last = *remotes(&w, true).last().unwrap();
         assert!(!last.direction.sends(), "{name}: tapir sends nothing");
         assert_eq!(last.remote, remote, "{name}");
-        w.phone_sends(A, a_in_dialog("ACK", n, &tag, "call-h", ""));
+        w.peer_sends(A, a_in_dialog("ACK", n, &tag, "call-h", ""));
         // Retrieved with sendrecv.
-        w.phone_sends(A, a_in_dialog("INVITE", n + 1, &tag, "call-h", &sdp_a()));
+        w.peer_sends(A, a_in_dialog("INVITE", n + 1, &tag, "call-h", &sdp_a()));
         let answer = w.take(A).pop().unwrap();
         assert!(body(&answer).contains("a=sendrecv"), "{name}");
-        assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected], "{name}");
+        assert_eq!(w.states("1001"), vec![CallStateKind::Connected], "{name}");
         let last = *remotes(&w, true).last().unwrap();
         assert_eq!(last.remote, Some("127.0.0.1:4000".parse().unwrap()));
         assert_eq!(last.direction, tapir_media::Direction::SendRecv);
-        w.phone_sends(A, a_in_dialog("ACK", n + 1, &tag, "call-h", ""));
+        w.peer_sends(A, a_in_dialog("ACK", n + 1, &tag, "call-h", ""));
         n += 2;
     }
     // recvonly: the phone listens (e.g. to an announcement): no hold.
     let recvonly = sdp_a().replace("a=sendrecv", "a=recvonly");
-    w.phone_sends(A, a_in_dialog("INVITE", n, &tag, "call-h", &recvonly));
+    w.peer_sends(A, a_in_dialog("INVITE", n, &tag, "call-h", &recvonly));
     let answer = w.take(A).pop().unwrap();
     assert!(body(&answer).contains("a=sendonly"), "{}", body(&answer));
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
 }
 
 #[test]
@@ -1468,7 +1252,7 @@ fn an_offer_without_g711_gets_488_and_the_answer_keeps_the_phones_codec_order() 
     let opus_only = sdp_a()
         .replace("RTP/AVP 0 101", "RTP/AVP 96 101")
         .replace("a=rtpmap:101", "a=rtpmap:96 opus/48000/2\r\na=rtpmap:101");
-    w.phone_sends(A, invite_from_a_with("call-c1", &opus_only));
+    w.peer_sends(A, invite_from_a_with("call-c1", &opus_only));
     let sent = w.take(A);
     assert_eq!(kinds(&sent), vec!["100", "488"]);
     let warning = sent[1].header(&HeaderName::from_wire("Warning")).unwrap();
@@ -1476,15 +1260,15 @@ fn an_offer_without_g711_gets_488_and_the_answer_keeps_the_phones_codec_order() 
     assert!(w.take(B).is_empty());
     assert_eq!(w.b2b.dialog_count(), 0);
     // Not SDP at all: 488 too.
-    w.phone_sends(A, invite_from_a_with("call-c2", "hello"));
+    w.peer_sends(A, invite_from_a_with("call-c2", "hello"));
     assert_eq!(kinds(&w.take(A)), vec!["100", "488"]);
     // A phone preferring A-law gets A-law and its telephone-event type.
     let alaw_first = sdp_a()
         .replace("RTP/AVP 0 101", "RTP/AVP 8 0 96")
         .replace("a=rtpmap:101", "a=rtpmap:96");
-    w.phone_sends(A, invite_from_a_with("call-c3", &alaw_first));
+    w.peer_sends(A, invite_from_a_with("call-c3", &alaw_first));
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, b_responds(&invite_b, 200, true));
+    w.peer_sends(B, b_responds(&invite_b, 200, true));
     let ok = w.take(A).pop().unwrap();
     assert!(body(&ok).contains("m=audio 2"), "{}", body(&ok));
     assert!(body(&ok).contains(" RTP/AVP 8 96\r\n"), "{}", body(&ok));
@@ -1496,9 +1280,9 @@ fn an_offer_without_g711_gets_488_and_the_answer_keeps_the_phones_codec_order() 
 #[test]
 fn an_offerless_invite_gets_tapirs_offer_and_the_answer_in_the_ack_reaches_the_media_plane() {
     let mut w = World::new();
-    w.phone_sends(A, invite_from_a_with("call-o1", ""));
+    w.peer_sends(A, invite_from_a_with("call-o1", ""));
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, b_responds(&invite_b, 200, true));
+    w.peer_sends(B, b_responds(&invite_b, 200, true));
     let ok = w.take(A).pop().unwrap();
     let offer = body(&ok);
     assert!(
@@ -1507,22 +1291,22 @@ fn an_offerless_invite_gets_tapirs_offer_and_the_answer_in_the_ack_reaches_the_m
     );
     assert!(remotes(&w, true).is_empty(), "no answer yet");
     let answer = sdp_a().replace("m=audio 4000", "m=audio 4010");
-    w.phone_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-o1", &answer));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-o1", &answer));
     let a = remotes(&w, true);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].remote, Some("127.0.0.1:4010".parse().unwrap()));
     assert_eq!(a[0].codec, tapir_media::Codec::Pcmu);
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
 }
 
 #[test]
 fn a_call_secured_while_ringing_is_re_offered_srtp_once_answered() {
     let mut w = World::over(SipTransport::Tls);
-    let app = owner_app(&mut w);
-    w.phone_sends(A, invite_from_a("call-s8"));
+    let app = w.owner_app("1001");
+    w.peer_sends(A, invite_from_a("call-s8"));
     let invite_b = w.take(B).pop().unwrap();
     assert!(body(&invite_b).contains("RTP/SAVP"));
-    w.phone_sends(B, responds(&invite_b, 180, "b1", B, ""));
+    w.peer_sends(B, responds(&invite_b, 180, "b1", B, ""));
     // The app secures the ringing call: nothing can be re-offered yet.
     let call = w.switch.calls_at("1001")[0];
     let ts = w.ts();
@@ -1530,7 +1314,7 @@ fn a_call_secured_while_ringing_is_re_offered_srtp_once_answered() {
     w.pump();
     assert_eq!(kinds(&w.take(A)), vec!["100", "180"]);
     assert!(w.take(B).is_empty());
-    w.phone_sends(
+    w.peer_sends(
         B,
         responds(&invite_b, 200, "b1", B, &sdp_b_secure("sendrecv")),
     );
@@ -1538,33 +1322,33 @@ fn a_call_secured_while_ringing_is_re_offered_srtp_once_answered() {
     assert_eq!(ok.status_code(), Some(200));
     assert!(!body(&ok).contains("a=crypto"), "A offered plain RTP");
     // A's ACK confirms its leg: tapir re-offers it SRTP at once.
-    w.phone_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-s8", ""));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "call-s8", ""));
     let reinvite = w.take(A).pop().expect("re-INVITE to A");
     assert_eq!(reinvite.method().unwrap().to_string(), "INVITE");
     let key_to_a = crypto_key(&body(&reinvite));
-    w.phone_sends(A, responds(&reinvite, 200, "a1", A, &sdp_a_secure()));
+    w.peer_sends(A, responds(&reinvite, 200, "a1", A, &sdp_a_secure()));
     let a = remotes(&w, true)
         .last()
         .unwrap()
         .srtp
         .expect("A's leg secured");
     assert_eq!((a.local, a.remote), (key_to_a, decode(KEY_A)));
-    assert_eq!(w.state_at("1001"), vec![CallStateKind::Connected]);
+    assert_eq!(w.states("1001"), vec![CallStateKind::Connected]);
 }
 
 #[test]
 fn a_phone_refusing_srtp_on_a_call_secured_while_ringing_is_not_invited_again_with_rtp() {
     let mut w = World::over(SipTransport::Tls);
-    let app = owner_app(&mut w);
-    w.phone_sends(A, invite_from_a("call-s9"));
+    let app = w.owner_app("1001");
+    w.peer_sends(A, invite_from_a("call-s9"));
     let invite_b = w.take(B).pop().unwrap();
-    w.phone_sends(B, responds(&invite_b, 180, "b1", B, ""));
+    w.peer_sends(B, responds(&invite_b, 180, "b1", B, ""));
     let call = w.switch.calls_at("1001")[0];
     let ts = w.ts();
     w.switch.secure_call(ts, app, call).unwrap();
     w.pump();
     // 1002 cannot do SRTP: the secured call does not fall back to RTP.
-    w.phone_sends(B, responds(&invite_b, 488, "b1", B, ""));
+    w.peer_sends(B, responds(&invite_b, 488, "b1", B, ""));
     assert_eq!(kinds(&w.take(B)), vec!["ACK"]);
-    assert!(w.state_at("1002").is_empty());
+    assert!(w.states("1002").is_empty());
 }

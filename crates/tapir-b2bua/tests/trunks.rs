@@ -7,21 +7,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use bytes::Bytes;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-use tapir_b2bua::{
-    B2bua, Config, ContactTarget, Directory, MediaPorts, Out, SipTransport, TrunkRoute,
-};
-use tapir_core::{
-    AppConfig, CallStateKind, LegId, LineConfig, LineId, Output, Privilege, Switch, Timestamp,
-};
+use std::time::Instant;
+use support::{A, B, TAPIR, World, kind, sdp, to_tag};
+use tapir_b2bua::{Config, ContactTarget, Directory, SipTransport, TrunkRoute};
+use tapir_core::{CallStateKind, LineConfig, LineId, Switch};
 use tapir_sip::auth::{AuthConfig, AuthOutcome, Authenticator};
 use tapir_sip::msg::{HeaderName, Message};
 
-const TAPIR: &str = "127.0.0.1:5060";
-const A: &str = "127.0.0.1:5001";
-const B: &str = "127.0.0.1:5002";
 const CARRIER: &str = "127.0.0.1:5070";
 /// Another host on the carrier's IP address, but not the carrier's port.
 const STRANGER: &str = "127.0.0.1:5071";
@@ -69,29 +65,9 @@ impl Directory for Dir {
     }
 }
 
-struct Ports;
-
-impl MediaPorts for Ports {
-    fn open(&mut self, leg: LegId) -> Option<SocketAddr> {
-        Some(SocketAddr::from((
-            [127, 0, 0, 1],
-            20_000 + (leg.0 % 1000) as u16 * 2,
-        )))
-    }
-}
-
-struct World {
-    b2b: B2bua,
-    switch: Switch,
-    start: Instant,
-    now: Instant,
-    sent: Vec<(SocketAddr, Message)>,
-    connects: Vec<(SocketAddr, SipTransport)>,
-    /// Every output in order, as text (to check Connect comes first).
-    order: Vec<String>,
-}
-
 impl World {
+    /// Phones 1001 and 1002 and trunk line 9000, whose carrier is reached
+    /// over `transport` with `credentials` if given.
     fn new(transport: SipTransport, credentials: Option<(&str, &str)>) -> World {
         let mut switch = Switch::default();
         for a in ["1001", "1002"] {
@@ -107,123 +83,13 @@ impl World {
                 credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
             },
         };
-        let now = Instant::now();
-        World {
-            b2b: B2bua::new(
-                Config::new(TAPIR.parse().unwrap(), "tapir.example"),
-                Box::new(dir),
-                Box::new(Ports),
-            ),
+        World::assemble(
+            Config::new(TAPIR.parse().unwrap(), "tapir.example"),
+            dir,
             switch,
-            start: now,
-            now,
-            sent: Vec::new(),
-            connects: Vec::new(),
-            order: Vec::new(),
-        }
+            SipTransport::Udp,
+        )
     }
-
-    fn ts(&self) -> Timestamp {
-        Timestamp(1_000_000 + self.now.duration_since(self.start).as_millis() as u64)
-    }
-
-    fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            while let Some(out) = self.b2b.poll_output() {
-                moved = true;
-                match out {
-                    Out::Send { to, data } => {
-                        let m = Message::parse_datagram(data).unwrap();
-                        self.order.push(format!("send {}", kind(&m)));
-                        self.sent.push((to, m));
-                    }
-                    Out::Switch(input) => {
-                        let ts = self.ts();
-                        self.switch.handle(ts, input);
-                    }
-                    Out::Refer { leg, event } => {
-                        let ts = self.ts();
-                        let ok = self.switch.refer(ts, leg, event).is_ok();
-                        self.b2b.refer_outcome(self.now, leg, ok);
-                    }
-                    Out::Media(_) => {}
-                    Out::Connect { to, transport } => {
-                        self.order.push("connect".into());
-                        self.connects.push((to, transport));
-                    }
-                }
-            }
-            while let Some(out) = self.switch.poll_output() {
-                moved = true;
-                if let Output::Effect(e) = out {
-                    self.b2b.handle_effect(self.now, &e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("B2BUA and switch do not settle");
-    }
-
-    fn from(&mut self, peer: &str, text: String) {
-        let data = Bytes::from(text.replace("\r\n", "\n").replace('\n', "\r\n"));
-        self.b2b
-            .handle_datagram(self.now, peer.parse().unwrap(), data);
-        self.pump();
-    }
-
-    fn respond(&mut self, peer: &str, response: Message) {
-        self.b2b
-            .handle_datagram(self.now, peer.parse().unwrap(), response.to_bytes());
-        self.pump();
-    }
-
-    fn advance(&mut self, ms: u64) {
-        let end = self.now + Duration::from_millis(ms);
-        while let Some(at) = self.b2b.poll_timeout() {
-            if at > end {
-                break;
-            }
-            self.now = at.max(self.now);
-            self.b2b.handle_timeout(self.now);
-            self.pump();
-        }
-        self.now = end;
-    }
-
-    fn take(&mut self, to: &str) -> Vec<Message> {
-        let to: SocketAddr = to.parse().unwrap();
-        let (mine, rest): (Vec<_>, Vec<_>) = self.sent.drain(..).partition(|(t, _)| *t == to);
-        self.sent = rest;
-        mine.into_iter().map(|(_, m)| m).collect()
-    }
-
-    fn kinds(&mut self, to: &str) -> Vec<String> {
-        self.take(to).iter().map(kind).collect()
-    }
-
-    fn states(&self, address: &str) -> Vec<CallStateKind> {
-        self.switch
-            .calls_at(address)
-            .into_iter()
-            .filter_map(|c| self.switch.call_state(c))
-            .collect()
-    }
-}
-
-fn kind(m: &Message) -> String {
-    match m.status_code() {
-        Some(c) => c.to_string(),
-        None => m.method().unwrap().to_string(),
-    }
-}
-
-fn sdp(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
-    )
 }
 
 /// An INVITE from `peer` (From user `from`) to `to`.
@@ -266,11 +132,22 @@ fn request_uri(m: &Message) -> String {
 
 /// 1001 dials an external number: the switch routes it to the trunk line.
 fn a_dials_out(w: &mut World, number: &str) -> Message {
-    w.from(A, invite(A, "1001", number, "out-1", ""));
+    w.peer_sends(A, invite(A, "1001", number, "out-1", ""));
     assert_eq!(w.kinds(A), ["100"]);
     let to_carrier = w.take(CARRIER);
     assert_eq!(to_carrier.len(), 1, "{to_carrier:?}");
     to_carrier.into_iter().next().unwrap()
+}
+
+/// 1001 dials out and the carrier challenges tapir's INVITE: returns the
+/// carrier and the last message tapir sent it then (the INVITE again when
+/// the trunk has credentials).
+fn challenged(w: &mut World) -> (Authenticator, Message) {
+    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
+    let inv = a_dials_out(w, "0049301234");
+    w.peer_sends_message(CARRIER, carrier.challenge(w.now, &inv, false));
+    let retry = w.take(CARRIER).pop().unwrap();
+    (carrier, retry)
 }
 
 #[test]
@@ -285,9 +162,9 @@ fn a_phones_call_to_an_external_number_leaves_on_the_trunk() {
     assert!(w.connects.is_empty(), "UDP needs no connection");
     assert_eq!(w.states("9000"), [CallStateKind::Offering]);
 
-    w.respond(CARRIER, answer(&inv, 180, false));
+    w.peer_sends_message(CARRIER, answer(&inv, 180, false));
     assert_eq!(w.kinds(A), ["180"]);
-    w.respond(CARRIER, answer(&inv, 200, true));
+    w.peer_sends_message(CARRIER, answer(&inv, 200, true));
     assert_eq!(w.kinds(CARRIER), ["ACK"]);
     assert_eq!(w.kinds(A), ["200"]);
     assert_eq!(w.states("1001"), [CallStateKind::Connected]);
@@ -301,7 +178,7 @@ fn a_challenge_is_answered_once_with_the_trunks_credentials() {
     let inv = a_dials_out(&mut w, "0049301234");
     let challenge = carrier.challenge(w.now, &inv, false);
     assert_eq!(challenge.status_code(), Some(407));
-    w.respond(CARRIER, challenge);
+    w.peer_sends_message(CARRIER, challenge);
     let sent = w.take(CARRIER);
     assert_eq!(
         sent.iter().map(kind).collect::<Vec<_>>(),
@@ -325,7 +202,7 @@ fn a_challenge_is_answered_once_with_the_trunks_credentials() {
         AuthOutcome::Authenticated(id) => assert_eq!(id.user, "acct-42"),
         AuthOutcome::Rejected(r) => panic!("the carrier refuses tapir's digest: {:?}", r.reason),
     }
-    w.respond(CARRIER, answer(retry, 200, true));
+    w.peer_sends_message(CARRIER, answer(retry, 200, true));
     assert_eq!(w.kinds(CARRIER), ["ACK"]);
     assert_eq!(w.kinds(A), ["200"]);
     assert_eq!(w.states("9000"), [CallStateKind::Connected]);
@@ -334,12 +211,9 @@ fn a_challenge_is_answered_once_with_the_trunks_credentials() {
 #[test]
 fn a_second_challenge_fails_the_call() {
     let mut w = World::new(SipTransport::Udp, Some(("acct-42", "wrong")));
-    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
-    let inv = a_dials_out(&mut w, "0049301234");
-    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
-    let retry = w.take(CARRIER).pop().unwrap();
+    let (carrier, retry) = challenged(&mut w);
     assert_eq!(kind(&retry), "INVITE");
-    w.respond(CARRIER, carrier.challenge(w.now, &retry, false));
+    w.peer_sends_message(CARRIER, carrier.challenge(w.now, &retry, false));
     assert_eq!(w.kinds(CARRIER), ["ACK"], "no third INVITE");
     assert!(w.states("9000").is_empty(), "{:?}", w.states("9000"));
     assert_ne!(w.states("1001"), [CallStateKind::Connected]);
@@ -350,7 +224,7 @@ fn without_credentials_a_challenge_fails_the_call() {
     let mut w = World::new(SipTransport::Udp, None);
     let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
     let inv = a_dials_out(&mut w, "0049301234");
-    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
+    w.peer_sends_message(CARRIER, carrier.challenge(w.now, &inv, false));
     assert_eq!(w.kinds(CARRIER), ["ACK"]);
     assert!(w.states("9000").is_empty());
 }
@@ -369,7 +243,7 @@ fn challenges_tapir_cannot_read_fail_the_call_without_panicking() {
         if let Some(h) = header {
             r = r.header(HeaderName::ProxyAuthenticate, h);
         }
-        w.respond(CARRIER, r.build());
+        w.peer_sends_message(CARRIER, r.build());
         assert_eq!(w.kinds(CARRIER), ["ACK"], "{header:?}");
         assert!(w.states("9000").is_empty(), "{header:?}");
     }
@@ -378,7 +252,7 @@ fn challenges_tapir_cannot_read_fail_the_call_without_panicking() {
 #[test]
 fn a_tcp_trunk_is_connected_first_and_a_failed_connection_is_unreachable() {
     let mut w = World::new(SipTransport::Tcp, None);
-    w.from(A, invite(A, "1001", "0049301234", "out-tcp", ""));
+    w.peer_sends(A, invite(A, "1001", "0049301234", "out-tcp", ""));
     assert_eq!(
         w.connects,
         [(CARRIER.parse().unwrap(), SipTransport::Tcp)],
@@ -408,12 +282,8 @@ fn a_tcp_trunk_is_connected_first_and_a_failed_connection_is_unreachable() {
 #[test]
 fn a_carriers_call_to_a_did_rings_the_phone_with_the_external_number() {
     let mut w = World::new(SipTransport::Udp, None);
-    let app = w.switch.register_app(AppConfig::named("crm"));
-    let line = w.switch.line_of("1002").unwrap();
-    w.switch
-        .open_line(app, line, &[Privilege::Owner], &[])
-        .unwrap();
-    w.from(
+    let app = w.owner_app("1002");
+    w.peer_sends(
         CARRIER,
         invite(
             CARRIER,
@@ -437,9 +307,9 @@ fn a_carriers_call_to_a_did_rings_the_phone_with_the_external_number() {
         "the call comes from the trunk line"
     );
 
-    w.respond(B, answer(&to_b[0], 180, false));
+    w.peer_sends_message(B, answer(&to_b[0], 180, false));
     assert_eq!(w.kinds(CARRIER), ["180"]);
-    w.respond(B, answer(&to_b[0], 200, true));
+    w.peer_sends_message(B, answer(&to_b[0], 200, true));
     assert_eq!(w.kinds(CARRIER), ["200"]);
     assert_eq!(w.states("1002"), [CallStateKind::Connected]);
 }
@@ -447,7 +317,7 @@ fn a_carriers_call_to_a_did_rings_the_phone_with_the_external_number() {
 #[test]
 fn invites_from_other_sources_still_meet_digest() {
     let mut w = World::new(SipTransport::Udp, None);
-    w.from(
+    w.peer_sends(
         STRANGER,
         invite(STRANGER, "+4930555123", "1002", "in-2", ""),
     );
@@ -462,7 +332,7 @@ fn a_carrier_invite_without_any_number_gets_404() {
     let text = invite(CARRIER, "+4930555123", "1002", "in-3", "")
         .replace("INVITE sip:1002@", "INVITE sip:")
         .replace("To: <sip:1002@", "To: <sip:");
-    w.from(CARRIER, text);
+    w.peer_sends(CARRIER, text);
     assert_eq!(w.kinds(CARRIER), ["100", "404"]);
     w.advance(100);
     assert!(w.take(B).is_empty());
@@ -505,14 +375,11 @@ fn over_tcp_a_carrier_is_known_by_the_connection_tapir_opened_or_by_its_via_port
 #[test]
 fn the_caller_hanging_up_after_the_retry_cancels_the_authenticated_invite() {
     let mut w = World::new(SipTransport::Udp, Some(("acct-42", "s3cret")));
-    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
-    let inv = a_dials_out(&mut w, "0049301234");
-    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
-    let retry = w.take(CARRIER).pop().unwrap();
-    w.respond(CARRIER, answer(&retry, 180, false));
+    let (_, retry) = challenged(&mut w);
+    w.peer_sends_message(CARRIER, answer(&retry, 180, false));
     assert_eq!(w.kinds(A), ["180"]);
     // 1001 gives up: tapir cancels the INVITE the carrier is working on.
-    w.from(
+    w.peer_sends(
         A,
         format!(
             "CANCEL sip:0049301234@{TAPIR} SIP/2.0
@@ -543,40 +410,22 @@ Content-Length: 0
 
 /// An in-dialog request from phone A on its call `out-1` (CSeq `n`).
 fn a_in_dialog(method: &str, n: u32, to_tag: &str, body: &str) -> String {
-    let ctype = if body.is_empty() {
-        String::new()
-    } else {
-        "Content-Type: application/sdp\n".into()
-    };
-    format!(
-        "{method} sip:tapir@{TAPIR} SIP/2.0
-Via: SIP/2.0/UDP {A};branch=z9hG4bKa{n}{method};rport
-Max-Forwards: 70
-From: <sip:1001@{A}>;tag=f-out-1
-To: <sip:0049301234@{TAPIR}>;tag={to_tag}
-Call-ID: out-1
-CSeq: {n} {method}
-Contact: <sip:1001@{A}>
-{ctype}Content-Length: {len}
-
-{body}",
-        len = body.len()
-    )
+    let dialog = format!(
+        "From: <sip:1001@{A}>;tag=f-out-1\nTo: <sip:0049301234@{TAPIR}>;tag={to_tag}\nCall-ID: out-1"
+    );
+    support::in_dialog_from_a(method, n, &dialog, body)
 }
 
 /// 1001's call to the carrier through a trunk with credentials, answered
 /// after one challenge; returns the carrier, tapir's tag towards 1001.
 fn connected_through_a_challenge(w: &mut World) -> (Authenticator, String) {
-    let carrier = Authenticator::new(AuthConfig::new("carrier.example"), w.now);
-    let inv = a_dials_out(w, "0049301234");
-    w.respond(CARRIER, carrier.challenge(w.now, &inv, false));
-    let retry = w.take(CARRIER).pop().unwrap();
-    w.respond(CARRIER, answer(&retry, 200, true));
+    let (carrier, retry) = challenged(w);
+    w.peer_sends_message(CARRIER, answer(&retry, 200, true));
     assert_eq!(w.kinds(CARRIER), ["ACK"]);
     let ok = w.take(A).pop().unwrap();
     assert_eq!(ok.status_code(), Some(200));
-    let tag = ok.to_header().unwrap().unwrap().tag().unwrap().to_string();
-    w.from(A, a_in_dialog("ACK", 1, &tag, ""));
+    let tag = to_tag(&ok);
+    w.peer_sends(A, a_in_dialog("ACK", 1, &tag, ""));
     (carrier, tag)
 }
 
@@ -592,11 +441,11 @@ fn accepted(carrier: &mut Authenticator, now: Instant, request: &Message) -> boo
 fn a_challenged_bye_is_sent_once_more_with_credentials() {
     let mut w = World::new(SipTransport::Udp, Some(("acct-42", "s3cret")));
     let (mut carrier, tag) = connected_through_a_challenge(&mut w);
-    w.from(A, a_in_dialog("BYE", 2, &tag, ""));
+    w.peer_sends(A, a_in_dialog("BYE", 2, &tag, ""));
     assert_eq!(w.kinds(A), ["200"]);
     let bye = w.take(CARRIER).pop().expect("BYE to the carrier");
     assert_eq!(kind(&bye), "BYE");
-    w.respond(CARRIER, carrier.challenge(w.now, &bye, false));
+    w.peer_sends_message(CARRIER, carrier.challenge(w.now, &bye, false));
     let again = w.take(CARRIER).pop().expect("the BYE again");
     assert_eq!(kind(&again), "BYE");
     assert_eq!(
@@ -605,7 +454,7 @@ fn a_challenged_bye_is_sent_once_more_with_credentials() {
     );
     assert!(accepted(&mut carrier, w.now, &again));
     // A second challenge is not answered.
-    w.respond(CARRIER, carrier.challenge(w.now, &again, false));
+    w.peer_sends_message(CARRIER, carrier.challenge(w.now, &again, false));
     assert!(w.take(CARRIER).is_empty());
     w.advance(40_000);
     assert_eq!(w.b2b.dialog_count(), 0, "the dialogs are gone");
@@ -617,7 +466,7 @@ fn a_challenged_re_invite_is_sent_once_more_and_its_answer_applies() {
     let (mut carrier, tag) = connected_through_a_challenge(&mut w);
     // 1001 holds: the carrier's leg is re-offered (music on hold, sendonly).
     let held = sdp(4000).replace("a=sendrecv", "a=sendonly");
-    w.from(A, a_in_dialog("INVITE", 2, &tag, &held));
+    w.peer_sends(A, a_in_dialog("INVITE", 2, &tag, &held));
     assert_eq!(w.kinds(A), ["100", "200"]);
     let reinvite = w.take(CARRIER).pop().expect("a re-INVITE to the carrier");
     assert_eq!(kind(&reinvite), "INVITE");
@@ -626,12 +475,12 @@ fn a_challenged_re_invite_is_sent_once_more_and_its_answer_applies() {
             .unwrap()
             .contains("a=sendonly")
     );
-    w.respond(CARRIER, carrier.challenge(w.now, &reinvite, false));
+    w.peer_sends_message(CARRIER, carrier.challenge(w.now, &reinvite, false));
     let sent = w.take(CARRIER);
     assert_eq!(sent.iter().map(kind).collect::<Vec<_>>(), ["ACK", "INVITE"]);
     let again = &sent[1];
     assert!(accepted(&mut carrier, w.now, again));
     assert_eq!(again.body(), reinvite.body(), "the same offer");
-    w.respond(CARRIER, answer(again, 200, true));
+    w.peer_sends_message(CARRIER, answer(again, 200, true));
     assert_eq!(w.kinds(CARRIER), ["ACK"]);
 }
