@@ -10,7 +10,7 @@
 //! view): nothing here runs per packet.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tapir_core::LegId;
@@ -148,11 +148,15 @@ pub fn describe_metrics() {
 struct Closed {
     by_leg: HashMap<LegId, RtcpStats>,
     order: VecDeque<(Instant, LegId)>,
+    /// Live legs whose CDR already took their figures: not kept when they
+    /// close (nobody would take them).
+    taken: HashSet<LegId>,
 }
 
 /// Where leg figures come from: the running media engine for live legs,
 /// and the final figures of legs whose media closed lately (kept two
-/// minutes for their CDR; a CDR takes them once).
+/// minutes for their CDR; a CDR takes them once, and a leg whose CDR took
+/// its live figures is not kept when it closes).
 #[derive(Default)]
 pub struct QualityBook {
     engine: OnceLock<Arc<MediaEngine>>,
@@ -203,6 +207,9 @@ impl QualityBook {
 
     fn closed_at(&self, leg: LegId, stats: RtcpStats, now: Instant) {
         let mut c = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if c.taken.remove(&leg) {
+            return;
+        }
         while let Some(&(at, old)) = c.order.front() {
             if now.saturating_duration_since(at) < KEEP {
                 break;
@@ -246,7 +253,16 @@ impl QualityBook {
             .unwrap_or_else(|e| e.into_inner())
             .by_leg
             .remove(&leg);
-        kept.or_else(|| self.live(leg))
+        if kept.is_some() {
+            return kept;
+        }
+        let live = self.live(leg)?;
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .taken
+            .insert(leg);
+        Some(live)
     }
 
     fn live(&self, leg: LegId) -> Option<RtcpStats> {
@@ -345,5 +361,30 @@ mod tests {
         assert_eq!(book.kept(), 1);
         assert!(book.figures(LegId(2)).is_none());
         assert_eq!(book.figures(LegId(3)).unwrap().packets_received, 30);
+    }
+
+    #[tokio::test]
+    async fn a_leg_whose_cdr_took_live_figures_is_not_kept_when_it_closes() {
+        let (engine, _events) =
+            MediaEngine::new(tapir_media::engine::MediaConfig::default()).unwrap();
+        let engine = Arc::new(engine);
+        engine.allocate(tapir_media::engine::LegId(5)).unwrap();
+        let book = QualityBook::new();
+        book.attach(engine.clone());
+        // Live: from the engine, nothing kept.
+        let live = book.figures(LegId(5)).unwrap();
+        assert_eq!((live.packets_received, live.lost), (0, 0));
+        // The record takes live figures; the close that follows keeps none.
+        assert!(book.take(LegId(5)).is_some());
+        assert!(book.close(LegId(5)));
+        assert_eq!(book.kept(), 0);
+        assert!(!book.close(LegId(5)), "closed once");
+        // A leg that closes before its record is kept until taken.
+        engine.allocate(tapir_media::engine::LegId(6)).unwrap();
+        assert!(book.close(LegId(6)));
+        assert_eq!(book.kept(), 1);
+        assert!(book.take(LegId(6)).is_some());
+        assert_eq!(book.kept(), 0);
+        assert!(book.take(LegId(6)).is_none());
     }
 }
