@@ -9,6 +9,13 @@
 //! re-INVITE or a BYE, what it hears: [`wav`]) and what the app received on
 //! its event stream ([`Events`]).
 //!
+//! Steps many tests take alike are helpers here, so that each test reads
+//! as the story of what its phones and its app do: a call the app makes
+//! and the callee answers ([`make_answered_call`]), a consultation call
+//! answered ([`consult_answered`]), a call offered at a ringing phone
+//! ([`offered`]), two phones that hear each other
+//! ([`assert_hear_each_other`]).
+//!
 //! Every wait is bounded. pjsua2 must be installed (`pip install
 //! pjsua2-python`): without it a phone does not start and the test fails.
 //!
@@ -22,7 +29,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tapir_client::{CallState, Client, Event, EventKind, EventStream, Privilege};
+use tapir_client::{Call, CallState, Client, Event, EventKind, EventStream, Privilege};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
@@ -678,6 +685,94 @@ pub async fn listen(phones: &mut [&mut Phone], dir: &Path, name: &str) -> Vec<wa
         out.push(wav::Recording::read(path).await);
     }
     out
+}
+
+/// `a` and `b` talk to each other: each plays its [`Phone::tone`] while
+/// both are recorded ([`listen`], as `name`), and each must hear the other's
+/// tone and not its own. Returns the two recordings for further checks.
+pub async fn assert_hear_each_other(
+    a: &mut Phone,
+    b: &mut Phone,
+    dir: &Path,
+    name: &str,
+) -> [wav::Recording; 2] {
+    let tone = |p: &Phone| {
+        p.tone_hz
+            .unwrap_or_else(|| panic!("phone {} has no tone to play", p.address))
+    };
+    let (hz_a, hz_b) = (tone(a), tone(b));
+    let heard = listen(&mut [&mut *a, &mut *b], dir, name).await;
+    let Ok(heard) = <[wav::Recording; 2]>::try_from(heard) else {
+        unreachable!("two phones were recorded")
+    };
+    for (i, (me, other, own, theirs)) in [(&*a, &*b, hz_a, hz_b), (&*b, &*a, hz_b, hz_a)]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            heard[i].hears(theirs) && !heard[i].hears(own),
+            "{name}: {} hears {} ({theirs} Hz), not itself ({own} Hz): {:?}",
+            me.address,
+            other.address,
+            heard[i].levels(&[own, theirs])
+        );
+    }
+    heard
+}
+
+/// The app makes a call (`lineMakeCall`) from `caller`'s address, a phone
+/// with auto-answer that tapir brings off hook first, to `callee`'s, whose
+/// user answers; returns the call once the app sees it connected.
+pub async fn make_answered_call(app: &Client, caller: &mut Phone, callee: &mut Phone) -> Call {
+    let call = app
+        .address(&caller.address)
+        .create_call(&callee.address)
+        .await
+        .unwrap_or_else(|e| panic!("make call {} -> {}: {e}", caller.address, callee.address));
+    caller.rings().await;
+    caller.call_state("CONFIRMED").await;
+    callee.ring_and_answer().await;
+    wait_call_state(app, call.id(), CallState::Connected).await;
+    call
+}
+
+/// The consultation call `consult` of the auto-answer phone `controller`
+/// (from setup transfer, setup conference or prepare add): tapir brings
+/// the controller's phone off hook for it, it dials `target`'s address and
+/// the target's user answers; returns once the app sees it connected.
+pub async fn consult_answered(
+    app: &Client,
+    consult: &mut Call,
+    controller: &mut Phone,
+    target: &mut Phone,
+) {
+    controller.rings().await;
+    consult
+        .dial(&target.address)
+        .await
+        .unwrap_or_else(|e| panic!("dial {} on {}: {e}", target.address, consult.id()));
+    target.ring_and_answer().await;
+    wait_call_state(app, consult.id(), CallState::Connected).await;
+}
+
+/// A call offered at a phone: see [`offered`].
+pub struct Offered {
+    /// The app's id of the call at the phone's address.
+    pub call: String,
+    /// The call as the app sees it, offered.
+    pub info: tapir_client::CallInfo,
+    /// The phone's `incoming` event (its INVITE: `from`, `auto`, …).
+    pub invite: Value,
+}
+
+/// `phone` rings (an INVITE arrives) and the app sees a new call at its
+/// address offered, both on its event stream and through the API.
+pub async fn offered(app: &Client, ev: &mut Events, phone: &mut Phone) -> Offered {
+    let invite = phone.rings().await;
+    let call = ev.new_call_at(&phone.address).await;
+    ev.state(&call, CallState::Offering).await;
+    let info = wait_call_state(app, &call, CallState::Offering).await;
+    Offered { call, info, invite }
 }
 
 /// The app's event stream, with bounded waits that keep what they skipped.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 use tapir_client::CallState;
-use tapir_e2e::{ROUTE_POINT, Tapir, error_code, wait_call_state};
+use tapir_e2e::{ROUTE_POINT, Tapir, error_code, offered, wait_call_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answer_on_a_phone_that_cannot_be_asked_is_operationunavail_and_accept_keeps_it_ringing() {
@@ -14,9 +14,7 @@ async fn answer_on_a_phone_that_cannot_be_asked_is_operationunavail_and_accept_k
     let [mut a, mut b] = tapir.phones(["1003", "1002"]).await;
 
     a.dial("1002").await;
-    b.rings().await;
-    let at_b = ev.new_call_at("1002").await;
-    ev.state(&at_b, CallState::Offering).await;
+    let at_b = offered(&app, &mut ev, &mut b).await.call;
     let mut call = app.call(&at_b).await.unwrap();
     // 1002 has no remote control: tapir cannot make it go off hook.
     let (code, message) = error_code(call.answer().await);
@@ -100,10 +98,8 @@ async fn drop_of_an_offering_call_rejects_it() {
     let (app, mut ev) = tapir.app().await;
     let [mut a, mut b] = tapir.phones(["1003", "1002"]).await;
     a.dial("1002").await;
-    b.rings().await;
+    let at_b = offered(&app, &mut ev, &mut b).await.call;
     let at_a = ev.new_call_at("1003").await;
-    let at_b = ev.new_call_at("1002").await;
-    ev.state(&at_b, CallState::Offering).await;
     app.call(&at_b).await.unwrap().drop().await.unwrap();
     // The ringing phone is cancelled, the caller is refused.
     b.call_state("DISCONNECTED").await;

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 use tapir_client::{CallState, EventKind, HandoffTarget, MediaMode, PickupTarget, Privilege};
-use tapir_e2e::{DESK_TOKEN, Tapir, error_code, wait_call_state};
+use tapir_e2e::{DESK_TOKEN, Tapir, assert_hear_each_other, error_code, offered, wait_call_state};
 
 fn is_bye(e: &serde_json::Value) -> bool {
     e["event"] == "call" && e["state"] == "DISCONNECTED"
@@ -21,9 +21,7 @@ async fn a_secure_call_refuses_pickup_and_call_waiting() {
     let (app, mut ev) = tapir.app().await;
     let [mut b, mut c, mut d] = tapir.phones(["1002", "1003", "1004"]).await;
     d.dial("1002").await;
-    b.rings().await;
-    let at_b = ev.new_call_at("1002").await;
-    ev.state(&at_b, CallState::Offering).await;
+    let at_b = offered(&app, &mut ev, &mut b).await.call;
     let mut call = app.call(&at_b).await.unwrap();
     call.secure().await.unwrap();
     assert!(call.info().secure);
@@ -267,7 +265,5 @@ async fn securing_a_call_turns_its_plain_leg_into_srtp() {
     assert!(app.call(&at_c).await.unwrap().info().secure);
     b.tone(600);
     c.tone(800);
-    let heard = tapir_e2e::listen(&mut [&mut b, &mut c], tapir.dir(), "srtp").await;
-    assert!(heard[0].hears(800), "{:?}", heard[0].levels(&[600, 800]));
-    assert!(heard[1].hears(600), "{:?}", heard[1].levels(&[600, 800]));
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "srtp").await;
 }

@@ -8,18 +8,16 @@
 
 use std::time::Duration;
 use tapir_client::{CallState, TransferMode};
-use tapir_e2e::{Tapir, listen, wait_call_state};
+use tapir_e2e::{
+    Tapir, assert_hear_each_other, consult_answered, listen, make_answered_call, wait_call_state,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conference_grows_to_four_and_shrinks_by_removal() {
     let tapir = Tapir::start().await;
     let (app, mut ev) = tapir.app().await;
     let [mut a, mut b, mut c, mut d] = tapir.phones(["1001", "1002", "1003", "1004"]).await;
-    let mut call = app.address("1001").create_call("1002").await.unwrap();
-    a.rings().await;
-    a.call_state("CONFIRMED").await;
-    b.ring_and_answer().await;
-    wait_call_state(&app, call.id(), CallState::Connected).await;
+    let mut call = make_answered_call(&app, &mut a, &mut b).await;
 
     let conf = call.setup_conference(None).await.unwrap();
     let (mut conference, mut consult) = (conf.conference, conf.consult);
@@ -27,35 +25,19 @@ async fn a_conference_grows_to_four_and_shrinks_by_removal() {
     assert_eq!(consult.state(), CallState::Dialtone);
     ev.state(call.id(), CallState::Conferenced).await;
     // The controller's phone is brought off hook for the consultation call.
-    a.rings().await;
-    consult.dial("1003").await.unwrap();
-    c.ring_and_answer().await;
-    wait_call_state(&app, consult.id(), CallState::Connected).await;
+    consult_answered(&app, &mut consult, &mut a, &mut c).await;
     conference.add(&consult).await.unwrap();
     ev.state(consult.id(), CallState::Conferenced).await;
     ev.state(conference.id(), CallState::Connected).await;
 
     b.tone(600);
     c.tone(800);
-    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "three").await;
-    assert!(
-        heard[0].hears(800) && !heard[0].hears(600),
-        "1002 hears 1003, not itself: {:?}",
-        heard[0].levels(&[600, 800])
-    );
-    assert!(
-        heard[1].hears(600) && !heard[1].hears(800),
-        "1003 hears 1002, not itself: {:?}",
-        heard[1].levels(&[600, 800])
-    );
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "three").await;
 
     // A fourth party: prepare-add, dial, add.
     let mut consult2 = conference.prepare_add().await.unwrap();
     ev.state(conference.id(), CallState::OnHoldPendConf).await;
-    a.rings().await;
-    consult2.dial("1004").await.unwrap();
-    d.ring_and_answer().await;
-    wait_call_state(&app, consult2.id(), CallState::Connected).await;
+    consult_answered(&app, &mut consult2, &mut a, &mut d).await;
     conference.add(&consult2).await.unwrap();
     ev.state(consult2.id(), CallState::Conferenced).await;
     d.tone(1400);
@@ -108,16 +90,9 @@ async fn finish_as_conference_mixes_three_and_removal_collapses_it() {
     let tapir = Tapir::start().await;
     let (app, mut ev) = tapir.app().await;
     let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
-    let mut call = app.address("1001").create_call("1002").await.unwrap();
-    a.rings().await;
-    a.call_state("CONFIRMED").await;
-    b.ring_and_answer().await;
-    wait_call_state(&app, call.id(), CallState::Connected).await;
+    let mut call = make_answered_call(&app, &mut a, &mut b).await;
     let mut consult = call.setup_transfer().await.unwrap();
-    a.rings().await;
-    consult.dial("1003").await.unwrap();
-    c.ring_and_answer().await;
-    wait_call_state(&app, consult.id(), CallState::Connected).await;
+    consult_answered(&app, &mut consult, &mut a, &mut c).await;
 
     let conference = consult
         .finish(TransferMode::Conference)
@@ -130,9 +105,7 @@ async fn finish_as_conference_mixes_three_and_removal_collapses_it() {
     b.media("active").await;
     b.tone(600);
     c.tone(800);
-    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "mixed").await;
-    assert!(heard[0].hears(800), "{:?}", heard[0].levels(&[600, 800]));
-    assert!(heard[1].hears(600), "{:?}", heard[1].levels(&[600, 800]));
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "mixed").await;
 
     // Removing 1002 leaves one member: the conference collapses into the
     // two-party call between 1001 and 1003.
@@ -152,16 +125,9 @@ async fn complete_transfer_in_conference_mode_makes_a_three_way_call() {
     let tapir = Tapir::start().await;
     let (app, mut ev) = tapir.app().await;
     let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
-    let mut call = app.address("1001").create_call("1002").await.unwrap();
-    a.rings().await;
-    a.call_state("CONFIRMED").await;
-    b.ring_and_answer().await;
-    wait_call_state(&app, call.id(), CallState::Connected).await;
+    let mut call = make_answered_call(&app, &mut a, &mut b).await;
     let mut consult = call.setup_transfer().await.unwrap();
-    a.rings().await;
-    consult.dial("1003").await.unwrap();
-    c.ring_and_answer().await;
-    wait_call_state(&app, consult.id(), CallState::Connected).await;
+    consult_answered(&app, &mut consult, &mut a, &mut c).await;
 
     let conference = call
         .complete_transfer(&consult, TransferMode::Conference)
@@ -173,17 +139,7 @@ async fn complete_transfer_in_conference_mode_makes_a_three_way_call() {
     ev.state(consult.id(), CallState::Conferenced).await;
     b.tone(600);
     c.tone(800);
-    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "mixed").await;
-    assert!(
-        heard[0].hears(800) && !heard[0].hears(600),
-        "{:?}",
-        heard[0].levels(&[600, 800])
-    );
-    assert!(
-        heard[1].hears(600) && !heard[1].hears(800),
-        "{:?}",
-        heard[1].levels(&[600, 800])
-    );
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "mixed").await;
     // Dropping the conference call ends every member and every party.
     app.call(conference.id())
         .await

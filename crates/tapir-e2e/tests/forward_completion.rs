@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 use tapir_client::{CallReason, CallState, CompletionMode, EventKind, ForwardRule};
-use tapir_e2e::{Events, Options, Phone, Tapir, listen, wait_call_state};
+use tapir_e2e::{Events, Options, Phone, Tapir, listen, offered, wait_call_state};
 
 fn one_call_each() -> Options {
     Options {
@@ -56,10 +56,8 @@ async fn unconditional_and_busy_forwarding_and_do_not_disturb() {
     })
     .await;
     d.dial("1002").await;
-    c.rings().await;
+    let info = offered(&app, &mut ev, &mut c).await.info;
     ev.new_call_at("1004").await;
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
     assert_eq!(info.reason, CallReason::FwdUncond);
     assert_eq!(info.redirecting.unwrap().address, "1002");
     b.expect_no_event(
@@ -81,10 +79,8 @@ async fn unconditional_and_busy_forwarding_and_do_not_disturb() {
     d.dial("1002").await;
     b.rings().await;
     b.cmd("reject").await;
-    c.rings().await;
+    let info = offered(&app, &mut ev, &mut c).await.info;
     ev.new_call_at("1004").await;
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
     assert_eq!(info.reason, CallReason::FwdBusy);
     c.answer().await;
     d.call_state("CONFIRMED").await;
@@ -137,9 +133,7 @@ async fn no_answer_forwarding_moves_a_ringing_call_after_one_ring() {
     .await;
     let mode = ev.state(&at_b, CallState::Disconnected).await;
     assert_eq!(mode.as_deref(), Some("forwarded"));
-    c.rings().await;
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
+    let info = offered(&app, &mut ev, &mut c).await.info;
     assert_eq!(info.reason, CallReason::FwdNoAnswer);
     c.answer().await;
     d.call_state("CONFIRMED").await;
@@ -174,9 +168,7 @@ async fn camp_on_rings_the_address_when_it_frees_and_uncomplete_cancels() {
     ev.state(&at_b, CallState::Ringback).await;
     d.cmd("hangup").await;
     c.call_state("DISCONNECTED").await;
-    c.rings().await;
-    let camped = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &camped, CallState::Offering).await;
+    let info = offered(&app, &mut ev, &mut c).await.info;
     assert_eq!(info.reason, CallReason::CampedOn);
     c.answer().await;
     b.call_state("CONFIRMED").await;

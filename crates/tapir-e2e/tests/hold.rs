@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 use tapir_client::CallState;
-use tapir_e2e::{Phone, Tapir, listen, wait_call_state};
+use tapir_e2e::{
+    Phone, Tapir, assert_hear_each_other, listen, make_answered_call, wait_call_state,
+};
 
 /// Whether an event is a media status change.
 fn media_event(e: &serde_json::Value) -> bool {
@@ -26,9 +28,7 @@ async fn api_hold_and_unhold_are_idempotent_and_the_held_party_hears_music() {
     wait_call_state(&app, &at_a, CallState::Connected).await;
     a.tone(1000);
     b.tone(600);
-    let heard = listen(&mut [&mut a, &mut b], tapir.dir(), "talking").await;
-    assert!(heard[1].hears(1000), "{:?}", heard[1].levels(&[1000, 600]));
-    assert!(heard[0].hears(600), "{:?}", heard[0].levels(&[1000, 600]));
+    assert_hear_each_other(&mut a, &mut b, tapir.dir(), "talking").await;
     a.clear();
     b.clear();
 
@@ -91,9 +91,7 @@ async fn api_hold_and_unhold_are_idempotent_and_the_held_party_hears_music() {
         media_event,
     )
     .await;
-    let again = listen(&mut [&mut a, &mut b], tapir.dir(), "again").await;
-    assert!(again[1].hears(1000), "{:?}", again[1].levels(&[1000, 600]));
-    assert!(again[0].hears(600), "{:?}", again[0].levels(&[1000, 600]));
+    assert_hear_each_other(&mut a, &mut b, tapir.dir(), "again").await;
     // The far party's call stayed connected throughout.
     let states = {
         let at_b = ev.new_call_at("1002").await;
@@ -147,11 +145,7 @@ async fn two_calls(
 ) {
     let (app, ev) = tapir.app().await;
     let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
-    let mut first = app.address("1001").create_call("1002").await.unwrap();
-    a.rings().await;
-    a.call_state("CONFIRMED").await;
-    b.ring_and_answer().await;
-    wait_call_state(&app, first.id(), CallState::Connected).await;
+    let mut first = make_answered_call(&app, &mut a, &mut b).await;
     b.tone(600);
     first.hold(true).await.unwrap();
     b.media("remote_hold").await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 use tapir_client::{CallReason, CallState, EventKind};
-use tapir_e2e::{Tapir, listen, wait_call_state};
+use tapir_e2e::{Tapir, assert_hear_each_other, wait_call_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_call_rings_an_auto_answer_caller_first_then_the_callee() {
@@ -44,18 +44,7 @@ async fn make_call_rings_an_auto_answer_caller_first_then_the_callee() {
     // Who talks to whom: each hears the other's tone.
     a.tone(1000);
     b.tone(600);
-    let [heard_a, heard_b] =
-        <[_; 2]>::try_from(listen(&mut [&mut a, &mut b], tapir.dir(), "talk").await).unwrap();
-    assert!(
-        heard_b.hears(1000) && !heard_b.hears(600),
-        "{:?}",
-        heard_b.levels(&[1000, 600])
-    );
-    assert!(
-        heard_a.hears(600) && !heard_a.hears(1000),
-        "{:?}",
-        heard_a.levels(&[1000, 600])
-    );
+    assert_hear_each_other(&mut a, &mut b, tapir.dir(), "talk").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

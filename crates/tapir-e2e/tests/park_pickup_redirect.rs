@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 use tapir_client::{CallReason, CallState, EventKind, PickupTarget};
-use tapir_e2e::{Options, Phone, Tapir, error_code, listen, wait_call_state};
+use tapir_e2e::{
+    Offered, Options, Phone, Tapir, assert_hear_each_other, error_code, listen, offered,
+    wait_call_state,
+};
 
 /// `caller` dials `callee`, which answers; returns the app's ids of the
 /// caller's and the callee's calls.
@@ -119,17 +122,7 @@ async fn directed_park_into_an_occupied_slot_fails_and_unpark_bridges_the_parked
     };
     assert_eq!(by.as_deref(), Some(unparked.id()));
     a.tone(1000);
-    let heard = listen(&mut [&mut a, &mut b], tapir.dir(), "unparked").await;
-    assert!(
-        heard[0].hears(600),
-        "1001 hears 1002: {:?}",
-        heard[0].levels(&[600, 1000])
-    );
-    assert!(
-        heard[1].hears(1000),
-        "1002 hears 1001: {:?}",
-        heard[1].levels(&[600, 1000])
-    );
+    assert_hear_each_other(&mut a, &mut b, tapir.dir(), "unparked").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,17 +192,7 @@ async fn park_into_a_full_lot_fails_and_a_phone_dialling_a_slot_retrieves() {
         |e| matches!(&e.kind, EventKind::Unparked { slot, .. } if slot == "7002"),
     )
     .await;
-    let heard = listen(&mut [&mut c, &mut d], tapir.dir(), "retrieved").await;
-    assert!(
-        heard[0].hears(1400),
-        "1003 hears 1004: {:?}",
-        heard[0].levels(&[800, 1400])
-    );
-    assert!(
-        heard[1].hears(800),
-        "1004 hears 1003: {:?}",
-        heard[1].levels(&[800, 1400])
-    );
+    assert_hear_each_other(&mut c, &mut d, tapir.dir(), "retrieved").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,9 +201,7 @@ async fn pickup_of_a_ringing_address_cancels_it_and_bridges_the_picker() {
     let (app, mut ev) = tapir.app().await;
     let [mut b, mut c, mut d] = tapir.phones(["1002", "1003", "1004"]).await;
     d.dial("1002").await;
-    b.rings().await;
-    let at_b = ev.new_call_at("1002").await;
-    ev.state(&at_b, CallState::Offering).await;
+    let at_b = offered(&app, &mut ev, &mut b).await.call;
 
     let picked = app
         .address("1003")
@@ -239,9 +220,7 @@ async fn pickup_of_a_ringing_address_cancels_it_and_bridges_the_picker() {
     d.call_state("CONFIRMED").await;
     c.tone(800);
     d.tone(1400);
-    let heard = listen(&mut [&mut c, &mut d], tapir.dir(), "picked").await;
-    assert!(heard[0].hears(1400), "{:?}", heard[0].levels(&[800, 1400]));
-    assert!(heard[1].hears(800), "{:?}", heard[1].levels(&[800, 1400]));
+    assert_hear_each_other(&mut c, &mut d, tapir.dir(), "picked").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,9 +243,7 @@ async fn group_pickup_takes_the_call_ringing_in_the_group() {
     assert_eq!(code, "invalgroupid");
 
     d.dial("1002").await;
-    b.rings().await;
-    let at_b = ev.new_call_at("1002").await;
-    ev.state(&at_b, CallState::Offering).await;
+    offered(&app, &mut ev, &mut b).await;
     let picked = app
         .address("1001")
         .pickup(&PickupTarget::Group("sales".into()))
@@ -281,9 +258,7 @@ async fn group_pickup_takes_the_call_ringing_in_the_group() {
     wait_call_state(&app, picked.id(), CallState::Connected).await;
     a.tone(1000);
     d.tone(1400);
-    let heard = listen(&mut [&mut a, &mut d], tapir.dir(), "group").await;
-    assert!(heard[0].hears(1400), "{:?}", heard[0].levels(&[1000, 1400]));
-    assert!(heard[1].hears(1000), "{:?}", heard[1].levels(&[1000, 1400]));
+    assert_hear_each_other(&mut a, &mut d, tapir.dir(), "group").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,10 +267,8 @@ async fn redirect_of_a_call_a_phone_dialled_sends_302_and_the_phone_calls_the_ne
     let (app, mut ev) = tapir.app().await;
     let [mut b, mut c, mut d] = tapir.phones(["1002", "1003", "1004"]).await;
     d.dial("1002").await;
-    b.rings().await;
+    let at_b = offered(&app, &mut ev, &mut b).await.call;
     let at_d = ev.new_call_at("1004").await;
-    let at_b = ev.new_call_at("1002").await;
-    ev.state(&at_b, CallState::Offering).await;
 
     app.call(&at_b)
         .await
@@ -320,10 +293,10 @@ async fn redirect_of_a_call_a_phone_dialled_sends_302_and_the_phone_calls_the_ne
         ev.states_of(&at_d)
     );
     // The phone's new INVITE is a new call from 1004 to 1003.
-    c.rings().await;
+    let Offered {
+        call: at_c, info, ..
+    } = offered(&app, &mut ev, &mut c).await;
     let again = ev.new_call_at("1004").await;
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
     assert_eq!(info.caller.address, "1004");
     c.answer().await;
     c.call_state("CONFIRMED").await;
@@ -334,9 +307,7 @@ async fn redirect_of_a_call_a_phone_dialled_sends_302_and_the_phone_calls_the_ne
     assert_eq!(code, "invalcallstate");
     c.tone(800);
     d.tone(1400);
-    let heard = listen(&mut [&mut c, &mut d], tapir.dir(), "redirected").await;
-    assert!(heard[0].hears(1400), "{:?}", heard[0].levels(&[800, 1400]));
-    assert!(heard[1].hears(800), "{:?}", heard[1].levels(&[800, 1400]));
+    assert_hear_each_other(&mut c, &mut d, tapir.dir(), "redirected").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,9 +320,7 @@ async fn redirect_of_a_made_call_retargets_the_callers_leg() {
     let call = app.address("1004").create_call("1002").await.unwrap();
     let at_d = call.id().to_string();
     d.ring_and_answer().await;
-    b.rings().await;
-    let at_b = ev.new_call_at("1002").await;
-    ev.state(&at_b, CallState::Offering).await;
+    let at_b = offered(&app, &mut ev, &mut b).await.call;
 
     app.call(&at_b)
         .await
@@ -361,9 +330,7 @@ async fn redirect_of_a_made_call_retargets_the_callers_leg() {
         .unwrap();
     b.call_state("DISCONNECTED").await;
     ev.state(&at_b, CallState::Idle).await;
-    c.rings().await;
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
+    let info = offered(&app, &mut ev, &mut c).await.info;
     assert_eq!(info.reason, CallReason::Redirect);
     assert_eq!(info.redirecting.unwrap().address, "1002");
     d.expect_no_event("a 302 or a BYE", Duration::from_millis(500), |e| {
@@ -375,9 +342,7 @@ async fn redirect_of_a_made_call_retargets_the_callers_leg() {
     ev.state(&at_d, CallState::Connected).await;
     c.tone(800);
     d.tone(1400);
-    let heard = listen(&mut [&mut c, &mut d], tapir.dir(), "retargeted").await;
-    assert!(heard[0].hears(1400), "{:?}", heard[0].levels(&[800, 1400]));
-    assert!(heard[1].hears(800), "{:?}", heard[1].levels(&[800, 1400]));
+    assert_hear_each_other(&mut c, &mut d, tapir.dir(), "retargeted").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,7 +378,5 @@ async fn a_parked_call_rings_back_at_the_parker_after_the_park_time() {
     c.call_state("CONFIRMED").await;
     b.tone(600);
     c.tone(800);
-    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "reminded").await;
-    assert!(heard[0].hears(800), "{:?}", heard[0].levels(&[600, 800]));
-    assert!(heard[1].hears(600), "{:?}", heard[1].levels(&[600, 800]));
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "reminded").await;
 }

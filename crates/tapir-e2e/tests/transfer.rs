@@ -5,17 +5,16 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use tapir_client::{Call, CallReason, CallState, Client, TransferMode};
-use tapir_e2e::{Events, Phone, Tapir, listen, wait_call_state};
+use tapir_e2e::{
+    Events, Phone, Tapir, assert_hear_each_other, listen, make_answered_call, offered,
+    wait_call_state,
+};
 
 /// 1001 (auto-answer) called 1002 through the app; both talk.
 async fn connected(tapir: &Tapir) -> (Client, Events, Phone, Phone, Call) {
     let (app, ev) = tapir.app().await;
     let [mut a, mut b] = tapir.phones(["1001", "1002"]).await;
-    let call = app.address("1001").create_call("1002").await.unwrap();
-    a.rings().await;
-    a.call_state("CONFIRMED").await;
-    b.ring_and_answer().await;
-    wait_call_state(&app, call.id(), CallState::Connected).await;
+    let call = make_answered_call(&app, &mut a, &mut b).await;
     (app, ev, a, b, call)
 }
 
@@ -31,9 +30,7 @@ async fn blind_transfer_releases_the_transferor_and_rings_the_destination() {
     // party's leg is re-routed (no REFER needed).
     a.call_state("DISCONNECTED").await;
     ev.state(call.id(), CallState::Idle).await;
-    c.rings().await;
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
+    let info = offered(&app, &mut ev, &mut c).await.info;
     assert_eq!(info.reason, CallReason::Transfer);
     assert_eq!(info.redirecting.unwrap().address, "1001");
     ev.state(&at_b, CallState::Ringback).await;
@@ -42,17 +39,7 @@ async fn blind_transfer_releases_the_transferor_and_rings_the_destination() {
     ev.state(&at_b, CallState::Connected).await;
     b.tone(600);
     c.tone(800);
-    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "transferred").await;
-    assert!(
-        heard[0].hears(800),
-        "1002 hears 1003: {:?}",
-        heard[0].levels(&[600, 800])
-    );
-    assert!(
-        heard[1].hears(600),
-        "1003 hears 1002: {:?}",
-        heard[1].levels(&[600, 800])
-    );
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "transferred").await;
     // The transferred party's dialog was never ended.
     b.expect_no_event(
         "a BYE at 1002",
@@ -107,17 +94,7 @@ async fn consultation_transfer_joins_the_two_far_parties() {
     ev.state(call.id(), CallState::Idle).await;
     ev.state(consult.id(), CallState::Idle).await;
     b.media("active").await;
-    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "joined").await;
-    assert!(
-        heard[0].hears(800),
-        "1002 hears 1003: {:?}",
-        heard[0].levels(&[600, 800])
-    );
-    assert!(
-        heard[1].hears(600),
-        "1003 hears 1002: {:?}",
-        heard[1].levels(&[600, 800])
-    );
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "joined").await;
     let at_c = ev.new_call_at("1003").await;
     let info = wait_call_state(&app, &at_c, CallState::Connected).await;
     assert_eq!(info.connected.unwrap().address, "1002");
@@ -145,7 +122,5 @@ async fn finish_as_transfer_while_the_consulted_party_still_rings() {
     ev.state(&at_b, CallState::Connected).await;
     b.tone(600);
     c.tone(800);
-    let heard = listen(&mut [&mut b, &mut c], tapir.dir(), "finished").await;
-    assert!(heard[0].hears(800), "{:?}", heard[0].levels(&[600, 800]));
-    assert!(heard[1].hears(600), "{:?}", heard[1].levels(&[600, 800]));
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "finished").await;
 }

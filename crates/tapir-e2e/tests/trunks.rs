@@ -9,23 +9,41 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use tapir_client::{CallReason, CallState, ForwardRule};
-use tapir_e2e::{Options, TRUNK_LINE, Tapir, listen, wait_call_state};
+use tapir_client::{CallReason, CallState, Client, ForwardRule};
+use tapir_e2e::{
+    Events, Offered, Options, Phone, TRUNK_LINE, Tapir, assert_hear_each_other, offered,
+    wait_call_state,
+};
 
-fn with_trunk() -> Options {
-    Options {
+/// tapir with trunk line 9000 and its carrier, a pjsua2 account with
+/// number `number` reached over `transport`, added as the trunk; returns
+/// tapir, the carrier and the carrier's SIP port.
+async fn with_carrier(number: &str, transport: &str) -> (Tapir, Phone, u16) {
+    let tapir = Tapir::start_with(Options {
         trunk: true,
         ..Options::default()
-    }
+    })
+    .await;
+    let (carrier, port) = tapir.carrier(number, transport).await;
+    tapir.add_trunk("carrier", port, transport, None).await;
+    (tapir, carrier, port)
+}
+
+/// `phone` rings from `caller`'s number: the From of its INVITE and the
+/// app's view of the new call at its address (offered) both name it.
+async fn rings_from(app: &Client, ev: &mut Events, phone: &mut Phone, caller: &str) -> Offered {
+    let offered = offered(app, ev, phone).await;
+    let from = offered.invite["from"].as_str().unwrap();
+    assert!(from.contains(caller), "{}", offered.invite);
+    assert_eq!(offered.info.caller.address, caller);
+    offered
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_call_to_an_external_number_leaves_on_the_trunk_and_both_hear_each_other() {
-    let tapir = Tapir::start_with(with_trunk()).await;
+    let (tapir, mut carrier, port) = with_carrier("+4930555000", "udp").await;
     let (app, mut ev) = tapir.app().await;
     let mut a = tapir.phone("1001").await;
-    let (mut carrier, port) = tapir.carrier("+4930555000", "udp").await;
-    tapir.add_trunk("carrier", port, "udp", None).await;
 
     // A canonical number as an app writes it: tapir dials it as the
     // current location (country 1, area 425) does, a local number.
@@ -56,17 +74,7 @@ async fn make_call_to_an_external_number_leaves_on_the_trunk_and_both_hear_each_
 
     a.tone(1000);
     carrier.tone(600);
-    let heard = listen(&mut [&mut a, &mut carrier], tapir.dir(), "trunk-out").await;
-    assert!(
-        heard[0].hears(600) && !heard[0].hears(1000),
-        "1001 hears the carrier: {:?}",
-        heard[0].levels(&[600, 1000])
-    );
-    assert!(
-        heard[1].hears(1000) && !heard[1].hears(600),
-        "the carrier hears 1001: {:?}",
-        heard[1].levels(&[600, 1000])
-    );
+    assert_hear_each_other(&mut a, &mut carrier, tapir.dir(), "trunk-out").await;
     // The app hangs up: the carrier gets the BYE.
     app.call(call.id()).await.unwrap().drop().await.unwrap();
     carrier.call_state("DISCONNECTED").await;
@@ -74,22 +82,13 @@ async fn make_call_to_an_external_number_leaves_on_the_trunk_and_both_hear_each_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_calls_a_did_and_the_phone_rings_with_the_callers_number() {
-    let tapir = Tapir::start_with(with_trunk()).await;
+    let (tapir, mut carrier, _) = with_carrier("+4930555123", "udp").await;
     let (app, mut ev) = tapir.app().await;
     let mut b = tapir.phone("1002").await;
-    let (mut carrier, port) = tapir.carrier("+4930555123", "udp").await;
-    tapir.add_trunk("carrier", port, "udp", None).await;
 
     // No registration, no digest: the carrier is known by its address.
     carrier.dial("1002").await;
-    let inv = b.rings().await;
-    assert!(
-        inv["from"].as_str().unwrap().contains("+4930555123"),
-        "{inv}"
-    );
-    let at_b = ev.new_call_at("1002").await;
-    let info = wait_call_state(&app, &at_b, CallState::Offering).await;
-    assert_eq!(info.caller.address, "+4930555123");
+    let at_b = rings_from(&app, &mut ev, &mut b, "+4930555123").await.call;
     let from_trunk = ev.new_call_at(TRUNK_LINE).await;
     b.answer().await;
     b.call_state("CONFIRMED").await;
@@ -99,9 +98,7 @@ async fn a_carrier_calls_a_did_and_the_phone_rings_with_the_callers_number() {
 
     b.tone(700);
     carrier.tone(1300);
-    let heard = listen(&mut [&mut b, &mut carrier], tapir.dir(), "trunk-in").await;
-    assert!(heard[0].hears(1300), "{:?}", heard[0].levels(&[700, 1300]));
-    assert!(heard[1].hears(700), "{:?}", heard[1].levels(&[700, 1300]));
+    assert_hear_each_other(&mut b, &mut carrier, tapir.dir(), "trunk-in").await;
     // The carrier hangs up: the phone's call ends.
     carrier.cmd("hangup").await;
     b.call_state("DISCONNECTED").await;
@@ -110,11 +107,9 @@ async fn a_carrier_calls_a_did_and_the_phone_rings_with_the_callers_number() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_to_an_external_number_sends_the_call_out_on_the_trunk() {
-    let tapir = Tapir::start_with(with_trunk()).await;
+    let (tapir, mut carrier, port) = with_carrier("+4930555000", "tcp").await;
     let (app, mut ev) = tapir.app().await;
     let mut a = tapir.phone("1001").await;
-    let (mut carrier, port) = tapir.carrier("+4930555000", "tcp").await;
-    tapir.add_trunk("carrier", port, "tcp", None).await;
     app.address("1002")
         .forward(&[ForwardRule::new("unconditional", "0049301234")], None)
         .await
@@ -137,23 +132,17 @@ async fn forwarding_to_an_external_number_sends_the_call_out_on_the_trunk() {
     a.call_state("CONFIRMED").await;
     a.tone(900);
     carrier.tone(1500);
-    let heard = listen(&mut [&mut a, &mut carrier], tapir.dir(), "trunk-fwd").await;
-    assert!(heard[0].hears(1500), "{:?}", heard[0].levels(&[900, 1500]));
-    assert!(heard[1].hears(900), "{:?}", heard[1].levels(&[900, 1500]));
+    assert_hear_each_other(&mut a, &mut carrier, tapir.dir(), "trunk-fwd").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_of_a_call_from_the_trunk_answers_the_carrier_with_302() {
-    let tapir = Tapir::start_with(with_trunk()).await;
+    let (tapir, mut carrier, _) = with_carrier("+4930555123", "udp").await;
     let (app, mut ev) = tapir.app().await;
     let [mut b, mut c] = tapir.phones(["1002", "1003"]).await;
-    let (mut carrier, port) = tapir.carrier("+4930555123", "udp").await;
-    tapir.add_trunk("carrier", port, "udp", None).await;
 
     carrier.dial("1002").await;
-    b.rings().await;
-    let at_b = ev.new_call_at("1002").await;
-    wait_call_state(&app, &at_b, CallState::Offering).await;
+    let at_b = rings_from(&app, &mut ev, &mut b, "+4930555123").await.call;
     app.call(&at_b)
         .await
         .unwrap()
@@ -170,14 +159,7 @@ async fn redirect_of_a_call_from_the_trunk_answers_the_carrier_with_302() {
     b.call_state("DISCONNECTED").await;
     // It follows it: a new call from the trunk rings 1003 with the
     // external caller's number.
-    let inv = c.rings().await;
-    assert!(
-        inv["from"].as_str().unwrap().contains("+4930555123"),
-        "{inv}"
-    );
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
-    assert_eq!(info.caller.address, "+4930555123");
+    rings_from(&app, &mut ev, &mut c, "+4930555123").await;
     c.answer().await;
     c.call_state("CONFIRMED").await;
     carrier.call_state("CONFIRMED").await;
@@ -185,11 +167,9 @@ async fn redirect_of_a_call_from_the_trunk_answers_the_carrier_with_302() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_of_external_callers_moves_only_the_trunks_call() {
-    let tapir = Tapir::start_with(with_trunk()).await;
+    let (tapir, mut carrier, _) = with_carrier("+4930555123", "udp").await;
     let (app, mut ev) = tapir.app().await;
     let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
-    let (mut carrier, port) = tapir.carrier("+4930555123", "udp").await;
-    tapir.add_trunk("carrier", port, "udp", None).await;
     app.address("1002")
         .forward(&[ForwardRule::new("unconditionalexternal", "1003")], None)
         .await
@@ -197,22 +177,12 @@ async fn forwarding_of_external_callers_moves_only_the_trunks_call() {
 
     // From outside (the trunk): forwarded to 1003, 1002 never rings.
     carrier.dial("1002").await;
-    let inv = c.rings().await;
-    assert!(
-        inv["from"].as_str().unwrap().contains("+4930555123"),
-        "{inv}"
-    );
-    let at_c = ev.new_call_at("1003").await;
-    let info = wait_call_state(&app, &at_c, CallState::Offering).await;
+    let info = rings_from(&app, &mut ev, &mut c, "+4930555123").await.info;
     assert_eq!(info.reason, CallReason::FwdUncond);
-    assert_eq!(info.caller.address, "+4930555123");
     c.answer().await;
     carrier.call_state("CONFIRMED").await;
     // From inside (1001): 1002 rings as usual.
     a.dial("1002").await;
-    let inv = b.rings().await;
-    assert!(inv["from"].as_str().unwrap().contains("1001"), "{inv}");
-    let at_b = ev.new_call_at("1002").await;
-    let info = wait_call_state(&app, &at_b, CallState::Offering).await;
+    let info = rings_from(&app, &mut ev, &mut b, "1001").await.info;
     assert_eq!(info.reason, CallReason::Direct);
 }
