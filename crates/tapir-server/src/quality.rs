@@ -189,9 +189,14 @@ impl QualityBook {
         let Some(engine) = self.engine.get() else {
             return false;
         };
+        // The book stays locked while the engine lets go of the leg, so a
+        // CDR taking the leg's figures at that moment finds them either
+        // live or closed, never neither.
+        let mut c = self.lock();
         match engine.close(tapir_media::engine::LegId(leg.0)) {
             Some(stats) => {
-                self.closed(leg, stats);
+                count_closed_leg(&stats);
+                keep(&mut c, leg, stats, Instant::now());
                 true
             }
             None => false,
@@ -206,62 +211,36 @@ impl QualityBook {
     }
 
     fn closed_at(&self, leg: LegId, stats: RtcpStats, now: Instant) {
-        let mut c = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-        if c.taken.remove(&leg) {
-            return;
-        }
-        while let Some(&(at, old)) = c.order.front() {
-            if now.saturating_duration_since(at) < KEEP {
-                break;
-            }
-            c.order.pop_front();
-            c.by_leg.remove(&old);
-        }
-        if c.by_leg.insert(leg, stats).is_none() {
-            c.order.push_back((now, leg));
-        }
+        keep(&mut self.lock(), leg, stats, now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Closed> {
+        self.closed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many closed legs' figures are kept.
     pub fn kept(&self) -> usize {
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_leg
-            .len()
+        self.lock().by_leg.len()
     }
 
     /// The figures of `leg` so far: live while its media runs, else its
     /// final ones if it closed lately; `None` for a leg without media.
     pub fn figures(&self, leg: LegId) -> Option<RtcpStats> {
-        self.live(leg).or_else(|| {
-            self.closed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .by_leg
-                .get(&leg)
-                .copied()
-        })
+        let c = self.lock();
+        self.live(leg).or_else(|| c.by_leg.get(&leg).copied())
     }
 
     /// The figures of `leg` for its CDR: its final ones if it closed
     /// (forgotten then: a CDR takes them once), else live ones.
     pub fn take(&self, leg: LegId) -> Option<RtcpStats> {
-        let kept = self
-            .closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_leg
-            .remove(&leg);
-        if kept.is_some() {
-            return kept;
+        // Locked throughout: a leg closing now (see `close`) is either
+        // still live here or already kept.
+        let mut c = self.lock();
+        if let Some(kept) = c.by_leg.remove(&leg) {
+            return Some(kept);
         }
         let live = self.live(leg)?;
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .taken
-            .insert(leg);
+        c.taken.insert(leg);
         Some(live)
     }
 
@@ -269,6 +248,24 @@ impl QualityBook {
         self.engine
             .get()?
             .rtcp_stats(tapir_media::engine::LegId(leg.0))
+    }
+}
+
+/// Keep a closed leg's final figures for its CDR (not when its CDR took
+/// its live figures already), forgetting those kept longer than [`KEEP`].
+fn keep(c: &mut Closed, leg: LegId, stats: RtcpStats, now: Instant) {
+    if c.taken.remove(&leg) {
+        return;
+    }
+    while let Some(&(at, old)) = c.order.front() {
+        if now.saturating_duration_since(at) < KEEP {
+            break;
+        }
+        c.order.pop_front();
+        c.by_leg.remove(&old);
+    }
+    if c.by_leg.insert(leg, stats).is_none() {
+        c.order.push_back((now, leg));
     }
 }
 
