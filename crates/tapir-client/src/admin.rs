@@ -1,10 +1,11 @@
 //! [`Admin`]: the operator endpoints (`/v1/admin/*`) — lines, apps, trunks,
-//! pickup groups, park settings and call detail records. They need the
+//! pickup groups, park settings, call detail records and the live media
+//! quality of calls in progress. They need the
 //! operator's admin token; an app token gets `noprivilege`.
 
 use crate::wire::{
-    AdminApp, AdminApps, AdminLine, AdminLines, AdminTrunk, AdminTrunks, Cdr, CdrQuery, Cdrs,
-    ParkSettings, PickupGroup, PickupGroups,
+    AdminApp, AdminApps, AdminLine, AdminLines, AdminTrunk, AdminTrunks, Cdr, CdrLegQuality,
+    CdrQuery, Cdrs, ParkSettings, PickupGroup, PickupGroups,
 };
 use crate::{Client, Result};
 use reqwest::Method;
@@ -170,5 +171,20 @@ impl Admin {
     /// One call detail record.
     pub async fn cdr(&self, id: &str) -> Result<Cdr> {
         self.client.get(&["v1", "admin", "cdr", id]).await
+    }
+
+    /// The media quality so far of call `call` (in progress) and of the
+    /// calls it is connected with, one entry per leg in the shape of a
+    /// CDR's `quality`; `invalcallhandle` when no such call is in progress.
+    pub async fn call_quality(&self, call: &str) -> Result<Vec<CdrLegQuality>> {
+        #[derive(serde::Deserialize)]
+        struct CallQuality {
+            quality: Vec<CdrLegQuality>,
+        }
+        let q: CallQuality = self
+            .client
+            .get(&["v1", "admin", "calls", call, "quality"])
+            .await?;
+        Ok(q.quality)
     }
 }

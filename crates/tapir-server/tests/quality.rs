@@ -374,6 +374,19 @@ async fn a_leg_that_loses_packets_shows_exactly_that_loss_live_in_its_cdr_and_in
         .await;
     assert_eq!(code, 200);
     assert_eq!(by_phone["quality"][0]["packets_lost"], 5);
+    // The typed client reads the same figures.
+    let client = tapir_client::Client::new(admin.base.clone(), "admin-secret").unwrap();
+    let typed = client.admin().call_quality(&phone_call).await.unwrap();
+    assert_eq!(typed.len(), 1);
+    assert_eq!(typed[0].address, "1001");
+    assert_eq!(typed[0].packets_lost, 5);
+    assert_eq!(typed[0].packets_received, 95);
+    let unknown = client
+        .admin()
+        .call_quality("call-999999")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Some("invalcallhandle"));
 
     // Hang up: the CDR carries the final figures.
     assert_eq!(phone.bye().await, 200);
