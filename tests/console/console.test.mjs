@@ -296,6 +296,11 @@ test("the call history shows the CDRs, or the API's error", async () => {
     if (cdrs.length > 0) {
       const first = await page.locator("#history-body tr").first().innerText();
       for (const p of cdrs[0].parties) assert.ok(first.includes(p.address), `${first} names ${p.address}`);
+      // Each leg's media quality from tapir's RTCP, as the CDR has it.
+      for (const q of cdrs[0].quality || []) {
+        const line = `${q.address}: ${q.packets_received} received, ${q.packets_lost} lost`;
+        assert.ok(first.includes(line), `${first} shows ${line}`);
+      }
     }
   } else {
     const { code, message } = direct.body.error;

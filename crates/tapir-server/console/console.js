@@ -670,7 +670,20 @@ function cdrRow(c) {
     h("td", {}, ops.length === 0 ? h("span", { class: "muted" }, "none")
       : h("details", {}, h("summary", {}, `${ops.length} operation${ops.length === 1 ? "" : "s"}`),
         h("ul", {}, ...ops.map((o) => h("li", {},
-          `${o.op} on ${o.call || "?"} by ${o.app || "a phone"}: ${o.result}`))))));
+          `${o.op} on ${o.call || "?"} by ${o.app || "a phone"}: ${o.result}`))))),
+    h("td", {}, qualityCell(c.quality || [])));
+}
+
+// One line per leg from tapir's RTCP figures: what tapir received from the
+// phone, what it lost, the jitter, and the round trip when the phone
+// answered tapir's reports.
+function qualityCell(legs) {
+  if (legs.length === 0) return h("span", { class: "muted" }, "no media");
+  return h("ul", { class: "quality" }, ...legs.map((q) => {
+    const rtt = typeof q.round_trip_ms === "number" ? `, round trip ${q.round_trip_ms} ms` : "";
+    return h("li", {}, `${q.address}: ${q.packets_received} received, ${q.packets_lost} lost ` +
+      `(${q.loss_percent}%), jitter ${q.jitter_ms} ms${rtt}`);
+  }));
 }
 
 // ---------------------------------------------------------------- sign in
