@@ -387,6 +387,14 @@ async fn a_leg_that_loses_packets_shows_exactly_that_loss_live_in_its_cdr_and_in
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Some("invalcallhandle"));
+    // And `tapir quality CALL` prints them for people.
+    let text = run_cli(&admin.base, &["quality", &phone_call]).await;
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("1001"))
+        .unwrap_or_else(|| panic!("a row for 1001: {text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[2..5], ["95", "5", "5.00%"], "{row}");
 
     // Hang up: the CDR carries the final figures.
     assert_eq!(phone.bye().await, 200);
@@ -422,21 +430,7 @@ async fn a_leg_that_loses_packets_shows_exactly_that_loss_live_in_its_cdr_and_in
         cdr["quality"]
     );
     // `tapir cdr ID` shows the same figures.
-    let (server, id) = (admin.base.clone(), id.to_string());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tapir"))
-            .args(["--server", &server, "--token", "admin-secret", "cdr", &id])
-            .env("RUST_LOG", "off")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    });
-    let out = timeout(Duration::from_secs(20), out)
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = run_cli(&admin.base, &["cdr", id]).await;
     let row = text
         .lines()
         .find(|l| l.starts_with("1001 "))
@@ -552,4 +546,31 @@ async fn the_live_view_is_for_the_operator_and_names_a_call_in_progress() {
     assert_eq!(v["quality"], json!([]));
     ev_b.close().await;
     s.shutdown().await;
+}
+
+/// `tapir --server BASE --token admin-secret ARGS…`: its standard output
+/// (the command must succeed).
+async fn run_cli(base: &str, args: &[&str]) -> String {
+    let mut all = vec![
+        "--server".to_string(),
+        base.to_string(),
+        "--token".into(),
+        "admin-secret".into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tapir"))
+            .args(&all)
+            .env("RUST_LOG", "off")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let out = timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
 }

@@ -344,6 +344,13 @@ pub struct CdrArgs {
     address: Option<String>,
 }
 
+/// `tapir quality`.
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// The call in progress (`call-N`); its connected parties are shown too.
+    call: String,
+}
+
 fn enum_of<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, CliError> {
     serde_json::from_value(json!(text))
         .map_err(|_| CliError::Usage(format!("{text:?} is not valid here")))
@@ -638,6 +645,20 @@ fn quality_table(legs: &[tapir_client::CdrLegQuality]) -> String {
         ]);
     }
     t.render()
+}
+
+/// `tapir quality CALL`: the media quality so far of a call in progress.
+pub async fn quality(client: &Client, a: QualityArgs) -> Result<Output, CliError> {
+    let legs = client.admin().call_quality(&a.call).await?;
+    let text = if legs.is_empty() {
+        "no media on this call yet\n".to_string()
+    } else {
+        quality_table(&legs)
+    };
+    Ok(Output::new(
+        json!({ "call": a.call, "quality": to_json(&legs) }),
+        text,
+    ))
 }
 
 /// `tapir cdr [ID] [--limit N] [--before ID] [--address A]`.

@@ -112,6 +112,8 @@ enum Cmd {
     },
     /// List call detail records, or show one (admin token).
     Cdr(admin::CdrArgs),
+    /// Show the media quality so far of a call in progress (admin token).
+    Quality(admin::QualityArgs),
 }
 
 /// What a command prints: the JSON for `--json` and the text for people.
@@ -256,6 +258,7 @@ async fn dispatch(g: &Global, command: Cmd) -> Result<Option<Output>, CliError> 
         }
         Cmd::Admin { cmd } => admin::run(&admin_client(g)?, cmd).await?,
         Cmd::Cdr(a) => admin::cdr(&admin_client(g)?, a).await?,
+        Cmd::Quality(a) => admin::quality(&admin_client(g)?, a).await?,
     }))
 }
 
