@@ -29,6 +29,13 @@ pub struct LineConfig {
     /// one more makes the address busy.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
+    /// Trunk lines only: the dialled prefix that selects this trunk (an
+    /// access code such as `9`, or a carrier's code). An external number
+    /// goes out on the trunk whose prefix is the longest one it starts with,
+    /// the prefix removed; numbers no prefix matches use the first trunk
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 fn default_max_calls() -> usize {
@@ -46,6 +53,7 @@ impl LineConfig {
             auto_answer: true,
             remote_answer: false,
             max_calls: default_max_calls(),
+            prefix: None,
         }
     }
 
@@ -58,7 +66,8 @@ impl LineConfig {
         }
     }
 
-    /// A trunk whose own address is `address`; numbers no line owns go out on it.
+    /// A trunk whose own address is `address`, without a prefix: numbers no
+    /// line owns (and no prefixed trunk selects) go out on it.
     pub fn trunk(address: &str) -> LineConfig {
         LineConfig {
             kind: LineKind::Trunk,

@@ -76,6 +76,7 @@ impl Switch {
             auto_answer: l.auto_answer,
             remote_answer: l.remote_answer,
             max_calls: l.max_calls,
+            prefix: l.prefix.as_deref().map(str::to_string),
         })
     }
 
@@ -85,7 +86,8 @@ impl Switch {
     }
 
     /// Change a line in place: its name, pickup group, answer settings and
-    /// call appearances at any time; its addresses and kind only while it
+    /// call appearances and a trunk's prefix at any time (calls already
+    /// routed keep their trunk); its addresses and kind only while it
     /// has no calls (`invalcallstate`). New addresses must be free
     /// (`invaladdress`).
     /// Apps keep the line open; forwarding of addresses it keeps stays.
@@ -96,6 +98,7 @@ impl Switch {
         if cfg.addresses.is_empty() {
             return fail(ErrorCode::InvalAddress, "a line needs at least one address");
         }
+        let prefix = route::check_prefix(&cfg)?;
         if old.kind != cfg.kind && self.line_has_calls(line) {
             return fail(
                 ErrorCode::InvalCallState,
@@ -174,6 +177,7 @@ impl Switch {
         l.auto_answer = cfg.auto_answer;
         l.remote_answer = cfg.remote_answer;
         l.max_calls = cfg.max_calls.max(1);
+        l.prefix = prefix;
         Ok(())
     }
 

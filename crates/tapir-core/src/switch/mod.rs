@@ -251,6 +251,8 @@ pub(crate) struct Line {
     pub auto_answer: bool,
     pub remote_answer: bool,
     pub max_calls: usize,
+    /// A trunk line's dialled prefix (see [`LineConfig::prefix`]).
+    pub prefix: Option<Arc<str>>,
     pub opens: Vec<LineOpen>,
 }
 
@@ -376,11 +378,13 @@ impl Switch {
     // ------------------------------------------------------------------
 
     /// Add a line. Fails with `invaladdress` when an address is empty or
-    /// already belongs to another line or a park slot.
+    /// already belongs to another line or a park slot, `invalparam` for a
+    /// prefix on a line that is not a trunk or one that is not dialable.
     pub fn add_line(&mut self, cfg: LineConfig) -> Result<LineId, TapiError> {
         if cfg.addresses.is_empty() {
             return fail(ErrorCode::InvalAddress, "a line needs at least one address");
         }
+        let prefix = route::check_prefix(&cfg)?;
         for a in &cfg.addresses {
             if route::normalize(a).as_deref() != Some(a.as_str()) {
                 return fail(
@@ -421,6 +425,7 @@ impl Switch {
                 auto_answer: cfg.auto_answer,
                 remote_answer: cfg.remote_answer,
                 max_calls: cfg.max_calls.max(1),
+                prefix,
                 opens: Vec::new(),
             },
         );

@@ -3,6 +3,7 @@
 //! filters), busy detection, and offering the call at its destination.
 
 use super::{NewCall, Pending, Switch, Timer};
+use crate::config::LineConfig;
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::CallId;
 use crate::output::ReleaseCause;
@@ -33,12 +34,35 @@ pub(crate) fn normalize(input: &str) -> Option<String> {
     }
 }
 
+/// The prefix a line's configuration asks for, checked: only a trunk line
+/// has one, and it is a non-empty dialable string in the form the switch
+/// routes on (`invalparam` otherwise).
+pub(crate) fn check_prefix(cfg: &LineConfig) -> Result<Option<Arc<str>>, TapiError> {
+    let Some(p) = cfg.prefix.as_deref() else {
+        return Ok(None);
+    };
+    if cfg.kind != LineKind::Trunk {
+        return fail(
+            ErrorCode::InvalParam,
+            format!("prefix {p:?}: only a trunk line has a dialled prefix"),
+        );
+    }
+    if normalize(p).as_deref() != Some(p) {
+        return fail(
+            ErrorCode::InvalParam,
+            format!("prefix {p:?} is not dialable (digits, *, #, A-D and a leading +, no spaces)"),
+        );
+    }
+    Ok(Some(Arc::from(p)))
+}
+
 /// Where a dialled string leads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     /// An address of this switch.
     Internal(Arc<str>),
-    /// A number outside the switch, through the first trunk.
+    /// A number outside the switch, through the trunk its prefix selects
+    /// (`number` is what the carrier is asked for: the prefix removed).
     External {
         trunk_address: Arc<str>,
         number: Arc<str>,
@@ -78,20 +102,69 @@ impl Switch {
         if self.cfg.park_slots.contains(&n) {
             return Ok(Target::ParkSlot(Arc::from(n.as_str())));
         }
-        let trunk = self
+        self.external(&n)
+    }
+
+    /// The trunk an external number `n` goes out on and the number its
+    /// carrier is asked for: the trunk line whose prefix is the longest
+    /// prefix of `n` (the first such line on a tie), the prefix removed;
+    /// when no prefix matches, the first trunk line without a prefix, `n`
+    /// whole. A number that is only a prefix, or that no trunk takes, is
+    /// `invaladdress`.
+    fn external(&self, n: &str) -> Result<Target, TapiError> {
+        let trunks = self
             .m
             .lines
             .values()
-            .find(|l| l.kind == LineKind::Trunk)
-            .and_then(|l| l.addresses.first().cloned());
-        match trunk {
+            .filter(|l| l.kind == LineKind::Trunk)
+            .filter_map(|l| Some((l.addresses.first()?, l.prefix.as_deref())));
+        let mut prefixed: Option<(&Arc<str>, &str)> = None;
+        let mut plain: Option<&Arc<str>> = None;
+        let mut prefixes: Vec<&str> = Vec::new();
+        for (address, prefix) in trunks {
+            prefixes.extend(prefix);
+            match prefix {
+                Some(p) if n.starts_with(p) => {
+                    if prefixed.is_none_or(|(_, best)| p.len() > best.len()) {
+                        prefixed = Some((address, p));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    plain = plain.or(Some(address));
+                }
+            }
+        }
+        if let Some((trunk_address, p)) = prefixed {
+            let number = &n[p.len()..];
+            if number.is_empty() {
+                return fail(
+                    ErrorCode::InvalAddress,
+                    format!(
+                        "{n} is only the prefix of trunk {trunk_address}: dial a number after it"
+                    ),
+                );
+            }
+            return Ok(Target::External {
+                trunk_address: trunk_address.clone(),
+                number: Arc::from(number),
+            });
+        }
+        match plain {
             Some(trunk_address) => Ok(Target::External {
-                trunk_address,
-                number: Arc::from(n.as_str()),
+                trunk_address: trunk_address.clone(),
+                number: Arc::from(n),
             }),
-            None => fail(
+            None if prefixes.is_empty() => fail(
                 ErrorCode::InvalAddress,
                 format!("{n} is not an address of this switch and no trunk leads outside"),
+            ),
+            None => fail(
+                ErrorCode::InvalAddress,
+                format!(
+                    "{n} is not an address of this switch and starts with no trunk prefix ({})",
+                    prefixes.join(", ")
+                ),
             ),
         }
     }
