@@ -243,6 +243,32 @@ impl LineEntry {
         }
         cfg
     }
+
+    /// The core's view of this line with its dialled prefix: a trunk line
+    /// takes the `prefix` of the first of `trunks` bound to it (the same
+    /// binding rule as [`crate::sip::trunk_bindings`]: the trunk's `address`,
+    /// else its name, is one of the line's addresses).
+    pub fn to_core_with(&self, trunks: &[TrunkEntry]) -> tapir_core::LineConfig {
+        let mut cfg = self.to_core();
+        cfg.prefix = self.trunk_prefix(trunks);
+        cfg
+    }
+
+    /// The dialled prefix of the trunk bound to this line, if it is a trunk
+    /// line and that trunk has one.
+    pub fn trunk_prefix(&self, trunks: &[TrunkEntry]) -> Option<String> {
+        if self.kind != LineKind::Trunk {
+            return None;
+        }
+        let addresses = self.addresses();
+        trunks
+            .iter()
+            .find(|t| {
+                let wanted = t.address.as_deref().unwrap_or(&t.name);
+                addresses.iter().any(|a| a == wanted)
+            })
+            .and_then(|t| t.prefix.clone())
+    }
 }
 
 /// One `[[apps]]` entry.

@@ -186,7 +186,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut passwords = HashMap::new();
     for entry in &config.lines {
         let id = switch
-            .add_line(entry.to_core())
+            .add_line(entry.to_core_with(&config.trunks))
             .map_err(|error| StartError::Line {
                 address: entry.address.clone(),
                 error,

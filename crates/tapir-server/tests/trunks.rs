@@ -1,7 +1,9 @@
 //! Trunks bound at start and rebound by `/v1/admin/trunks` at once: an
 //! INVITE from the carrier's address (a plain UDP socket on loopback) is
 //! admitted without digest while the trunk exists, and meets the phones'
-//! digest challenge once the trunk is gone or points elsewhere.
+//! digest challenge once the trunk is gone or points elsewhere. A trunk's
+//! dialled prefix selects its carrier for calls out (the prefix removed
+//! from the Request-URI), at start and after every admin change.
 
 #![allow(clippy::unwrap_used)]
 
@@ -162,4 +164,173 @@ async fn a_trunk_is_bound_to_the_trunk_line_named_like_it_and_only_to_a_trunk_li
         )
         .await;
     assert_eq!(status, 400, "{body}");
+}
+
+impl Carrier {
+    /// The Request-URI of the next new INVITE tapir sends this carrier,
+    /// answered `486 Busy Here` (so tapir stops retransmitting). ACKs and
+    /// retransmissions of INVITEs already seen are skipped.
+    async fn next_invite(&mut self, seen: &mut Vec<String>) -> String {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let (n, from) = tokio::time::timeout(WAIT, self.socket.recv_from(&mut buf))
+                .await
+                .expect("no INVITE reached the carrier")
+                .unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let Some(uri) = text
+                .strip_prefix("INVITE ")
+                .and_then(|rest| rest.split(' ').next())
+            else {
+                continue;
+            };
+            let header = |name: &str| {
+                text.lines()
+                    .find(|l| {
+                        l.split_once(':')
+                            .is_some_and(|(h, _)| h.trim().eq_ignore_ascii_case(name))
+                    })
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let reply = format!(
+                "SIP/2.0 486 Busy Here\r\n{}\r\n{}\r\n{};tag=carrier\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                header("Via"),
+                header("From"),
+                header("To"),
+                header("Call-ID"),
+                header("CSeq"),
+            );
+            self.socket.send_to(reply.as_bytes(), from).await.unwrap();
+            let call_id = header("Call-ID");
+            if seen.contains(&call_id) {
+                continue;
+            }
+            seen.push(call_id);
+            return uri.to_string();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_trunk_prefix_selects_its_carrier_and_is_removed_from_the_number() {
+    let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let national_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let s = server_with(|c| {
+        c.sip.listen = vec!["udp:127.0.0.1:0".into()];
+        // Two carriers: national numbers after `0`, outside lines after `9`.
+        let extra = Config::from_toml(&format!(
+            "[[lines]]\naddress = \"8000\"\nkind = \"trunk\"\n\
+             [[lines]]\naddress = \"9000\"\nkind = \"trunk\"\n\
+             [[trunks]]\nname = \"national\"\nhost = \"127.0.0.1\"\nport = {national_port}\n\
+             prefix = \"0\"\naddress = \"8000\"\n"
+        ))
+        .unwrap();
+        c.lines.extend(extra.lines);
+        c.trunks.extend(extra.trunks);
+    })
+    .await;
+    let sip = s.sip_addr.unwrap();
+    let mut national = Carrier {
+        socket: UdpSocket::bind(("127.0.0.1", national_port)).await.unwrap(),
+        server: sip,
+        n: 0,
+    };
+    let mut outside = Carrier::new(sip).await;
+    let admin = Api::new(&s, Some("admin-secret"));
+    // The second trunk arrives at run time, through the admin API.
+    let (status, body) = admin
+        .post(
+            "/v1/admin/trunks",
+            json!({"name": "outside", "host": "127.0.0.1", "port": outside.port(),
+                   "prefix": "9", "address": "9000"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    alpha.open("2001", &["owner"]).await;
+    let mut seen = Vec::new();
+    let call = |to: &'static str| {
+        let alpha = alpha.clone();
+        async move {
+            alpha
+                .post("/v1/calls", json!({"from": "2001", "to": to}))
+                .await
+        }
+    };
+    // Drop a call once its INVITE reached the carrier, freeing the route
+    // point's call appearance.
+    let drop_call = |body: serde_json::Value| {
+        let alpha = alpha.clone();
+        async move {
+            let id = body["id"].as_str().unwrap();
+            alpha.ok(&format!("/v1/calls/{id}/drop"), json!({})).await;
+        }
+    };
+    let (status, body) = call("0201234").await;
+    assert_eq!(status, 201, "{body}");
+    let uri = national.next_invite(&mut seen).await;
+    assert!(uri.starts_with("sip:201234@"), "{uri}");
+    drop_call(body).await;
+
+    let (status, body) = call("95551234").await;
+    assert_eq!(status, 201, "{body}");
+    let uri = outside.next_invite(&mut seen).await;
+    assert!(uri.starts_with("sip:5551234@"), "{uri}");
+    drop_call(body).await;
+
+    // Both trunks have a prefix: a number with neither goes nowhere.
+    let (status, body) = call("5551234").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invaladdress", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("5551234"),
+        "{body}"
+    );
+    // A bare prefix is not a number.
+    let (status, body) = call("9").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invaladdress", "{body}");
+
+    // The national carrier's access code changes to `7` at once.
+    let (status, body) = admin
+        .put(
+            "/v1/admin/trunks/national",
+            json!({"host": "127.0.0.1", "port": national_port, "prefix": "7", "address": "8000"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call("0201234").await;
+    assert_eq!(status, 400, "`0` selects no trunk now: {body}");
+    let (status, body) = call("7201234").await;
+    assert_eq!(status, 201, "{body}");
+    let uri = national.next_invite(&mut seen).await;
+    assert!(uri.starts_with("sip:201234@"), "{uri}");
+    drop_call(body).await;
+
+    // The outside trunk deleted and added again without a prefix: it takes
+    // every number no prefix selects, whole.
+    let (status, body) = admin.delete("/v1/admin/trunks/outside").await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = admin
+        .post(
+            "/v1/admin/trunks",
+            json!({"name": "outside", "host": "127.0.0.1", "port": outside.port(), "address": "9000"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call("95551234").await;
+    assert_eq!(status, 201, "{body}");
+    let uri = outside.next_invite(&mut seen).await;
+    assert!(uri.starts_with("sip:95551234@"), "{uri}");
+    drop_call(body).await;
+    let (status, body) = call("7201234").await;
+    assert_eq!(status, 201, "{body}");
+    let uri = national.next_invite(&mut seen).await;
+    assert!(uri.starts_with("sip:201234@"), "{uri}");
+    drop_call(body).await;
 }

@@ -318,7 +318,7 @@ pub async fn create_line(
             return Err(conflict(format!("address {a} belongs to a line already")));
         }
     }
-    let cfg = entry.to_core();
+    let cfg = entry.to_core_with(&_w.trunks);
     let id = on_switch(&st, move |sw, _| sw.add_line(cfg))
         .await?
         .map_err(line_refused)?;
@@ -376,7 +376,11 @@ pub async fn put_line(
             return Err(conflict(format!("address {a} belongs to another line")));
         }
     }
-    let (id, cfg, undo) = (old.id, entry.to_core(), old.entry.to_core());
+    let (id, cfg, undo) = (
+        old.id,
+        entry.to_core_with(&_w.trunks),
+        old.entry.to_core_with(&_w.trunks),
+    );
     on_switch(&st, move |sw, _| sw.update_line(id, cfg))
         .await?
         .map_err(line_refused)?;
@@ -881,9 +885,34 @@ impl TrunkBody {
 }
 
 /// Bind the trunks to their lines again, hosts resolved anew, after the
-/// operator changed trunks or lines (the B2BUA reads the table at once).
+/// operator changed trunks or lines (the B2BUA reads the table at once),
+/// and give every trunk line of the switch its trunk's dialled prefix.
 async fn refresh_trunks(st: &AppState, trunks: &[TrunkEntry]) {
     let lines: Vec<_> = st.lines().iter().map(|l| (l.id, l.entry.clone())).collect();
+    let prefixes: Vec<_> = lines
+        .iter()
+        .filter(|(_, e)| e.kind == LineKind::Trunk)
+        .map(|(id, e)| (*id, e.trunk_prefix(trunks)))
+        .collect();
+    let refused = on_switch(st, move |sw, _| {
+        let mut refused = Vec::new();
+        for (id, prefix) in prefixes {
+            let Some(mut cfg) = sw.line_config(id) else {
+                continue;
+            };
+            if cfg.prefix != prefix {
+                cfg.prefix = prefix;
+                if let Err(e) = sw.update_line(id, cfg) {
+                    refused.push((id, e));
+                }
+            }
+        }
+        refused
+    })
+    .await;
+    for (id, e) in refused.unwrap_or_default() {
+        tracing::warn!(line = %id, "trunk prefix not applied: {e}");
+    }
     st.trunks
         .replace(crate::sip::trunk_bindings(trunks, &lines).await);
 }
@@ -1073,12 +1102,16 @@ fn groups(st: &AppState) -> Vec<PickupGroup> {
 
 /// Set the group of each line in `changes` (line id → new group), in the
 /// switch and the store; undone in the switch when the store refuses.
-async fn regroup(st: &AppState, changes: Vec<(LineView, Option<String>)>) -> Result<(), ApiError> {
+async fn regroup(
+    st: &AppState,
+    trunks: &[TrunkEntry],
+    changes: Vec<(LineView, Option<String>)>,
+) -> Result<(), ApiError> {
     let mut done: Vec<LineView> = Vec::new();
     for (old, group) in changes {
         let mut entry = old.entry.clone();
         entry.pickup_group = group;
-        let (id, cfg) = (old.id, entry.to_core());
+        let (id, cfg) = (old.id, entry.to_core_with(trunks));
         let applied = on_switch(st, move |sw, _| sw.update_line(id, cfg))
             .await
             .and_then(|r| r.map_err(ApiError::from));
@@ -1093,7 +1126,7 @@ async fn regroup(st: &AppState, changes: Vec<(LineView, Option<String>)>) -> Res
         if let Err(e) = stored {
             // Undo this line and the ones before it.
             for prev in done.iter().chain(std::iter::once(&old)) {
-                let (id, cfg) = (prev.id, prev.entry.to_core());
+                let (id, cfg) = (prev.id, prev.entry.to_core_with(trunks));
                 let _ = on_switch(st, move |sw, _| sw.update_line(id, cfg)).await;
                 let _ = st
                     .store
@@ -1166,7 +1199,7 @@ pub async fn put_group(
             changes.push((l.clone(), None));
         }
     }
-    regroup(&st, changes).await?;
+    regroup(&st, &_w.trunks, changes).await?;
     Ok(Json(PickupGroup {
         members: members.iter().map(|m| m.entry.address.clone()).collect(),
         name,
@@ -1198,7 +1231,7 @@ pub async fn delete_group(
             format!("there is no pickup group {name:?}"),
         ));
     }
-    regroup(&st, changes).await?;
+    regroup(&st, &_w.trunks, changes).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
