@@ -52,7 +52,7 @@ use tapir_core::{Direction, Effect, Input, LegEvent, LegId, LineId, MediaSource,
 use tapir_media::sdp::{
     Direction as SdpDirection, Negotiated, SdpError, SdpSession, SessionDescription,
 };
-use tapir_sip::msg::{HeaderName, Message, MessageBuilder, Method, ResponseTarget, Uri};
+use tapir_sip::msg::{HeaderName, Host, Message, MessageBuilder, Method, ResponseTarget, Uri};
 use tapir_sip::transaction::{
     LayerOutput, Received, Reliability, Role, TimerConfig, TransactionEvent, TransactionKey,
     TransactionLayer,
@@ -250,6 +250,16 @@ impl Config {
             timers: TimerConfig::default(),
             max_dialogs: 100_000,
             retry_after: Duration::from_secs(5),
+        }
+    }
+
+    /// The domain as the host part of a URI (From, To, Call-Info): an IPv6
+    /// address configured bare (`::1`) comes out bracketed (`[::1]`), any
+    /// other domain as configured.
+    pub fn domain_host(&self) -> String {
+        match Host::from_name(&self.domain) {
+            Ok(host) => host.to_string(),
+            Err(_) => self.domain.clone(),
         }
     }
 }
@@ -1719,7 +1729,7 @@ impl B2bua {
         };
         let call_id = format!("{}@{}", self.unique("c"), self.cfg.domain);
         let local_tag = self.unique("tp");
-        let domain = self.cfg.domain.clone();
+        let domain = self.cfg.domain_host();
         // A call with no caller yet (a consultation call ringing its own
         // phone before anything is dialled) comes from tapir's domain: an
         // empty user part (`sip:@host`) is a syntax error phones drop.

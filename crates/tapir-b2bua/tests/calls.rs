@@ -800,6 +800,22 @@ fn a_call_with_nothing_dialled_yet_rings_its_phone_from_tapirs_domain() {
     assert!(to_a.from_header().unwrap().is_some());
 }
 
+#[test]
+fn an_ipv6_domain_is_bracketed_in_the_from_and_to_of_tapirs_invites() {
+    let mut w = World::with_config(|cfg| cfg.domain = "::1".into());
+    w.peer_sends(A, invite_from_a("call-v6"));
+    let invite_b = w.take(B).pop().expect("1002 is invited");
+    let from = invite_b.header(&HeaderName::From).unwrap();
+    assert!(from.contains("<sip:1001@[::1]>;tag="), "{from}");
+    assert_eq!(
+        invite_b.header(&HeaderName::To).unwrap(),
+        "<sip:1002@[::1]>"
+    );
+    // Both parse as name-addrs with a SIP URI (phones drop them otherwise).
+    assert!(invite_b.from_header().unwrap().is_some());
+    assert!(invite_b.to_header().unwrap().is_some());
+}
+
 /// A NOTIFY tapir sent, with its `Event` header.
 fn notify_event(m: &Message) -> Option<String> {
     (m.method().map(|x| x.to_string()) == Some("NOTIFY".into()))

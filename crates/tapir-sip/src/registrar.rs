@@ -24,7 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::auth::{AuthOutcome, Authenticator, CredentialStore, random_tag};
-use crate::msg::{Contacts, HeaderName, Message, MessageBuilder, Method, NameAddr, SipUri, Uri};
+use crate::msg::{
+    Contacts, HeaderName, Host, Message, MessageBuilder, Method, NameAddr, SipUri, Uri,
+};
 
 /// The transport a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -378,12 +380,11 @@ impl Registrar {
             return Err(refuse(404, "Not Found (address-of-record without user)"));
         };
         if !self.config.domains.is_empty() {
-            let host = uri.host.to_string();
-            let ours = self
-                .config
-                .domains
-                .iter()
-                .any(|domain| domain.eq_ignore_ascii_case(&host));
+            // Compared as hosts, so that a domain configured as `::1`
+            // serves `sip:1002@[::1]`.
+            let ours = self.config.domains.iter().any(|domain| {
+                Host::from_name(domain).is_ok_and(|domain| domain.same_as(&uri.host))
+            });
             if !ours {
                 return Err(refuse(404, "Not Found (domain not served here)"));
             }

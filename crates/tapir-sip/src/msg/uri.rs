@@ -126,6 +126,17 @@ impl<'a> Host<'a> {
         Ok(Host::Domain(text))
     }
 
+    /// Parses a host as an operator writes it in a setting (a SIP domain):
+    /// like [`Host::parse`], and a bare IPv6 address (`::1`) too, which a
+    /// URI only takes bracketed. Display then writes it bracketed, so
+    /// `format!("sip:{user}@{host}")` is a valid URI for every family.
+    pub fn from_name(text: &'a str) -> Result<Self, ParseError> {
+        match text.parse::<Ipv6Addr>() {
+            Ok(address) => Ok(Host::V6(address)),
+            Err(_) => Host::parse(text),
+        }
+    }
+
     /// The IP address, when the host is one.
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
@@ -469,6 +480,25 @@ mod tests {
         assert_eq!(uri.port, Some(5070));
         assert!(SipUri::parse("sip:2001:db8::10").is_err());
         assert!(SipUri::parse("sip:user@[2001:db8:::192.0.2.1]").is_err());
+    }
+
+    #[test]
+    fn a_configured_ipv6_domain_is_bracketed_in_uris() {
+        let host = Host::from_name("::1").unwrap();
+        assert_eq!(host, Host::V6("::1".parse().unwrap()));
+        assert_eq!(format!("sip:1002@{host}"), "sip:1002@[::1]");
+        assert!(SipUri::parse(&format!("sip:1002@{host}")).is_ok());
+        assert_eq!(Host::from_name("[::1]").unwrap(), host);
+        assert!(host.same_as(&Host::from_name("0:0::1").unwrap()));
+        assert_eq!(
+            Host::from_name("127.0.0.1").unwrap().to_string(),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            Host::from_name("pbx.example.com").unwrap().to_string(),
+            "pbx.example.com"
+        );
+        assert!(Host::from_name("::1]").is_err());
     }
 
     #[test]

@@ -609,6 +609,32 @@ fn foreign_domain_and_bad_contacts() {
 }
 
 #[test]
+fn an_ipv6_phone_registers_to_a_domain_configured_as_a_bare_ipv6_address() {
+    let now = Instant::now();
+    let mut registrar = Registrar::new(RegistrarConfig {
+        domains: vec!["::1".to_owned()],
+        ..RegistrarConfig::default()
+    });
+    let text = "REGISTER sip:[::1]:5070 SIP/2.0\r\n\
+                Via: SIP/2.0/UDP [::1]:40000;rport;branch=z9hG4bK-v6\r\n\
+                From: <sip:1001@[::1]>;tag=f1\r\n\
+                To: <sip:1001@[::1]>\r\n\
+                Call-ID: reg-v6\r\n\
+                CSeq: 1 REGISTER\r\n\
+                Max-Forwards: 70\r\n\
+                Contact: <sip:1001@[::1]:40000;transport=udp>\r\n\
+                Content-Length: 0\r\n\r\n";
+    let request = Message::parse_datagram(Bytes::from(text)).unwrap();
+    let source: SocketAddr = "[::1]:40000".parse().unwrap();
+    let outcome = registrar.handle_register(now, &request, source, Transport::Udp, "1001");
+    assert_eq!(outcome.response.status_code(), Some(200));
+    let bindings = registrar.contacts("1001", now);
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].contact, "sip:1001@[::1]:40000;transport=udp");
+    assert_eq!(bindings[0].source, source);
+}
+
+#[test]
 fn too_many_contacts_replace_the_least_recently_updated() {
     let now = Instant::now();
     let mut registrar = Registrar::new(RegistrarConfig {
