@@ -4,6 +4,8 @@
 //! call to a DID, forwarding to an external number and redirect of a call
 //! that came in from the trunk, each checked on the carrier's side (what it
 //! was asked to call, what it hears), on the phones and in the app's view.
+//! Two carriers with dialled prefixes (`0` and `9`, trunk line 8000 added
+//! at run time) each get the calls for their prefix, the prefix removed.
 //! The trunk with digest credentials (the carrier challenges with 407) is
 //! `tests/interop/test_trunk_auth.py`: SIPp plays that carrier.
 
@@ -11,8 +13,8 @@
 
 use tapir_client::{CallReason, CallState, Client, ForwardRule};
 use tapir_e2e::{
-    Events, Offered, Options, Phone, TRUNK_LINE, Tapir, assert_hear_each_other, offered,
-    wait_call_state,
+    ADMIN_TOKEN, Events, Offered, Options, Phone, TRUNK_LINE, Tapir, assert_hear_each_other,
+    error_code, offered, wait_call_state,
 };
 
 /// tapir with trunk line 9000 and its carrier, a pjsua2 account with
@@ -185,4 +187,84 @@ async fn forwarding_of_external_callers_moves_only_the_trunks_call() {
     a.dial("1002").await;
     let info = rings_from(&app, &mut ev, &mut b, "1001").await.info;
     assert_eq!(info.reason, CallReason::Direct);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_prefix_reaches_its_carrier_without_the_prefix() {
+    let tapir = Tapir::start_with(Options {
+        trunk: true,
+        ..Options::default()
+    })
+    .await;
+    let admin = Client::new(tapir.base_url(), ADMIN_TOKEN).unwrap().admin();
+    // A second trunk line for the national carrier, added at run time.
+    admin
+        .add_line(&tapir_client::AdminLine {
+            address: "8000".into(),
+            kind: Some("trunk".into()),
+            name: Some("National".into()),
+            ..tapir_client::AdminLine::default()
+        })
+        .await
+        .unwrap();
+    let (mut national, national_port) = tapir.carrier("+4930555100", "udp").await;
+    let (mut outside, outside_port) = tapir.carrier("+4930555900", "udp").await;
+    for (name, port, prefix, line) in [
+        ("national", national_port, "0", "8000"),
+        ("outside", outside_port, "9", TRUNK_LINE),
+    ] {
+        admin
+            .add_trunk(&tapir_client::AdminTrunk {
+                name: name.into(),
+                host: "127.0.0.1".into(),
+                port: Some(port),
+                transport: Some("udp".into()),
+                prefix: Some(prefix.into()),
+                address: Some(line.into()),
+                ..tapir_client::AdminTrunk::default()
+            })
+            .await
+            .unwrap();
+    }
+    let (app, mut ev) = tapir.app().await;
+    let mut a = tapir.phone("1001").await;
+
+    // The phone dials `0` + a national number by itself.
+    a.dial("0301234567").await;
+    let inv = national.rings().await;
+    let uri = inv["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with(&format!("sip:301234567@127.0.0.1:{national_port}")),
+        "the national carrier is asked for the number without 0: {inv}"
+    );
+    let out = ev.new_call_at("8000").await;
+    national.answer().await;
+    national.call_state("CONFIRMED").await;
+    a.call_state("CONFIRMED").await;
+    let info = wait_call_state(&app, &out, CallState::Connected).await;
+    assert_eq!(info.called.address, "301234567");
+    a.cmd("hangup").await;
+    national.call_state("DISCONNECTED").await;
+    a.call_state("DISCONNECTED").await;
+
+    // The app makes a call to `9` + an outside number.
+    let call = app.address("1001").create_call("95551234").await.unwrap();
+    a.rings().await;
+    a.call_state("CONFIRMED").await;
+    let inv = outside.rings().await;
+    let uri = inv["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with(&format!("sip:5551234@127.0.0.1:{outside_port}")),
+        "the outside carrier is asked for the number without 9: {inv}"
+    );
+    outside.answer().await;
+    outside.call_state("CONFIRMED").await;
+    ev.state(call.id(), CallState::Connected).await;
+    app.call(call.id()).await.unwrap().drop().await.unwrap();
+    outside.call_state("DISCONNECTED").await;
+
+    // Neither prefix, and no trunk without one: refused, naming the number.
+    let (code, message) = error_code(app.address("1001").create_call("5551234").await);
+    assert_eq!(code, "invaladdress");
+    assert!(message.contains("5551234"), "{message}");
 }
