@@ -33,7 +33,7 @@ import test_sip_calls as base
 
 # The tone each phone plays (baresip's ausine source) and so the tone the
 # other one must hear.
-TONES = {"1002": 600, "1003": 1000}
+TONES = {"1001": 800, "1002": 600, "1003": 1000}
 
 
 def free_port6(kind=socket.SOCK_DGRAM):
@@ -247,12 +247,17 @@ class Ipv6Calls(unittest.TestCase):
         self.assertRegex(trace, r"o=tapir \d+ \d+ IN IP6 ::1", "tapir's SDP offer is IPv6")
         self.assertIn("c=IN IP6 ::1", trace)
         self.assertRegex(trace, r"receiving from \[::1\]:\d+")
-        for phone, other in ((a, b), (b, a)):
-            levels = base.tone_levels(phone.heard(), sorted(TONES.values()))
-            print(f"{phone.user} hears {levels}", file=sys.stderr)
-            want, own = TONES[other.user], TONES[phone.user]
-            self.assertGreater(levels[want], 10 * levels[own],
-                               f"{phone.user} hears {other.user}'s {want} Hz: {levels}")
+        self.assert_hears(a, b)
+        self.assert_hears(b, a)
+
+    def assert_hears(self, phone, other):
+        """The second half of what `phone` heard is `other`'s tone, well above
+        its own (Goertzel power)."""
+        levels = base.tone_levels(phone.heard(), sorted(TONES.values()))
+        print(f"{phone.user} hears {levels}", file=sys.stderr)
+        want, own = TONES[other.user], TONES[phone.user]
+        self.assertGreater(levels[want], 10 * levels[own],
+                           f"{phone.user} hears {other.user}'s {want} Hz: {levels}")
 
     def test_call_over_udp_and_both_hear_each_other(self):
         a, b = self.call("udp")
@@ -268,6 +273,37 @@ class Ipv6Calls(unittest.TestCase):
         self.assertRegex(self.trace(b), r"INVITE sip:1003@\[::1\]:\d+;transport=tcp SIP/2.0\s+"
                          r"Via: SIP/2.0/TCP \[::1\]:")
         self.assert_hear_each_other(a, b)
+
+    def test_hold_and_resume_over_ipv6(self):
+        """Re-INVITEs with IPv6 SDP: the callee holds (sendonly) and resumes."""
+        a, b = self.call("udp")
+        b.command("hold")
+        self.tapir.wait_states("1003", ["onhold"])
+        b.command("resume")
+        self.tapir.wait_states("1003", ["connected"])
+        self.tapir.wait_states("1002", ["connected"])
+        self.hang_up(a, b)
+
+    def test_blind_transfer_with_refer_to_an_ipv6_uri(self):
+        """The callee REFERs the caller to sip:1001@[::1]:port; 1001 answers
+        and talks with the caller."""
+        c = self.phone("1001", "udp")
+        a, b = self.call("udp")
+        b.command("transfer", f"sip:1001@[::1]:{self.tapir.sip_port}")
+        c.wait_event("CALL_INCOMING")
+        c.command("accept")
+        c.wait_event("CALL_ESTABLISHED")
+        b.wait_event("CALL_CLOSED")
+        self.tapir.wait_states("1001", ["connected"])
+        self.tapir.wait_states("1002", ["connected"])
+        self.tapir.wait_states("1003", ["idle"])  # until the app deallocates it
+        # A call of 3 s more after the transfer of 1.5 s or so: the second
+        # half of what the caller heard is 1001's tone.
+        time.sleep(3.0)
+        a.command("hangup")
+        c.wait_event("CALL_CLOSED")
+        self.assert_hears(a, c)
+        self.assert_hears(c, a)
 
 
 if __name__ == "__main__":
