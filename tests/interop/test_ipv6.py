@@ -60,36 +60,24 @@ class Tapir6(base.Tapir):
     only."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="tapir-ipv6-")
+        super().__init__(sip_extra=test_baresip.MD5_ONLY)
+
+    def config(self, sip_extra, lines_extra):
         self.sip_port = free_port6()
         self.http_port = free_port6(socket.SOCK_STREAM)
         lines = "".join(
             f'[[lines]]\naddress = "{a}"\nkind = "phone"\npassword = "{p}"\n'
             f'name = "Phone {a}"\n\n'
             for a, p in base.PASSWORDS.items())
-        config = (
+        return (
             f'data_dir = "{self.dir}/data"\n'
             f'[sip]\nlisten = ["udp:[::1]:{self.sip_port}", "tcp:[::1]:{self.sip_port}"]\n'
             'domain = "::1"\n'
-            + test_baresip.MD5_ONLY +
+            + sip_extra +
             f'[http]\nlisten = "[::1]:{self.http_port}"\nadmin_token = "interop-admin"\n\n'
-            + lines +
+            + lines + lines_extra +
             f'[[apps]]\nname = "crm"\ntoken = "{base.TOKEN}"\nlines = ["*"]\n'
             'privileges = ["owner", "monitor"]\n')
-        path = os.path.join(self.dir, "tapir.toml")
-        with open(path, "w") as f:
-            f.write(config)
-        self.log = open(os.path.join(self.dir, "tapir.log"), "w")
-        self.proc = subprocess.Popen([base.TAPIR, "serve", "--config", path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                self.http("GET", "/healthz", auth=False)
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise AssertionError(f"tapir did not start on [::1]; log in {self.dir}")
 
     def http(self, method, path, body=None, auth=True):
         req = urllib.request.Request(f"http://[::1]:{self.http_port}{path}", method=method)

@@ -35,6 +35,21 @@ def free_port(kind=socket.SOCK_DGRAM):
     return port
 
 
+def free_udp_and_tcp_port():
+    """A loopback port free for both UDP and TCP (tapir's SIP listens on both)."""
+    for _ in range(50):
+        port = free_port()
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
+    raise AssertionError("no loopback port free for both UDP and TCP")
+
+
 class Phone:
     """One pjsua_phone.py process, driven over its stdin/stdout."""
 
@@ -96,7 +111,40 @@ class Phone:
 class Tapir:
     def __init__(self, sip_extra="", lines_extra=""):
         self.dir = tempfile.mkdtemp(prefix="tapir-interop-")
-        self.sip_port = free_port()
+        # The ports are free when chosen but may be taken before tapir binds
+        # them: a tapir that exits at start is started again on new ports.
+        for _ in range(3):
+            if self._start(sip_extra, lines_extra):
+                return
+        with open(os.path.join(self.dir, "tapir.log")) as f:
+            tail = f.read()[-3000:]
+        raise AssertionError(f"tapir did not start:\n{tail}")
+
+    def _start(self, sip_extra, lines_extra):
+        path = os.path.join(self.dir, "tapir.toml")
+        with open(path, "w") as f:
+            f.write(self.config(sip_extra, lines_extra))
+        self.log = open(os.path.join(self.dir, "tapir.log"), "w")
+        self.proc = subprocess.Popen([TAPIR, "serve", "--config", path],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.log.close()
+                return False
+            try:
+                self.http("GET", "/healthz", auth=False)
+                return True
+            except Exception:
+                time.sleep(0.1)
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+        self.log.close()
+        return False
+
+    def config(self, sip_extra, lines_extra):
+        """Choose free ports and write the configuration for them."""
+        self.sip_port = free_udp_and_tcp_port()
         self.tls_port = free_port(socket.SOCK_STREAM)
         self.http_port = free_port(socket.SOCK_STREAM)
         lines = "".join(
@@ -113,20 +161,7 @@ class Tapir:
             + lines + lines_extra +
             f'[[apps]]\nname = "crm"\ntoken = "{TOKEN}"\nlines = ["*"]\n'
             f'privileges = ["owner", "monitor"]\n')
-        path = os.path.join(self.dir, "tapir.toml")
-        with open(path, "w") as f:
-            f.write(config)
-        self.log = open(os.path.join(self.dir, "tapir.log"), "w")
-        self.proc = subprocess.Popen([TAPIR, "serve", "--config", path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                self.http("GET", "/healthz", auth=False)
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise AssertionError("tapir did not start")
+        return config
 
     def http(self, method, path, body=None, auth=True):
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method=method)
