@@ -477,6 +477,32 @@ impl Shared {
     }
 }
 
+/// Sends a frame tapir generated (tone, prompt, DTMF audio, conference
+/// mix), already encoded in `payload`, under the leg's own sequence numbers
+/// and timestamps.
+fn send_generated(
+    stats: &mut EngineStats,
+    leg: &mut Leg,
+    pkt: &mut Vec<u8>,
+    payload: &[u8],
+    to: SocketAddr,
+    remote: &RemoteMedia,
+    now: Instant,
+) {
+    let (seq, ts, marker) = leg.out.generated(now);
+    rtp::write_packet(
+        pkt,
+        marker,
+        remote.codec.payload_type(),
+        seq,
+        ts,
+        leg.out.ssrc,
+        payload,
+    );
+    send_on(stats, leg, pkt, to);
+    stats.generated += 1;
+}
+
 /// Sends an RTP packet on a leg, protected with SRTP when the leg is secure.
 fn send_on(stats: &mut EngineStats, leg: &mut Leg, buf: &[u8], to: SocketAddr) {
     leg.rtcp.packets_sent = leg.rtcp.packets_sent.wrapping_add(1);
@@ -859,18 +885,7 @@ impl State {
             };
             payload.clear();
             remote.codec.law().encode(pcm, payload);
-            let (seq, ts, marker) = leg.out.generated(now);
-            rtp::write_packet(
-                pkt,
-                marker,
-                remote.codec.payload_type(),
-                seq,
-                ts,
-                leg.out.ssrc,
-                payload,
-            );
-            send_on(stats, leg, pkt, to);
-            stats.generated += 1;
+            send_generated(stats, leg, pkt, payload, to, &remote, now);
         }
         // Generated media and DTMF, per leg.
         for leg in legs.values_mut() {
@@ -902,18 +917,7 @@ impl State {
                     Some(DtmfFrame::Audio(samples)) => {
                         payload.clear();
                         law.encode(&samples, payload);
-                        let (seq, ts, marker) = leg.out.generated(now);
-                        rtp::write_packet(
-                            pkt,
-                            marker,
-                            remote.codec.payload_type(),
-                            seq,
-                            ts,
-                            leg.out.ssrc,
-                            payload,
-                        );
-                        send_on(stats, leg, pkt, to);
-                        stats.generated += 1;
+                        send_generated(stats, leg, pkt, payload, to, &remote, now);
                     }
                     Some(DtmfFrame::Gap) => leg.out.skip(now),
                     None => {}
@@ -926,18 +930,7 @@ impl State {
                 g.fill(pcm);
                 payload.clear();
                 law.encode(pcm, payload);
-                let (seq, ts, marker) = leg.out.generated(now);
-                rtp::write_packet(
-                    pkt,
-                    marker,
-                    remote.codec.payload_type(),
-                    seq,
-                    ts,
-                    leg.out.ssrc,
-                    payload,
-                );
-                send_on(stats, leg, pkt, to);
-                stats.generated += 1;
+                send_generated(stats, leg, pkt, payload, to, &remote, now);
             }
         }
         // Conference mixing: every bridge of three or more.
@@ -974,18 +967,7 @@ impl State {
                     let v = (acc - i32::from(s)).clamp(i32::from(i16::MIN), i32::from(i16::MAX));
                     law.encode_sample(v as i16)
                 }));
-                let (seq, ts, marker) = leg.out.generated(now);
-                rtp::write_packet(
-                    pkt,
-                    marker,
-                    remote.codec.payload_type(),
-                    seq,
-                    ts,
-                    leg.out.ssrc,
-                    payload,
-                );
-                send_on(stats, leg, pkt, to);
-                stats.generated += 1;
+                send_generated(stats, leg, pkt, payload, to, &remote, now);
             }
         }
         // RTCP reports.
