@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::json;
 use std::time::Duration;
-use support::{Api, WAIT, server_with};
+use support::{Api, server_with, udp_request};
 use tapir_sip::auth::{Algorithm, DigestInput};
 use tokio::net::UdpSocket;
 
@@ -59,26 +59,7 @@ impl Phone {
             cseq = self.cseq,
             port = local.port(),
         );
-        self.socket
-            .send_to(msg.as_bytes(), self.server)
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            let (n, _) = tokio::time::timeout(WAIT, self.socket.recv_from(&mut buf))
-                .await
-                .expect("no SIP response")
-                .unwrap();
-            let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            let status: u16 = text
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if status >= 200 {
-                return (status, text);
-            }
-        }
+        udp_request(&self.socket, self.server, &msg).await
     }
 
     /// REGISTER, answer the MD5 challenge with `password`, return the final status.

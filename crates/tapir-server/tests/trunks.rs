@@ -10,7 +10,7 @@
 mod support;
 
 use serde_json::json;
-use support::{Api, WAIT, server_with};
+use support::{Api, WAIT, server_with, udp_request};
 use tapir_server::Config;
 use tokio::net::UdpSocket;
 
@@ -51,26 +51,7 @@ impl Carrier {
             n = self.n,
             port = local.port(),
         );
-        self.socket
-            .send_to(msg.as_bytes(), self.server)
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            let (n, _) = tokio::time::timeout(WAIT, self.socket.recv_from(&mut buf))
-                .await
-                .expect("no SIP response")
-                .unwrap();
-            let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            let status: u16 = text
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if status >= 200 {
-                return status;
-            }
-        }
+        udp_request(&self.socket, self.server, &msg).await.0
     }
 }
 

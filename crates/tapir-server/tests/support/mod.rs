@@ -1,6 +1,7 @@
 //! Helpers of the integration tests: a real server on 127.0.0.1 port 0 with
 //! route points and three apps, an HTTP client per app, and an event-stream
-//! reader. Every wait is bounded.
+//! reader, and a SIP request over UDP to its final response. Every wait is
+//! bounded.
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
@@ -276,4 +277,30 @@ pub async fn connected_pair(alpha: &Api, beta: &Api, beta_events: &mut Events) -
         .await;
     assert_eq!(answered["state"], "connected", "{answered}");
     (a_id, b_id)
+}
+
+/// Send one SIP request from `socket` to `server` over UDP and wait for its
+/// final response (provisional ones are skipped): its status and text.
+pub async fn udp_request(
+    socket: &tokio::net::UdpSocket,
+    server: std::net::SocketAddr,
+    msg: &str,
+) -> (u16, String) {
+    socket.send_to(msg.as_bytes(), server).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let (n, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buf))
+            .await
+            .expect("no SIP response")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status >= 200 {
+            return (status, text);
+        }
+    }
 }
