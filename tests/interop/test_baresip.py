@@ -66,13 +66,19 @@ class Baresip:
         with open(os.path.join(self.dir, "accounts"), "w") as f:
             f.write(f"<sip:{user}@127.0.0.1:{sip_port}>;auth_pass={base.PASSWORDS[user]};"
                     "regint=600;audio_codecs=PCMU\n")
+        self.launch([], "127.0.0.1")
+
+    def launch(self, options, ctrl_host):
+        """Start baresip (with `options`) on the config in self.dir and
+        connect to its ctrl_tcp on `ctrl_host`."""
         self.log = open(os.path.join(self.dir, "baresip.log"), "w")
-        self.proc = subprocess.Popen(["baresip", "-f", self.dir], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(["baresip", *options, "-f", self.dir],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while True:
             try:
-                self.sock = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
+                self.sock = socket.create_connection((ctrl_host, self.ctrl_port), timeout=1)
                 break
             except OSError:
                 if time.time() > deadline:

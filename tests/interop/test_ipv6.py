@@ -16,17 +16,12 @@ challenges only, hence `digest_algorithms = ["MD5"]`.
 """
 
 import glob
-import json
 import os
-import queue
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
-import urllib.request
 
 import test_baresip
 import test_sip_calls as base
@@ -59,6 +54,8 @@ class Tapir6(base.Tapir):
     """A `tapir serve` whose SIP (UDP, TCP) and HTTP listeners are on [::1]
     only."""
 
+    http_host = "[::1]"
+
     def __init__(self):
         super().__init__(sip_extra=test_baresip.MD5_ONLY)
 
@@ -78,18 +75,6 @@ class Tapir6(base.Tapir):
             + lines + lines_extra +
             f'[[apps]]\nname = "crm"\ntoken = "{base.TOKEN}"\nlines = ["*"]\n'
             'privileges = ["owner", "monitor"]\n')
-
-    def http(self, method, path, body=None, auth=True):
-        req = urllib.request.Request(f"http://[::1]:{self.http_port}{path}", method=method)
-        if auth:
-            req.add_header("Authorization", f"Bearer {base.TOKEN}")
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, data, timeout=5) as r:
-            raw = r.read()
-            return json.loads(raw) if raw else None
 
 
 class Baresip6(test_baresip.Baresip):
@@ -123,23 +108,7 @@ class Baresip6(test_baresip.Baresip):
         with open(os.path.join(self.dir, "accounts"), "w") as f:
             f.write(f"<sip:{user}@[::1]:{sip_port}{params}>;auth_pass={base.PASSWORDS[user]};"
                     "regint=600;audio_codecs=PCMU\n")
-        self.log = open(os.path.join(self.dir, "baresip.log"), "w")
-        self.proc = subprocess.Popen(["baresip", "-6", "-s", "-n", "::1", "-f", self.dir],
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        while True:
-            try:
-                self.sock = socket.create_connection(("::1", self.ctrl_port), timeout=1)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise AssertionError(f"baresip's ctrl_tcp did not come up; see {self.dir}")
-                time.sleep(0.1)
-        self.sock.settimeout(None)
-        self.queue = queue.Queue()
-        self.events = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.launch(["-6", "-s", "-n", "::1"], "::1")
 
     def heard(self):
         """The WAV of what this phone decoded from the call (baresip 1.0's

@@ -109,6 +109,9 @@ class Phone:
 
 
 class Tapir:
+    # Where the HTTP API listens (a subclass may listen elsewhere).
+    http_host = "127.0.0.1"
+
     def __init__(self, sip_extra="", lines_extra=""):
         self.dir = tempfile.mkdtemp(prefix="tapir-interop-")
         # The ports are free when chosen but may be taken before tapir binds
@@ -164,7 +167,8 @@ class Tapir:
         return config
 
     def http(self, method, path, body=None, auth=True):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method=method)
+        req = urllib.request.Request(f"http://{self.http_host}:{self.http_port}{path}",
+                                     method=method)
         if auth:
             req.add_header("Authorization", f"Bearer {TOKEN}")
         data = None
