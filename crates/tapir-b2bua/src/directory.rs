@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tapir_core::LineId;
-use tapir_sip::auth::{Algorithm, AuthConfig, AuthOutcome, Authenticator};
+use tapir_sip::auth::{Algorithm, AuthConfig, AuthOutcome, Authenticator, LockoutPolicy};
 use tapir_sip::msg::Message;
 use tapir_sip::registrar::{Binding, Registrar, RegistrarConfig, Transport};
 
@@ -183,6 +183,13 @@ impl SipDirectory {
     /// Take trunks from `table` (the server keeps it up to date).
     pub fn with_trunk_table(mut self, table: TrunkTable) -> SipDirectory {
         self.trunks = table;
+        self
+    }
+
+    /// Lock out digest guessers by `policy` (per source and user, per
+    /// source, exempt networks) instead of the authenticator's default.
+    pub fn with_lockout_policy(mut self, policy: LockoutPolicy) -> SipDirectory {
+        self.auth.set_lockout_policy(policy);
         self
     }
 

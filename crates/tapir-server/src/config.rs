@@ -130,6 +130,47 @@ pub struct SipConfig {
     /// (`SHA-256`, `MD5`). Clients that read only the first challenge (SIPp,
     /// some older phones) need `MD5` first.
     pub digest_algorithms: Vec<String>,
+    /// Wrong digests for one user from one source address, within
+    /// `lockout_window_secs`, that lock that user at that address only
+    /// (default 5).
+    pub lockout_user_failures: u32,
+    /// Wrong digests from one source address for any users (password
+    /// spraying), within the window, that lock the whole address (default 30).
+    pub lockout_source_failures: u32,
+    /// The window in which failures are counted, in seconds (default 600).
+    pub lockout_window_secs: u64,
+    /// How long a locked user or address gets 403, in seconds (default 600).
+    pub lockout_secs: u64,
+    /// Source addresses or networks (`"10.0.0.0/8"`, `"192.0.2.7"`,
+    /// `"2001:db8::/32"`) never locked out (default none).
+    pub lockout_exempt: Vec<String>,
+    /// Most failure counters (user at address, and address) remembered; the
+    /// oldest that lock nothing are forgotten first (default 65 536).
+    pub lockout_max_tracked: usize,
+}
+
+impl SipConfig {
+    /// The digest lock-out policy of these settings; an entry of
+    /// `lockout_exempt` that is not an address or network is an error.
+    pub fn lockout_policy(&self) -> Result<tapir_sip::auth::LockoutPolicy, ConfigError> {
+        let exempt = self
+            .lockout_exempt
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse()
+                    .map_err(|e| ConfigError::Invalid(format!("[sip] lockout_exempt: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(tapir_sip::auth::LockoutPolicy {
+            max_user_failures: self.lockout_user_failures.max(1),
+            max_source_failures: self.lockout_source_failures.max(1),
+            window: std::time::Duration::from_secs(self.lockout_window_secs),
+            duration: std::time::Duration::from_secs(self.lockout_secs),
+            exempt,
+            max_tracked: self.lockout_max_tracked.max(1),
+        })
+    }
 }
 
 impl Default for SipConfig {
@@ -142,6 +183,12 @@ impl Default for SipConfig {
             ],
             domain: "127.0.0.1".into(),
             digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            lockout_user_failures: 5,
+            lockout_source_failures: 30,
+            lockout_window_secs: 600,
+            lockout_secs: 600,
+            lockout_exempt: Vec::new(),
+            lockout_max_tracked: 65_536,
         }
     }
 }
@@ -558,6 +605,24 @@ slots = "7001-7020"
         assert_eq!(cfg.park.slot_list().unwrap().len(), 20);
         assert!(cfg.apps[0].may_open("1002"));
         assert!(!cfg.apps[0].may_open("1003"));
+    }
+
+    #[test]
+    fn lockout_keys_make_the_policy() {
+        let cfg = Config::from_toml(
+            "[sip]\nlockout_user_failures = 3\nlockout_exempt = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let policy = cfg.sip.lockout_policy().unwrap();
+        assert_eq!(policy.max_user_failures, 3);
+        assert_eq!(policy.max_source_failures, 30);
+        assert!(policy.is_exempt("10.1.2.3".parse().unwrap()));
+        assert!(policy.is_exempt("::1".parse().unwrap()));
+        assert!(!policy.is_exempt("192.0.2.1".parse().unwrap()));
+        let defaults = Config::default().sip.lockout_policy().unwrap();
+        assert_eq!(defaults, tapir_sip::auth::LockoutPolicy::default());
+        let bad = Config::from_toml("[sip]\nlockout_exempt = [\"office\"]\n").unwrap();
+        assert!(bad.sip.lockout_policy().is_err());
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub enum SipStartError {
     /// The media engine could not start.
     #[error("cannot start the media engine: {0}")]
     Media(String),
+    /// The digest lock-out settings are not valid.
+    #[error("{0}")]
+    Lockout(String),
 }
 
 /// The UDP, TCP and TLS addresses of `[sip] listen`.
@@ -273,7 +276,13 @@ pub async fn start(
     )
     .with_registration_table(registrations)
     .with_credential_table(credentials)
-    .with_trunk_table(trunks);
+    .with_trunk_table(trunks)
+    .with_lockout_policy(
+        config
+            .sip
+            .lockout_policy()
+            .map_err(|e| SipStartError::Lockout(e.to_string()))?,
+    );
     let ports = EnginePorts {
         engine: engine.clone(),
     };

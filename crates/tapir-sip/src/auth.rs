@@ -5,8 +5,10 @@
 //! is who they say": building challenges (`401` + `WWW-Authenticate` for
 //! REGISTER, `407` + `Proxy-Authenticate` for every other request, each
 //! offering SHA-256 and MD5 with `qop=auth`), checking the answer, nonce
-//! life and replay protection, and the lock-out of source addresses that
-//! keep failing.
+//! life and replay protection, and the lock-out of guessers (see
+//! [`LockoutPolicy`]): a user at a source address that keeps failing is
+//! locked at that address only, and a source that fails for many users
+//! (password spraying) is locked as a whole.
 //!
 //! The client side (answering a carrier's challenge) is [`client`].
 //!
@@ -45,6 +47,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -205,33 +208,152 @@ pub struct AuthConfig {
     pub algorithms: Vec<Algorithm>,
     /// How long a nonce may be used after it was issued (default 5 min).
     pub nonce_lifetime: Duration,
-    /// Failed attempts from one source address within `failure_window`
-    /// that lock the address out (default 5).
-    pub max_failures: u32,
-    /// The window in which failures are counted (default 60 s).
-    pub failure_window: Duration,
-    /// How long a locked-out address gets 403 (default 5 min).
-    pub lockout: Duration,
     /// Most nonces whose `nc` is remembered at once (default 65 536).
     pub max_tracked_nonces: usize,
-    /// Most source addresses whose failures are remembered (default 65 536).
-    pub max_tracked_sources: usize,
+    /// Who is locked out after failed attempts, and for how long.
+    pub lockout: LockoutPolicy,
 }
 
 impl AuthConfig {
-    /// Defaults for `realm`: SHA-256 then MD5, nonces valid 5 minutes,
-    /// lock-out after 5 failures within 60 s for 5 minutes.
+    /// Defaults for `realm`: SHA-256 then MD5, nonces valid 5 minutes, and
+    /// the default [`LockoutPolicy`].
     pub fn new(realm: impl Into<String>) -> Self {
         AuthConfig {
             realm: realm.into(),
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             nonce_lifetime: Duration::from_secs(300),
-            max_failures: 5,
-            failure_window: Duration::from_secs(60),
-            lockout: Duration::from_secs(300),
             max_tracked_nonces: 65_536,
-            max_tracked_sources: 65_536,
+            lockout: LockoutPolicy::default(),
         }
+    }
+}
+
+/// The lock-out of guessers, tuned like fail2ban's SIP jails (5 failures in
+/// 10 minutes ban for 10 minutes), but aimed at the guesser rather than at
+/// everybody behind its address:
+///
+/// - failures are counted per (source address, user); `max_user_failures`
+///   of them within `window` lock that user *at that address* for
+///   `duration`; the same user elsewhere, and other users at that address,
+///   are not affected;
+/// - failures are also counted per source address whatever user they name;
+///   `max_source_failures` of them (set well above `max_user_failures`, so
+///   that a few phones with stale passwords behind one NAT do not reach
+///   it) lock the whole address: a password sprayer;
+/// - addresses in `exempt` are never counted nor locked;
+/// - a success clears the failures of its (source, user) pair, never those
+///   of the source;
+/// - the table of counters holds at most `max_tracked` entries: a flood of
+///   forged source addresses evicts the oldest counters that lock nothing
+///   rather than growing memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failed attempts for one user from one source address within
+    /// `window` that lock that pair (default 5).
+    pub max_user_failures: u32,
+    /// Failed attempts from one source address, for any users, within
+    /// `window` that lock the whole address (default 30).
+    pub max_source_failures: u32,
+    /// The window in which failures are counted (default 10 min).
+    pub window: Duration,
+    /// How long a locked pair or address gets 403 (default 10 min).
+    pub duration: Duration,
+    /// Source networks never locked out (default none).
+    pub exempt: Vec<IpNetwork>,
+    /// Most counters (pairs plus addresses) remembered (default 65 536).
+    pub max_tracked: usize,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            max_user_failures: 5,
+            max_source_failures: 30,
+            window: Duration::from_secs(600),
+            duration: Duration::from_secs(600),
+            exempt: Vec::new(),
+            max_tracked: 65_536,
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// True when `source` is in one of the exempt networks.
+    pub fn is_exempt(&self, source: IpAddr) -> bool {
+        let source = source.to_canonical();
+        self.exempt.iter().any(|network| network.contains(source))
+    }
+}
+
+/// An IP network: an address and a prefix length, written `10.0.0.0/8`,
+/// `2001:db8::/32`, or a bare address for just that address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNetwork {
+    address: IpAddr,
+    prefix: u8,
+}
+
+/// Why a text is not an [`IpNetwork`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an IP address or network (a.b.c.d, a.b.c.d/n, IPv6[/n]): {0:?}")]
+pub struct IpNetworkError(String);
+
+impl IpNetwork {
+    /// The network of `address` with `prefix` leading bits, `None` when the
+    /// prefix is longer than the address.
+    pub fn new(address: IpAddr, prefix: u8) -> Option<Self> {
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        (prefix <= bits).then_some(IpNetwork { address, prefix })
+    }
+
+    /// True when `ip` is in this network (an IPv4-mapped IPv6 address
+    /// counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.address, ip.to_canonical()) {
+            (IpAddr::V4(network), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNetwork {
+    type Err = IpNetworkError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || IpNetworkError(text.to_owned());
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let address: IpAddr = address
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| error())?;
+        let address = address.to_canonical();
+        let full = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => prefix.parse::<u8>().map_err(|_| error())?,
+            None => full,
+        };
+        IpNetwork::new(address, prefix).ok_or_else(error)
+    }
+}
+
+impl std::fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
     }
 }
 
@@ -266,7 +388,8 @@ pub enum RejectReason {
     UriMismatch,
     /// The algorithm is not one we offer.
     UnsupportedAlgorithm,
-    /// The source address is locked out after too many failures (403).
+    /// The user is locked out at this source address, or the whole source
+    /// address is, after too many failures (403).
     LockedOut,
 }
 
@@ -295,12 +418,48 @@ struct NonceUse {
     highest_count: u32,
 }
 
-/// Failures counted for one source address.
+/// Longest user name a failure counter keeps (a longer one is cut): the
+/// names come from strangers, and the table must stay small.
+const MAX_COUNTED_USER_BYTES: usize = 128;
+
+/// What failures are counted for: a source address, or one user at one
+/// source address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FailureKey {
+    Source(IpAddr),
+    User(IpAddr, String),
+}
+
+impl FailureKey {
+    fn user(source: IpAddr, user: &str) -> Self {
+        let mut end = user.len().min(MAX_COUNTED_USER_BYTES);
+        while !user.is_char_boundary(end) {
+            end -= 1;
+        }
+        FailureKey::User(source, user.get(..end).unwrap_or_default().to_owned())
+    }
+}
+
+/// Failures counted for one key.
 #[derive(Debug, Clone, Copy)]
-struct SourceRecord {
+struct FailureRecord {
     window_start: Instant,
     failures: u32,
     locked_until: Option<Instant>,
+}
+
+impl FailureRecord {
+    fn fresh(now: Instant) -> Self {
+        FailureRecord {
+            window_start: now,
+            failures: 0,
+            locked_until: None,
+        }
+    }
+
+    fn locked_at(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
 }
 
 /// Length of the random part of a nonce, in bytes.
@@ -318,7 +477,7 @@ pub struct Authenticator {
     /// Nonces issued at or before this many milliseconds after `epoch`
     /// that are not in `used_nonces` may have been evicted: they are stale.
     evicted_up_to: Option<u64>,
-    sources: HashMap<IpAddr, SourceRecord>,
+    failures: HashMap<FailureKey, FailureRecord>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -328,7 +487,7 @@ impl std::fmt::Debug for Authenticator {
             .field("secret", &"<redacted>")
             .field("used_nonces", &self.used_nonces.len())
             .field("evicted_up_to", &self.evicted_up_to)
-            .field("sources", &self.sources.len())
+            .field("failures", &self.failures.len())
             .finish()
     }
 }
@@ -361,7 +520,7 @@ impl Authenticator {
             epoch: now,
             used_nonces: HashMap::new(),
             evicted_up_to: None,
-            sources: HashMap::new(),
+            failures: HashMap::new(),
         }
     }
 
@@ -375,12 +534,33 @@ impl Authenticator {
         self.used_nonces.len()
     }
 
-    /// True while `source` is locked out.
+    /// Replaces the lock-out policy; counters already kept stay.
+    pub fn set_lockout_policy(&mut self, policy: LockoutPolicy) {
+        self.config.lockout = policy;
+    }
+
+    /// Number of failure counters (pairs and addresses) remembered.
+    pub fn tracked_failures(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// True while the whole of `source` is locked out (every user).
     pub fn is_locked_out(&self, now: Instant, source: IpAddr) -> bool {
-        self.sources
-            .get(&source)
-            .and_then(|record| record.locked_until)
-            .is_some_and(|until| now < until)
+        self.locked(now, &FailureKey::Source(source.to_canonical()))
+    }
+
+    /// True while `user` is locked out at `source` (by its own failures
+    /// there, or because the whole address is).
+    pub fn is_user_locked_out(&self, now: Instant, source: IpAddr, user: &str) -> bool {
+        let source = source.to_canonical();
+        self.locked(now, &FailureKey::Source(source))
+            || self.locked(now, &FailureKey::user(source, user))
+    }
+
+    fn locked(&self, now: Instant, key: &FailureKey) -> bool {
+        self.failures
+            .get(key)
+            .is_some_and(|record| record.locked_at(now))
     }
 
     /// Checks the credentials of `request`, received from `source`.
@@ -389,7 +569,9 @@ impl Authenticator {
     /// REGISTER is answered with `401` + `WWW-Authenticate` and read from
     /// `Authorization`; every other method with `407` +
     /// `Proxy-Authenticate`, read from `Proxy-Authorization`. A locked-out
-    /// source gets `403` whatever it sends.
+    /// source address gets `403` whatever it sends; a user locked out at
+    /// the source gets `403` for credentials naming that user, before they
+    /// are checked.
     pub fn authenticate(
         &mut self,
         now: Instant,
@@ -397,6 +579,7 @@ impl Authenticator {
         source: IpAddr,
         credentials: &impl CredentialStore,
     ) -> AuthOutcome {
+        let source = source.to_canonical();
         if self.is_locked_out(now, source) {
             return self.reject(request, RejectReason::LockedOut, now);
         }
@@ -427,6 +610,9 @@ impl Authenticator {
         if !self.config.algorithms.contains(&parsed.algorithm) {
             return self.reject(request, RejectReason::UnsupportedAlgorithm, now);
         }
+        if self.is_user_locked_out(now, source, &parsed.username) {
+            return self.reject(request, RejectReason::LockedOut, now);
+        }
         if !uri_matches_request(&parsed.uri, request) {
             return self.reject(request, RejectReason::UriMismatch, now);
         }
@@ -450,7 +636,7 @@ impl Authenticator {
         let given = parsed.response.to_ascii_lowercase();
         let digest_ok = constant_time_eq(expected.as_bytes(), given.as_bytes());
         if !(digest_ok && known_user) {
-            return self.fail(now, source, request);
+            return self.fail(now, source, &parsed.username, request);
         }
         // The digest is right: from here on problems are about the nonce.
         let Some(issued_millis) = self.verify_nonce(&parsed.nonce) else {
@@ -480,9 +666,12 @@ impl Authenticator {
                 self.remember_nonce(now, parsed.nonce.clone(), issued_millis, count);
             }
         }
-        // A success does not clear the source's failures: otherwise one
-        // valid account would let a source guess another's password
-        // without ever being locked out. Failures age out of the window.
+        // A success clears the failures of its own pair only. The source's
+        // stay: otherwise one valid account would let a source guess
+        // others' passwords without ever being locked out. Failures age out
+        // of the window.
+        self.failures
+            .remove(&FailureKey::user(source, &parsed.username));
         AuthOutcome::Authenticated(Identity {
             user: parsed.username,
             algorithm: parsed.algorithm,
@@ -497,10 +686,9 @@ impl Authenticator {
         let lifetime = u64::try_from(self.config.nonce_lifetime.as_millis()).unwrap_or(u64::MAX);
         self.used_nonces
             .retain(|_, used| now_millis.saturating_sub(used.issued_millis) <= lifetime);
-        let window = self.config.failure_window;
-        self.sources.retain(|_, record| {
-            record.locked_until.is_some_and(|until| now < until)
-                || now.saturating_duration_since(record.window_start) < window
+        let window = self.config.lockout.window;
+        self.failures.retain(|_, record| {
+            record.locked_at(now) || now.saturating_duration_since(record.window_start) < window
         });
     }
 
@@ -567,47 +755,78 @@ impl Authenticator {
         AuthOutcome::Rejected(Rejection { reason, response })
     }
 
-    /// Counts a failure for `source`; the failure that reaches the limit
-    /// is answered 403 at once.
-    fn fail(&mut self, now: Instant, source: IpAddr, request: &Message) -> AuthOutcome {
-        if !self.sources.contains_key(&source)
-            && self.sources.len() >= self.config.max_tracked_sources
-        {
-            self.purge(now);
-            if self.sources.len() >= self.config.max_tracked_sources {
-                // Forget the unlocked address whose window started first.
-                let oldest = self
-                    .sources
-                    .iter()
-                    .filter(|(_, record)| record.locked_until.is_none())
-                    .min_by_key(|(_, record)| record.window_start)
-                    .map(|(address, _)| *address);
-                if let Some(address) = oldest {
-                    self.sources.remove(&address);
-                }
-            }
+    /// Counts a failure for `user` at `source` and for `source`; the
+    /// failure that reaches either limit is answered 403 at once. Exempt
+    /// sources are not counted.
+    fn fail(&mut self, now: Instant, source: IpAddr, user: &str, request: &Message) -> AuthOutcome {
+        if self.config.lockout.is_exempt(source) {
+            return self.reject(request, RejectReason::BadCredentials, now);
         }
-        let window = self.config.failure_window;
-        let record = self.sources.entry(source).or_insert(SourceRecord {
-            window_start: now,
-            failures: 0,
-            locked_until: None,
-        });
-        if record.locked_until.is_some_and(|until| now >= until)
-            || now.saturating_duration_since(record.window_start) >= window
-        {
-            *record = SourceRecord {
-                window_start: now,
-                failures: 0,
-                locked_until: None,
-            };
-        }
-        record.failures = record.failures.saturating_add(1);
-        if record.failures >= self.config.max_failures {
-            record.locked_until = Some(now + self.config.lockout);
+        let policy = &self.config.lockout;
+        let (user_limit, source_limit) = (policy.max_user_failures, policy.max_source_failures);
+        let pair_locked = self.count_failure(now, FailureKey::user(source, user), user_limit);
+        let source_locked = self.count_failure(now, FailureKey::Source(source), source_limit);
+        if pair_locked || source_locked {
+            tracing::warn!(
+                %source,
+                user = %user.chars().take(64).collect::<String>(),
+                whole_source = source_locked,
+                "SIP digest failures: locked out"
+            );
             return self.reject(request, RejectReason::LockedOut, now);
         }
         self.reject(request, RejectReason::BadCredentials, now)
+    }
+
+    /// Adds one failure to `key`'s counter; true when that locks it.
+    fn count_failure(&mut self, now: Instant, key: FailureKey, limit: u32) -> bool {
+        if !self.failures.contains_key(&key) {
+            self.make_room(now);
+        }
+        let window = self.config.lockout.window;
+        let duration = self.config.lockout.duration;
+        let record = self
+            .failures
+            .entry(key)
+            .or_insert_with(|| FailureRecord::fresh(now));
+        if record.locked_until.is_some_and(|until| now >= until)
+            || now.saturating_duration_since(record.window_start) >= window
+        {
+            *record = FailureRecord::fresh(now);
+        }
+        record.failures = record.failures.saturating_add(1);
+        if record.failures >= limit.max(1) {
+            record.locked_until = Some(now + duration);
+            return true;
+        }
+        false
+    }
+
+    /// Keeps the failure table under its bound before an insertion: first
+    /// forgets what no longer matters, then, when still full, the oldest
+    /// eighth of the counters (unlocked ones first), so that the cost of a
+    /// flood of new sources stays amortised O(log n) per failure.
+    fn make_room(&mut self, now: Instant) {
+        let cap = self.config.lockout.max_tracked.max(1);
+        if self.failures.len() < cap {
+            return;
+        }
+        self.purge(now);
+        if self.failures.len() < cap {
+            return;
+        }
+        let mut oldest: Vec<(bool, Instant, FailureKey)> = self
+            .failures
+            .iter()
+            .map(|(key, record)| (record.locked_at(now), record.window_start, key.clone()))
+            .collect();
+        let evict = (cap / 8).max(1).min(oldest.len());
+        if evict < oldest.len() {
+            oldest.select_nth_unstable_by_key(evict, |(locked, start, _)| (*locked, *start));
+        }
+        for (_, _, key) in oldest.into_iter().take(evict) {
+            self.failures.remove(&key);
+        }
     }
 
     fn millis_since_epoch(&self, now: Instant) -> u64 {

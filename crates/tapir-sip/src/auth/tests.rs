@@ -487,9 +487,9 @@ fn purge_forgets_expired_nonces() {
 fn lock_out_after_repeated_failures_and_its_expiry() {
     let now = Instant::now();
     let mut config = AuthConfig::new(REALM);
-    config.max_failures = 3;
-    config.failure_window = Duration::from_secs(60);
-    config.lockout = Duration::from_secs(120);
+    config.lockout.max_user_failures = 3;
+    config.lockout.window = Duration::from_secs(60);
+    config.lockout.duration = Duration::from_secs(120);
     let mut auth = Authenticator::with_secret(config, now, SECRET);
     let challenge = first_challenge(&mut auth, now, "REGISTER");
     let wrong = answer(&challenge, Algorithm::Md5, "1001", "wrong", "REGISTER", 1);
@@ -501,7 +501,8 @@ fn lock_out_after_repeated_failures_and_its_expiry() {
     let rejection = rejected(auth.authenticate(now, &wrong_request, source(), &passwords));
     assert_eq!(rejection.reason, RejectReason::LockedOut);
     assert_eq!(rejection.response.status_code(), Some(403));
-    assert!(auth.is_locked_out(now, source()));
+    assert!(auth.is_user_locked_out(now, source(), "1001"));
+    assert!(!auth.is_locked_out(now, source()));
 
     // Even the right password gets 403 while locked.
     let right = answer(
@@ -518,13 +519,13 @@ fn lock_out_after_repeated_failures_and_its_expiry() {
     assert_eq!(rejection.reason, RejectReason::LockedOut);
     // Another address is not affected.
     let other: IpAddr = "192.0.2.11".parse().unwrap();
-    assert!(!auth.is_locked_out(at, other));
+    assert!(!auth.is_user_locked_out(at, other, "1001"));
     let rejection = rejected(auth.authenticate(at, &request("REGISTER", None), other, &passwords));
     assert_eq!(rejection.reason, RejectReason::NoCredentials);
 
     // After the lock-out the source may try again.
     let after = now + Duration::from_secs(120);
-    assert!(!auth.is_locked_out(after, source()));
+    assert!(!auth.is_user_locked_out(after, source(), "1001"));
     let challenge = first_challenge(&mut auth, after, "REGISTER");
     let right = answer(
         &challenge,
@@ -545,8 +546,8 @@ fn lock_out_after_repeated_failures_and_its_expiry() {
 fn failures_outside_the_window_do_not_add_up() {
     let now = Instant::now();
     let mut config = AuthConfig::new(REALM);
-    config.max_failures = 3;
-    config.failure_window = Duration::from_secs(60);
+    config.lockout.max_user_failures = 3;
+    config.lockout.window = Duration::from_secs(60);
     let mut auth = Authenticator::with_secret(config, now, SECRET);
     let challenge = first_challenge(&mut auth, now, "REGISTER");
     let wrong = answer(&challenge, Algorithm::Md5, "1001", "wrong", "REGISTER", 1);
@@ -684,18 +685,19 @@ fn upper_case_response_hex_is_accepted() {
 }
 
 #[test]
-fn a_success_does_not_reset_the_failure_count() {
-    // One valid account must not let a source guess another's password
+fn a_success_does_not_reset_the_failure_count_of_the_source() {
+    // One valid account must not let a source guess others' passwords
     // for ever.
     let now = Instant::now();
     let mut config = AuthConfig::new(REALM);
-    config.max_failures = 3;
+    config.lockout.max_user_failures = 3;
+    config.lockout.max_source_failures = 3;
     let mut auth = Authenticator::with_secret(config, now, SECRET);
     let challenge = first_challenge(&mut auth, now, "REGISTER");
-    let guess = answer(&challenge, Algorithm::Md5, "1002", "guess", "REGISTER", 1);
-    let guess_request = request("REGISTER", Some(("Authorization", &guess)));
     let mut outcomes = Vec::new();
-    for nc in 1..=3 {
+    for (nc, user) in (1..=3).zip(["1002", "9001", "9002"]) {
+        let guess = answer(&challenge, Algorithm::Md5, user, "guess", "REGISTER", 1);
+        let guess_request = request("REGISTER", Some(("Authorization", &guess)));
         let rejection = rejected(auth.authenticate(now, &guess_request, source(), &passwords));
         outcomes.push(rejection.reason);
         let own = answer(
@@ -717,6 +719,171 @@ fn a_success_does_not_reset_the_failure_count() {
             RejectReason::LockedOut
         ]
     );
+}
+
+/// A REGISTER from `user` answering `challenge` with `password`.
+fn register_as(challenge: &Message, user: &str, password: &str, nc: u32) -> Message {
+    let credentials = answer(challenge, Algorithm::Md5, user, password, "REGISTER", nc);
+    request("REGISTER", Some(("Authorization", &credentials)))
+}
+
+#[test]
+fn a_user_locked_at_a_source_does_not_lock_other_users_there() {
+    let now = Instant::now();
+    let mut auth = authenticator(now);
+    let challenge = first_challenge(&mut auth, now, "REGISTER");
+    let wrong = register_as(&challenge, "1001", "stale-password", 1);
+    let reasons: Vec<_> = (0..5)
+        .map(|_| rejected(auth.authenticate(now, &wrong, source(), &passwords)).reason)
+        .collect();
+    assert_eq!(
+        reasons.last(),
+        Some(&RejectReason::LockedOut),
+        "{reasons:?}"
+    );
+    assert!(auth.is_user_locked_out(now, source(), "1001"));
+    assert!(!auth.is_locked_out(now, source()));
+    // 1001 at this address gets 403 even with the right password...
+    let right = register_as(&challenge, "1001", "secret-1001", 1);
+    let rejection = rejected(auth.authenticate(now, &right, source(), &passwords));
+    assert_eq!(rejection.reason, RejectReason::LockedOut);
+    assert_eq!(rejection.response.status_code(), Some(403));
+    // ...while 1002 at the same address, and 1001 elsewhere, go on.
+    let other_user = register_as(&challenge, "1002", "secret-1002", 1);
+    assert!(matches!(
+        auth.authenticate(now, &other_user, source(), &passwords),
+        AuthOutcome::Authenticated(_)
+    ));
+    let elsewhere: IpAddr = "192.0.2.77".parse().unwrap();
+    let right = register_as(&challenge, "1001", "secret-1001", 2);
+    assert!(matches!(
+        auth.authenticate(now, &right, elsewhere, &passwords),
+        AuthOutcome::Authenticated(_)
+    ));
+}
+
+#[test]
+fn spraying_many_users_from_one_source_locks_the_source() {
+    let now = Instant::now();
+    let mut auth = authenticator(now);
+    let limit = auth.config().lockout.max_source_failures;
+    let challenge = first_challenge(&mut auth, now, "REGISTER");
+    let mut reasons = Vec::new();
+    for guess in 0..limit {
+        let user = format!("9{guess:03}");
+        let spray = register_as(&challenge, &user, "123456", 1);
+        reasons.push(rejected(auth.authenticate(now, &spray, source(), &passwords)).reason);
+    }
+    assert!(
+        reasons[..reasons.len() - 1]
+            .iter()
+            .all(|r| *r == RejectReason::BadCredentials),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.last(), Some(&RejectReason::LockedOut));
+    assert!(auth.is_locked_out(now, source()));
+    // Every user at that address is refused now, even with no credentials.
+    let right = register_as(&challenge, "1002", "secret-1002", 1);
+    let rejection = rejected(auth.authenticate(now, &right, source(), &passwords));
+    assert_eq!(rejection.reason, RejectReason::LockedOut);
+    let rejection =
+        rejected(auth.authenticate(now, &request("REGISTER", None), source(), &passwords));
+    assert_eq!(rejection.reason, RejectReason::LockedOut);
+    // Until the lock-out ends.
+    let after = now + auth.config().lockout.duration;
+    assert!(!auth.is_locked_out(after, source()));
+}
+
+#[test]
+fn an_exempt_source_is_never_locked() {
+    let now = Instant::now();
+    let mut config = AuthConfig::new(REALM);
+    config.lockout.exempt = vec!["192.0.2.0/24".parse().unwrap()];
+    let mut auth = Authenticator::with_secret(config, now, SECRET);
+    let challenge = first_challenge(&mut auth, now, "REGISTER");
+    let wrong = register_as(&challenge, "1001", "wrong", 1);
+    for _ in 0..100 {
+        let rejection = rejected(auth.authenticate(now, &wrong, source(), &passwords));
+        assert_eq!(rejection.reason, RejectReason::BadCredentials);
+    }
+    assert!(!auth.is_user_locked_out(now, source(), "1001"));
+    assert_eq!(auth.tracked_failures(), 0);
+    let right = register_as(&challenge, "1001", "secret-1001", 1);
+    assert!(matches!(
+        auth.authenticate(now, &right, source(), &passwords),
+        AuthOutcome::Authenticated(_)
+    ));
+}
+
+#[test]
+fn a_success_clears_its_own_pair() {
+    let now = Instant::now();
+    let mut auth = authenticator(now);
+    let challenge = first_challenge(&mut auth, now, "REGISTER");
+    let wrong = register_as(&challenge, "1001", "typo", 1);
+    for nc in 1..=3 {
+        for _ in 0..4 {
+            let rejection = rejected(auth.authenticate(now, &wrong, source(), &passwords));
+            assert_eq!(rejection.reason, RejectReason::BadCredentials);
+        }
+        let right = register_as(&challenge, "1001", "secret-1001", nc);
+        assert!(matches!(
+            auth.authenticate(now, &right, source(), &passwords),
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+}
+
+#[test]
+fn forged_sources_cannot_grow_the_failure_table() {
+    let now = Instant::now();
+    let mut config = AuthConfig::new(REALM);
+    config.lockout.max_tracked = 64;
+    config.lockout.max_user_failures = 2;
+    let mut auth = Authenticator::with_secret(config, now, SECRET);
+    let challenge = first_challenge(&mut auth, now, "REGISTER");
+    // A guesser locks itself first.
+    let wrong = register_as(&challenge, "1001", "wrong", 1);
+    for _ in 0..2 {
+        rejected(auth.authenticate(now, &wrong, source(), &passwords));
+    }
+    assert!(auth.is_user_locked_out(now, source(), "1001"));
+    for n in 0..5_000u32 {
+        let forged = IpAddr::from([10, (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+        let long_user = format!("{n}{}", "x".repeat(1000));
+        let spray = register_as(&challenge, &long_user, "guess", 1);
+        rejected(auth.authenticate(now, &spray, forged, &passwords));
+        assert!(auth.tracked_failures() <= 64, "{}", auth.tracked_failures());
+    }
+    // Locked counters are evicted last: the guesser is still locked.
+    assert!(auth.is_user_locked_out(now, source(), "1001"));
+}
+
+#[test]
+fn ip_networks() {
+    let lan: IpNetwork = "10.0.0.0/8".parse().unwrap();
+    assert!(lan.contains("10.200.1.2".parse().unwrap()));
+    assert!(lan.contains("::ffff:10.1.1.1".parse().unwrap()));
+    assert!(!lan.contains("11.0.0.1".parse().unwrap()));
+    let host: IpNetwork = "192.0.2.5".parse().unwrap();
+    assert!(host.contains("192.0.2.5".parse().unwrap()));
+    assert!(!host.contains("192.0.2.6".parse().unwrap()));
+    let all: IpNetwork = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains("203.0.113.9".parse().unwrap()));
+    assert!(!all.contains("::1".parse().unwrap()));
+    let v6: IpNetwork = "2001:db8::/32".parse().unwrap();
+    assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+    assert!(!v6.contains("2001:db9::5".parse().unwrap()));
+    assert!(
+        "[::1]"
+            .parse::<IpNetwork>()
+            .unwrap()
+            .contains("::1".parse().unwrap())
+    );
+    for bad in ["10.0.0.0/33", "::/129", "pbx.example", "10.0.0.0/x", ""] {
+        assert!(bad.parse::<IpNetwork>().is_err(), "{bad}");
+    }
+    assert_eq!(lan.to_string(), "10.0.0.0/8");
 }
 
 #[test]

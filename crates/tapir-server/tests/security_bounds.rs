@@ -1,0 +1,178 @@
+//! Security regression tests of issue 12's bounds (findings 6 and 7), each
+//! against a real server on loopback:
+//!
+//! - digest guessing locks the guesser (one user at one address), not every
+//!   phone behind the address; spraying many users locks the address; an
+//!   exempt network is never locked.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::json;
+use std::net::SocketAddr;
+use support::{Api, server_with, udp_request};
+use tapir_server::RunningServer;
+use tapir_sip::auth::{Algorithm, DigestInput};
+use tokio::net::UdpSocket;
+
+/// A header's parameters (`key="value"` or `key=value`, comma-separated).
+fn param(header: &str, key: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        let k = k.rsplit(' ').next()?;
+        (k.eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// A SIP phone over UDP from a chosen loopback address.
+struct Phone {
+    socket: UdpSocket,
+    server: SocketAddr,
+    cseq: u32,
+}
+
+impl Phone {
+    async fn at(local_ip: &str, server: SocketAddr) -> Phone {
+        Phone {
+            socket: UdpSocket::bind((local_ip, 0)).await.unwrap(),
+            server,
+            cseq: 0,
+        }
+    }
+
+    async fn register(&mut self, user: &str, authorization: Option<String>) -> (u16, String) {
+        self.cseq += 1;
+        let local = self.socket.local_addr().unwrap();
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let msg = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{user}-{cseq}-{port}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=t{user}\r\n\
+             To: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: reg-{user}-{port}@127.0.0.1\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@{local}>\r\n\
+             Expires: 60\r\n\
+             {auth}Content-Length: 0\r\n\r\n",
+            cseq = self.cseq,
+            port = local.port(),
+        );
+        udp_request(&self.socket, self.server, &msg).await
+    }
+
+    /// REGISTER, answer the MD5 challenge with `password`: the final status
+    /// (or the first one, when it is not a challenge).
+    async fn register_with(&mut self, user: &str, password: &str) -> u16 {
+        let (status, text) = self.register(user, None).await;
+        if status != 401 {
+            return status;
+        }
+        let challenge = text
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+            .find(|l| param(l, "algorithm").is_none_or(|a| a.eq_ignore_ascii_case("MD5")))
+            .expect("an MD5 challenge")
+            .to_string();
+        let realm = param(&challenge, "realm").unwrap();
+        let nonce = param(&challenge, "nonce").unwrap();
+        let uri = "sip:127.0.0.1";
+        let response = DigestInput {
+            algorithm: Algorithm::Md5,
+            username: user,
+            realm: &realm,
+            password,
+            method: "REGISTER",
+            uri,
+            nonce: &nonce,
+            nonce_count: "00000001",
+            cnonce: "c0ffee",
+            qop: "auth",
+        }
+        .response();
+        let auth = format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\""
+        );
+        self.register(user, Some(auth)).await.0
+    }
+}
+
+/// A server with SIP over UDP and phones 1001 (`pw`) and 1002 (`pw-1002`).
+async fn sip_server(change: impl FnOnce(&mut tapir_server::Config)) -> (RunningServer, SocketAddr) {
+    let s = server_with(|c| {
+        c.sip.listen = vec!["udp:127.0.0.1:0".into()];
+        c.sip.digest_algorithms = vec!["MD5".into()];
+        change(c);
+    })
+    .await;
+    let admin = Api::new(&s, Some("admin-secret"));
+    let (status, body) = admin
+        .post(
+            "/v1/admin/lines",
+            json!({"address": "1002", "password": "pw-1002"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let sip = s.sip_addr.unwrap();
+    (s, sip)
+}
+
+#[tokio::test]
+async fn wrong_passwords_for_one_user_do_not_lock_another_user_at_that_source() {
+    let (_s, sip) = sip_server(|_| {}).await;
+    // A phone with a stale password, behind the office's one address.
+    let mut stale = Phone::at("127.0.0.1", sip).await;
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            out.push(stale.register_with("1001", "stale").await);
+        }
+        out
+    };
+    assert_eq!(statuses, [401, 401, 401, 401, 403, 403], "{statuses:?}");
+    // Its user is locked at this address, even with the right password...
+    assert_eq!(stale.register_with("1001", "pw").await, 403);
+    // ...but the phone next to it, same address, registers.
+    let mut neighbour = Phone::at("127.0.0.1", sip).await;
+    assert_eq!(neighbour.register_with("1002", "pw-1002").await, 200);
+    // And the locked user from another address too.
+    let mut elsewhere = Phone::at("127.0.0.2", sip).await;
+    assert_eq!(elsewhere.register_with("1001", "pw").await, 200);
+}
+
+#[tokio::test]
+async fn spraying_many_users_from_one_source_locks_the_source() {
+    let (_s, sip) = sip_server(|_| {}).await;
+    let mut sprayer = Phone::at("127.0.0.1", sip).await;
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        statuses.push(sprayer.register_with(&format!("90{n:02}"), "123456").await);
+    }
+    assert!(statuses[..29].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[29], 403);
+    // Every user at that address is refused now, before any challenge.
+    let mut same_address = Phone::at("127.0.0.1", sip).await;
+    assert_eq!(same_address.register("1002", None).await.0, 403);
+    // Other addresses are not.
+    let mut elsewhere = Phone::at("127.0.0.2", sip).await;
+    assert_eq!(elsewhere.register_with("1002", "pw-1002").await, 200);
+}
+
+#[tokio::test]
+async fn an_exempt_source_is_never_locked() {
+    let (_s, sip) = sip_server(|c| c.sip.lockout_exempt = vec!["127.0.0.0/8".into()]).await;
+    let mut phone = Phone::at("127.0.0.1", sip).await;
+    for n in 0..40 {
+        assert_eq!(phone.register_with("1001", "wrong").await, 401, "{n}");
+        assert_eq!(
+            phone.register_with(&format!("90{n:02}"), "x").await,
+            401,
+            "{n}"
+        );
+    }
+    assert_eq!(phone.register_with("1001", "pw").await, 200);
+}
