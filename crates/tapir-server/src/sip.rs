@@ -117,9 +117,11 @@ fn tls_acceptor(data_dir: &Path) -> Result<TlsAcceptor, SipStartError> {
         .map_err(|e| tls_err(&e))?;
         std::fs::create_dir_all(&dir).map_err(|e| tls_err(&e))?;
         std::fs::write(&cert_path, generated.cert.der()).map_err(|e| tls_err(&e))?;
-        std::fs::write(&key_path, generated.key_pair.serialize_der()).map_err(|e| tls_err(&e))?;
+        write_private_key(&key_path, &generated.key_pair.serialize_der())
+            .map_err(|e| tls_err(&e))?;
         tracing::info!(path = %cert_path.display(), "generated a self-signed SIP TLS certificate");
     }
+    keep_private(&dir, &key_path).map_err(|e| tls_err(&e))?;
     let cert = std::fs::read(&cert_path).map_err(|e| tls_err(&e))?;
     let key = std::fs::read(&key_path).map_err(|e| tls_err(&e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -133,6 +135,38 @@ fn tls_acceptor(data_dir: &Path) -> Result<TlsAcceptor, SipStartError> {
         )
         .map_err(|e| tls_err(&e))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Writes a private key readable by its owner only: created with mode
+/// 0600 (never world-readable, not even for a moment), then filled.
+fn write_private_key(path: &Path, der: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(der)?;
+    file.sync_all()
+}
+
+/// The TLS directory 0700 and the key 0600, also for files an older tapir
+/// wrote world-readable (fixed at every start, with a warning).
+fn keep_private(dir: &Path, key: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, mode) in [(dir, 0o700), (key, 0o600)] {
+            let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if current & !mode != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{current:o}"), "TLS key material was readable by others: restricting it");
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, key);
+    Ok(())
 }
 
 /// The trunks of the configuration bound to their trunk lines, each

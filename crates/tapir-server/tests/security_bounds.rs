@@ -3,7 +3,9 @@
 //!
 //! - digest guessing locks the guesser (one user at one address), not every
 //!   phone behind the address; spraying many users locks the address; an
-//!   exempt network is never locked.
+//!   exempt network is never locked;
+//! - the generated TLS private key is 0600 in a 0700 directory, and one an
+//!   older tapir left readable is restricted at start.
 
 #![allow(clippy::unwrap_used)]
 
@@ -175,4 +177,38 @@ async fn an_exempt_source_is_never_locked() {
         );
     }
     assert_eq!(phone.register_with("1001", "pw").await, 200);
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_tls_private_key_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_path_buf();
+    let start = |dir: std::path::PathBuf| {
+        server_with(move |c| {
+            c.data_dir = dir;
+            c.sip.listen = vec!["udp:127.0.0.1:0".into(), "tls:127.0.0.1:0".into()];
+        })
+    };
+    let s = start(dir.clone()).await;
+    assert!(s.sip_tls_addr.is_some());
+    let key = dir.join("tls").join("key.der");
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&dir.join("tls")), 0o700);
+    s.shutdown().await;
+    // A key an older tapir left world-readable is fixed at the next start.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(dir.join("tls"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = start(dir.clone()).await;
+    assert!(s.sip_tls_addr.is_some());
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&dir.join("tls")), 0o700);
+    s.shutdown().await;
 }
