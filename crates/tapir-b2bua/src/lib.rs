@@ -364,7 +364,6 @@ pub struct B2bua {
     digest_retries: HashSet<TransactionKey>,
     out: VecDeque<Out>,
     next_inbound: u64,
-    counter: u64,
     session: u64,
 }
 
@@ -390,7 +389,6 @@ impl B2bua {
             digest_retries: HashSet::new(),
             out: VecDeque::new(),
             next_inbound: INBOUND_LEG_BASE,
-            counter: 0,
             session,
         }
     }
@@ -410,9 +408,12 @@ impl B2bua {
         self.dialogs.len()
     }
 
-    fn unique(&mut self, prefix: &str) -> String {
-        self.counter += 1;
-        format!("{prefix}{:x}{:x}", self.session, self.counter)
+    /// A fresh tag, branch or Call-ID part: `prefix` and 128 bits from a
+    /// CSPRNG in hex ([`tapir_sip::dialog::new_tag`]), never derived from
+    /// tapir's port or a counter, so that one dialog's identifiers tell
+    /// nothing about another's.
+    fn unique(&self, prefix: &str) -> String {
+        format!("{prefix}{}", tapir_sip::dialog::new_tag())
     }
 
     fn send(&mut self, to: SocketAddr, message: &Message) {
@@ -1727,7 +1728,7 @@ impl B2bua {
             }));
             return;
         };
-        let call_id = format!("{}@{}", self.unique("c"), self.cfg.domain);
+        let call_id = tapir_sip::dialog::new_call_id(&self.cfg.domain_host());
         let local_tag = self.unique("tp");
         let domain = self.cfg.domain_host();
         // A call with no caller yet (a consultation call ringing its own

@@ -462,8 +462,8 @@ impl FailureRecord {
     }
 }
 
-/// Length of the random part of a nonce, in bytes.
-const NONCE_RANDOM_BYTES: usize = 8;
+/// Length of the random part of a nonce, in bytes (128 bits).
+const NONCE_RANDOM_BYTES: usize = 16;
 /// Length of the truncated HMAC in a nonce, in bytes.
 const NONCE_MAC_BYTES: usize = 16;
 
@@ -962,9 +962,10 @@ fn escape_quoted(text: &str) -> String {
     out
 }
 
-/// A random tag (To/From tag), 16 hex digits.
+/// A random tag (To/From tag): 128 bits from the thread's CSPRNG
+/// (`rand`'s ChaCha-based `ThreadRng`, seeded by the OS), 32 hex digits.
 pub(crate) fn random_tag() -> String {
-    let bytes: [u8; 8] = rand::random();
+    let bytes: [u8; 16] = rand::random();
     to_hex(&bytes)
 }
 

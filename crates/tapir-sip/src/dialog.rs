@@ -19,14 +19,21 @@ use std::collections::HashMap;
 
 use crate::msg::{HeaderName, Message, MessageBuilder, Method, NameAddr, StartLine, Uri};
 
-/// A fresh tag for From or To, 16 hex digits of randomness.
+/// A fresh tag for From or To: 128 bits from a CSPRNG, 32 hex digits.
 pub fn new_tag() -> String {
     crate::auth::random_tag()
 }
 
-/// A fresh RFC 3261 branch (`z9hG4bK` + 16 hex digits of randomness).
+/// A fresh RFC 3261 branch: the `z9hG4bK` magic cookie and 128 bits from a
+/// CSPRNG (32 hex digits).
 pub fn new_branch() -> String {
     format!("z9hG4bK{}", crate::auth::random_tag())
+}
+
+/// A fresh Call-ID at `host`: 128 bits from a CSPRNG (32 hex digits), so
+/// that nobody can guess another call's Call-ID from one they saw.
+pub fn new_call_id(host: &str) -> String {
+    format!("{}@{host}", crate::auth::random_tag())
 }
 
 /// Which side of the dialog we are.

@@ -618,7 +618,13 @@ fn tags_and_branches_are_fresh() {
     let a = new_tag();
     let b = new_tag();
     assert_ne!(a, b);
-    assert_eq!(a.len(), 16);
+    // 128 bits: 32 hex digits.
+    assert_eq!(a.len(), 32);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
     let branch = new_branch();
-    assert!(branch.starts_with("z9hG4bK") && branch.len() > 7);
+    assert!(branch.starts_with("z9hG4bK") && branch.len() == 7 + 32);
+    let call_id = new_call_id("example.com");
+    let (random, host) = call_id.split_once('@').unwrap();
+    assert_eq!((random.len(), host), (32, "example.com"));
+    assert_ne!(call_id, new_call_id("example.com"));
 }
