@@ -40,6 +40,7 @@
 pub mod directory;
 pub mod driver;
 pub mod info;
+mod session_timer;
 pub mod trunk;
 
 pub use trunk::TrunkRoute;
@@ -1957,6 +1958,9 @@ impl B2bua {
                     ReleaseCause::NotFound => 404,
                     ReleaseCause::Unavailable | ReleaseCause::Normal => 480,
                     ReleaseCause::Moved => 480,
+                    ReleaseCause::RtpTimeout
+                    | ReleaseCause::SessionExpired
+                    | ReleaseCause::NoAck => 408,
                 };
                 self.final_error(now, leg, code, None);
             }
@@ -1983,7 +1987,8 @@ impl B2bua {
                         "terminated;reason=noresource",
                     );
                 }
-                if let Some(bye) = self.in_dialog_request(leg, Method::Bye) {
+                if let Some(mut bye) = self.in_dialog_request(leg, Method::Bye) {
+                    session_timer::add_reason(&mut bye, cause);
                     self.start_client(now, leg, bye);
                 }
                 self.end_dialog(leg);

@@ -110,6 +110,46 @@ pub enum ReleaseCause {
     Unavailable,
     /// Answered elsewhere or moved on (CANCEL with a reason, or BYE).
     Moved,
+    /// The device's far end vanished: no RTP (nor RTCP) arrived on its
+    /// established leg for the media plane's inactivity timeout (BYE).
+    #[serde(rename = "rtp_timeout")]
+    RtpTimeout,
+    /// The device's far end vanished: its RFC 4028 session interval ran
+    /// out without a refresh (BYE).
+    #[serde(rename = "session_expired")]
+    SessionExpired,
+    /// The device's far end vanished: it never acknowledged tapir's 2xx
+    /// to its INVITE (RFC 3261 §13.3.1.4: BYE once the 2xx retransmissions
+    /// end).
+    #[serde(rename = "no_ack")]
+    NoAck,
+}
+
+impl ReleaseCause {
+    /// The cause's name as CDRs and logs spell it (`normal`, `rtp_timeout`,
+    /// `session_expired`, `no_ack`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReleaseCause::Normal => "normal",
+            ReleaseCause::Rejected => "rejected",
+            ReleaseCause::Busy => "busy",
+            ReleaseCause::NotFound => "notfound",
+            ReleaseCause::Unavailable => "unavailable",
+            ReleaseCause::Moved => "moved",
+            ReleaseCause::RtpTimeout => "rtp_timeout",
+            ReleaseCause::SessionExpired => "session_expired",
+            ReleaseCause::NoAck => "no_ack",
+        }
+    }
+
+    /// Whether tapir ends the leg because its device vanished (no media,
+    /// no session refresh, no ACK) rather than by a party's choice.
+    pub fn is_vanished(self) -> bool {
+        matches!(
+            self,
+            ReleaseCause::RtpTimeout | ReleaseCause::SessionExpired | ReleaseCause::NoAck
+        )
+    }
 }
 
 /// Work for the SIP and media drivers. The core decides every telephony rule;

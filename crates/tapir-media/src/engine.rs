@@ -109,9 +109,12 @@ pub enum MediaEvent {
         /// The digits (`0-9 * # A-D`).
         digits: String,
     },
-    /// Neither RTP nor RTCP arrived on a `sendrecv` leg for
-    /// [`MediaConfig::rtp_timeout`] (reported once until packets flow
-    /// again).
+    /// Neither RTP nor RTCP arrived on a leg for
+    /// [`MediaConfig::rtp_timeout`] since its media was applied or its last
+    /// packet (for [`MediaConfig::rtp_hold_timeout`] on a leg on hold).
+    /// Reported again after each further timeout while the silence lasts
+    /// (the server may have ignored an earlier report: a caller waiting for
+    /// an answer need not send media).
     RtpTimeout {
         /// The leg.
         leg: LegId,
@@ -134,9 +137,17 @@ pub struct MediaConfig {
     /// system pick (port 0).
     pub port_range: Option<(u16, u16)>,
     /// Report [`MediaEvent::RtpTimeout`] after this long without RTP (or
-    /// RTCP from the phone) on a `sendrecv` leg with a remote address (held legs, in either
-    /// direction, are not watched); `None` disables it.
+    /// RTCP from the phone) on a `sendrecv` leg whose media was applied
+    /// ([`MediaEngine::set_remote`] with an address), counted from the
+    /// last packet or, when none ever came, from when the media was
+    /// applied; `None` disables it.
     pub rtp_timeout: Option<Duration>,
+    /// The same for a leg on hold (tapir's direction not `sendrecv`, or
+    /// the peer gave no address, e.g. `c=0.0.0.0`): a held phone may
+    /// legitimately send nothing, so the wait is longer (Asterisk's
+    /// `rtpholdtimeout`, rtpengine's `silent-timeout`); `None` never times
+    /// a held leg out.
+    pub rtp_hold_timeout: Option<Duration>,
     /// Symmetric RTP: send to the source address the peer's packets really
     /// come from (phones behind NAT). Packets from the signalled address
     /// latch at once, another source after three packets in sequence; once
@@ -159,7 +170,8 @@ impl Default for MediaConfig {
         Self {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port_range: None,
-            rtp_timeout: Some(Duration::from_secs(30)),
+            rtp_timeout: Some(DEFAULT_RTP_TIMEOUT),
+            rtp_hold_timeout: Some(DEFAULT_RTP_HOLD_TIMEOUT),
             symmetric_rtp: true,
             frame_interval: Duration::from_millis(20),
             hold_music: None,
@@ -167,6 +179,14 @@ impl Default for MediaConfig {
         }
     }
 }
+
+/// The default [`MediaConfig::rtp_timeout`]: 60 s, as rtpengine's
+/// `timeout` and Asterisk's sample `rtptimeout`.
+pub const DEFAULT_RTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`MediaConfig::rtp_hold_timeout`]: one hour, as rtpengine's
+/// `silent-timeout` (a held phone may send nothing at all).
+pub const DEFAULT_RTP_HOLD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Errors of the engine's control methods.
 #[derive(Debug, thiserror::Error)]
@@ -400,11 +420,11 @@ struct Leg {
     dtmf_tx: DtmfSender,
     dtmf_rx: DtmfReceiver,
     mix_in: Playout,
-    /// Last packet received, or when the leg started expecting packets.
+    /// Last packet received, or when the leg started expecting packets
+    /// (media applied, direction changed), or its last timeout report.
     last_rx: Instant,
     /// SRTP keys and contexts once the leg is secure.
     srtp: Option<(SrtpKeys, SrtpSession)>,
-    timed_out: bool,
 }
 
 impl Leg {
@@ -606,7 +626,6 @@ fn on_rtcp(
     // A phone that suppresses silence sends no RTP but keeps reporting:
     // its RTCP shows the call is alive (RFC 3550 §6.3.5).
     leg.last_rx = Instant::now();
-    leg.timed_out = false;
     stats.rtcp_received += 1;
 }
 
@@ -784,7 +803,6 @@ impl State {
             }
         }
         leg.last_rx = now;
-        leg.timed_out = false;
         let arrival = now.saturating_duration_since(shared.epoch).as_micros() / 125;
         leg.rtcp
             .rx
@@ -974,18 +992,23 @@ impl State {
         for leg in legs.values_mut() {
             send_report(shared, stats, leg, pkt, now);
         }
-        // RTP inactivity.
-        if let Some(limit) = shared.config.rtp_timeout {
-            for (id, leg) in legs.iter_mut() {
-                // Only a call in full flow is expected to send: phones that
-                // hold with `sendonly` often send nothing at all.
-                let expecting = leg.direction == Direction::SendRecv
-                    && leg.remote.is_some_and(|r| r.addr.is_some());
-                if expecting && !leg.timed_out && now.saturating_duration_since(leg.last_rx) > limit
-                {
-                    leg.timed_out = true;
-                    shared.emit(MediaEvent::RtpTimeout { leg: *id });
-                }
+        // RTP inactivity: a leg is watched once its media was applied; a
+        // call in full flow must send, a held one (phones that hold with
+        // `sendonly` often send nothing at all) gets the longer wait.
+        for (id, leg) in legs.iter_mut() {
+            let Some(remote) = leg.remote else { continue };
+            let flowing = leg.direction == Direction::SendRecv && remote.addr.is_some();
+            let limit = if flowing {
+                shared.config.rtp_timeout
+            } else {
+                shared.config.rtp_hold_timeout
+            };
+            if let Some(limit) = limit
+                && now.saturating_duration_since(leg.last_rx) > limit
+            {
+                // Counted afresh: reported again after another timeout.
+                leg.last_rx = now;
+                shared.emit(MediaEvent::RtpTimeout { leg: *id });
             }
         }
     }
@@ -1236,7 +1259,6 @@ impl MediaEngine {
                 dtmf_rx: DtmfReceiver::new(),
                 mix_in: Playout::new(),
                 last_rx: Instant::now(),
-                timed_out: false,
                 srtp: None,
             },
         );
@@ -1282,7 +1304,6 @@ impl MediaEngine {
             }
             l.remote = Some(remote);
             l.last_rx = Instant::now();
-            l.timed_out = false;
         })
     }
 
@@ -1423,7 +1444,6 @@ impl MediaEngine {
         self.with_leg(leg, |l| {
             if l.direction != direction {
                 l.last_rx = Instant::now();
-                l.timed_out = false;
             }
             l.direction = direction;
         })

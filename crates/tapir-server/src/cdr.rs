@@ -12,8 +12,10 @@
 //!
 //! It carries every party (address, call id, role), when it started, when
 //! it was first answered (a call of it connected), when it ended, how it
-//! ended (the first disconnect mode or busy seen, else `normal`), and every
-//! API operation applied to any of its calls with its result.
+//! ended (the first disconnect mode or busy seen, else `normal`; a call
+//! whose device vanished names why tapir released it: `rtp_timeout`,
+//! `session_expired` or `no_ack`), and every API operation applied to any
+//! of its calls with its result.
 //!
 //! The tracker runs inside the switch task after every step that produced
 //! output ([`Tracker::after_step`]); the HTTP layer adds operations with
@@ -77,7 +79,9 @@ pub struct Cdr {
     pub parties: Vec<CdrParty>,
     /// Where the first call came from: `outbound`, `internal`, `external`, `conference`.
     pub origin: String,
-    /// How it ended: a disconnect mode (`normal`, `busy`, `noanswer`, …).
+    /// How it ended: a disconnect mode (`normal`, `busy`, `noanswer`, …),
+    /// or why tapir released a leg whose device vanished (`rtp_timeout`,
+    /// `session_expired`, `no_ack`).
     pub end_reason: String,
     /// Operations applied to its calls, in order.
     pub operations: Vec<CdrOperation>,
@@ -241,6 +245,18 @@ impl Tracker {
         );
         named.sort_unstable();
         named.dedup();
+        // A leg released because its device vanished names the record's
+        // end, before the far party's plain disconnect of the same step.
+        for (leg, cause) in &touched.vanished {
+            if let Some(o) = self
+                .legs
+                .get(leg)
+                .and_then(|c| self.by_call.get(c))
+                .and_then(|k| self.open.get_mut(k))
+            {
+                o.end_reason = Some(cause.name().to_string());
+            }
+        }
         for id in named {
             if self.by_call.contains_key(&id) {
                 self.update(sw, id, now);
@@ -427,6 +443,8 @@ pub struct Touched {
     pub calls: Vec<CallId>,
     /// Legs named by effects.
     pub legs: Vec<LegId>,
+    /// Legs released because their device vanished, and why.
+    pub vanished: Vec<(LegId, tapir_core::ReleaseCause)>,
 }
 
 impl Touched {
@@ -462,9 +480,14 @@ impl Touched {
                 | Effect::Reoffer { leg, .. }
                 | Effect::Media { leg, .. }
                 | Effect::Redirect { leg, .. }
-                | Effect::ReleaseLeg { leg, .. }
                 | Effect::SendDigits { leg, .. }
                 | Effect::SecureMedia { leg } => self.legs.push(*leg),
+                Effect::ReleaseLeg { leg, cause } => {
+                    self.legs.push(*leg);
+                    if cause.is_vanished() {
+                        self.vanished.push((*leg, *cause));
+                    }
+                }
                 #[allow(unreachable_patterns)]
                 _ => {}
             },
@@ -476,6 +499,7 @@ impl Touched {
     pub fn clear(&mut self) {
         self.calls.clear();
         self.legs.clear();
+        self.vanished.clear();
     }
 }
 
@@ -598,6 +622,59 @@ mod tests {
             t.after_step(&sim.switch, sim.now, &tc)
         };
         assert_eq!(t.open_count(), 1);
+    }
+
+    #[test]
+    fn a_call_whose_device_vanished_names_the_reason() {
+        for cause in [
+            tapir_core::ReleaseCause::RtpTimeout,
+            tapir_core::ReleaseCause::SessionExpired,
+            tapir_core::ReleaseCause::NoAck,
+        ] {
+            let mut sim = Sim::new();
+            sim.add_phone("1001");
+            sim.add_phone("1002");
+            let mut t = Tracker::new();
+            let step = |sim: &mut Sim, t: &mut Tracker| {
+                let tc = touched(sim);
+                t.after_step(&sim.switch, sim.now, &tc)
+            };
+            sim.phone("1001").dial("1002");
+            sim.run();
+            assert!(step(&mut sim, &mut t).is_empty());
+            sim.phone("1002").answer();
+            sim.run();
+            assert!(step(&mut sim, &mut t).is_empty());
+            assert_eq!(sim.calls_at("1002").len(), 1);
+            // 1002 vanishes: tapir releases its leg with the cause.
+            sim.phone("1002").report(tapir_core::LegEvent::Lost(cause));
+            sim.run();
+            assert!(sim.effects.iter().any(|e| matches!(
+                e,
+                tapir_core::Effect::ReleaseLeg { cause: c, .. } if *c == cause
+            )));
+            let out = step(&mut sim, &mut t);
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!(out[0].data["end_reason"], cause.name());
+        }
+    }
+
+    #[test]
+    fn a_device_lost_before_the_answer_changes_nothing() {
+        let mut sim = Sim::new();
+        sim.add_phone("1001");
+        sim.add_phone("1002");
+        // The caller's leg is not answered yet (1002 rings): a caller may
+        // send no media while it waits.
+        sim.phone("1001").dial("1002");
+        sim.run();
+        sim.clear();
+        sim.phone("1001").report(tapir_core::LegEvent::Lost(
+            tapir_core::ReleaseCause::RtpTimeout,
+        ));
+        sim.run();
+        assert!(sim.effects.is_empty(), "{:?}", sim.effects);
+        assert_eq!(sim.calls_at("1001").len(), 1);
     }
 
     fn figures(received: u32, lost: i64) -> tapir_media::engine::RtcpStats {

@@ -43,6 +43,42 @@ pub struct Config {
     pub trunks: Vec<TrunkEntry>,
     /// Where the store lives and how much of the journal it keeps.
     pub store: StoreConfig,
+    /// Media plane settings.
+    pub media: MediaSettings,
+}
+
+/// `[media]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Seconds without RTP or RTCP from an answered phone in full flow
+    /// (`sendrecv`) before tapir releases its call (BYE, CDR reason
+    /// `rtp_timeout`); counted from the answer when no packet ever came.
+    /// `0` never releases. Default 60 (rtpengine's `timeout`).
+    pub rtp_timeout: f64,
+    /// The same for a call on hold (either side holds, or the phone gave
+    /// no address): a held phone may send nothing. `0` never releases.
+    /// Default 3600 (rtpengine's `silent-timeout`).
+    pub rtp_hold_timeout: f64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> MediaSettings {
+        MediaSettings {
+            rtp_timeout: 60.0,
+            rtp_hold_timeout: 3600.0,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// `seconds` as the media engine's timeout (`None` for 0, negative or
+    /// not a number).
+    pub fn timeout(seconds: f64) -> Option<std::time::Duration> {
+        (seconds.is_finite() && seconds > 0.0)
+            .then(|| std::time::Duration::try_from_secs_f64(seconds).ok())
+            .flatten()
+    }
 }
 
 /// `[store]`.
@@ -114,6 +150,7 @@ impl Default for Config {
             translate: None,
             trunks: Vec::new(),
             store: StoreConfig::default(),
+            media: MediaSettings::default(),
         }
     }
 }
@@ -147,6 +184,15 @@ pub struct SipConfig {
     /// Most failure counters (user at address, and address) remembered; the
     /// oldest that lock nothing are forgotten first (default 65 536).
     pub lockout_max_tracked: usize,
+    /// RFC 4028 session interval (seconds) tapir asks for in its INVITEs
+    /// and grants in its answers; a call not refreshed within it is
+    /// released (BYE, CDR reason `session_expired`). `0` turns session
+    /// timers off. Default 1800 (Asterisk, Kamailio).
+    pub session_expires: u32,
+    /// RFC 4028 `Min-SE` (seconds): a shorter interval asked by a device
+    /// gets `422 Session Interval Too Small`. At least 90 (the RFC's
+    /// floor); default 90.
+    pub min_se: u32,
 }
 
 impl SipConfig {
@@ -189,6 +235,8 @@ impl Default for SipConfig {
             lockout_secs: 600,
             lockout_exempt: Vec::new(),
             lockout_max_tracked: 65_536,
+            session_expires: 1800,
+            min_se: 90,
         }
     }
 }

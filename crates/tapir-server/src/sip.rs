@@ -8,7 +8,7 @@
 //! No SIP or telephony rule lives here.
 
 use crate::actor::SwitchHandle;
-use crate::config::Config;
+use crate::config::{Config, MediaSettings};
 use crate::quality::QualityBook;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::time::Instant;
 use tapir_b2bua::directory::{RegistrationTable, SipDirectory, TrunkBinding, TrunkTable};
 use tapir_b2bua::driver::{self, ToSwitch};
 use tapir_b2bua::{B2bua, MediaCommand, MediaPorts, SipTransport, TrunkRoute};
-use tapir_core::{Input, LegEvent, LegId, MediaSource, Tone};
+use tapir_core::{Input, LegEvent, LegId, MediaSource, ReleaseCause, Tone};
 use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, Source};
 use tapir_media::sdp::Direction as MediaDirection;
 use tapir_media::tone::ToneKind;
@@ -290,6 +290,8 @@ pub async fn start(
     let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
     let (engine, mut media_events) = MediaEngine::new(MediaConfig {
         bind_ip: addr.ip(),
+        rtp_timeout: MediaSettings::timeout(config.media.rtp_timeout),
+        rtp_hold_timeout: MediaSettings::timeout(config.media.rtp_hold_timeout),
         ..MediaConfig::default()
     })
     .map_err(|e| SipStartError::Media(e.to_string()))?;
@@ -379,7 +381,10 @@ pub async fn start(
                     leg: LegId(leg.0),
                     event: LegEvent::PromptDone(play),
                 },
-                MediaEvent::RtpTimeout { .. } => continue,
+                MediaEvent::RtpTimeout { leg } => Input::Leg {
+                    leg: LegId(leg.0),
+                    event: LegEvent::Lost(ReleaseCause::RtpTimeout),
+                },
             };
             if h.input(input).await.is_err() {
                 return;

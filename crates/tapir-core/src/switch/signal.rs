@@ -43,6 +43,13 @@ pub enum LegEvent {
     /// The media plane played a prompt to the leg's device to its end (the
     /// `play` number of [`crate::PromptPlay`]).
     PromptDone(u64),
+    /// The device vanished from an established leg (no RTP for the
+    /// inactivity timeout, its session interval expired, no ACK of tapir's
+    /// 2xx): the call hangs up as if its device had, and the leg is
+    /// released with this cause (a BYE, and the reason in the CDR). Ignored
+    /// on a leg not answered yet (a caller waiting for an answer may send
+    /// no media).
+    Lost(ReleaseCause),
 }
 
 impl Switch {
@@ -260,6 +267,11 @@ impl Switch {
                 }
             }
             LegEvent::HungUp => self.device_hung_up(leg, call),
+            LegEvent::Lost(cause) => {
+                if answered {
+                    self.hang_up(call, cause);
+                }
+            }
             LegEvent::Held => {
                 // One hold state: the phone's own hold of a call the switch
                 // already holds (a remote-controlled phone obeying, or its
