@@ -336,6 +336,9 @@ struct Dialog {
     remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
     transport: SipTransport,
+    /// The first hop of the dialog's route set (from Record-Route) when it
+    /// names an IP address: in-dialog requests may come from it too.
+    route_hop: Option<SocketAddr>,
     /// A leg to a trunk's carrier: the digest credentials tapir answers
     /// the carrier's challenges with (once per request).
     trunk_credentials: Option<(String, String)>,
@@ -348,7 +351,13 @@ pub struct B2bua {
     media: Box<dyn MediaPorts + Send>,
     tx: TransactionLayer,
     dialogs: HashMap<LegId, Dialog>,
-    by_call_id: HashMap<String, LegId>,
+    /// Each dialog by tapir's own tag in it (128 random bits, so one leg
+    /// each). A request names a dialog only when its Call-ID and the
+    /// peer's tag match too (RFC 3261 §12.2.2): see [`B2bua::dialog_named`].
+    by_local_tag: HashMap<String, LegId>,
+    /// The server transaction of each device's INVITE still being set up,
+    /// for the CANCEL that names it (RFC 3261 §9.2).
+    inbound_invites: HashMap<TransactionKey, LegId>,
     /// Client transactions and the leg (and method) they belong to.
     clients: HashMap<TransactionKey, (LegId, Method)>,
     /// How many entries of `clients` each leg has (so that ending a dialog
@@ -382,7 +391,8 @@ impl B2bua {
             directory,
             media,
             dialogs: HashMap::new(),
-            by_call_id: HashMap::new(),
+            by_local_tag: HashMap::new(),
+            inbound_invites: HashMap::new(),
             clients: HashMap::new(),
             clients_per_leg: HashMap::new(),
             reliable_peers: HashMap::new(),
@@ -486,7 +496,7 @@ impl B2bua {
                 self.new_request(now, source, key, request)
             }
             Received::Matched { .. } => {}
-            Received::StrayAck(ack) => self.ack_received(now, &ack),
+            Received::StrayAck(ack) => self.ack_received(now, source, transport, &ack),
             Received::StrayResponse(response) => self.stray_response(response),
             Received::Unmatchable(_) => {}
         }
@@ -669,8 +679,8 @@ impl B2bua {
             }
             Method::Options if to_tag.is_none() => self.reply(now, &key, &request, 200),
             Method::Invite if to_tag.is_none() => self.new_invite(now, source, key, request),
-            Method::Cancel => self.cancel_received(now, key, request),
-            _ if to_tag.is_some() => self.in_dialog(now, key, request, method),
+            Method::Cancel => self.cancel_received(now, source, key, request),
+            _ if to_tag.is_some() => self.in_dialog(now, source, key, request, method),
             _ => self.reply(now, &key, &request, 405),
         }
     }
@@ -687,24 +697,6 @@ impl B2bua {
             tracing::warn!(dialogs = self.dialogs.len(), "dialog limit reached; 503");
             self.reply_unavailable(now, &key, &request);
             return;
-        }
-        // RFC 3891: an INVITE that replaces a dialog tapir does not know gets
-        // 481; `early-only` on an established dialog gets 486.
-        let mut replaced = None;
-        if let Ok(Some(replaces)) = request.replaces() {
-            let Some(other) = self.by_call_id.get(replaces.call_id).copied() else {
-                self.reply(now, &key, &request, 481);
-                return;
-            };
-            let established = self
-                .dialogs
-                .get(&other)
-                .is_some_and(|d| d.state == LegState::Confirmed);
-            if established && replaces.early_only() {
-                self.reply(now, &key, &request, 486);
-                return;
-            }
-            replaced = Some(other);
         }
         let transport = self.transport_of(&key);
         // A trunk's carrier is admitted by its address (IP-authenticated
@@ -747,6 +739,26 @@ impl B2bua {
                     return;
                 };
                 (user, None, to)
+            }
+        };
+        // Replaces (RFC 3891) is looked up only for an admitted caller, so
+        // that a stranger learns nothing about which calls exist.
+        let replaced = match request.replaces() {
+            Ok(None) => None,
+            Ok(Some(replaces)) => match self.replaced_dialog(&replaces) {
+                Ok(leg) => Some(leg),
+                Err(code) => {
+                    tracing::info!(
+                        code,
+                        "an INVITE with Replaces names no dialog it may replace"
+                    );
+                    self.reply(now, &key, &request, code);
+                    return;
+                }
+            },
+            Err(_) => {
+                self.reply(now, &key, &request, 400);
+                return;
             }
         };
         let offer = if request.body().is_empty() {
@@ -802,12 +814,14 @@ impl B2bua {
             .map(|t| t.uri_text.to_string())
             .unwrap_or_default();
         let local_tag = self.unique("tp");
+        self.by_local_tag.insert(local_tag.clone(), leg);
+        self.inbound_invites.insert(key.clone(), leg);
         self.dialogs.insert(
             leg,
             Dialog {
                 inbound: true,
                 state: LegState::Early,
-                call_id: call_id.clone(),
+                call_id,
                 local_tag,
                 remote_tag,
                 local_uri,
@@ -832,10 +846,10 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: offer,
                 transport,
+                route_hop: record_route_hop(&request, true),
                 trunk_credentials: None,
             },
         );
-        self.by_call_id.insert(call_id, leg);
         if let Some(negotiated) = negotiated {
             self.remote_media(leg, negotiated);
         }
@@ -858,12 +872,33 @@ impl B2bua {
 
     /// CANCEL of a device's pending INVITE: 200 to the CANCEL, 487 to the
     /// INVITE, and the switch hears the device hung up.
-    fn cancel_received(&mut self, now: Instant, key: TransactionKey, request: Message) {
-        let leg = request
-            .call_id()
-            .ok()
-            .flatten()
-            .and_then(|c| self.by_call_id.get(c).copied());
+    fn cancel_received(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        key: TransactionKey,
+        request: Message,
+    ) {
+        let transport = self.transport_of(&key);
+        // The CANCEL names the INVITE's transaction (same branch and sent-by),
+        // not a dialog; its Call-ID and From tag must be the INVITE's too.
+        let leg = self
+            .inbound_invites
+            .get(&key.cancelled_invite())
+            .copied()
+            .filter(|leg| {
+                self.dialogs.get(leg).is_some_and(|d| {
+                    Some(d.call_id.as_str()) == request.call_id().ok().flatten()
+                        && d.remote_tag.as_deref()
+                            == request
+                                .from_header()
+                                .ok()
+                                .flatten()
+                                .as_ref()
+                                .and_then(|f| f.tag())
+                })
+            })
+            .filter(|leg| self.sent_by_peer(*leg, source, transport));
         self.reply(now, &key, &request, if leg.is_some() { 200 } else { 481 });
         let Some(leg) = leg else { return };
         let Some(d) = self.dialogs.get(&leg) else {
@@ -886,22 +921,28 @@ impl B2bua {
         }));
     }
 
-    fn in_dialog(&mut self, now: Instant, key: TransactionKey, request: Message, method: Method) {
-        let leg = request
-            .call_id()
-            .ok()
-            .flatten()
-            .and_then(|c| self.by_call_id.get(c).copied());
-        let Some(leg) = leg.filter(|l| self.dialogs.contains_key(l)) else {
+    fn in_dialog(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        key: TransactionKey,
+        request: Message,
+        method: Method,
+    ) {
+        let Some(leg) = self.request_dialog(&request) else {
             if method != Method::Ack {
+                tracing::debug!(%method, %source, "an in-dialog request names no dialog; 481");
                 self.reply(now, &key, &request, 481);
             }
             return;
         };
-        if let Some(d) = self.dialogs.get_mut(&leg)
-            && let Some(target) = contact_uri(&request)
-        {
-            d.remote_target = target;
+        let transport = self.transport_of(&key);
+        if !self.sent_by_peer(leg, source, transport) {
+            tracing::warn!(%leg, %method, %source, transport = transport.via_token(), "an in-dialog request from outside the dialog's peer and route; 403");
+            if method != Method::Ack {
+                self.reply(now, &key, &request, 403);
+            }
+            return;
         }
         match method {
             Method::Bye => {
@@ -922,6 +963,74 @@ impl B2bua {
                 self.reply_in_dialog(now, leg, &key, &request, 200, None)
             }
             _ => self.reply_in_dialog(now, leg, &key, &request, 405, None),
+        }
+    }
+
+    /// The live dialog these identifiers name (RFC 3261 §12.2.2): its
+    /// Call-ID, tapir's tag and the peer's tag all match (a peer that
+    /// gave no tag, as RFC 2543 allowed, must give none). A dialog that is
+    /// ending names nothing.
+    fn dialog_named(
+        &self,
+        call_id: &str,
+        local_tag: &str,
+        remote_tag: Option<&str>,
+    ) -> Option<LegId> {
+        let leg = *self.by_local_tag.get(local_tag)?;
+        let d = self.dialogs.get(&leg)?;
+        (d.call_id == call_id
+            && d.remote_tag.as_deref() == remote_tag
+            && d.state != LegState::Ending)
+            .then_some(leg)
+    }
+
+    /// The dialog an in-dialog request (or ACK) names: tapir's tag is in
+    /// its To, the peer's in its From, whichever side sent the INVITE.
+    fn request_dialog(&self, request: &Message) -> Option<LegId> {
+        let call_id = request.call_id().ok().flatten()?;
+        let to = request.to_header().ok().flatten()?;
+        let from = request.from_header().ok().flatten();
+        self.dialog_named(call_id, to.tag()?, from.as_ref().and_then(|f| f.tag()))
+    }
+
+    /// Whether a request from `source` over `transport` may act on `leg`'s
+    /// dialog: it comes from the dialog's peer (the address tapir sends the
+    /// dialog's messages to, over the dialog's transport; over TCP or TLS
+    /// the peer's host, as a device may open a new connection), or from the
+    /// first hop of the dialog's route set (a record-routing proxy).
+    fn sent_by_peer(&self, leg: LegId, source: SocketAddr, transport: SipTransport) -> bool {
+        let Some(d) = self.dialogs.get(&leg) else {
+            return false;
+        };
+        let peer = transport == d.transport
+            && match transport {
+                SipTransport::Udp => source == d.remote_addr,
+                SipTransport::Tcp | SipTransport::Tls => source.ip() == d.remote_addr.ip(),
+            };
+        peer || d
+            .route_hop
+            .is_some_and(|hop| same_hop(hop, source, transport))
+    }
+
+    /// The dialog a Replaces header (RFC 3891 §3) names: `to-tag` is
+    /// tapir's tag in it, `from-tag` the peer's, both required. The status
+    /// to answer otherwise: 481 (no such dialog, or an early dialog tapir
+    /// did not initiate), 486 (`early-only` on an established dialog), 603
+    /// (a dialog being torn down).
+    fn replaced_dialog(&self, replaces: &tapir_sip::msg::Replaces<'_>) -> Result<LegId, u16> {
+        let (Some(to_tag), Some(from_tag)) = (replaces.to_tag(), replaces.from_tag()) else {
+            return Err(481);
+        };
+        let leg = *self.by_local_tag.get(to_tag).ok_or(481u16)?;
+        let d = self.dialogs.get(&leg).ok_or(481u16)?;
+        if d.call_id != replaces.call_id || d.remote_tag.as_deref() != Some(from_tag) {
+            return Err(481);
+        }
+        match d.state {
+            LegState::Ending => Err(603),
+            LegState::Early if d.inbound => Err(481),
+            LegState::Confirmed if replaces.early_only() => Err(486),
+            _ => Ok(leg),
         }
     }
 
@@ -1012,6 +1121,10 @@ impl B2bua {
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return;
         };
+        // A target refresh (RFC 3261 §12.2.2) from the dialog's peer: once
+        // accepted (200), its Contact is the dialog's new remote target. No
+        // other request moves the target.
+        let refresh = contact_uri(&request);
         let was_held = d.device_held;
         let wanted = sdp_direction(d.direction);
         let Some(offer) = offer else {
@@ -1019,6 +1132,9 @@ impl B2bua {
             // 200 and the device answers in the ACK.
             d.device_held = false;
             d.offered = Some(wanted);
+            if let Some(target) = refresh {
+                d.remote_target = target;
+            }
             let body = d.sdp.offer(wanted);
             self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
             if was_held {
@@ -1044,6 +1160,9 @@ impl B2bua {
         let holds = !negotiated.remote_direction.receives();
         d.device_held = holds;
         d.remote_offer = Some(offer);
+        if let Some(target) = refresh {
+            d.remote_target = target;
+        }
         self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
         self.remote_media(leg, negotiated);
         tracing::debug!(%leg, was_held, holds, "device re-INVITE");
@@ -1062,12 +1181,16 @@ impl B2bua {
     /// that breaks the no-fallback rule of a secured leg ends the leg.
     /// A leg the application asked to secure before it was established is
     /// secured now.
-    fn ack_received(&mut self, now: Instant, ack: &Message) {
-        let Some(leg) = ack
-            .call_id()
-            .ok()
-            .flatten()
-            .and_then(|c| self.by_call_id.get(c).copied())
+    fn ack_received(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        transport: SipTransport,
+        ack: &Message,
+    ) {
+        let Some(leg) = self
+            .request_dialog(ack)
+            .filter(|leg| self.sent_by_peer(*leg, source, transport))
         else {
             return;
         };
@@ -1178,22 +1301,25 @@ impl B2bua {
             self.reply_in_dialog(now, leg, &key, &request, 400, None);
             return;
         };
-        let replaces = request
-            .replaces()
-            .ok()
-            .flatten()
-            .map(|r| r.call_id.to_string());
-        let replaces = replaces.or_else(|| {
-            // Replaces travels as an escaped header of the Refer-To URI.
-            let text = refer_to.uri_text;
-            let i = text.find("Replaces=")?;
-            let raw = text.get(i + 9..)?;
-            let raw = raw.split('&').next()?;
-            let decoded =
-                String::from_utf8_lossy(&tapir_sip::msg::percent_decode(raw)).into_owned();
-            decoded.split(';').next().map(str::to_string)
+        // Replaces travels as an escaped header of the Refer-To URI (or,
+        // from older phones, as a header of the REFER). It names one of
+        // tapir's dialogs by Call-ID and both tags, like an INVITE's; a
+        // Replaces that names none leaves a blind transfer to the URI.
+        let embedded = refer_to.uri_text.find("Replaces=").and_then(|i| {
+            let raw = refer_to.uri_text.get(i + 9..)?.split('&').next()?;
+            Some(String::from_utf8_lossy(&tapir_sip::msg::percent_decode(raw)).into_owned())
         });
-        let event = match replaces.and_then(|call_id| self.by_call_id.get(&call_id).copied()) {
+        let other = match embedded {
+            Some(text) => tapir_sip::msg::Replaces::parse(&text)
+                .ok()
+                .and_then(|r| self.replaced_dialog(&r).ok()),
+            None => request
+                .replaces()
+                .ok()
+                .flatten()
+                .and_then(|r| self.replaced_dialog(&r).ok()),
+        };
+        let event = match other {
             Some(other) => LegEvent::ReferReplaces(other),
             None => match uri_user(&refer_to.uri) {
                 Some(user) => LegEvent::Refer(user),
@@ -1337,6 +1463,7 @@ impl B2bua {
                 let target = contact_uri(&response);
                 if let Some(d) = self.dialogs.get_mut(&leg) {
                     d.remote_tag = Some(tag);
+                    d.route_hop = record_route_hop(&response, false);
                     if let Some(target) = target {
                         d.remote_target = target;
                     }
@@ -1520,6 +1647,9 @@ impl B2bua {
         {
             d.remote_tag = Some(tag);
         }
+        if initial {
+            d.route_hop = record_route_hop(&response, false);
+        }
         if let Some(target) = contact_uri(&response) {
             d.remote_target = target;
         }
@@ -1586,11 +1716,18 @@ impl B2bua {
         if !(200..300).contains(&code) || cseq.method != "INVITE" {
             return;
         }
+        // Our tag is in its From; the Call-ID must be the dialog's too.
         let leg = response
-            .call_id()
+            .from_header()
             .ok()
             .flatten()
-            .and_then(|c| self.by_call_id.get(c).copied());
+            .as_ref()
+            .and_then(|f| f.tag())
+            .and_then(|tag| self.by_local_tag.get(tag).copied())
+            .filter(|leg| {
+                self.dialogs.get(leg).map(|d| d.call_id.as_str())
+                    == response.call_id().ok().flatten()
+            });
         if let Some(leg) = leg
             && let Some(ack) = self.ack_for(leg, cseq.number)
             && let Some(to) = self.dialogs.get(&leg).map(|d| d.remote_addr)
@@ -1798,12 +1935,13 @@ impl B2bua {
             return;
         };
         self.track_client(key.clone(), leg, Method::Invite);
+        self.by_local_tag.insert(local_tag.clone(), leg);
         self.dialogs.insert(
             leg,
             Dialog {
                 inbound: false,
                 state: LegState::Early,
-                call_id: call_id.clone(),
+                call_id,
                 local_tag,
                 remote_tag: None,
                 local_uri,
@@ -1828,10 +1966,10 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: None,
                 transport: found.transport,
+                route_hop: None,
                 trunk_credentials: trunk.and_then(|t| t.credentials),
             },
         );
-        self.by_call_id.insert(call_id, leg);
     }
 
     fn provisional(&mut self, now: Instant, leg: LegId, code: u16, with_sdp: bool) {
@@ -2046,12 +2184,15 @@ impl B2bua {
     fn end_dialog(&mut self, leg: LegId) {
         if let Some(d) = self.dialogs.get_mut(&leg) {
             d.state = LegState::Ending;
+            if d.inbound {
+                self.inbound_invites.remove(&d.invite_key);
+            }
         }
         // Keep the dialog while client transactions of it still run, so
         // their messages find their destination; drop it afterwards.
         let busy = self.clients_per_leg.get(&leg).is_some_and(|n| *n > 0);
         if !busy && let Some(d) = self.dialogs.remove(&leg) {
-            self.by_call_id.remove(&d.call_id);
+            self.by_local_tag.remove(&d.local_tag);
         }
     }
 
@@ -2293,5 +2434,32 @@ fn contact_uri(message: &Message) -> Option<String> {
     match message.contacts().ok().flatten()? {
         tapir_sip::msg::Contacts::Addresses(list) => list.first().map(|c| c.uri_text.to_string()),
         tapir_sip::msg::Contacts::Wildcard => None,
+    }
+}
+
+/// The first hop of the route set a Record-Route header gives, when it
+/// names an IP address (RFC 3261 §12.1): for the UAS the first entry (the
+/// proxy nearest to tapir), for the UAC the last one.
+fn record_route_hop(message: &Message, uas: bool) -> Option<SocketAddr> {
+    let routes = message.record_routes().ok()?;
+    let hop = if uas { routes.first() } else { routes.last() }?;
+    let Uri::Sip(uri) = &hop.uri else {
+        return None;
+    };
+    let ip = match uri.host {
+        Host::V4(a) => std::net::IpAddr::V4(a),
+        Host::V6(a) => std::net::IpAddr::V6(a),
+        Host::Domain(_) => return None,
+    };
+    let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
+    Some(SocketAddr::new(ip, port))
+}
+
+/// A request from `source` over `transport` comes from the route hop
+/// `hop`: the same address over UDP, the same host over TCP or TLS.
+fn same_hop(hop: SocketAddr, source: SocketAddr, transport: SipTransport) -> bool {
+    match transport {
+        SipTransport::Udp => hop == source,
+        SipTransport::Tcp | SipTransport::Tls => hop.ip() == source.ip(),
     }
 }

@@ -503,9 +503,11 @@ fn a_phone_picks_up_a_ringing_call_with_an_invite_that_replaces_it() {
     w.peer_sends(B, b_responds(&invite_b, 180, false));
     w.take(A);
     // Phone 1003 presses its pickup key: INVITE with Replaces naming the
-    // ringing dialog (tapir's dialog with 1002).
+    // ringing dialog (tapir's dialog with 1002). As RFC 3891 §3 has it,
+    // `to-tag` is the tag of the UA that receives the INVITE (tapir's own,
+    // in the From of its INVITE to 1002), `from-tag` 1002's.
     let replaces = format!(
-        "{};to-tag=b1;from-tag={}",
+        "{};to-tag={};from-tag=b1",
         invite_b.call_id().unwrap().unwrap(),
         invite_b.from_header().unwrap().unwrap().tag().unwrap()
     );

@@ -9,8 +9,6 @@
 //! of the call) but not its tags.
 
 #![allow(clippy::unwrap_used)]
-// The rig serves every test of this file; some use only part of it.
-#![allow(dead_code)]
 
 mod support;
 
@@ -473,5 +471,212 @@ async fn call_ids_and_tags_tapir_makes_cannot_be_guessed() {
         .count();
     assert!(common < 8, "two calls' Call-IDs share a prefix: {ids:?}");
     phone_hangs_up(&rig, &second).await;
+    rig.server.shutdown().await;
+}
+
+/// A stranger's UDP socket and the three spoofed tag sets it tries on a
+/// dialog whose Call-ID it knows: made-up tags, and the dialog's own tags
+/// in the wrong places.
+fn bogus_tags(side: &Side) -> Vec<(String, String)> {
+    vec![
+        ("evil-from".into(), "evil-to".into()),
+        (side.tapir.clone(), side.mine.clone()),
+        (side.mine.clone(), "evil-to".into()),
+    ]
+}
+
+#[tokio::test]
+async fn a_spoofed_bye_over_udp_or_tcp_gets_481_and_the_call_stays_up() {
+    let rig = rig().await;
+    let call = call(&rig.carrier, &rig.phone, 1, 40_010, 40_012).await;
+    let eve = Peer::bind(rig.sip).await;
+    let mut cseq = 10;
+    for side in [&call.phone, &call.carrier] {
+        for (from, to) in bogus_tags(side) {
+            cseq += 1;
+            let bye = in_dialog(
+                "BYE",
+                eve.addr(),
+                "UDP",
+                (&side.call_id, &from, &to),
+                cseq,
+                "",
+            );
+            let answer = eve.request(&bye).await;
+            assert_eq!(status(&answer), 481, "spoofed BYE over UDP: {answer}");
+        }
+    }
+    // The same over TCP.
+    let tcp = rig.server.sip_tcp_addr.unwrap();
+    for (from, to) in bogus_tags(&call.phone) {
+        cseq += 1;
+        let bye = in_dialog(
+            "BYE",
+            "127.0.0.1:9".parse().unwrap(),
+            "TCP",
+            (&call.phone.call_id, &from, &to),
+            cseq,
+            "",
+        );
+        let answer = tcp_request(tcp, &bye).await;
+        assert_eq!(status(&answer), 481, "spoofed BYE over TCP: {answer}");
+    }
+    // The dialog's own tags, from the stranger's address: refused.
+    let tags = (
+        call.phone.call_id.as_str(),
+        call.phone.mine.as_str(),
+        call.phone.tapir.as_str(),
+    );
+    let bye = in_dialog("BYE", eve.addr(), "UDP", tags, 40, "");
+    let answer = eve.request(&bye).await;
+    assert_eq!(
+        status(&answer),
+        403,
+        "BYE from outside the dialog: {answer}"
+    );
+    let bye = in_dialog("BYE", "127.0.0.1:9".parse().unwrap(), "TCP", tags, 41, "");
+    let answer = tcp_request(tcp, &bye).await;
+    assert_eq!(status(&answer), 403, "BYE over another transport: {answer}");
+    phone_hangs_up(&rig, &call).await;
+    rig.server.shutdown().await;
+}
+
+/// An RTP packet (PCMU, 20 ms of silence) with sequence number `seq`.
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend(std::iter::repeat_n(0xff, 160));
+    p
+}
+
+#[tokio::test]
+async fn a_spoofed_reinvite_does_not_move_the_media_and_a_spoofed_refer_is_refused() {
+    let rig = rig().await;
+    let carrier_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let eve_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = |s: &UdpSocket| s.local_addr().unwrap().port();
+    let call = call(
+        &rig.carrier,
+        &rig.phone,
+        1,
+        port(&carrier_rtp),
+        port(&phone_rtp),
+    )
+    .await;
+    let eve = Peer::bind(rig.sip).await;
+    let offer = format!("Content-Type: application/sdp\n\n{}", sdp(port(&eve_rtp)));
+    let side = &call.phone;
+    let mut tags = bogus_tags(side);
+    tags.push((side.mine.clone(), side.tapir.clone()));
+    for (n, (from, to)) in tags.iter().enumerate() {
+        let n = n as u32;
+        let own = from == &side.mine && to == &side.tapir;
+        let expected = if own { 403 } else { 481 };
+        let reinvite = in_dialog(
+            "INVITE",
+            eve.addr(),
+            "UDP",
+            (&side.call_id, from, to),
+            20 + n,
+            &offer,
+        );
+        let answer = eve.request(&reinvite).await;
+        assert_eq!(status(&answer), expected, "spoofed re-INVITE: {answer}");
+        let refer = in_dialog(
+            "REFER",
+            eve.addr(),
+            "UDP",
+            (&side.call_id, from, to),
+            30 + n,
+            "Refer-To: <sip:0301234567@127.0.0.1>\n",
+        );
+        let answer = eve.request(&refer).await;
+        assert_eq!(status(&answer), expected, "spoofed REFER: {answer}");
+    }
+    // The carrier's audio still reaches the phone, and none the stranger.
+    let tapir_rtp: SocketAddr = ([127, 0, 0, 1], call.carrier.tapir_rtp).into();
+    let mut buf = [0u8; 2048];
+    let mut reached = false;
+    for seq in 0..200u16 {
+        carrier_rtp.send_to(&rtp(seq), tapir_rtp).await.unwrap();
+        let got = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            phone_rtp.recv_from(&mut buf),
+        )
+        .await;
+        if got.is_ok() {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the carrier's audio reaches the phone");
+    assert!(
+        eve_rtp.try_recv_from(&mut buf).is_err(),
+        "the stranger got the call's audio"
+    );
+    // No transfer reached the carrier: its next message is the BYE.
+    phone_hangs_up(&rig, &call).await;
+    rig.server.shutdown().await;
+}
+
+/// Phone `user` at `phone` sends an INVITE with these extra header lines
+/// to 1001, answering tapir's challenge with `password` when given;
+/// returns the final response.
+async fn invite_with(phone: &Peer, user: &str, password: Option<&str>, extra: &str) -> String {
+    let local = phone.addr();
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:1001@127.0.0.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-inv{cseq}-{user}\n\
+             Max-Forwards: 70\n\
+             From: <sip:{user}@127.0.0.1>;tag=i{user}\n\
+             To: <sip:1001@127.0.0.1>\n\
+             Call-ID: replacing-{user}-{port}\n\
+             CSeq: {cseq} INVITE\n\
+             Contact: <sip:{user}@{local}>\n{extra}{auth}\
+             Content-Type: application/sdp\n\n{sdp}",
+            port = local.port(),
+            sdp = sdp(40_100),
+        )
+    };
+    let first = phone.request(&invite(1, "")).await;
+    let Some(password) = password else {
+        return first;
+    };
+    assert_eq!(status(&first), 407, "{first}");
+    let auth = digest(&first, user, password, "INVITE", "sip:1001@127.0.0.1");
+    phone
+        .request(&invite(2, &format!("Proxy-Authorization: {auth}\n")))
+        .await
+}
+
+#[tokio::test]
+async fn replaces_with_wrong_tags_is_refused_and_a_stranger_is_challenged_first() {
+    let rig = rig().await;
+    let call = call(&rig.carrier, &rig.phone, 1, 40_020, 40_022).await;
+    // An authenticated phone names the victim's dialog with wrong tags.
+    let mallory = Peer::bind(rig.sip).await;
+    register(&mallory, "1002", "pw2").await;
+    let side = &call.phone;
+    let replaces = format!("Replaces: {};to-tag=WRONG;from-tag=WRONG\n", side.call_id);
+    let answer = invite_with(&mallory, "1002", Some("pw2"), &replaces).await;
+    assert_eq!(status(&answer), 481, "Replaces with wrong tags: {answer}");
+    // A stranger's INVITE with Replaces is challenged before any lookup:
+    // the same answer for an unknown call and for a real one.
+    let eve = Peer::bind(rig.sip).await;
+    for replaces in [
+        "Replaces: no-such-call@x;to-tag=a;from-tag=b\n".to_string(),
+        format!(
+            "Replaces: {};to-tag={};from-tag={}\n",
+            side.call_id, side.tapir, side.mine
+        ),
+    ] {
+        let answer = invite_with(&eve, "1003", None, &replaces).await;
+        assert_eq!(status(&answer), 407, "unauthenticated Replaces: {answer}");
+    }
+    phone_hangs_up(&rig, &call).await;
     rig.server.shutdown().await;
 }
