@@ -40,7 +40,7 @@
 pub mod directory;
 pub mod driver;
 pub mod info;
-mod session_timer;
+pub mod session_timer;
 pub mod trunk;
 
 pub use trunk::TrunkRoute;
@@ -237,6 +237,8 @@ pub struct Config {
     /// The `Retry-After` (RFC 3261 §20.33) tapir sends with every 503 it
     /// gives a device: overload, no free RTP port.
     pub retry_after: Duration,
+    /// RFC 4028 session timers (see [`session_timer`]).
+    pub session_timer: session_timer::SessionTimerConfig,
 }
 
 impl Config {
@@ -251,6 +253,7 @@ impl Config {
             timers: TimerConfig::default(),
             max_dialogs: 100_000,
             retry_after: Duration::from_secs(5),
+            session_timer: session_timer::SessionTimerConfig::default(),
         }
     }
 
@@ -373,6 +376,7 @@ pub struct B2bua {
     /// challenge to them is not answered.
     digest_retries: HashSet<TransactionKey>,
     out: VecDeque<Out>,
+    timers: session_timer::SessionTimers,
     next_inbound: u64,
     session: u64,
 }
@@ -399,6 +403,7 @@ impl B2bua {
             trunk_requests: HashMap::new(),
             digest_retries: HashSet::new(),
             out: VecDeque::new(),
+            timers: session_timer::SessionTimers::default(),
             next_inbound: INBOUND_LEG_BASE,
             session,
         }
@@ -411,7 +416,8 @@ impl B2bua {
 
     /// When [`B2bua::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tx.poll_timeout()
+        let (tx, st) = (self.tx.poll_timeout(), self.timers.next_due());
+        tx.into_iter().chain(st).min()
     }
 
     /// How many dialogs are open (a leak check for tests).
@@ -506,6 +512,7 @@ impl B2bua {
     /// Timers of the transaction layer.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
+        self.session_timers_due(now);
         self.drain_transactions(now);
     }
 
@@ -546,7 +553,8 @@ impl B2bua {
         }
     }
 
-    fn respond(&mut self, now: Instant, key: &TransactionKey, response: Message) {
+    fn respond(&mut self, now: Instant, key: &TransactionKey, mut response: Message) {
+        self.session_answer(now, &mut response);
         if self.tx.send_response(now, key, response).is_ok() {
             self.drain_transactions(now);
         }
@@ -761,6 +769,9 @@ impl B2bua {
                 return;
             }
         };
+        if self.session_interval_refused(now, &key, &request, None) {
+            return;
+        }
         let offer = if request.body().is_empty() {
             None
         } else {
@@ -850,6 +861,7 @@ impl B2bua {
                 trunk_credentials: None,
             },
         );
+        self.session_request_seen(leg, &request);
         if let Some(negotiated) = negotiated {
             self.remote_media(leg, negotiated);
         }
@@ -954,7 +966,15 @@ impl B2bua {
                     event: LegEvent::HungUp,
                 }));
             }
-            Method::Invite | Method::Update => self.reinvite_received(now, leg, key, request),
+            Method::Invite | Method::Update => {
+                if self.session_interval_refused(now, &key, &request, Some(leg)) {
+                } else if method == Method::Update && request.body().is_empty() {
+                    // A session refresh without an offer: nothing to answer.
+                    self.reply_in_dialog(now, leg, &key, &request, 200, None);
+                } else {
+                    self.reinvite_received(now, leg, key, request);
+                }
+            }
             Method::Info => self.info_received(now, leg, &key, &request),
             Method::Refer => self.refer_received(now, leg, key, request),
             // PRACK tolerance (RFC 3262): tapir never asks for reliable
@@ -1403,6 +1423,7 @@ impl B2bua {
         match event {
             TransactionEvent::Response(response) => {
                 let code = response.status_code().unwrap_or(0);
+                self.session_response(now, leg, &method, &response);
                 if method == Method::Invite {
                     self.invite_response(now, leg, &key, response, code);
                 } else if matches!(code, 401 | 407) {
@@ -1413,6 +1434,7 @@ impl B2bua {
             }
             TransactionEvent::Timeout | TransactionEvent::TransportError => {
                 self.forget_client(&key);
+                self.session_request_failed(now, leg, &method);
                 if method == Method::Invite {
                     self.invite_failed(leg, &key, LegEvent::Unreachable);
                 } else if self
@@ -1923,7 +1945,8 @@ impl B2bua {
             });
         }
         let body = sdp.offer(SdpDirection::SendRecv);
-        let invite = b.body("application/sdp", Bytes::from(body)).build();
+        let mut invite = b.body("application/sdp", Bytes::from(body)).build();
+        self.session_offer(leg, &mut invite);
         let Ok(key) = self
             .tx
             .start_client(now, invite.clone(), reliability(found.transport))
@@ -2182,6 +2205,7 @@ impl B2bua {
 
     /// Forget a dialog (its transactions finish on their own).
     fn end_dialog(&mut self, leg: LegId) {
+        self.timers.forget(leg);
         if let Some(d) = self.dialogs.get_mut(&leg) {
             d.state = LegState::Ending;
             if d.inbound {
@@ -2200,8 +2224,9 @@ impl B2bua {
         &mut self,
         now: Instant,
         leg: LegId,
-        request: Message,
+        mut request: Message,
     ) -> Option<TransactionKey> {
+        self.session_offer(leg, &mut request);
         let method = request.method().cloned()?;
         let transport = self.leg_transport(leg);
         // Kept while it runs when the carrier may challenge it.

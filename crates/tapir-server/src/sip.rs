@@ -325,6 +325,10 @@ pub async fn start(
     let b2b = B2bua::new(
         tapir_b2bua::Config {
             tls: tls_addr,
+            session_timer: tapir_b2bua::session_timer::SessionTimerConfig {
+                expires: config.sip.session_expires,
+                min_se: config.sip.min_se,
+            },
             ..tapir_b2bua::Config::new(addr, config.sip.domain.clone())
         },
         Box::new(directory),
