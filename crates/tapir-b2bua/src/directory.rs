@@ -57,12 +57,16 @@ impl TrunkTable {
             .map(|b| b.route.clone())
     }
 
-    /// The trunk line whose carrier is at `carrier` (IP address and port).
-    pub fn line_from(&self, carrier: SocketAddr) -> Option<String> {
+    /// The trunk line whose carrier sends from `carrier` over `transport`:
+    /// the carrier's configured address, port and transport must all match
+    /// (a request from the carrier's host on another port or transport is
+    /// a stranger's). Over TCP and TLS that is the connection tapir opened
+    /// to the carrier, whose peer is the carrier's own address.
+    pub fn line_from(&self, carrier: SocketAddr, transport: SipTransport) -> Option<String> {
         let table = self.0.read().unwrap_or_else(|e| e.into_inner());
         table
             .iter()
-            .find(|b| b.route.addr == carrier)
+            .find(|b| same_peer(b.route.addr, carrier) && b.route.transport == transport)
             .map(|b| b.address.clone())
     }
 
@@ -278,9 +282,21 @@ impl Directory for SipDirectory {
         self.trunks.route(line)
     }
 
-    fn trunk_from(&self, carrier: SocketAddr, _transport: SipTransport) -> Option<String> {
-        self.trunks.line_from(carrier)
+    fn trunk_from(&self, carrier: SocketAddr, transport: SipTransport) -> Option<String> {
+        self.trunks.line_from(carrier, transport)
     }
+}
+
+/// The same IP address and port, an IPv4 address and its IPv4-mapped IPv6
+/// form (a dual-stack socket's view of it) counting as one.
+fn same_peer(a: SocketAddr, b: SocketAddr) -> bool {
+    let canonical = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
 }
 
 /// The IP address and port of a SIP contact URI, when it names both.
@@ -291,7 +307,49 @@ fn contact_address(contact: &str) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::contact_address;
+    use super::*;
+
+    fn carrier_table() -> TrunkTable {
+        let table = TrunkTable::default();
+        table.replace(vec![TrunkBinding {
+            line: LineId(7),
+            address: "9000".into(),
+            route: TrunkRoute {
+                addr: "127.0.0.1:5070".parse().unwrap(),
+                host: "127.0.0.1".into(),
+                transport: SipTransport::Udp,
+                credentials: None,
+            },
+        }]);
+        table
+    }
+
+    #[test]
+    fn a_carrier_is_its_address_port_and_transport_together() {
+        let t = carrier_table();
+        let carrier: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        assert_eq!(
+            t.line_from(carrier, SipTransport::Udp).as_deref(),
+            Some("9000")
+        );
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5070".parse().unwrap();
+        assert_eq!(
+            t.line_from(mapped, SipTransport::Udp).as_deref(),
+            Some("9000")
+        );
+        // The carrier's port over another transport, its host on another
+        // port, another host on its port: strangers.
+        assert_eq!(t.line_from(carrier, SipTransport::Tcp), None);
+        assert_eq!(t.line_from(carrier, SipTransport::Tls), None);
+        assert_eq!(
+            t.line_from("127.0.0.1:5071".parse().unwrap(), SipTransport::Udp),
+            None
+        );
+        assert_eq!(
+            t.line_from("127.0.0.2:5070".parse().unwrap(), SipTransport::Udp),
+            None
+        );
+    }
 
     #[test]
     fn contact_addresses() {

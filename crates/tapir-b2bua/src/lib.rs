@@ -89,9 +89,11 @@ pub trait Directory {
     fn trunk(&self, _line: LineId) -> Option<TrunkRoute> {
         None
     }
-    /// The address of the trunk line whose carrier is at `carrier` (see
-    /// [`trunk::carrier_source`]): its INVITEs are admitted without digest
-    /// (an IP-authenticated trunk). `None` for every other source.
+    /// The address of the trunk line whose carrier sends from `carrier`
+    /// (the datagram's or connection's real source address and port) over
+    /// `transport`: its INVITEs are admitted without digest (an
+    /// IP-authenticated trunk), and only its P-Asserted-Identity is read.
+    /// `None` for every other source, transport or port.
     fn trunk_from(&self, _carrier: SocketAddr, _transport: SipTransport) -> Option<String> {
         None
     }
@@ -707,15 +709,10 @@ impl B2bua {
             return;
         }
         let transport = self.transport_of(&key);
-        // A trunk's carrier is admitted by its address (IP-authenticated
-        // trunk); phones and everyone else by digest.
-        let claimed = trunk::carrier_source(source, &request, transport);
-        let carrier = if claimed != source && self.directory.trunk_from(source, transport).is_none()
-        {
-            claimed
-        } else {
-            source
-        };
+        // A trunk's carrier is admitted by where the request really came
+        // from: transport, address and port together (never by what its Via
+        // claims); phones and everyone else by digest.
+        let carrier = source;
         let (user, external_caller, to) = match self.directory.trunk_from(carrier, transport) {
             Some(trunk_line) => {
                 let caller = trunk::calling_number(&request);
@@ -2122,6 +2119,7 @@ impl B2bua {
                     ReleaseCause::RtpTimeout
                     | ReleaseCause::SessionExpired
                     | ReleaseCause::NoAck => 408,
+                    ReleaseCause::Forbidden => 403,
                 };
                 self.final_error(now, leg, code, None);
             }

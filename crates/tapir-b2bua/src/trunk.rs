@@ -61,40 +61,11 @@ pub fn number_user(number: &str) -> String {
     tapir_sip::msg::percent_encode_user(&digits).into_owned()
 }
 
-/// Where a carrier's request claims to come from, for matching it against
-/// the trunks when its source address itself is no trunk's (a connection
-/// tapir opened to the carrier is): over UDP the datagram's source address;
-/// over TCP or TLS the connection's IP address with the port of the top
-/// Via's sent-by (the port a connection comes from is an ephemeral one; a
-/// carrier that names its listening port there is recognised; 5060, or
-/// 5061 over TLS, when it names none).
-pub fn carrier_source(
-    source: SocketAddr,
-    request: &Message,
-    transport: SipTransport,
-) -> SocketAddr {
-    match transport {
-        SipTransport::Udp => source,
-        SipTransport::Tcp | SipTransport::Tls => {
-            let default = if transport == SipTransport::Tls {
-                5061
-            } else {
-                5060
-            };
-            let port = request
-                .top_via()
-                .ok()
-                .flatten()
-                .and_then(|v| v.port)
-                .unwrap_or(default);
-            SocketAddr::new(source.ip(), port)
-        }
-    }
-}
-
 /// The external caller's number of an INVITE from a carrier: the user of
 /// the first P-Asserted-Identity (RFC 3325, what carriers assert), else of
-/// From; `None` when neither names one.
+/// From; `None` when neither names one. Only for a request already known to
+/// come from a configured trunk's carrier (RFC 3325's trust domain): from
+/// anyone else the header is never read.
 pub fn calling_number(request: &Message) -> Option<String> {
     let asserted = HeaderName::from_wire("P-Asserted-Identity");
     let from_pai = request
@@ -188,22 +159,5 @@ mod tests {
             "UDP 127.0.0.1:5099",
         );
         assert_eq!(calling_number(&asserted).as_deref(), Some("+4930666"));
-    }
-
-    #[test]
-    fn carrier_sources() {
-        let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let udp = invite("", "UDP 127.0.0.1:5099");
-        assert_eq!(carrier_source(source, &udp, SipTransport::Udp), source);
-        let tcp = invite("", "TCP 127.0.0.1:5099");
-        assert_eq!(
-            carrier_source(source, &tcp, SipTransport::Tcp),
-            "127.0.0.1:5099".parse().unwrap()
-        );
-        let no_port = invite("", "TLS carrier.example");
-        assert_eq!(
-            carrier_source(source, &no_port, SipTransport::Tls),
-            "127.0.0.1:5061".parse().unwrap()
-        );
     }
 }

@@ -60,8 +60,9 @@ impl Directory for Dir {
     fn trunk(&self, line: LineId) -> Option<TrunkRoute> {
         (line == self.trunk_line).then(|| self.route.clone())
     }
-    fn trunk_from(&self, carrier: SocketAddr, _: SipTransport) -> Option<String> {
-        (carrier == self.route.addr).then(|| "9000".to_string())
+    fn trunk_from(&self, carrier: SocketAddr, transport: SipTransport) -> Option<String> {
+        (carrier == self.route.addr && transport == self.route.transport)
+            .then(|| "9000".to_string())
     }
 }
 
@@ -352,23 +353,34 @@ fn carrier_over_tcp(w: &mut World, peer: &str, via: &str, call_id: &str) {
 }
 
 #[test]
-fn over_tcp_a_carrier_is_known_by_the_connection_tapir_opened_or_by_its_via_port() {
+fn over_tcp_a_carrier_is_known_by_the_connection_tapir_opened_and_never_by_its_via() {
     // On the connection tapir opened to the carrier (peer = the carrier's
     // address), whatever its Via says.
     let mut w = World::new(SipTransport::Tcp, None);
     carrier_over_tcp(&mut w, CARRIER, "127.0.0.1:41000", "tcp-1");
     assert_eq!(w.kinds(CARRIER), ["100"]);
     assert_eq!(w.take(B).len(), 1, "1002 rings");
-    // On a connection of its own (ephemeral port) naming its listening
-    // port in Via.
+    // On a connection of its own (ephemeral port) naming the carrier's
+    // listening port in Via: anyone on the carrier's host can write that,
+    // so it meets the phones' rule.
     let mut w = World::new(SipTransport::Tcp, None);
     carrier_over_tcp(&mut w, "127.0.0.1:41001", CARRIER, "tcp-2");
-    assert_eq!(w.kinds("127.0.0.1:41001"), ["100"]);
-    assert_eq!(w.take(B).len(), 1, "1002 rings");
+    assert_eq!(w.kinds("127.0.0.1:41001"), ["100", "407"]);
+    assert!(w.take(B).is_empty());
     // Neither: the phones' rule.
     let mut w = World::new(SipTransport::Tcp, None);
     carrier_over_tcp(&mut w, "127.0.0.1:41002", "127.0.0.1:41002", "tcp-3");
     assert_eq!(w.kinds("127.0.0.1:41002"), ["100", "407"]);
+    assert!(w.take(B).is_empty());
+}
+
+#[test]
+fn a_udp_carriers_address_over_tcp_is_a_stranger() {
+    // The carrier is reached over UDP; a TCP connection from its very
+    // address and port is not the carrier.
+    let mut w = World::new(SipTransport::Udp, None);
+    carrier_over_tcp(&mut w, CARRIER, CARRIER, "tcp-4");
+    assert_eq!(w.kinds(CARRIER), ["100", "407"]);
     assert!(w.take(B).is_empty());
 }
 

@@ -895,6 +895,10 @@ pub struct AdminLine {
     /// Call appearances per address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<u32>,
+    /// What the line may dial: `none`, `internal`, `national` or `all`
+    /// (the server's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<String>,
 }
 
 /// An application of the configuration (`/v1/admin/apps`).
@@ -947,6 +951,9 @@ pub struct AdminTrunk {
     /// The trunk line's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Calls from its carrier may be routed back out of a trunk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hairpin: bool,
 }
 
 /// A pickup group.

@@ -36,6 +36,48 @@ pub struct LineConfig {
     /// without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// What the line may dial: its own calls, and where it forwards,
+    /// redirects and transfers calls to (phones and route points; a trunk
+    /// line's calls follow `allow_hairpin` instead).
+    #[serde(default)]
+    pub outbound: Outbound,
+    /// Trunk lines only: calls that come in from this trunk's carrier may be
+    /// routed back out of a trunk (a hairpin). Off by default: a carrier's
+    /// call to an external number is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hairpin: bool,
+}
+
+/// What a line may dial (`[[lines]] outbound`): each class includes the
+/// ones before it. "International" is decided by the switch's location
+/// (see `tapir_translate::dialled`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Outbound {
+    /// Nothing: the line only receives calls.
+    None,
+    /// Addresses of this switch and park slots only.
+    Internal,
+    /// Also numbers outside the switch within the location's country (the
+    /// default: no international calls, the first thing toll fraud uses).
+    #[default]
+    National,
+    /// Every number, international ones included.
+    All,
+}
+
+impl Outbound {
+    /// The value as configured (`none`, `internal`, `national`, `all`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outbound::None => "none",
+            Outbound::Internal => "internal",
+            Outbound::National => "national",
+            Outbound::All => "all",
+        }
+    }
 }
 
 fn default_max_calls() -> usize {
@@ -54,6 +96,8 @@ impl LineConfig {
             remote_answer: false,
             max_calls: default_max_calls(),
             prefix: None,
+            outbound: Outbound::default(),
+            allow_hairpin: false,
         }
     }
 
@@ -126,6 +170,9 @@ pub struct SwitchConfig {
     pub max_forward_hops: u8,
     /// Highest message id for `complete_call` in message mode.
     pub completion_messages: u32,
+    /// The location the switch dials from: its country tells a line's
+    /// national calls from international ones (`outbound = "national"`).
+    pub location: tapir_translate::Location,
 }
 
 impl Default for SwitchConfig {
@@ -141,6 +188,7 @@ impl Default for SwitchConfig {
             max_completions_per_address: 8,
             max_forward_hops: 5,
             completion_messages: 4,
+            location: tapir_translate::Location::new("default", 1, "425"),
         }
     }
 }

@@ -8,6 +8,9 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorCode {
+    /// The destination is barred for this line (its `outbound` permission,
+    /// or a trunk that does not allow hairpins).
+    AddressBlocked,
     /// Every call appearance of the address is in use.
     CallUnavail,
     /// Too many call-completion requests are outstanding.
@@ -65,6 +68,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         use ErrorCode::*;
         match self {
+            AddressBlocked => "addressblocked",
             CallUnavail => "callunavail",
             CompletionOverrun => "completionoverrun",
             ConferenceFull => "conferencefull",

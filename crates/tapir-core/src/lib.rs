@@ -35,7 +35,7 @@ pub mod sim;
 mod switch;
 mod types;
 
-pub use config::{AppConfig, LineConfig, SwitchConfig, default_media_modes};
+pub use config::{AppConfig, LineConfig, Outbound, SwitchConfig, default_media_modes};
 pub use error::{ErrorCode, TapiError};
 pub use ids::{AppId, BridgeId, CallId, CompletionId, LegId, LineId, RequestId, Timestamp};
 pub use output::{

@@ -123,6 +123,9 @@ pub enum ReleaseCause {
     /// end).
     #[serde(rename = "no_ack")]
     NoAck,
+    /// The caller may not reach the destination (403 on an unanswered
+    /// inbound leg).
+    Forbidden,
 }
 
 impl ReleaseCause {
@@ -139,6 +142,7 @@ impl ReleaseCause {
             ReleaseCause::RtpTimeout => "rtp_timeout",
             ReleaseCause::SessionExpired => "session_expired",
             ReleaseCause::NoAck => "no_ack",
+            ReleaseCause::Forbidden => "forbidden",
         }
     }
 

@@ -76,6 +76,9 @@ pub enum DisconnectMode {
     Unavail,
     /// The call was cancelled before it was answered.
     Cancelled,
+    /// The switch refused the destination: the line may not dial it
+    /// (`LINEDISCONNECTMODE_BLOCKED`).
+    Blocked,
 }
 
 /// A call's TAPI state (`LINECALLSTATE_*`) together with its mode.

@@ -130,6 +130,7 @@ fn make_call_from_a_route_point_without_destination_waits_at_dialtone() {
 #[test]
 fn make_call_to_an_external_number_goes_out_on_the_trunk() {
     let mut o = office();
+    o.allow_outbound("1001", tapir_core::Outbound::All);
     let crm = o.crm;
     let a = o.ok(crm, |s, now| {
         s.make_call(now, crm, "1001", Some("+44 20 7946 0000"))

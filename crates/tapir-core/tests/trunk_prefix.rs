@@ -12,7 +12,8 @@ mod support;
 use support::{CONNECTED, Office};
 use tapir_core::sim::{Behaviour, Sim};
 use tapir_core::{
-    AppConfig, CallId, Effect, ErrorCode, ForwardMode, ForwardRule, LineConfig, LineKind, Privilege,
+    AppConfig, CallId, Effect, ErrorCode, ForwardMode, ForwardRule, LineConfig, LineKind, Outbound,
+    Privilege,
 };
 
 /// A trunk line with this prefix whose far network answers at once.
@@ -22,12 +23,16 @@ fn trunk(address: &str, prefix: Option<&str>) -> LineConfig {
     cfg
 }
 
-/// An office with phones 1001 and 1002 and these trunk lines, every line
-/// opened by `crm` (owner) and `mon` (monitor).
+/// An office with phones 1001 and 1002 (which may dial every number) and
+/// these trunk lines, every line opened by `crm` (owner) and `mon`
+/// (monitor).
 fn carriers(trunks: &[(&str, Option<&str>)]) -> Office {
     let mut sim = Sim::new();
-    sim.add_phone("1001");
-    sim.add_phone("1002");
+    for address in ["1001", "1002"] {
+        let mut phone = LineConfig::phone(address);
+        phone.outbound = Outbound::All;
+        sim.add_line(phone, Behaviour::Ring);
+    }
     for (address, prefix) in trunks {
         sim.add_line(trunk(address, *prefix), Behaviour::Answer);
     }

@@ -13,7 +13,7 @@ use crate::error::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tapir_core::{LineKind, MediaMode, Privilege};
+use tapir_core::{LineKind, MediaMode, Outbound, Privilege};
 
 /// Name of the file in the data directory that records generated secrets.
 pub const SECRETS_FILE: &str = "secrets.toml";
@@ -132,6 +132,10 @@ pub struct TrunkEntry {
     /// The address of the trunk line its calls use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Calls from this trunk's carrier may be routed back out of a trunk
+    /// (a hairpin); off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hairpin: bool,
 }
 
 fn default_sip_port() -> u16 {
@@ -307,6 +311,10 @@ pub struct LineEntry {
     /// Call appearances per address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<usize>,
+    /// What the line may dial: `none`, `internal`, `national` (the default:
+    /// no international numbers) or `all`.
+    #[serde(default)]
+    pub outbound: Outbound,
 }
 
 fn default_kind() -> LineKind {
@@ -336,33 +344,39 @@ impl LineEntry {
         if let Some(n) = self.max_calls {
             cfg.max_calls = n;
         }
+        cfg.outbound = self.outbound;
         cfg
     }
 
-    /// The core's view of this line with its dialled prefix: a trunk line
-    /// takes the `prefix` of the first of `trunks` bound to it (the same
-    /// binding rule as [`crate::sip::trunk_bindings`]: the trunk's `address`,
-    /// else its name, is one of the line's addresses).
+    /// The core's view of this line with its trunk's settings: a trunk
+    /// line takes the `prefix` and `allow_hairpin` of the first of `trunks`
+    /// bound to it (the same binding rule as [`crate::sip::trunk_bindings`]:
+    /// the trunk's `address`, else its name, is one of the line's
+    /// addresses).
     pub fn to_core_with(&self, trunks: &[TrunkEntry]) -> tapir_core::LineConfig {
         let mut cfg = self.to_core();
-        cfg.prefix = self.trunk_prefix(trunks);
+        let trunk = self.bound_trunk(trunks);
+        cfg.prefix = trunk.and_then(|t| t.prefix.clone());
+        cfg.allow_hairpin = trunk.is_some_and(|t| t.allow_hairpin);
         cfg
     }
 
     /// The dialled prefix of the trunk bound to this line, if it is a trunk
     /// line and that trunk has one.
     pub fn trunk_prefix(&self, trunks: &[TrunkEntry]) -> Option<String> {
+        self.bound_trunk(trunks).and_then(|t| t.prefix.clone())
+    }
+
+    /// The first of `trunks` bound to this line, if it is a trunk line.
+    pub fn bound_trunk<'t>(&self, trunks: &'t [TrunkEntry]) -> Option<&'t TrunkEntry> {
         if self.kind != LineKind::Trunk {
             return None;
         }
         let addresses = self.addresses();
-        trunks
-            .iter()
-            .find(|t| {
-                let wanted = t.address.as_deref().unwrap_or(&t.name);
-                addresses.iter().any(|a| a == wanted)
-            })
-            .and_then(|t| t.prefix.clone())
+        trunks.iter().find(|t| {
+            let wanted = t.address.as_deref().unwrap_or(&t.name);
+            addresses.iter().any(|a| a == wanted)
+        })
     }
 }
 
@@ -488,6 +502,7 @@ impl Config {
                     auto_answer: true,
                     remote_control: RemoteControl::None,
                     max_calls: None,
+                    outbound: Outbound::default(),
                 })
                 .collect(),
             apps: vec![AppEntry {

@@ -173,10 +173,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|e| ConfigError::Io(format!("store {}: {e}", redact(&url))))?;
     let loaded = persist::load(&store, config).await?;
     let config = loaded.config;
+    let translate = translate_caps(&config)?;
     let mut sw_cfg = SwitchConfig {
         park_slots: config.park.slot_list()?,
         ..SwitchConfig::default()
     };
+    // The current location's country tells the lines' national calls from
+    // international ones (`outbound`).
+    if let Ok(location) = translate.location(None) {
+        sw_cfg.location = location.clone();
+    }
     if let Some(ms) = config.park.reminder_ms {
         sw_cfg.park_reminder_ms = ms;
     }
@@ -308,7 +314,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         writer_rx,
         retention,
     ));
-    let translate = translate_caps(&config)?;
     let quality = Arc::new(quality::QualityBook::new());
     let cdr = Arc::new(std::sync::Mutex::new(cdr::Tracker::with_quality(
         quality.clone(),

@@ -9,6 +9,8 @@
 //! * [`location`] holds locations, calling cards and [`TranslateCaps`].
 //! * [`translate`] turns an address into a dialable string, a displayable
 //!   string, a destination country code and the result flags.
+//! * [`dialled`] tells whether a dialled string leaves the location's
+//!   country (the outbound permission of a line).
 //! * [`incoming`] goes the other way: a caller number received on a trunk
 //!   becomes a canonical address for display.
 //!
@@ -28,6 +30,7 @@
 //! ```
 
 pub mod address;
+pub mod dialled;
 pub mod error;
 pub mod incoming;
 pub mod location;
@@ -38,6 +41,7 @@ pub mod translate;
 mod tests;
 
 pub use address::{Address, AddressList, CanonicalAddress, DialableAddress};
+pub use dialled::is_international;
 pub use error::{AddressProblem, TranslateError};
 pub use incoming::normalize_caller;
 pub use location::{AccessNumbers, CallingCard, Location, TranslateCaps};

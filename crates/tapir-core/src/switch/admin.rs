@@ -77,6 +77,8 @@ impl Switch {
             remote_answer: l.remote_answer,
             max_calls: l.max_calls,
             prefix: l.prefix.as_deref().map(str::to_string),
+            outbound: l.outbound,
+            allow_hairpin: l.allow_hairpin,
         })
     }
 
@@ -99,6 +101,7 @@ impl Switch {
             return fail(ErrorCode::InvalAddress, "a line needs at least one address");
         }
         let prefix = route::check_prefix(&cfg)?;
+        route::check_hairpin(&cfg)?;
         if old.kind != cfg.kind && self.line_has_calls(line) {
             return fail(
                 ErrorCode::InvalCallState,
@@ -178,6 +181,8 @@ impl Switch {
         l.remote_answer = cfg.remote_answer;
         l.max_calls = cfg.max_calls.max(1);
         l.prefix = prefix;
+        l.outbound = cfg.outbound;
+        l.allow_hairpin = cfg.allow_hairpin;
         Ok(())
     }
 
@@ -378,6 +383,13 @@ impl Switch {
     /// to calls parked from now on.
     pub fn set_park_reminder_ms(&mut self, ms: u64) {
         self.cfg.park_reminder_ms = ms;
+    }
+
+    /// Change the location the switch dials from (the operator's current
+    /// location): its country tells national calls from international ones
+    /// for the lines' `outbound` permission from now on.
+    pub fn set_location(&mut self, location: tapir_translate::Location) {
+        self.cfg.location = location;
     }
 
     // ------------------------------------------------------------------

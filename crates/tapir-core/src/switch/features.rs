@@ -525,7 +525,7 @@ impl Switch {
                 _ => {}
             }
             if let Some(to) = &rule.to {
-                self.check_destination(to)?;
+                self.check_destination(line, to)?;
                 if super::route::normalize(to).as_deref() == Some(address) {
                     return fail(ErrorCode::InvalParam, "an address cannot forward to itself");
                 }

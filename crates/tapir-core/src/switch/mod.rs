@@ -253,6 +253,10 @@ pub(crate) struct Line {
     pub max_calls: usize,
     /// A trunk line's dialled prefix (see [`LineConfig::prefix`]).
     pub prefix: Option<Arc<str>>,
+    /// What the line may dial (see [`LineConfig::outbound`]).
+    pub outbound: crate::config::Outbound,
+    /// A trunk line's calls may go back out of a trunk.
+    pub allow_hairpin: bool,
     pub opens: Vec<LineOpen>,
 }
 
@@ -385,6 +389,7 @@ impl Switch {
             return fail(ErrorCode::InvalAddress, "a line needs at least one address");
         }
         let prefix = route::check_prefix(&cfg)?;
+        route::check_hairpin(&cfg)?;
         for a in &cfg.addresses {
             if route::normalize(a).as_deref() != Some(a.as_str()) {
                 return fail(
@@ -426,6 +431,8 @@ impl Switch {
                 remote_answer: cfg.remote_answer,
                 max_calls: cfg.max_calls.max(1),
                 prefix,
+                outbound: cfg.outbound,
+                allow_hairpin: cfg.allow_hairpin,
                 opens: Vec::new(),
             },
         );

@@ -375,7 +375,7 @@ impl Switch {
             );
         }
         if let Some(t) = to {
-            self.check_destination(t)?;
+            self.check_destination(line, t)?;
         }
         self.check_call_appearance(line, from)?;
         let Some(address) = self.m.addresses.get_key_value(from).map(|(k, _)| k.clone()) else {
@@ -498,7 +498,7 @@ impl Switch {
         call: CallId,
         digits: &str,
     ) -> Result<(), TapiError> {
-        self.owned(app, call)?;
+        let line = self.owned(app, call)?.line;
         let partial = digits.ends_with(';');
         let body = digits.trim_end_matches(';');
         let st = self.state(call);
@@ -532,7 +532,7 @@ impl Switch {
             if number.is_empty() {
                 return fail(ErrorCode::InvalAddress, "no digits to dial");
             }
-            self.check_destination(&number)?;
+            self.check_destination(line, &number)?;
         }
         if let Some(c) = self.call_mut(call) {
             c.dialed = number.clone();
@@ -833,9 +833,9 @@ impl Switch {
         call: CallId,
         to: &str,
     ) -> Result<(), TapiError> {
-        self.owned(app, call)?;
+        let line = self.owned(app, call)?.line;
         self.expect_state(call, &[K::Connected, K::OnHold], "transfer")?;
-        self.check_destination(to)?;
+        self.check_destination(line, to)?;
         let Some(p) = self.peer(call) else {
             return fail(
                 ErrorCode::InvalCallState,
@@ -846,13 +846,17 @@ impl Switch {
         Ok(())
     }
 
-    /// Send `p`, the far party of `call`, to `to`; `call` goes idle.
+    /// Send `p`, the far party of `call`, to `to` as `call`'s line dials
+    /// it; `call` goes idle.
     pub(crate) fn transfer_party(&mut self, call: CallId, p: CallId, to: &str) {
         let by = self.party_of(call);
+        let Some(line) = self.call(call).map(|c| c.line) else {
+            return;
+        };
         self.go_idle(call, ReleaseCause::Normal);
         self.set_state(p, CallState::Proceeding);
         self.set_connected(p, None);
-        self.route(p, to, CallReason::Transfer, Some(by));
+        self.route_as(p, to, CallReason::Transfer, Some(by), line);
     }
 
     pub(crate) fn op_setup_transfer(
@@ -1070,9 +1074,9 @@ impl Switch {
         call: CallId,
         to: &str,
     ) -> Result<(), TapiError> {
-        self.owned(app, call)?;
+        let line = self.owned(app, call)?.line;
         self.expect_state(call, &[K::Offering, K::Accepted], "redirect")?;
-        self.check_destination(to)?;
+        self.check_destination(line, to)?;
         let others = self.others_in_bridge(call);
         let [a] = others[..] else {
             return fail(
@@ -1113,7 +1117,7 @@ impl Switch {
         if let Some(ac) = self.call_mut(a) {
             ac.redirecting = Some(party.clone());
         }
-        self.route(a, to, CallReason::Redirect, Some(party));
+        self.route_as(a, to, CallReason::Redirect, Some(party), line);
         Ok(())
     }
 

@@ -3,9 +3,9 @@
 //! filters), busy detection, and offering the call at its destination.
 
 use super::{NewCall, Pending, Switch, Timer};
-use crate::config::LineConfig;
+use crate::config::{LineConfig, Outbound};
 use crate::error::{ErrorCode, TapiError, fail};
-use crate::ids::CallId;
+use crate::ids::{CallId, LineId};
 use crate::output::ReleaseCause;
 use crate::types::{
     BusyMode, CallOrigin, CallReason, CallState, CallerFilter, DisconnectMode, ForwardCondition,
@@ -54,6 +54,18 @@ pub(crate) fn check_prefix(cfg: &LineConfig) -> Result<Option<Arc<str>>, TapiErr
         );
     }
     Ok(Some(Arc::from(p)))
+}
+
+/// A line's hairpin setting, checked: only a trunk line's calls can be
+/// routed back out of a trunk (`invalparam` on any other line).
+pub(crate) fn check_hairpin(cfg: &LineConfig) -> Result<(), TapiError> {
+    if cfg.allow_hairpin && cfg.kind != LineKind::Trunk {
+        return fail(
+            ErrorCode::InvalParam,
+            "allow_hairpin: only a trunk line's calls can be routed back out of a trunk",
+        );
+    }
+    Ok(())
 }
 
 /// Where a dialled string leads.
@@ -240,14 +252,34 @@ impl Switch {
         live >= max
     }
 
-    /// Send call `a` towards `dest`. Whatever happens (offered, forwarded,
-    /// busy, bad address) is reflected in `a`'s state.
+    /// Send call `a` towards `dest`, dialled by `a`'s own line (a phone's
+    /// or route point's own call, a carrier's call on its trunk line).
+    /// Whatever happens (offered, forwarded, busy, bad address, blocked) is
+    /// reflected in `a`'s state.
     pub(crate) fn route(
         &mut self,
         a: CallId,
         dest: &str,
         reason: CallReason,
         redirecting: Option<Party>,
+    ) {
+        let Some(by) = self.call(a).map(|c| c.line) else {
+            return;
+        };
+        self.route_as(a, dest, reason, redirecting, by);
+    }
+
+    /// Send call `a` towards `dest` on behalf of line `by`, whose `outbound`
+    /// permission (or, for a trunk line, hairpin setting) decides whether
+    /// `dest` may be reached: the line that forwards, redirects or
+    /// transfers `a`, or `a`'s own.
+    pub(crate) fn route_as(
+        &mut self,
+        a: CallId,
+        dest: &str,
+        reason: CallReason,
+        redirecting: Option<Party>,
+        by: LineId,
     ) {
         let target = match self.resolve(dest) {
             Ok(t) => t,
@@ -256,6 +288,10 @@ impl Switch {
                 return;
             }
         };
+        if self.check_outbound(by, &target).is_err() {
+            self.fail_attempt(a, CallState::Disconnected(DisconnectMode::Blocked));
+            return;
+        }
         if let Some(c) = self.call_mut(a) {
             c.dialed.clear();
         }
@@ -313,7 +349,11 @@ impl Switch {
                 if let Some(c) = self.call_mut(a) {
                     c.redirecting = Some(party.clone());
                 }
-                self.route(a, &to, reason, Some(party));
+                let by = self.line_of(from).or_else(|| self.call(a).map(|c| c.line));
+                match by {
+                    Some(by) => self.route_as(a, &to, reason, Some(party), by),
+                    None => self.fail_attempt(a, CallState::Disconnected(DisconnectMode::Unavail)),
+                }
             }
         }
     }
@@ -346,6 +386,7 @@ impl Switch {
             CallState::Disconnected(DisconnectMode::Reject) => ReleaseCause::Rejected,
             CallState::Disconnected(DisconnectMode::Busy) => ReleaseCause::Busy,
             CallState::Disconnected(DisconnectMode::Normal) => ReleaseCause::Normal,
+            CallState::Disconnected(DisconnectMode::Blocked) => ReleaseCause::Forbidden,
             _ => ReleaseCause::Unavailable,
         };
         self.far_end_gone(a, state, cause);
@@ -569,9 +610,75 @@ impl Switch {
         self.route(a, to, CallReason::Direct, None);
     }
 
-    /// Check a destination before an operation changes anything.
-    pub(crate) fn check_destination(&self, dest: &str) -> Result<Target, TapiError> {
-        self.resolve(dest)
+    /// Check a destination before an operation changes anything: it
+    /// resolves (`invaladdress`), and line `by` may dial it
+    /// (`addressblocked`).
+    pub(crate) fn check_destination(&self, by: LineId, dest: &str) -> Result<Target, TapiError> {
+        let target = self.resolve(dest)?;
+        self.check_outbound(by, &target)?;
+        Ok(target)
+    }
+
+    /// Whether line `by` may send a call to `target`: a phone's or route
+    /// point's `outbound` class (international is judged on the number as
+    /// dialled, trunk prefix included, and as the carrier gets it, against
+    /// the switch's location); a trunk line's calls leave on a trunk again
+    /// only when it allows hairpins. `addressblocked` says why not.
+    pub(crate) fn check_outbound(&self, by: LineId, target: &Target) -> Result<(), TapiError> {
+        let Some(line) = self.m.lines.get(&by) else {
+            return Ok(());
+        };
+        let who = line.addresses.first().map(|a| &**a).unwrap_or("?");
+        let blocked = |why: String| fail(ErrorCode::AddressBlocked, why);
+        let (trunk_address, number) = match target {
+            _ if line.kind != LineKind::Trunk && line.outbound == Outbound::None => {
+                return blocked(format!("line {who} may not dial (outbound = \"none\")"));
+            }
+            Target::Internal(_) | Target::ParkSlot(_) => return Ok(()),
+            Target::External {
+                trunk_address,
+                number,
+            } => (trunk_address, number),
+        };
+        if line.kind == LineKind::Trunk {
+            if line.allow_hairpin {
+                return Ok(());
+            }
+            return blocked(format!(
+                "calls from trunk {who} are not routed back out of a trunk \
+                 ({number} via {trunk_address}; the trunk does not allow hairpins)"
+            ));
+        }
+        match line.outbound {
+            Outbound::All => Ok(()),
+            Outbound::None | Outbound::Internal => blocked(format!(
+                "line {who} may dial addresses of this switch only (outbound = \"{}\"): \
+                 {number} leaves on trunk {trunk_address}",
+                line.outbound.as_str()
+            )),
+            Outbound::National => {
+                let prefix = self
+                    .m
+                    .addresses
+                    .get(trunk_address)
+                    .and_then(|x| self.m.lines.get(&x.line))
+                    .and_then(|l| l.prefix.as_deref())
+                    .unwrap_or("");
+                let location = &self.cfg.location;
+                let dialled = format!("{prefix}{number}");
+                if tapir_translate::is_international(number, location)
+                    || tapir_translate::is_international(&dialled, location)
+                {
+                    blocked(format!(
+                        "line {who} may not dial international numbers (outbound = \"national\"): \
+                         {dialled} leaves country {}",
+                        location.country_code
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 
     /// The live calls of the line that owns `line`'s address, for call limits.

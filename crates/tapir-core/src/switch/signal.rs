@@ -87,7 +87,10 @@ impl Switch {
         };
         match event {
             LegEvent::Refer(to) => {
-                self.check_destination(&to)?;
+                let line = self.call(call).map(|c| c.line).ok_or_else(|| {
+                    TapiError::new(ErrorCode::InvalCallHandle, format!("{call} does not exist"))
+                })?;
+                self.check_destination(line, &to)?;
                 self.transfer_party(call, p, &to);
                 Ok(())
             }

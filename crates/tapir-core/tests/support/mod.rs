@@ -67,6 +67,15 @@ pub fn office_with(cfg: SwitchConfig) -> Office {
 pub const CONNECTED: CallState = CallState::Connected(ConnectedMode::Active);
 
 impl Office {
+    /// Let the line of `address` dial `outbound` (phones dial national
+    /// numbers only by default).
+    pub fn allow_outbound(&mut self, address: &str, outbound: tapir_core::Outbound) {
+        let line = self.sim.switch.line_of(address).unwrap();
+        let mut cfg = self.sim.switch.line_config(line).unwrap();
+        cfg.outbound = outbound;
+        self.sim.switch.update_line(line, cfg).unwrap();
+    }
+
     /// The simulated time.
     pub fn now(&self) -> Timestamp {
         self.sim.now

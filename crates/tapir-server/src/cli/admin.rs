@@ -96,10 +96,16 @@ pub struct LineFields {
     /// Call appearances per address.
     #[arg(long)]
     max_calls: Option<u32>,
+    /// What the line may dial.
+    #[arg(long, value_parser = ["none", "internal", "national", "all"])]
+    outbound: Option<String>,
 }
 
 impl LineFields {
     fn apply(self, l: &mut AdminLine) {
+        if let Some(v) = self.outbound {
+            l.outbound = Some(v);
+        }
         if let Some(v) = self.kind {
             l.kind = Some(v);
         }
@@ -266,10 +272,16 @@ pub struct TrunkFields {
     /// The trunk line's address.
     #[arg(long)]
     address: Option<String>,
+    /// Route the carrier's calls back out of a trunk (hairpin).
+    #[arg(long)]
+    allow_hairpin: Option<bool>,
 }
 
 impl TrunkFields {
     fn apply(self, t: &mut AdminTrunk) {
+        if let Some(v) = self.allow_hairpin {
+            t.allow_hairpin = v;
+        }
         if let Some(v) = self.host {
             t.host = v;
         }

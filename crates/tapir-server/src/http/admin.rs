@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use tapir_core::{AppConfig, ForwardRule, LineKind, MediaMode, Privilege, TapiError};
+use tapir_core::{AppConfig, ForwardRule, LineKind, MediaMode, Outbound, Privilege, TapiError};
 use tapir_store::{CdrQuery, StoreError};
 use utoipa::ToSchema;
 
@@ -127,6 +127,9 @@ pub struct AdminLine {
     pub remote_control: RemoteControl,
     /// Call appearances per address.
     pub max_calls: Option<usize>,
+    /// What the line may dial: `none`, `internal`, `national` or `all`.
+    #[schema(value_type = String)]
+    pub outbound: Outbound,
     /// The password generated for a new phone line; shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
@@ -144,6 +147,7 @@ impl From<&LineEntry> for AdminLine {
             auto_answer: l.auto_answer,
             remote_control: l.remote_control,
             max_calls: l.max_calls,
+            outbound: l.outbound,
             password: None,
         }
     }
@@ -186,6 +190,9 @@ pub struct LineBody {
     pub remote_control: Option<RemoteControl>,
     /// Call appearances per address (1–100).
     pub max_calls: Option<usize>,
+    /// What the line may dial: `none`, `internal`, `national` (default) or `all`.
+    #[schema(value_type = Option<String>)]
+    pub outbound: Option<Outbound>,
 }
 
 impl LineBody {
@@ -215,6 +222,7 @@ impl LineBody {
             auto_answer: self.auto_answer,
             remote_control: self.remote_control.unwrap_or_default(),
             max_calls: self.max_calls,
+            outbound: self.outbound.unwrap_or_default(),
         })
     }
 }
@@ -796,6 +804,8 @@ pub struct AdminTrunk {
     pub prefix: Option<String>,
     /// Its trunk line's address.
     pub address: Option<String>,
+    /// Calls from its carrier may be routed back out of a trunk.
+    pub allow_hairpin: bool,
 }
 
 impl From<&TrunkEntry> for AdminTrunk {
@@ -809,6 +819,7 @@ impl From<&TrunkEntry> for AdminTrunk {
             has_password: t.password.is_some(),
             prefix: t.prefix.clone(),
             address: t.address.clone(),
+            allow_hairpin: t.allow_hairpin,
         }
     }
 }
@@ -844,6 +855,9 @@ pub struct TrunkBody {
     pub prefix: Option<String>,
     /// Its trunk line's address.
     pub address: Option<String>,
+    /// Calls from its carrier may be routed back out of a trunk (default false).
+    #[serde(default)]
+    pub allow_hairpin: bool,
 }
 
 impl TrunkBody {
@@ -880,28 +894,38 @@ impl TrunkBody {
             password: self.password.or(old_password),
             prefix: self.prefix,
             address: self.address,
+            allow_hairpin: self.allow_hairpin,
         })
     }
 }
 
 /// Bind the trunks to their lines again, hosts resolved anew, after the
 /// operator changed trunks or lines (the B2BUA reads the table at once),
-/// and give every trunk line of the switch its trunk's dialled prefix.
+/// and give every trunk line of the switch its trunk's dialled prefix and
+/// hairpin setting.
 async fn refresh_trunks(st: &AppState, trunks: &[TrunkEntry]) {
     let lines: Vec<_> = st.lines().iter().map(|l| (l.id, l.entry.clone())).collect();
-    let prefixes: Vec<_> = lines
+    let settings: Vec<_> = lines
         .iter()
         .filter(|(_, e)| e.kind == LineKind::Trunk)
-        .map(|(id, e)| (*id, e.trunk_prefix(trunks)))
+        .map(|(id, e)| {
+            let trunk = e.bound_trunk(trunks);
+            (
+                *id,
+                trunk.and_then(|t| t.prefix.clone()),
+                trunk.is_some_and(|t| t.allow_hairpin),
+            )
+        })
         .collect();
     let refused = on_switch(st, move |sw, _| {
         let mut refused = Vec::new();
-        for (id, prefix) in prefixes {
+        for (id, prefix, allow_hairpin) in settings {
             let Some(mut cfg) = sw.line_config(id) else {
                 continue;
             };
-            if cfg.prefix != prefix {
+            if cfg.prefix != prefix || cfg.allow_hairpin != allow_hairpin {
                 cfg.prefix = prefix;
+                cfg.allow_hairpin = allow_hairpin;
                 if let Err(e) = sw.update_line(id, cfg) {
                     refused.push((id, e));
                 }
@@ -911,7 +935,7 @@ async fn refresh_trunks(st: &AppState, trunks: &[TrunkEntry]) {
     })
     .await;
     for (id, e) in refused.unwrap_or_default() {
-        tracing::warn!(line = %id, "trunk prefix not applied: {e}");
+        tracing::warn!(line = %id, "trunk prefix or hairpin setting not applied: {e}");
     }
     st.trunks
         .replace(crate::sip::trunk_bindings(trunks, &lines).await);

@@ -135,6 +135,11 @@ pub async fn put_locations(
     };
     next.validate()?;
     super::admin::save_translate(&st, &next).await?;
+    // The switch judges international calls from the current location.
+    if let Ok(location) = next.location(None) {
+        let location = location.clone();
+        let _ = st.handle.with(move |sw, _| sw.set_location(location)).await;
+    }
     let out = Locations {
         current: next.current.clone(),
         locations: next.locations.clone(),
