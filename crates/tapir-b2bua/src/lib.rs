@@ -301,6 +301,12 @@ struct Dialog {
     remote_uri: String,
     /// Where in-dialog requests go (the device's Contact).
     remote_target: String,
+    /// The dialog's route set (RFC 3261 §12.1): the Record-Route of the
+    /// device's INVITE as it is, or of the answer to tapir's INVITE in
+    /// reverse, as `<uri>;params` in the order requests carry them.
+    route_set: Vec<String>,
+    /// Where the dialog's initial INVITE came from or went to (a record-
+    /// routing proxy in front of the device, or the device itself).
     remote_addr: SocketAddr,
     local_cseq: u32,
     /// The INVITE that created the dialog (its server or client transaction).
@@ -341,12 +347,59 @@ struct Dialog {
     remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
     transport: SipTransport,
-    /// The first hop of the dialog's route set (from Record-Route) when it
-    /// names an IP address: in-dialog requests may come from it too.
-    route_hop: Option<SocketAddr>,
     /// A leg to a trunk's carrier: the digest credentials tapir answers
     /// the carrier's challenges with (once per request).
     trunk_credentials: Option<(String, String)>,
+}
+
+impl Dialog {
+    /// The address a request inside this dialog is sent to: the first hop
+    /// of its route set (RFC 3261 §12.2.1.1, a record-routing proxy) when
+    /// that names an IP address, else where the initial INVITE came from
+    /// or went to. Over TCP or TLS the dialog's connection is kept.
+    fn first_hop_addr(&self) -> SocketAddr {
+        match self.route_hop() {
+            Some(hop) if self.transport == SipTransport::Udp => hop,
+            _ => self.remote_addr,
+        }
+    }
+
+    /// The first hop of the dialog's route set (a record-routing proxy)
+    /// when it names an IP address: in-dialog requests go to it, and may
+    /// come from it.
+    fn route_hop(&self) -> Option<SocketAddr> {
+        if self.route_set.is_empty() {
+            return None;
+        }
+        uri_address(&tapir_sip::dialog::first_hop(
+            &self.remote_target,
+            &self.route_set,
+        ))
+    }
+
+    /// The start of a request inside this dialog: its Request-URI and
+    /// Route headers from the remote target and the route set (loose and
+    /// strict routers, RFC 3261 §12.2.1.1), the Via and Max-Forwards.
+    fn request_start(&self, method: Method, via: String) -> MessageBuilder {
+        let (request_uri, routes) =
+            tapir_sip::dialog::request_target(&self.remote_target, &self.route_set);
+        let mut b = MessageBuilder::request(method, request_uri)
+            .header(HeaderName::Via, via)
+            .header(HeaderName::MaxForwards, "70");
+        for route in routes {
+            b = b.header(HeaderName::Route, route);
+        }
+        b
+    }
+
+    /// A response of tapir's to the device's INVITE that creates the dialog
+    /// (18x, 2xx) echoes the INVITE's Record-Route (RFC 3261 §12.1.1).
+    fn record_route(&self, mut b: MessageBuilder) -> MessageBuilder {
+        for value in self.invite.header_values(&HeaderName::RecordRoute) {
+            b = b.header(HeaderName::RecordRoute, value.to_owned());
+        }
+        b
+    }
 }
 
 /// The back-to-back user agent. See the crate documentation.
@@ -528,11 +581,17 @@ impl B2bua {
                             .get(&key)
                             .map(|(peer, _)| *peer)
                             .or_else(|| response_destination(&message)),
-                        Role::Client => self
-                            .clients
-                            .get(&key)
-                            .and_then(|(leg, _)| self.dialogs.get(leg))
-                            .map(|d| d.remote_addr),
+                        // The initial INVITE and its CANCEL go where the
+                        // INVITE was addressed; requests inside the dialog
+                        // to the first hop of its route set.
+                        Role::Client => self.clients.get(&key).and_then(|(leg, method)| {
+                            let d = self.dialogs.get(leg)?;
+                            Some(if *method == Method::Cancel || d.invite_key == key {
+                                d.remote_addr
+                            } else {
+                                d.first_hop_addr()
+                            })
+                        }),
                     };
                     if let Some(to) = to {
                         self.send(to, &message);
@@ -824,6 +883,9 @@ impl B2bua {
         let local_tag = self.unique("tp");
         self.by_local_tag.insert(local_tag.clone(), leg);
         self.inbound_invites.insert(key.clone(), leg);
+        // A record-routing proxy in front of the device stays on the path
+        // of the dialog's requests both ways (RFC 3261 §12.1.1).
+        let route_set = tapir_sip::dialog::uas_route_set(&request).unwrap_or_default();
         self.dialogs.insert(
             leg,
             Dialog {
@@ -835,6 +897,7 @@ impl B2bua {
                 local_uri,
                 remote_uri,
                 remote_target,
+                route_set,
                 remote_addr: source,
                 local_cseq: 1,
                 invite: request.clone(),
@@ -854,7 +917,6 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: offer,
                 transport,
-                route_hop: record_route_hop(&request, true),
                 trunk_credentials: None,
             },
         );
@@ -1025,7 +1087,7 @@ impl B2bua {
                 SipTransport::Tcp | SipTransport::Tls => source.ip() == d.remote_addr.ip(),
             };
         peer || d
-            .route_hop
+            .route_hop()
             .is_some_and(|hop| same_hop(hop, source, transport))
     }
 
@@ -1480,9 +1542,10 @@ impl B2bua {
                     .and_then(|t| t.tag().map(str::to_string))
             {
                 let target = contact_uri(&response);
+                let routes = tapir_sip::dialog::uac_route_set(&response).unwrap_or_default();
                 if let Some(d) = self.dialogs.get_mut(&leg) {
                     d.remote_tag = Some(tag);
-                    d.route_hop = record_route_hop(&response, false);
+                    d.route_set = routes;
                     if let Some(target) = target {
                         d.remote_target = target;
                     }
@@ -1666,11 +1729,16 @@ impl B2bua {
         {
             d.remote_tag = Some(tag);
         }
-        if initial {
-            d.route_hop = record_route_hop(&response, false);
-        }
         if let Some(target) = contact_uri(&response) {
             d.remote_target = target;
+        }
+        // The 2xx that confirms the dialog fixes its route set (RFC 3261
+        // §12.1.2), replacing an early dialog's; re-INVITEs leave it alone.
+        if initial
+            && d.state != LegState::Confirmed
+            && let Ok(routes) = tapir_sip::dialog::uac_route_set(&response)
+        {
+            d.route_set = routes;
         }
         let was_ending = d.state == LegState::Ending;
         let cseq = response
@@ -1680,7 +1748,7 @@ impl B2bua {
             .map(|c| c.number)
             .unwrap_or(1);
         if let Some(ack) = self.ack_for(leg, cseq) {
-            let to = self.dialogs.get(&leg).map(|d| d.remote_addr);
+            let to = self.dialogs.get(&leg).map(Dialog::first_hop_addr);
             if let Some(to) = to {
                 self.send(to, &ack);
             }
@@ -1749,7 +1817,7 @@ impl B2bua {
             });
         if let Some(leg) = leg
             && let Some(ack) = self.ack_for(leg, cseq.number)
-            && let Some(to) = self.dialogs.get(&leg).map(|d| d.remote_addr)
+            && let Some(to) = self.dialogs.get(&leg).map(Dialog::first_hop_addr)
         {
             self.send(to, &ack);
         }
@@ -1967,6 +2035,7 @@ impl B2bua {
                 local_uri,
                 remote_uri,
                 remote_target: request_uri,
+                route_set: Vec::new(),
                 remote_addr,
                 local_cseq: 1,
                 invite,
@@ -1986,7 +2055,6 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: None,
                 transport: found.transport,
-                route_hop: None,
                 trunk_credentials: trunk.and_then(|t| t.credentials),
             },
         );
@@ -2001,7 +2069,7 @@ impl B2bua {
             return;
         }
         let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
-        b = b.header(HeaderName::Contact, contact);
+        b = d.record_route(b).header(HeaderName::Contact, contact);
         let mut negotiated = None;
         if with_sdp {
             d.early_media = true;
@@ -2054,8 +2122,7 @@ impl B2bua {
         d.state = LegState::Confirmed;
         let (body, negotiated) = leg_sdp(d, d.direction);
         let r = d
-            .invite
-            .response_builder(200, None, Some(&d.local_tag))
+            .record_route(d.invite.response_builder(200, None, Some(&d.local_tag)))
             .header(HeaderName::Contact, contact)
             .body("application/sdp", Bytes::from(body))
             .build();
@@ -2261,9 +2328,7 @@ impl B2bua {
         d.local_cseq += 1;
         let (from, to) = dialog_from_to(d);
         Some(
-            MessageBuilder::request(method.clone(), d.remote_target.clone())
-                .header(HeaderName::Via, via)
-                .header(HeaderName::MaxForwards, "70")
+            d.request_start(method.clone(), via)
                 .header(HeaderName::From, from)
                 .header(HeaderName::To, to)
                 .header(HeaderName::CallId, d.call_id.clone())
@@ -2279,9 +2344,7 @@ impl B2bua {
         let d = self.dialogs.get(&leg)?;
         let (from, to) = dialog_from_to(d);
         Some(
-            MessageBuilder::request(Method::Ack, d.remote_target.clone())
-                .header(HeaderName::Via, via)
-                .header(HeaderName::MaxForwards, "70")
+            d.request_start(Method::Ack, via)
                 .header(HeaderName::From, from)
                 .header(HeaderName::To, to)
                 .header(HeaderName::CallId, d.call_id.clone())
@@ -2452,30 +2515,20 @@ fn uri_user(uri: &Uri<'_>) -> Option<String> {
     }
 }
 
+/// The IP address and port a SIP URI names (5060, or 5061 for `sips:`,
+/// when it gives no port); `None` for a host name.
+fn uri_address(uri: &str) -> Option<SocketAddr> {
+    let uri = tapir_sip::msg::SipUri::parse(uri).ok()?;
+    let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
+    Some(SocketAddr::new(uri.host.ip()?, port))
+}
+
 /// The first Contact URI of a message.
 fn contact_uri(message: &Message) -> Option<String> {
     match message.contacts().ok().flatten()? {
         tapir_sip::msg::Contacts::Addresses(list) => list.first().map(|c| c.uri_text.to_string()),
         tapir_sip::msg::Contacts::Wildcard => None,
     }
-}
-
-/// The first hop of the route set a Record-Route header gives, when it
-/// names an IP address (RFC 3261 §12.1): for the UAS the first entry (the
-/// proxy nearest to tapir), for the UAC the last one.
-fn record_route_hop(message: &Message, uas: bool) -> Option<SocketAddr> {
-    let routes = message.record_routes().ok()?;
-    let hop = if uas { routes.first() } else { routes.last() }?;
-    let Uri::Sip(uri) = &hop.uri else {
-        return None;
-    };
-    let ip = match uri.host {
-        Host::V4(a) => std::net::IpAddr::V4(a),
-        Host::V6(a) => std::net::IpAddr::V6(a),
-        Host::Domain(_) => return None,
-    };
-    let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
-    Some(SocketAddr::new(ip, port))
 }
 
 /// A request from `source` over `transport` comes from the route hop

@@ -210,6 +210,64 @@ fn incoming_id(request: &Message) -> Result<Option<DialogId>, DialogError> {
     }))
 }
 
+/// The route set of a dialog whose creating request we received (the
+/// UAS side, RFC 3261 §12.1.1): the request's Record-Route values, in
+/// order, as `<uri>;params` without display names.
+pub fn uas_route_set(request: &Message) -> Result<Vec<String>, DialogError> {
+    Ok(request
+        .record_routes()
+        .map_err(|_| DialogError::MalformedHeader("Record-Route"))?
+        .iter()
+        .map(route_value)
+        .collect())
+}
+
+/// The route set of a dialog created by a response to our request (the
+/// UAC side, RFC 3261 §12.1.2): the response's Record-Route values in
+/// reverse order.
+pub fn uac_route_set(response: &Message) -> Result<Vec<String>, DialogError> {
+    let mut routes = uas_route_set(response)?;
+    routes.reverse();
+    Ok(routes)
+}
+
+/// The Request-URI and Route values of a request inside a dialog whose
+/// peer is at `remote_target` behind `route_set` (RFC 3261 §12.2.1.1).
+/// With no route set, the target and no Route. When the first route is a
+/// loose router (`lr`), the target stays the Request-URI and the route set
+/// becomes the Route headers; a strict router's URI becomes the
+/// Request-URI and the target goes last in the Route headers.
+pub fn request_target(remote_target: &str, route_set: &[String]) -> (String, Vec<String>) {
+    let Some(first) = route_set.first() else {
+        return (remote_target.to_owned(), Vec::new());
+    };
+    let first_parsed = NameAddr::parse(first, "Route").ok();
+    let loose = first_parsed
+        .as_ref()
+        .and_then(|route| route.uri.as_sip().map(|uri| uri.params.has_lr()))
+        .unwrap_or(true);
+    if loose {
+        return (remote_target.to_owned(), route_set.to_vec());
+    }
+    let request_uri = first_parsed
+        .map(|route| route.uri_text.to_owned())
+        .unwrap_or_else(|| remote_target.to_owned());
+    let mut routes: Vec<String> = route_set.iter().skip(1).cloned().collect();
+    routes.push(format!("<{remote_target}>"));
+    (request_uri, routes)
+}
+
+/// The URI a request inside the dialog is sent to first (RFC 3261 §8.1.2,
+/// §12.2.1.1): the first route's URI, loose or strict, else the remote
+/// target. Its host and port say where the datagram goes.
+pub fn first_hop(remote_target: &str, route_set: &[String]) -> String {
+    route_set
+        .first()
+        .and_then(|first| NameAddr::parse(first, "Route").ok())
+        .map(|route| route.uri_text.to_owned())
+        .unwrap_or_else(|| remote_target.to_owned())
+}
+
 fn is_target_refresh(method: &Method) -> bool {
     matches!(
         method,
@@ -238,13 +296,7 @@ impl Dialog {
         let (remote_tag, remote_header) = tagged_header(response, &HeaderName::To, "To")?;
         let remote_tag = remote_tag.ok_or(DialogError::MissingTag("To"))?;
         let (local_cseq, _) = cseq_of(request)?;
-        let mut route_set: Vec<String> = response
-            .record_routes()
-            .map_err(|_| DialogError::MalformedHeader("Record-Route"))?
-            .iter()
-            .map(route_value)
-            .collect();
-        route_set.reverse();
+        let route_set = uac_route_set(response)?;
         let remote_target = match first_contact_uri(response)? {
             Some(target) => target,
             None if status < 200 => request_uri.to_owned(),
@@ -292,12 +344,7 @@ impl Dialog {
             None => format!("{to_value};tag={local_tag}"),
         };
         let (remote_cseq, _) = cseq_of(request)?;
-        let route_set = request
-            .record_routes()
-            .map_err(|_| DialogError::MalformedHeader("Record-Route"))?
-            .iter()
-            .map(route_value)
-            .collect();
+        let route_set = uas_route_set(request)?;
         let remote_target =
             first_contact_uri(request)?.ok_or(DialogError::MissingHeader("Contact"))?;
         let secure = matches!(Uri::parse(request_uri), Ok(Uri::Sip(uri)) if uri.secure);
@@ -355,6 +402,11 @@ impl Dialog {
         &self.route_set
     }
 
+    /// The URI in-dialog requests are sent to first: see [`first_hop`].
+    pub fn first_hop(&self) -> String {
+        first_hop(&self.remote_target, &self.route_set)
+    }
+
     /// True when the dialog was set up with a `sips:` Request-URI.
     pub fn is_secure(&self) -> bool {
         self.secure
@@ -399,11 +451,9 @@ impl Dialog {
         match (status, method) {
             (200..=299, Some(Method::Invite)) if self.state == DialogState::Early => {
                 self.state = DialogState::Confirmed;
-                if let Ok(routes) = response.record_routes()
-                    && self.role == DialogRole::Uac
+                if self.role == DialogRole::Uac
+                    && let Ok(routes) = uac_route_set(response)
                 {
-                    let mut routes: Vec<String> = routes.iter().map(route_value).collect();
-                    routes.reverse();
                     self.route_set = routes;
                 }
                 let _ = self.refresh_target(response);
@@ -425,23 +475,7 @@ impl Dialog {
     /// (§12.2.1.1): loose routing keeps the target as Request-URI; a
     /// strict first route becomes the Request-URI and the target goes last.
     pub fn request_target(&self) -> (String, Vec<String>) {
-        let Some(first) = self.route_set.first() else {
-            return (self.remote_target.clone(), Vec::new());
-        };
-        let first_parsed = NameAddr::parse(first, "Route").ok();
-        let loose = first_parsed
-            .as_ref()
-            .and_then(|route| route.uri.as_sip().map(|uri| uri.params.has_lr()))
-            .unwrap_or(true);
-        if loose {
-            return (self.remote_target.clone(), self.route_set.clone());
-        }
-        let request_uri = first_parsed
-            .map(|route| route.uri_text.to_owned())
-            .unwrap_or_else(|| self.remote_target.clone());
-        let mut routes: Vec<String> = self.route_set.iter().skip(1).cloned().collect();
-        routes.push(format!("<{}>", self.remote_target));
-        (request_uri, routes)
+        request_target(&self.remote_target, &self.route_set)
     }
 
     /// A new request in this dialog with the next local CSeq: Request-URI,

@@ -296,6 +296,22 @@ fn strict_router_first_in_route_set() {
     let bye = dialog.request(Method::Bye, VIA).build();
     let text = String::from_utf8(bye.to_bytes().to_vec()).unwrap();
     assert!(text.starts_with("BYE sip:p1.example.com SIP/2.0\r\n"));
+    // The strict router is also where the request goes first.
+    assert_eq!(dialog.first_hop(), "sip:p1.example.com");
+}
+
+#[test]
+fn first_hop_is_the_first_route_or_the_remote_target() {
+    let loose = ["<sip:p1.example.com:5070;lr>".to_string()];
+    assert_eq!(
+        first_hop("sip:bob@192.0.2.20", &loose),
+        "sip:p1.example.com:5070;lr"
+    );
+    assert_eq!(first_hop("sip:bob@192.0.2.20", &[]), "sip:bob@192.0.2.20");
+    assert_eq!(
+        request_target("sip:bob@192.0.2.20", &loose),
+        ("sip:bob@192.0.2.20".to_string(), loose.to_vec())
+    );
 }
 
 #[test]
