@@ -163,6 +163,8 @@ def main():
     ap.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp", help="SIP transport")
     ap.add_argument("--srtp", choices=["mandatory", "optional"], default=None,
                     help="use SRTP (SDES keys, over a TLS hop only); default: plain RTP")
+    ap.add_argument("--proxy", default=None,
+                    help="host:port of an outbound proxy (loose router) every request goes through")
     args = ap.parse_args()
 
     ep = pj.Endpoint()
@@ -195,6 +197,8 @@ def main():
     # RTP on loopback only, like everything else in the tests.
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
+    if args.proxy:
+        acfg.sipConfig.proxies.append(f"sip:{args.proxy};lr")
     acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
     if args.srtp:
         acfg.mediaConfig.srtpUse = {"mandatory": pj.PJMEDIA_SRTP_MANDATORY,

@@ -53,13 +53,15 @@ def free_udp_and_tcp_port():
 class Phone:
     """One pjsua_phone.py process, driven over its stdin/stdout."""
 
-    def __init__(self, user, sip_port, transport="udp"):
+    def __init__(self, user, sip_port, transport="udp", proxy=None):
         self.user = user
+        # proxy: host:port of an outbound proxy every request goes through.
+        proxy_args = ["--proxy", proxy] if proxy else []
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "pjsua_phone.py"), "--user", user,
              "--password", PASSWORDS[user], "--server", f"127.0.0.1:{sip_port}",
              "--run-seconds", "60", "--workdir", tempfile.gettempdir(),
-             "--transport", transport],
+             "--transport", transport] + proxy_args,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = []
         self.queue = queue.Queue()
