@@ -83,7 +83,8 @@ class Kamailio:
         raise AssertionError(f"kamailio did not relay to tapir:\n{self.text()[-3000:]}")
 
     def text(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
