@@ -85,6 +85,27 @@ fn default_max_calls() -> usize {
 }
 
 impl LineConfig {
+    /// Checks the sizes and characters of the line's text (see
+    /// [`crate::limits`]): addresses, prefix, name and pickup group;
+    /// `invalparam` with a sentence otherwise. The switch checks every line
+    /// it is given with it.
+    pub fn check_text(&self) -> Result<(), crate::TapiError> {
+        use crate::limits::{TextKind, check_text};
+        for address in &self.addresses {
+            check_text("the address", address, TextKind::Address)?;
+        }
+        if let Some(prefix) = &self.prefix {
+            check_text("the prefix", prefix, TextKind::Address)?;
+        }
+        if let Some(name) = &self.name {
+            check_text("the name", name, TextKind::Name)?;
+        }
+        if let Some(group) = &self.pickup_group {
+            check_text("the pickup group", group, TextKind::Name)?;
+        }
+        Ok(())
+    }
+
     /// A phone with one address and the defaults for everything else.
     pub fn phone(address: &str) -> LineConfig {
         LineConfig {

@@ -30,6 +30,7 @@
 mod config;
 mod error;
 mod ids;
+pub mod limits;
 mod output;
 pub mod sim;
 mod switch;

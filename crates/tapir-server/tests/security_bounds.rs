@@ -5,7 +5,9 @@
 //!   phone behind the address; spraying many users locks the address; an
 //!   exempt network is never locked;
 //! - the generated TLS private key is 0600 in a 0700 directory, and one an
-//!   older tapir left readable is restricted at start.
+//!   older tapir left readable is restricted at start;
+//! - names with CR/LF, a 100 KB address and a 1 MB dial string are refused
+//!   (`400 invalparam`), through the API and in the configuration file.
 
 #![allow(clippy::unwrap_used)]
 
@@ -211,4 +213,85 @@ async fn the_tls_private_key_is_readable_by_its_owner_only() {
     assert_eq!(mode(&key), 0o600);
     assert_eq!(mode(&dir.join("tls")), 0o700);
     s.shutdown().await;
+}
+
+/// The status and error code of a JSON request.
+async fn refused(api: &Api, method: &str, path: &str, body: serde_json::Value) -> (u16, String) {
+    let (status, reply) = match method {
+        "POST" => api.post(path, body).await,
+        "PUT" => api.put(path, body).await,
+        _ => unreachable!(),
+    };
+    let code = reply["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, code)
+}
+
+#[tokio::test]
+async fn a_line_name_with_a_line_break_is_refused() {
+    let s = server_with(|_| {}).await;
+    let admin = Api::new(&s, Some("admin-secret"));
+    let evil = "Evil\r\nX-Injected: yes";
+    let new_line = json!({"address": "3001", "password": "pw-3001", "name": evil});
+    assert_eq!(
+        refused(&admin, "POST", "/v1/admin/lines", new_line).await,
+        (400, "invalparam".into())
+    );
+    let renamed = json!({"address": "1001", "password": "pw", "name": evil});
+    assert_eq!(
+        refused(&admin, "PUT", "/v1/admin/lines/1001", renamed).await,
+        (400, "invalparam".into())
+    );
+    for group in ["sales\nX: y", "sales\u{0}"] {
+        let grouped = json!({"address": "1001", "password": "pw", "pickup_group": group});
+        assert_eq!(
+            refused(&admin, "PUT", "/v1/admin/lines/1001", grouped).await,
+            (400, "invalparam".into())
+        );
+    }
+    // Nothing was changed.
+    let (_, line) = admin.get("/v1/admin/lines/1001").await;
+    assert!(line["name"].is_null(), "{line}");
+    assert_eq!(admin.get("/v1/admin/lines/3001").await.0, 404);
+
+    // A configuration file with such a name does not start.
+    let mut config = tapir_server::Config::from_toml(support::CONFIG).unwrap();
+    config.store.url = Some("sqlite::memory:".into());
+    config.lines[0].name = Some(evil.into());
+    let started = tapir_server::start(config).await;
+    let Err(error) = started else {
+        panic!("a name with CR/LF must not start");
+    };
+    assert!(error.to_string().contains("control character"), "{error}");
+}
+
+#[tokio::test]
+async fn an_oversized_address_or_dial_string_is_refused() {
+    let s = server_with(|_| {}).await;
+    let admin = Api::new(&s, Some("admin-secret"));
+    let huge_address = "1".repeat(100 * 1024);
+    let new_line = json!({"address": huge_address, "password": "pw-x"});
+    assert_eq!(
+        refused(&admin, "POST", "/v1/admin/lines", new_line).await,
+        (400, "invalparam".into())
+    );
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    alpha.open("2001", &["owner"]).await;
+    let huge_dial = "1".repeat(1024 * 1024);
+    let call = json!({"from": "2001", "to": huge_dial});
+    assert_eq!(
+        refused(&alpha, "POST", "/v1/calls", call).await,
+        (400, "invalparam".into())
+    );
+    // Forwarding to a 1 MB destination, too.
+    let rules = json!({"rules": [{"mode": "unconditional", "to": "1".repeat(1024 * 1024)}]});
+    assert_eq!(
+        refused(&alpha, "PUT", "/v1/addresses/2001/forwarding", rules).await,
+        (400, "invalparam".into())
+    );
+    // Sensible values still pass.
+    let ok = json!({"address": "3002", "password": "pw-3002", "name": "Zoë Müller"});
+    assert_eq!(admin.post("/v1/admin/lines", ok).await.0, 201);
 }

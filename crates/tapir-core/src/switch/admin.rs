@@ -100,6 +100,7 @@ impl Switch {
         if cfg.addresses.is_empty() {
             return fail(ErrorCode::InvalAddress, "a line needs at least one address");
         }
+        cfg.check_text()?;
         let prefix = route::check_prefix(&cfg)?;
         route::check_hairpin(&cfg)?;
         if old.kind != cfg.kind && self.line_has_calls(line) {

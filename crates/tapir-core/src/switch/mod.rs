@@ -383,11 +383,14 @@ impl Switch {
 
     /// Add a line. Fails with `invaladdress` when an address is empty or
     /// already belongs to another line or a park slot, `invalparam` for a
-    /// prefix on a line that is not a trunk or one that is not dialable.
+    /// prefix on a line that is not a trunk or one that is not dialable, and
+    /// for text too long or holding control characters
+    /// ([`LineConfig::check_text`]).
     pub fn add_line(&mut self, cfg: LineConfig) -> Result<LineId, TapiError> {
         if cfg.addresses.is_empty() {
             return fail(ErrorCode::InvalAddress, "a line needs at least one address");
         }
+        cfg.check_text()?;
         let prefix = route::check_prefix(&cfg)?;
         route::check_hairpin(&cfg)?;
         for a in &cfg.addresses {

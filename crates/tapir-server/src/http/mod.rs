@@ -9,6 +9,7 @@ mod admin;
 mod calls;
 mod console;
 mod events;
+mod limits;
 mod lines;
 mod translate;
 
@@ -204,8 +205,9 @@ impl FromRequestParts<AppState> for AnyToken {
     }
 }
 
-/// A JSON body; malformed JSON, missing or unknown fields are `400
-/// invalparam` in the API's error shape. An empty body reads as `{}`.
+/// A JSON body; malformed JSON, missing or unknown fields, and strings too
+/// long for their field or holding control characters ([`limits`]) are
+/// `400 invalparam` in the API's error shape. An empty body reads as `{}`.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -221,6 +223,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         } else {
             &bytes
         };
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(slice) {
+            limits::check_body(&value)?;
+        }
         serde_json::from_slice(slice)
             .map(ApiJson)
             .map_err(|e| ApiError::param(format!("the body is not valid: {e}")))

@@ -25,28 +25,31 @@ impl Message {
     }
 
     /// Appends the wire form: start line, one line per header field (known
-    /// names in their canonical long form), an empty line, the body.
+    /// names in their canonical long form), an empty line, the body. A
+    /// control character other than HTAB in the start line or a header
+    /// (CR and LF above all) is written as a space: whatever text reached a
+    /// field, it can never end the field or add a header.
     pub fn write_to(&self, out: &mut BytesMut) {
         out.reserve(self.encoded_len());
         match &self.start {
             StartLine::Request { method, uri } => {
-                out.put_slice(method.as_str().as_bytes());
+                put_field(out, method.as_str());
                 out.put_u8(b' ');
-                out.put_slice(uri.as_str().as_bytes());
+                put_field(out, uri.as_str());
                 out.put_slice(b" SIP/2.0\r\n");
             }
             StartLine::Response { code, reason } => {
                 out.put_slice(b"SIP/2.0 ");
                 out.put_slice(code.to_string().as_bytes());
                 out.put_u8(b' ');
-                out.put_slice(reason.as_str().as_bytes());
+                put_field(out, reason.as_str());
                 out.put_slice(b"\r\n");
             }
         }
         for header in &self.headers {
-            out.put_slice(header.name.as_str().as_bytes());
+            put_field(out, header.name.as_str());
             out.put_slice(b": ");
-            out.put_slice(header.value.as_str().as_bytes());
+            put_field(out, header.value.as_str());
             out.put_slice(b"\r\n");
         }
         out.put_slice(b"\r\n");
@@ -149,6 +152,31 @@ impl Message {
             }
         }
         builder
+    }
+}
+
+/// True for the bytes a start line or header field may not carry: control
+/// characters other than HTAB (RFC 3261 §25.1 allows none in a field value;
+/// CR and LF would end it).
+fn is_field_breaking(byte: u8) -> bool {
+    (byte < 0x20 && byte != b'\t') || byte == 0x7f
+}
+
+/// Writes `text` into a start line or header field, each byte that could
+/// break the field replaced by a space (same length, so
+/// [`Message::encoded_len`] stays exact).
+fn put_field(out: &mut BytesMut, text: &str) {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|b| is_field_breaking(*b)) {
+        out.put_slice(bytes);
+        return;
+    }
+    for byte in bytes {
+        out.put_u8(if is_field_breaking(*byte) {
+            b' '
+        } else {
+            *byte
+        });
     }
 }
 
@@ -352,4 +380,56 @@ pub fn stateless_rejection(
         }
     }
     Some(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_header_value_can_never_break_its_line() {
+        let message = MessageBuilder::request(Method::Invite, "sip:1002@pbx\r\nX-Uri: 1")
+            .header(
+                HeaderName::From,
+                "\"Evil\r\nX-Injected: yes\" <sip:1001@pbx>;tag=a",
+            )
+            .header(HeaderName::Subject, "tab\tkept, nul\0 and del\u{7f} not")
+            .build();
+        let bytes = message.to_bytes();
+        assert_eq!(bytes.len(), message.encoded_len());
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], "INVITE sip:1002@pbx  X-Uri: 1 SIP/2.0");
+        assert_eq!(
+            lines[1],
+            "From: \"Evil  X-Injected: yes\" <sip:1001@pbx>;tag=a"
+        );
+        assert_eq!(lines[2], "Subject: tab\tkept, nul  and del  not");
+        assert!(!text.lines().any(|l| l.starts_with("X-")), "{text}");
+        // The receiving side sees one From and no injected header.
+        let message = MessageBuilder::request(Method::Invite, "sip:1002@pbx")
+            .header(
+                HeaderName::From,
+                "\"Evil\r\nX-Injected: yes\" <sip:1001@pbx>;tag=a",
+            )
+            .header(HeaderName::CallId, "c1")
+            .header(HeaderName::CSeq, "1 INVITE")
+            .header(HeaderName::To, "<sip:1002@pbx>")
+            .header(
+                HeaderName::Via,
+                "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx",
+            )
+            .build();
+        let parsed = Message::parse_datagram(message.to_bytes()).unwrap();
+        assert_eq!(
+            parsed.header(&HeaderName::From),
+            Some("\"Evil  X-Injected: yes\" <sip:1001@pbx>;tag=a")
+        );
+        assert!(
+            parsed
+                .header(&HeaderName::from_wire("X-Injected"))
+                .is_none()
+        );
+    }
 }
