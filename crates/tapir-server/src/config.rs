@@ -257,6 +257,13 @@ pub struct HttpConfig {
     pub journal_capacity: usize,
     /// How many events a WebSocket may fall behind before it is told to resync.
     pub stream_buffer: usize,
+    /// Most HTTP connections open at once; one more is answered 503 and
+    /// closed (default 512).
+    pub max_connections: usize,
+    /// A connection on which tapir has written nothing for this many seconds
+    /// is closed: idle keep-alive connections and clients that never finish
+    /// their request (default 60; event streams are pinged every 30 s).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -266,6 +273,8 @@ impl Default for HttpConfig {
             admin_token: None,
             journal_capacity: 10_000,
             stream_buffer: 1024,
+            max_connections: 512,
+            idle_timeout_secs: 60,
         }
     }
 }

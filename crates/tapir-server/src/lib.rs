@@ -380,6 +380,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr: config.http.listen.clone(),
         error,
     })?;
+    let listener = http::BoundedListener::new(
+        listener,
+        config.http.max_connections,
+        std::time::Duration::from_secs(config.http.idle_timeout_secs),
+    );
     let (tx, rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
         let served = axum::serve(listener, router)

@@ -7,7 +7,9 @@
 //! - the generated TLS private key is 0600 in a 0700 directory, and one an
 //!   older tapir left readable is restricted at start;
 //! - names with CR/LF, a 100 KB address and a 1 MB dial string are refused
-//!   (`400 invalparam`), through the API and in the configuration file.
+//!   (`400 invalparam`), through the API and in the configuration file;
+//! - idle and slowloris HTTP connections are closed after the idle timeout,
+//!   and connections over the cap are refused.
 
 #![allow(clippy::unwrap_used)]
 
@@ -294,4 +296,76 @@ async fn an_oversized_address_or_dial_string_is_refused() {
     // Sensible values still pass.
     let ok = json!({"address": "3002", "password": "pw-3002", "name": "Zoë Müller"});
     assert_eq!(admin.post("/v1/admin/lines", ok).await.0, 201);
+}
+
+/// Reads from `stream` until it closes (EOF or an error) or `limit` passes:
+/// what it read, and whether it closed.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&seen).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn idle_and_slow_http_connections_are_closed_and_the_cap_refuses_more() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let wait = std::time::Duration::from_secs(10);
+    let s = server_with(|c| {
+        c.http.idle_timeout_secs = 2;
+        c.http.max_connections = 3;
+    })
+    .await;
+    let addr = s.http_addr;
+    // Two idle connections and one slowloris client fill the cap.
+    let mut idle = vec![
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Let the server accept all three before the fourth arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The fourth is refused at once.
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let (said, closed) = read_until_closed(&mut extra, wait).await;
+    assert!(closed, "a connection over the cap must be closed");
+    assert!(said.starts_with("HTTP/1.1 503"), "{said:?}");
+    // The slowloris client keeps dribbling header bytes; it is still cut.
+    let dribble = async {
+        for _ in 0..60 {
+            if slow.write_all(b"X").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        false
+    };
+    let slow_closed = dribble.await;
+    assert!(slow_closed, "a slowloris connection must be closed");
+    // The idle ones are closed too.
+    for stream in &mut idle {
+        let (said, closed) = read_until_closed(stream, wait).await;
+        assert!(closed, "an idle connection must be closed");
+        assert!(said.is_empty(), "{said:?}");
+    }
+    // Their places are free again: the API answers.
+    let (status, _) = Api::new(&s, None).get("/healthz").await;
+    assert_eq!(status, 200);
 }

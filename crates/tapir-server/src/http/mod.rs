@@ -11,6 +11,7 @@ mod console;
 mod events;
 mod limits;
 mod lines;
+mod listener;
 mod translate;
 
 use crate::actor::SwitchHandle;
@@ -34,6 +35,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use listener::{BoundedListener, BoundedStream};
 
 /// An app as the API knows it.
 #[derive(Debug)]
