@@ -16,7 +16,7 @@ mod support;
 use support::{CONNECTED, Office, office};
 use tapir_core::{
     CallId, CallState, DisconnectMode, Effect, ErrorCode, ForwardMode, ForwardRule, LegEvent,
-    LegId, LineKind, Outbound, ReleaseCause,
+    LegId, LineKind, Outbound, ParkMode, ReleaseCause,
 };
 
 /// A national number (the office's location is country 1, area 425).
@@ -341,4 +341,20 @@ fn allow_hairpin_belongs_to_trunk_lines() {
     cfg.allow_hairpin = true;
     let err = o.sim.switch.update_line(phone, cfg).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalParam, "{err}");
+}
+
+#[test]
+fn a_park_reminder_rings_back_whatever_the_parked_partys_class() {
+    // 1001 may dial nothing; 1002 parks its call, and the reminder rings
+    // 1002 back: 1002 is the one calling.
+    let mut o = office();
+    let crm = o.crm;
+    let (a, b) = o.talk("1001", "1002");
+    o.allow_outbound("1001", Outbound::None);
+    o.ok(crm, |s, now| s.park(now, crm, b, ParkMode::NonDirected));
+    o.sim.advance(120_000);
+    let r = o.only_call_at("1002");
+    o.sim.phone("1002").answer();
+    o.expect(a, CONNECTED);
+    o.expect(r, CONNECTED);
 }

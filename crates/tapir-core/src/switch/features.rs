@@ -316,12 +316,20 @@ impl Switch {
             by: None,
         });
         self.set_state(p.call, CallState::Proceeding);
-        self.route(
-            p.call,
-            &p.parker,
-            CallReason::Reminder,
-            Some(Party::new(&*slot)),
-        );
+        // The parking address calls its own call back: its line is the one
+        // dialling, not the parked party's (which may dial nothing).
+        let by = self
+            .line_of(&p.parker)
+            .or_else(|| self.call(p.call).map(|c| c.line));
+        if let Some(by) = by {
+            self.route_as(
+                p.call,
+                &p.parker,
+                CallReason::Reminder,
+                Some(Party::new(&*slot)),
+                by,
+            );
+        }
     }
 
     // ------------------------------------------------------------------
