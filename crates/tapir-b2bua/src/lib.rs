@@ -347,6 +347,9 @@ struct Dialog {
     remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
     transport: SipTransport,
+    /// tapir answered the device's INVITE with a 2xx whose ACK has not
+    /// come yet.
+    ack_pending: bool,
     /// A leg to a trunk's carrier: the digest credentials tapir answers
     /// the carrier's challenges with (once per request).
     trunk_credentials: Option<(String, String)>,
@@ -608,9 +611,47 @@ impl B2bua {
                     event: TransactionEvent::Terminated,
                 } => {
                     self.reliable_peers.remove(&key);
+                    self.invite_transaction_ended(&key);
+                }
+                LayerOutput::Event {
+                    role: Role::Server,
+                    event: TransactionEvent::Ack(ack),
+                    ..
+                } => {
+                    // An ACK of a 2xx that reused the INVITE's branch (RFC
+                    // 2543 style): it matched the transaction, so it comes
+                    // from the dialog's peer.
+                    if let Some((source, transport)) = self
+                        .request_dialog(&ack)
+                        .and_then(|leg| self.dialogs.get(&leg))
+                        .map(|d| (d.remote_addr, d.transport))
+                    {
+                        self.ack_received(now, source, transport, &ack);
+                    }
                 }
                 LayerOutput::Event { .. } | LayerOutput::Timeout(_) => {}
             }
+        }
+    }
+
+    /// A device's INVITE transaction ended. After a 2xx that is 64·T1 later
+    /// (RFC 6026 Timer L): when its ACK has still not come, the device is
+    /// gone (RFC 3261 §13.3.1.4), and the switch hangs the call up (a BYE
+    /// on this dialog, the other legs released, `no_ack` in the CDR).
+    fn invite_transaction_ended(&mut self, key: &TransactionKey) {
+        let Some(leg) = self.inbound_invites.remove(key) else {
+            return;
+        };
+        let unacknowledged = self
+            .dialogs
+            .get(&leg)
+            .is_some_and(|d| d.state == LegState::Confirmed && d.ack_pending);
+        if unacknowledged {
+            tracing::warn!(%leg, "no ACK for tapir's 2xx within 64×T1; the leg is released");
+            self.out.push_back(Out::Switch(Input::Leg {
+                leg,
+                event: LegEvent::Lost(ReleaseCause::NoAck),
+            }));
         }
     }
 
@@ -917,6 +958,7 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: offer,
                 transport,
+                ack_pending: false,
                 trunk_credentials: None,
             },
         );
@@ -1279,6 +1321,7 @@ impl B2bua {
         if d.state != LegState::Confirmed {
             return;
         }
+        d.ack_pending = false;
         if let Some(offered) = d.offered
             && !ack.body().is_empty()
         {
@@ -2055,6 +2098,7 @@ impl B2bua {
                 refer_pending: None,
                 remote_offer: None,
                 transport: found.transport,
+                ack_pending: false,
                 trunk_credentials: trunk.and_then(|t| t.credentials),
             },
         );
@@ -2120,6 +2164,7 @@ impl B2bua {
             return;
         }
         d.state = LegState::Confirmed;
+        d.ack_pending = true;
         let (body, negotiated) = leg_sdp(d, d.direction);
         let r = d
             .record_route(d.invite.response_builder(200, None, Some(&d.local_tag)))
@@ -2193,6 +2238,7 @@ impl B2bua {
             (LegState::Early, false) => {
                 let cancel = cancel_for(&d.invite);
                 let d_transport = d.transport;
+                let invite_key = d.invite_key.clone();
                 if let Some(d) = self.dialogs.get_mut(&leg) {
                     d.state = LegState::Ending;
                 }
@@ -2201,6 +2247,9 @@ impl B2bua {
                 {
                     self.track_client(key, leg, Method::Cancel);
                 }
+                // Without a final response (487) within 64·T1 the INVITE is
+                // given up and the early dialog ends (RFC 3261 §9.1).
+                self.tx.cancel_sent(now, &invite_key);
             }
             (LegState::Confirmed, _) => {
                 if let Some(d) = self.dialogs.get_mut(&leg)

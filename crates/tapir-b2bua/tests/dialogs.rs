@@ -571,3 +571,97 @@ fn only_an_accepted_target_refresh_moves_the_remote_target() {
     };
     assert_eq!(uri.as_str(), "sip:1001@127.0.0.1:7778");
 }
+
+fn is_request(m: &Message, method: &str) -> bool {
+    m.method().is_some_and(|m| m.as_str() == method)
+}
+
+#[test]
+fn a_2xx_never_acknowledged_ends_the_call_with_a_bye_after_64_t1() {
+    let mut w = world();
+    w.peer_sends(A, invite(A, "1001", "1002", "call-n", ""));
+    let invite_b = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&invite_b, 200));
+    assert!(w.take(A).iter().any(|m| m.status_code() == Some(200)));
+    assert!(w.states("1002").contains(&CallStateKind::Connected));
+    // 1001 never ACKs. Just before 64×T1 nothing happens…
+    w.advance(31_000);
+    assert!(!w.take(A).iter().any(|m| is_request(m, "BYE")));
+    // …then tapir hangs up on it, and 1002 is released too.
+    w.advance(2_000);
+    assert!(
+        w.take(A).iter().any(|m| is_request(m, "BYE")),
+        "BYE to the silent caller"
+    );
+    let to_b = w.take(B);
+    let bye = to_b
+        .iter()
+        .find(|m| is_request(m, "BYE"))
+        .expect("BYE to 1002");
+    w.peer_sends(B, b_responds(bye, 200));
+    assert!(w.states("1001").is_empty() && w.states("1002").is_empty());
+    w.advance(40_000);
+    assert_eq!(w.b2b.dialog_count(), 0, "every dialog is forgotten");
+}
+
+#[test]
+fn an_acknowledged_2xx_keeps_the_call() {
+    let mut w = world();
+    connected(&mut w, "call-k");
+    w.advance(40_000);
+    assert!(!w.take(A).iter().any(|m| is_request(m, "BYE")));
+    assert!(w.states("1002").contains(&CallStateKind::Connected));
+}
+
+#[test]
+fn an_early_dialog_whose_cancel_gets_no_487_ends_with_its_invite_and_refuses_refer() {
+    let mut w = world();
+    w.peer_sends(A, invite(A, "1001", "1002", "call-e", ""));
+    let invite_b = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&invite_b, 180));
+    let tapir_b = invite_b
+        .from_header()
+        .unwrap()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_string();
+    let call_b = invite_b.call_id().unwrap().unwrap().to_string();
+    // 1001 gives up: tapir CANCELs; 1002 answers the CANCEL, never the INVITE.
+    w.peer_sends(
+        A,
+        format!(
+            "CANCEL sip:1002@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP {A};branch=z9hG4bK-call-e;rport
+Max-Forwards: 70
+From: <sip:1001@127.0.0.1>;tag=a1
+To: <sip:1002@127.0.0.1>
+Call-ID: call-e
+CSeq: 1 CANCEL
+Content-Length: 0
+
+"
+        ),
+    );
+    let cancel = w
+        .take(B)
+        .into_iter()
+        .find(|m| is_request(m, "CANCEL"))
+        .unwrap();
+    w.peer_sends(B, b_responds(&cancel, 200));
+    // The early dialog is gone for requests at once.
+    let refer = request(
+        B,
+        "REFER",
+        2,
+        ("b1", &tapir_b, &call_b),
+        "Refer-To: <sip:1003@127.0.0.1>\n",
+        "",
+    );
+    w.peer_sends(B, refer);
+    assert_eq!(w.kinds(B), vec!["481"]);
+    // After 64×T1 without a 487 the INVITE is given up: nothing is left.
+    w.advance(40_000);
+    assert_eq!(w.b2b.dialog_count(), 0, "the early dialog is forgotten");
+    assert!(w.take(C).is_empty(), "no transfer");
+}

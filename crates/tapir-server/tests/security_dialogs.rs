@@ -680,3 +680,123 @@ async fn replaces_with_wrong_tags_is_refused_and_a_stranger_is_challenged_first(
     phone_hangs_up(&rig, &call).await;
     rig.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_2xx_never_acknowledged_is_hung_up_and_the_callee_is_free_again() {
+    let rig = rig().await;
+    // Phone 1002 calls 1001 (one call at a time), which answers; 1002
+    // never ACKs tapir's 200.
+    let caller = Peer::bind(rig.sip).await;
+    register(&caller, "1002", "pw2").await;
+    let local = caller.addr();
+    let invite = |cseq: u32, auth: &str| {
+        format!(
+            "INVITE sip:1001@127.0.0.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-noack{cseq}\n\
+             Max-Forwards: 70\n\
+             From: <sip:1002@127.0.0.1>;tag=noack\n\
+             To: <sip:1001@127.0.0.1>\n\
+             Call-ID: noack@{local}\n\
+             CSeq: {cseq} INVITE\n\
+             Contact: <sip:1002@{local}>\n{auth}\
+             Content-Type: application/sdp\n\n{sdp}",
+            sdp = sdp(40_200),
+        )
+    };
+    let challenge = caller.request(&invite(1, "")).await;
+    assert_eq!(status(&challenge), 407, "{challenge}");
+    let auth = digest(&challenge, "1002", "pw2", "INVITE", "sip:1001@127.0.0.1");
+    caller
+        .send(&invite(2, &format!("Proxy-Authorization: {auth}\n")))
+        .await;
+    let ring = rig
+        .phone
+        .next("tapir's INVITE to 1001", |t| t.starts_with("INVITE "))
+        .await;
+    let answer = format!(
+        "Contact: <sip:1001@{}>\nContent-Type: application/sdp\n\n{}",
+        rig.phone.addr(),
+        sdp(40_202)
+    );
+    rig.phone.respond(&ring, 200, "callee", &answer).await;
+    caller
+        .next("tapir's 200", |t| {
+            status(t) == 200 && t.contains("CSeq: 2 INVITE")
+        })
+        .await;
+    // 64×T1 (32 s) later tapir hangs up on the silent caller…
+    let bound = std::time::Duration::from_secs(45);
+    let bye = caller
+        .next_within(bound, |t| t.starts_with("BYE "))
+        .await
+        .expect("tapir sends the caller a BYE after 64×T1 without ACK");
+    caller.respond(&bye, 200, "", "").await;
+    // …and releases 1001, which can take a call again.
+    let bye = rig
+        .phone
+        .next_within(std::time::Duration::from_secs(10), |t| {
+            t.starts_with("BYE ")
+        })
+        .await
+        .expect("1001's leg is released");
+    rig.phone.respond(&bye, 200, "", "").await;
+    let call = call(&rig.carrier, &rig.phone, 7, 40_204, 40_206).await;
+    phone_hangs_up(&rig, &call).await;
+    rig.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_early_dialog_whose_cancel_got_no_487_refuses_refer() {
+    let rig = rig().await;
+    let local = rig.carrier.addr();
+    let head = "Via: SIP/2.0/UDP {local};branch=z9hG4bK-early\n\
+                Max-Forwards: 70\n\
+                From: <sip:+4930555123@carrier.test>;tag=early\n\
+                To: <sip:1001@127.0.0.1>\n\
+                Call-ID: early@carrier.test\n"
+        .replace("{local}", &local.to_string());
+    rig.carrier
+        .send(&format!(
+            "INVITE sip:1001@127.0.0.1 SIP/2.0\n{head}CSeq: 1 INVITE\n\
+             Contact: <sip:gw@{local}>\nContent-Type: application/sdp\n\n{}",
+            sdp(40_300)
+        ))
+        .await;
+    let invite = rig
+        .phone
+        .next("tapir's INVITE", |t| t.starts_with("INVITE "))
+        .await;
+    let contact = format!("Contact: <sip:1001@{}>\n", rig.phone.addr());
+    rig.phone.respond(&invite, 180, "ringing", &contact).await;
+    // The carrier gives up; the phone answers the CANCEL, never the INVITE.
+    rig.carrier
+        .send(&format!(
+            "CANCEL sip:1001@127.0.0.1 SIP/2.0\n{head}CSeq: 1 CANCEL\n\n"
+        ))
+        .await;
+    let cancel = rig
+        .phone
+        .next("tapir's CANCEL", |t| t.starts_with("CANCEL "))
+        .await;
+    rig.phone.respond(&cancel, 200, "ringing", "").await;
+    // A REFER in the early dialog that tapir is cancelling: 481, no transfer.
+    let refer = in_dialog(
+        "REFER",
+        rig.phone.addr(),
+        "UDP",
+        (
+            &header(&invite, "Call-ID"),
+            "ringing",
+            &tag_of(&header(&invite, "From")),
+        ),
+        2,
+        "Refer-To: <sip:0301234567@127.0.0.1>\n",
+    );
+    let answer = rig.phone.request(&refer).await;
+    assert_eq!(
+        status(&answer),
+        481,
+        "REFER in a cancelled early dialog: {answer}"
+    );
+    rig.server.shutdown().await;
+}

@@ -219,7 +219,9 @@ impl ClientTransaction {
                 self.core
                     .start(TimerName::E, now + self.retransmit_interval);
             }
-            (TimerName::B, Calling) | (TimerName::F, Trying | Proceeding) => {
+            (TimerName::B, Calling)
+            | (TimerName::F, Trying | Proceeding)
+            | (TimerName::Cancelled, Calling | Proceeding) => {
                 self.core.event(TransactionEvent::Timeout);
                 self.terminate();
             }
@@ -227,6 +229,17 @@ impl ClientTransaction {
                 self.terminate();
             }
             _ => {}
+        }
+    }
+
+    /// The user sent a CANCEL for this INVITE: without a final response
+    /// within 64·T1 the transaction times out (RFC 3261 §9.1: the UAC
+    /// considers the INVITE cancelled), even once a provisional response
+    /// has stopped Timer B.
+    pub fn cancel_sent(&mut self, now: Instant) {
+        if self.invite && matches!(self.state, ClientState::Calling | ClientState::Proceeding) {
+            let at = now + self.core.config.transaction_timeout();
+            self.core.start(TimerName::Cancelled, at);
         }
     }
 
@@ -380,6 +393,31 @@ mod tests {
         let times = transmissions_until(&mut tx, t0, Duration::from_secs(40));
         assert_eq!(times, [Duration::ZERO]);
         assert!(tx.is_terminated());
+    }
+
+    #[test]
+    fn a_cancelled_invite_without_final_response_times_out_after_64_t1() {
+        let t0 = Instant::now();
+        let invite = request(Method::Invite);
+        let mut tx = ClientTransaction::new(
+            t0,
+            invite.clone(),
+            Reliability::Unreliable,
+            TimerConfig::default(),
+        )
+        .unwrap();
+        tx.handle_response(t0 + 100 * MS, response(&invite, 180));
+        let _ = drain(|| tx.poll_output());
+        assert_eq!(tx.poll_timeout(), None, "Proceeding waits for ever");
+        tx.cancel_sent(t0 + 1000 * MS);
+        tx.handle_response(t0 + 2000 * MS, response(&invite, 180));
+        assert_eq!(tx.poll_timeout(), Some(t0 + 33_000 * MS));
+        tx.handle_timeout(t0 + 33_000 * MS);
+        let (_, events) = drain(|| tx.poll_output());
+        assert_eq!(
+            events[1..],
+            [TransactionEvent::Timeout, TransactionEvent::Terminated]
+        );
     }
 
     #[test]

@@ -214,6 +214,16 @@ impl TransactionLayer {
         Ok(())
     }
 
+    /// The user sent a CANCEL for the client INVITE transaction `key`: it
+    /// times out 64·T1 from `now` unless a final response ends it first
+    /// (RFC 3261 §9.1).
+    pub fn cancel_sent(&mut self, now: Instant, key: &TransactionKey) {
+        if let Some(transaction) = self.clients.get_mut(key) {
+            transaction.cancel_sent(now);
+        }
+        self.touched(Role::Client, key.clone());
+    }
+
     /// The transport failed to deliver for transaction `key`.
     pub fn handle_transport_error(&mut self, now: Instant, role: Role, key: &TransactionKey) {
         match role {

@@ -96,6 +96,9 @@ pub enum TimerName {
     L,
     /// Wait time for retransmission of 2xx to INVITE (client, RFC 6026).
     M,
+    /// Wait time for the final response to a cancelled INVITE (client):
+    /// after 64·T1 the INVITE is given up (RFC 3261 §9.1).
+    Cancelled,
 }
 
 /// What a transaction tells its user.
