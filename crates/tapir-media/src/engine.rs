@@ -150,9 +150,11 @@ pub struct MediaConfig {
     pub rtp_hold_timeout: Option<Duration>,
     /// Symmetric RTP: send to the source address the peer's packets really
     /// come from (phones behind NAT). Packets from the signalled address
-    /// latch at once, another source after three packets in sequence; once
-    /// latched, packets from any other source are dropped until the next
-    /// [`MediaEngine::set_remote`].
+    /// latch at once; another source is adopted after five packets in
+    /// sequence with one SSRC. Once latched, packets from any other source
+    /// are dropped until the next [`MediaEngine::set_remote`], except that
+    /// the signalled address takes over an adopted source at its first
+    /// packet (a stranger who spoke before the phone loses the leg).
     pub symmetric_rtp: bool,
     /// Packetisation interval of generated media.
     pub frame_interval: Duration,
@@ -385,19 +387,34 @@ impl OutStream {
     }
 }
 
-/// Consecutive packets a source other than the signalled address must send
-/// before tapir latches onto it (RTP-bleed style hijacking needs to win a
-/// race with the phone's own stream for this many packets in sequence).
-const LATCH_PROBATION: u8 = 3;
+/// Consecutive packets a source other than the signalled address must send,
+/// in sequence and with one SSRC, before tapir adopts it (a phone behind
+/// NAT): a stranger racing the phone's own stream must win this many in a
+/// row, like rtpengine's strict-source learning.
+const LATCH_PROBATION: u8 = 5;
+
+/// A source other than the signalled address on probation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Candidate {
+    addr: SocketAddr,
+    ssrc: u32,
+    seq: u16,
+    run: u8,
+}
 
 /// Symmetric RTP state of a leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Latch {
-    /// Not latched yet: the candidate source, its last sequence number and
-    /// how many consecutive packets it sent.
-    Learning(Option<(SocketAddr, u16, u8)>),
-    /// Latched: only this source is accepted until the next `set_remote`.
+    /// Not latched yet: the source on probation, if any.
+    Learning(Option<Candidate>),
+    /// Latched on the signalled address (or on a source that passed SRTP
+    /// authentication): only it is accepted until the next `set_remote`.
     Locked(SocketAddr),
+    /// Another source adopted after probation (a phone behind NAT): only it
+    /// is accepted, except the signalled address, which takes over at its
+    /// first packet: a stranger who got in before the phone's first packet
+    /// loses the leg as soon as the phone speaks.
+    Adopted(SocketAddr),
 }
 
 struct Leg {
@@ -743,7 +760,11 @@ impl State {
         // can neither burn CPU nor advance the replay window).
         if shared.config.symmetric_rtp
             && leg.remote.is_some()
-            && matches!(leg.latch, Latch::Locked(a) if a != src)
+            && match leg.latch {
+                Latch::Locked(a) => a != src,
+                Latch::Adopted(a) => a != src && leg.signalled != Some(src),
+                Latch::Learning(_) => false,
+            }
         {
             stats.dropped += 1;
             return;
@@ -777,9 +798,16 @@ impl State {
         {
             match leg.latch {
                 Latch::Locked(_) => {}
+                Latch::Adopted(a) if a == src => {}
+                // Only the signalled address gets past the check above.
+                Latch::Adopted(a) => {
+                    debug!(%id, from = %a, to = %src, "symmetric RTP: the signalled address takes over");
+                    r.addr = Some(src);
+                    leg.latch = Latch::Locked(src);
+                }
                 // The signalled address, or a packet that passed SRTP
                 // authentication, is trusted at once.
-                Latch::Learning(_) if r.addr == Some(src) || leg.srtp.is_some() => {
+                Latch::Learning(_) if leg.signalled == Some(src) || leg.srtp.is_some() => {
                     if r.addr != Some(src) {
                         debug!(%id, from = ?r.addr, to = %src, "symmetric RTP: latching (SRTP)");
                         r.addr = Some(src);
@@ -788,17 +816,28 @@ impl State {
                 }
                 Latch::Learning(candidate) => {
                     let run = match candidate {
-                        Some((a, seq, n)) if a == src && pkt.seq == seq.wrapping_add(1) => n + 1,
+                        Some(c)
+                            if c.addr == src
+                                && c.ssrc == pkt.ssrc
+                                && pkt.seq == c.seq.wrapping_add(1) =>
+                        {
+                            c.run.saturating_add(1)
+                        }
                         _ => 1,
                     };
                     if run < LATCH_PROBATION {
-                        leg.latch = Latch::Learning(Some((src, pkt.seq, run)));
+                        leg.latch = Latch::Learning(Some(Candidate {
+                            addr: src,
+                            ssrc: pkt.ssrc,
+                            seq: pkt.seq,
+                            run,
+                        }));
                         stats.dropped += 1;
                         return;
                     }
-                    debug!(%id, from = ?r.addr, to = %src, "symmetric RTP: latching");
+                    debug!(%id, from = ?r.addr, to = %src, "symmetric RTP: adopting a source other than the signalled one");
                     r.addr = Some(src);
-                    leg.latch = Latch::Locked(src);
+                    leg.latch = Latch::Adopted(src);
                 }
             }
         }
@@ -1294,7 +1333,7 @@ impl MediaEngine {
             let same = l.signalled.is_some() && l.signalled == remote.addr;
             l.signalled = remote.addr;
             match l.latch {
-                Latch::Locked(addr) if same => remote.addr = Some(addr),
+                Latch::Locked(addr) | Latch::Adopted(addr) if same => remote.addr = Some(addr),
                 _ => l.latch = Latch::Learning(None),
             }
             if !same {

@@ -382,13 +382,13 @@ async fn garbage_is_dropped_symmetric_rtp_latches_and_timeout_fires() {
     ] {
         a.send_to(junk, la).await.unwrap();
     }
-    // An attacker's single packet does not latch; A's third packet in
-    // sequence does (the first two are probation).
+    // An attacker's single packet does not latch; A's fifth packet in
+    // sequence does (the first four are probation).
     let mallory = endpoint().await;
     let mut pkt = Vec::new();
     write_packet(&mut pkt, false, 0, 500, 160, 66, &[0x66; 160]);
     mallory.send_to(&pkt, la).await.unwrap();
-    for seq in 1..=3u16 {
+    for seq in 1..=5u16 {
         write_packet(
             &mut pkt,
             false,
@@ -400,7 +400,7 @@ async fn garbage_is_dropped_symmetric_rtp_latches_and_timeout_fires() {
         );
         a.send_to(&pkt, la).await.unwrap();
     }
-    write_packet(&mut pkt, false, 18, 4, 640, 9, &[0; 20]); // G.729: dropped
+    write_packet(&mut pkt, false, 18, 6, 960, 9, &[0; 20]); // G.729: dropped
     a.send_to(&pkt, la).await.unwrap();
     let relayed = collect(&b, Duration::from_secs(2), 1).await;
     assert_eq!(relayed.len(), 1, "{relayed:?}");
@@ -744,4 +744,156 @@ async fn the_mixer_rides_out_reordered_and_lost_packets() {
     assert!(holes.len() <= 3, "holes in B's mix at frames {holes:?}");
     let a = goertzel_amplitude(&pcm[800..45 * 160], 1000.0, 8000.0);
     assert!(a > 1500.0, "B hears A's 1 kHz: {a}");
+}
+
+#[tokio::test]
+async fn a_stranger_who_speaks_before_the_phone_does_not_keep_the_leg() {
+    let (eng, _ev) = engine();
+    let (phone, far, stranger) = (endpoint().await, endpoint().await, endpoint().await);
+    let lp = eng.allocate(LegId(1)).unwrap();
+    let lf = eng.allocate(LegId(2)).unwrap();
+    eng.set_remote(LegId(1), remote(&phone, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_remote(LegId(2), remote(&far, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_source(LegId(1), Source::Bridge(7)).unwrap();
+    eng.set_source(LegId(2), Source::Bridge(7)).unwrap();
+    let mut pkt = Vec::new();
+    // The stranger gets in first with a well-formed stream (one SSRC, in
+    // sequence), long enough to pass any probation.
+    for seq in 100..120u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            0xbad,
+            &[0x66; 160],
+        );
+        stranger.send_to(&pkt, lp).await.unwrap();
+    }
+    // Let the engine take them before the phone speaks.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while !collect(&far, Duration::from_millis(100), 64)
+        .await
+        .is_empty()
+    {}
+    // The phone speaks from its signalled address: its audio reaches the
+    // far end...
+    for seq in 1..=3u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            0x1001,
+            &[0x11; 160],
+        );
+        phone.send_to(&pkt, lp).await.unwrap();
+    }
+    let heard = collect(&far, Duration::from_secs(2), 3).await;
+    assert_eq!(heard.len(), 3, "{heard:?}");
+    assert!(
+        heard.iter().all(|p| p.payload == vec![0x11; 160]),
+        "{heard:?}"
+    );
+    // ...the stranger's is dropped from now on...
+    for seq in 120..130u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            0xbad,
+            &[0x66; 160],
+        );
+        stranger.send_to(&pkt, lp).await.unwrap();
+    }
+    let heard = collect(&far, Duration::from_millis(300), 10).await;
+    assert!(
+        heard.iter().all(|p| p.payload != vec![0x66; 160]),
+        "{heard:?}"
+    );
+    // ...and the far end's audio goes to the phone, not to the stranger.
+    while !collect(&stranger, Duration::from_millis(50), 64)
+        .await
+        .is_empty()
+    {}
+    for seq in 1..=3u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            0x2002,
+            &[0x22; 160],
+        );
+        far.send_to(&pkt, lf).await.unwrap();
+    }
+    let to_phone = collect(&phone, Duration::from_secs(2), 3).await;
+    assert_eq!(to_phone.len(), 3, "{to_phone:?}");
+    assert!(
+        collect(&stranger, Duration::from_millis(200), 1)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_source_switching_ssrc_is_not_adopted() {
+    let (eng, _ev) = engine();
+    let far = endpoint().await;
+    let nat = endpoint().await;
+    let lp = eng.allocate(LegId(1)).unwrap();
+    eng.allocate(LegId(2)).unwrap();
+    // The phone's signalled address is not where it sends from (NAT).
+    let private = RemoteMedia {
+        addr: Some("127.0.0.1:9".parse().unwrap()),
+        codec: Codec::Pcmu,
+        telephone_event_pt: None,
+    };
+    eng.set_remote(LegId(1), private).unwrap();
+    eng.set_remote(LegId(2), remote(&far, Codec::Pcmu, None))
+        .unwrap();
+    eng.set_source(LegId(1), Source::Bridge(8)).unwrap();
+    eng.set_source(LegId(2), Source::Bridge(8)).unwrap();
+    let mut pkt = Vec::new();
+    // In sequence, but a new SSRC on every packet: never adopted.
+    for seq in 1..=10u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            u32::from(seq),
+            &[0x33; 160],
+        );
+        nat.send_to(&pkt, lp).await.unwrap();
+    }
+    assert!(
+        collect(&far, Duration::from_millis(300), 1)
+            .await
+            .is_empty()
+    );
+    // One SSRC: adopted at the fifth packet (a phone behind NAT works).
+    for seq in 11..=15u16 {
+        write_packet(
+            &mut pkt,
+            false,
+            0,
+            seq,
+            u32::from(seq) * 160,
+            0x1001,
+            &[0x44; 160],
+        );
+        nat.send_to(&pkt, lp).await.unwrap();
+    }
+    let heard = collect(&far, Duration::from_secs(2), 2).await;
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(heard[0].payload, vec![0x44; 160]);
 }
