@@ -918,6 +918,13 @@ pub struct AdminApp {
     /// Priority (lower wins).
     #[serde(default)]
     pub priority: u32,
+    /// Configured permissions (`make_call`, `forward`, `settings`); none
+    /// for the server's defaults (from the privileges and lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// The permissions in force, as the server reports them (never sent).
+    #[serde(default, skip_serializing)]
+    pub effective_permissions: Vec<String>,
     /// The token: sent to set or rotate it; returned once when generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,

@@ -1,7 +1,7 @@
 //! What the operator configures: lines with their addresses, applications,
 //! park slots and the switch's timing rules.
 
-use crate::types::{LineKind, MediaMode};
+use crate::types::{LineKind, MediaMode, Privilege};
 use serde::{Deserialize, Serialize};
 
 /// A line as the operator configures it.
@@ -143,6 +143,54 @@ impl LineConfig {
     }
 }
 
+/// A right of an application beyond call control on its own lines: the
+/// operations that reach past one call (`[[apps]] permissions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppPermission {
+    /// `lineMakeCall`: place new calls from the addresses of its open lines
+    /// (the app owns them, so it also needs the `owner` privilege).
+    MakeCall,
+    /// `lineForward`: set or cancel the forwarding of its lines' addresses.
+    Forward,
+    /// Switch-wide settings no line scopes: the locations and calling cards
+    /// of address translation (`PUT /v1/locations`, `PUT /v1/cards`).
+    Settings,
+}
+
+impl AppPermission {
+    /// Every permission.
+    pub const ALL: [AppPermission; 3] = [
+        AppPermission::MakeCall,
+        AppPermission::Forward,
+        AppPermission::Settings,
+    ];
+
+    /// The permissions of an app whose configuration names none: an app
+    /// that may own calls may make calls and set forwarding; switch-wide
+    /// settings also need every line (`lines = ["*"]`). A monitor-only app
+    /// gets none.
+    pub fn defaults(privileges: &[Privilege], all_lines: bool) -> Vec<AppPermission> {
+        if !privileges.contains(&Privilege::Owner) {
+            return Vec::new();
+        }
+        let mut out = vec![AppPermission::MakeCall, AppPermission::Forward];
+        if all_lines {
+            out.push(AppPermission::Settings);
+        }
+        out
+    }
+
+    /// The name of the permission in the configuration (`make_call`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppPermission::MakeCall => "make_call",
+            AppPermission::Forward => "forward",
+            AppPermission::Settings => "settings",
+        }
+    }
+}
+
 /// An application as the operator configures it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppConfig {
@@ -152,15 +200,47 @@ pub struct AppConfig {
     /// go to the app that opened the line first.
     #[serde(default)]
     pub priority: u32,
+    /// The first addresses of the lines it may open; `"*"` for every line.
+    #[serde(default = "every_line")]
+    pub lines: Vec<String>,
+    /// The most it may hold: `lineOpen` and `lineSetCallPrivilege` are
+    /// refused (`noprivilege`) beyond them, and so is every operation that
+    /// would make it the owner of a new call without `owner`.
+    #[serde(default = "every_privilege")]
+    pub privileges: Vec<Privilege>,
+    /// Its rights beyond call control (see [`AppPermission`]).
+    #[serde(default = "every_permission")]
+    pub permissions: Vec<AppPermission>,
+}
+
+fn every_line() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+fn every_privilege() -> Vec<Privilege> {
+    vec![Privilege::Owner, Privilege::Monitor]
+}
+
+fn every_permission() -> Vec<AppPermission> {
+    AppPermission::ALL.to_vec()
 }
 
 impl AppConfig {
-    /// An app with this name and the default priority.
+    /// An app with this name, the default priority, and every line,
+    /// privilege and permission.
     pub fn named(name: &str) -> AppConfig {
         AppConfig {
             name: name.to_string(),
             priority: 0,
+            lines: every_line(),
+            privileges: every_privilege(),
+            permissions: every_permission(),
         }
+    }
+
+    /// Whether it may open the line whose first address is `first_address`.
+    pub fn may_open(&self, first_address: &str) -> bool {
+        self.lines.iter().any(|l| l == "*" || l == first_address)
     }
 }
 

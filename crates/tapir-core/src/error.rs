@@ -51,6 +51,11 @@ pub enum ErrorCode {
     NoConference,
     /// The app is not an owner of the call.
     NotOwner,
+    /// The operator's configuration does not allow this app the operation
+    /// (a privilege beyond its `privileges`, a permission it lacks, a line
+    /// not in its `lines`). TAPI has no `LINEERR_` for a right the provider
+    /// withholds; the HTTP API's contract names it `noprivilege`.
+    NoPrivilege,
     /// The operation failed for an unspecified reason.
     OperationFailed,
     /// The operation is not available on this line or device.
@@ -89,6 +94,7 @@ impl ErrorCode {
             InvalTransferMode => "invaltransfermode",
             NoConference => "noconference",
             NotOwner => "notowner",
+            NoPrivilege => "noprivilege",
             OperationFailed => "operationfailed",
             OperationUnavail => "operationunavail",
             ResourceUnavail => "resourceunavail",

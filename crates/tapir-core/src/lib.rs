@@ -36,7 +36,9 @@ pub mod sim;
 mod switch;
 mod types;
 
-pub use config::{AppConfig, LineConfig, Outbound, SwitchConfig, default_media_modes};
+pub use config::{
+    AppConfig, AppPermission, LineConfig, Outbound, SwitchConfig, default_media_modes,
+};
 pub use error::{ErrorCode, TapiError};
 pub use ids::{AppId, BridgeId, CallId, CompletionId, LegId, LineId, RequestId, Timestamp};
 pub use output::{

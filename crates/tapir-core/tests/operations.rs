@@ -1212,12 +1212,12 @@ fn handoff_by_media_mode_goes_to_the_highest_priority_owner() {
     let mut o = office();
     let crm = o.crm;
     let fax = o.sim.switch.register_app(AppConfig {
-        name: "fax".into(),
         priority: 5,
+        ..AppConfig::named("fax")
     });
     let fax2 = o.sim.switch.register_app(AppConfig {
-        name: "fax2".into(),
         priority: 1,
+        ..AppConfig::named("fax2")
     });
     let line = o.sim.switch.line_of("2000").unwrap();
     o.sim
@@ -1347,8 +1347,8 @@ fn set_call_privilege_up_and_down() {
 fn open_line_as_owner_gets_new_calls_and_monitor_sees_them() {
     let mut o = office();
     let sup = o.sim.switch.register_app(AppConfig {
-        name: "sup".into(),
         priority: 0,
+        ..AppConfig::named("sup")
     });
     let line = o.sim.switch.line_of("1004").unwrap();
     o.sim.clear();
@@ -1393,8 +1393,8 @@ fn open_line_owner_priority_decides_who_owns_new_calls() {
     let mut o = office();
     let (crm, mon) = (o.crm, o.mon);
     let vip = o.sim.switch.register_app(AppConfig {
-        name: "vip".into(),
         priority: 0,
+        ..AppConfig::named("vip")
     });
     let line = o.sim.switch.line_of("1004").unwrap();
     // crm (priority 0, opened first) keeps new calls; reopen crm later to lose the tie.

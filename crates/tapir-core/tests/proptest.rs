@@ -195,8 +195,8 @@ impl World {
         let a = sim.switch.register_app(AppConfig::named("owner"));
         let b = sim.switch.register_app(AppConfig::named("monitor"));
         let c = sim.switch.register_app(AppConfig {
-            name: "ivr".into(),
             priority: 1,
+            ..AppConfig::named("ivr")
         });
         let lines: Vec<LineId> = PHONES
             .iter()

@@ -13,7 +13,7 @@ use crate::error::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tapir_core::{LineKind, MediaMode, Outbound, Privilege};
+use tapir_core::{AppPermission, LineKind, MediaMode, Outbound, Privilege};
 
 /// Name of the file in the data directory that records generated secrets.
 pub const SECRETS_FILE: &str = "secrets.toml";
@@ -410,6 +410,14 @@ pub struct AppEntry {
     /// Priority for new calls and indirect handoff (lower wins).
     #[serde(default)]
     pub priority: u32,
+    /// Rights beyond call control on its lines: `make_call` (`POST
+    /// /v1/calls`), `forward` (`PUT /v1/addresses/{a}/forwarding`),
+    /// `settings` (`PUT /v1/locations`, `PUT /v1/cards`). When absent: an
+    /// app with the `owner` privilege may make calls and forward, and with
+    /// `lines = ["*"]` too change settings; a monitor-only app may do none
+    /// (see [`AppEntry::permissions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<AppPermission>>,
 }
 
 fn all_privileges() -> Vec<Privilege> {
@@ -420,6 +428,32 @@ impl AppEntry {
     /// Whether the app may open the line whose first address is `address`.
     pub fn may_open(&self, address: &str) -> bool {
         self.lines.iter().any(|l| l == "*" || l == address)
+    }
+
+    /// Its permissions: the configured ones, or the defaults of its
+    /// privileges and lines ([`AppPermission::defaults`]).
+    pub fn permissions(&self) -> Vec<AppPermission> {
+        match &self.permissions {
+            Some(p) => p.clone(),
+            None => AppPermission::defaults(&self.privileges, self.lines.iter().any(|l| l == "*")),
+        }
+    }
+
+    /// Whether it has `permission`.
+    pub fn may(&self, permission: AppPermission) -> bool {
+        self.permissions().contains(&permission)
+    }
+
+    /// The core's view of this app: its name, priority and rights (the
+    /// switch enforces the privileges, lines and call permissions).
+    pub fn to_core(&self) -> tapir_core::AppConfig {
+        tapir_core::AppConfig {
+            name: self.name.clone(),
+            priority: self.priority,
+            lines: self.lines.clone(),
+            privileges: self.privileges.clone(),
+            permissions: self.permissions(),
+        }
     }
 }
 
@@ -521,6 +555,7 @@ impl Config {
                 privileges: all_privileges(),
                 media_modes: tapir_core::default_media_modes(),
                 priority: 0,
+                permissions: None,
             }],
             ..Config::default()
         }
@@ -677,6 +712,36 @@ slots = "7001-7020"
         assert_eq!(cfg.park.slot_list().unwrap().len(), 20);
         assert!(cfg.apps[0].may_open("1002"));
         assert!(!cfg.apps[0].may_open("1003"));
+        // No `permissions`: an owner app limited to some lines may make
+        // calls and forward, not change switch-wide settings.
+        assert!(cfg.apps[0].may(AppPermission::MakeCall));
+        assert!(cfg.apps[0].may(AppPermission::Forward));
+        assert!(!cfg.apps[0].may(AppPermission::Settings));
+    }
+
+    #[test]
+    fn app_permissions_are_configured_or_derived() {
+        let cfg = Config::from_toml(
+            r#"
+[[apps]]
+name = "wall"
+lines = ["*"]
+privileges = ["monitor"]
+[[apps]]
+name = "all"
+lines = ["*"]
+[[apps]]
+name = "dialer"
+lines = ["1001"]
+permissions = ["make_call"]
+"#,
+        )
+        .unwrap();
+        assert!(cfg.apps[0].permissions().is_empty());
+        assert_eq!(cfg.apps[1].permissions(), AppPermission::ALL);
+        assert_eq!(cfg.apps[2].permissions(), [AppPermission::MakeCall]);
+        assert_eq!(cfg.apps[2].to_core().permissions, [AppPermission::MakeCall]);
+        assert!(Config::from_toml("[[apps]]\nname = \"x\"\npermissions = [\"admin\"]\n").is_err());
     }
 
     #[test]

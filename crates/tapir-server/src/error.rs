@@ -142,7 +142,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalTransferMode
         | InvalConsultCallHandle
         | TargetSelf => StatusCode::BAD_REQUEST,
-        NotOwner | AddressBlocked => StatusCode::FORBIDDEN,
+        NotOwner | NoPrivilege | AddressBlocked => StatusCode::FORBIDDEN,
         InvalCallHandle | InvalLineHandle | InvalCompletionId | InvalGroupId | TargetNotFound => {
             StatusCode::NOT_FOUND
         }

@@ -37,7 +37,7 @@ pub use error::{ApiError, ConfigError, StartError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
-use tapir_core::{AppConfig, AppId, LineKind, Switch, SwitchConfig};
+use tapir_core::{AppId, LineKind, Switch, SwitchConfig};
 use tapir_translate::{Location, TranslateCaps};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -223,10 +223,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .get(&entry.name)
             .copied()
             .ok_or_else(|| ConfigError::Invalid(format!("app {} has no token", entry.name)))?;
-        let id = switch.register_app(AppConfig {
-            name: entry.name.clone(),
-            priority: entry.priority,
-        });
+        let id = switch.register_app(entry.to_core());
         apps.insert(entry.name.clone(), id);
         let ctx = Arc::new(http::AppCtx {
             id,

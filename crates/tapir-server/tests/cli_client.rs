@@ -665,6 +665,8 @@ async fn admin_commands_and_cdr() {
             "2005",
             "--privilege",
             "owner",
+            "--permission",
+            "make_call",
         ])
         .await;
     let text = app.ok();
@@ -691,6 +693,20 @@ async fn admin_commands_and_cdr() {
         .await;
     assert_eq!(set["priority"], 2);
     assert_eq!(set["lines"], serde_json::json!(["2005"]));
+    // The configured permissions survive a change of something else.
+    assert_eq!(set["permissions"], serde_json::json!(["make_call"]));
+    assert_eq!(
+        set["effective_permissions"],
+        serde_json::json!(["make_call"])
+    );
+    let set = admin
+        .json(&["admin", "apps", "set", "gamma", "--default-permissions"])
+        .await;
+    assert!(set.get("permissions").is_none(), "{set}");
+    assert_eq!(
+        set["effective_permissions"],
+        serde_json::json!(["make_call", "forward"])
+    );
     admin.run(&["admin", "apps", "delete", "gamma"]).await.ok();
     let revoked = gamma.run(&["lines"]).await;
     assert_eq!(revoked.code, 1);

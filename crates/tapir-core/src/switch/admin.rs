@@ -235,9 +235,10 @@ impl Switch {
     // Apps
     // ------------------------------------------------------------------
 
-    /// Change an app's name or priority (`invalparam` when another app has
-    /// the name).
-    pub fn update_app(&mut self, app: AppId, cfg: AppConfig) -> Result<(), TapiError> {
+    /// Change an app's name, priority and rights (`invalparam` when another
+    /// app has the name). Lines it may no longer open, or has open with a
+    /// privilege it may no longer hold, are closed; they are returned.
+    pub fn update_app(&mut self, app: AppId, cfg: AppConfig) -> Result<Vec<LineId>, TapiError> {
         if self
             .m
             .apps
@@ -252,11 +253,8 @@ impl Switch {
         let Some(a) = self.m.apps.get_mut(&app) else {
             return fail(ErrorCode::InvalParam, format!("{app} is not registered"));
         };
-        *a = App {
-            name: cfg.name,
-            priority: cfg.priority,
-        };
-        Ok(())
+        *a = App::from_config(cfg);
+        Ok(self.enforce_rights(app))
     }
 
     /// Remove an app: it closes every line it opened (route-point calls it
@@ -662,6 +660,7 @@ mod tests {
                 AppConfig {
                     name: "crm2".into(),
                     priority: 3,
+                    ..AppConfig::named("crm2")
                 },
             )
             .unwrap();

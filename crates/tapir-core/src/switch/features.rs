@@ -3,13 +3,14 @@
 //! intrude, message) with their timers.
 
 use super::{Command, Completion, NewCall, Parked, Pending, Switch, Timer};
+use crate::config::AppPermission;
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{AppId, CallId, CompletionId, Timestamp};
 use crate::output::{EventBody, ReleaseCause, Reply};
 use crate::types::{
     BusyMode, CallOrigin, CallReason, CallState, CallStateKind as K, CallerFilter, CompletionMode,
     ConnectedMode, DisconnectMode, ForwardRule, LineKind, OfferingMode, ParkMode, Party,
-    PickupTarget,
+    PickupTarget, Privilege,
 };
 use std::sync::Arc;
 
@@ -225,6 +226,7 @@ impl Switch {
         address: &str,
         slot: &str,
     ) -> Result<CallId, TapiError> {
+        self.check_privilege_cap(app, Privilege::Owner, "unpark calls (it would own them)")?;
         let line = self.open_address(app, address)?;
         let n = super::route::normalize(slot).unwrap_or_default();
         let Some(parked) = self.m.parks.get(n.as_str()).map(|p| p.call) else {
@@ -342,6 +344,7 @@ impl Switch {
         address: &str,
         target: PickupTarget,
     ) -> Result<CallId, TapiError> {
+        self.check_privilege_cap(app, Privilege::Owner, "pick up calls (it would own them)")?;
         let line = self.open_address(app, address)?;
         let ringing = |s: &Self, at: &dyn Fn(&super::Call) -> bool| {
             s.m.calls
@@ -507,6 +510,7 @@ impl Switch {
         rules: Vec<ForwardRule>,
         rings: Option<u32>,
     ) -> Result<(), TapiError> {
+        self.check_permission(app, AppPermission::Forward, "set forwarding")?;
         let line = self.open_address(app, address)?;
         let mut seen = Vec::new();
         for rule in &rules {

@@ -12,6 +12,7 @@ mod conference;
 mod features;
 mod media;
 mod ops;
+mod rights;
 mod route;
 mod signal;
 
@@ -271,6 +272,12 @@ pub(crate) struct Address {
 pub(crate) struct App {
     pub name: String,
     pub priority: u32,
+    /// First addresses of the lines it may open (`*`: all).
+    pub lines: Vec<String>,
+    /// The privileges it may hold.
+    pub privileges: Vec<Privilege>,
+    /// Its permissions beyond call control.
+    pub permissions: Vec<crate::config::AppPermission>,
 }
 
 /// A call waiting in a park slot.
@@ -445,13 +452,7 @@ impl Switch {
     /// Register an application; it then opens lines to see and control calls.
     pub fn register_app(&mut self, cfg: AppConfig) -> AppId {
         let id = AppId(self.id());
-        self.m.apps.insert(
-            id,
-            App {
-                name: cfg.name,
-                priority: cfg.priority,
-            },
-        );
+        self.m.apps.insert(id, App::from_config(cfg));
         self.seqs.insert(id, 0);
         id
     }

@@ -5,7 +5,7 @@
 //! so a rejected request leaves the switch as it was.
 
 use super::{Command, ConsultPurpose, LineOpen, NewCall, Pending, Switch};
-use crate::config::default_media_modes;
+use crate::config::{AppPermission, default_media_modes};
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{AppId, CallId, LineId, Timestamp};
 use crate::output::{Effect, EventBody, InfoField, LineStateKind, ReleaseCause, Reply};
@@ -274,6 +274,10 @@ impl Switch {
         if !self.m.apps.contains_key(&app) {
             return fail(ErrorCode::InvalParam, format!("{app} is not registered"));
         }
+        if !self.m.lines.contains_key(&line) {
+            return fail(ErrorCode::InvalLineHandle, format!("{line} does not exist"));
+        }
+        self.check_open_rights(app, line, privileges)?;
         let Some(l) = self.m.lines.get_mut(&line) else {
             return fail(ErrorCode::InvalLineHandle, format!("{line} does not exist"));
         };
@@ -366,6 +370,8 @@ impl Switch {
         from: &str,
         to: Option<&str>,
     ) -> Result<CallId, TapiError> {
+        self.check_permission(app, AppPermission::MakeCall, "make calls")?;
+        self.check_privilege_cap(app, Privilege::Owner, "make calls (it would own them)")?;
         let line = self.open_address(app, from)?;
         let kind = self.line_kind(line);
         if kind == LineKind::Trunk {
@@ -1231,6 +1237,7 @@ impl Switch {
         if current == privilege {
             return Ok(());
         }
+        self.check_privilege_cap(app, privilege, "raise itself to owner of a call")?;
         let (owners, live) = self
             .call(call)
             .map(|c| {

@@ -179,6 +179,13 @@ pub struct AppFields {
     /// Priority (lower wins).
     #[arg(long)]
     priority: Option<u32>,
+    /// Its permissions beyond call control, replacing the list: `make_call`,
+    /// `forward`, `settings`, or `none` for none at all.
+    #[arg(long = "permission", value_parser = ["make_call", "forward", "settings", "none"])]
+    permissions: Option<Vec<String>>,
+    /// Back to the default permissions of its privileges and lines.
+    #[arg(long = "default-permissions", conflicts_with = "permissions")]
+    default_permissions: bool,
     /// Its bearer token (generated when adding without one; setting it
     /// rotates the token).
     #[arg(long = "app-token", id = "app_token")]
@@ -209,6 +216,12 @@ impl AppFields {
         }
         if let Some(v) = self.priority {
             a.priority = v;
+        }
+        if let Some(v) = self.permissions {
+            a.permissions = Some(v.into_iter().filter(|p| p != "none").collect());
+        }
+        if self.default_permissions {
+            a.permissions = None;
         }
         if let Some(v) = self.token {
             a.token = Some(v);
@@ -397,7 +410,14 @@ fn lines_table(lines: &[AdminLine]) -> String {
 }
 
 fn apps_table(apps: &[AdminApp]) -> String {
-    let mut t = Table::new(&["APP", "LINES", "PRIVILEGES", "MEDIA", "PRIORITY"]);
+    let mut t = Table::new(&[
+        "APP",
+        "LINES",
+        "PRIVILEGES",
+        "PERMISSIONS",
+        "MEDIA",
+        "PRIORITY",
+    ]);
     for a in apps {
         let list = |v: Value| {
             v.as_array()
@@ -413,6 +433,10 @@ fn apps_table(apps: &[AdminApp]) -> String {
             a.name.clone(),
             a.lines.join(","),
             list(to_json(&a.privileges)),
+            match a.effective_permissions.join(",") {
+                p if p.is_empty() => "-".into(),
+                p => p,
+            },
             list(to_json(&a.media_modes)),
             a.priority.to_string(),
         ]);
@@ -420,12 +444,25 @@ fn apps_table(apps: &[AdminApp]) -> String {
     t.render()
 }
 
+/// An app's JSON with the permissions in force (which the client never
+/// sends back, so does not serialize).
+fn app_json(a: &AdminApp) -> Value {
+    let mut v = to_json(a);
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "effective_permissions".into(),
+            to_json(&a.effective_permissions),
+        );
+    }
+    v
+}
+
 fn app_output(a: &AdminApp) -> Output {
     let mut text = apps_table(std::slice::from_ref(a));
     if let Some(t) = &a.token {
         text.push_str(&format!("token: {t}   (shown once; keep it)\n"));
     }
-    Output::new(to_json(a), text)
+    Output::new(app_json(a), text)
 }
 
 fn trunk_json(t: &AdminTrunk) -> Value {
@@ -504,7 +541,8 @@ pub async fn run(client: &Client, cmd: AdminCmd) -> Result<Output, CliError> {
         AdminCmd::Apps { action } => match action.unwrap_or(AppsCmd::List) {
             AppsCmd::List => {
                 let apps = admin.apps().await?;
-                Output::new(json!({ "apps": to_json(&apps) }), apps_table(&apps))
+                let list: Vec<Value> = apps.iter().map(app_json).collect();
+                Output::new(json!({ "apps": list }), apps_table(&apps))
             }
             AppsCmd::Show { name } => app_output(&admin.app(&name).await?),
             AppsCmd::Add { name, fields } => {

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use tapir_core::{AppConfig, ForwardRule, LineKind, MediaMode, Outbound, Privilege, TapiError};
+use tapir_core::{AppPermission, ForwardRule, LineKind, MediaMode, Outbound, Privilege, TapiError};
 use tapir_store::{CdrQuery, StoreError};
 use utoipa::ToSchema;
 
@@ -490,6 +490,14 @@ pub struct AdminApp {
     pub media_modes: Vec<MediaMode>,
     /// Priority (lower wins).
     pub priority: u32,
+    /// Its configured permissions (`make_call`, `forward`, `settings`);
+    /// absent when it has the defaults of its privileges and lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub permissions: Option<Vec<AppPermission>>,
+    /// The permissions in force: the configured ones or the defaults.
+    #[schema(value_type = Vec<String>)]
+    pub effective_permissions: Vec<AppPermission>,
     /// The bearer token, only in the reply that created or rotated it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -503,6 +511,8 @@ impl From<&AppEntry> for AdminApp {
             privileges: a.privileges.clone(),
             media_modes: a.media_modes.clone(),
             priority: a.priority,
+            permissions: a.permissions.clone(),
+            effective_permissions: a.permissions(),
             token: None,
         }
     }
@@ -534,6 +544,11 @@ pub struct AppBody {
     /// Priority (lower wins).
     #[serde(default)]
     pub priority: u32,
+    /// `make_call`, `forward`, `settings` (default: `make_call` and
+    /// `forward` with the `owner` privilege, `settings` too with every
+    /// line; none for a monitor-only app).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub permissions: Option<Vec<AppPermission>>,
     /// Bearer token (at least 16 characters).
     pub token: Option<String>,
 }
@@ -568,6 +583,7 @@ impl AppBody {
                 privileges,
                 media_modes,
                 priority: self.priority,
+                permissions: self.permissions,
             },
             self.token,
         ))
@@ -660,10 +676,7 @@ pub async fn create_app(
     if st.app_by_hash(&hash).is_some() || st.admin == Some(hash) {
         return Err(conflict("that token is in use"));
     }
-    let cfg = AppConfig {
-        name: entry.name.clone(),
-        priority: entry.priority,
-    };
+    let cfg = entry.to_core();
     let id = on_switch(&st, move |sw, _| sw.register_app(cfg)).await?;
     if let Err(e) = st.store.put_app(&persist::app_row(&entry, &hash)).await {
         let _ = on_switch(&st, move |sw, now| sw.remove_app(now, id)).await;
@@ -683,7 +696,9 @@ pub async fn create_app(
 }
 
 /// Replace an app's settings; `token` rotates its token (the old one stops
-/// working at once). Lines it has open stay open.
+/// working at once). Lines it has open stay open, except those it may no
+/// longer open or has open with a privilege it may no longer hold: they
+/// are closed (`line.state` `closed`).
 #[utoipa::path(put, path = "/v1/admin/apps/{name}", tag = "admin",
     params(("name" = String, Path, description = "the app's name")),
     request_body = AppBody,
@@ -719,18 +734,17 @@ pub async fn put_app(
         None => old_hash,
     };
     let id = old.id;
-    let cfg = AppConfig {
-        name: entry.name.clone(),
-        priority: entry.priority,
-    };
-    on_switch(&st, move |sw, _| sw.update_app(id, cfg))
+    let cfg = entry.to_core();
+    let closed = on_switch(&st, move |sw, _| sw.update_app(id, cfg))
         .await?
         .map_err(ApiError::from)?;
+    // Lines it may no longer hold were closed by the switch.
+    st.opened
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(a, l), _| *a != id || !closed.contains(l));
     if let Err(e) = st.store.put_app(&persist::app_row(&entry, &hash)).await {
-        let undo = AppConfig {
-            name: old.entry.name.clone(),
-            priority: old.entry.priority,
-        };
+        let undo = old.entry.to_core();
         let _ = on_switch(&st, move |sw, _| sw.update_app(id, undo)).await;
         return Err(store_failed(e));
     }

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use tapir_core::{AppId, CallId, CallInfo, Command, LineId, Reply, RequestId};
+use tapir_core::{AppId, AppPermission, CallId, CallInfo, Command, LineId, Reply, RequestId};
 use tapir_translate::TranslateCaps;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -191,6 +191,23 @@ pub enum AnyToken {
     App(Arc<AppCtx>),
     /// The operator.
     Admin,
+}
+
+impl AnyToken {
+    /// `403 noprivilege` unless this is the operator or an app whose
+    /// configuration grants `permission`; `what` names the refused
+    /// operation ("change the locations").
+    pub fn require(&self, permission: AppPermission, what: &str) -> Result<(), ApiError> {
+        match self {
+            AnyToken::Admin => Ok(()),
+            AnyToken::App(a) if a.entry.may(permission) => Ok(()),
+            AnyToken::App(a) => Err(ApiError::no_privilege(format!(
+                "application {} may not {what}: its configuration does not grant the permission '{}'",
+                a.entry.name,
+                permission.as_str()
+            ))),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for AnyToken {

@@ -6,6 +6,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use tapir_core::AppPermission;
 use tapir_translate::{CallingCard, Location, TranslateCaps, TranslateOption, TranslateOutput};
 use utoipa::ToSchema;
 
@@ -114,13 +115,15 @@ pub async fn get_locations(State(st): State<AppState>, _token: AnyToken) -> Json
 #[utoipa::path(put, path = "/v1/locations", tag = "translate",
     request_body = Locations,
     responses((status = 200, description = "locations now in force", body = Locations),
-              (status = 400, description = "invallocation, invalcard, …", body = ErrorBody)),
+              (status = 400, description = "invallocation, invalcard, …", body = ErrorBody),
+              (status = 403, description = "noprivilege: the app lacks the `settings` permission", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_locations(
     State(st): State<AppState>,
-    _token: AnyToken,
+    token: AnyToken,
     ApiJson(b): ApiJson<Locations>,
 ) -> Result<Json<Locations>, ApiError> {
+    token.require(AppPermission::Settings, "change the locations")?;
     let _w = st.operator.lock().await;
     let cards = st
         .translate
@@ -171,13 +174,15 @@ pub async fn get_cards(State(st): State<AppState>, _token: AnyToken) -> Json<Car
 #[utoipa::path(put, path = "/v1/cards", tag = "translate",
     request_body = Cards,
     responses((status = 200, description = "cards now in force", body = Cards),
-              (status = 400, description = "invalcard, …", body = ErrorBody)),
+              (status = 400, description = "invalcard, …", body = ErrorBody),
+              (status = 403, description = "noprivilege: the app lacks the `settings` permission", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_cards(
     State(st): State<AppState>,
-    _token: AnyToken,
+    token: AnyToken,
     ApiJson(b): ApiJson<Cards>,
 ) -> Result<Json<Cards>, ApiError> {
+    token.require(AppPermission::Settings, "change the calling cards")?;
     let _w = st.operator.lock().await;
     let (current, locations) = {
         let t = st.translate.read().unwrap_or_else(|e| e.into_inner());
