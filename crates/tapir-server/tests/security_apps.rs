@@ -118,7 +118,7 @@ async fn a_monitor_only_app_cannot_set_forwarding() {
     let watcher = Api::new(&s, Some("tok-watcher"));
     let beta = Api::new(&s, Some("tok-beta"));
     watcher.open("2002", &["monitor"]).await;
-    let rules = json!({"rules": [{"mode": "unconditional", "to": "9001"}]});
+    let rules = json!({"rules": [{"mode": "unconditional", "to": "2001"}]});
     let (status, body) = watcher.put("/v1/addresses/2002/forwarding", rules).await;
     refused(status, &body, "forward");
     let (_, status_now) = watcher.get("/v1/addresses/2002").await;
