@@ -45,6 +45,7 @@ name = "alpha"
 token = "tok-alpha"
 lines = ["2001", "2003"]
 privileges = ["owner", "monitor"]
+permissions = ["make_call", "forward", "settings"]
 [[apps]]
 name = "beta"
 token = "tok-beta"
