@@ -19,8 +19,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
-use tapir_b2bua::{B2bua, Config, ContactTarget, Directory, MediaPorts, Out, SipTransport};
-use tapir_core::{LineConfig, Output, Switch, Timestamp};
+use tapir_b2bua::pump::Wire;
+use tapir_b2bua::{B2bua, Config, ContactTarget, Directory, MediaPorts, SipTransport};
+use tapir_core::{LineConfig, Switch, Timestamp};
 use tapir_sip::msg::{HeaderName, Message};
 
 /// Counts live heap bytes.
@@ -108,38 +109,19 @@ struct World {
 
 impl World {
     fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(out) = self.b2b.poll_output() {
-                moved = true;
-                match out {
-                    Out::Send { to, data } => {
-                        let m = Message::parse_datagram(data).unwrap();
-                        if to == CALLER.parse().unwrap() {
-                            self.to_caller.push(m);
-                        } else {
-                            self.to_callee.push(m);
-                        }
-                    }
-                    Out::Switch(input) => {
-                        let ts = Timestamp(
-                            1_000_000 + self.now.duration_since(self.start).as_millis() as u64,
-                        );
-                        self.switch.handle(ts, input);
-                    }
-                    Out::Refer { .. } | Out::Media(_) | Out::Connect { .. } => {}
-                }
-            }
-            while let Some(out) = self.switch.poll_output() {
-                moved = true;
-                if let Output::Effect(e) = out {
-                    self.b2b.handle_effect(self.now, &e);
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
+        let ts = Timestamp(1_000_000 + self.now.duration_since(self.start).as_millis() as u64);
+        let mut wire = SentTo {
+            to_caller: &mut self.to_caller,
+            to_callee: &mut self.to_callee,
+        };
+        tapir_b2bua::pump::pump(
+            &mut self.switch,
+            Some(&mut self.b2b),
+            self.now,
+            ts,
+            &mut wire,
+        )
+        .unwrap();
     }
 
     fn send(&mut self, from: &str, text: String) {
@@ -148,6 +130,26 @@ impl World {
             .handle_datagram(self.now, from.parse().unwrap(), data);
         self.pump();
     }
+}
+
+/// What tapir sends, per phone (media work and connections are not part
+/// of the figure).
+struct SentTo<'a> {
+    to_caller: &'a mut Vec<Message>,
+    to_callee: &'a mut Vec<Message>,
+}
+
+impl Wire for SentTo<'_> {
+    fn send(&mut self, to: SocketAddr, data: Bytes) {
+        let m = Message::parse_datagram(data).unwrap();
+        if to == CALLER.parse().unwrap() {
+            self.to_caller.push(m);
+        } else {
+            self.to_callee.push(m);
+        }
+    }
+    fn media(&mut self, _: tapir_b2bua::MediaCommand) {}
+    fn connect(&mut self, _: SocketAddr, _: SipTransport) {}
 }
 
 const SDP: &str = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 0\na=sendrecv\n";

@@ -15,7 +15,9 @@
 //! rules stay in the core: this crate only translates between SIP and the
 //! core's leg events and effects.
 //!
-//! [`driver`] runs it on a tokio UDP socket next to the switch's task.
+//! It binds no socket, spawns no task and reads no clock: [`pump::pump`]
+//! composes it with the switch, and `tapir-server` runs that composition in
+//! one task beside its sockets.
 //!
 //! Trunks ([`trunk`]): a leg the switch creates on a trunk line INVITEs
 //! the number at the trunk's carrier (the [`Directory`] gives the route),
@@ -38,8 +40,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod directory;
-pub mod driver;
 pub mod info;
+pub mod pump;
 pub mod session_timer;
 pub mod trunk;
 

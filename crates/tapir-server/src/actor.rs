@@ -1,20 +1,41 @@
-//! The switch actor: one tokio task owns the [`Switch`]. Everything else talks
-//! to it through a [`SwitchHandle`]: jobs arrive over an mpsc channel and
-//! answer over a oneshot; the task fires the switch's timers with
-//! `tokio::time::sleep_until`, and after every step drains the switch's
-//! outputs — app events into the [`Journal`], effects onto a broadcast channel
-//! for the SIP and media drivers.
+//! The loop: one tokio task owns the [`Switch`] and, when SIP runs, the
+//! [`B2bua`], and pumps between them synchronously with
+//! [`tapir_b2bua::pump::pump`], the composition the B2BUA's tests run. Around
+//! it, everything is a driver that turns I/O into inputs and outputs into
+//! I/O, all inside this one task's `select!`:
 //!
-//! A SIP driver plugs in with [`SwitchHandle::subscribe_effects`] (what to do
-//! on the wire) and [`SwitchHandle::input`] (what the wire reported); it gets
-//! fresh leg ids with `handle.with(|sw, _| sw.allocate_leg())`.
+//! - the SIP UDP socket, read and written here;
+//! - SIP over TCP and TLS ([`Streams`]): connection tasks frame messages and
+//!   hand them over a bounded channel (a full one makes a reader wait, which
+//!   pushes back on its peer through TCP), and write what the loop sends;
+//! - the media engine: its events (digits, prompt done) come in here, and
+//!   the B2BUA's media commands are applied to it synchronously (its calls
+//!   take a short lock and never wait);
+//! - jobs from the HTTP API ([`SwitchHandle::with`]) over a bounded channel
+//!   (a full one makes the handler wait); each answers over a oneshot after
+//!   its outputs are handed out, so an HTTP reply never overtakes the events
+//!   its command caused into the [`Journal`];
+//! - timers: the earlier of the switch's and the B2BUA's deadlines.
+//!
+//! The loop itself never waits on a channel to the machines, and nothing
+//! between them is queued: an effect reaches the B2BUA in the same step the
+//! switch produced it, and a REFER's verdict is a call into the switch.
 
 use crate::cdr::Touched;
 use crate::journal::Journal;
+use crate::sip::{MediaPlane, SipParts};
+use crate::transport::{self, StreamEvent, Streams};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tapir_core::{AppId, Command, Effect, Input, Output, Reply, Switch, TapiError, Timestamp};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tapir_b2bua::pump::{self, Wire};
+use tapir_b2bua::{B2bua, MediaCommand, SipTransport};
+use tapir_core::{AppId, Command, Input, Output, Reply, Switch, TapiError, Timestamp};
+use tapir_media::engine::{MediaEvent, MediaEvents};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// The switch task has stopped.
@@ -27,21 +48,23 @@ pub struct SwitchStopped;
 /// overtakes the events its command caused into the journal.
 type Job = Box<dyn FnOnce(&mut Switch, Timestamp) -> Box<dyn FnOnce() + Send> + Send>;
 
-/// Called inside the switch task after every step that produced output or
-/// ran a job, with what the step's outputs named (the store's observer:
-/// CDRs, completion set, id reservation).
+/// Called inside the loop after every step that produced output or ran a
+/// job, with what the step's outputs named (the store's observer: CDRs,
+/// completion set, id reservation).
 pub type StepObserver = Box<dyn FnMut(&Switch, Timestamp, &Touched) + Send>;
 
-enum Msg {
-    Job(Job),
-    Input(Input),
-}
+/// How many jobs may wait for the loop before senders wait.
+const JOBS_CAPACITY: usize = 4096;
 
-/// A cheap, cloneable handle to the switch task.
+/// Datagrams read from the SIP UDP socket in one wake-up at most (each is
+/// handled and pumped on its own, in order), so that jobs and timers keep
+/// their turn under load.
+const DATAGRAM_BATCH: usize = 32;
+
+/// A cheap, cloneable handle to the loop.
 #[derive(Clone)]
 pub struct SwitchHandle {
-    tx: mpsc::Sender<Msg>,
-    effects: broadcast::Sender<Effect>,
+    tx: mpsc::Sender<Job>,
     journal: Arc<Journal>,
 }
 
@@ -60,40 +83,36 @@ pub fn now() -> Timestamp {
 }
 
 impl SwitchHandle {
-    /// Start the task that owns `switch`. `effects_capacity` bounds how far an
-    /// effect subscriber may lag before it sees `Lagged`.
-    pub fn spawn(
-        switch: Switch,
-        journal: Arc<Journal>,
-        effects_capacity: usize,
-    ) -> (SwitchHandle, JoinHandle<()>) {
-        SwitchHandle::spawn_observed(switch, journal, effects_capacity, None)
+    /// Start the loop that owns `switch` (without SIP).
+    pub fn spawn(switch: Switch, journal: Arc<Journal>) -> (SwitchHandle, JoinHandle<()>) {
+        SwitchHandle::spawn_node(switch, None, journal, None)
     }
 
-    /// [`SwitchHandle::spawn`] with an observer called after steps.
-    pub fn spawn_observed(
+    /// Start the loop that owns `switch` and, with `sip`, the B2BUA and
+    /// SIP's sockets and media plane; `observer` is called after steps.
+    pub fn spawn_node(
         switch: Switch,
+        sip: Option<SipParts>,
         journal: Arc<Journal>,
-        effects_capacity: usize,
         observer: Option<StepObserver>,
     ) -> (SwitchHandle, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(4096);
-        let (effects, _) = broadcast::channel(effects_capacity.max(16));
-        let task = tokio::spawn(run(switch, rx, effects.clone(), journal.clone(), observer));
-        (
-            SwitchHandle {
-                tx,
-                effects,
-                journal,
-            },
-            task,
-        )
+        let (tx, rx) = mpsc::channel(JOBS_CAPACITY);
+        let node = Node {
+            switch,
+            sip: None,
+            journal: journal.clone(),
+            observer,
+            touched: Touched::default(),
+            backlog: VecDeque::new(),
+        };
+        let task = tokio::spawn(node.run(sip, rx));
+        (SwitchHandle { tx, journal }, task)
     }
 
-    /// Run `f` on the switch inside its task, with the current time, and
-    /// return what it returns. Outputs it causes are drained right after,
-    /// and the events they hold are committed to the journal (and its
-    /// store) before this returns.
+    /// Run `f` on the switch inside the loop, with the current time, and
+    /// return what it returns. Outputs it causes are handed out right
+    /// after, and the events they hold are committed to the journal (and
+    /// its store) before this returns.
     pub async fn with<T, F>(&self, f: F) -> Result<T, SwitchStopped>
     where
         T: Send + 'static,
@@ -106,10 +125,7 @@ impl SwitchHandle {
                 let _ = reply_tx.send(value);
             })
         });
-        self.tx
-            .send(Msg::Job(job))
-            .await
-            .map_err(|_| SwitchStopped)?;
+        self.tx.send(job).await.map_err(|_| SwitchStopped)?;
         let value = reply_rx.await.map_err(|_| SwitchStopped)?;
         // Bounded: a store writer that stopped must not hang every request
         // (it publishes anyway after its retries, well within this).
@@ -133,115 +149,273 @@ impl SwitchHandle {
             .await
     }
 
-    /// Feed an input (a signalling event from a driver) to the switch.
-    pub async fn input(&self, input: Input) -> Result<(), SwitchStopped> {
-        self.tx
-            .send(Msg::Input(input))
-            .await
-            .map_err(|_| SwitchStopped)
-    }
-
-    /// Feed an input without waiting: queued at once when the switch's
-    /// channel has room, else handed to a task that waits for room (order
-    /// is then no longer guaranteed against later inputs, which only happens
-    /// under overload). For drivers whose loop must not block.
-    pub fn input_now(&self, input: Input) {
-        match self.tx.try_send(Msg::Input(input)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(msg).await;
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    /// Every effect the switch produces from now on (for the SIP and media
-    /// drivers). A receiver that lags more than the channel's capacity gets
-    /// `RecvError::Lagged`.
-    pub fn subscribe_effects(&self) -> broadcast::Receiver<Effect> {
-        self.effects.subscribe()
-    }
-
     /// The event journal.
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
     }
 }
 
-async fn run(
-    mut switch: Switch,
-    mut rx: mpsc::Receiver<Msg>,
-    effects: broadcast::Sender<Effect>,
+/// SIP's part of the loop.
+struct Sip {
+    b2b: B2bua,
+    udp: Arc<UdpSocket>,
+    streams: Streams,
+    media: MediaPlane,
+}
+
+/// What the loop owns.
+struct Node {
+    switch: Switch,
+    sip: Option<Sip>,
     journal: Arc<Journal>,
-    mut observer: Option<StepObserver>,
-) {
-    let mut touched = Touched::default();
-    drain(&mut switch, &effects, &journal, &mut touched);
-    loop {
-        let deadline = switch.poll_timeout().map(|at| {
+    observer: Option<StepObserver>,
+    touched: Touched,
+    /// UDP datagrams the socket could not take at once, in order.
+    backlog: VecDeque<(SocketAddr, Bytes)>,
+}
+
+impl Node {
+    async fn run(mut self, parts: Option<SipParts>, mut jobs: mpsc::Receiver<Job>) {
+        // The sources the loop waits on are its own locals, so that a
+        // branch's handler may use all of the node.
+        let mut udp = None;
+        let mut streams_rx = None;
+        let mut media_events = None;
+        if let Some(parts) = parts {
+            let (streams, rx) = Streams::start(parts.tcp, parts.tls);
+            let socket = Arc::new(parts.udp);
+            udp = Some(socket.clone());
+            streams_rx = Some(rx);
+            media_events = Some(parts.media_events);
+            self.sip = Some(Sip {
+                b2b: parts.b2b,
+                udp: socket,
+                streams,
+                media: parts.media,
+            });
+        }
+        let mut buf = vec![0u8; 65_536];
+        self.settle(false);
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    None => break,
+                    Some(job) => {
+                        let answer = job(&mut self.switch, now());
+                        self.settle(true);
+                        answer();
+                    }
+                },
+                received = recv_udp(udp.as_deref(), &mut buf) => {
+                    self.datagram(received, &buf);
+                    // More that already wait, without going back to sleep.
+                    if let Some(socket) = udp.as_deref() {
+                        for _ in 1..DATAGRAM_BATCH {
+                            match socket.try_recv_from(&mut buf) {
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                received => self.datagram(received, &buf),
+                            }
+                        }
+                    }
+                }
+                Some(event) = next_stream(&mut streams_rx) => {
+                    if let Some(sip) = self.sip.as_mut() {
+                        sip.streams.event(event, &mut sip.b2b, Instant::now());
+                    }
+                    self.settle(false);
+                }
+                event = next_media(&mut media_events) => {
+                    if let Some(input) = crate::sip::media_input(event) {
+                        self.switch.handle(now(), input);
+                    }
+                    self.settle(false);
+                }
+                () = sleep_until(deadline) => {
+                    self.switch.handle(now(), Input::Timeout);
+                    if let Some(sip) = self.sip.as_mut() {
+                        sip.b2b.handle_timeout(Instant::now());
+                    }
+                    self.settle(false);
+                }
+            }
+            self.flush_backlog().await;
+        }
+        tracing::debug!("the loop stopped");
+    }
+
+    /// One datagram from the SIP UDP socket (or its receive error).
+    fn datagram(&mut self, received: std::io::Result<(usize, SocketAddr)>, buf: &[u8]) {
+        match received {
+            Ok((n, source)) => {
+                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                transport::count_message("in", &data);
+                if let Some(sip) = self.sip.as_mut() {
+                    sip.b2b.handle_datagram(Instant::now(), source, data);
+                }
+                self.settle(false);
+            }
+            // ICMP errors surface here on some systems; keep serving.
+            Err(e) => tracing::debug!(error = %e, "SIP socket receive error"),
+        }
+    }
+
+    /// When the switch or the B2BUA next needs the time.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        let switch = self.switch.poll_timeout().map(|at| {
             let wait = at.0.saturating_sub(now().0);
             tokio::time::Instant::now() + Duration::from_millis(wait)
         });
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                None => break,
-                Some(Msg::Job(job)) => {
-                    let answer = job(&mut switch, now());
-                    drain(&mut switch, &effects, &journal, &mut touched);
-                    if let Some(o) = observer.as_mut() {
-                        o(&switch, now(), &touched);
-                    }
-                    touched.clear();
-                    answer();
-                }
-                Some(Msg::Input(input)) => {
-                    switch.handle(now(), input);
-                }
-            },
-            () = sleep => {
-                switch.handle(now(), Input::Timeout);
-            }
+        let b2b = self
+            .sip
+            .as_ref()
+            .and_then(|s| s.b2b.poll_timeout())
+            .map(tokio::time::Instant::from_std);
+        match (switch, b2b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let stepped = drain(&mut switch, &effects, &journal, &mut touched) > 0;
-        if stepped && let Some(o) = observer.as_mut() {
-            o(&switch, now(), &touched);
-        }
-        touched.clear();
     }
-    tracing::debug!("switch task stopped");
+
+    /// Pump the machines until they settle, handing what leaves them out;
+    /// then call the observer if the switch produced anything (or a job ran).
+    fn settle(&mut self, job_ran: bool) {
+        let (now, ts) = (Instant::now(), now());
+        let mut switch_outputs = 0;
+        let (b2b, mut wire) = match self.sip.as_mut() {
+            Some(sip) => (
+                Some(&mut sip.b2b),
+                NodeWire {
+                    journal: &self.journal,
+                    touched: &mut self.touched,
+                    switch_outputs: &mut switch_outputs,
+                    sip: Some((&sip.udp, &mut sip.streams, &sip.media)),
+                    backlog: &mut self.backlog,
+                },
+            ),
+            None => (
+                None,
+                NodeWire {
+                    journal: &self.journal,
+                    touched: &mut self.touched,
+                    switch_outputs: &mut switch_outputs,
+                    sip: None,
+                    backlog: &mut self.backlog,
+                },
+            ),
+        };
+        if let Err(e) = pump::pump(&mut self.switch, b2b, now, ts, &mut wire) {
+            tracing::error!("{e}");
+        }
+        if (switch_outputs > 0 || job_ran)
+            && let Some(o) = self.observer.as_mut()
+        {
+            o(&self.switch, ts, &self.touched);
+        }
+        self.touched.clear();
+    }
+
+    /// Send what the UDP socket could not take at once.
+    async fn flush_backlog(&mut self) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        let Some(udp) = self.sip.as_ref().map(|s| s.udp.clone()) else {
+            return;
+        };
+        while let Some((to, data)) = self.backlog.pop_front() {
+            if let Err(e) = udp.send_to(&data, to).await {
+                tracing::debug!(%to, error = %e, "SIP send failed");
+            }
+        }
+    }
 }
 
-/// Hand out the switch's outputs, noting what they name; returns how many
-/// there were.
-fn drain(
-    switch: &mut Switch,
-    effects: &broadcast::Sender<Effect>,
-    journal: &Journal,
-    touched: &mut Touched,
-) -> usize {
-    let mut n = 0;
-    while let Some(out) = switch.poll_output() {
-        n += 1;
-        touched.note(&out);
-        match out {
-            Output::Effect(e) => {
-                tracing::trace!(effect = ?e, "effect");
-                // No driver subscribed yet is fine (route points need none).
-                let _ = effects.send(e);
+/// Where the pump's outputs go in production.
+struct NodeWire<'a> {
+    journal: &'a Journal,
+    touched: &'a mut Touched,
+    switch_outputs: &'a mut usize,
+    sip: Option<(&'a UdpSocket, &'a mut Streams, &'a MediaPlane)>,
+    backlog: &'a mut VecDeque<(SocketAddr, Bytes)>,
+}
+
+impl Wire for NodeWire<'_> {
+    fn send(&mut self, to: SocketAddr, data: Bytes) {
+        let Some((udp, streams, _)) = self.sip.as_mut() else {
+            return;
+        };
+        transport::count_message("out", &data);
+        let Some(data) = streams.send(to, data) else {
+            return;
+        };
+        // Over UDP: at once, unless earlier datagrams still wait (order).
+        if self.backlog.is_empty() {
+            match udp.try_send_to(&data, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    tracing::debug!(%to, error = %e, "SIP send failed");
+                    return;
+                }
+                Err(_) => {}
             }
-            Output::Event(ev) => journal.push(&ev),
+        }
+        self.backlog.push_back((to, data));
+    }
+
+    fn media(&mut self, command: MediaCommand) {
+        if let Some((_, _, media)) = self.sip.as_ref() {
+            media.apply(command);
+        }
+    }
+
+    fn connect(&mut self, to: SocketAddr, transport: SipTransport) {
+        if let Some((_, streams, _)) = self.sip.as_mut() {
+            streams.connect(to, transport);
+        }
+    }
+
+    fn switch_output(&mut self, output: &Output) {
+        *self.switch_outputs += 1;
+        self.touched.note(output);
+        match output {
+            Output::Effect(e) => tracing::trace!(effect = ?e, "effect"),
+            Output::Event(ev) => self.journal.push(ev),
             // The loop asks poll_timeout() before every wait.
             Output::Timeout(_) => {}
         }
     }
-    n
+}
+
+async fn recv_udp(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match udp {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_stream(rx: &mut Option<mpsc::Receiver<StreamEvent>>) -> Option<StreamEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The media engine's next event; waits forever without an engine (or
+/// once it is gone).
+async fn next_media(events: &mut Option<MediaEvents>) -> MediaEvent {
+    if let Some(rx) = events {
+        if let Some(event) = rx.recv().await {
+            return event;
+        }
+        *events = None;
+    }
+    std::future::pending().await
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -4,9 +4,12 @@
 //!
 //! * [`config`]: the TOML configuration of `shared/API.md`, the embedded
 //!   default and the generated secrets kept in the data directory;
-//! * [`actor`]: one tokio task owns the [`tapir_core::Switch`]; a
-//!   [`SwitchHandle`] sends it jobs, feeds it driver inputs and subscribes to
-//!   its effects (the SIP and media drivers plug in there);
+//! * [`actor`]: the loop, one tokio task that owns the
+//!   [`tapir_core::Switch`] and the B2BUA and pumps between them, with SIP's
+//!   sockets and the media engine as its drivers; a [`SwitchHandle`] sends
+//!   it jobs (the HTTP API);
+//! * [`sip`]: SIP's sockets, the media engine and the B2BUA, set up for the
+//!   loop; [`transport`]: SIP over TCP and TLS;
 //! * [`journal`]: the per-app event journal behind the event stream,
 //!   written through to the store;
 //! * [`persist`]: the store (`tapir-store`, SQLite or PostgreSQL) at start
@@ -28,6 +31,7 @@ pub mod journal;
 pub mod persist;
 pub mod quality;
 pub mod sip;
+pub mod transport;
 pub mod wire;
 
 pub use actor::{SwitchHandle, SwitchStopped};
@@ -65,7 +69,6 @@ pub struct RunningServer {
     pub sip_tcp_addr: Option<SocketAddr>,
     /// Where SIP over TLS listens, when `[sip] listen` has a `tls:` entry.
     pub sip_tls_addr: Option<SocketAddr>,
-    sip: Option<sip::SipRunning>,
     shutdown: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
     switch_task: JoinHandle<()>,
@@ -86,9 +89,6 @@ impl RunningServer {
             journal.durable(journal.pushed()),
         )
         .await;
-        if let Some(sip) = &self.sip {
-            sip.abort();
-        }
         self.switch_task.abort();
     }
 
@@ -321,22 +321,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         cdr.clone(),
     );
     observer.seen_completions(&switch);
-    let (handle, switch_task) = SwitchHandle::spawn_observed(
-        switch,
-        journal,
-        4096,
-        Some(Box::new(move |sw, now, touched| {
-            observer.after_step(sw, now, touched)
-        })),
-    );
     let registrations = tapir_b2bua::directory::RegistrationTable::default();
     let credentials = tapir_b2bua::directory::CredentialTable::new(passwords);
     let trunks = tapir_b2bua::directory::TrunkTable::default();
     let line_entries: Vec<_> = lines.iter().map(|l| (l.id, l.entry.clone())).collect();
     trunks.replace(sip::trunk_bindings(&config.trunks, &line_entries).await);
-    let sip = sip::start(
+    let started = sip::start(
         &config,
-        &handle,
         registrations.clone(),
         credentials.clone(),
         trunks.clone(),
@@ -344,6 +335,18 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )
     .await
     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let (sip, sip_parts) = match started {
+        Some((running, parts)) => (Some(running), Some(parts)),
+        None => (None, None),
+    };
+    let (handle, switch_task) = SwitchHandle::spawn_node(
+        switch,
+        sip_parts,
+        journal,
+        Some(Box::new(move |sw, now, touched| {
+            observer.after_step(sw, now, touched)
+        })),
+    );
     let sip_addr = sip.as_ref().map(|s| s.addr);
     let sip_tcp_addr = sip.as_ref().and_then(|s| s.tcp_addr);
     let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
@@ -404,7 +407,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sip_addr,
         sip_tcp_addr,
         sip_tls_addr,
-        sip,
         shutdown: Some(tx),
         http_task,
         switch_task,

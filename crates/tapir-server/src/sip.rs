@@ -1,13 +1,13 @@
-//! Wires SIP and media to the switch: binds the UDP listener of
-//! `[sip] listen`, runs the B2BUA's driver beside the switch task, carries the
-//! B2BUA's reports to the switch, and the B2BUA's media work to the media
-//! engine (and DTMF the engine hears back to the switch); a leg's media
+//! Sets SIP and media up for the loop ([`crate::actor`]): binds the sockets
+//! of `[sip] listen`, starts the media engine and builds the B2BUA
+//! ([`start`] gives them as [`SipParts`]); the [`MediaPlane`] applies the
+//! B2BUA's media work to the engine, and [`media_input`] turns what the
+//! engine hears into the switch's inputs; a leg's media
 //! closes through the [`QualityBook`], which keeps its final RTCP figures
 //! for the call's CDR and the metrics. It also resolves
 //! the configured trunks into the B2BUA's [`TrunkTable`] ([`trunk_bindings`]).
 //! No SIP or telephony rule lives here.
 
-use crate::actor::SwitchHandle;
 use crate::config::{Config, MediaSettings};
 use crate::quality::QualityBook;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -17,16 +17,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use tapir_b2bua::directory::{RegistrationTable, SipDirectory, TrunkBinding, TrunkTable};
-use tapir_b2bua::driver::{self, ToSwitch};
 use tapir_b2bua::{B2bua, MediaCommand, MediaPorts, SipTransport, TrunkRoute};
 use tapir_core::{Input, LegEvent, LegId, MediaSource, ReleaseCause, Tone};
-use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, Source};
+use tapir_media::engine::{MediaConfig, MediaEngine, MediaEvent, MediaEvents, Source};
 use tapir_media::sdp::Direction as MediaDirection;
 use tapir_media::tone::ToneKind;
 use tapir_sip::auth::Algorithm;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 
 /// The prompts of `config`: `<data_dir>/prompts/<name>.wav`, then the
@@ -44,15 +41,61 @@ pub struct SipRunning {
     pub tcp_addr: Option<SocketAddr>,
     /// The address SIP over TLS listens on, when configured.
     pub tls_addr: Option<SocketAddr>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
-impl SipRunning {
-    /// Stop the SIP and media tasks.
-    pub fn abort(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+/// What the loop runs SIP with: the bound sockets, the B2BUA and the media
+/// plane.
+pub struct SipParts {
+    /// The B2BUA.
+    pub b2b: B2bua,
+    /// The SIP UDP socket.
+    pub udp: UdpSocket,
+    /// SIP over TCP, when served.
+    pub tcp: Option<TcpListener>,
+    /// SIP over TLS (listener and acceptor), when served.
+    pub tls: Option<(TcpListener, TlsAcceptor)>,
+    /// The media engine and what the B2BUA's media work needs.
+    pub media: MediaPlane,
+    /// What the media engine reports.
+    pub media_events: MediaEvents,
+}
+
+impl std::fmt::Debug for SipParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipParts").finish_non_exhaustive()
+    }
+}
+
+/// The media engine, as the loop applies the B2BUA's media work to it.
+pub struct MediaPlane {
+    engine: Arc<MediaEngine>,
+    quality: Arc<QualityBook>,
+    prompts: tapir_media::prompt::PromptCatalog,
+}
+
+impl MediaPlane {
+    /// Apply one of the B2BUA's media commands (see [`apply_media`]). The
+    /// engine's calls take a short lock and never wait.
+    pub fn apply(&self, command: MediaCommand) {
+        apply_media(&self.engine, &self.quality, &self.prompts, command);
+    }
+}
+
+/// The switch's input for what the media engine reports, if it has one.
+pub fn media_input(event: MediaEvent) -> Option<Input> {
+    match event {
+        MediaEvent::DigitsReceived { leg, digits } => Some(Input::Leg {
+            leg: LegId(leg.0),
+            event: LegEvent::Digits(digits),
+        }),
+        MediaEvent::PromptDone { leg, play } => Some(Input::Leg {
+            leg: LegId(leg.0),
+            event: LegEvent::PromptDone(play),
+        }),
+        MediaEvent::RtpTimeout { leg } => Some(Input::Leg {
+            leg: LegId(leg.0),
+            event: LegEvent::Lost(ReleaseCause::RtpTimeout),
+        }),
     }
 }
 
@@ -246,19 +289,19 @@ impl MediaPorts for EnginePorts {
     }
 }
 
-/// Start SIP (when `[sip] listen` names a UDP address) and the media engine;
+/// Bind SIP's sockets (when `[sip] listen` names a UDP address), start the
+/// media engine and build the B2BUA, for the loop to run;
 /// the registrar publishes phones' registrations into `registrations` and
 /// authenticates phones with the passwords of `credentials`; calls to and
 /// from trunks use the carriers of `trunks`; `quality` reads the media
 /// engine's figures and gets each leg's final ones when its media closes.
 pub async fn start(
     config: &Config,
-    handle: &SwitchHandle,
     registrations: RegistrationTable,
     credentials: tapir_b2bua::directory::CredentialTable,
     trunks: TrunkTable,
     quality: Arc<QualityBook>,
-) -> Result<Option<SipRunning>, SipStartError> {
+) -> Result<Option<(SipRunning, SipParts)>, SipStartError> {
     let (Some(listen), tcp_listen, tls_listen) = listen_addresses(config)? else {
         return Ok(None);
     };
@@ -288,7 +331,7 @@ pub async fn start(
         None => None,
     };
     let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
-    let (engine, mut media_events) = MediaEngine::new(MediaConfig {
+    let (engine, media_events) = MediaEngine::new(MediaConfig {
         bind_ip: addr.ip(),
         rtp_timeout: MediaSettings::timeout(config.media.rtp_timeout),
         rtp_hold_timeout: MediaSettings::timeout(config.media.rtp_hold_timeout),
@@ -334,74 +377,27 @@ pub async fn start(
         Box::new(directory),
         Box::new(ports),
     );
-    let (to_switch, mut from_b2b) = mpsc::channel::<ToSwitch>(1024);
-    let (media_tx, mut media_rx) = mpsc::unbounded_channel::<MediaCommand>();
-    let effects = handle.subscribe_effects();
-    let sink = handle.clone();
-    let input: driver::InputSink = Arc::new(move |event| sink.input_now(event));
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(driver::run(
-        driver::Listeners {
-            udp: Arc::new(socket),
-            tcp,
-            tls,
-        },
+    let parts = SipParts {
         b2b,
-        effects,
-        input,
-        to_switch,
-        media_tx,
-    )));
-    let h = handle.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(msg) = from_b2b.recv().await {
-            match msg {
-                ToSwitch::Refer { leg, event, reply } => {
-                    let ok = h
-                        .with(move |sw, now| sw.refer(now, leg, event).is_ok())
-                        .await
-                        .unwrap_or(false);
-                    let _ = reply.send(ok);
-                }
-            }
-        }
-    }));
-    let e = engine.clone();
-    let prompts = prompt_catalog(config);
-    tasks.push(tokio::spawn(async move {
-        while let Some(command) = media_rx.recv().await {
-            apply_media(&e, &quality, &prompts, command);
-        }
-    }));
-    let h = handle.clone();
-    tasks.push(tokio::spawn(async move {
-        while let Some(event) = media_events.recv().await {
-            let input = match event {
-                MediaEvent::DigitsReceived { leg, digits } => Input::Leg {
-                    leg: LegId(leg.0),
-                    event: LegEvent::Digits(digits),
-                },
-                MediaEvent::PromptDone { leg, play } => Input::Leg {
-                    leg: LegId(leg.0),
-                    event: LegEvent::PromptDone(play),
-                },
-                MediaEvent::RtpTimeout { leg } => Input::Leg {
-                    leg: LegId(leg.0),
-                    event: LegEvent::Lost(ReleaseCause::RtpTimeout),
-                },
-            };
-            if h.input(input).await.is_err() {
-                return;
-            }
-        }
-    }));
+        udp: socket,
+        tcp,
+        tls,
+        media: MediaPlane {
+            engine,
+            quality,
+            prompts: prompt_catalog(config),
+        },
+        media_events,
+    };
     tracing::info!(%addr, ?tcp_addr, ?tls_addr, "SIP listening");
-    Ok(Some(SipRunning {
-        addr,
-        tcp_addr,
-        tls_addr,
-        tasks,
-    }))
+    Ok(Some((
+        SipRunning {
+            addr,
+            tcp_addr,
+            tls_addr,
+        },
+        parts,
+    )))
 }
 
 /// Carry one of the B2BUA's media commands to the engine; a prompt is read

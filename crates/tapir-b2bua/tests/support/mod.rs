@@ -12,9 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tapir_b2bua::{B2bua, Config, Directory, MediaCommand, MediaPorts, Out, SipTransport};
+use tapir_b2bua::pump::Wire;
+use tapir_b2bua::{B2bua, Config, Directory, MediaCommand, MediaPorts, SipTransport};
 use tapir_core::{
-    AppConfig, AppId, CallStateKind, Input, LegEvent, LegId, Output, Privilege, Switch, Timestamp,
+    AppConfig, AppId, CallStateKind, Input, LegEvent, LegId, Privilege, Switch, Timestamp,
 };
 use tapir_sip::msg::Message;
 
@@ -98,52 +99,24 @@ impl World {
     }
 
     /// Carry B2BUA outputs to the switch and the switch's effects to the
-    /// B2BUA until neither has anything more.
+    /// B2BUA until neither has anything more (the production pump).
     pub fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            while let Some(out) = self.b2b.poll_output() {
-                moved = true;
-                match out {
-                    Out::Send { to, data } => {
-                        let m = Message::parse_datagram(data).unwrap();
-                        self.order.push(format!("send {}", kind(&m)));
-                        self.sent.push((to, m));
-                    }
-                    Out::Switch(input) => {
-                        if let Input::Leg {
-                            leg,
-                            event: LegEvent::Digits(d) | LegEvent::SignalledDigits(d),
-                        } = &input
-                        {
-                            self.digits.push((*leg, d.clone()));
-                        }
-                        let ts = self.ts();
-                        self.switch.handle(ts, input);
-                    }
-                    Out::Refer { leg, event } => {
-                        let ts = self.ts();
-                        let ok = self.switch.refer(ts, leg, event).is_ok();
-                        self.b2b.refer_outcome(self.now, leg, ok);
-                    }
-                    Out::Media(m) => self.media.push(m),
-                    Out::Connect { to, transport } => {
-                        self.order.push("connect".into());
-                        self.connects.push((to, transport));
-                    }
-                }
-            }
-            while let Some(out) = self.switch.poll_output() {
-                moved = true;
-                if let Output::Effect(e) = out {
-                    self.b2b.handle_effect(self.now, &e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("B2BUA and switch do not settle");
+        let ts = self.ts();
+        let mut wire = Recorder {
+            sent: &mut self.sent,
+            media: &mut self.media,
+            digits: &mut self.digits,
+            connects: &mut self.connects,
+            order: &mut self.order,
+        };
+        tapir_b2bua::pump::pump(
+            &mut self.switch,
+            Some(&mut self.b2b),
+            self.now,
+            ts,
+            &mut wire,
+        )
+        .expect("B2BUA and switch settle");
     }
 
     /// `peer` sends this SIP text (line ends made CRLF; its Via names the
@@ -216,6 +189,39 @@ impl World {
             .open_line(app, line, &[Privilege::Owner], &[])
             .unwrap();
         app
+    }
+}
+
+/// Where the rig's pump puts what leaves the machines.
+struct Recorder<'a> {
+    sent: &'a mut Vec<(SocketAddr, Message)>,
+    media: &'a mut Vec<MediaCommand>,
+    digits: &'a mut Vec<(LegId, String)>,
+    connects: &'a mut Vec<(SocketAddr, SipTransport)>,
+    order: &'a mut Vec<String>,
+}
+
+impl Wire for Recorder<'_> {
+    fn send(&mut self, to: SocketAddr, data: Bytes) {
+        let m = Message::parse_datagram(data).unwrap();
+        self.order.push(format!("send {}", kind(&m)));
+        self.sent.push((to, m));
+    }
+    fn media(&mut self, command: MediaCommand) {
+        self.media.push(command);
+    }
+    fn connect(&mut self, to: SocketAddr, transport: SipTransport) {
+        self.order.push("connect".into());
+        self.connects.push((to, transport));
+    }
+    fn switch_input(&mut self, input: &Input) {
+        if let Input::Leg {
+            leg,
+            event: LegEvent::Digits(d) | LegEvent::SignalledDigits(d),
+        } = input
+        {
+            self.digits.push((*leg, d.clone()));
+        }
     }
 }
 

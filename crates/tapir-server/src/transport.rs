@@ -1,0 +1,413 @@
+//! SIP's sockets beside the loop: TCP and TLS connections (accepted, or
+//! opened to a trunk's carrier), framed with `tapir_sip`'s stream framer,
+//! and the `tapir_sip_messages_total` metric. The UDP socket is read by the
+//! loop itself ([`crate::actor`]).
+//!
+//! Each connection has a reader task, which frames what arrives and hands
+//! each message to the loop over one bounded channel (a full channel makes
+//! the reader wait: TCP's own flow control pushes back on the peer, and
+//! nothing is dropped), and a writer task, which writes what the loop sends
+//! it over an unbounded channel, in order. [`Streams`] is the loop's side:
+//! it knows the open connections, and holds messages for a carrier's
+//! connection while it opens. It holds no SIP rule.
+
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tapir_b2bua::{B2bua, SipTransport};
+use tapir_sip::msg::{Limits, Message, StreamFramer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// What a connection's tasks report to the loop, in the order it happened
+/// on that connection.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A new connection and the sender that writes to it.
+    Opened(SocketAddr, mpsc::UnboundedSender<Bytes>),
+    /// A complete message framed from the stream.
+    Message(SocketAddr, SipTransport, Message),
+    /// The connection closed (or its framing broke).
+    Closed(SocketAddr),
+    /// A connection tapir opened could not be established.
+    ConnectFailed(SocketAddr),
+}
+
+/// How many stream events may wait for the loop before readers wait.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// How long tapir waits for a carrier's TCP connection to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The loop's side of SIP over TCP and TLS.
+pub struct Streams {
+    events: mpsc::Sender<StreamEvent>,
+    connections: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+    /// Connections being opened, with the messages waiting for them.
+    opening: HashMap<SocketAddr, Vec<Bytes>>,
+    /// The peers of the connections tapir opened.
+    opened: HashSet<SocketAddr>,
+    acceptors: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        for task in &self.acceptors {
+            task.abort();
+        }
+    }
+}
+
+impl Streams {
+    /// Start accepting on `tcp` and `tls` (when served); the loop reads the
+    /// returned receiver and hands each event to [`Streams::event`].
+    pub fn start(
+        tcp: Option<TcpListener>,
+        tls: Option<(TcpListener, TlsAcceptor)>,
+    ) -> (Streams, mpsc::Receiver<StreamEvent>) {
+        let (events, rx) = mpsc::channel(EVENTS_CAPACITY);
+        let mut acceptors = Vec::new();
+        if let Some(listener) = tcp {
+            acceptors.push(tokio::spawn(accept(listener, None, events.clone())));
+        }
+        if let Some((listener, acceptor)) = tls {
+            acceptors.push(tokio::spawn(accept(
+                listener,
+                Some(acceptor),
+                events.clone(),
+            )));
+        }
+        let streams = Streams {
+            events,
+            connections: HashMap::new(),
+            opening: HashMap::new(),
+            opened: HashSet::new(),
+            acceptors,
+        };
+        (streams, rx)
+    }
+
+    /// Send `data` over the connection with `to`, or hold it while that
+    /// connection opens; gives it back when there is none (send it over UDP).
+    pub fn send(&mut self, to: SocketAddr, data: Bytes) -> Option<Bytes> {
+        if let Some(writer) = self.connections.get(&to) {
+            // A writer that stopped has closed its connection: its Closed
+            // event follows.
+            let _ = writer.send(data);
+            return None;
+        }
+        match self.opening.get_mut(&to) {
+            Some(waiting) => {
+                waiting.push(data);
+                None
+            }
+            None => Some(data),
+        }
+    }
+
+    /// Open a connection to a trunk's carrier, unless one is open or opening.
+    pub fn connect(&mut self, to: SocketAddr, transport: SipTransport) {
+        if !self.connections.contains_key(&to) && !self.opening.contains_key(&to) {
+            self.opening.insert(to, Vec::new());
+            tokio::spawn(connect(to, transport, self.events.clone()));
+        }
+    }
+
+    /// What a connection reported: keep the connections up to date and
+    /// hand messages and failures to the B2BUA.
+    pub fn event(&mut self, event: StreamEvent, b2b: &mut B2bua, now: Instant) {
+        match event {
+            StreamEvent::Opened(peer, writer) => {
+                if let Some(waiting) = self.opening.remove(&peer) {
+                    self.opened.insert(peer);
+                    for data in waiting {
+                        let _ = writer.send(data);
+                    }
+                }
+                self.connections.insert(peer, writer);
+            }
+            StreamEvent::Message(peer, transport, message) => {
+                count_parsed("in", &message);
+                b2b.handle_stream_message(now, peer, message, transport);
+            }
+            StreamEvent::Closed(peer) => {
+                self.connections.remove(&peer);
+                if self.opened.remove(&peer) {
+                    b2b.connection_failed(now, peer);
+                }
+            }
+            StreamEvent::ConnectFailed(peer) => {
+                self.opening.remove(&peer);
+                b2b.connection_failed(now, peer);
+            }
+        }
+    }
+}
+
+/// Open a connection to a trunk's carrier and run it like an accepted one.
+/// SIP over TLS towards carriers is not implemented (tapir has no trust
+/// store for carriers' certificates): such a connection fails at once.
+async fn connect(to: SocketAddr, transport: SipTransport, events: mpsc::Sender<StreamEvent>) {
+    if transport != SipTransport::Tcp {
+        tracing::warn!(%to, "SIP over TLS to a trunk's carrier is not supported; use udp or tcp");
+        let _ = events.send(StreamEvent::ConnectFailed(to)).await;
+        return;
+    }
+    let stream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!(%to, error = %e, "cannot connect to the trunk's carrier");
+                let _ = events.send(StreamEvent::ConnectFailed(to)).await;
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%to, "no TCP connection to the trunk's carrier in time");
+                let _ = events.send(StreamEvent::ConnectFailed(to)).await;
+                return;
+            }
+        };
+    let (tx, rx) = mpsc::unbounded_channel();
+    if events.send(StreamEvent::Opened(to, tx)).await.is_err() {
+        return;
+    }
+    connection(stream, to, transport, rx, events).await;
+}
+
+/// Accept TCP (or, with an acceptor, TLS) connections and run a reader and
+/// a writer for each.
+async fn accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let events = events.clone();
+        match tls.clone() {
+            None => {
+                tokio::spawn(async move {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    if events.send(StreamEvent::Opened(peer, tx)).await.is_err() {
+                        return;
+                    }
+                    connection(stream, peer, SipTransport::Tcp, rx, events).await;
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs in its own task so a slow peer cannot
+                // hold up the others.
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        tracing::debug!(%peer, "TLS handshake failed");
+                        return;
+                    };
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    if events.send(StreamEvent::Opened(peer, tx)).await.is_err() {
+                        return;
+                    }
+                    connection(stream, peer, SipTransport::Tls, rx, events).await;
+                });
+            }
+        }
+    }
+}
+
+/// One TCP or TLS connection: frame what arrives, write what the loop sends.
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: SipTransport,
+    mut outgoing: mpsc::UnboundedReceiver<Bytes>,
+    events: mpsc::Sender<StreamEvent>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let writing = tokio::spawn(async move {
+        while let Some(data) = outgoing.recv().await {
+            if writer.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut framer = StreamFramer::new(Limits::default());
+    let mut buf = vec![0u8; 16_384];
+    'read: loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => framer.push(buf.get(..n).unwrap_or_default()),
+        }
+        loop {
+            match framer.next_message() {
+                Ok(Some(message)) => {
+                    if events
+                        .send(StreamEvent::Message(peer, transport, message))
+                        .await
+                        .is_err()
+                    {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Framing is lost on a broken stream: close it.
+                    tracing::debug!(%peer, error = %e, "closing SIP TCP connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    writing.abort();
+    let _ = events.send(StreamEvent::Closed(peer)).await;
+}
+
+/// SIP methods counted by name in `tapir_sip_messages_total`; any other
+/// method counts as `other`, so that what a peer sends cannot grow the
+/// metric's label set.
+const COUNTED_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "UPDATE",
+    "INFO",
+    "REFER",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+/// What a SIP message is, for the metrics: its method (a response's from its
+/// CSeq) and `request` or its response class (`2xx`). Read from the raw
+/// bytes, so that it costs no parse; malformed input counts as `other`.
+pub fn message_kind(data: &[u8]) -> (&'static str, &'static str) {
+    let mut lines = data.split(|b| *b == b'\n');
+    let first_line = lines.next().unwrap_or_default();
+    let Some(rest) = first_line.strip_prefix(b"SIP/2.0 ") else {
+        let method = first_line.split(|b| *b == b' ').next().unwrap_or_default();
+        return (counted_method(method), "request");
+    };
+    // The class is the code's first digit.
+    let code = rest
+        .first()
+        .filter(|d| d.is_ascii_digit())
+        .map_or(0, |d| u16::from(d - b'0') * 100);
+    let method = lines
+        .find_map(|line| {
+            let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
+            name.trim_ascii()
+                .eq_ignore_ascii_case(b"CSeq")
+                .then(|| value.get(1..).unwrap_or_default())
+        })
+        .and_then(|v| v.trim_ascii().split(|b| *b == b' ').nth(1))
+        .map_or("other", |m| counted_method(m.trim_ascii()));
+    (method, status_class(code))
+}
+
+/// The label of a method token: one of [`COUNTED_METHODS`], else `other`.
+fn counted_method(token: &[u8]) -> &'static str {
+    COUNTED_METHODS
+        .iter()
+        .find(|m| m.as_bytes() == token)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The label of a response code's class (`4xx`), `other` outside 100–699.
+fn status_class(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        6 => "6xx",
+        _ => "other",
+    }
+}
+
+/// Count one SIP message of `data` in `tapir_sip_messages_total`.
+pub fn count_message(direction: &'static str, data: &[u8]) {
+    let (method, kind) = message_kind(data);
+    count(direction, method, kind);
+}
+
+/// [`count_message`] for a message a stream has already framed and parsed.
+fn count_parsed(direction: &'static str, message: &tapir_sip::msg::Message) {
+    let (method, kind) = match message.status_code() {
+        Some(code) => (
+            message
+                .cseq()
+                .ok()
+                .flatten()
+                .map_or("other", |c| counted_method(c.method.as_bytes())),
+            status_class(code),
+        ),
+        None => (
+            message
+                .method()
+                .map_or("other", |m| counted_method(m.as_str().as_bytes())),
+            "request",
+        ),
+    };
+    count(direction, method, kind);
+}
+
+fn count(direction: &'static str, method: &'static str, kind: &'static str) {
+    metrics::counter!(
+        "tapir_sip_messages_total",
+        "direction" => direction,
+        "method" => method,
+        "kind" => kind
+    )
+    .increment(1);
+}
+
+#[cfg(test)]
+mod message_kind_tests {
+    use super::message_kind;
+
+    #[test]
+    fn requests_responses_and_garbage() {
+        assert_eq!(
+            message_kind(b"INVITE sip:1002@x SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n"),
+            ("INVITE", "request")
+        );
+        assert_eq!(
+            message_kind(
+                b"SIP/2.0 407 Proxy Authentication Required\r\nVia: x\r\ncseq:  2 REGISTER\r\n\r\n"
+            ),
+            ("REGISTER", "4xx")
+        );
+        assert_eq!(
+            message_kind(b"SIP/2.0 200 OK\r\nCSeq: 7 BYE\r\n\r\n"),
+            ("BYE", "2xx")
+        );
+        assert_eq!(
+            message_kind(b"FOOBAR sip:x SIP/2.0\r\n\r\n"),
+            ("other", "request")
+        );
+        assert_eq!(message_kind(b"SIP/2.0 999 ?\r\n\r\n"), ("other", "other"));
+        assert_eq!(message_kind(b""), ("other", "request"));
+        assert_eq!(message_kind(b"\xff\xfe"), ("other", "request"));
+    }
+}
