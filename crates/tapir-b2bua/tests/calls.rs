@@ -8,55 +8,16 @@
 mod support;
 
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-use support::{A, B, TAPIR, World, kinds, sdp, to_tag};
-use tapir_b2bua::{Config, ContactTarget, Directory, MediaCommand, SipTransport};
+use std::time::Duration;
+use support::{A, B, Phones, TAPIR, World, kinds, sdp, to_tag};
+use tapir_b2bua::{Config, MediaCommand, SipTransport};
 use tapir_core::{CallStateKind, LegId, LineConfig, Switch};
 use tapir_sip::msg::{HeaderName, Message};
 use tapir_sip::transaction::TimerConfig;
 
 const C: &str = "127.0.0.1:5003";
-
-struct Phones(HashMap<String, SocketAddr>, SipTransport);
-
-impl Directory for Phones {
-    fn register(
-        &mut self,
-        _now: Instant,
-        request: &Message,
-        _source: SocketAddr,
-        _transport: SipTransport,
-    ) -> Message {
-        request.response_builder(200, None, Some("reg")).build()
-    }
-    fn admit(
-        &mut self,
-        _now: Instant,
-        request: &Message,
-        _source: SocketAddr,
-    ) -> Result<String, Box<Message>> {
-        let from = request.from_header().unwrap().unwrap();
-        match &from.uri {
-            tapir_sip::msg::Uri::Sip(s) => Ok(s.user.unwrap().to_string()),
-            _ => Err(Box::new(
-                request.response_builder(403, None, Some("x")).build(),
-            )),
-        }
-    }
-    fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
-        self.0
-            .get(address)
-            .map(|addr| ContactTarget {
-                addr: *addr,
-                transport: self.1,
-            })
-            .into_iter()
-            .collect()
-    }
-}
 
 impl World {
     fn new() -> World {
@@ -78,16 +39,7 @@ impl World {
         for a in ["1001", "1002", "1003"] {
             switch.add_line(LineConfig::phone(a)).unwrap();
         }
-        let dir = Phones(
-            [
-                ("1001".to_string(), A.parse().unwrap()),
-                ("1002".to_string(), B.parse().unwrap()),
-                ("1003".to_string(), C.parse().unwrap()),
-            ]
-            .into_iter()
-            .collect(),
-            transport,
-        );
+        let dir = Phones::new(&[("1001", A), ("1002", B), ("1003", C)], transport);
         let mut cfg = Config {
             timers: TimerConfig::default(),
             ..Config::new(TAPIR.parse().unwrap(), "127.0.0.1")

@@ -11,11 +11,8 @@
 mod support;
 
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Instant;
-use support::{A, B, TAPIR, World, kind, kinds, sdp, to_tag};
-use tapir_b2bua::{Config, ContactTarget, Directory, SipTransport};
+use support::{A, B, Phones, TAPIR, World, kind, kinds, sdp, to_tag};
+use tapir_b2bua::{Config, SipTransport};
 use tapir_core::{CallStateKind, LineConfig, Switch};
 use tapir_sip::msg::{HeaderName, Message};
 use tapir_sip::transaction::TimerConfig;
@@ -30,59 +27,12 @@ const PROXY_OUT: &str = "127.0.0.1:5071";
 /// A second proxy, further from tapir, that only a host name reaches.
 const EDGE_ROUTE: &str = "<sip:edge.example.net;lr>";
 
-/// Phones 1001, 1002 and 1003 at A, B and C; every caller is admitted as
-/// the user of its From URI.
-struct Phones(HashMap<String, SocketAddr>);
-
-impl Directory for Phones {
-    fn register(
-        &mut self,
-        _now: Instant,
-        request: &Message,
-        _source: SocketAddr,
-        _transport: SipTransport,
-    ) -> Message {
-        request.response_builder(200, None, Some("reg")).build()
-    }
-
-    fn admit(
-        &mut self,
-        _now: Instant,
-        request: &Message,
-        _source: SocketAddr,
-    ) -> Result<String, Box<Message>> {
-        let from = request.from_header().unwrap().unwrap();
-        match &from.uri {
-            tapir_sip::msg::Uri::Sip(s) => Ok(s.user.unwrap().to_string()),
-            _ => Err(Box::new(
-                request.response_builder(403, None, Some("x")).build(),
-            )),
-        }
-    }
-
-    fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
-        self.0
-            .get(address)
-            .map(|addr| ContactTarget {
-                addr: *addr,
-                transport: SipTransport::Udp,
-            })
-            .into_iter()
-            .collect()
-    }
-}
-
 fn world() -> World {
     let mut switch = Switch::default();
     for a in ["1001", "1002", "1003"] {
         switch.add_line(LineConfig::phone(a)).unwrap();
     }
-    let phones = Phones(
-        [("1001", A), ("1002", B), ("1003", C)]
-            .into_iter()
-            .map(|(user, addr)| (user.to_string(), addr.parse().unwrap()))
-            .collect(),
-    );
+    let phones = Phones::new(&[("1001", A), ("1002", B), ("1003", C)], SipTransport::Udp);
     let cfg = Config {
         timers: TimerConfig::default(),
         ..Config::new(TAPIR.parse().unwrap(), "127.0.0.1")

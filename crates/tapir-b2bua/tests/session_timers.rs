@@ -10,51 +10,10 @@
 mod support;
 
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Instant;
-use support::{A, B, TAPIR, World, kinds, sdp, to_tag};
-use tapir_b2bua::{Config, ContactTarget, Directory, SipTransport};
+use support::{A, B, Phones, TAPIR, World, kinds, sdp, to_tag};
+use tapir_b2bua::{Config, SipTransport};
 use tapir_core::{CallStateKind, LineConfig, Switch};
 use tapir_sip::msg::{HeaderName, Message};
-
-struct Phones(HashMap<String, SocketAddr>);
-
-impl Directory for Phones {
-    fn register(
-        &mut self,
-        _now: Instant,
-        request: &Message,
-        _source: SocketAddr,
-        _transport: SipTransport,
-    ) -> Message {
-        request.response_builder(200, None, Some("reg")).build()
-    }
-    fn admit(
-        &mut self,
-        _now: Instant,
-        request: &Message,
-        _source: SocketAddr,
-    ) -> Result<String, Box<Message>> {
-        let from = request.from_header().unwrap().unwrap();
-        match &from.uri {
-            tapir_sip::msg::Uri::Sip(s) => Ok(s.user.unwrap().to_string()),
-            _ => Err(Box::new(
-                request.response_builder(403, None, Some("x")).build(),
-            )),
-        }
-    }
-    fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
-        self.0
-            .get(address)
-            .map(|addr| ContactTarget {
-                addr: *addr,
-                transport: SipTransport::Udp,
-            })
-            .into_iter()
-            .collect()
-    }
-}
 
 /// Phones 1001 (A) and 1002 (B) with tapir's default session timers
 /// (1800 s, Min-SE 90 s).
@@ -63,14 +22,7 @@ fn world() -> World {
     for a in ["1001", "1002"] {
         switch.add_line(LineConfig::phone(a)).unwrap();
     }
-    let dir = Phones(
-        [
-            ("1001".to_string(), A.parse().unwrap()),
-            ("1002".to_string(), B.parse().unwrap()),
-        ]
-        .into_iter()
-        .collect(),
-    );
+    let dir = Phones::new(&[("1001", A), ("1002", B)], SipTransport::Udp);
     let cfg = Config::new(TAPIR.parse().unwrap(), "127.0.0.1");
     World::assemble(cfg, dir, switch, SipTransport::Udp)
 }

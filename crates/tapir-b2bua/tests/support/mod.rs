@@ -1,19 +1,23 @@
 //! The test rig shared by the B2BUA's integration tests (`calls.rs`,
-//! `trunks.rs`): the sans-IO B2BUA and the real switch wired together, fed
-//! with SIP text as peers would send it, with what tapir sends (and its
-//! media commands, reported digits and connections) kept for the test to
-//! look at. Each test file brings its own `Directory` and switch lines.
+//! `trunks.rs`, `dialogs.rs`, `routes.rs`, `session_timers.rs`): the sans-IO
+//! B2BUA and the real switch wired together, fed with SIP text as peers
+//! would send it, with what tapir sends (and its media commands, reported
+//! digits and connections) kept for the test to look at. Each test file
+//! brings its switch lines, and its own `Directory` or the plain [`Phones`].
 
 // Each test file is its own crate and uses only part of the rig.
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tapir_b2bua::pump::Wire;
-use tapir_b2bua::{B2bua, Config, Directory, MediaCommand, MediaPorts, SipTransport};
+use tapir_b2bua::{
+    B2bua, Config, ContactTarget, Directory, MediaCommand, MediaPorts, SipTransport,
+};
 use tapir_core::{
     AppConfig, AppId, CallStateKind, Input, LegEvent, LegId, Privilege, Switch, Timestamp,
 };
@@ -25,6 +29,63 @@ pub const TAPIR: &str = "127.0.0.1:5060";
 pub const A: &str = "127.0.0.1:5001";
 /// Phone 1002.
 pub const B: &str = "127.0.0.1:5002";
+
+/// Phones at fixed addresses, reached over one transport: the directory of
+/// the tests that need no challenge. Every caller is admitted as the user of
+/// its From URI.
+pub struct Phones {
+    contacts: HashMap<String, SocketAddr>,
+    transport: SipTransport,
+}
+
+impl Phones {
+    /// The phones `(address, "ip:port")`, reached over `transport`.
+    pub fn new(phones: &[(&str, &str)], transport: SipTransport) -> Phones {
+        Phones {
+            contacts: phones
+                .iter()
+                .map(|(user, addr)| (user.to_string(), addr.parse().unwrap()))
+                .collect(),
+            transport,
+        }
+    }
+}
+
+impl Directory for Phones {
+    fn register(
+        &mut self,
+        _now: Instant,
+        request: &Message,
+        _source: SocketAddr,
+        _transport: SipTransport,
+    ) -> Message {
+        request.response_builder(200, None, Some("reg")).build()
+    }
+    fn admit(
+        &mut self,
+        _now: Instant,
+        request: &Message,
+        _source: SocketAddr,
+    ) -> Result<String, Box<Message>> {
+        let from = request.from_header().unwrap().unwrap();
+        match &from.uri {
+            tapir_sip::msg::Uri::Sip(s) => Ok(s.user.unwrap().to_string()),
+            _ => Err(Box::new(
+                request.response_builder(403, None, Some("x")).build(),
+            )),
+        }
+    }
+    fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
+        self.contacts
+            .get(address)
+            .map(|addr| ContactTarget {
+                addr: *addr,
+                transport: self.transport,
+            })
+            .into_iter()
+            .collect()
+    }
+}
 
 /// RTP ports, one per leg, that run out when the test says so.
 pub struct Ports(pub Arc<AtomicBool>);
