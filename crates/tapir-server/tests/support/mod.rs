@@ -1,7 +1,7 @@
 //! Helpers of the integration tests: a real server on 127.0.0.1 port 0 with
 //! route points and three apps, an HTTP client per app, and an event-stream
-//! reader, and a SIP request over UDP to its final response. Every wait is
-//! bounded.
+//! reader, a SIP request over UDP to its final response, and a [`Phone`]
+//! that registers over UDP with a digest. Every wait is bounded.
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
@@ -303,5 +303,93 @@ pub async fn udp_request(
         if status >= 200 {
             return (status, text);
         }
+    }
+}
+
+/// A header's parameters (`key="value"` or `key=value`, comma-separated).
+pub fn param(header: &str, key: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        let k = k.rsplit(' ').next()?;
+        (k.eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// A SIP phone over UDP from a chosen loopback address.
+pub struct Phone {
+    socket: tokio::net::UdpSocket,
+    server: std::net::SocketAddr,
+    cseq: u32,
+}
+
+impl Phone {
+    /// A phone on a new UDP socket at `local_ip` (any port), registering to `server`.
+    pub async fn at(local_ip: &str, server: std::net::SocketAddr) -> Phone {
+        Phone {
+            socket: tokio::net::UdpSocket::bind((local_ip, 0)).await.unwrap(),
+            server,
+            cseq: 0,
+        }
+    }
+
+    /// Send a REGISTER for `user` (with an Authorization header when given)
+    /// and return the response's status and text.
+    pub async fn register(&mut self, user: &str, authorization: Option<String>) -> (u16, String) {
+        self.cseq += 1;
+        let local = self.socket.local_addr().unwrap();
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let msg = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{user}-{cseq}-{port}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=t{user}\r\n\
+             To: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: reg-{user}-{port}@127.0.0.1\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@{local}>\r\n\
+             Expires: 60\r\n\
+             {auth}Content-Length: 0\r\n\r\n",
+            cseq = self.cseq,
+            port = local.port(),
+        );
+        udp_request(&self.socket, self.server, &msg).await
+    }
+
+    /// REGISTER, answer the MD5 challenge with `password`: the final status
+    /// (or the first one, when it is not a challenge).
+    pub async fn register_with(&mut self, user: &str, password: &str) -> u16 {
+        let (status, text) = self.register(user, None).await;
+        if status != 401 {
+            return status;
+        }
+        let challenge = text
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+            .find(|l| param(l, "algorithm").is_none_or(|a| a.eq_ignore_ascii_case("MD5")))
+            .expect("an MD5 challenge")
+            .to_string();
+        let realm = param(&challenge, "realm").unwrap();
+        let nonce = param(&challenge, "nonce").unwrap();
+        let uri = "sip:127.0.0.1";
+        let response = tapir_sip::auth::DigestInput {
+            algorithm: tapir_sip::auth::Algorithm::Md5,
+            username: user,
+            realm: &realm,
+            password,
+            method: "REGISTER",
+            uri,
+            nonce: &nonce,
+            nonce_count: "00000001",
+            cnonce: "c0ffee",
+            qop: "auth",
+        }
+        .response();
+        let auth = format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\""
+        );
+        self.register(user, Some(auth)).await.0
     }
 }
