@@ -1099,12 +1099,26 @@ impl B2bua {
         local_tag: &str,
         remote_tag: Option<&str>,
     ) -> Option<LegId> {
+        self.dialog_with_ids(call_id, local_tag, remote_tag)
+            .filter(|leg| {
+                self.dialogs
+                    .get(leg)
+                    .is_some_and(|d| d.state != LegState::Ending)
+            })
+    }
+
+    /// The dialog whose Call-ID, tapir's tag and the peer's tag are these
+    /// (RFC 3261 §12), in whatever state: the one match that in-dialog
+    /// requests and Replaces share.
+    fn dialog_with_ids(
+        &self,
+        call_id: &str,
+        local_tag: &str,
+        remote_tag: Option<&str>,
+    ) -> Option<LegId> {
         let leg = *self.by_local_tag.get(local_tag)?;
         let d = self.dialogs.get(&leg)?;
-        (d.call_id == call_id
-            && d.remote_tag.as_deref() == remote_tag
-            && d.state != LegState::Ending)
-            .then_some(leg)
+        (d.call_id == call_id && d.remote_tag.as_deref() == remote_tag).then_some(leg)
     }
 
     /// The dialog an in-dialog request (or ACK) names: tapir's tag is in
@@ -1144,11 +1158,10 @@ impl B2bua {
         let (Some(to_tag), Some(from_tag)) = (replaces.to_tag(), replaces.from_tag()) else {
             return Err(481);
         };
-        let leg = *self.by_local_tag.get(to_tag).ok_or(481u16)?;
+        let leg = self
+            .dialog_with_ids(replaces.call_id, to_tag, Some(from_tag))
+            .ok_or(481u16)?;
         let d = self.dialogs.get(&leg).ok_or(481u16)?;
-        if d.call_id != replaces.call_id || d.remote_tag.as_deref() != Some(from_tag) {
-            return Err(481);
-        }
         match d.state {
             LegState::Ending => Err(603),
             LegState::Early if d.inbound => Err(481),
