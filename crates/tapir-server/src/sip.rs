@@ -158,7 +158,13 @@ fn tls_acceptor(data_dir: &Path) -> Result<TlsAcceptor, SipStartError> {
             "localhost".to_string(),
         ])
         .map_err(|e| tls_err(&e))?;
-        std::fs::create_dir_all(&dir).map_err(|e| tls_err(&e))?;
+        // Created owner-only, so that a first start has nothing to tighten
+        // (and no warning to give) in `keep_private` below.
+        let mut new_dir = std::fs::DirBuilder::new();
+        new_dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut new_dir, 0o700);
+        new_dir.create(&dir).map_err(|e| tls_err(&e))?;
         std::fs::write(&cert_path, generated.cert.der()).map_err(|e| tls_err(&e))?;
         write_private_key(&key_path, &generated.key_pair.serialize_der())
             .map_err(|e| tls_err(&e))?;
