@@ -149,6 +149,89 @@ pub enum Command {
     StopMedia(CallId),
 }
 
+impl Command {
+    /// The operation's name in TAPI: the TAPI 2.x function (`lineMakeCall`),
+    /// or the TAPI 3.x method where 2.x has none (`Finish`); the two
+    /// operations on a route point call's prompt, which TAPI leaves to wave
+    /// devices, are named `PlayPrompt` and `StopMedia`.
+    pub fn tapi_name(&self) -> &'static str {
+        use Command::*;
+        match self {
+            MakeCall { .. } => "lineMakeCall",
+            Answer(_) => "lineAnswer",
+            Accept(_) => "lineAccept",
+            Dial(..) => "lineDial",
+            Drop(_) => "lineDrop",
+            Deallocate(_) => "lineDeallocateCall",
+            Hold(_) => "lineHold",
+            Unhold(_) => "lineUnhold",
+            SwapHold(..) => "lineSwapHold",
+            BlindTransfer(..) => "lineBlindTransfer",
+            SetupTransfer(_) => "lineSetupTransfer",
+            CompleteTransfer(..) => "lineCompleteTransfer",
+            Finish(..) => "Finish",
+            SetupConference(..) => "lineSetupConference",
+            PrepareAddToConference(_) => "linePrepareAddToConference",
+            AddToConference(..) => "lineAddToConference",
+            RemoveFromConference(_) => "lineRemoveFromConference",
+            ConfRelatedCalls(_) => "lineGetConfRelatedCalls",
+            Redirect(..) => "lineRedirect",
+            Park(..) => "linePark",
+            Unpark(..) => "lineUnpark",
+            Pickup(..) => "linePickup",
+            Forward(..) => "lineForward",
+            CompleteCall(..) => "lineCompleteCall",
+            UncompleteCall(_) => "lineUncompleteCall",
+            SecureCall(_) => "lineSecureCall",
+            Handoff(..) => "lineHandoff",
+            GenerateDigits(..) => "lineGenerateDigits",
+            SetCallPrivilege(..) => "lineSetCallPrivilege",
+            PlayPrompt(..) => "PlayPrompt",
+            StopMedia(_) => "StopMedia",
+        }
+    }
+
+    /// The operation's name in a call detail record's `operations` and in
+    /// the `op` label of the `tapir_operations_total` metric (`makecall`,
+    /// `blindtransfer`, `play`): short lower-case names that API.md fixes.
+    pub fn label(&self) -> &'static str {
+        use Command::*;
+        match self {
+            MakeCall { .. } => "makecall",
+            Answer(_) => "answer",
+            Accept(_) => "accept",
+            Dial(..) => "dial",
+            Drop(_) => "drop",
+            Deallocate(_) => "deallocate",
+            Hold(_) => "hold",
+            Unhold(_) => "unhold",
+            SwapHold(..) => "swaphold",
+            BlindTransfer(..) => "blindtransfer",
+            SetupTransfer(_) => "setuptransfer",
+            CompleteTransfer(..) => "completetransfer",
+            Finish(..) => "finish",
+            SetupConference(..) => "setupconference",
+            PrepareAddToConference(_) => "prepareaddtoconference",
+            AddToConference(..) => "addtoconference",
+            RemoveFromConference(_) => "removefromconference",
+            ConfRelatedCalls(_) => "confrelatedcalls",
+            Redirect(..) => "redirect",
+            Park(..) => "park",
+            Unpark(..) => "unpark",
+            Pickup(..) => "pickup",
+            Forward(..) => "forward",
+            CompleteCall(..) => "completecall",
+            UncompleteCall(_) => "uncompletecall",
+            SecureCall(_) => "securecall",
+            Handoff(..) => "handoff",
+            GenerateDigits(..) => "generatedigits",
+            SetCallPrivilege(..) => "setcallprivilege",
+            PlayPrompt(..) => "play",
+            StopMedia(_) => "stopmedia",
+        }
+    }
+}
+
 /// Which operation a consultation call was made for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConsultPurpose {

@@ -67,7 +67,7 @@ pub async fn make_call(
         from: body.from,
         to,
     };
-    let done = exec(&st, &app, "makecall", cmd, None).await?;
+    let done = exec(&st, &app, cmd, None).await?;
     Ok(reply_response(done, None, StatusCode::CREATED))
 }
 
@@ -143,24 +143,23 @@ pub async fn deallocate(
     Path(call): Path<String>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    let done = exec(&st, &app, "deallocate", Command::Deallocate(call), None).await?;
+    let done = exec(&st, &app, Command::Deallocate(call), None).await?;
     Ok(done.no_content())
 }
 
 async fn run(
     st: &AppState,
     app: &super::AppCtx,
-    op: &'static str,
     call: CallId,
     cmd: Command,
 ) -> Result<Response, ApiError> {
-    let done = exec(st, app, op, cmd, Some(call)).await?;
+    let done = exec(st, app, cmd, Some(call)).await?;
     Ok(reply_response(done, Some(call), StatusCode::OK))
 }
 
 /// Operations on one call that take no body and answer with the call.
 macro_rules! plain_op {
-    ($(#[$doc:meta])* $name:ident, $path:tt, $op:tt, $variant:ident, $resp:tt, $what:tt) => {
+    ($(#[$doc:meta])* $name:ident, $path:tt, $variant:ident, $resp:tt, $what:tt) => {
         $(#[$doc])*
         #[utoipa::path(post, path = $path, tag = "calls",
             params(("call" = String, Path, description = "call id")),
@@ -173,49 +172,48 @@ macro_rules! plain_op {
             Path(call): Path<String>,
         ) -> Result<Response, ApiError> {
             let call = call_id(&call)?;
-            run(&st, &app, $op, call, Command::$variant(call)).await
+            run(&st, &app, call, Command::$variant(call)).await
         }
     };
 }
 
 plain_op!(
     /// `lineAnswer`.
-    answer, "/v1/calls/{call}/answer", "answer", Answer, CallObject, "the call"
+    answer, "/v1/calls/{call}/answer", Answer, CallObject, "the call"
 );
 plain_op!(
     /// `lineAccept`: take responsibility for an offered call; it keeps ringing.
-    accept, "/v1/calls/{call}/accept", "accept", Accept, CallObject, "the call"
+    accept, "/v1/calls/{call}/accept", Accept, CallObject, "the call"
 );
 plain_op!(
     /// `lineDrop`.
-    drop_call, "/v1/calls/{call}/drop", "drop", Drop, CallObject, "the call"
+    drop_call, "/v1/calls/{call}/drop", Drop, CallObject, "the call"
 );
 plain_op!(
     /// `lineHold` (idempotent).
-    hold, "/v1/calls/{call}/hold", "hold", Hold, CallObject, "the call"
+    hold, "/v1/calls/{call}/hold", Hold, CallObject, "the call"
 );
 plain_op!(
     /// `lineUnhold` (idempotent).
-    unhold, "/v1/calls/{call}/unhold", "unhold", Unhold, CallObject, "the call"
+    unhold, "/v1/calls/{call}/unhold", Unhold, CallObject, "the call"
 );
 plain_op!(
     /// `lineSetupTransfer`: hold the call and return a consultation call at dial tone.
-    setup_transfer, "/v1/calls/{call}/setup-transfer", "setuptransfer", SetupTransfer,
+    setup_transfer, "/v1/calls/{call}/setup-transfer", SetupTransfer,
     ConsultResponse, "the consultation call"
 );
 plain_op!(
     /// `linePrepareAddToConference`: hold the conference and return a consultation call.
-    prepare_add, "/v1/calls/{call}/prepare-add", "prepareaddtoconference",
-    PrepareAddToConference, ConsultResponse, "the consultation call"
+    prepare_add, "/v1/calls/{call}/prepare-add", PrepareAddToConference, ConsultResponse, "the consultation call"
 );
 plain_op!(
     /// `lineRemoveFromConference`.
     remove_from_conference, "/v1/calls/{call}/remove-from-conference",
-    "removefromconference", RemoveFromConference, CallObject, "the call"
+    RemoveFromConference, CallObject, "the call"
 );
 plain_op!(
     /// `lineSecureCall`.
-    secure, "/v1/calls/{call}/secure", "securecall", SecureCall, CallObject, "the call"
+    secure, "/v1/calls/{call}/secure", SecureCall, CallObject, "the call"
 );
 
 /// A consultation call.
@@ -260,7 +258,7 @@ pub async fn dial(
     ApiJson(b): ApiJson<DigitsBody>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    run(&st, &app, "dial", call, Command::Dial(call, b.digits)).await
+    run(&st, &app, call, Command::Dial(call, b.digits)).await
 }
 
 /// `lineGenerateDigits`: send DTMF on the call.
@@ -276,14 +274,7 @@ pub async fn digits(
     ApiJson(b): ApiJson<DigitsBody>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    run(
-        &st,
-        &app,
-        "generatedigits",
-        call,
-        Command::GenerateDigits(call, b.digits),
-    )
-    .await
+    run(&st, &app, call, Command::GenerateDigits(call, b.digits)).await
 }
 
 /// `{"with":"<held call>"}`.
@@ -308,7 +299,7 @@ pub async fn swap_hold(
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
     let with = call_id(&b.with)?;
-    run(&st, &app, "swaphold", call, Command::SwapHold(call, with)).await
+    run(&st, &app, call, Command::SwapHold(call, with)).await
 }
 
 /// `{"to":"…"}`.
@@ -333,14 +324,7 @@ pub async fn blind_transfer(
     ApiJson(b): ApiJson<ToBody>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    run(
-        &st,
-        &app,
-        "blindtransfer",
-        call,
-        Command::BlindTransfer(call, b.to),
-    )
-    .await
+    run(&st, &app, call, Command::BlindTransfer(call, b.to)).await
 }
 
 /// `lineRedirect`: send an offered call elsewhere.
@@ -357,7 +341,7 @@ pub async fn redirect(
     ApiJson(b): ApiJson<ToBody>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    run(&st, &app, "redirect", call, Command::Redirect(call, b.to)).await
+    run(&st, &app, call, Command::Redirect(call, b.to)).await
 }
 
 /// Body of `complete-transfer`.
@@ -391,7 +375,6 @@ pub async fn complete_transfer(
     run(
         &st,
         &app,
-        "completetransfer",
         call,
         Command::CompleteTransfer(call, consult, mode),
     )
@@ -422,7 +405,7 @@ pub async fn finish(
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
     let mode = b.mode.unwrap_or(TransferMode::Transfer);
-    run(&st, &app, "finish", call, Command::Finish(call, mode)).await
+    run(&st, &app, call, Command::Finish(call, mode)).await
 }
 
 /// Body of `setup-conference`.
@@ -447,14 +430,7 @@ pub async fn setup_conference(
     ApiJson(b): ApiJson<SetupConferenceBody>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    run(
-        &st,
-        &app,
-        "setupconference",
-        call,
-        Command::SetupConference(call, b.parties),
-    )
-    .await
+    run(&st, &app, call, Command::SetupConference(call, b.parties)).await
 }
 
 /// Body of `add`.
@@ -479,14 +455,7 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
     let consult = call_id(&b.consult_call)?;
-    run(
-        &st,
-        &app,
-        "addtoconference",
-        call,
-        Command::AddToConference(call, consult),
-    )
-    .await
+    run(&st, &app, call, Command::AddToConference(call, consult)).await
 }
 
 /// Conference-related calls.
@@ -508,14 +477,7 @@ pub async fn related(
     Path(call): Path<String>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    run(
-        &st,
-        &app,
-        "confrelatedcalls",
-        call,
-        Command::ConfRelatedCalls(call),
-    )
-    .await
+    run(&st, &app, call, Command::ConfRelatedCalls(call)).await
 }
 
 /// Body of `park`: `{"to":"<slot>"}` (directed) or `{}` (tapir picks a slot).
@@ -550,7 +512,7 @@ pub async fn park(
         Some(slot) => ParkMode::Directed(slot),
         None => ParkMode::NonDirected,
     };
-    run(&st, &app, "park", call, Command::Park(call, mode)).await
+    run(&st, &app, call, Command::Park(call, mode)).await
 }
 
 /// Body of `complete`.
@@ -588,7 +550,6 @@ pub async fn complete(
     run(
         &st,
         &app,
-        "completecall",
         call,
         Command::CompleteCall(call, b.mode, b.message_id),
     )
@@ -613,14 +574,7 @@ pub async fn uncomplete(
             format!("{id:?} is not a completion id"),
         )
     })?;
-    let done = exec(
-        &st,
-        &app,
-        "uncompletecall",
-        Command::UncompleteCall(c),
-        None,
-    )
-    .await?;
+    let done = exec(&st, &app, Command::UncompleteCall(c), None).await?;
     Ok(done.no_content())
 }
 
@@ -653,7 +607,7 @@ pub async fn handoff(
         (None, Some(m)) => HandoffTarget::MediaMode(m),
         _ => return Err(ApiError::param("give exactly one of app and media_mode")),
     };
-    run(&st, &app, "handoff", call, Command::Handoff(call, target)).await
+    run(&st, &app, call, Command::Handoff(call, target)).await
 }
 
 /// Body of `privilege`.
@@ -682,7 +636,6 @@ pub async fn privilege(
     run(
         &st,
         &app,
-        "setcallprivilege",
         call,
         Command::SetCallPrivilege(call, b.privilege),
     )
@@ -726,7 +679,6 @@ pub async fn play(
     run(
         &st,
         &app,
-        "play",
         call,
         Command::PlayPrompt(call, b.prompt, b.looping),
     )
@@ -736,5 +688,5 @@ pub async fn play(
 plain_op!(
     /// Stop the prompt playing on a route point call (`call.media`
     /// `stopped`); nothing playing is not an error.
-    stop_media, "/v1/calls/{call}/stop-media", "stopmedia", StopMedia, CallObject, "the call"
+    stop_media, "/v1/calls/{call}/stop-media", StopMedia, CallObject, "the call"
 );

@@ -352,7 +352,6 @@ pub async fn set_forwarding(
     let done = exec(
         &st,
         &app,
-        "forward",
         Command::Forward(address.clone(), body.rules, body.no_answer_rings),
         None,
     )
@@ -389,7 +388,7 @@ pub async fn pickup(
         (None, Some(g)) => PickupTarget::Group(g),
         _ => return Err(ApiError::param("give exactly one of target and group")),
     };
-    let done = exec(&st, &app, "pickup", Command::Pickup(address, target), None).await?;
+    let done = exec(&st, &app, Command::Pickup(address, target), None).await?;
     Ok(reply_response(done, None, StatusCode::OK))
 }
 
@@ -414,13 +413,6 @@ pub async fn unpark(
     Path(address): Path<String>,
     ApiJson(body): ApiJson<UnparkBody>,
 ) -> Result<Response, ApiError> {
-    let done = exec(
-        &st,
-        &app,
-        "unpark",
-        Command::Unpark(address, body.from),
-        None,
-    )
-    .await?;
+    let done = exec(&st, &app, Command::Unpark(address, body.from), None).await?;
     Ok(reply_response(done, None, StatusCode::OK))
 }

@@ -305,15 +305,16 @@ pub fn with_request(mut resp: Response, request: RequestId) -> Response {
 }
 
 /// Run one app command on the switch and fetch, in the same step, the call
-/// objects of `focus` and of the calls the reply names.
+/// objects of `focus` and of the calls the reply names. The command names
+/// itself in the call detail records and the metrics ([`Command::label`]).
 pub async fn exec(
     st: &AppState,
     app: &AppCtx,
-    op: &'static str,
     cmd: Command,
     focus: Option<CallId>,
 ) -> Result<Executed, ApiError> {
     let id = app.id;
+    let op = cmd.label();
     let forwarded = match &cmd {
         Command::Forward(address, ..) => Some(address.clone()),
         _ => None,
