@@ -274,6 +274,10 @@ pub struct SwitchConfig {
     /// The location the switch dials from: its country tells a line's
     /// national calls from international ones (`outbound = "national"`).
     pub location: tapir_translate::Location,
+    /// Numbers every phone and route point may dial whatever its
+    /// `outbound` class (emergency services); empty: the location's
+    /// country's ([`tapir_translate::emergency_numbers`]).
+    pub emergency_numbers: Vec<String>,
 }
 
 impl Default for SwitchConfig {
@@ -290,6 +294,7 @@ impl Default for SwitchConfig {
             max_forward_hops: 5,
             completion_messages: 4,
             location: tapir_translate::Location::new("default", 1, "425"),
+            emergency_numbers: Vec::new(),
         }
     }
 }

@@ -358,3 +358,35 @@ fn a_park_reminder_rings_back_whatever_the_parked_partys_class() {
     o.expect(a, CONNECTED);
     o.expect(r, CONNECTED);
 }
+
+#[test]
+fn emergency_numbers_go_out_from_every_phone_and_route_point() {
+    for class in [Outbound::None, Outbound::Internal, Outbound::National] {
+        let mut o = office_with("1001", class);
+        make_call_goes_out(&mut o, "1001", "911");
+        let mut o = office_with("2000", class);
+        make_call_goes_out(&mut o, "2000", "112");
+    }
+    // The location's country names them: 999 in the UK, not in the US.
+    let mut o = office_with("1001", Outbound::Internal);
+    make_call_refused(&mut o, "1001", "999");
+    o.sim
+        .switch
+        .set_location(tapir_translate::Location::new("london", 44, "20"));
+    make_call_goes_out(&mut o, "1001", "999");
+}
+
+#[test]
+fn caribbean_numbers_are_international_from_north_america() {
+    // Jamaica and the Dominican Republic share country code 1 but are
+    // billed as international: the classic toll-fraud destinations.
+    for to in ["18765550100", "8095550100", "+1 (876) 555-0100"] {
+        let mut o = office();
+        make_call_refused(&mut o, "1001", to);
+    }
+    let mut o = office_with("1001", Outbound::All);
+    make_call_goes_out(&mut o, "1001", "18765550100");
+    // Canada stays national.
+    let mut o = office();
+    make_call_goes_out(&mut o, "1001", "14165550100");
+}

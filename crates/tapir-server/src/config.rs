@@ -45,6 +45,36 @@ pub struct Config {
     pub store: StoreConfig,
     /// Media plane settings.
     pub media: MediaSettings,
+    /// Emergency numbers.
+    pub emergency: EmergencyConfig,
+}
+
+/// `[emergency]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmergencyConfig {
+    /// The numbers (as the carrier gets them) that every phone and route
+    /// point may dial whatever its `outbound` class; empty (the default):
+    /// the location's country's (`911` and `112` in country 1).
+    pub numbers: Vec<String>,
+}
+
+impl EmergencyConfig {
+    /// The numbers, each checked to be digits (with `*` and `#`).
+    pub fn number_list(&self) -> Result<Vec<String>, ConfigError> {
+        for n in &self.numbers {
+            let dialable = !n.is_empty()
+                && n.len() <= 32
+                && n.chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+            if !dialable {
+                return Err(ConfigError::Invalid(format!(
+                    "[emergency] numbers: {n:?} is not a number as the carrier gets it (digits, * and #)"
+                )));
+            }
+        }
+        Ok(self.numbers.clone())
+    }
 }
 
 /// `[media]`.
@@ -155,6 +185,7 @@ impl Default for Config {
             trunks: Vec::new(),
             store: StoreConfig::default(),
             media: MediaSettings::default(),
+            emergency: EmergencyConfig::default(),
         }
     }
 }
@@ -677,6 +708,28 @@ pub fn random_secret(prefix: &str) -> Result<String, ConfigError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn emergency_numbers_are_digits_as_the_carrier_gets_them() {
+        let cfg = Config::from_toml("[emergency]\nnumbers = [\"911\", \"933\"]").unwrap();
+        assert_eq!(cfg.emergency.number_list().unwrap(), ["911", "933"]);
+        assert!(
+            Config::default()
+                .emergency
+                .number_list()
+                .unwrap()
+                .is_empty()
+        );
+        for bad in ["9-1-1", "", "911\r\nVia: x"] {
+            let cfg = Config {
+                emergency: EmergencyConfig {
+                    numbers: vec![bad.into()],
+                },
+                ..Config::default()
+            };
+            assert!(cfg.emergency.number_list().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn api_md_example_parses() {

@@ -176,6 +176,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let translate = translate_caps(&config)?;
     let mut sw_cfg = SwitchConfig {
         park_slots: config.park.slot_list()?,
+        emergency_numbers: config.emergency.number_list()?,
         ..SwitchConfig::default()
     };
     // The current location's country tells the lines' national calls from

@@ -17,8 +17,14 @@
 //!   location's own;
 //! * anything else is dialled within the country: national.
 //!
-//! Countries that share a country code (the North American Numbering
-//! Plan's `1`) are one country here, as they are for TAPI.
+//! Countries that share a country code are one country here, as they are
+//! for TAPI, with one exception that toll fraud depends on: from a location
+//! in the North American Numbering Plan (`1`), a number in one of the plan's
+//! other countries (the Caribbean nations and Bermuda: 1-876 Jamaica, 1-809
+//! the Dominican Republic, 1-284 the British Virgin Islands, ...) is
+//! international, as carriers bill it, although it is dialled like a
+//! national one. The United States, Canada and the US territories stay
+//! national. libphonenumber's metadata tells the region of a number.
 
 use crate::location::Location;
 use crate::rules::{CallClass, country_defaults};
@@ -29,15 +35,82 @@ use crate::rules::{CallClass, country_defaults};
 pub fn is_international(dialled: &str, location: &Location) -> bool {
     let plus = dialled.trim_start().starts_with('+');
     let digits: String = dialled.chars().filter(char::is_ascii_digit).collect();
+    let nanp = location.country_code == NANP;
     if plus {
-        return country_code_of(&digits) != Some(location.country_code);
+        return country_code_of(&digits) != Some(location.country_code)
+            || (nanp && nanp_abroad(&digits[1..]));
     }
     for prefix in international_prefixes(location) {
         if let Some(rest) = digits.strip_prefix(prefix.as_str()) {
-            return country_code_of(rest) != Some(location.country_code);
+            return country_code_of(rest) != Some(location.country_code)
+                || (nanp && nanp_abroad(rest.get(1..).unwrap_or_default()));
         }
     }
-    false
+    nanp && national_forms(&digits, location).any(nanp_abroad)
+}
+
+/// The emergency numbers of the country with calling code `country_code`,
+/// with 112 (answered by every GSM network) for every country.
+///
+/// Written by hand: libphonenumber keeps emergency numbers in its short
+/// number metadata, which the `phonenumber` crate does not compile in. The
+/// table names the national numbers of the larger markets; a switch
+/// elsewhere lists its own in the configuration.
+pub fn emergency_numbers(country_code: u16) -> &'static [&'static str] {
+    match country_code {
+        1 => &["911", "112"],
+        7 => &["112", "101", "102", "103"],
+        27 => &["10111", "10177", "112"],
+        33 => &["112", "15", "17", "18", "114"],
+        34 => &["112", "091", "092", "061", "080"],
+        39 => &["112", "113", "115", "118"],
+        44 => &["999", "112"],
+        49 => &["112", "110"],
+        52 => &["911", "112"],
+        55 => &["190", "192", "193", "112"],
+        61 => &["000", "112", "106"],
+        64 => &["111", "112"],
+        81 => &["110", "118", "119"],
+        82 => &["112", "119"],
+        86 => &["110", "119", "120", "122"],
+        91 => &["112", "100", "101", "102", "108"],
+        _ => &["112"],
+    }
+}
+
+/// The North American Numbering Plan's country calling code.
+const NANP: u16 = 1;
+
+/// The plan's regions that a North American location calls nationally: the
+/// United States, Canada and the US territories.
+const NANP_DOMESTIC: [&str; 7] = ["US", "CA", "PR", "VI", "GU", "AS", "MP"];
+
+/// Whether `national` (ten digits NPA-NXX-XXXX, optionally after the
+/// national prefix `1`) is a number of another NANP country.
+fn nanp_abroad(national: &str) -> bool {
+    let ten = match national.len() {
+        11 => national.strip_prefix('1').unwrap_or(national),
+        _ => national,
+    };
+    if ten.len() != 10 {
+        return false;
+    }
+    let Ok(number) = phonenumber::parse(None, format!("+1{ten}")) else {
+        return false;
+    };
+    let region = number.country().id().map(|id| id.as_ref().to_owned());
+    region.is_some_and(|r| !NANP_DOMESTIC.contains(&r.as_str()))
+}
+
+/// `digits` as dialled and with the location's access code (`9`) removed.
+fn national_forms<'a>(digits: &'a str, location: &'a Location) -> impl Iterator<Item = &'a str> {
+    let access = [&location.local_access, &location.long_distance_access];
+    std::iter::once(digits).chain(access.into_iter().filter_map(move |a| {
+        let a: String = a.chars().filter(char::is_ascii_digit).collect();
+        (!a.is_empty())
+            .then(|| digits.strip_prefix(a.as_str()))
+            .flatten()
+    }))
 }
 
 /// The country calling code `digits` starts with (country codes are
@@ -134,6 +207,43 @@ mod tests {
         for n in ["02079460000", "07700900123", "999", "112"] {
             assert!(!is_international(n, &gb()), "{n}");
         }
+    }
+
+    #[test]
+    fn other_nanp_countries_are_international_from_north_america() {
+        // Jamaica, the Dominican Republic, the British Virgin Islands and
+        // Bermuda, in every form a US phone dials them.
+        for n in [
+            "18765551234",
+            "8765551234",
+            "+18095551234",
+            "+1 (284) 555-1234",
+            "0111 441 555 1234",
+            "14412345678",
+        ] {
+            assert!(is_international(n, &us()), "{n}");
+        }
+        // Canada, Puerto Rico and the US stay national.
+        for n in ["14165551234", "+16045551234", "17875551234", "2065551234"] {
+            assert!(!is_international(n, &us()), "{n}");
+        }
+        // From London, Jamaica was international already; from a US
+        // location behind an access code too.
+        assert!(is_international("0018765551234", &gb()));
+        let mut office = us();
+        office.local_access = "9".into();
+        assert!(is_international("918765551234", &office));
+        assert!(!is_international("914165551234", &office));
+    }
+
+    #[test]
+    fn every_country_has_emergency_numbers_with_112() {
+        assert_eq!(emergency_numbers(1), ["911", "112"]);
+        assert!(emergency_numbers(44).contains(&"999"));
+        for code in [1, 7, 33, 44, 49, 61, 81, 86, 91, 998] {
+            assert!(!emergency_numbers(code).is_empty(), "{code}");
+        }
+        assert!(emergency_numbers(998).contains(&"112"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub mod translate;
 mod tests;
 
 pub use address::{Address, AddressList, CanonicalAddress, DialableAddress};
-pub use dialled::is_international;
+pub use dialled::{emergency_numbers, is_international};
 pub use error::{AddressProblem, TranslateError};
 pub use incoming::normalize_caller;
 pub use location::{AccessNumbers, CallingCard, Location, TranslateCaps};

@@ -630,6 +630,12 @@ impl Switch {
         };
         let who = line.addresses.first().map(|a| &**a).unwrap_or("?");
         let blocked = |why: String| fail(ErrorCode::AddressBlocked, why);
+        if line.kind != LineKind::Trunk
+            && let Target::External { number, .. } = target
+            && self.is_emergency(number)
+        {
+            return Ok(());
+        }
         let (trunk_address, number) = match target {
             _ if line.kind != LineKind::Trunk && line.outbound == Outbound::None => {
                 return blocked(format!("line {who} may not dial (outbound = \"none\")"));
@@ -678,6 +684,18 @@ impl Switch {
                     Ok(())
                 }
             }
+        }
+    }
+
+    /// Whether `number` (as its carrier gets it) is an emergency number,
+    /// which every phone and route point may dial: the configured list, or
+    /// the location's country's when none is configured.
+    fn is_emergency(&self, number: &str) -> bool {
+        let configured = &self.cfg.emergency_numbers;
+        if configured.is_empty() {
+            tapir_translate::emergency_numbers(self.cfg.location.country_code).contains(&number)
+        } else {
+            configured.iter().any(|n| n == number)
         }
     }
 
