@@ -503,10 +503,6 @@ fn deallocate_call_rules() {
     let mut o = office();
     let (crm, mon) = (o.crm, o.mon);
     let (a, _b) = o.talk("1001", "1002");
-    // The sole owner of a live call must drop it first.
-    o.rejected(crm, ErrorCode::InvalCallState, |s, now| {
-        s.deallocate_call(now, crm, a)
-    });
     // A monitor may always let go; the owner is told the monitor count changed.
     o.ok(mon, |s, now| s.deallocate_call(now, mon, a));
     assert!(o.sim.events_for(crm).iter().any(|e| matches!(
@@ -521,6 +517,71 @@ fn deallocate_call_rules() {
     o.ok(crm, |s, now| s.drop_call(now, crm, a));
     o.ok(crm, |s, now| s.deallocate_call(now, crm, a));
     assert!(!o.sim.switch.all_calls().contains(&a));
+}
+
+/// lineDeallocateCall: "In API versions 2.0 or later, the sole owner of the
+/// call can deallocate its handle even though the call is not in the idle
+/// state." The handle goes; the physical call is unaffected.
+#[test]
+fn deallocate_call_by_the_sole_owner_of_a_live_phone_call_leaves_the_call_ownerless() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (a, b) = o.talk("1001", "1002");
+    o.ok(crm, |s, now| s.deallocate_call(now, crm, a));
+    // The monitor is told the call lost its owner ...
+    assert!(o.sim.events_for(mon).iter().any(|e| matches!(
+        e,
+        EventBody::CallInfo { call, changed } if *call == a && changed.contains(&InfoField::NumOwnerDecr)
+    )));
+    // ... the handle is gone ...
+    o.rejected(crm, ErrorCode::InvalCallHandle, |s, now| {
+        s.drop_call(now, crm, a)
+    });
+    // ... and the physical call is unaffected.
+    o.expect(a, CONNECTED);
+    o.expect(b, CONNECTED);
+    assert_eq!(o.sim.switch.call_info(mon, a).unwrap().num_owners, 0);
+    // A monitor may take the ownerless call over.
+    o.ok(mon, |s, now| {
+        s.set_call_privilege(now, mon, a, Privilege::Owner)
+    });
+    o.ok(mon, |s, now| s.drop_call(now, mon, a));
+    // The far phone heard the call end and hung up.
+    o.expect(b, CallState::Idle);
+    o.consistent();
+}
+
+/// The phone user still ends an ownerless call, and it is then freed.
+#[test]
+fn an_ownerless_call_is_freed_when_its_phone_hangs_up() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (a, _b) = o.talk("1001", "1002");
+    o.ok(crm, |s, now| s.deallocate_call(now, crm, a));
+    o.ok(mon, |s, now| s.deallocate_call(now, mon, a));
+    o.expect(a, CONNECTED);
+    o.sim.phone("1001").hang_up();
+    assert!(!o.sim.switch.all_calls().contains(&a));
+    o.consistent();
+}
+
+/// tapir's decision for a route point: a live call that no application has a
+/// handle to any more is dropped, as lineClose drops one (nobody could end
+/// it otherwise); while a monitor still sees it, it goes on.
+#[test]
+fn a_route_point_call_nobody_holds_any_more_is_dropped() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "2000", Some("1002")));
+    let b = o.only_call_at("1002");
+    o.sim.phone("1002").answer();
+    o.expect(a, CONNECTED);
+    o.ok(crm, |s, now| s.deallocate_call(now, crm, a));
+    o.expect(a, CONNECTED);
+    o.ok(mon, |s, now| s.deallocate_call(now, mon, a));
+    assert!(!o.sim.switch.all_calls().contains(&a));
+    o.expect(b, CallState::Idle);
+    o.consistent();
 }
 
 #[test]

@@ -86,8 +86,9 @@ export const OPS = [
     fits: (c) => isOwner(c) && c.state !== "idle",
     request: (c) => post(c, "drop") },
   { id: "deallocate", label: "Deallocate", group: "Call",
-    // The only owner of a live call must drop it first.
-    fits: (c) => c.state === "idle" || !isOwner(c) || (c.num_owners || 0) > 1,
+    // TAPI 2.0 and later: any handle may be let go, the sole owner's of a
+    // live call included (the call goes on, ownerless).
+    fits: () => true,
     request: (c) => ({ method: "DELETE", path: `/v1/calls/${enc(c.id)}` }) },
   // --- hold
   { id: "hold", label: "Hold", group: "Hold",

@@ -92,9 +92,11 @@ impl Switch {
         expect_reply!(self.request(now, app, Command::Drop(call)).1, Reply::Done => ())
     }
 
-    /// `lineDeallocateCall`: give up the app's handle. The sole owner of a call
-    /// that is not idle must drop it first (`invalcallstate`), so no call is
-    /// ever left without an owner by accident.
+    /// `lineDeallocateCall`: give up the app's handle, in any call state (TAPI
+    /// 2.0 and later, even for the sole owner). The physical call is
+    /// unaffected and may become ownerless; a live route-point call that no
+    /// application has a handle to any more is dropped, since nobody else
+    /// could end it.
     pub fn deallocate_call(
         &mut self,
         now: Timestamp,
@@ -711,27 +713,12 @@ impl Switch {
     }
 
     pub(crate) fn op_deallocate(&mut self, app: AppId, call: CallId) -> Result<(), TapiError> {
+        // TAPI 2.0 and later: "the sole owner of the call can deallocate its
+        // handle even though the call is not in the idle state". The handle
+        // goes; the physical call is unaffected and may become ownerless.
         let privilege = self.privilege(app, call)?;
-        let (owners, idle) = self
-            .call(call)
-            .map(|c| {
-                (
-                    c.handles
-                        .iter()
-                        .filter(|(_, p)| *p == Privilege::Owner)
-                        .count(),
-                    c.state.is_idle(),
-                )
-            })
-            .unwrap_or((0, true));
-        if privilege == Privilege::Owner && owners == 1 && !idle {
-            return fail(
-                ErrorCode::InvalCallState,
-                format!(
-                    "this application is the only owner of {call}, which is not idle: drop it first"
-                ),
-            );
-        }
+        let idle = self.call(call).is_none_or(|c| c.state.is_idle());
+        let line = self.call(call).map(|c| c.line);
         if let Some(c) = self.call_mut(call) {
             c.handles.retain(|(a, _)| *a != app);
         }
@@ -741,6 +728,15 @@ impl Switch {
         };
         if !idle {
             self.info_changed(call, &[field]);
+        }
+        // A live route-point call that no application holds any handle to
+        // could never be ended by anyone (a route point has no user): tapir
+        // drops it, as lineClose drops a route-point call its sole owner
+        // leaves. A phone call goes on under the phone user's control, and a
+        // call a monitor still sees can be taken over with set-privilege.
+        let unreachable = self.call(call).is_some_and(|c| c.handles.is_empty());
+        if !idle && unreachable && line.is_some_and(|l| self.line_kind(l) == LineKind::RoutePoint) {
+            self.hang_up(call, ReleaseCause::Normal);
         }
         self.maybe_free(call);
         Ok(())
