@@ -126,7 +126,7 @@ impl B2bua {
         request: &Message,
     ) {
         let verdict = classify(request);
-        let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
+        let tag = self.dialogs.get(&leg).map(|d| d.local_tag().to_owned());
         let reason = match verdict {
             InfoVerdict::BadDigit(r) => Some(r),
             _ => None,

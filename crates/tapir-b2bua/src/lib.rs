@@ -55,6 +55,7 @@ use tapir_core::{Direction, Effect, Input, LegEvent, LegId, LineId, MediaSource,
 use tapir_media::sdp::{
     Direction as SdpDirection, Negotiated, SdpError, SdpSession, SessionDescription,
 };
+use tapir_sip::dialog::{Dialog as SipDialog, DialogState};
 use tapir_sip::msg::{HeaderName, Host, Message, MessageBuilder, Method, ResponseTarget, Uri};
 use tapir_sip::transaction::{
     LayerOutput, Received, Reliability, Role, TimerConfig, TransactionEvent, TransactionKey,
@@ -289,28 +290,20 @@ struct ReferSubscription {
     accepted: bool,
 }
 
-/// One leg's dialog with its device.
+/// One leg: its SIP dialog with its device and what tapir does with it.
 #[derive(Clone, Debug)]
 struct Dialog {
     inbound: bool,
     state: LegState,
-    call_id: String,
-    local_tag: String,
-    remote_tag: Option<String>,
-    /// Our URI in this dialog (From for outbound legs, To for inbound ones).
-    local_uri: String,
-    /// The device's URI in this dialog.
-    remote_uri: String,
-    /// Where in-dialog requests go (the device's Contact).
-    remote_target: String,
-    /// The dialog's route set (RFC 3261 §12.1): the Record-Route of the
-    /// device's INVITE as it is, or of the answer to tapir's INVITE in
-    /// reverse, as `<uri>;params` in the order requests carry them.
-    route_set: Vec<String>,
+    /// The dialog itself (RFC 3261 §12, `tapir_sip::dialog`): Call-ID,
+    /// both tags, local and remote CSeq, remote target, route set (the
+    /// Record-Route of the device's INVITE as it is, or of the answer to
+    /// tapir's INVITE in reverse). Requests inside the dialog are built,
+    /// matched and target-refreshed by it.
+    sip: SipDialog,
     /// Where the dialog's initial INVITE came from or went to (a record-
     /// routing proxy in front of the device, or the device itself).
     remote_addr: SocketAddr,
-    local_cseq: u32,
     /// The INVITE that created the dialog (its server or client transaction).
     invite: Message,
     invite_key: TransactionKey,
@@ -358,6 +351,11 @@ struct Dialog {
 }
 
 impl Dialog {
+    /// tapir's tag in the dialog.
+    fn local_tag(&self) -> &str {
+        &self.sip.id().local_tag
+    }
+
     /// The address a request inside this dialog is sent to: the first hop
     /// of its route set (RFC 3261 §12.2.1.1, a record-routing proxy) when
     /// that names an IP address, else where the initial INVITE came from
@@ -373,28 +371,10 @@ impl Dialog {
     /// when it names an IP address: in-dialog requests go to it, and may
     /// come from it.
     fn route_hop(&self) -> Option<SocketAddr> {
-        if self.route_set.is_empty() {
+        if self.sip.route_set().is_empty() {
             return None;
         }
-        uri_address(&tapir_sip::dialog::first_hop(
-            &self.remote_target,
-            &self.route_set,
-        ))
-    }
-
-    /// The start of a request inside this dialog: its Request-URI and
-    /// Route headers from the remote target and the route set (loose and
-    /// strict routers, RFC 3261 §12.2.1.1), the Via and Max-Forwards.
-    fn request_start(&self, method: Method, via: String) -> MessageBuilder {
-        let (request_uri, routes) =
-            tapir_sip::dialog::request_target(&self.remote_target, &self.route_set);
-        let mut b = MessageBuilder::request(method, request_uri)
-            .header(HeaderName::Via, via)
-            .header(HeaderName::MaxForwards, "70");
-        for route in routes {
-            b = b.header(HeaderName::Route, route);
-        }
-        b
+        uri_address(&self.sip.first_hop())
     }
 
     /// A response of tapir's to the device's INVITE that creates the dialog
@@ -697,7 +677,7 @@ impl B2bua {
         tracing::info!(?leg, reason = %why, "SDP offer refused with 488");
         let tag = leg
             .and_then(|l| self.dialogs.get(&l))
-            .map(|d| d.local_tag.clone())
+            .map(|d| d.local_tag().to_owned())
             .unwrap_or_else(|| self.unique("t"));
         let text = why.to_string().replace(['"', '\\'], "'");
         let mut b = request.response_builder(488, None, Some(&tag)).header(
@@ -733,22 +713,41 @@ impl B2bua {
         d.plain_retry = false;
         d.sdp = SdpSession::new(d.rtp, session_id);
         d.offered = Some(SdpDirection::SendRecv);
-        d.remote_tag = None;
-        d.local_cseq += 1;
         let body = d.sdp.offer(SdpDirection::SendRecv);
-        let mut invite = resent(&d.invite, via, d.local_cseq, &Method::Invite);
+        let mut invite = resent(&d.invite, via, d.sip.local_cseq() + 1, &Method::Invite);
         invite.set_body(Some("application/sdp"), Bytes::from(body));
         let transport = d.transport;
         tracing::info!(%leg, "the phone refused SRTP; inviting it again with RTP");
-        let Some(key) = self.start_resent(now, leg, &invite, transport) else {
-            return false;
+        self.initial_invite_again(now, leg, invite, transport)
+            .is_some()
+    }
+
+    /// tapir's initial INVITE of `leg` sent again (same Call-ID and From
+    /// tag, next CSeq): its dialog starts afresh from it (no peer tag, the
+    /// Request-URI as target, no route set), and it becomes the leg's INVITE.
+    fn initial_invite_again(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        invite: Message,
+        transport: SipTransport,
+    ) -> Option<TransactionKey> {
+        let contact = self.contact(transport);
+        let sip = match SipDialog::outgoing(&invite, &contact) {
+            Ok(sip) => sip,
+            Err(e) => {
+                tracing::warn!(%leg, error = %e, "tapir's INVITE cannot be sent again");
+                return None;
+            }
         };
+        let key = self.start_resent(now, leg, &invite, transport)?;
         if let Some(d) = self.dialogs.get_mut(&leg) {
+            d.sip = sip;
             d.invite = invite;
-            d.invite_key = key;
+            d.invite_key = key.clone();
         }
         self.drain_transactions(now);
-        true
+        Some(key)
     }
 
     /// Start the client transaction of a request of `leg` sent again.
@@ -871,6 +870,26 @@ impl B2bua {
         if self.session_interval_refused(now, &key, &request, None) {
             return;
         }
+        // The dialog (RFC 3261 §12.1.1): a record-routing proxy in front of
+        // the device stays on the path of its requests both ways.
+        let local_tag = self.unique("tp");
+        let sip = match SipDialog::from_request(
+            &request,
+            &local_tag,
+            &self.contact(transport),
+            DialogState::Early,
+        ) {
+            Ok(sip) => sip,
+            Err(e) => {
+                tracing::info!(error = %e, "an INVITE that cannot create a dialog; 400");
+                let tag = self.unique("t");
+                let r = request
+                    .response_builder(400, Some(&format!("Bad Request ({e})")), Some(&tag))
+                    .build();
+                self.respond(now, &key, r);
+                return;
+            }
+        };
         let offer = if request.body().is_empty() {
             None
         } else {
@@ -907,42 +926,15 @@ impl B2bua {
         if negotiated.is_some_and(|n| n.srtp.is_some()) {
             secured(leg, &mut sdp);
         }
-        let call_id = request
-            .call_id()
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-            .to_string();
-        let from = request.from_header().ok().flatten();
-        let remote_tag = from.as_ref().and_then(|f| f.tag().map(str::to_string));
-        let remote_uri = from.map(|f| f.uri_text.to_string()).unwrap_or_default();
-        let remote_target = contact_uri(&request).unwrap_or_else(|| remote_uri.clone());
-        let local_uri = request
-            .to_header()
-            .ok()
-            .flatten()
-            .map(|t| t.uri_text.to_string())
-            .unwrap_or_default();
-        let local_tag = self.unique("tp");
-        self.by_local_tag.insert(local_tag.clone(), leg);
+        self.by_local_tag.insert(local_tag, leg);
         self.inbound_invites.insert(key.clone(), leg);
-        // A record-routing proxy in front of the device stays on the path
-        // of the dialog's requests both ways (RFC 3261 §12.1.1).
-        let route_set = tapir_sip::dialog::uas_route_set(&request).unwrap_or_default();
         self.dialogs.insert(
             leg,
             Dialog {
                 inbound: true,
                 state: LegState::Early,
-                call_id,
-                local_tag,
-                remote_tag,
-                local_uri,
-                remote_uri,
-                remote_target,
-                route_set,
+                sip,
                 remote_addr: source,
-                local_cseq: 1,
                 invite: request.clone(),
                 invite_key: key,
                 rtp,
@@ -1003,8 +995,8 @@ impl B2bua {
             .copied()
             .filter(|leg| {
                 self.dialogs.get(leg).is_some_and(|d| {
-                    Some(d.call_id.as_str()) == request.call_id().ok().flatten()
-                        && d.remote_tag.as_deref()
+                    Some(d.sip.id().call_id.as_str()) == request.call_id().ok().flatten()
+                        && d.sip.remote_tag()
                             == request
                                 .from_header()
                                 .ok()
@@ -1024,7 +1016,7 @@ impl B2bua {
         }
         let invite = d.invite.clone();
         let invite_key = d.invite_key.clone();
-        let tag = d.local_tag.clone();
+        let tag = d.local_tag().to_owned();
         let r = invite.response_builder(487, None, Some(&tag)).build();
         self.respond(now, &invite_key, r);
         self.end_dialog(leg);
@@ -1118,7 +1110,9 @@ impl B2bua {
     ) -> Option<LegId> {
         let leg = *self.by_local_tag.get(local_tag)?;
         let d = self.dialogs.get(&leg)?;
-        (d.call_id == call_id && d.remote_tag.as_deref() == remote_tag).then_some(leg)
+        d.sip
+            .is_named(call_id, local_tag, remote_tag)
+            .then_some(leg)
     }
 
     /// The dialog an in-dialog request (or ACK) names: tapir's tag is in
@@ -1179,7 +1173,7 @@ impl B2bua {
         code: u16,
         sdp: Option<String>,
     ) {
-        let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
+        let tag = self.dialogs.get(&leg).map(|d| d.local_tag().to_owned());
         let mut b = request.response_builder(code, None, tag.as_deref());
         b = b.header(HeaderName::Contact, self.contact(self.leg_transport(leg)));
         if let Some(s) = sdp {
@@ -1260,7 +1254,6 @@ impl B2bua {
         // A target refresh (RFC 3261 §12.2.2) from the dialog's peer: once
         // accepted (200), its Contact is the dialog's new remote target. No
         // other request moves the target.
-        let refresh = contact_uri(&request);
         let was_held = d.device_held;
         let wanted = sdp_direction(d.direction);
         let Some(offer) = offer else {
@@ -1268,9 +1261,7 @@ impl B2bua {
             // 200 and the device answers in the ACK.
             d.device_held = false;
             d.offered = Some(wanted);
-            if let Some(target) = refresh {
-                d.remote_target = target;
-            }
+            let _ = d.sip.refresh_target(&request);
             let body = d.sdp.offer(wanted);
             self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
             if was_held {
@@ -1296,9 +1287,7 @@ impl B2bua {
         let holds = !negotiated.remote_direction.receives();
         d.device_held = holds;
         d.remote_offer = Some(offer);
-        if let Some(target) = refresh {
-            d.remote_target = target;
-        }
+        let _ = d.sip.refresh_target(&request);
         self.reply_in_dialog(now, leg, &key, &request, 200, Some(body));
         self.remote_media(leg, negotiated);
         tracing::debug!(%leg, was_held, holds, "device re-INVITE");
@@ -1470,7 +1459,7 @@ impl B2bua {
         let subscribe = !request
             .header(&HeaderName::ReferSub)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
-        let tag = self.dialogs.get(&leg).map(|d| d.local_tag.clone());
+        let tag = self.dialogs.get(&leg).map(|d| d.local_tag().to_owned());
         let mut b = request
             .response_builder(202, None, tag.as_deref())
             .header(HeaderName::Contact, self.contact(self.leg_transport(leg)));
@@ -1592,22 +1581,8 @@ impl B2bua {
             // A provisional response with a tag opens the early dialog
             // (RFC 3261 §12.1.2): requests inside it (a remote-control
             // NOTIFY) go to its Contact with its tag.
-            if d.remote_tag.is_none()
-                && let Some(tag) = response
-                    .to_header()
-                    .ok()
-                    .flatten()
-                    .and_then(|t| t.tag().map(str::to_string))
-            {
-                let target = contact_uri(&response);
-                let routes = tapir_sip::dialog::uac_route_set(&response).unwrap_or_default();
-                if let Some(d) = self.dialogs.get_mut(&leg) {
-                    d.remote_tag = Some(tag);
-                    d.route_set = routes;
-                    if let Some(target) = target {
-                        d.remote_target = target;
-                    }
-                }
+            if let Some(d) = self.dialogs.get_mut(&leg) {
+                d.sip.handle_response_to(&Method::Invite, &response);
             }
             self.out.push_back(Out::Switch(Input::Leg {
                 leg,
@@ -1705,26 +1680,32 @@ impl B2bua {
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return false;
         };
-        d.local_cseq += 1;
-        if initial {
-            d.remote_tag = None;
-        }
-        let mut retried = resent(&request, via, d.local_cseq, &method);
+        // The initial INVITE sent again starts its dialog afresh (next
+        // CSeq); a request inside the dialog takes the dialog's next CSeq.
+        let cseq = if initial {
+            d.sip.local_cseq() + 1
+        } else {
+            d.sip.next_cseq()
+        };
+        let mut retried = resent(&request, via, cseq, &method);
         retried.remove_headers(&HeaderName::Authorization);
         retried.remove_headers(&HeaderName::ProxyAuthorization);
         retried.push_header(header, value);
         tracing::info!(%leg, %method, realm = %challenge.realm, "answering the carrier's challenge");
-        let Some(new_key) = self.start_resent(now, leg, &retried, transport) else {
+        let new_key = if initial {
+            self.initial_invite_again(now, leg, retried, transport)
+        } else {
+            self.start_resent(now, leg, &retried, transport)
+        };
+        let Some(new_key) = new_key else {
             return false;
         };
         self.digest_retries.insert(new_key.clone());
-        if let Some(d) = self.dialogs.get_mut(&leg) {
-            if initial {
-                d.invite = retried;
-                d.invite_key = new_key;
-            } else if method == Method::Invite {
-                d.reinvite_pending = Some(new_key);
-            }
+        if !initial
+            && method == Method::Invite
+            && let Some(d) = self.dialogs.get_mut(&leg)
+        {
+            d.reinvite_pending = Some(new_key);
         }
         self.drain_transactions(now);
         true
@@ -1779,33 +1760,12 @@ impl B2bua {
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return;
         };
-        if let Some(tag) = response
-            .to_header()
-            .ok()
-            .flatten()
-            .and_then(|t| t.tag().map(str::to_string))
-        {
-            d.remote_tag = Some(tag);
-        }
-        if let Some(target) = contact_uri(&response) {
-            d.remote_target = target;
-        }
-        // The 2xx that confirms the dialog fixes its route set (RFC 3261
-        // §12.1.2), replacing an early dialog's; re-INVITEs leave it alone.
-        if initial
-            && d.state != LegState::Confirmed
-            && let Ok(routes) = tapir_sip::dialog::uac_route_set(&response)
-        {
-            d.route_set = routes;
-        }
+        // The 2xx that confirms the dialog fixes the peer's tag and the
+        // route set (RFC 3261 §12.1.2), replacing an early dialog's; a 2xx
+        // to a re-INVITE refreshes the target only.
+        d.sip.handle_response_to(&Method::Invite, &response);
         let was_ending = d.state == LegState::Ending;
-        let cseq = response
-            .cseq()
-            .ok()
-            .flatten()
-            .map(|c| c.number)
-            .unwrap_or(1);
-        if let Some(ack) = self.ack_for(leg, cseq) {
+        if let Some(ack) = self.ack_for(leg, &response) {
             let to = self.dialogs.get(&leg).map(Dialog::first_hop_addr);
             if let Some(to) = to {
                 self.send(to, &ack);
@@ -1870,11 +1830,11 @@ impl B2bua {
             .and_then(|f| f.tag())
             .and_then(|tag| self.by_local_tag.get(tag).copied())
             .filter(|leg| {
-                self.dialogs.get(leg).map(|d| d.call_id.as_str())
+                self.dialogs.get(leg).map(|d| d.sip.id().call_id.as_str())
                     == response.call_id().ok().flatten()
             });
         if let Some(leg) = leg
-            && let Some(ack) = self.ack_for(leg, cseq.number)
+            && let Some(ack) = self.ack_for(leg, &response)
             && let Some(to) = self.dialogs.get(&leg).map(Dialog::first_hop_addr)
         {
             self.send(to, &ack);
@@ -1958,7 +1918,7 @@ impl B2bua {
         let ready = self
             .dialogs
             .get(&leg)
-            .is_some_and(|d| d.remote_tag.is_some() && d.state != LegState::Ending);
+            .is_some_and(|d| d.sip.remote_tag().is_some() && d.state != LegState::Ending);
         if !ready {
             tracing::info!(%leg, event, "no dialog with the phone yet; remote control skipped");
             return;
@@ -2070,6 +2030,17 @@ impl B2bua {
         let body = sdp.offer(SdpDirection::SendRecv);
         let mut invite = b.body("application/sdp", Bytes::from(body)).build();
         self.session_offer(leg, &mut invite);
+        let sip = match SipDialog::outgoing(&invite, &self.contact(found.transport)) {
+            Ok(sip) => sip,
+            Err(e) => {
+                tracing::error!(%leg, error = %e, "tapir's INVITE makes no dialog");
+                self.out.push_back(Out::Switch(Input::Leg {
+                    leg,
+                    event: LegEvent::Unreachable,
+                }));
+                return;
+            }
+        };
         let Ok(key) = self
             .tx
             .start_client(now, invite.clone(), reliability(found.transport))
@@ -2087,15 +2058,8 @@ impl B2bua {
             Dialog {
                 inbound: false,
                 state: LegState::Early,
-                call_id,
-                local_tag,
-                remote_tag: None,
-                local_uri,
-                remote_uri,
-                remote_target: request_uri,
-                route_set: Vec::new(),
+                sip,
                 remote_addr,
-                local_cseq: 1,
                 invite,
                 invite_key: key,
                 rtp,
@@ -2127,7 +2091,7 @@ impl B2bua {
         if !d.inbound || d.state != LegState::Early {
             return;
         }
-        let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
+        let mut b = d.invite.response_builder(code, None, Some(d.local_tag()));
         b = d.record_route(b).header(HeaderName::Contact, contact);
         let mut negotiated = None;
         if with_sdp {
@@ -2179,10 +2143,11 @@ impl B2bua {
             return;
         }
         d.state = LegState::Confirmed;
+        d.sip.confirm();
         d.ack_pending = true;
         let (body, negotiated) = leg_sdp(d, d.direction);
         let r = d
-            .record_route(d.invite.response_builder(200, None, Some(&d.local_tag)))
+            .record_route(d.invite.response_builder(200, None, Some(d.local_tag())))
             .header(HeaderName::Contact, contact)
             .body("application/sdp", Bytes::from(body))
             .build();
@@ -2295,7 +2260,7 @@ impl B2bua {
         if !d.inbound || d.state != LegState::Early {
             return;
         }
-        let mut b = d.invite.response_builder(code, None, Some(&d.local_tag));
+        let mut b = d.invite.response_builder(code, None, Some(d.local_tag()));
         if let Some(c) = contact {
             b = b.header(HeaderName::Contact, c);
         }
@@ -2345,7 +2310,7 @@ impl B2bua {
         // their messages find their destination; drop it afterwards.
         let busy = self.clients_per_leg.get(&leg).is_some_and(|n| *n > 0);
         if !busy && let Some(d) = self.dialogs.remove(&leg) {
-            self.by_local_tag.remove(&d.local_tag);
+            self.by_local_tag.remove(d.local_tag());
         }
     }
 
@@ -2383,38 +2348,24 @@ impl B2bua {
     }
 
     /// [`Self::in_dialog_request`] before it is built, for extra headers.
+    /// The dialog builds it (`tapir_sip::dialog::Dialog::request`):
+    /// Request-URI and Route from the remote target and the route set
+    /// (loose and strict routers, RFC 3261 §12.2.1.1), the dialog's next
+    /// CSeq, and tapir's Contact on a target refresh.
     fn in_dialog_builder(&mut self, leg: LegId, method: Method) -> Option<MessageBuilder> {
         let branch = self.unique("z9hG4bK");
-        let transport = self.leg_transport(leg);
-        let contact = self.contact(transport);
-        let via = self.via(transport, &branch);
+        let via = self.via(self.leg_transport(leg), &branch);
         let d = self.dialogs.get_mut(&leg)?;
-        d.local_cseq += 1;
-        let (from, to) = dialog_from_to(d);
-        Some(
-            d.request_start(method.clone(), via)
-                .header(HeaderName::From, from)
-                .header(HeaderName::To, to)
-                .header(HeaderName::CallId, d.call_id.clone())
-                .header(HeaderName::CSeq, format!("{} {method}", d.local_cseq))
-                .header(HeaderName::Contact, contact),
-        )
+        Some(d.sip.request(method, &via))
     }
 
-    /// The ACK for a 2xx to our INVITE with CSeq `cseq`.
-    fn ack_for(&mut self, leg: LegId, cseq: u32) -> Option<Message> {
+    /// The ACK for a 2xx to one of our INVITEs (its CSeq number, a new
+    /// branch, the dialog's route).
+    fn ack_for(&mut self, leg: LegId, response: &Message) -> Option<Message> {
         let branch = self.unique("z9hG4bK");
         let via = self.via(self.leg_transport(leg), &branch);
         let d = self.dialogs.get(&leg)?;
-        let (from, to) = dialog_from_to(d);
-        Some(
-            d.request_start(Method::Ack, via)
-                .header(HeaderName::From, from)
-                .header(HeaderName::To, to)
-                .header(HeaderName::CallId, d.call_id.clone())
-                .header(HeaderName::CSeq, format!("{cseq} ACK"))
-                .build(),
-        )
+        d.sip.ack(response, &via).ok().map(MessageBuilder::build)
     }
 }
 
@@ -2511,16 +2462,6 @@ fn reliability(transport: SipTransport) -> Reliability {
     }
 }
 
-/// From and To of a request we send inside a dialog.
-fn dialog_from_to(d: &Dialog) -> (String, String) {
-    let from = format!("<{}>;tag={}", d.local_uri, d.local_tag);
-    let to = match &d.remote_tag {
-        Some(t) => format!("<{}>;tag={t}", d.remote_uri),
-        None => format!("<{}>", d.remote_uri),
-    };
-    (from, to)
-}
-
 /// The same request with extra headers and a body.
 fn with_body(
     request: Message,
@@ -2585,14 +2526,6 @@ fn uri_address(uri: &str) -> Option<SocketAddr> {
     let uri = tapir_sip::msg::SipUri::parse(uri).ok()?;
     let port = uri.port.unwrap_or(if uri.secure { 5061 } else { 5060 });
     Some(SocketAddr::new(uri.host.ip()?, port))
-}
-
-/// The first Contact URI of a message.
-fn contact_uri(message: &Message) -> Option<String> {
-    match message.contacts().ok().flatten()? {
-        tapir_sip::msg::Contacts::Addresses(list) => list.first().map(|c| c.uri_text.to_string()),
-        tapir_sip::msg::Contacts::Wildcard => None,
-    }
 }
 
 /// A request from `source` over `transport` comes from the route hop

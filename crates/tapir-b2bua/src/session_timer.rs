@@ -252,7 +252,7 @@ impl B2bua {
             let tag = self
                 .dialogs
                 .get(&leg.unwrap_or(LegId(0)))
-                .map(|d| d.local_tag.clone())
+                .map(|d| d.local_tag().to_owned())
                 .unwrap_or_else(|| self.unique("t"));
             let r = request
                 .response_builder(422, Some("Session Interval Too Small"), Some(&tag))

@@ -367,9 +367,59 @@ impl Dialog {
         })
     }
 
+    /// The UAC side of a dialog whose initial INVITE (`request`) we are
+    /// sending, before any response: early, no peer tag yet (an empty
+    /// `remote_tag`), the Request-URI as remote target and no route set.
+    /// The first 1xx with a To tag or the 2xx gives the peer's tag, target
+    /// and route set ([`Dialog::handle_response`]). Its id changes then,
+    /// so such a dialog is kept outside [`Dialogs`]. An INVITE sent again
+    /// (after a challenge, 422, or with another offer: same Call-ID and
+    /// From tag, next CSeq) starts a new one.
+    pub fn outgoing(request: &Message, local_contact: &str) -> Result<Dialog, DialogError> {
+        let request_uri = request_uri_text(request).ok_or(DialogError::WrongKind("request"))?;
+        let (local_tag, local_header) = tagged_header(request, &HeaderName::From, "From")?;
+        let local_tag = local_tag.ok_or(DialogError::MissingTag("From"))?;
+        let (_, remote_header) = tagged_header(request, &HeaderName::To, "To")?;
+        let (local_cseq, _) = cseq_of(request)?;
+        let secure = matches!(Uri::parse(request_uri), Ok(Uri::Sip(uri)) if uri.secure);
+        Ok(Dialog {
+            id: DialogId {
+                call_id: call_id_of(request)?,
+                local_tag,
+                remote_tag: String::new(),
+            },
+            role: DialogRole::Uac,
+            state: DialogState::Early,
+            local_header,
+            remote_header,
+            local_cseq,
+            remote_cseq: None,
+            remote_target: request_uri.to_owned(),
+            route_set: Vec::new(),
+            local_contact: local_contact.to_owned(),
+            secure,
+        })
+    }
+
     /// The dialog's identifiers.
     pub fn id(&self) -> &DialogId {
         &self.id
+    }
+
+    /// The peer's tag, `None` while a dialog made with
+    /// [`Dialog::outgoing`] has none yet (or from a peer that gave none,
+    /// as RFC 2543 allowed).
+    pub fn remote_tag(&self) -> Option<&str> {
+        (!self.id.remote_tag.is_empty()).then_some(self.id.remote_tag.as_str())
+    }
+
+    /// Whether these identifiers of an incoming request (or a Replaces
+    /// header) name this dialog (RFC 3261 §12.2.2): the Call-ID, our tag
+    /// and the peer's tag all match; a peer that gave no tag must give none.
+    pub fn is_named(&self, call_id: &str, local_tag: &str, remote_tag: Option<&str>) -> bool {
+        self.id.call_id == call_id
+            && self.id.local_tag == local_tag
+            && self.id.remote_tag == remote_tag.unwrap_or_default()
     }
 
     /// UAC or UAS.
@@ -439,36 +489,75 @@ impl Dialog {
     /// later 1xx with a Contact refreshes an early dialog's target, a
     /// final error to the initial INVITE ends an early dialog, and 481 or
     /// 408 to any request ends the dialog (§12.2.1.2).
+    ///
+    /// A dialog made with [`Dialog::outgoing`] takes the peer's tag (and
+    /// its To header, route set and target) from the first 1xx with a tag,
+    /// and from the 2xx that confirms it.
     pub fn handle_response(&mut self, request: &Message, response: &Message) {
+        if let Some(method) = request.method() {
+            self.handle_response_to(method, response);
+        }
+    }
+
+    /// [`Dialog::handle_response`] for a response to a request of `method`.
+    pub fn handle_response_to(&mut self, method: &Method, response: &Message) {
         let Some(status) = response.status_code() else {
             return;
         };
-        let method = request.method().cloned();
         if status == 481 || status == 408 {
             self.terminate();
             return;
         }
-        match (status, method) {
-            (200..=299, Some(Method::Invite)) if self.state == DialogState::Early => {
+        let invite = *method == Method::Invite;
+        match status {
+            200..=299 if invite && self.state == DialogState::Early => {
                 self.state = DialogState::Confirmed;
+                if self.role == DialogRole::Uac {
+                    self.take_peer(response);
+                    if let Ok(routes) = uac_route_set(response) {
+                        self.route_set = routes;
+                    }
+                }
+                let _ = self.refresh_target(response);
+            }
+            200..=299 if is_target_refresh(method) => {
+                let _ = self.refresh_target(response);
+            }
+            101..=199 if invite && self.state == DialogState::Early => {
                 if self.role == DialogRole::Uac
+                    && self.id.remote_tag.is_empty()
+                    && self.take_peer(response)
                     && let Ok(routes) = uac_route_set(response)
                 {
                     self.route_set = routes;
                 }
                 let _ = self.refresh_target(response);
             }
-            (200..=299, Some(method)) if is_target_refresh(&method) => {
-                let _ = self.refresh_target(response);
-            }
-            (101..=199, Some(Method::Invite)) if self.state == DialogState::Early => {
-                let _ = self.refresh_target(response);
-            }
-            (300..=699, Some(Method::Invite)) if self.state == DialogState::Early => {
+            300..=699 if invite && self.state == DialogState::Early => {
                 self.terminate();
             }
             _ => {}
         }
+    }
+
+    /// The peer's tag and To header from a response to our INVITE; false
+    /// when it has no tag.
+    fn take_peer(&mut self, response: &Message) -> bool {
+        match tagged_header(response, &HeaderName::To, "To") {
+            Ok((Some(tag), header)) => {
+                self.id.remote_tag = tag;
+                self.remote_header = header;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes the next local CSeq number, for a request of this dialog not
+    /// built by [`Dialog::request`] (one sent again with credentials).
+    pub fn next_cseq(&mut self) -> u32 {
+        self.local_cseq = self.local_cseq.wrapping_add(1).max(1);
+        self.local_cseq
     }
 
     /// The Request-URI and Route values of a request in this dialog
@@ -485,8 +574,7 @@ impl Dialog {
     /// (Refer-To, Event, …) to the builder. Use [`Dialog::ack`] for ACK;
     /// CANCEL is built from the INVITE, not from the dialog.
     pub fn request(&mut self, method: Method, via: &str) -> MessageBuilder {
-        self.local_cseq = self.local_cseq.wrapping_add(1).max(1);
-        let number = self.local_cseq;
+        let number = self.next_cseq();
         self.build(method, number, via)
     }
 

@@ -644,3 +644,52 @@ fn tags_and_branches_are_fresh() {
     assert_eq!((random.len(), host), (32, "example.com"));
     assert_ne!(call_id, new_call_id("example.com"));
 }
+
+#[test]
+fn an_outgoing_dialog_takes_the_peers_tag_routes_and_target_from_its_answers() {
+    let invite = outgoing_invite();
+    let mut dialog = Dialog::outgoing(&invite, LOCAL_CONTACT).unwrap();
+    assert_eq!(dialog.state(), DialogState::Early);
+    assert_eq!(dialog.remote_tag(), None);
+    assert_eq!(dialog.local_cseq(), 7);
+    assert_eq!(dialog.remote_target(), "sip:bob@192.0.2.20:5062");
+    assert!(dialog.is_named("call-out@192.0.2.1", "tapir-a", None));
+    // A 1xx with a tag and a Record-Route: the early dialog's peer, its
+    // route set (reversed) and its target.
+    let ringing = response_to(
+        &invite,
+        180,
+        "bob-1",
+        "Record-Route: <sip:p2.example;lr>, <sip:p1.example;lr>\r\n\
+         Contact: <sip:bob@192.0.2.20:5070>\r\n",
+    );
+    dialog.handle_response_to(&Method::Invite, &ringing);
+    assert_eq!(dialog.remote_tag(), Some("bob-1"));
+    assert!(dialog.is_named("call-out@192.0.2.1", "tapir-a", Some("bob-1")));
+    assert!(!dialog.is_named("call-out@192.0.2.1", "tapir-a", None));
+    assert!(!dialog.is_named("call-out@192.0.2.1", "bob-1", Some("tapir-a")));
+    assert_eq!(
+        dialog.route_set(),
+        ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+    );
+    assert_eq!(dialog.remote_target(), "sip:bob@192.0.2.20:5070");
+    // The 2xx confirms it and fixes the route set.
+    let ok = response_to(
+        &invite,
+        200,
+        "bob-1",
+        "Record-Route: <sip:p1.example;lr>\r\nContact: <sip:bob@192.0.2.20:5080>\r\n",
+    );
+    dialog.handle_response_to(&Method::Invite, &ok);
+    assert_eq!(dialog.state(), DialogState::Confirmed);
+    assert_eq!(dialog.route_set(), ["<sip:p1.example;lr>"]);
+    // Requests in it carry the peer's tag, the route and the next CSeq.
+    let bye = dialog.request(Method::Bye, VIA).build();
+    assert_eq!(bye.to_header().unwrap().unwrap().tag(), Some("bob-1"));
+    assert_eq!(bye.cseq().unwrap().unwrap().number, 8);
+    assert_eq!(
+        bye.header_values(&HeaderName::Route).collect::<Vec<_>>(),
+        ["<sip:p1.example;lr>"]
+    );
+    assert_eq!(dialog.next_cseq(), 9);
+}
