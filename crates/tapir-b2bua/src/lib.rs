@@ -283,13 +283,6 @@ enum LegState {
     Ending,
 }
 
-/// The implicit subscription a REFER creates (RFC 3515), until its final NOTIFY.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ReferSubscription {
-    /// The switch has accepted the transfer.
-    accepted: bool,
-}
-
 /// One leg: its SIP dialog with its device and what tapir does with it.
 #[derive(Clone, Debug)]
 struct Dialog {
@@ -335,9 +328,13 @@ struct Dialog {
     /// tapir's first INVITE offered SRTP to a phone over TLS on its own
     /// initiative: a 488 or 606 to it is retried once with plain RTP.
     plain_retry: bool,
-    /// A REFER whose outcome the device still expects in a NOTIFY (none
-    /// when it asked `Refer-Sub: false`).
-    refer_pending: Option<ReferSubscription>,
+    /// An accepted REFER's implicit subscription (RFC 3515): the device
+    /// still expects its outcome in a NOTIFY (not when it asked
+    /// `Refer-Sub: false`).
+    refer_pending: bool,
+    /// A REFER that waits for the switch's verdict (its server transaction
+    /// and the request), answered by [`B2bua::refer_outcome`].
+    refer_unanswered: Option<Box<(TransactionKey, Message)>>,
     /// The device's last SDP offer, which tapir's next answer must match.
     remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
@@ -949,7 +946,8 @@ impl B2bua {
                 reoffer_forced: false,
                 secure_pending: false,
                 plain_retry: false,
-                refer_pending: None,
+                refer_pending: false,
+                refer_unanswered: None,
                 remote_offer: offer,
                 transport,
                 ack_pending: false,
@@ -1420,8 +1418,10 @@ impl B2bua {
         self.next_reoffer(now, leg);
     }
 
-    /// A device REFER: accept it (202) and let the switch decide; the
-    /// outcome goes back as a NOTIFY with a sipfrag.
+    /// A device REFER: the switch decides at once ([`Out::Refer`], answered
+    /// by [`B2bua::refer_outcome`] in the same pump): a refusal is a 403, an
+    /// accepted transfer a 202 whose outcome goes back as a NOTIFY with a
+    /// sipfrag.
     fn refer_received(&mut self, now: Instant, leg: LegId, key: TransactionKey, request: Message) {
         let Some(refer_to) = request.refer_to().ok().flatten() else {
             self.reply_in_dialog(now, leg, &key, &request, 400, None);
@@ -1455,6 +1455,33 @@ impl B2bua {
                 }
             },
         };
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return;
+        };
+        // A second REFER before the switch answered the first one (only
+        // when the B2BUA is driven without the pump) is not carried out.
+        if d.refer_unanswered.is_some() {
+            self.reply_in_dialog(now, leg, &key, &request, 491, None);
+            return;
+        }
+        d.refer_unanswered = Some(Box::new((key, request)));
+        self.out.push_back(Out::Refer { leg, event });
+    }
+
+    /// Answer a REFER the switch has decided on: 202 and the first NOTIFY
+    /// of its implicit subscription, or 403 when refused.
+    fn answer_refer(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        key: TransactionKey,
+        request: Message,
+        accepted: bool,
+    ) {
+        if !accepted {
+            self.reply_in_dialog(now, leg, &key, &request, 403, None);
+            return;
+        }
         // RFC 4488: with `Refer-Sub: false` the device wants no NOTIFYs.
         let subscribe = !request
             .header(&HeaderName::ReferSub)
@@ -1466,16 +1493,15 @@ impl B2bua {
         if !subscribe {
             b = b.header(HeaderName::ReferSub, "false");
         }
-        let accepted = b.build();
-        self.respond(now, &key, accepted);
+        let answer = b.build();
+        self.respond(now, &key, answer);
         if let Some(d) = self.dialogs.get_mut(&leg) {
-            d.refer_pending = subscribe.then_some(ReferSubscription { accepted: false });
+            d.refer_pending = subscribe;
         }
         if subscribe {
             // The transfer is under way; its outcome follows.
             self.refer_notify(now, leg, "SIP/2.0 100 Trying\r\n", "active;expires=60");
         }
-        self.out.push_back(Out::Refer { leg, event });
     }
 
     /// One NOTIFY of a REFER's implicit subscription.
@@ -1494,28 +1520,21 @@ impl B2bua {
         }
     }
 
-    /// The switch's verdict on a device's REFER. A refusal ends the
-    /// subscription with a 503 sipfrag; an accepted transfer is reported as
-    /// done (200 sipfrag) when the switch releases the transferor's leg,
-    /// just before its BYE — tapir carries the transfer on by itself.
+    /// The switch's verdict on a device's REFER ([`Out::Refer`]): a
+    /// refusal answers it 403 (nothing was started; the call stays as it
+    /// was); an accepted one gets 202 and is reported as done (200
+    /// sipfrag) when the switch releases the transferor's leg, just before
+    /// its BYE — tapir carries the transfer on by itself.
     pub fn refer_outcome(&mut self, now: Instant, leg: LegId, accepted: bool) {
-        let Some(d) = self.dialogs.get_mut(&leg) else {
+        let Some(unanswered) = self
+            .dialogs
+            .get_mut(&leg)
+            .and_then(|d| d.refer_unanswered.take())
+        else {
             return;
         };
-        let Some(sub) = d.refer_pending.as_mut() else {
-            return;
-        };
-        if accepted {
-            sub.accepted = true;
-            return;
-        }
-        d.refer_pending = None;
-        self.refer_notify(
-            now,
-            leg,
-            "SIP/2.0 503 Service Unavailable\r\n",
-            "terminated;reason=noresource",
-        );
+        let (key, request) = *unanswered;
+        self.answer_refer(now, leg, key, request, accepted);
     }
 
     // ------------------------------------------------------------------
@@ -2074,7 +2093,8 @@ impl B2bua {
                 reoffer_forced: false,
                 secure_pending: false,
                 plain_retry: secure,
-                refer_pending: None,
+                refer_pending: false,
+                refer_unanswered: None,
                 remote_offer: None,
                 transport: found.transport,
                 ack_pending: false,
@@ -2233,7 +2253,7 @@ impl B2bua {
             }
             (LegState::Confirmed, _) => {
                 if let Some(d) = self.dialogs.get_mut(&leg)
-                    && d.refer_pending.take().is_some()
+                    && std::mem::take(&mut d.refer_pending)
                 {
                     self.refer_notify(
                         now,
