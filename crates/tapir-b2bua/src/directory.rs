@@ -129,6 +129,16 @@ impl RegistrationTable {
             .unwrap_or_default()
     }
 
+    /// Whether a binding that has not expired at `now` was registered over
+    /// a TCP or TLS connection with `peer` (that connection reaches it).
+    pub fn has_stream_binding_from(&self, peer: SocketAddr, now: Instant) -> bool {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .values()
+            .flatten()
+            .any(|b| b.source == peer && b.transport != Transport::Udp && !b.is_expired(now))
+    }
+
     /// How many addresses have at least one binding that has not expired.
     pub fn registered_count(&self, now: Instant) -> usize {
         let table = self.0.read().unwrap_or_else(|e| e.into_inner());
@@ -284,6 +294,10 @@ impl Directory for SipDirectory {
 
     fn trunk_from(&self, carrier: SocketAddr, transport: SipTransport) -> Option<String> {
         self.trunks.line_from(carrier, transport)
+    }
+
+    fn registered_over(&self, now: Instant, peer: SocketAddr) -> bool {
+        self.published.has_stream_binding_from(peer, now)
     }
 }
 

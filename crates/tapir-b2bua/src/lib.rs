@@ -39,6 +39,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admission;
 pub mod directory;
 pub mod info;
 pub mod pump;
@@ -99,6 +100,11 @@ pub trait Directory {
     /// `None` for every other source, transport or port.
     fn trunk_from(&self, _carrier: SocketAddr, _transport: SipTransport) -> Option<String> {
         None
+    }
+    /// Whether a registration that has not expired reaches its device over
+    /// the TCP or TLS connection with `peer` (which must then stay open).
+    fn registered_over(&self, _now: Instant, _peer: SocketAddr) -> bool {
+        false
     }
 }
 
@@ -236,8 +242,10 @@ pub struct Config {
     pub tls: Option<SocketAddr>,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
-    /// Most dialogs tapir keeps at once; a new INVITE beyond it is answered
-    /// `503 Service Unavailable` with `Retry-After` (load shedding).
+    /// Most dialogs tapir keeps at once; a new INVITE whose call (two legs
+    /// at least) would go beyond it is answered `503 Service Unavailable`
+    /// with `Retry-After` (load shedding; see [`admission`], whose other
+    /// limits the server sets with [`B2bua::admission_mut`]).
     pub max_dialogs: usize,
     /// The `Retry-After` (RFC 3261 §20.33) tapir sends with every 503 it
     /// gives a device: overload, no free RTP port.
@@ -414,6 +422,8 @@ pub struct B2bua {
     digest_retries: HashSet<TransactionKey>,
     out: VecDeque<Out>,
     timers: session_timer::SessionTimers,
+    /// Whether a new call is taken now ([`admission`]).
+    admission: admission::Admission,
     next_inbound: u64,
     session: u64,
 }
@@ -426,7 +436,13 @@ impl B2bua {
         media: Box<dyn MediaPorts + Send>,
     ) -> B2bua {
         let session = u64::from(cfg.local.port()) << 16;
+        let admission = admission::Admission::new(admission::AdmissionConfig {
+            max_dialogs: cfg.max_dialogs,
+            retry_after: cfg.retry_after,
+            ..admission::AdmissionConfig::default()
+        });
         B2bua {
+            admission,
             tx: TransactionLayer::new(cfg.timers),
             cfg,
             directory,
@@ -460,6 +476,24 @@ impl B2bua {
     /// How many dialogs are open (a leak check for tests).
     pub fn dialog_count(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// Whether the TCP or TLS connection with `peer` is still needed: a
+    /// dialog runs over it, a transaction waits to answer over it, or a
+    /// registration reaches its device over it. The server does not close
+    /// such a connection for idleness.
+    pub fn uses_connection(&self, now: Instant, peer: SocketAddr) -> bool {
+        self.dialogs
+            .values()
+            .any(|d| d.transport != SipTransport::Udp && d.remote_addr == peer)
+            || self.reliable_peers.values().any(|(p, _)| *p == peer)
+            || self.directory.registered_over(now, peer)
+    }
+
+    /// The admission rule new calls pass first: the server feeds it its
+    /// measurements and reads its refusal counts.
+    pub fn admission_mut(&mut self) -> &mut admission::Admission {
+        &mut self.admission
     }
 
     /// A fresh tag, branch or Call-ID part: `prefix` and 128 bits from a
@@ -655,7 +689,12 @@ impl B2bua {
             .response_builder(503, None, Some(&tag))
             .header(
                 HeaderName::RetryAfter,
-                self.cfg.retry_after.as_secs().max(1).to_string(),
+                self.admission
+                    .config()
+                    .retry_after
+                    .as_secs()
+                    .max(1)
+                    .to_string(),
             )
             .build();
         self.respond(now, key, r);
@@ -801,8 +840,9 @@ impl B2bua {
         key: TransactionKey,
         request: Message,
     ) {
-        if self.dialogs.len() >= self.cfg.max_dialogs {
-            tracing::warn!(dialogs = self.dialogs.len(), "dialog limit reached; 503");
+        // Admission first: before authentication and before any RTP port.
+        if let Err(refusal) = self.admission.check(self.dialogs.len()) {
+            tracing::warn!(dialogs = self.dialogs.len(), reason = %refusal.reason, "new call refused; 503");
             self.reply_unavailable(now, &key, &request);
             return;
         }

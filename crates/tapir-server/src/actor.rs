@@ -21,6 +21,7 @@
 //! between them is queued: an effect reaches the B2BUA in the same step the
 //! switch produced it, and a REFER's verdict is a call into the switch.
 
+use crate::admission::Meter;
 use crate::cdr::Touched;
 use crate::journal::Journal;
 use crate::sip::{MediaPlane, SipParts};
@@ -161,6 +162,8 @@ struct Sip {
     udp: Arc<UdpSocket>,
     streams: Streams,
     media: MediaPlane,
+    /// Measures for admission control (new calls refused near a limit).
+    meter: Meter,
 }
 
 /// What the loop owns.
@@ -182,7 +185,8 @@ impl Node {
         let mut streams_rx = None;
         let mut media_events = None;
         if let Some(parts) = parts {
-            let (streams, rx) = Streams::start(parts.tcp, parts.tls);
+            let (streams, rx) =
+                Streams::start(parts.tcp, parts.tls, parts.stream_limits, parts.fds.clone());
             let socket = Arc::new(parts.udp);
             udp = Some(socket.clone());
             streams_rx = Some(rx);
@@ -192,6 +196,7 @@ impl Node {
                 udp: socket,
                 streams,
                 media: parts.media,
+                meter: Meter::new(parts.fds),
             });
         }
         let mut buf = vec![0u8; 65_536];
@@ -221,7 +226,9 @@ impl Node {
                 }
                 Some(event) = next_stream(&mut streams_rx) => {
                     if let Some(sip) = self.sip.as_mut() {
-                        sip.streams.event(event, &mut sip.b2b, Instant::now());
+                        let now = Instant::now();
+                        sip.meter.measure(now, &mut sip.b2b, &sip.media);
+                        sip.streams.event(event, &mut sip.b2b, now);
                     }
                     self.settle(false);
                 }
@@ -251,7 +258,9 @@ impl Node {
                 let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                 transport::count_message("in", &data);
                 if let Some(sip) = self.sip.as_mut() {
-                    sip.b2b.handle_datagram(Instant::now(), source, data);
+                    let now = Instant::now();
+                    sip.meter.measure(now, &mut sip.b2b, &sip.media);
+                    sip.b2b.handle_datagram(now, source, data);
                 }
                 self.settle(false);
             }
@@ -306,6 +315,9 @@ impl Node {
         };
         if let Err(e) = pump::pump(&mut self.switch, b2b, now, ts, &mut wire) {
             tracing::error!("{e}");
+        }
+        if let Some(sip) = self.sip.as_mut() {
+            Meter::publish(&mut sip.b2b);
         }
         if (switch_outputs > 0 || job_ran)
             && let Some(o) = self.observer.as_mut()

@@ -90,6 +90,12 @@ pub struct MediaSettings {
     /// no address): a held phone may send nothing. `0` never releases.
     /// Default 3600 (rtpengine's `silent-timeout`).
     pub rtp_hold_timeout: f64,
+    /// The lowest port of the RTP range (each leg takes an even port and
+    /// the next one for RTCP); `0` with `rtp_port_max = 0` (the default)
+    /// lets the system pick ephemeral ports.
+    pub rtp_port_min: u16,
+    /// The highest port of the RTP range (inclusive).
+    pub rtp_port_max: u16,
 }
 
 impl Default for MediaSettings {
@@ -97,11 +103,28 @@ impl Default for MediaSettings {
         MediaSettings {
             rtp_timeout: 60.0,
             rtp_hold_timeout: 3600.0,
+            rtp_port_min: 0,
+            rtp_port_max: 0,
         }
     }
 }
 
 impl MediaSettings {
+    /// The RTP port range (`None`: the system picks).
+    pub fn rtp_ports(&self) -> Option<(u16, u16)> {
+        (self.rtp_port_min != 0 || self.rtp_port_max != 0).then(|| {
+            let (lo, hi) = (self.rtp_port_min, self.rtp_port_max);
+            (lo.min(hi), lo.max(hi))
+        })
+    }
+
+    /// How many legs the RTP range can serve at once: its even ports whose
+    /// next port is in the range too (`None`: not bounded by a range).
+    pub fn rtp_port_pairs(&self) -> Option<usize> {
+        self.rtp_ports()
+            .map(|(lo, hi)| (lo..hi).filter(|p| p % 2 == 0 && *p != 0).count())
+    }
+
     /// `seconds` as the media engine's timeout (`None` for 0, negative or
     /// not a number).
     pub fn timeout(seconds: f64) -> Option<std::time::Duration> {
@@ -228,6 +251,36 @@ pub struct SipConfig {
     /// gets `422 Session Interval Too Small`. At least 90 (the RFC's
     /// floor); default 90.
     pub min_se: u32,
+    /// Most SIP TCP and TLS connections open at once (accepted, and opened
+    /// to carriers); one more accepted is closed at once (default 1024).
+    pub tcp_max_connections: usize,
+    /// Most SIP TCP and TLS connections accepted from one IP address at
+    /// once; one more is closed at once (default 128).
+    pub tcp_max_connections_per_source: usize,
+    /// Seconds a SIP TCP or TLS connection may carry no complete message
+    /// before tapir closes it, unless a dialog, a transaction or a
+    /// registration still uses it; bytes that never complete a message do
+    /// not count (default 120).
+    pub tcp_idle_timeout: u64,
+    /// Seconds a SIP TLS handshake may take (default 10).
+    pub tls_handshake_timeout: u64,
+    /// Most SIP dialogs (call legs) at once; a new call beyond it gets
+    /// `503` with `Retry-After`. Absent: half the process's file
+    /// descriptor limit (each leg holds two RTP sockets), so that the
+    /// descriptor margin is always reached first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_dialogs: Option<usize>,
+    /// File descriptors kept free below the process's limit: a new call
+    /// that would leave fewer gets `503`, and a new TCP/TLS connection is
+    /// closed when only these are left (default 256).
+    pub admission_margin_fds: usize,
+    /// Free RTP port pairs kept in `[media] rtp_port_min`–`rtp_port_max`
+    /// for calls already accepted: a new call that would leave fewer gets
+    /// `503` (default 4).
+    pub admission_margin_rtp_ports: usize,
+    /// The `Retry-After` seconds of every `503` tapir gives a device
+    /// (default 5).
+    pub retry_after: u64,
 }
 
 impl SipConfig {
@@ -272,6 +325,14 @@ impl Default for SipConfig {
             lockout_max_tracked: 65_536,
             session_expires: 1800,
             min_se: 90,
+            tcp_max_connections: 1024,
+            tcp_max_connections_per_source: 128,
+            tcp_idle_timeout: 120,
+            tls_handshake_timeout: 10,
+            max_dialogs: None,
+            admission_margin_fds: 256,
+            admission_margin_rtp_ports: 4,
+            retry_after: 5,
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   sockets and the media engine as its drivers; a [`SwitchHandle`] sends
 //!   it jobs (the HTTP API);
 //! * [`sip`]: SIP's sockets, the media engine and the B2BUA, set up for the
-//!   loop; [`transport`]: SIP over TCP and TLS;
+//!   loop; [`transport`]: SIP over TCP and TLS; [`admission`]: the open-file
+//!   limit and the measurements behind refusing new calls near it;
 //! * [`journal`]: the per-app event journal behind the event stream,
 //!   written through to the store;
 //! * [`persist`]: the store (`tapir-store`, SQLite or PostgreSQL) at start
@@ -23,6 +24,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod actor;
+pub mod admission;
 pub mod cdr;
 pub mod config;
 pub mod error;

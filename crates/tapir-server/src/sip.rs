@@ -58,6 +58,11 @@ pub struct SipParts {
     pub media: MediaPlane,
     /// What the media engine reports.
     pub media_events: MediaEvents,
+    /// The process's file descriptors against their limit (admission
+    /// control; the SIP acceptors keep its margin free too).
+    pub fds: Arc<crate::admission::FdGauge>,
+    /// The bounds on SIP's TCP and TLS connections.
+    pub stream_limits: crate::transport::StreamLimits,
 }
 
 impl std::fmt::Debug for SipParts {
@@ -71,9 +76,18 @@ pub struct MediaPlane {
     engine: Arc<MediaEngine>,
     quality: Arc<QualityBook>,
     prompts: tapir_media::prompt::PromptCatalog,
+    /// How many legs the RTP port range serves (`None`: no range).
+    rtp_pairs: Option<usize>,
 }
 
 impl MediaPlane {
+    /// Free RTP port pairs in the configured range (`None`: no range, the
+    /// system picks ports).
+    pub fn free_rtp_ports(&self) -> Option<usize> {
+        self.rtp_pairs
+            .map(|pairs| pairs.saturating_sub(self.engine.leg_count()))
+    }
+
     /// Apply one of the B2BUA's media commands (see [`apply_media`]). The
     /// engine's calls take a short lock and never wait.
     pub fn apply(&self, command: MediaCommand) {
@@ -339,6 +353,7 @@ pub async fn start(
     let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
     let (engine, media_events) = MediaEngine::new(MediaConfig {
         bind_ip: addr.ip(),
+        port_range: config.media.rtp_ports(),
         rtp_timeout: MediaSettings::timeout(config.media.rtp_timeout),
         rtp_hold_timeout: MediaSettings::timeout(config.media.rtp_hold_timeout),
         ..MediaConfig::default()
@@ -371,9 +386,18 @@ pub async fn start(
     let ports = EnginePorts {
         engine: engine.clone(),
     };
-    let b2b = B2bua::new(
+    let fds = crate::admission::FdGauge::new(config.sip.admission_margin_fds);
+    // By default the descriptors bound the dialogs (two RTP sockets each).
+    let max_dialogs = config
+        .sip
+        .max_dialogs
+        .unwrap_or_else(|| fds.limit().map_or(100_000, |limit| (limit / 2).max(1)));
+    let retry_after = std::time::Duration::from_secs(config.sip.retry_after.max(1));
+    let mut b2b = B2bua::new(
         tapir_b2bua::Config {
             tls: tls_addr,
+            max_dialogs,
+            retry_after,
             session_timer: tapir_b2bua::session_timer::SessionTimerConfig {
                 expires: config.sip.session_expires,
                 min_se: config.sip.min_se,
@@ -382,6 +406,20 @@ pub async fn start(
         },
         Box::new(directory),
         Box::new(ports),
+    );
+    b2b.admission_mut()
+        .set_config(tapir_b2bua::admission::AdmissionConfig {
+            max_dialogs,
+            margin_fds: config.sip.admission_margin_fds,
+            margin_rtp_ports: config.sip.admission_margin_rtp_ports,
+            retry_after,
+        });
+    tracing::info!(
+        max_dialogs,
+        margin_fds = config.sip.admission_margin_fds,
+        fd_limit = ?fds.limit(),
+        rtp_ports = ?config.media.rtp_ports(),
+        "admission control"
     );
     let parts = SipParts {
         b2b,
@@ -392,8 +430,11 @@ pub async fn start(
             engine,
             quality,
             prompts: prompt_catalog(config),
+            rtp_pairs: config.media.rtp_port_pairs(),
         },
         media_events,
+        fds,
+        stream_limits: crate::transport::StreamLimits::of(&config.sip),
     };
     tracing::info!(%addr, ?tcp_addr, ?tls_addr, "SIP listening");
     Ok(Some((

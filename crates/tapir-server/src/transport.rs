@@ -10,11 +10,25 @@
 //! it over an unbounded channel, in order. [`Streams`] is the loop's side:
 //! it knows the open connections, and holds messages for a carrier's
 //! connection while it opens. It holds no SIP rule.
+//!
+//! Bounds ([`StreamLimits`], `[sip]` in the configuration): at most
+//! `tcp_max_connections` connections at once and
+//! `tcp_max_connections_per_source` accepted from one IP address, and none
+//! accepted while only `admission_margin_fds` file descriptors are left
+//! (an extra one is closed as soon as it is accepted); a TLS handshake must
+//! end within `tls_handshake_timeout`; a connection that carries no
+//! complete SIP message for `tcp_idle_timeout` is reported idle
+//! ([`StreamEvent::Idle`]), and the loop closes it unless a dialog, a
+//! transaction or a registration still uses it. Bytes that do not complete
+//! a message are not activity, so a peer that trickles a message
+//! (slowloris) is closed like an idle one.
 
+use crate::admission::FdGauge;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tapir_b2bua::{B2bua, SipTransport};
 use tapir_sip::msg::{Limits, Message, StreamFramer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,6 +49,107 @@ pub enum StreamEvent {
     Closed(SocketAddr),
     /// A connection tapir opened could not be established.
     ConnectFailed(SocketAddr),
+    /// The connection carried no complete SIP message for the idle
+    /// timeout: the loop closes it unless it is still in use.
+    Idle(SocketAddr),
+}
+
+/// The bounds on SIP's TCP and TLS connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Connections (accepted and opened) at once.
+    pub max_connections: usize,
+    /// Accepted connections from one IP address at once.
+    pub max_per_source: usize,
+    /// How long a connection may carry no complete message before it is
+    /// reported idle.
+    pub idle_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    /// `[sip]`'s defaults: 1024 connections, 128 per source, 120 s idle,
+    /// 10 s for a TLS handshake.
+    fn default() -> StreamLimits {
+        StreamLimits::of(&crate::config::SipConfig::default())
+    }
+}
+
+impl StreamLimits {
+    /// The bounds of `[sip]` (a zero is taken as one: a cap of no
+    /// connection or a timeout of no time would refuse everything).
+    pub fn of(sip: &crate::config::SipConfig) -> StreamLimits {
+        StreamLimits {
+            max_connections: sip.tcp_max_connections.max(1),
+            max_per_source: sip.tcp_max_connections_per_source.max(1),
+            idle_timeout: Duration::from_secs(sip.tcp_idle_timeout.max(1)),
+            handshake_timeout: Duration::from_secs(sip.tls_handshake_timeout.max(1)),
+        }
+    }
+}
+
+/// How many connections are open, in all and per source address.
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+/// The connection caps, shared by the acceptors and the connections.
+#[derive(Clone, Debug)]
+struct Caps {
+    limits: StreamLimits,
+    counts: Arc<Mutex<Counts>>,
+    fds: Arc<FdGauge>,
+}
+
+/// One admitted connection's place in the counts, given back when dropped.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    source: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(ip) = self.source
+            && let Some(n) = counts.per_source.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.per_source.remove(&ip);
+            }
+        }
+    }
+}
+
+impl Caps {
+    /// A place for a connection with `peer` (`accepted`: counted against
+    /// its source too), or why there is none.
+    fn admit(&self, peer: SocketAddr, accepted: bool) -> Result<Slot, &'static str> {
+        if !self.fds.room_for_connection() {
+            return Err("fds");
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.total >= self.limits.max_connections {
+            return Err("total");
+        }
+        let source = accepted.then(|| peer.ip());
+        if let Some(ip) = source {
+            let n = counts.per_source.entry(ip).or_insert(0);
+            if *n >= self.limits.max_per_source {
+                return Err("per_source");
+            }
+            *n += 1;
+        }
+        counts.total += 1;
+        Ok(Slot {
+            counts: self.counts.clone(),
+            source,
+        })
+    }
 }
 
 /// How many stream events may wait for the loop before readers wait.
@@ -51,6 +166,7 @@ pub struct Streams {
     opening: HashMap<SocketAddr, Vec<Bytes>>,
     /// The peers of the connections tapir opened.
     opened: HashSet<SocketAddr>,
+    caps: Caps,
     acceptors: Vec<JoinHandle<()>>,
 }
 
@@ -73,19 +189,34 @@ impl Drop for Streams {
 impl Streams {
     /// Start accepting on `tcp` and `tls` (when served); the loop reads the
     /// returned receiver and hands each event to [`Streams::event`].
+    /// Connections keep to `limits`, and none is kept while only the
+    /// margin of `fds` is left.
     pub fn start(
         tcp: Option<TcpListener>,
         tls: Option<(TcpListener, TlsAcceptor)>,
+        limits: StreamLimits,
+        fds: Arc<FdGauge>,
     ) -> (Streams, mpsc::Receiver<StreamEvent>) {
         let (events, rx) = mpsc::channel(EVENTS_CAPACITY);
+        let caps = Caps {
+            limits,
+            counts: Arc::default(),
+            fds,
+        };
         let mut acceptors = Vec::new();
         if let Some(listener) = tcp {
-            acceptors.push(tokio::spawn(accept(listener, None, events.clone())));
+            acceptors.push(tokio::spawn(accept(
+                listener,
+                None,
+                caps.clone(),
+                events.clone(),
+            )));
         }
         if let Some((listener, acceptor)) = tls {
             acceptors.push(tokio::spawn(accept(
                 listener,
                 Some(acceptor),
+                caps.clone(),
                 events.clone(),
             )));
         }
@@ -94,6 +225,7 @@ impl Streams {
             connections: HashMap::new(),
             opening: HashMap::new(),
             opened: HashSet::new(),
+            caps,
             acceptors,
         };
         (streams, rx)
@@ -121,12 +253,19 @@ impl Streams {
     pub fn connect(&mut self, to: SocketAddr, transport: SipTransport) {
         if !self.connections.contains_key(&to) && !self.opening.contains_key(&to) {
             self.opening.insert(to, Vec::new());
-            tokio::spawn(connect(to, transport, self.events.clone()));
+            tokio::spawn(connect(
+                to,
+                transport,
+                self.caps.clone(),
+                self.events.clone(),
+            ));
         }
     }
 
     /// What a connection reported: keep the connections up to date and
-    /// hand messages and failures to the B2BUA.
+    /// hand messages and failures to the B2BUA; an idle connection is
+    /// closed unless the B2BUA still uses it (a dialog, a transaction or a
+    /// registration: [`B2bua::uses_connection`]).
     pub fn event(&mut self, event: StreamEvent, b2b: &mut B2bua, now: Instant) {
         match event {
             StreamEvent::Opened(peer, writer) => {
@@ -152,6 +291,14 @@ impl Streams {
                 self.opening.remove(&peer);
                 b2b.connection_failed(now, peer);
             }
+            StreamEvent::Idle(peer) => {
+                if !b2b.uses_connection(now, peer) && self.connections.remove(&peer).is_some() {
+                    // Dropping its sender ends the connection's task, which
+                    // closes it and reports Closed.
+                    tracing::debug!(%peer, "closing an idle SIP connection");
+                    metrics::counter!("tapir_sip_connections_closed_idle_total").increment(1);
+                }
+            }
         }
     }
 }
@@ -159,7 +306,20 @@ impl Streams {
 /// Open a connection to a trunk's carrier and run it like an accepted one.
 /// SIP over TLS towards carriers is not implemented (tapir has no trust
 /// store for carriers' certificates): such a connection fails at once.
-async fn connect(to: SocketAddr, transport: SipTransport, events: mpsc::Sender<StreamEvent>) {
+async fn connect(
+    to: SocketAddr,
+    transport: SipTransport,
+    caps: Caps,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    let slot = match caps.admit(to, false) {
+        Ok(slot) => slot,
+        Err(why) => {
+            tracing::warn!(%to, cap = why, "no connection to the trunk's carrier: SIP connection limit reached");
+            let _ = events.send(StreamEvent::ConnectFailed(to)).await;
+            return;
+        }
+    };
     if transport != SipTransport::Tcp {
         tracing::warn!(%to, "SIP over TLS to a trunk's carrier is not supported; use udp or tcp");
         let _ = events.send(StreamEvent::ConnectFailed(to)).await;
@@ -183,21 +343,38 @@ async fn connect(to: SocketAddr, transport: SipTransport, events: mpsc::Sender<S
     if events.send(StreamEvent::Opened(to, tx)).await.is_err() {
         return;
     }
-    connection(stream, to, transport, rx, events).await;
+    connection(stream, to, transport, rx, events, caps.limits, slot).await;
 }
 
-/// Accept TCP (or, with an acceptor, TLS) connections and run a reader and
-/// a writer for each.
+/// Accept TCP (or, with an acceptor, TLS) connections, within the caps,
+/// and run each in a task of its own.
 async fn accept(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    caps: Caps,
     events: mpsc::Sender<StreamEvent>,
 ) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, most likely: let some close first.
+                tracing::warn!(error = %e, "cannot accept a SIP connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let slot = match caps.admit(peer, true) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(%peer, cap = why, "SIP connection refused: limit reached");
+                metrics::counter!("tapir_sip_connections_refused_total", "cap" => why).increment(1);
+                drop(stream);
+                continue;
+            }
         };
         let events = events.clone();
+        let limits = caps.limits;
         match tls.clone() {
             None => {
                 tokio::spawn(async move {
@@ -205,74 +382,111 @@ async fn accept(
                     if events.send(StreamEvent::Opened(peer, tx)).await.is_err() {
                         return;
                     }
-                    connection(stream, peer, SipTransport::Tcp, rx, events).await;
+                    connection(stream, peer, SipTransport::Tcp, rx, events, limits, slot).await;
                 });
             }
             Some(acceptor) => {
-                // The handshake runs in its own task so a slow peer cannot
-                // hold up the others.
+                // The handshake runs in the connection's own task so that a
+                // slow peer cannot hold up the others, and within its time.
                 tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        tracing::debug!(%peer, "TLS handshake failed");
-                        return;
+                    let handshake =
+                        tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            metrics::counter!("tapir_sip_tls_handshake_timeouts_total")
+                                .increment(1);
+                            return;
+                        }
                     };
                     let (tx, rx) = mpsc::unbounded_channel();
                     if events.send(StreamEvent::Opened(peer, tx)).await.is_err() {
                         return;
                     }
-                    connection(stream, peer, SipTransport::Tls, rx, events).await;
+                    connection(stream, peer, SipTransport::Tls, rx, events, limits, slot).await;
                 });
             }
         }
     }
 }
 
-/// One TCP or TLS connection: frame what arrives, write what the loop sends.
+/// One TCP or TLS connection, in one task: frame what arrives, write what
+/// the loop sends, report it idle when no complete message came for the
+/// idle timeout, and end when the loop drops its sender (or the peer
+/// closes). `slot` holds its place in the connection counts until it ends.
 async fn connection<S>(
     stream: S,
     peer: SocketAddr,
     transport: SipTransport,
     mut outgoing: mpsc::UnboundedReceiver<Bytes>,
     events: mpsc::Sender<StreamEvent>,
+    limits: StreamLimits,
+    slot: Slot,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let writing = tokio::spawn(async move {
-        while let Some(data) = outgoing.recv().await {
-            if writer.write_all(&data).await.is_err() {
-                return;
-            }
-        }
-    });
     let mut framer = StreamFramer::new(Limits::default());
     let mut buf = vec![0u8; 16_384];
-    'read: loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => framer.push(buf.get(..n).unwrap_or_default()),
-        }
-        loop {
-            match framer.next_message() {
-                Ok(Some(message)) => {
-                    if events
-                        .send(StreamEvent::Message(peer, transport, message))
-                        .await
-                        .is_err()
-                    {
-                        break 'read;
+    // Only complete messages move this: bytes that never make one (a
+    // slowloris peer) and bare keep-alives do not keep a connection.
+    let mut idle_at = tokio::time::Instant::now() + limits.idle_timeout;
+    'serve: loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break 'serve,
+                    Ok(n) => n,
+                };
+                framer.push(buf.get(..n).unwrap_or_default());
+                loop {
+                    match framer.next_message() {
+                        Ok(Some(message)) => {
+                            idle_at = tokio::time::Instant::now() + limits.idle_timeout;
+                            if events
+                                .send(StreamEvent::Message(peer, transport, message))
+                                .await
+                                .is_err()
+                            {
+                                break 'serve;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            // Framing is lost on a broken stream: close it.
+                            tracing::debug!(%peer, error = %e, "closing SIP TCP connection");
+                            break 'serve;
+                        }
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    // Framing is lost on a broken stream: close it.
-                    tracing::debug!(%peer, error = %e, "closing SIP TCP connection");
-                    break 'read;
+            }
+            data = outgoing.recv() => {
+                let Some(data) = data else {
+                    // The loop closed the connection.
+                    break 'serve;
+                };
+                // A peer that stops reading is closed like an idle one.
+                let written =
+                    tokio::time::timeout(limits.idle_timeout, writer.write_all(&data)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    break 'serve;
+                }
+            }
+            () = tokio::time::sleep_until(idle_at) => {
+                idle_at = tokio::time::Instant::now() + limits.idle_timeout;
+                if events.send(StreamEvent::Idle(peer)).await.is_err() {
+                    break 'serve;
                 }
             }
         }
     }
-    writing.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
+    drop(slot);
     let _ = events.send(StreamEvent::Closed(peer)).await;
 }
 

@@ -53,6 +53,8 @@ async fn serve(
     if let Some(d) = data_dir {
         config.data_dir = d;
     }
+    // RTP takes two descriptors per leg: use all the system allows.
+    tapir_server::admission::raise_fd_limit();
     // The store keeps the secrets; `start` generates the absent ones at
     // first start and returns them in clear once.
     let server = tapir_server::start(config).await?;
