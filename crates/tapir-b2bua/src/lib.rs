@@ -1089,6 +1089,17 @@ impl B2bua {
             }
             return;
         }
+        // The peer's CSeq only goes up (RFC 3261 §12.2.2): an older or
+        // replayed request gets 500 and does nothing.
+        let cseq = self
+            .dialogs
+            .get_mut(&leg)
+            .map(|d| d.sip.check_remote_cseq(&request));
+        if let Some(Err(e)) = cseq {
+            tracing::info!(%leg, %method, %source, error = %e, "an in-dialog request out of order; refused");
+            self.reply_in_dialog(now, leg, &key, &request, e.status_code(), None);
+            return;
+        }
         match method {
             Method::Bye => {
                 self.reply_in_dialog(now, leg, &key, &request, 200, None);

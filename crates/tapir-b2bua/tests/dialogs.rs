@@ -665,3 +665,90 @@ Content-Length: 0
     assert_eq!(w.b2b.dialog_count(), 0, "the early dialog is forgotten");
     assert!(w.take(C).is_empty(), "no transfer");
 }
+
+#[test]
+fn an_older_or_replayed_cseq_gets_500_and_the_call_stays_up() {
+    let mut w = world();
+    let (ok, invite_b) = connected(&mut w, "call-q");
+    let tapir_a = to_tag(&ok);
+    let tags = ("a1", tapir_a.as_str(), "call-q");
+    // A re-INVITE with CSeq 5 moves A's media to port 6000.
+    w.peer_sends(A, request(A, "INVITE", 5, tags, "", &sdp(6000)));
+    assert_eq!(w.kinds(A), vec!["100", "200"]);
+    w.peer_sends(A, request(A, "ACK", 5, tags, "", ""));
+    let media = w.media.len();
+    // The same re-INVITE replayed (a new transaction with the old CSeq)
+    // and an older BYE: 500, and nothing happens.
+    let replay =
+        request(A, "INVITE", 5, tags, "", &sdp(6666)).replace("branch=", "branch=z9hG4bKreplay");
+    w.peer_sends(A, replay);
+    assert_eq!(w.kinds(A), vec!["100", "500"]);
+    assert_eq!(w.media.len(), media, "the media plane heard nothing");
+    w.peer_sends(A, request(A, "BYE", 4, tags, "", ""));
+    assert_eq!(w.kinds(A), vec!["500"]);
+    w.peer_sends(A, request(A, "BYE", 5, tags, "", ""));
+    assert_eq!(w.kinds(A), vec!["500"]);
+    assert!(w.take(B).is_empty(), "the far end heard nothing");
+    assert!(w.states("1001").contains(&CallStateKind::Connected));
+    assert!(w.states("1002").contains(&CallStateKind::Connected));
+    // On the leg tapir called, the phone's first request sets the mark.
+    let tapir_b = invite_b
+        .from_header()
+        .unwrap()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_string();
+    let call_b = invite_b.call_id().unwrap().unwrap().to_string();
+    let tags_b = ("b1", tapir_b.as_str(), call_b.as_str());
+    w.peer_sends(B, request(B, "OPTIONS", 7, tags_b, "", ""));
+    assert_eq!(w.kinds(B), vec!["200"]);
+    w.peer_sends(B, request(B, "BYE", 6, tags_b, "", ""));
+    assert_eq!(w.kinds(B), vec!["500"]);
+    assert!(w.states("1002").contains(&CallStateKind::Connected));
+    // The next CSeq works: A hangs up.
+    w.peer_sends(A, request(A, "BYE", 6, tags, "", ""));
+    assert_eq!(w.kinds(A), vec!["200"]);
+    assert!(w.kinds(B).contains(&"BYE".to_string()));
+}
+
+#[test]
+fn tapirs_own_requests_in_a_dialog_count_up() {
+    let mut w = world();
+    let (ok, invite_b) = connected(&mut w, "call-w");
+    let tapir_a = to_tag(&ok);
+    let initial = invite_b.cseq().unwrap().unwrap().number;
+    // Hold and retrieve by an app: two re-INVITEs to B, then a BYE.
+    let tags = ("a1", tapir_a.as_str(), "call-w");
+    w.peer_sends(
+        A,
+        request(
+            A,
+            "INVITE",
+            2,
+            tags,
+            "",
+            &sdp(4000).replace("sendrecv", "sendonly"),
+        ),
+    );
+    w.take(A);
+    let mut numbers = Vec::new();
+    for m in w.take(B) {
+        if m.method().is_some_and(|m| m.as_str() == "INVITE") {
+            numbers.push(m.cseq().unwrap().unwrap().number);
+            w.peer_sends(B, b_responds(&m, 200));
+        }
+    }
+    w.peer_sends(A, request(A, "BYE", 3, tags, "", ""));
+    for m in w.take(B) {
+        if m.method().is_some_and(|m| m.as_str() == "BYE") {
+            numbers.push(m.cseq().unwrap().unwrap().number);
+        }
+    }
+    assert!(!numbers.is_empty());
+    let mut expected = initial;
+    for n in &numbers {
+        expected += 1;
+        assert_eq!(*n, expected, "CSeqs {numbers:?} after {initial}");
+    }
+}

@@ -7,7 +7,7 @@
 //! re-INVITE, ACK for 2xx, INFO, REFER, NOTIFY, UPDATE, …) with the right
 //! Request-URI, Route set and CSeq (§12.2.1.1, loose and strict routers);
 //! matching incoming in-dialog requests, with 481 when nothing matches and
-//! 500 for a CSeq that goes backwards (§12.2.2); target refresh on
+//! 500 for a CSeq that is not above the peer's last one (§12.2.2); target refresh on
 //! re-INVITE and UPDATE; and finding the dialog a `Replaces` header names
 //! (RFC 3891).
 //!
@@ -86,6 +86,32 @@ pub enum DialogError {
     /// other way round.
     #[error("expected a {0}")]
     WrongKind(&'static str),
+}
+
+/// Why [`Dialog::check_remote_cseq`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CseqError {
+    /// The CSeq header is missing or does not parse (400).
+    #[error("malformed CSeq header")]
+    Malformed,
+    /// The number is not above the last one the peer used (500).
+    #[error("CSeq {number} is not above the peer's last one, {last}")]
+    OutOfOrder {
+        /// The request's CSeq number.
+        number: u32,
+        /// The last CSeq number the peer used in the dialog.
+        last: u32,
+    },
+}
+
+impl CseqError {
+    /// The status code to answer with: 400, or 500 as RFC 3261 §12.2.2 says.
+    pub fn status_code(self) -> u16 {
+        match self {
+            CseqError::Malformed => 400,
+            CseqError::OutOfOrder { .. } => 500,
+        }
+    }
 }
 
 /// Why a `Replaces` header (RFC 3891 §3) cannot be honoured.
@@ -474,6 +500,28 @@ impl Dialog {
         self.state = DialogState::Terminated;
     }
 
+    /// The CSeq rule for a request the peer sent in this dialog (RFC 3261
+    /// §12.2.2): its number must be above the last one the peer used, or
+    /// the request is out of order (an old request replayed, or a stale
+    /// one) and gets `500` without effect; the dialog then keeps its
+    /// remote CSeq. A request that passes becomes the last one. ACK and
+    /// CANCEL reuse the CSeq of the INVITE they belong to and are not
+    /// checked. Call this only for a request that matched the dialog and
+    /// comes from its peer, so that nobody else can move the CSeq.
+    pub fn check_remote_cseq(&mut self, request: &Message) -> Result<(), CseqError> {
+        let (number, method) = cseq_of(request).map_err(|_| CseqError::Malformed)?;
+        if matches!(method, Method::Ack | Method::Cancel) {
+            return Ok(());
+        }
+        if let Some(last) = self.remote_cseq
+            && number <= last
+        {
+            return Err(CseqError::OutOfOrder { number, last });
+        }
+        self.remote_cseq = Some(number);
+        Ok(())
+    }
+
     /// Takes the Contact of a target-refresh request or of a 2xx to one as
     /// the new remote target (§12.2.1.2, §12.2.2). No Contact: no change.
     pub fn refresh_target(&mut self, message: &Message) -> Result<(), DialogError> {
@@ -733,7 +781,8 @@ impl Dialogs {
 
     /// Matches a received request to its dialog (§12.2.2): requests
     /// without a To tag are out of dialog; a To tag naming no dialog (or an
-    /// ended one) gets 481; a CSeq below the last one gets 500. A match
+    /// ended one) gets 481; a CSeq not above the last one gets 500
+    /// ([`Dialog::check_remote_cseq`]). A match
     /// updates the remote CSeq and, for re-INVITE and UPDATE, the target.
     pub fn handle_request(&mut self, request: &Message) -> RequestMatch {
         let is_ack = request.method() == Some(&Method::Ack);
@@ -752,9 +801,6 @@ impl Dialogs {
             Ok(None) => return RequestMatch::OutOfDialog,
             Err(_) => return reject(400, None),
         };
-        let Ok((number, _)) = cseq_of(request) else {
-            return reject(400, None);
-        };
         let Some(dialog) = self.dialogs.get_mut(&id) else {
             return reject(481, None);
         };
@@ -764,10 +810,13 @@ impl Dialogs {
         if is_ack {
             return RequestMatch::InDialog(id);
         }
-        if dialog.remote_cseq.is_some_and(|last| number < last) {
-            return reject(500, Some("Server Internal Error (CSeq out of order)"));
+        match dialog.check_remote_cseq(request) {
+            Ok(()) => {}
+            Err(CseqError::Malformed) => return reject(400, None),
+            Err(CseqError::OutOfOrder { .. }) => {
+                return reject(500, Some("Server Internal Error (CSeq out of order)"));
+            }
         }
-        dialog.remote_cseq = Some(number);
         if matches!(request.method(), Some(Method::Invite | Method::Update))
             && dialog.refresh_target(request).is_err()
         {

@@ -693,3 +693,34 @@ fn an_outgoing_dialog_takes_the_peers_tag_routes_and_target_from_its_answers() {
     );
     assert_eq!(dialog.next_cseq(), 9);
 }
+
+#[test]
+fn the_same_cseq_again_gets_500_but_ack_and_cancel_are_not_checked() {
+    let invite = incoming_invite("");
+    let mut dialog =
+        Dialog::from_request(&invite, "tapir-b", LOCAL_CONTACT, DialogState::Confirmed).unwrap();
+    // The INVITE's CSeq (101) is the mark: a BYE reusing it is out of order.
+    assert_eq!(
+        dialog.check_remote_cseq(&phone_request("BYE", 101, "tapir-b", "")),
+        Err(CseqError::OutOfOrder {
+            number: 101,
+            last: 101
+        })
+    );
+    assert_eq!(
+        dialog.check_remote_cseq(&phone_request("ACK", 101, "tapir-b", "")),
+        Ok(())
+    );
+    assert_eq!(
+        dialog.check_remote_cseq(&phone_request("CANCEL", 101, "tapir-b", "")),
+        Ok(())
+    );
+    assert_eq!(
+        dialog.check_remote_cseq(&phone_request("INFO", 102, "tapir-b", "")),
+        Ok(())
+    );
+    assert_eq!(dialog.remote_cseq(), Some(102));
+    let again = dialog.check_remote_cseq(&phone_request("INFO", 102, "tapir-b", ""));
+    assert_eq!(again.map_err(CseqError::status_code), Err(500));
+    assert_eq!(dialog.remote_cseq(), Some(102));
+}
