@@ -336,6 +336,9 @@ struct Dialog {
     /// tapir's first INVITE offered SRTP to a phone over TLS on its own
     /// initiative: a 488 or 606 to it is retried once with plain RTP.
     plain_retry: bool,
+    /// tapir's INVITE already got one `422 Session Interval Too Small`
+    /// and was sent again with the interval it asked for (RFC 4028 §7.4).
+    interval_retried: bool,
     /// An accepted REFER's implicit subscription (RFC 3515): the device
     /// still expects its outcome in a NOTIFY (not when it asked
     /// `Refer-Sub: false`).
@@ -986,6 +989,7 @@ impl B2bua {
                 reoffer_forced: false,
                 secure_pending: false,
                 plain_retry: false,
+                interval_retried: false,
                 refer_pending: false,
                 refer_unanswered: None,
                 remote_offer: offer,
@@ -1668,6 +1672,9 @@ impl B2bua {
             if initial && matches!(code, 488 | 606) && self.retry_plain(now, leg) {
                 return;
             }
+            if initial && code == 422 && self.retry_longer_interval(now, leg, &response) {
+                return;
+            }
             if matches!(code, 401 | 407) && self.retry_with_digest(now, leg, key, &response) {
                 return;
             }
@@ -2144,6 +2151,7 @@ impl B2bua {
                 reoffer_forced: false,
                 secure_pending: false,
                 plain_retry: secure,
+                interval_retried: false,
                 refer_pending: false,
                 refer_unanswered: None,
                 remote_offer: None,

@@ -3,7 +3,9 @@
 //!
 //! Every INVITE tapir sends says `Supported: timer`, `Session-Expires` and
 //! `Min-SE`; a device's INVITE (or re-INVITE, UPDATE) asking for an
-//! interval below tapir's `Min-SE` gets `422` with it. tapir's 2xx to a
+//! interval below tapir's `Min-SE` gets `422` with it. A `422` to tapir's
+//! own INVITE is answered once by inviting again with the interval raised
+//! to the `422`'s `Min-SE` (RFC 4028 §7.4). tapir's 2xx to a
 //! device's INVITE, re-INVITE or UPDATE names the interval and who
 //! refreshes: the device when it supports timers and did not ask
 //! otherwise, tapir when the device does not (RFC 4028 §9 lets the UAS
@@ -28,6 +30,10 @@ use tapir_sip::transaction::TransactionKey;
 
 /// RFC 4028's floor for `Min-SE` (seconds).
 pub const MIN_SE_FLOOR: u32 = 90;
+
+/// The longest session interval tapir agrees to when a peer's `422` asks
+/// for more (seconds): a day.
+pub const MAX_SESSION_INTERVAL: u32 = 86_400;
 
 /// Session timer settings of the B2BUA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -463,6 +469,52 @@ impl B2bua {
                 );
             }
         }
+    }
+
+    /// tapir's initial INVITE of `leg` got `422 Session Interval Too
+    /// Small` (RFC 4028 §6): send it again, once, with `Session-Expires`
+    /// and `Min-SE` raised to the 422's `Min-SE` (same Call-ID and From
+    /// tag, next CSeq), instead of failing the call. False when there is
+    /// nothing to retry: a second 422, no `Min-SE` in it, or one above
+    /// [`MAX_SESSION_INTERVAL`].
+    pub(crate) fn retry_longer_interval(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        response: &Message,
+    ) -> bool {
+        let cfg = self.cfg.session_timer;
+        let Some(min_se) = delta_of(response, &HeaderName::MinSe) else {
+            tracing::info!(%leg, "422 without Min-SE; the call fails");
+            return false;
+        };
+        if min_se > MAX_SESSION_INTERVAL {
+            tracing::info!(%leg, min_se, "422 asks for more than a day; the call fails");
+            return false;
+        }
+        let branch = self.unique("z9hG4bK");
+        let transport = self.leg_transport(leg);
+        let via = self.via(transport, &branch);
+        let Some(d) = self.dialogs.get_mut(&leg) else {
+            return false;
+        };
+        if d.interval_retried || d.state != LegState::Early {
+            return false;
+        }
+        d.interval_retried = true;
+        let asked = d
+            .invite
+            .header(&HeaderName::SessionExpires)
+            .and_then(parse_session_expires)
+            .map_or(cfg.expires(), |(delta, _)| delta);
+        let mut invite = crate::resent(&d.invite, via, d.sip.local_cseq() + 1, &Method::Invite);
+        invite.remove_headers(&HeaderName::SessionExpires);
+        invite.remove_headers(&HeaderName::MinSe);
+        invite.push_header(HeaderName::SessionExpires, asked.max(min_se).to_string());
+        invite.push_header(HeaderName::MinSe, min_se.max(cfg.min_se()).to_string());
+        tracing::info!(%leg, min_se, "422 to tapir's INVITE; inviting again with its Min-SE");
+        self.initial_invite_again(now, leg, invite, transport)
+            .is_some()
     }
 
     /// tapir's INVITE or UPDATE on `leg` got no answer at all.

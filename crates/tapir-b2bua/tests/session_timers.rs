@@ -297,3 +297,77 @@ fn tapir_refreshes_at_half_the_interval_and_a_gone_phone_is_released() {
     assert!(w.states("1002").is_empty());
     assert!(kinds(&w.take(B)).contains(&"BYE".to_string()));
 }
+
+#[test]
+fn a_422_to_tapirs_invite_is_answered_by_inviting_again_with_its_min_se() {
+    let mut w = world();
+    w.peer_sends(A, invite_from_a("st-m422", "Supported: timer\n"));
+    assert_eq!(w.kinds(A), vec!["100"]);
+    let first = w.take(B).pop().expect("tapir invites 1002");
+    assert_eq!(
+        header(&first, HeaderName::SessionExpires).as_deref(),
+        Some("1800")
+    );
+    // 1002 wants at least an hour.
+    w.peer_sends(B, b_responds(&first, 422, false, &[("Min-SE", "3600")]));
+    let sent = w.take(B);
+    assert_eq!(kinds(&sent), vec!["ACK", "INVITE"]);
+    let again = &sent[1];
+    assert_eq!(again.call_id().unwrap(), first.call_id().unwrap());
+    let tag = |m: &Message| m.from_header().unwrap().unwrap().tag().unwrap().to_string();
+    assert_eq!(tag(again), tag(&first));
+    let cseq = |m: &Message| m.cseq().unwrap().unwrap().number;
+    assert_eq!(cseq(again), cseq(&first) + 1);
+    assert_ne!(
+        again.top_via().unwrap().unwrap().branch(),
+        first.top_via().unwrap().unwrap().branch()
+    );
+    assert_eq!(
+        header(again, HeaderName::SessionExpires).as_deref(),
+        Some("3600")
+    );
+    assert_eq!(header(again, HeaderName::MinSe).as_deref(), Some("3600"));
+    assert!(w.take(A).is_empty(), "the caller still waits");
+    // Answered: the call is up with the hour-long interval.
+    w.peer_sends(
+        B,
+        b_responds(
+            again,
+            200,
+            true,
+            &[("Session-Expires", "3600;refresher=uac")],
+        ),
+    );
+    assert_eq!(w.kinds(B), vec!["ACK"]);
+    let ok = w.take(A).pop().expect("200 to A");
+    assert_eq!(ok.status_code(), Some(200));
+    w.peer_sends(A, a_in_dialog("ACK", 1, &to_tag(&ok), "st-m422", ""));
+    assert!(w.states("1002").contains(&CallStateKind::Connected));
+    // tapir, the refresher toward 1002, refreshes at half the hour, not
+    // at half of its own 1800 s (A refreshes its own leg).
+    w.advance(1_000_000);
+    assert!(
+        w.take(B).is_empty(),
+        "no refresh to 1002 before half its interval"
+    );
+    assert!(w.states("1002").contains(&CallStateKind::Connected));
+}
+
+#[test]
+fn a_second_422_to_tapirs_invite_fails_the_call() {
+    let mut w = world();
+    w.peer_sends(A, invite_from_a("st-2x422", ""));
+    w.take(A);
+    let first = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&first, 422, false, &[("Min-SE", "3600")]));
+    let again = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&again, 422, false, &[("Min-SE", "7200")]));
+    assert_eq!(w.kinds(B), vec!["ACK"], "no third INVITE");
+    assert!(w.states("1002").is_empty());
+    assert!(
+        w.take(A)
+            .iter()
+            .any(|m| m.status_code().is_some_and(|c| c >= 400)),
+        "the caller hears the call failed"
+    );
+}
