@@ -656,7 +656,11 @@ fn a_refer_the_switch_refuses_is_answered_403_and_keeps_the_call() {
     // A REFER the switch accepts afterwards still gets 202 and NOTIFYs.
     w.peer_sends(A, a_refer(3, &tag, "call-r5", ""));
     let to_a = w.take(A);
-    assert_eq!(kinds(&to_a).first().map(String::as_str), Some("202"), "{to_a:?}");
+    assert_eq!(
+        kinds(&to_a).first().map(String::as_str),
+        Some("202"),
+        "{to_a:?}"
+    );
 }
 
 #[test]
