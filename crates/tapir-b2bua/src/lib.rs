@@ -1372,6 +1372,8 @@ impl B2bua {
         else {
             return;
         };
+        // The INVITE transaction stops resending its 2xx.
+        self.tx.ack_arrived(ack);
         let Some(d) = self.dialogs.get_mut(&leg) else {
             return;
         };

@@ -605,6 +605,35 @@ fn a_2xx_never_acknowledged_ends_the_call_with_a_bye_after_64_t1() {
 }
 
 #[test]
+fn a_2xx_over_udp_is_resent_until_its_ack_arrives() {
+    let mut w = world();
+    w.peer_sends(A, invite(A, "1001", "1002", "call-rt", ""));
+    let invite_b = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&invite_b, 200));
+    let oks = |w: &mut World| {
+        w.take(A)
+            .into_iter()
+            .filter(|m| m.status_code() == Some(200))
+            .collect::<Vec<_>>()
+    };
+    let first = oks(&mut w);
+    assert_eq!(first.len(), 1);
+    // The 200 was lost: tapir sends it again after T1, then 2·T1 later
+    // (RFC 3261 §13.3.1.4), the same answer each time.
+    w.advance(600);
+    let again = oks(&mut w);
+    assert_eq!(again.len(), 1, "resent after T1");
+    assert_eq!(again[0].to_bytes(), first[0].to_bytes());
+    w.advance(1_000);
+    assert_eq!(oks(&mut w).len(), 1, "resent after 2·T1");
+    let tag = to_tag(&first[0]);
+    w.peer_sends(A, request(A, "ACK", 1, ("a1", &tag, "call-rt"), "", ""));
+    w.advance(20_000);
+    assert!(oks(&mut w).is_empty(), "no more once the ACK came");
+    assert!(w.states("1002").contains(&CallStateKind::Connected));
+}
+
+#[test]
 fn an_acknowledged_2xx_keeps_the_call() {
     let mut w = world();
     connected(&mut w, "call-k");

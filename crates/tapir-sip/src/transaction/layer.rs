@@ -84,6 +84,9 @@ pub struct TransactionLayer {
     config: TimerConfig,
     clients: HashMap<TransactionKey, ClientTransaction>,
     servers: HashMap<TransactionKey, ServerTransaction>,
+    /// Server INVITE transactions that resend their 2xx until its ACK, by
+    /// the INVITE's Call-ID and CSeq number (which the ACK repeats).
+    awaiting_ack: HashMap<(String, u32), TransactionKey>,
     deadlines: BinaryHeap<Reverse<(Instant, Role, TransactionKey)>>,
     dirty: Vec<(Role, TransactionKey)>,
     reported_deadline: Option<Instant>,
@@ -210,8 +213,26 @@ impl TransactionLayer {
             .get_mut(key)
             .ok_or(TransactionError::InvalidState)?;
         transaction.send_response(now, response)?;
+        if transaction.awaits_ack()
+            && let Some(id) = ack_id(transaction.request())
+        {
+            self.awaiting_ack.insert(id, key.clone());
+        }
         self.touched(Role::Server, key.clone());
         Ok(())
+    }
+
+    /// The transaction user accepted `ack` as the ACK of a 2xx it sent (a
+    /// dialog's peer acknowledging): the INVITE transaction it answers
+    /// stops resending that 2xx.
+    pub fn ack_arrived(&mut self, ack: &Message) {
+        let Some(key) = ack_id(ack).and_then(|id| self.awaiting_ack.remove(&id)) else {
+            return;
+        };
+        if let Some(transaction) = self.servers.get_mut(&key) {
+            transaction.ack_arrived();
+            self.touched(Role::Server, key);
+        }
     }
 
     /// The user sent a CANCEL for the client INVITE transaction `key`: it
@@ -314,7 +335,15 @@ impl TransactionLayer {
                                 self.clients.remove(&key);
                             }
                             Role::Server => {
-                                self.servers.remove(&key);
+                                if let Some(id) = self
+                                    .servers
+                                    .remove(&key)
+                                    .as_ref()
+                                    .and_then(|t| ack_id(t.request()))
+                                    && self.awaiting_ack.get(&id) == Some(&key)
+                                {
+                                    self.awaiting_ack.remove(&id);
+                                }
                             }
                         }
                     }
@@ -331,6 +360,14 @@ impl TransactionLayer {
         }
         None
     }
+}
+
+/// What an ACK shares with the INVITE it acknowledges: Call-ID and CSeq
+/// number.
+fn ack_id(message: &Message) -> Option<(String, u32)> {
+    let call_id = message.call_id().ok().flatten()?;
+    let cseq = message.cseq().ok().flatten()?;
+    Some((call_id.to_owned(), cseq.number))
 }
 
 #[cfg(test)]
@@ -508,5 +545,72 @@ mod tests {
         layer.handle_timeout(later + Duration::from_secs(32));
         let _ = drain(&mut layer);
         assert!(layer.is_empty());
+    }
+
+    /// The instants (ms after the 2xx) at which a 2xx is sent again.
+    fn resends(layer: &mut TransactionLayer, t0: Instant, until_ms: u64) -> Vec<u64> {
+        let mut at = Vec::new();
+        for ms in (0..=until_ms).step_by(50) {
+            layer.handle_timeout(t0 + Duration::from_millis(ms));
+            let sent = transmitted_codes(&drain(layer));
+            at.extend(sent.iter().filter(|c| **c == Some(200)).map(|_| ms));
+        }
+        at
+    }
+
+    #[test]
+    fn a_2xx_over_udp_is_resent_until_its_ack_arrives() {
+        let t0 = Instant::now();
+        let mut layer = TransactionLayer::new(TimerConfig::default());
+        let invite = request(Method::Invite);
+        let Received::NewRequest { key, .. } =
+            layer.handle_received(t0, invite.clone(), Reliability::Unreliable)
+        else {
+            panic!("a new INVITE");
+        };
+        let ok = invite.response_builder(200, None, Some("srv")).build();
+        layer.send_response(t0, &key, ok).unwrap();
+        let _ = drain(&mut layer);
+        // T1, 2·T1, 4·T1, then every T2 (RFC 3261 §13.3.1.4).
+        assert_eq!(
+            resends(&mut layer, t0, 12_000),
+            [500, 1500, 3500, 7500, 11_500]
+        );
+        // The ACK carries a branch of its own: the transaction user hands it over.
+        let ack = with_branch(&ack_from(&invite), "z9hG4bKack2xx");
+        assert!(matches!(
+            layer.handle_received(
+                t0 + Duration::from_secs(12),
+                ack.clone(),
+                Reliability::Unreliable
+            ),
+            Received::StrayAck(_)
+        ));
+        layer.ack_arrived(&ack);
+        assert!(resends(&mut layer, t0 + Duration::from_secs(12), 10_000).is_empty());
+        // The transaction still absorbs the INVITE's retransmissions until
+        // timer L, then goes.
+        assert_eq!(layer.len(), (0, 1));
+        layer.handle_timeout(t0 + Duration::from_secs(33));
+        let _ = drain(&mut layer);
+        assert!(layer.is_empty());
+        assert!(layer.awaiting_ack.is_empty());
+    }
+
+    #[test]
+    fn a_2xx_over_tcp_is_not_resent() {
+        let t0 = Instant::now();
+        let mut layer = TransactionLayer::new(TimerConfig::default());
+        let invite = request(Method::Invite);
+        let Received::NewRequest { key, .. } =
+            layer.handle_received(t0, invite.clone(), Reliability::Reliable)
+        else {
+            panic!("a new INVITE");
+        };
+        let ok = invite.response_builder(200, None, Some("srv")).build();
+        layer.send_response(t0, &key, ok).unwrap();
+        let _ = drain(&mut layer);
+        assert!(resends(&mut layer, t0, 10_000).is_empty());
+        assert!(layer.awaiting_ack.is_empty());
     }
 }

@@ -1,5 +1,11 @@
 //! Server transactions (RFC 3261 §17.2): the INVITE machine (timers G, H,
 //! I, and RFC 6026 L) and the non-INVITE machine (timer J).
+//!
+//! Over an unreliable transport the INVITE machine also resends its 2xx
+//! while Accepted, T1 doubling up to T2, until [`ServerTransaction::ack_arrived`]
+//! (RFC 3261 §13.3.1.4 gives this to the UA core; it lives here, beside the
+//! identical retransmission of a final error, so that every user of the
+//! transaction layer gets it).
 
 use std::time::{Duration, Instant};
 
@@ -130,7 +136,10 @@ impl ServerTransaction {
                     self.terminate();
                 }
             }
-            (Accepted, true) => self.core.event(TransactionEvent::Ack(request)),
+            (Accepted, true) => {
+                self.core.stop(TimerName::G);
+                self.core.event(TransactionEvent::Ack(request));
+            }
             (Proceeding | Completed, false) => {
                 if let Some(response) = &self.last_response {
                     self.core.transmit(response.clone());
@@ -160,6 +169,10 @@ impl ServerTransaction {
             (Proceeding, 200..=299, true) => {
                 self.state = Accepted;
                 self.send(response);
+                if self.core.unreliable() {
+                    self.retransmit_interval = config.t1;
+                    self.core.start(TimerName::G, now + config.t1);
+                }
                 self.core
                     .start(TimerName::L, now + config.transaction_timeout());
             }
@@ -195,6 +208,21 @@ impl ServerTransaction {
         self.last_response = Some(response);
     }
 
+    /// The ACK of this INVITE's 2xx reached the transaction user (it
+    /// carries its own branch, so it matches no transaction): the 2xx is
+    /// no longer resent. The transaction stays Accepted until timer L, to
+    /// absorb the INVITE's retransmissions.
+    pub fn ack_arrived(&mut self) {
+        if self.state == ServerState::Accepted {
+            self.core.stop(TimerName::G);
+        }
+    }
+
+    /// Whether the transaction resends its 2xx until an ACK arrives.
+    pub fn awaits_ack(&self) -> bool {
+        self.state == ServerState::Accepted && self.core.unreliable()
+    }
+
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.core.take_due(now) {
@@ -205,7 +233,7 @@ impl ServerTransaction {
     fn fire(&mut self, now: Instant, timer: TimerName) {
         use ServerState::*;
         match (timer, self.state) {
-            (TimerName::G, Completed) => {
+            (TimerName::G, Completed | Accepted) => {
                 if let Some(response) = &self.last_response {
                     self.core.transmit(response.clone());
                 }
