@@ -15,6 +15,8 @@
 //!   written through to the store;
 //! * [`persist`]: the store (`tapir-store`, SQLite or PostgreSQL) at start
 //!   (seeding, loading) and while running; [`cdr`]: call detail records;
+//! * [`provisioning`]: lines, apps, trunks, park, locations and cards, and
+//!   the one write path that changes them (start-up and `/v1/admin/*`);
 //!   [`quality`]: legs' media quality from RTCP (CDRs, metrics);
 //! * [`http`]: the HTTP API, WebSocket event stream, OpenAPI document,
 //!   `/healthz` and `/metrics`.
@@ -31,6 +33,7 @@ pub mod error;
 pub mod http;
 pub mod journal;
 pub mod persist;
+pub mod provisioning;
 pub mod quality;
 pub mod sip;
 pub mod transport;
@@ -42,8 +45,8 @@ pub use error::{ApiError, ConfigError, StartError};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
-use tapir_core::{AppId, LineKind, Switch, SwitchConfig};
+use std::sync::{Arc, OnceLock};
+use tapir_core::{AppId, Switch, SwitchConfig};
 use tapir_translate::{Location, TranslateCaps};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -191,53 +194,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     let mut switch = Switch::new(sw_cfg);
     switch.reserve_ids_below(loaded.id_floor);
-    let mut lines = Vec::new();
-    let mut passwords = HashMap::new();
-    for entry in &config.lines {
-        let id = switch
-            .add_line(entry.to_core_with(&config.trunks))
-            .map_err(|error| StartError::Line {
-                address: entry.address.clone(),
-                error,
-            })?;
-        if entry.kind == LineKind::Phone {
-            match &entry.password {
-                Some(p) => {
-                    passwords.insert(entry.address.clone(), p.clone());
-                }
-                None => tracing::warn!(address = %entry.address, "phone line without a password"),
-            }
-        }
-        lines.push(http::LineView {
-            id,
-            entry: entry.clone(),
-        });
-    }
-    let mut apps = HashMap::new();
-    let mut by_token = HashMap::new();
-    for entry in &config.apps {
-        for l in entry.lines.iter().filter(|l| l.as_str() != "*") {
-            if !config.lines.iter().any(|line| line.addresses().contains(l)) {
-                tracing::warn!(app = %entry.name, line = %l, "app allowed a line that is not configured");
-            }
-        }
-        let hash = loaded
-            .app_hashes
-            .get(&entry.name)
-            .copied()
-            .ok_or_else(|| ConfigError::Invalid(format!("app {} has no token", entry.name)))?;
-        let id = switch.register_app(entry.to_core());
-        apps.insert(entry.name.clone(), id);
-        let ctx = Arc::new(http::AppCtx {
-            id,
-            entry: entry.clone(),
-        });
-        if by_token.insert(hash, ctx).is_some() {
-            return Err(
-                ConfigError::Invalid(format!("app {} shares its token", entry.name)).into(),
-            );
-        }
-    }
+    // Lines and apps into the switch, phones' passwords into the directory.
+    let staged =
+        provisioning::Provisioning::stage(&mut switch, &config, &loaded.app_hashes, translate)?;
+    let apps = staged.apps().clone();
     let now = actor::now();
     let db = |e: tapir_store::StoreError| StartError::from(ConfigError::Io(format!("store: {e}")));
     for f in store.forwarding().await.map_err(db)? {
@@ -325,15 +285,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     observer.seen_completions(&switch);
     let registrations = tapir_b2bua::directory::RegistrationTable::default();
-    let credentials = tapir_b2bua::directory::CredentialTable::new(passwords);
-    let trunks = tapir_b2bua::directory::TrunkTable::default();
-    let line_entries: Vec<_> = lines.iter().map(|l| (l.id, l.entry.clone())).collect();
-    trunks.replace(sip::trunk_bindings(&config.trunks, &line_entries).await);
+    staged.bind_trunks().await;
     let started = sip::start(
         &config,
         registrations.clone(),
-        credentials.clone(),
-        trunks.clone(),
+        staged.credentials(),
+        staged.trunk_table(),
         quality,
     )
     .await
@@ -353,24 +310,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sip_addr = sip.as_ref().map(|s| s.addr);
     let sip_tcp_addr = sip.as_ref().and_then(|s| s.tcp_addr);
     let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
+    let provisioning = Arc::new(staged.start(handle.clone(), store.clone(), loaded.admin_hash));
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
         prompts: sip::prompt_catalog(&config),
-        apps: RwLock::new(by_token),
-        admin: loaded.admin_hash,
-        lines: RwLock::new(lines),
-        translate: RwLock::new(translate),
+        provisioning,
         metrics: prometheus(),
-        opened: std::sync::Mutex::default(),
         registrations,
         store: store.clone(),
         cdr,
-        credentials,
-        trunks,
-        operator: tokio::sync::Mutex::new(http::Operator {
-            trunks: config.trunks.clone(),
-            park: config.park.clone(),
-        }),
     });
     let (router, _) = http::router(shared);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)

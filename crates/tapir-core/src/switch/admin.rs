@@ -532,6 +532,28 @@ impl Switch {
     pub fn line_ids(&self) -> Vec<LineId> {
         self.m.lines.keys().copied().collect()
     }
+
+    /// The privileges `app` has `line` open with (`owner` before
+    /// `monitor`), or none while it has not opened it.
+    pub fn opened_with(&self, app: AppId, line: LineId) -> Option<Vec<crate::types::Privilege>> {
+        use crate::types::Privilege;
+        let open = self
+            .m
+            .lines
+            .get(&line)?
+            .opens
+            .iter()
+            .find(|o| o.app == app)?;
+        Some(
+            [
+                (open.owner, Privilege::Owner),
+                (open.monitor, Privilege::Monitor),
+            ]
+            .into_iter()
+            .filter_map(|(held, p)| held.then_some(p))
+            .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -554,6 +576,24 @@ mod tests {
                 .unwrap();
         }
         (sim, app)
+    }
+
+    #[test]
+    fn a_line_shows_the_privileges_each_app_opened_it_with() {
+        let (mut sim, app) = office();
+        let l = sim.switch.line_of("1001").unwrap();
+        assert_eq!(sim.switch.opened_with(app, l), Some(vec![Privilege::Owner]));
+        sim.switch
+            .open_line(app, l, &[Privilege::Monitor, Privilege::Owner], &[])
+            .unwrap();
+        assert_eq!(
+            sim.switch.opened_with(app, l),
+            Some(vec![Privilege::Owner, Privilege::Monitor])
+        );
+        let other = sim.switch.register_app(AppConfig::named("wallboard"));
+        assert_eq!(sim.switch.opened_with(other, l), None);
+        sim.switch.close_line(sim.now, app, l).unwrap();
+        assert_eq!(sim.switch.opened_with(app, l), None);
     }
 
     #[test]

@@ -3,29 +3,25 @@
 //! of a call.
 //!
 //! Every call needs the admin token (an app token gets `403 noprivilege`).
-//! A write is checked first, applied to the running switch, then stored; if
-//! the store refuses, the switch change is undone, so what the API shows,
-//! what the switch does and what a restart finds stay the same. Writes are
-//! serialized by [`Shared::operator`](super::Shared::operator). Bad input is
-//! `400 invalparam` (or the switch's code) with a sentence, and changes
-//! nothing.
+//! The handlers parse the request, call the [`Provisioning`] service (which
+//! applies a write to the switch and the store together, undoing the one
+//! when the other refuses, see [`crate::provisioning`]) and say its answer
+//! in HTTP. Bad input is `400 invalparam` (or the switch's code) with a
+//! sentence, and changes nothing.
 
-use super::{ApiJson, AppCtx, AppState, LineView, token_hash};
+use super::{ApiJson, AppState};
 use crate::cdr::Cdr;
-use crate::config::{
-    AppEntry, LineEntry, ParkConfig, RemoteControl, TrunkEntry, TrunkTransport, random_secret,
-};
+use crate::config::{AppEntry, LineEntry, ParkConfig, RemoteControl, TrunkEntry, TrunkTransport};
 use crate::error::{ApiError, ErrorBody};
-use crate::persist;
+use crate::provisioning::{ProvisionError, Provisioning};
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use tapir_core::{AppPermission, ForwardRule, LineKind, MediaMode, Outbound, Privilege, TapiError};
+use std::collections::HashMap;
+use tapir_core::{AppPermission, LineKind, MediaMode, Outbound, Privilege};
 use tapir_store::{CdrQuery, StoreError};
 use utoipa::ToSchema;
 
@@ -46,8 +42,7 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
-fn store_failed(e: StoreError) -> ApiError {
-    tracing::error!("store write failed: {e}");
+fn store_failed(e: &StoreError) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "operationfailed",
@@ -55,49 +50,42 @@ fn store_failed(e: StoreError) -> ApiError {
     )
 }
 
-fn conflict(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "invalparam", message)
+fn read_failed(e: StoreError) -> ApiError {
+    tracing::error!("store read failed: {e}");
+    store_failed(&e)
 }
 
-async fn on_switch<T: Send + 'static>(
-    st: &AppState,
-    f: impl FnOnce(&mut tapir_core::Switch, tapir_core::Timestamp) -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    st.handle.with(f).await.map_err(|_| ApiError::unavailable())
+/// A provisioning refusal as the API says it.
+impl From<ProvisionError> for ApiError {
+    fn from(e: ProvisionError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ProvisionError::NoLine(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "invallinehandle", message)
+            }
+            ProvisionError::NoApp(_) | ProvisionError::NoTrunk(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "invalparam", message)
+            }
+            ProvisionError::NoGroup(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "invalgroupid", message)
+            }
+            ProvisionError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "invalparam", m),
+            ProvisionError::Invalid(m) => ApiError::param(m),
+            ProvisionError::Refused(e) => ApiError::from(e),
+            ProvisionError::Translate(e) => ApiError::from(e),
+            ProvisionError::Store(e) => store_failed(&e),
+            ProvisionError::Stopped => ApiError::unavailable(),
+        }
+    }
 }
 
-/// Store an address's forwarding after an app changed it.
-pub(super) async fn save_forwarding(
-    st: &AppState,
-    address: &str,
-    rules: &[ForwardRule],
-    no_answer_rings: u32,
-) -> Result<(), ApiError> {
-    st.store
-        .put_forwarding(&tapir_store::StoredForwarding {
-            address: address.to_string(),
-            rules: serde_json::to_value(rules).unwrap_or_default(),
-            no_answer_rings,
-        })
-        .await
-        .map_err(store_failed)
+/// Bad input found while building a change, as the service takes it.
+fn invalid(e: ApiError) -> ProvisionError {
+    ProvisionError::Invalid(e.message)
 }
 
-/// Store the locations and calling cards after a `PUT /v1/locations` or
-/// `/v1/cards`.
-pub(super) async fn save_translate(
-    st: &AppState,
-    caps: &tapir_translate::TranslateCaps,
-) -> Result<(), ApiError> {
-    let entry = crate::config::TranslateEntry {
-        current: caps.current.clone(),
-        locations: caps.locations.clone(),
-        cards: caps.cards.clone(),
-    };
-    st.store
-        .put_setting("translate", &persist::translate_doc(&entry))
-        .await
-        .map_err(store_failed)
+fn prov(st: &AppState) -> &Provisioning {
+    &st.provisioning
 }
 
 // ----------------------------------------------------------------------
@@ -227,45 +215,6 @@ impl LineBody {
     }
 }
 
-fn no_line(address: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invallinehandle",
-        format!("there is no line {address:?}"),
-    )
-}
-
-fn find_line(st: &AppState, address: &str) -> Result<LineView, ApiError> {
-    st.lines()
-        .iter()
-        .find(|l| l.entry.addresses().iter().any(|a| a == address))
-        .cloned()
-        .ok_or_else(|| no_line(address))
-}
-
-/// A switch refusal of a line change, as the API says it.
-fn line_refused(e: TapiError) -> ApiError {
-    let taken = e.message.contains("already in use");
-    let mut err = ApiError::from(e);
-    if taken {
-        err.status = StatusCode::CONFLICT;
-        err.code = "invalparam".into();
-    }
-    err
-}
-
-fn set_credentials(st: &AppState, old: Option<&LineEntry>, new: Option<&LineEntry>) {
-    if let Some(o) = old {
-        st.credentials.remove(&o.address);
-    }
-    if let Some(n) = new
-        && n.kind == LineKind::Phone
-        && let Some(p) = &n.password
-    {
-        st.credentials.set(&n.address, p);
-    }
-}
-
 /// Every line.
 #[utoipa::path(get, path = "/v1/admin/lines", tag = "admin",
     responses((status = 200, description = "every line", body = AdminLines),
@@ -274,7 +223,7 @@ fn set_credentials(st: &AppState, old: Option<&LineEntry>, new: Option<&LineEntr
     security(("bearer" = [])))]
 pub async fn list_lines(State(st): State<AppState>, _: AdminAuth) -> Json<AdminLines> {
     Json(AdminLines {
-        lines: st
+        lines: prov(&st)
             .lines()
             .iter()
             .map(|l| AdminLine::from(&l.entry))
@@ -293,7 +242,10 @@ pub async fn get_line(
     _: AdminAuth,
     Path(address): Path<String>,
 ) -> Result<Json<AdminLine>, ApiError> {
-    Ok(Json(AdminLine::from(&find_line(&st, &address)?.entry)))
+    let line = prov(&st)
+        .line_of_address(&address)
+        .ok_or(ProvisionError::NoLine(address))?;
+    Ok(Json(AdminLine::from(&line.entry)))
 }
 
 /// Add a line; it works at once (phones may register with its password).
@@ -313,37 +265,9 @@ pub async fn create_line(
         .clone()
         .filter(|a| !a.is_empty())
         .ok_or_else(|| ApiError::param("a line needs an \"address\""))?;
-    let mut entry = body.entry(address, None)?;
-    let mut generated = None;
-    if entry.kind == LineKind::Phone && entry.password.is_none() {
-        let p = random_secret("").map_err(|e| ApiError::param(e.to_string()))?;
-        entry.password = Some(p.clone());
-        generated = Some(p);
-    }
-    let _w = st.operator.lock().await;
-    for a in entry.addresses() {
-        if find_line(&st, &a).is_ok() {
-            return Err(conflict(format!("address {a} belongs to a line already")));
-        }
-    }
-    let cfg = entry.to_core_with(&_w.trunks);
-    let id = on_switch(&st, move |sw, _| sw.add_line(cfg))
-        .await?
-        .map_err(line_refused)?;
-    if let Err(e) = st.store.put_line(&persist::line_doc(&entry)).await {
-        let _ = on_switch(&st, move |sw, _| sw.remove_line(id)).await;
-        return Err(store_failed(e));
-    }
-    set_credentials(&st, None, Some(&entry));
-    st.lines
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(LineView {
-            id,
-            entry: entry.clone(),
-        });
-    refresh_trunks(&st, &_w.trunks).await;
-    let mut out = AdminLine::from(&entry);
+    let entry = body.entry(address, None)?;
+    let (line, generated) = prov(&st).create_line(entry).await?;
+    let mut out = AdminLine::from(&line.entry);
     out.password = generated;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -363,60 +287,21 @@ pub async fn put_line(
     Path(address): Path<String>,
     ApiJson(body): ApiJson<LineBody>,
 ) -> Result<Json<AdminLine>, ApiError> {
-    let _w = st.operator.lock().await;
-    let old = find_line(&st, &address)?;
-    let first = match &body.address {
-        Some(a) if a != &address && a != &old.entry.address => {
-            return Err(ApiError::param(format!(
-                "the body's address {a:?} is not the line's ({address:?})"
-            )));
-        }
-        Some(a) => a.clone(),
-        None => old.entry.address.clone(),
-    };
-    let entry = body.entry(first, old.entry.password.clone())?;
-    for a in entry.addresses() {
-        if st
-            .lines()
-            .iter()
-            .any(|l| l.id != old.id && l.entry.addresses().contains(&a))
-        {
-            return Err(conflict(format!("address {a} belongs to another line")));
-        }
-    }
-    let (id, cfg, undo) = (
-        old.id,
-        entry.to_core_with(&_w.trunks),
-        old.entry.to_core_with(&_w.trunks),
-    );
-    on_switch(&st, move |sw, _| sw.update_line(id, cfg))
-        .await?
-        .map_err(line_refused)?;
-    let dropped: Vec<String> = old
-        .entry
-        .addresses()
-        .into_iter()
-        .filter(|a| !entry.addresses().contains(a))
-        .collect();
-    if let Err(e) = st
-        .store
-        .replace_line(&old.entry.address, &persist::line_doc(&entry), &dropped)
-        .await
-    {
-        let _ = on_switch(&st, move |sw, _| sw.update_line(id, undo)).await;
-        return Err(store_failed(e));
-    }
-    set_credentials(&st, Some(&old.entry), Some(&entry));
-    if let Some(l) = st
-        .lines
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter_mut()
-        .find(|l| l.id == id)
-    {
-        l.entry = entry.clone();
-    }
-    refresh_trunks(&st, &_w.trunks).await;
+    let path = address.clone();
+    let entry = prov(&st)
+        .replace_line(&address, move |old| {
+            let first = match &body.address {
+                Some(a) if a != &path && a != &old.address => {
+                    return Err(ProvisionError::Invalid(format!(
+                        "the body's address {a:?} is not the line's ({path:?})"
+                    )));
+                }
+                Some(a) => a.clone(),
+                None => old.address.clone(),
+            };
+            body.entry(first, old.password.clone()).map_err(invalid)
+        })
+        .await?;
     Ok(Json(AdminLine::from(&entry)))
 }
 
@@ -433,40 +318,7 @@ pub async fn delete_line(
     _: AdminAuth,
     Path(address): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let _w = st.operator.lock().await;
-    let old = find_line(&st, &address)?;
-    let id = old.id;
-    let cfg = on_switch(&st, move |sw, _| sw.remove_line(id))
-        .await?
-        .map_err(ApiError::from)?;
-    if let Err(e) = st
-        .store
-        .delete_line(&old.entry.address, &old.entry.addresses())
-        .await
-    {
-        // Put it back as it was (same addresses, a new id).
-        if let Ok(Ok(new_id)) = on_switch(&st, move |sw, _| sw.add_line(cfg)).await
-            && let Some(l) = st
-                .lines
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter_mut()
-                .find(|l| l.id == id)
-        {
-            l.id = new_id;
-        }
-        return Err(store_failed(e));
-    }
-    set_credentials(&st, Some(&old.entry), None);
-    st.lines
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|l| l.id != id);
-    st.opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(_, l), _| *l != id);
-    refresh_trunks(&st, &_w.trunks).await;
+    prov(&st).delete_line(&address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -590,36 +442,6 @@ impl AppBody {
     }
 }
 
-fn no_app(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalparam",
-        format!("there is no app {name:?}"),
-    )
-}
-
-/// The app named `name` and its token hash.
-fn find_app(st: &AppState, name: &str) -> Option<([u8; 32], Arc<AppCtx>)> {
-    st.apps
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .find(|(_, a)| a.entry.name == name)
-        .map(|(h, a)| (*h, a.clone()))
-}
-
-fn apps_sorted(st: &AppState) -> Vec<AppEntry> {
-    let mut apps: Vec<(u64, AppEntry)> = st
-        .apps
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .map(|a| (a.id.0, a.entry.clone()))
-        .collect();
-    apps.sort_by_key(|(id, _)| *id);
-    apps.into_iter().map(|(_, a)| a).collect()
-}
-
 /// Every app.
 #[utoipa::path(get, path = "/v1/admin/apps", tag = "admin",
     responses((status = 200, description = "every app", body = AdminApps),
@@ -628,7 +450,7 @@ fn apps_sorted(st: &AppState) -> Vec<AppEntry> {
     security(("bearer" = [])))]
 pub async fn list_apps(State(st): State<AppState>, _: AdminAuth) -> Json<AdminApps> {
     Json(AdminApps {
-        apps: apps_sorted(&st).iter().map(AdminApp::from).collect(),
+        apps: prov(&st).apps().iter().map(AdminApp::from).collect(),
     })
 }
 
@@ -643,7 +465,7 @@ pub async fn get_app(
     _: AdminAuth,
     Path(name): Path<String>,
 ) -> Result<Json<AdminApp>, ApiError> {
-    let (_, app) = find_app(&st, &name).ok_or_else(|| no_app(&name))?;
+    let app = prov(&st).app(&name).ok_or(ProvisionError::NoApp(name))?;
     Ok(Json(AdminApp::from(&app.entry)))
 }
 
@@ -664,32 +486,7 @@ pub async fn create_app(
         .clone()
         .ok_or_else(|| ApiError::param("an app needs a \"name\""))?;
     let (entry, token) = body.entry(name)?;
-    let token = match token {
-        Some(t) => t,
-        None => random_secret("app").map_err(|e| ApiError::param(e.to_string()))?,
-    };
-    let hash = token_hash(&token);
-    let _w = st.operator.lock().await;
-    if find_app(&st, &entry.name).is_some() {
-        return Err(conflict(format!("an app named {} exists", entry.name)));
-    }
-    if st.app_by_hash(&hash).is_some() || st.admin == Some(hash) {
-        return Err(conflict("that token is in use"));
-    }
-    let cfg = entry.to_core();
-    let id = on_switch(&st, move |sw, _| sw.register_app(cfg)).await?;
-    if let Err(e) = st.store.put_app(&persist::app_row(&entry, &hash)).await {
-        let _ = on_switch(&st, move |sw, now| sw.remove_app(now, id)).await;
-        return Err(store_failed(e));
-    }
-    st.handle.journal().name_app(id, &entry.name);
-    st.apps.write().unwrap_or_else(|e| e.into_inner()).insert(
-        hash,
-        Arc::new(AppCtx {
-            id,
-            entry: entry.clone(),
-        }),
-    );
+    let (entry, token) = prov(&st).create_app(entry, token).await?;
     let mut out = AdminApp::from(&entry);
     out.token = Some(token);
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -720,45 +517,8 @@ pub async fn put_app(
             "the body's name {n:?} is not the app's ({name:?})"
         )));
     }
-    let (entry, token) = body.entry(name.clone())?;
-    let _w = st.operator.lock().await;
-    let (old_hash, old) = find_app(&st, &name).ok_or_else(|| no_app(&name))?;
-    let hash = match &token {
-        Some(t) => {
-            let h = token_hash(t);
-            if (h != old_hash && st.app_by_hash(&h).is_some()) || st.admin == Some(h) {
-                return Err(conflict("that token is in use"));
-            }
-            h
-        }
-        None => old_hash,
-    };
-    let id = old.id;
-    let cfg = entry.to_core();
-    let closed = on_switch(&st, move |sw, _| sw.update_app(id, cfg))
-        .await?
-        .map_err(ApiError::from)?;
-    // Lines it may no longer hold were closed by the switch.
-    st.opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(a, l), _| *a != id || !closed.contains(l));
-    if let Err(e) = st.store.put_app(&persist::app_row(&entry, &hash)).await {
-        let undo = old.entry.to_core();
-        let _ = on_switch(&st, move |sw, _| sw.update_app(id, undo)).await;
-        return Err(store_failed(e));
-    }
-    {
-        let mut apps = st.apps.write().unwrap_or_else(|e| e.into_inner());
-        apps.remove(&old_hash);
-        apps.insert(
-            hash,
-            Arc::new(AppCtx {
-                id,
-                entry: entry.clone(),
-            }),
-        );
-    }
+    let (entry, token) = body.entry(name)?;
+    let entry = prov(&st).replace_app(entry, token.as_deref()).await?;
     let mut out = AdminApp::from(&entry);
     out.token = token;
     Ok(Json(out))
@@ -776,22 +536,7 @@ pub async fn delete_app(
     _: AdminAuth,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let _w = st.operator.lock().await;
-    let (hash, app) = find_app(&st, &name).ok_or_else(|| no_app(&name))?;
-    // The store first: a failure leaves everything as it was.
-    st.store.delete_app(&name).await.map_err(store_failed)?;
-    st.apps
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&hash);
-    let id = app.id;
-    on_switch(&st, move |sw, now| sw.remove_app(now, id))
-        .await?
-        .map_err(ApiError::from)?;
-    st.opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(a, _), _| *a != id);
+    prov(&st).delete_app(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -913,56 +658,6 @@ impl TrunkBody {
     }
 }
 
-/// Bind the trunks to their lines again, hosts resolved anew, after the
-/// operator changed trunks or lines (the B2BUA reads the table at once),
-/// and give every trunk line of the switch its trunk's dialled prefix and
-/// hairpin setting.
-async fn refresh_trunks(st: &AppState, trunks: &[TrunkEntry]) {
-    let lines: Vec<_> = st.lines().iter().map(|l| (l.id, l.entry.clone())).collect();
-    let settings: Vec<_> = lines
-        .iter()
-        .filter(|(_, e)| e.kind == LineKind::Trunk)
-        .map(|(id, e)| {
-            let trunk = e.bound_trunk(trunks);
-            (
-                *id,
-                trunk.and_then(|t| t.prefix.clone()),
-                trunk.is_some_and(|t| t.allow_hairpin),
-            )
-        })
-        .collect();
-    let refused = on_switch(st, move |sw, _| {
-        let mut refused = Vec::new();
-        for (id, prefix, allow_hairpin) in settings {
-            let Some(mut cfg) = sw.line_config(id) else {
-                continue;
-            };
-            if cfg.prefix != prefix || cfg.allow_hairpin != allow_hairpin {
-                cfg.prefix = prefix;
-                cfg.allow_hairpin = allow_hairpin;
-                if let Err(e) = sw.update_line(id, cfg) {
-                    refused.push((id, e));
-                }
-            }
-        }
-        refused
-    })
-    .await;
-    for (id, e) in refused.unwrap_or_default() {
-        tracing::warn!(line = %id, "trunk prefix or hairpin setting not applied: {e}");
-    }
-    st.trunks
-        .replace(crate::sip::trunk_bindings(trunks, &lines).await);
-}
-
-fn no_trunk(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalparam",
-        format!("there is no trunk {name:?}"),
-    )
-}
-
 /// Every trunk.
 #[utoipa::path(get, path = "/v1/admin/trunks", tag = "admin",
     responses((status = 200, description = "every trunk", body = AdminTrunks),
@@ -970,9 +665,13 @@ fn no_trunk(name: &str) -> ApiError {
               (status = 403, description = "not the admin token", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_trunks(State(st): State<AppState>, _: AdminAuth) -> Json<AdminTrunks> {
-    let op = st.operator.lock().await;
     Json(AdminTrunks {
-        trunks: op.trunks.iter().map(AdminTrunk::from).collect(),
+        trunks: prov(&st)
+            .trunks()
+            .await
+            .iter()
+            .map(AdminTrunk::from)
+            .collect(),
     })
 }
 
@@ -987,25 +686,12 @@ pub async fn get_trunk(
     _: AdminAuth,
     Path(name): Path<String>,
 ) -> Result<Json<AdminTrunk>, ApiError> {
-    let op = st.operator.lock().await;
-    op.trunks
+    let trunks = prov(&st).trunks().await;
+    let trunk = trunks
         .iter()
         .find(|t| t.name == name)
-        .map(|t| Json(AdminTrunk::from(t)))
-        .ok_or_else(|| no_trunk(&name))
-}
-
-fn check_trunk_address(st: &AppState, t: &TrunkEntry) -> Result<(), ApiError> {
-    if let Some(a) = &t.address {
-        let line = find_line(st, a)
-            .map_err(|_| ApiError::param(format!("address {a} is not a line's")))?;
-        if line.entry.kind != LineKind::Trunk {
-            return Err(ApiError::param(format!(
-                "address {a} is not a trunk line's"
-            )));
-        }
-    }
-    Ok(())
+        .ok_or(ProvisionError::NoTrunk(name))?;
+    Ok(Json(AdminTrunk::from(trunk)))
 }
 
 /// Add a trunk (stored configuration of a SIP peer).
@@ -1024,18 +710,7 @@ pub async fn create_trunk(
         .name
         .clone()
         .ok_or_else(|| ApiError::param("a trunk needs a \"name\""))?;
-    let entry = body.entry(name, None)?;
-    check_trunk_address(&st, &entry)?;
-    let mut op = st.operator.lock().await;
-    if op.trunks.iter().any(|t| t.name == entry.name) {
-        return Err(conflict(format!("a trunk named {} exists", entry.name)));
-    }
-    st.store
-        .put_trunk(&persist::trunk_doc(&entry))
-        .await
-        .map_err(store_failed)?;
-    op.trunks.push(entry.clone());
-    refresh_trunks(&st, &op.trunks).await;
+    let entry = prov(&st).create_trunk(body.entry(name, None)?).await?;
     Ok((StatusCode::CREATED, Json(AdminTrunk::from(&entry))).into_response())
 }
 
@@ -1060,18 +735,12 @@ pub async fn put_trunk(
             "the body's name {n:?} is not the trunk's ({name:?})"
         )));
     }
-    let mut op = st.operator.lock().await;
-    let Some(i) = op.trunks.iter().position(|t| t.name == name) else {
-        return Err(no_trunk(&name));
-    };
-    let entry = body.entry(name, op.trunks[i].password.clone())?;
-    check_trunk_address(&st, &entry)?;
-    st.store
-        .put_trunk(&persist::trunk_doc(&entry))
-        .await
-        .map_err(store_failed)?;
-    op.trunks[i] = entry.clone();
-    refresh_trunks(&st, &op.trunks).await;
+    let path = name.clone();
+    let entry = prov(&st)
+        .replace_trunk(&name, move |old| {
+            body.entry(path, old.password.clone()).map_err(invalid)
+        })
+        .await?;
     Ok(Json(AdminTrunk::from(&entry)))
 }
 
@@ -1086,13 +755,7 @@ pub async fn delete_trunk(
     _: AdminAuth,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut op = st.operator.lock().await;
-    if !op.trunks.iter().any(|t| t.name == name) {
-        return Err(no_trunk(&name));
-    }
-    st.store.delete_trunk(&name).await.map_err(store_failed)?;
-    op.trunks.retain(|t| t.name != name);
-    refresh_trunks(&st, &op.trunks).await;
+    prov(&st).delete_trunk(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1124,69 +787,6 @@ pub struct GroupBody {
     pub members: Vec<String>,
 }
 
-fn groups(st: &AppState) -> Vec<PickupGroup> {
-    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for l in st.lines().iter() {
-        if let Some(g) = &l.entry.pickup_group {
-            by.entry(g.clone())
-                .or_default()
-                .push(l.entry.address.clone());
-        }
-    }
-    by.into_iter()
-        .map(|(name, members)| PickupGroup { name, members })
-        .collect()
-}
-
-/// Set the group of each line in `changes` (line id → new group), in the
-/// switch and the store; undone in the switch when the store refuses.
-async fn regroup(
-    st: &AppState,
-    trunks: &[TrunkEntry],
-    changes: Vec<(LineView, Option<String>)>,
-) -> Result<(), ApiError> {
-    let mut done: Vec<LineView> = Vec::new();
-    for (old, group) in changes {
-        let mut entry = old.entry.clone();
-        entry.pickup_group = group;
-        let (id, cfg) = (old.id, entry.to_core_with(trunks));
-        let applied = on_switch(st, move |sw, _| sw.update_line(id, cfg))
-            .await
-            .and_then(|r| r.map_err(ApiError::from));
-        let stored = match applied {
-            Ok(()) => st
-                .store
-                .replace_line(&old.entry.address, &persist::line_doc(&entry), &[])
-                .await
-                .map_err(store_failed),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            // Undo this line and the ones before it.
-            for prev in done.iter().chain(std::iter::once(&old)) {
-                let (id, cfg) = (prev.id, prev.entry.to_core_with(trunks));
-                let _ = on_switch(st, move |sw, _| sw.update_line(id, cfg)).await;
-                let _ = st
-                    .store
-                    .replace_line(&prev.entry.address, &persist::line_doc(&prev.entry), &[])
-                    .await;
-            }
-            return Err(e);
-        }
-        if let Some(l) = st
-            .lines
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter_mut()
-            .find(|l| l.id == old.id)
-        {
-            l.entry = entry;
-        }
-        done.push(old);
-    }
-    Ok(())
-}
-
 /// Every pickup group.
 #[utoipa::path(get, path = "/v1/admin/pickup-groups", tag = "admin",
     responses((status = 200, description = "every group", body = PickupGroups),
@@ -1195,7 +795,11 @@ async fn regroup(
     security(("bearer" = [])))]
 pub async fn list_groups(State(st): State<AppState>, _: AdminAuth) -> Json<PickupGroups> {
     Json(PickupGroups {
-        groups: groups(&st),
+        groups: prov(&st)
+            .groups()
+            .into_iter()
+            .map(|(name, members)| PickupGroup { name, members })
+            .collect(),
     })
 }
 
@@ -1213,35 +817,8 @@ pub async fn put_group(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<GroupBody>,
 ) -> Result<Json<PickupGroup>, ApiError> {
-    if name.trim().is_empty() || name.len() > 64 {
-        return Err(ApiError::param(
-            "a pickup group needs a name of 1 to 64 characters",
-        ));
-    }
-    let _w = st.operator.lock().await;
-    let mut members = Vec::new();
-    for a in &body.members {
-        let l = find_line(&st, a)
-            .map_err(|_| ApiError::param(format!("{a} is not a line's address")))?;
-        if !members.iter().any(|m: &LineView| m.id == l.id) {
-            members.push(l);
-        }
-    }
-    let mut changes: Vec<(LineView, Option<String>)> = Vec::new();
-    for l in st.lines().iter() {
-        let member = members.iter().any(|m| m.id == l.id);
-        let now_in = l.entry.pickup_group.as_deref() == Some(name.as_str());
-        if member && !now_in {
-            changes.push((l.clone(), Some(name.clone())));
-        } else if !member && now_in {
-            changes.push((l.clone(), None));
-        }
-    }
-    regroup(&st, &_w.trunks, changes).await?;
-    Ok(Json(PickupGroup {
-        members: members.iter().map(|m| m.entry.address.clone()).collect(),
-        name,
-    }))
+    let members = prov(&st).set_group(&name, &body.members).await?;
+    Ok(Json(PickupGroup { members, name }))
 }
 
 /// Dissolve a group: its lines get no group.
@@ -1255,21 +832,7 @@ pub async fn delete_group(
     _: AdminAuth,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let _w = st.operator.lock().await;
-    let changes: Vec<(LineView, Option<String>)> = st
-        .lines()
-        .iter()
-        .filter(|l| l.entry.pickup_group.as_deref() == Some(name.as_str()))
-        .map(|l| (l.clone(), None))
-        .collect();
-    if changes.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalgroupid",
-            format!("there is no pickup group {name:?}"),
-        ));
-    }
-    regroup(&st, &_w.trunks, changes).await?;
+    prov(&st).dissolve_group(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1314,18 +877,21 @@ pub struct ParkBody {
 
 async fn park_settings(st: &AppState, park: &ParkConfig) -> Result<ParkSettings, ApiError> {
     let slots = park.slot_list().unwrap_or_default();
-    let parked = on_switch(st, move |sw, _| {
-        slots
-            .iter()
-            .filter_map(|s| {
-                sw.parked_at(s).map(|c| ParkedCall {
-                    slot: s.clone(),
-                    call: c.to_string(),
+    let parked = st
+        .handle
+        .with(move |sw, _| {
+            slots
+                .iter()
+                .filter_map(|s| {
+                    sw.parked_at(s).map(|c| ParkedCall {
+                        slot: s.clone(),
+                        call: c.to_string(),
+                    })
                 })
-            })
-            .collect::<Vec<_>>()
-    })
-    .await?;
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|_| ApiError::unavailable())?;
     Ok(ParkSettings {
         slots: park.slots.clone(),
         reminder_ms: park.reminder_ms,
@@ -1343,7 +909,7 @@ pub async fn get_park(
     State(st): State<AppState>,
     _: AdminAuth,
 ) -> Result<Json<ParkSettings>, ApiError> {
-    let park = st.operator.lock().await.park.clone();
+    let park = prov(&st).park().await;
     Ok(Json(park_settings(&st, &park).await?))
 }
 
@@ -1359,44 +925,7 @@ pub async fn put_park(
     _: AdminAuth,
     ApiJson(body): ApiJson<ParkBody>,
 ) -> Result<Json<ParkSettings>, ApiError> {
-    let mut op = st.operator.lock().await;
-    let new = ParkConfig {
-        slots: body.slots.trim().to_string(),
-        reminder_ms: body.reminder_ms.or(op.park.reminder_ms),
-    };
-    let slots = new
-        .slot_list()
-        .map_err(|e| ApiError::param(e.to_string()))?;
-    if slots.is_empty() {
-        return Err(ApiError::param("park needs at least one slot"));
-    }
-    let (old_slots, old_reminder) = (op.park.slot_list().unwrap_or_default(), op.park.reminder_ms);
-    let reminder = new.reminder_ms;
-    on_switch(&st, move |sw, _| {
-        sw.set_park_slots(slots)?;
-        if let Some(ms) = reminder {
-            sw.set_park_reminder_ms(ms);
-        }
-        Ok::<(), TapiError>(())
-    })
-    .await?
-    .map_err(ApiError::from)?;
-    if let Err(e) = st
-        .store
-        .put_setting("park", &serde_json::to_value(&new).unwrap_or_default())
-        .await
-    {
-        let _ = on_switch(&st, move |sw, _| {
-            let _ = sw.set_park_slots(old_slots);
-            if let Some(ms) = old_reminder {
-                sw.set_park_reminder_ms(ms);
-            }
-        })
-        .await;
-        return Err(store_failed(e));
-    }
-    op.park = new.clone();
-    drop(op);
+    let new = prov(&st).set_park(&body.slots, body.reminder_ms).await?;
     Ok(Json(park_settings(&st, &new).await?))
 }
 
@@ -1459,7 +988,7 @@ pub async fn list_cdrs(
             address: q.get("address").cloned(),
         })
         .await
-        .map_err(store_failed)?;
+        .map_err(read_failed)?;
     Ok(Json(Cdrs {
         cdrs: rows.into_iter().filter_map(cdr_of).collect(),
     }))
@@ -1484,7 +1013,7 @@ pub async fn get_cdr(
         )
     };
     let n = id.parse::<u64>().map_err(|_| missing())?;
-    let row = st.store.cdr(n).await.map_err(store_failed)?;
+    let row = st.store.cdr(n).await.map_err(read_failed)?;
     row.and_then(cdr_of).map(Json).ok_or_else(missing)
 }
 

@@ -48,11 +48,7 @@ pub async fn make_call(
 ) -> Result<Response, ApiError> {
     let to = match body.to {
         Some(to) if to.trim_start().starts_with('+') || body.location.is_some() => {
-            let caps = st
-                .translate
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let caps = st.provisioning.translate();
             let out = caps.translate_address(
                 &to,
                 body.location.as_deref(),

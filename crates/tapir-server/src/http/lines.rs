@@ -55,18 +55,6 @@ pub struct ContactObject {
     pub expires_in: u64,
 }
 
-fn opened(
-    st: &AppState,
-    app: tapir_core::AppId,
-    line: tapir_core::LineId,
-) -> Option<Vec<Privilege>> {
-    st.opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&(app, line))
-        .cloned()
-}
-
 fn line_object(
     st: &AppState,
     l: &LineView,
@@ -115,14 +103,31 @@ fn line_object(
 pub async fn list_lines(
     State(st): State<AppState>,
     AuthApp(app): AuthApp,
-) -> Json<Vec<LineObject>> {
-    Json(
-        st.lines()
+) -> Result<Json<Vec<LineObject>>, ApiError> {
+    let lines: Vec<LineView> = st
+        .provisioning
+        .lines()
+        .into_iter()
+        .filter(|l| app.entry.may_open(&l.entry.address))
+        .collect();
+    // How this app has each open: the switch's answer.
+    let (id, ids) = (app.id, lines.iter().map(|l| l.id).collect::<Vec<_>>());
+    let opened = st
+        .handle
+        .with(move |sw, _| {
+            ids.into_iter()
+                .map(|l| sw.opened_with(id, l))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    Ok(Json(
+        lines
             .iter()
-            .filter(|l| app.entry.may_open(&l.entry.address))
-            .map(|l| line_object(&st, l, &app.entry.privileges, opened(&st, app.id, l.id)))
+            .zip(opened)
+            .map(|(l, open)| line_object(&st, l, &app.entry.privileges, open))
             .collect(),
-    )
+    ))
 }
 
 /// Body of `POST /v1/lines/{line}/open`.
@@ -139,7 +144,7 @@ pub struct OpenLineBody {
 }
 
 fn find_line(st: &AppState, line: &str) -> Result<LineView, ApiError> {
-    st.line(line).ok_or_else(|| {
+    st.provisioning.line(line).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "invallinehandle",
@@ -182,21 +187,16 @@ pub async fn open_line(
             app.entry.name
         )));
     }
-    let (id, line_id, modes, privs) = (app.id, l.id, body.media_modes, privileges.clone());
-    st.handle
-        .with(move |sw, _| sw.open_line(id, line_id, &privs, &modes))
+    let (id, line_id, modes) = (app.id, l.id, body.media_modes);
+    let open = st
+        .handle
+        .with(move |sw, _| {
+            sw.open_line(id, line_id, &privileges, &modes)
+                .map(|()| sw.opened_with(id, line_id))
+        })
         .await
         .map_err(|_| ApiError::unavailable())??;
-    st.opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert((app.id, l.id), privileges.clone());
-    Ok(Json(line_object(
-        &st,
-        &l,
-        &app.entry.privileges,
-        Some(privileges),
-    )))
+    Ok(Json(line_object(&st, &l, &app.entry.privileges, open)))
 }
 
 /// `lineClose`: stop seeing the line; handles to its calls become invalid.
@@ -216,10 +216,6 @@ pub async fn close_line(
         .with(move |sw, now| sw.close_line(now, id, line_id))
         .await
         .map_err(|_| ApiError::unavailable())??;
-    st.opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&(app.id, l.id));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -257,7 +253,7 @@ pub struct AddressStatus {
 }
 
 fn check_address(st: &AppState, app: &super::AppCtx, address: &str) -> Result<LineView, ApiError> {
-    let l = st.line_of_address(address).ok_or_else(|| {
+    let l = st.provisioning.line_of_address(address).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "invaladdress",

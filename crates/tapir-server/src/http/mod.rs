@@ -15,7 +15,6 @@ mod listener;
 mod translate;
 
 use crate::actor::SwitchHandle;
-use crate::config::{AppEntry, LineEntry};
 use crate::error::{ApiError, ErrorBody, ErrorDetail, REQUEST_HEADER};
 use crate::wire::{self, CallObject};
 use axum::Json;
@@ -28,78 +27,37 @@ use axum::routing::{any, get};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use tapir_core::{AppId, AppPermission, CallId, CallInfo, Command, LineId, Reply, RequestId};
-use tapir_translate::TranslateCaps;
+use std::sync::Arc;
+use tapir_core::{AppPermission, CallId, CallInfo, Command, Reply, RequestId};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use crate::provisioning::{AppCtx, LineView};
 pub use listener::{BoundedListener, BoundedStream};
 
-/// An app as the API knows it.
-#[derive(Debug)]
-pub struct AppCtx {
-    /// The switch's id of the app.
-    pub id: AppId,
-    /// Its configuration.
-    pub entry: AppEntry,
-}
-
-/// A configured line and its switch id.
-#[derive(Debug, Clone)]
-pub struct LineView {
-    /// The switch's id.
-    pub id: LineId,
-    /// Its configuration.
-    pub entry: LineEntry,
-}
-
-/// What every handler shares.
+/// What every handler shares. It holds no copy of the switch's state:
+/// handlers read that through the loop ([`SwitchHandle::with`]), and the
+/// configuration from [`Shared::provisioning`].
 #[derive(Debug)]
 pub struct Shared {
     /// The switch.
     pub handle: SwitchHandle,
     /// The prompts route point calls play.
     pub prompts: tapir_media::prompt::PromptCatalog,
-    /// Apps by the SHA-256 of their token (tokens are not kept in clear);
-    /// the operator endpoints add, change and remove them.
-    pub apps: RwLock<HashMap<[u8; 32], Arc<AppCtx>>>,
-    /// SHA-256 of the admin token.
-    pub admin: Option<[u8; 32]>,
-    /// The configured lines (the operator endpoints change them).
-    pub lines: RwLock<Vec<LineView>>,
-    /// Locations and calling cards.
-    pub translate: RwLock<TranslateCaps>,
+    /// Lines, apps (by token), trunks, park, locations and cards: read
+    /// here, and changed only through it.
+    pub provisioning: Arc<crate::provisioning::Provisioning>,
     /// The Prometheus exporter, when this process could install it.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// The privileges each app opened each line with (API session state,
-    /// shown by `GET /v1/lines`).
-    pub opened: std::sync::Mutex<HashMap<(AppId, LineId), Vec<tapir_core::Privilege>>>,
     /// Phones' registrations, as the SIP registrar last published them.
     pub registrations: tapir_b2bua::directory::RegistrationTable,
-    /// The store (configuration, forwarding, CDRs, journal).
+    /// The store, read for call detail records (writes go through
+    /// [`Shared::provisioning`] and the journal).
     pub store: tapir_store::Store,
     /// Open call detail records.
     pub cdr: Arc<std::sync::Mutex<crate::cdr::Tracker>>,
-    /// Phones' SIP passwords, shared with the registrar.
-    pub credentials: tapir_b2bua::directory::CredentialTable,
-    /// The trunks' carriers, shared with the B2BUA (rebuilt when the
-    /// operator changes trunks or lines).
-    pub trunks: tapir_b2bua::directory::TrunkTable,
-    /// Operator settings the switch does not hold; the lock also serializes
-    /// every `/v1/admin` write.
-    pub operator: tokio::sync::Mutex<Operator>,
-}
-
-/// Operator settings kept beside the switch (see [`Shared::operator`]).
-#[derive(Debug)]
-pub struct Operator {
-    /// SIP peers.
-    pub trunks: Vec<crate::config::TrunkEntry>,
-    /// Park settings as configured (the slot range text).
-    pub park: crate::config::ParkConfig,
 }
 
 /// The state of the router.
@@ -108,40 +66,6 @@ pub type AppState = Arc<Shared>;
 /// SHA-256 of a token.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-impl Shared {
-    /// The configured lines now.
-    pub fn lines(&self) -> std::sync::RwLockReadGuard<'_, Vec<LineView>> {
-        self.lines.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn line(&self, text: &str) -> Option<LineView> {
-        let lines = self.lines();
-        match wire::parse_line(text) {
-            Some(id) => lines.iter().find(|l| l.id == id).cloned(),
-            None => lines
-                .iter()
-                .find(|l| l.entry.addresses().iter().any(|a| a == text))
-                .cloned(),
-        }
-    }
-
-    fn line_of_address(&self, address: &str) -> Option<LineView> {
-        self.lines()
-            .iter()
-            .find(|l| l.entry.addresses().iter().any(|a| a == address))
-            .cloned()
-    }
-
-    /// The app whose token hashes to `hash`.
-    fn app_by_hash(&self, hash: &[u8; 32]) -> Option<Arc<AppCtx>> {
-        self.apps
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(hash)
-            .cloned()
-    }
 }
 
 /// The bearer token of a request: the `Authorization` header, or — on a
@@ -178,7 +102,8 @@ impl FromRequestParts<AppState> for AuthApp {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        st.app_by_hash(&token_hash(&token))
+        st.provisioning
+            .app_by_hash(&token_hash(&token))
             .map(AuthApp)
             .ok_or_else(ApiError::unauthorized)
     }
@@ -216,10 +141,11 @@ impl FromRequestParts<AppState> for AnyToken {
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
         let h = token_hash(&token);
-        if st.admin == Some(h) {
+        if st.provisioning.is_admin(&h) {
             return Ok(AnyToken::Admin);
         }
-        st.app_by_hash(&h)
+        st.provisioning
+            .app_by_hash(&h)
             .map(AnyToken::App)
             .ok_or_else(ApiError::unauthorized)
     }
@@ -355,7 +281,9 @@ pub async fn exec(
         .await
         .map_err(|_| ApiError::unavailable())?;
     if let Some((address, (rules, rings))) = forwarding {
-        admin::save_forwarding(st, &address, &rules, rings).await?;
+        st.provisioning
+            .save_forwarding(&address, &rules, rings)
+            .await?;
     }
     let outcome = match &result {
         Ok(_) => "ok",

@@ -61,10 +61,7 @@ impl From<TranslateOutput> for TranslateResponse {
 }
 
 fn caps(st: &AppState) -> TranslateCaps {
-    st.translate
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
+    st.provisioning.translate()
 }
 
 /// `lineTranslateAddress`.
@@ -124,31 +121,14 @@ pub async fn put_locations(
     ApiJson(b): ApiJson<Locations>,
 ) -> Result<Json<Locations>, ApiError> {
     token.require(AppPermission::Settings, "change the locations")?;
-    let _w = st.operator.lock().await;
-    let cards = st
-        .translate
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .cards
-        .clone();
-    let next = TranslateCaps {
-        current: b.current,
-        locations: b.locations,
-        cards,
-    };
-    next.validate()?;
-    super::admin::save_translate(&st, &next).await?;
-    // The switch judges international calls from the current location.
-    if let Ok(location) = next.location(None) {
-        let location = location.clone();
-        let _ = st.handle.with(move |sw, _| sw.set_location(location)).await;
-    }
-    let out = Locations {
-        current: next.current.clone(),
-        locations: next.locations.clone(),
-    };
-    *st.translate.write().unwrap_or_else(|e| e.into_inner()) = next;
-    Ok(Json(out))
+    let next = st
+        .provisioning
+        .set_locations(b.current, b.locations)
+        .await?;
+    Ok(Json(Locations {
+        current: next.current,
+        locations: next.locations,
+    }))
 }
 
 /// The calling cards: `{"cards":[…]}` (PINs are write-only).
@@ -183,21 +163,6 @@ pub async fn put_cards(
     ApiJson(b): ApiJson<Cards>,
 ) -> Result<Json<Cards>, ApiError> {
     token.require(AppPermission::Settings, "change the calling cards")?;
-    let _w = st.operator.lock().await;
-    let (current, locations) = {
-        let t = st.translate.read().unwrap_or_else(|e| e.into_inner());
-        (t.current.clone(), t.locations.clone())
-    };
-    let next = TranslateCaps {
-        current,
-        locations,
-        cards: b.cards,
-    };
-    next.validate()?;
-    super::admin::save_translate(&st, &next).await?;
-    let out = Cards {
-        cards: next.cards.clone(),
-    };
-    *st.translate.write().unwrap_or_else(|e| e.into_inner()) = next;
-    Ok(Json(out))
+    let next = st.provisioning.set_cards(b.cards).await?;
+    Ok(Json(Cards { cards: next.cards }))
 }
