@@ -487,7 +487,9 @@ impl Switch {
         for c in &calls {
             let known = self.privilege(app, *c).is_ok();
             let secure = self.call(*c).is_some_and(|x| x.secure);
-            if !known && !secure {
+            // Only within the app's configured rights (monitor privilege,
+            // the call's line); a call outside them stays out of the list.
+            if !known && !secure && self.may_watch(app, *c) {
                 self.grant(app, *c, Privilege::Monitor);
             }
         }

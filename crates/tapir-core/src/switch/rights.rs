@@ -8,7 +8,7 @@
 use super::{App, Switch};
 use crate::config::{AppConfig, AppPermission};
 use crate::error::{ErrorCode, TapiError, fail};
-use crate::ids::{AppId, LineId};
+use crate::ids::{AppId, CallId, LineId};
 use crate::types::Privilege;
 
 fn privilege_name(p: Privilege) -> &'static str {
@@ -122,11 +122,32 @@ impl Switch {
         Ok(())
     }
 
+    /// Whether `app` may be handed a monitor handle to `call` without
+    /// asking (conference related calls): its configuration allows it a
+    /// privilege (a monitor handle is the least one) and the line the call
+    /// is on.
+    pub(crate) fn may_watch(&self, app: AppId, call: CallId) -> bool {
+        let Some(a) = self.m.apps.get(&app) else {
+            return false;
+        };
+        !a.privileges.is_empty() && self.may_hold_on_line_of(a, call)
+    }
+
+    fn may_hold_on_line_of(&self, a: &App, call: CallId) -> bool {
+        self.call(call)
+            .and_then(|c| self.m.lines.get(&c.line))
+            .and_then(|l| l.addresses.first())
+            .is_some_and(|first| a.may_open(first))
+    }
+
     /// After the operator changed an app's rights: close every line it has
     /// open that it may no longer open, or with a privilege it may no
-    /// longer hold (`line.state` `closed`, as `lineClose`). Returns those
-    /// lines. Handles it already holds on calls of lines that stay open
-    /// are kept until the calls end.
+    /// longer hold (`line.state` `closed`, as `lineClose`), and bring the
+    /// handles it still holds within its rights: an owner handle without
+    /// the owner privilege becomes a monitor handle (`call.state` with the
+    /// new privilege, as `lineSetCallPrivilege`), and a handle it may not
+    /// hold at all (no privilege left, or a call on a line it may no longer
+    /// open) goes, as `lineDeallocateCall`. Returns the closed lines.
     pub(crate) fn enforce_rights(&mut self, app: AppId) -> Vec<LineId> {
         let Some(a) = self.m.apps.get(&app) else {
             return Vec::new();
@@ -153,7 +174,43 @@ impl Switch {
             // The line is open by the app (found above): closing cannot fail.
             let _ = self.close_line(now, app, *line);
         }
+        self.narrow_handles(app);
         revoked
+    }
+
+    /// The handles `app` holds, each brought within its current rights.
+    fn narrow_handles(&mut self, app: AppId) {
+        let Some(a) = self.m.apps.get(&app) else {
+            return;
+        };
+        let may_own = a.privileges.contains(&Privilege::Owner);
+        let may_monitor = a.privileges.contains(&Privilege::Monitor);
+        let mut downgrade = Vec::new();
+        let mut release = Vec::new();
+        for c in self.m.calls.values() {
+            let Some(&(_, held)) = c.handles.iter().find(|(h, _)| *h == app) else {
+                continue;
+            };
+            let allowed = match held {
+                Privilege::Owner => may_own,
+                Privilege::Monitor => may_monitor,
+            };
+            if allowed && self.may_hold_on_line_of(a, c.id) {
+                continue;
+            }
+            if held == Privilege::Owner && may_monitor && self.may_hold_on_line_of(a, c.id) {
+                downgrade.push(c.id);
+            } else {
+                release.push(c.id);
+            }
+        }
+        for call in downgrade {
+            self.grant(app, call, Privilege::Monitor);
+        }
+        for call in release {
+            // The app holds a handle to the call (found above).
+            let _ = self.op_deallocate(app, call);
+        }
     }
 }
 
@@ -359,5 +416,52 @@ mod tests {
         sim.switch
             .open_line(crm, l1, &[Privilege::Monitor], &[])
             .unwrap();
+    }
+
+    /// `sup` may own and monitor every line, and opens them as monitor.
+    fn with_supervisor(sim: &mut Sim) -> AppId {
+        let sup = sim.switch.register_app(AppConfig::named("sup"));
+        for a in ["1001", "1002", "1003"] {
+            let l = sim.switch.line_of(a).unwrap();
+            sim.switch
+                .open_line(sup, l, &[Privilege::Monitor], &[])
+                .unwrap();
+        }
+        sup
+    }
+
+    #[test]
+    fn narrowing_an_app_downgrades_or_releases_the_handles_it_may_no_longer_hold() {
+        let (mut sim, crm, _) = office();
+        let sup = with_supervisor(&mut sim);
+        let call = sim.make_call(crm, "1001", Some("1002")).unwrap();
+        sim.phone("1002").answer();
+        sim.run();
+        let (_, r) = sim.switch.request(
+            Timestamp(1),
+            sup,
+            Command::SetCallPrivilege(call, Privilege::Owner),
+        );
+        assert!(r.is_ok());
+        assert_eq!(sim.switch.privilege(sup, call), Ok(Privilege::Owner));
+        // The operator takes owner away: its monitor lines stay open, and
+        // its owner handle becomes a monitor handle.
+        let closed = sim
+            .switch
+            .update_app(
+                sup,
+                AppConfig {
+                    privileges: vec![Privilege::Monitor],
+                    ..AppConfig::named("sup")
+                },
+            )
+            .unwrap();
+        assert!(closed.is_empty());
+        assert_eq!(sim.switch.privilege(sup, call), Ok(Privilege::Monitor));
+        let (_, r) = sim.switch.request(Timestamp(2), sup, Command::Drop(call));
+        assert_eq!(code(r), ErrorCode::NotOwner);
+        // The call goes on; its other owner still controls it.
+        assert_eq!(sim.switch.call_state(call), Some(CallStateKind::Connected));
+        assert_eq!(sim.switch.privilege(crm, call), Ok(Privilege::Owner));
     }
 }
