@@ -222,6 +222,33 @@ class RecordRoute(unittest.TestCase):
         self.assertNotIn("refused", self.kamailio.text(),
                          "no in-dialog request reached the proxy without its Route")
 
+    def test_a_call_to_a_phone_registered_through_the_proxy_follows_its_path(self):
+        # 1001 registers through the proxy, which adds its Path (RFC 3327):
+        # tapir's INVITE to 1001 goes to the proxy with the Path as Route.
+        proxy = f"127.0.0.1:{self.kamailio.port}"
+        a = self.phone("1001", proxy=proxy)
+        b = self.phone("1002")
+        b.send(cmd="call", to="1001")
+        a.wait_for(lambda e: e.get("event") == "incoming")
+        a.send(cmd="answer")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        b.wait_for(lambda e: e.get("event") == "call" and e["state"] == "CONFIRMED")
+        self.tapir.wait_states("1001", ["connected"])
+        self.hear_each_other(a, b)
+        b.send(cmd="hangup")
+        a.wait_for(lambda e: e.get("event") == "call" and e["state"] == "DISCONNECTED")
+
+        tapir = f"127.0.0.1:{self.tapir.sip_port}"
+        relays = self.kamailio.relays()
+        invites = [r for r in relays if r[0] == "INVITE" and r[1] == tapir]
+        self.assertTrue(invites, f"tapir's INVITE to 1001 crossed the proxy: {relays}")
+        call_id = invites[0][3]
+        to_phone = [m for m, src, _, cid, _ in relays if cid == call_id and src == tapir]
+        self.assertIn("ACK", to_phone, relays)
+        self.assertIn("BYE", to_phone, relays)
+        self.assertNotIn("refused", self.kamailio.text(),
+                         "no in-dialog request reached the proxy without its Route")
+
 
 if __name__ == "__main__":
     if not os.path.exists(KAMAILIO):

@@ -78,10 +78,7 @@ impl Directory for Phones {
     fn contacts(&self, _: Instant, address: &str) -> Vec<ContactTarget> {
         address
             .starts_with('4')
-            .then(|| ContactTarget {
-                addr: CALLEE.parse().unwrap(),
-                transport: SipTransport::Udp,
-            })
+            .then(|| ContactTarget::direct(CALLEE.parse().unwrap(), SipTransport::Udp))
             .into_iter()
             .collect()
     }

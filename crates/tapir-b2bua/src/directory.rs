@@ -2,7 +2,7 @@
 //! registrar over the passwords of the configured phone lines, and the
 //! trunks' carriers ([`TrunkTable`]).
 
-use crate::{ContactTarget, Directory, SipTransport, TrunkRoute};
+use crate::{ContactTarget, Directory, PathRoute, SipTransport, TrunkRoute};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -262,29 +262,12 @@ impl Directory for SipDirectory {
         }
     }
 
-    /// Where to send INVITEs: for UDP, the registered Contact when it names
-    /// an IP address and port, else the address the REGISTER came from (a
-    /// phone behind NAT, or one that registered a host name); for TCP, the
-    /// connection the REGISTER came on.
+    /// Where to send INVITEs: see [`target_of`].
     fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget> {
         self.registrar
             .contacts(address, now)
             .iter()
-            .map(|b| match b.transport {
-                Transport::Udp => ContactTarget {
-                    addr: contact_address(&b.contact).unwrap_or(b.source),
-                    transport: SipTransport::Udp,
-                },
-                // Reach a phone registered over TCP or TLS through its connection.
-                Transport::Tls | Transport::Wss => ContactTarget {
-                    addr: b.source,
-                    transport: SipTransport::Tls,
-                },
-                Transport::Tcp | Transport::Ws => ContactTarget {
-                    addr: b.source,
-                    transport: SipTransport::Tcp,
-                },
-            })
+            .map(target_of)
             .collect()
     }
 
@@ -311,6 +294,41 @@ fn same_peer(a: SocketAddr, b: SocketAddr) -> bool {
         v4 => v4,
     };
     a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
+}
+
+/// Where to send INVITEs for a binding: for UDP, the registered Contact
+/// when it names an IP address and port, else the address the REGISTER
+/// came from (a phone behind NAT, or one that registered a host name); for
+/// TCP, the connection the REGISTER came on. A binding registered through
+/// proxies with a Path (RFC 3327) is reached through them: over UDP the
+/// first Path entry when it names an IP address and port, else the proxy
+/// the REGISTER came from, with the Contact as Request-URI and the Path as
+/// Route.
+fn target_of(b: &Binding) -> ContactTarget {
+    let path = (!b.path.is_empty()).then(|| PathRoute {
+        contact: b.contact.clone(),
+        route: b.path.clone(),
+    });
+    let (addr, transport) = match b.transport {
+        Transport::Udp => {
+            let direct = match &path {
+                Some(_) => b.path.first().and_then(|first| {
+                    let hop = tapir_sip::msg::NameAddr::parse(first, "Path").ok()?;
+                    contact_address(hop.uri_text)
+                }),
+                None => contact_address(&b.contact),
+            };
+            (direct.unwrap_or(b.source), SipTransport::Udp)
+        }
+        // Reach a phone registered over TCP or TLS through its connection.
+        Transport::Tls | Transport::Wss => (b.source, SipTransport::Tls),
+        Transport::Tcp | Transport::Ws => (b.source, SipTransport::Tcp),
+    };
+    ContactTarget {
+        addr,
+        transport,
+        path,
+    }
 }
 
 /// The IP address and port of a SIP contact URI, when it names both.
@@ -363,6 +381,53 @@ mod tests {
             t.line_from("127.0.0.2:5070".parse().unwrap(), SipTransport::Udp),
             None
         );
+    }
+
+    fn binding(transport: Transport, path: &[&str]) -> Binding {
+        let now = Instant::now();
+        Binding {
+            contact: "sip:2001@10.0.0.7:5062".into(),
+            source: "127.0.0.1:5070".parse().unwrap(),
+            transport,
+            q: None,
+            expires_at: now + std::time::Duration::from_secs(60),
+            call_id: "c".into(),
+            cseq: 1,
+            updated_at: now,
+            path: path.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_binding_with_a_path_is_reached_through_its_proxies() {
+        // Straight: the Contact's address, no Route.
+        let direct = target_of(&binding(Transport::Udp, &[]));
+        assert_eq!(direct.addr, "10.0.0.7:5062".parse().unwrap());
+        assert_eq!(direct.path, None);
+        // Through a Path: its first entry, the Contact as Request-URI.
+        let proxied = target_of(&binding(
+            Transport::Udp,
+            &["<sip:127.0.0.1:5080;lr>", "<sip:edge.example;lr>"],
+        ));
+        assert_eq!(proxied.addr, "127.0.0.1:5080".parse().unwrap());
+        assert_eq!(
+            proxied.path,
+            Some(PathRoute {
+                contact: "sip:2001@10.0.0.7:5062".into(),
+                route: vec![
+                    "<sip:127.0.0.1:5080;lr>".into(),
+                    "<sip:edge.example;lr>".into()
+                ],
+            })
+        );
+        // A Path by host name: the proxy the REGISTER came from.
+        let named = target_of(&binding(Transport::Udp, &["<sip:edge.example;lr>"]));
+        assert_eq!(named.addr, "127.0.0.1:5070".parse().unwrap());
+        // Over TCP: the connection, whatever the Path says.
+        let tcp = target_of(&binding(Transport::Tcp, &["<sip:127.0.0.1:5080;lr>"]));
+        assert_eq!(tcp.addr, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(tcp.transport, SipTransport::Tcp);
+        assert!(tcp.path.is_some());
     }
 
     #[test]

@@ -140,13 +140,38 @@ impl SipTransport {
 }
 
 /// Where to reach a registered device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContactTarget {
     /// Its address (over TCP or TLS: the peer of the connection it
-    /// registered on).
+    /// registered on; through a Path, the first proxy of it).
     pub addr: SocketAddr,
     /// The transport it registered over.
     pub transport: SipTransport,
+    /// Set when the device registered through proxies with a Path (RFC
+    /// 3327): tapir's INVITE goes to `addr` (the proxy) with the device's
+    /// Contact as its Request-URI and the Path as pre-loaded Route headers.
+    pub path: Option<PathRoute>,
+}
+
+impl ContactTarget {
+    /// A device reached directly at `addr` over `transport`.
+    pub fn direct(addr: SocketAddr, transport: SipTransport) -> ContactTarget {
+        ContactTarget {
+            addr,
+            transport,
+            path: None,
+        }
+    }
+}
+
+/// The way to a device that registered through proxies (RFC 3327).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRoute {
+    /// The Contact URI the device registered (the Request-URI).
+    pub contact: String,
+    /// The Path, as `<uri>;params` Route values in the order requests
+    /// carry them.
+    pub route: Vec<String>,
 }
 
 /// Local RTP endpoints, provided by the media plane.
@@ -2028,11 +2053,8 @@ impl B2bua {
         // where the phone registered.
         let trunk = self.directory.trunk(line);
         let found = match &trunk {
-            Some(route) => Some(ContactTarget {
-                addr: route.addr,
-                transport: route.transport,
-            }),
-            None => self.directory.contacts(now, target).first().copied(),
+            Some(route) => Some(ContactTarget::direct(route.addr, route.transport)),
+            None => self.directory.contacts(now, target).into_iter().next(),
         };
         let Some(found) = found else {
             self.out.push_back(Out::Switch(Input::Leg {
@@ -2066,9 +2088,13 @@ impl B2bua {
                 format!("sip:{}@{}", trunk::number_user(target), route.host_port()),
                 route.request_uri(target),
             ),
+            // Through a Path, the proxy finds the device by its Contact.
             None => (
                 format!("sip:{target}@{domain}"),
-                format!("sip:{target}@{remote_addr}{}", found.transport.uri_param()),
+                match &found.path {
+                    Some(path) => path.contact.clone(),
+                    None => format!("sip:{target}@{remote_addr}{}", found.transport.uri_param()),
+                },
             ),
         };
         let from = match &caller.name {
@@ -2078,7 +2104,12 @@ impl B2bua {
         let branch = self.unique("z9hG4bK");
         let mut b = MessageBuilder::request(Method::Invite, request_uri.clone())
             .header(HeaderName::Via, self.via(found.transport, &branch))
-            .header(HeaderName::MaxForwards, "70")
+            .header(HeaderName::MaxForwards, "70");
+        // The Path the device registered through, pre-loaded (RFC 3327 §5.3).
+        for route in found.path.iter().flat_map(|p| &p.route) {
+            b = b.header(HeaderName::Route, route.clone());
+        }
+        let mut b = b
             .header(HeaderName::From, from)
             .header(HeaderName::To, format!("<{remote_uri}>"))
             .header(HeaderName::CallId, call_id.clone())
@@ -2569,11 +2600,15 @@ fn cancel_for(invite: &Message) -> Option<Message> {
     let to = invite.header(&HeaderName::To)?.to_string();
     let call_id = invite.call_id().ok().flatten()?.to_string();
     let cseq = invite.cseq().ok().flatten()?.number;
+    let mut b = MessageBuilder::request(Method::Cancel, uri)
+        .header(HeaderName::Via, via)
+        .header(HeaderName::MaxForwards, "70");
+    // The INVITE's pre-loaded Route, if any (RFC 3261 §9.1).
+    for route in invite.header_values(&HeaderName::Route) {
+        b = b.header(HeaderName::Route, route.to_owned());
+    }
     Some(
-        MessageBuilder::request(Method::Cancel, uri)
-            .header(HeaderName::Via, via)
-            .header(HeaderName::MaxForwards, "70")
-            .header(HeaderName::From, from)
+        b.header(HeaderName::From, from)
             .header(HeaderName::To, to)
             .header(HeaderName::CallId, call_id)
             .header(HeaderName::CSeq, format!("{cseq} CANCEL"))

@@ -61,10 +61,7 @@ impl Directory for Phones {
     fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
         self.0
             .get(address)
-            .map(|addr| ContactTarget {
-                addr: *addr,
-                transport: SipTransport::Udp,
-            })
+            .map(|addr| ContactTarget::direct(*addr, SipTransport::Udp))
             .into_iter()
             .collect()
     }

@@ -52,10 +52,10 @@ impl Directory for Dir {
             "1002" => B,
             _ => return Vec::new(),
         };
-        vec![ContactTarget {
-            addr: addr.parse().unwrap(),
-            transport: SipTransport::Udp,
-        }]
+        vec![ContactTarget::direct(
+            addr.parse().unwrap(),
+            SipTransport::Udp,
+        )]
     }
     fn trunk(&self, line: LineId) -> Option<TrunkRoute> {
         (line == self.trunk_line).then(|| self.route.clone())

@@ -18,6 +18,13 @@
 //! Time only enters as `now`; bindings expire when [`Registrar::purge`] is
 //! called (at [`Registrar::next_expiry`]) and are never returned by
 //! lookups once expired, purged or not.
+//!
+//! Path (RFC 3327): a REGISTER relayed by a proxy (an edge proxy such as
+//! Kamailio) may carry `Path` headers naming the proxies that must stay on
+//! the way to the phone. Each binding keeps the Path of the REGISTER that
+//! last added or refreshed it ([`Binding::path`]); requests to the contact
+//! go through it as pre-loaded Route headers. When the REGISTER says
+//! `Supported: path`, the 200 OK echoes the Path.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -109,6 +116,11 @@ pub struct Binding {
     pub cseq: u32,
     /// When the binding was last added or refreshed.
     pub updated_at: Instant,
+    /// The REGISTER's Path (RFC 3327), as `<uri>;params` values, the proxy
+    /// nearest the registrar first: requests to the contact carry it as
+    /// their pre-loaded Route set, in this order. Empty when the phone
+    /// registered directly.
+    pub path: Vec<String>,
 }
 
 impl Binding {
@@ -182,6 +194,38 @@ pub struct RegisterOutcome {
 pub struct Registrar {
     config: RegistrarConfig,
     bindings: HashMap<String, Vec<Binding>>,
+}
+
+/// Where a REGISTER came from: its source, transport and Path.
+struct Origin {
+    source: SocketAddr,
+    transport: Transport,
+    path: Vec<String>,
+}
+
+/// Most Path values a binding keeps; a REGISTER with more gets 400.
+pub const MAX_PATH: usize = 8;
+
+/// The Path of a REGISTER (RFC 3327) as `<uri>;params` values, top first.
+fn path_of(request: &Message) -> Result<Vec<String>, Refusal> {
+    let paths = request
+        .paths()
+        .map_err(|_| refuse(400, "Bad Request (Path)"))?;
+    if paths.len() > MAX_PATH {
+        return Err(refuse(400, "Bad Request (too many Path values)"));
+    }
+    Ok(paths
+        .iter()
+        .map(|p| format!("<{}>{}", p.uri_text, p.params.as_str()))
+        .collect())
+}
+
+/// True when a header lists `token` (case-insensitive, comma-separated).
+fn lists_token(request: &Message, name: &HeaderName, token: &str) -> bool {
+    request
+        .header_values(name)
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// A REGISTER refused before any binding changed.
@@ -267,6 +311,13 @@ impl Registrar {
                 for binding in &current {
                     builder = builder.header(HeaderName::Contact, binding.contact_value(now));
                 }
+                // RFC 3327 §5.3: the Path goes back to a phone that
+                // supports it (it learns the way tapir reaches it).
+                if lists_token(request, &HeaderName::Supported, "path") {
+                    for value in request.header_values(&HeaderName::Path) {
+                        builder = builder.header(HeaderName::Path, value.to_owned());
+                    }
+                }
                 RegisterOutcome {
                     response: builder.build(),
                     aor,
@@ -332,6 +383,7 @@ impl Registrar {
         let contacts = request
             .contacts()
             .map_err(|_| refuse(400, "Bad Request (Contact)"))?;
+        let path = path_of(request)?;
 
         self.drop_expired(&aor, now);
         let existing = self.bindings.get(&aor).cloned().unwrap_or_default();
@@ -360,7 +412,12 @@ impl Registrar {
                 for address in &addresses {
                     requested.push(self.requested_binding(address, header_expires)?);
                 }
-                self.merge(now, existing, requested, &call_id, cseq, source, transport)?
+                let origin = Origin {
+                    source,
+                    transport,
+                    path,
+                };
+                self.merge(now, existing, requested, &call_id, cseq, &origin)?
             }
         };
         if updated.is_empty() {
@@ -439,8 +496,7 @@ impl Registrar {
         requested: Vec<(String, Option<u16>, u32)>,
         call_id: &str,
         cseq: u32,
-        source: SocketAddr,
-        transport: Transport,
+        origin: &Origin,
     ) -> Result<(Vec<Binding>, BindingChanges), Refusal> {
         let mut changes = BindingChanges::default();
         for (contact, q, expires) in requested {
@@ -466,13 +522,14 @@ impl Registrar {
                     } else {
                         *binding = Binding {
                             contact,
-                            source,
-                            transport,
+                            source: origin.source,
+                            transport: origin.transport,
                             q,
                             expires_at: now + Duration::from_secs(u64::from(expires)),
                             call_id: call_id.to_owned(),
                             cseq,
                             updated_at: now,
+                            path: origin.path.clone(),
                         };
                         changes.refreshed += 1;
                     }
@@ -491,13 +548,14 @@ impl Registrar {
                     }
                     bindings.push(Binding {
                         contact,
-                        source,
-                        transport,
+                        source: origin.source,
+                        transport: origin.transport,
                         q,
                         expires_at: now + Duration::from_secs(u64::from(expires)),
                         call_id: call_id.to_owned(),
                         cseq,
                         updated_at: now,
+                        path: origin.path.clone(),
                     });
                     changes.added += 1;
                 }

@@ -78,10 +78,7 @@ impl Directory for Phones {
     fn contacts(&self, _now: Instant, address: &str) -> Vec<ContactTarget> {
         self.contacts
             .get(address)
-            .map(|addr| ContactTarget {
-                addr: *addr,
-                transport: self.transport,
-            })
+            .map(|addr| ContactTarget::direct(*addr, self.transport))
             .into_iter()
             .collect()
     }

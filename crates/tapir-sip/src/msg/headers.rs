@@ -598,6 +598,12 @@ impl Message {
         self.name_addr_list(&HeaderName::Route)
     }
 
+    /// The Path set (RFC 3327) of a REGISTER, top first: the proxy
+    /// nearest the registrar first.
+    pub fn paths(&self) -> Result<Vec<NameAddr<'_>>, ParseError> {
+        self.name_addr_list(&HeaderName::Path)
+    }
+
     /// The Record-Route set, top first.
     pub fn record_routes(&self) -> Result<Vec<NameAddr<'_>>, ParseError> {
         self.name_addr_list(&HeaderName::RecordRoute)

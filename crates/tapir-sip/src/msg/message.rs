@@ -209,6 +209,7 @@ header_names! {
     Contact => "Contact", b'm';
     Route => "Route";
     RecordRoute => "Record-Route";
+    Path => "Path";
     ContentType => "Content-Type", b'c';
     ContentLength => "Content-Length", b'l';
     ContentEncoding => "Content-Encoding", b'e';

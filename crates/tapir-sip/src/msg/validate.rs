@@ -46,7 +46,10 @@ pub(crate) fn validate_core_headers(message: &Message) -> Result<(), ParseError>
                 NameAddr::parse(value, header.name.static_name())?;
             }
             HeaderName::Contact if value == "*" => {}
-            HeaderName::Contact | HeaderName::Route | HeaderName::RecordRoute => {
+            HeaderName::Contact
+            | HeaderName::Route
+            | HeaderName::RecordRoute
+            | HeaderName::Path => {
                 let name = header.name.static_name();
                 let mut count = 0;
                 for element in split_commas(value) {

@@ -770,3 +770,87 @@ fn register_end_to_end_with_digest() {
     assert_eq!(outcome.response.status_code(), Some(403));
     assert!(!registrar.is_registered("1002", now));
 }
+
+#[test]
+fn a_register_through_proxies_keeps_its_path_and_the_200_echoes_it() {
+    let now = Instant::now();
+    let mut registrar = Registrar::new(RegistrarConfig::default());
+    let outcome = send(
+        &mut registrar,
+        now,
+        &Register {
+            extra: "Path: <sip:edge.example.net;lr;ob>\r\n\
+                    Path: \"core\" <sip:192.0.2.50:5060;lr>, <sip:192.0.2.51;lr>\r\n\
+                    Supported: outbound, path\r\n",
+            ..Register::default()
+        },
+    );
+    assert_eq!(outcome.response.status_code(), Some(200));
+    let path = [
+        "<sip:edge.example.net;lr;ob>",
+        "<sip:192.0.2.50:5060;lr>",
+        "<sip:192.0.2.51;lr>",
+    ];
+    assert_eq!(registrar.contacts("1001", now)[0].path, path);
+    let echoed: Vec<String> = outcome
+        .response
+        .paths()
+        .unwrap()
+        .iter()
+        .map(|p| format!("<{}>{}", p.uri_text, p.params.as_str()))
+        .collect();
+    assert_eq!(echoed, path, "the 200 echoes the Path");
+    // A refresh that came straight from the phone drops the Path.
+    send(
+        &mut registrar,
+        now,
+        &Register {
+            cseq: 2,
+            ..Register::default()
+        },
+    );
+    assert!(registrar.contacts("1001", now)[0].path.is_empty());
+}
+
+#[test]
+fn a_path_is_kept_but_not_echoed_to_a_phone_without_path_support() {
+    let now = Instant::now();
+    let mut registrar = Registrar::new(RegistrarConfig::default());
+    let outcome = send(
+        &mut registrar,
+        now,
+        &Register {
+            extra: "Path: <sip:192.0.2.50;lr>\r\n",
+            ..Register::default()
+        },
+    );
+    assert_eq!(outcome.response.status_code(), Some(200));
+    assert_eq!(outcome.response.header(&HeaderName::Path), None);
+    assert_eq!(
+        registrar.contacts("1001", now)[0].path,
+        ["<sip:192.0.2.50;lr>"]
+    );
+}
+
+#[test]
+fn an_overlong_path_gets_400_and_changes_nothing() {
+    let now = Instant::now();
+    let mut registrar = Registrar::new(RegistrarConfig::default());
+    let many = "Path: <sip:192.0.2.50;lr>\r\n".repeat(MAX_PATH + 1);
+    let outcome = send(
+        &mut registrar,
+        now,
+        &Register {
+            extra: &many,
+            ..Register::default()
+        },
+    );
+    assert_eq!(outcome.response.status_code(), Some(400));
+    assert!(registrar.is_empty());
+    // A Path that does not parse never reaches the registrar: the codec
+    // refuses the message.
+    let text = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK1\r\n\
+                From: <sip:1001@127.0.0.1>;tag=f1\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: p\r\n\
+                CSeq: 1 REGISTER\r\nPath: <sip:192.0.2.50;lr\r\nContent-Length: 0\r\n\r\n";
+    assert!(Message::parse_datagram(Bytes::from(text)).is_err());
+}
