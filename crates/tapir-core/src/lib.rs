@@ -45,6 +45,8 @@ pub use output::{
     AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, LineStateKind, MediaKind,
     MediaPlayState, MediaSource, Output, PromptPlay, ReleaseCause, Reply, Tone,
 };
+#[cfg(any(test, feature = "test-util"))]
+pub use switch::TypedOps;
 pub use switch::{CallSummary, Command, CompletionView, Input, LegEvent, Switch};
 pub use types::{
     BusyMode, CallOrigin, CallReason, CallState, CallStateKind, CallerFilter, CompletionMode,

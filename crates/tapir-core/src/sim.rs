@@ -140,7 +140,17 @@ impl Sim {
         from: &str,
         to: Option<&str>,
     ) -> Result<CallId, crate::TapiError> {
-        self.act(|s, now| s.make_call(now, app, from, to))
+        let cmd = crate::Command::MakeCall {
+            from: from.to_string(),
+            to: to.map(str::to_string),
+        };
+        match self.act(|s, now| s.request(now, app, cmd).1)? {
+            crate::Reply::Call { call } => Ok(call),
+            other => Err(crate::TapiError::new(
+                crate::ErrorCode::OperationFailed,
+                format!("unexpected reply {other:?}"),
+            )),
+        }
     }
 
     /// Feed an input, then let the phones react.

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use tapir_core::TypedOps;
 mod support;
 
 use support::{CONNECTED, Office, office, office_with};

@@ -509,6 +509,7 @@ const FULL_SCAN_MS: u64 = 1000;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapir_core::TypedOps;
     use tapir_core::sim::Sim;
     use tapir_core::{AppConfig, Output, Privilege};
 

@@ -559,6 +559,7 @@ impl Switch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TypedOps;
     use crate::sim::Sim;
     use crate::types::{ForwardMode, Privilege};
     use crate::{AppConfig, SwitchConfig};

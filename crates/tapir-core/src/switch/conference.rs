@@ -9,124 +9,15 @@
 //! `remote`). When only one member is left (and no party is being added) the
 //! conference collapses back into a plain two-party call.
 
-use super::{Command, ConsultPurpose, NewCall, Switch};
+use super::{ConsultPurpose, NewCall, Switch};
 use crate::error::{ErrorCode, TapiError, fail};
-use crate::ids::{AppId, CallId, Timestamp};
-use crate::output::{InfoField, ReleaseCause, Reply};
+use crate::ids::{AppId, CallId};
+use crate::output::{InfoField, ReleaseCause};
 use crate::types::{
     CallOrigin, CallReason, CallState, CallStateKind as K, ConnectedMode, DisconnectMode, Privilege,
 };
 
 impl Switch {
-    /// `lineSetupConference` / `Conference`: turn a connected two-party call
-    /// into a conference. Returns the conference call (`onholdpendconf`) and a
-    /// consultation call at dial tone; the original call becomes
-    /// `conferenced`. `parties` is the most parties the app expects (the
-    /// controller included); more than the switch allows is `conferencefull`.
-    pub fn setup_conference(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        call: CallId,
-        parties: Option<usize>,
-    ) -> Result<(CallId, CallId), TapiError> {
-        match self
-            .request(now, app, Command::SetupConference(call, parties))
-            .1?
-        {
-            Reply::Conference {
-                conference_call,
-                consult_call,
-            } => Ok((conference_call, consult_call)),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `linePrepareAddToConference`: hold a connected conference pending an
-    /// addition and return a new consultation call at dial tone. The other
-    /// parties keep talking to each other meanwhile.
-    pub fn prepare_add_to_conference(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        conference: CallId,
-    ) -> Result<CallId, TapiError> {
-        match self
-            .request(now, app, Command::PrepareAddToConference(conference))
-            .1?
-        {
-            Reply::Consult { consult_call } => Ok(consult_call),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `lineAddToConference` / `Conference`: add a consultation call (or any
-    /// two-party call of the same line) to the conference. The consultation
-    /// call becomes `conferenced`, the conference `connected`. A call still
-    /// ringing may be added; its party joins when it answers.
-    pub fn add_to_conference(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        conference: CallId,
-        consult: CallId,
-    ) -> Result<(), TapiError> {
-        let cmd = Command::AddToConference(conference, consult);
-        match self.request(now, app, cmd).1? {
-            Reply::Done => Ok(()),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `lineRemoveFromConference` / `RemoveFromConference`: remove any member
-    /// (TAPI's `LINEREMOVEFROMCONF_ANY`). The member goes idle and its remote
-    /// party is disconnected; with one member left, the conference collapses
-    /// into a two-party call (conference call idle, last member connected).
-    pub fn remove_from_conference(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        member: CallId,
-    ) -> Result<(), TapiError> {
-        match self
-            .request(now, app, Command::RemoveFromConference(member))
-            .1?
-        {
-            Reply::Done => Ok(()),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `lineGetConfRelatedCalls`: the conference call first, then its members.
-    /// The app receives monitor handles to the ones it did not know (except
-    /// on a secure call, which admits no new monitors).
-    pub fn conf_related_calls(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        call: CallId,
-    ) -> Result<Vec<CallId>, TapiError> {
-        match self.request(now, app, Command::ConfRelatedCalls(call)).1? {
-            Reply::Related { calls } => Ok(calls),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
     pub(crate) fn op_setup_conference(
         &mut self,
         app: AppId,

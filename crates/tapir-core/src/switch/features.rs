@@ -2,11 +2,11 @@
 //! group), forwarding rules, and call completion (camp-on, callback,
 //! intrude, message) with their timers.
 
-use super::{Command, Completion, NewCall, Parked, Pending, Switch, Timer};
+use super::{Completion, NewCall, Parked, Pending, Switch, Timer};
 use crate::config::AppPermission;
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{AppId, CallId, CompletionId, Timestamp};
-use crate::output::{EventBody, ReleaseCause, Reply};
+use crate::output::{EventBody, ReleaseCause};
 use crate::types::{
     BusyMode, CallOrigin, CallReason, CallState, CallStateKind as K, CallerFilter, CompletionMode,
     ConnectedMode, DisconnectMode, ForwardRule, LineKind, OfferingMode, ParkMode, Party,
@@ -15,138 +15,6 @@ use crate::types::{
 use std::sync::Arc;
 
 impl Switch {
-    /// `linePark` / `ParkDirect`, `ParkIndirect`: park the far party of a
-    /// connected call in a park slot (directed: the slot given, which must be
-    /// free; non-directed: the first free slot) and return the slot. This call
-    /// goes idle; the parked party hears music on hold (`connected`,
-    /// mode `activeheld`) until someone unparks it, or until the park time
-    /// runs out and it rings back at this address with reason `reminder`.
-    pub fn park(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        call: CallId,
-        mode: ParkMode,
-    ) -> Result<Arc<str>, TapiError> {
-        match self.request(now, app, Command::Park(call, mode)).1? {
-            Reply::Parked { parked_at } => Ok(parked_at),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `lineUnpark` / `Unpark`: retrieve the call parked in `slot` to
-    /// `address`. Returns the new call (app sole owner, reason `unpark`).
-    pub fn unpark(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        address: &str,
-        slot: &str,
-    ) -> Result<CallId, TapiError> {
-        let cmd = Command::Unpark(address.to_string(), slot.to_string());
-        match self.request(now, app, cmd).1? {
-            Reply::Call { call } => Ok(call),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `linePickup` / `Pickup`: answer at `address` a call ringing elsewhere —
-    /// at one address, or anywhere in a pickup group (the oldest ringing call
-    /// first). Returns the new call (app sole owner, reason `pickup`); the
-    /// ringing call is `disconnected` with mode `pickup`. Secure calls cannot
-    /// be picked up.
-    pub fn pickup(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        address: &str,
-        target: PickupTarget,
-    ) -> Result<CallId, TapiError> {
-        let cmd = Command::Pickup(address.to_string(), target);
-        match self.request(now, app, cmd).1? {
-            Reply::Call { call } => Ok(call),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `lineForward` / `ITAddress::Forward`: replace the forwarding rules of
-    /// an address (an empty list cancels forwarding). A rule without a
-    /// destination is do-not-disturb for its condition. `no_answer_rings` is
-    /// clamped to 1–20. Every app with the line open gets `address.forwarding`.
-    pub fn forward(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        address: &str,
-        rules: Vec<ForwardRule>,
-        no_answer_rings: Option<u32>,
-    ) -> Result<(), TapiError> {
-        let cmd = Command::Forward(address.to_string(), rules, no_answer_rings);
-        match self.request(now, app, cmd).1? {
-            Reply::Done => Ok(()),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `lineCompleteCall`: on a busy (or, for callback and message, ringing)
-    /// call to an address of this switch:
-    /// camp-on keeps the caller waiting with ringback and offers the call
-    /// (reason `campedon`) when the address is free; callback ends this call
-    /// and, when the address is free, rings the caller (reason
-    /// `callcompletion`) and calls the address once the caller answers;
-    /// intrude joins the busy address's two-party call at once; message
-    /// leaves canned message `message_id` for the address. Returns the
-    /// completion id; `completion.done` reports the outcome.
-    pub fn complete_call(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        call: CallId,
-        mode: CompletionMode,
-        message_id: Option<u32>,
-    ) -> Result<CompletionId, TapiError> {
-        let cmd = Command::CompleteCall(call, mode, message_id);
-        match self.request(now, app, cmd).1? {
-            Reply::Completion { completion_id } => Ok(completion_id),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
-    /// `lineUncompleteCall`: cancel a pending camp-on or callback. A camped-on
-    /// caller goes back to busy.
-    pub fn uncomplete_call(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        completion: CompletionId,
-    ) -> Result<(), TapiError> {
-        match self
-            .request(now, app, Command::UncompleteCall(completion))
-            .1?
-        {
-            Reply::Done => Ok(()),
-            other => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-        }
-    }
-
     // ------------------------------------------------------------------
     // Park
     // ------------------------------------------------------------------

@@ -4,10 +4,10 @@
 //! plane, and the party's digits reported on the route point's call
 //! (`LINE_MONITORDIGITS` there).
 
-use super::{Command, Switch};
+use super::Switch;
 use crate::error::{ErrorCode, TapiError, fail};
-use crate::ids::{AppId, CallId, Timestamp};
-use crate::output::{EventBody, MediaKind, MediaPlayState, PromptPlay, Reply};
+use crate::ids::{AppId, CallId};
+use crate::output::{EventBody, MediaKind, MediaPlayState, PromptPlay};
 use crate::types::{CallStateKind as K, LineKind};
 
 /// Longest prompt name accepted.
@@ -24,43 +24,6 @@ pub fn valid_prompt_name(name: &str) -> bool {
 }
 
 impl Switch {
-    /// Play prompt `name` to the party connected to route point call `call`
-    /// (instead of the silence it hears otherwise); `looping` repeats it
-    /// until stopped, else a `call.media` `done` event follows its end. A
-    /// prompt already playing is replaced (`call.media` `stopped`). Fails
-    /// with `operationunavail` on a call tapir does not terminate (a phone's
-    /// or a trunk's), `invalparam` for a malformed name, `invalcallstate`
-    /// unless the call is connected.
-    pub fn play_prompt(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        call: CallId,
-        name: &str,
-        looping: bool,
-    ) -> Result<(), TapiError> {
-        let cmd = Command::PlayPrompt(call, name.to_string(), looping);
-        self.request(now, app, cmd).1.map(|_| ())
-    }
-
-    /// Stop the prompt playing on route point call `call` (`call.media`
-    /// `stopped`); nothing playing is not an error.
-    pub fn stop_media(
-        &mut self,
-        now: Timestamp,
-        app: AppId,
-        call: CallId,
-    ) -> Result<(), TapiError> {
-        match self.request(now, app, Command::StopMedia(call)).1 {
-            Ok(Reply::Done) => Ok(()),
-            Ok(other) => fail(
-                ErrorCode::OperationFailed,
-                format!("unexpected reply {other:?}"),
-            ),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The prompt playing on a call, if any.
     pub fn prompt_of(&self, call: CallId) -> Option<&PromptPlay> {
         self.call(call).and_then(|c| c.prompt.as_ref())

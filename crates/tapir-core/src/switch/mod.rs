@@ -15,6 +15,8 @@ mod ops;
 mod rights;
 mod route;
 mod signal;
+#[cfg(any(test, feature = "test-util"))]
+mod typed;
 
 use crate::config::{AppConfig, LineConfig, SwitchConfig};
 use crate::error::{ErrorCode, TapiError, fail};
@@ -32,6 +34,8 @@ use std::sync::Arc;
 
 pub use admin::{CallSummary, CompletionView};
 pub use signal::LegEvent;
+#[cfg(any(test, feature = "test-util"))]
+pub use typed::TypedOps;
 
 /// One input to the switch.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,72 +84,178 @@ pub enum Input {
 /// An application's request: one variant per TAPI operation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    /// [`Switch::make_call`].
+    /// `lineMakeCall` / `ITAddress::CreateCall` + `Connect`: place a call from
+    /// `from` (an address on a line the app has open) to `to`, or with no
+    /// destination get dial tone. The app becomes the call's sole owner.
+    ///
+    /// From a phone line this is third-party call control: tapir first rings
+    /// (or, with auto-answer, silently connects) the phone, and only when it
+    /// answers calls the destination. From a route point tapir itself calls.
+    /// Destinations are checked before anything happens (`invaladdress`);
+    /// busy and unanswered destinations show up later as call states.
     MakeCall {
         /// Calling address.
         from: String,
         /// Destination, or none for dial tone.
         to: Option<String>,
     },
-    /// [`Switch::answer`].
+    /// `lineAnswer` / `Answer`: answer an offering or accepted call. On a route
+    /// point tapir answers at once; a phone must support remote answer
+    /// (`operationunavail` otherwise) and the call connects when it does.
     Answer(CallId),
-    /// [`Switch::accept`].
+    /// `lineAccept`: claim an offering call (state `accepted`); stops the
+    /// no-answer forwarding timer, so the call keeps ringing here.
     Accept(CallId),
-    /// [`Switch::dial`].
+    /// `lineDial` / `Dial`: on a call at dial tone or dialing, add digits (a
+    /// trailing `;` means more will follow) and route the number when
+    /// complete; on a connected call the digits are sent as DTMF.
     Dial(CallId, String),
-    /// [`Switch::drop_call`].
+    /// `lineDrop` / `Disconnect`: end the call (reject it when offering). The
+    /// call goes idle; the far party sees `disconnected`. Dropping a
+    /// consultation call reconnects the call it consulted for (TAPI's
+    /// auto-reconnect); dropping a conference call ends every member.
     Drop(CallId),
-    /// [`Switch::deallocate_call`].
+    /// `lineDeallocateCall`: give up the app's handle, in any call state (TAPI
+    /// 2.0 and later, even for the sole owner). The physical call is
+    /// unaffected and may become ownerless; a live route-point call that no
+    /// application has a handle to any more is dropped, since nobody else
+    /// could end it.
     Deallocate(CallId),
-    /// [`Switch::hold`].
+    /// `lineHold` / `Hold(TRUE)`: put a connected call on hold; the far party
+    /// hears music on hold. Holding a held call succeeds and changes nothing
+    /// (tapir's choice: hold never toggles, and there is one hold state
+    /// whether the phone's key or an app held the call).
     Hold(CallId),
-    /// [`Switch::unhold`].
+    /// `lineUnhold` / `Hold(FALSE)`: retrieve a held call. Retrieving a call
+    /// held for a transfer or a conference abandons the consultation call.
+    /// Unholding a call that is already talking succeeds and changes nothing.
     Unhold(CallId),
-    /// [`Switch::swap_hold`] (active, held).
+    /// `lineSwapHold` / `SwapHold`: swap the active call and a held one. Between
+    /// a consultation call and the call held for its transfer, the roles swap
+    /// too, so `complete_transfer` works from either side.
+    ///
+    /// Its fields: active, held.
     SwapHold(CallId, CallId),
-    /// [`Switch::blind_transfer`].
+    /// `lineBlindTransfer` / `BlindTransfer`: send the far party of a connected
+    /// (or held) call to `to`; this call goes idle and the destination sees
+    /// reason `transfer`.
     BlindTransfer(CallId, String),
-    /// [`Switch::setup_transfer`].
+    /// `lineSetupTransfer`: hold a connected call pending transfer and return a
+    /// new consultation call at dial tone (app sole owner).
     SetupTransfer(CallId),
-    /// [`Switch::complete_transfer`] (call, consultation call, mode).
+    /// `lineCompleteTransfer`: in transfer mode join the two far parties (both
+    /// calls go idle); in conference mode make a three-way conference and
+    /// return the new conference call.
+    ///
+    /// Its fields: call, consultation call, mode.
     CompleteTransfer(CallId, CallId, TransferMode),
-    /// [`Switch::finish`] on a consultation call.
+    /// 3.x `Finish` on a consultation call: complete its transfer, or add it
+    /// to its conference.
+    ///
+    /// Its fields: the consultation call, mode.
     Finish(CallId, TransferMode),
-    /// [`Switch::setup_conference`] (call, parties).
+    /// `lineSetupConference` / `Conference`: turn a connected two-party call
+    /// into a conference. Returns the conference call (`onholdpendconf`) and a
+    /// consultation call at dial tone; the original call becomes
+    /// `conferenced`. `parties` is the most parties the app expects (the
+    /// controller included); more than the switch allows is `conferencefull`.
+    ///
+    /// Its fields: call, parties.
     SetupConference(CallId, Option<usize>),
-    /// [`Switch::prepare_add_to_conference`].
+    /// `linePrepareAddToConference`: hold a connected conference pending an
+    /// addition and return a new consultation call at dial tone. The other
+    /// parties keep talking to each other meanwhile.
     PrepareAddToConference(CallId),
-    /// [`Switch::add_to_conference`] (conference, consultation call).
+    /// `lineAddToConference` / `Conference`: add a consultation call (or any
+    /// two-party call of the same line) to the conference. The consultation
+    /// call becomes `conferenced`, the conference `connected`. A call still
+    /// ringing may be added; its party joins when it answers.
+    ///
+    /// Its fields: conference, consultation call.
     AddToConference(CallId, CallId),
-    /// [`Switch::remove_from_conference`].
+    /// `lineRemoveFromConference` / `RemoveFromConference`: remove any member
+    /// (TAPI's `LINEREMOVEFROMCONF_ANY`). The member goes idle and its remote
+    /// party is disconnected; with one member left, the conference collapses
+    /// into a two-party call (conference call idle, last member connected).
     RemoveFromConference(CallId),
-    /// [`Switch::conf_related_calls`].
+    /// `lineGetConfRelatedCalls`: the conference call first, then its members.
+    /// The app receives monitor handles to the ones it did not know (except
+    /// on a secure call, which admits no new monitors).
     ConfRelatedCalls(CallId),
-    /// [`Switch::redirect`].
+    /// `lineRedirect`: send an offering call elsewhere before it is answered;
+    /// it goes idle here. While the caller's own INVITE is unanswered (a
+    /// phone or a carrier called in) the caller gets a 302 to `to` and calls
+    /// again; otherwise tapir re-targets the caller's call, which arrives at
+    /// `to` with reason `redirect`.
     Redirect(CallId, String),
-    /// [`Switch::park`].
+    /// `linePark` / `ParkDirect`, `ParkIndirect`: park the far party of a
+    /// connected call in a park slot (directed: the slot given, which must be
+    /// free; non-directed: the first free slot) and return the slot. This call
+    /// goes idle; the parked party hears music on hold (`connected`,
+    /// mode `activeheld`) until someone unparks it, or until the park time
+    /// runs out and it rings back at this address with reason `reminder`.
     Park(CallId, ParkMode),
-    /// [`Switch::unpark`] (address, park slot).
+    /// `lineUnpark` / `Unpark`: retrieve the call parked in `slot` to
+    /// `address`. Returns the new call (app sole owner, reason `unpark`).
+    ///
+    /// Its fields: address, park slot.
     Unpark(String, String),
-    /// [`Switch::pickup`] (address, target).
+    /// `linePickup` / `Pickup`: answer at `address` a call ringing elsewhere —
+    /// at one address, or anywhere in a pickup group (the oldest ringing call
+    /// first). Returns the new call (app sole owner, reason `pickup`); the
+    /// ringing call is `disconnected` with mode `pickup`. Secure calls cannot
+    /// be picked up.
+    ///
+    /// Its fields: address, target.
     Pickup(String, PickupTarget),
-    /// [`Switch::forward`] (address, rules, no-answer rings).
+    /// `lineForward` / `ITAddress::Forward`: replace the forwarding rules of
+    /// an address (an empty list cancels forwarding). A rule without a
+    /// destination is do-not-disturb for its condition. `no_answer_rings` is
+    /// clamped to 1–20. Every app with the line open gets `address.forwarding`.
+    ///
+    /// Its fields: address, rules, no-answer rings.
     Forward(String, Vec<ForwardRule>, Option<u32>),
-    /// [`Switch::complete_call`] (call, mode, message id).
+    /// `lineCompleteCall`: on a busy (or, for callback and message, ringing)
+    /// call to an address of this switch:
+    /// camp-on keeps the caller waiting with ringback and offers the call
+    /// (reason `campedon`) when the address is free; callback ends this call
+    /// and, when the address is free, rings the caller (reason
+    /// `callcompletion`) and calls the address once the caller answers;
+    /// intrude joins the busy address's two-party call at once; message
+    /// leaves canned message `message_id` for the address. Returns the
+    /// completion id; `completion.done` reports the outcome.
+    ///
+    /// Its fields: call, mode, message id.
     CompleteCall(CallId, CompletionMode, Option<u32>),
-    /// [`Switch::uncomplete_call`].
+    /// `lineUncompleteCall`: cancel a pending camp-on or callback. A camped-on
+    /// caller goes back to busy.
     UncompleteCall(CompletionId),
-    /// [`Switch::secure_call`].
+    /// `lineSecureCall`: protect the call from interruptions for the rest of
+    /// its life: no call waiting (the address reads busy), no intrusion, no
+    /// pickup, no new monitor handles; encrypted media where the legs allow.
     SecureCall(CallId),
-    /// [`Switch::handoff`].
+    /// `lineHandoff` / `HandoffDirect` / `HandoffIndirect`: make another app an
+    /// owner. The requesting app keeps its own privilege.
     Handoff(CallId, HandoffTarget),
-    /// [`Switch::generate_digits`].
+    /// `lineGenerateDigits` / `GenerateDigits`: send DTMF in-band to the far
+    /// parties of a connected call. Characters that are not digits are
+    /// skipped, as TAPI says.
     GenerateDigits(CallId, String),
-    /// [`Switch::set_call_privilege`].
+    /// `lineSetCallPrivilege`: become owner or monitor of a call the app has a
+    /// handle to. The sole owner of a live call cannot step down.
     SetCallPrivilege(CallId, Privilege),
-    /// [`Switch::play_prompt`] (route point call, prompt name, loop).
+    /// Play prompt `name` to the party connected to route point call `call`
+    /// (instead of the silence it hears otherwise); `looping` repeats it
+    /// until stopped, else a `call.media` `done` event follows its end. A
+    /// prompt already playing is replaced (`call.media` `stopped`). Fails
+    /// with `operationunavail` on a call tapir does not terminate (a phone's
+    /// or a trunk's), `invalparam` for a malformed name, `invalcallstate`
+    /// unless the call is connected.
+    ///
+    /// Its fields: route point call, prompt name, loop.
     PlayPrompt(CallId, String, bool),
-    /// [`Switch::stop_media`].
+    /// Stop the prompt playing on route point call `call` (`call.media`
+    /// `stopped`); nothing playing is not an error.
     StopMedia(CallId),
 }
 

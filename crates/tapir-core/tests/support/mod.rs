@@ -5,6 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use tapir_core::TypedOps;
 use tapir_core::sim::{Behaviour, Sim};
 use tapir_core::{
     AppConfig, AppId, CallId, CallReason, CallState, CallStateKind, ConnectedMode, Effect,
