@@ -47,7 +47,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tapir_core::{AppId, Switch, SwitchConfig};
-use tapir_translate::{Location, TranslateCaps};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -140,29 +139,6 @@ fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .clone()
 }
 
-/// The translation caps of a configuration: its `[translate]` section, or a
-/// single location `default` (country 1, area 425) when it has none.
-fn translate_caps(config: &Config) -> Result<TranslateCaps, ConfigError> {
-    let caps = match &config.translate {
-        Some(t) => TranslateCaps {
-            current: t.current.clone(),
-            locations: t.locations.clone(),
-            cards: t.cards.clone(),
-        },
-        None => TranslateCaps {
-            current: "default".into(),
-            locations: vec![Location {
-                name: "Default".into(),
-                ..Location::new("default", 1, "425")
-            }],
-            cards: Vec::new(),
-        },
-    };
-    caps.validate()
-        .map_err(|e| ConfigError::Invalid(format!("[translate]: {e}")))?;
-    Ok(caps)
-}
-
 /// Open the store of `config` (seeding it at first start), build the switch
 /// from what the store holds, restore forwarding, callback requests and the
 /// event journal, and start the switch task, the store writer, SIP and the
@@ -178,7 +154,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|e| ConfigError::Io(format!("store {}: {e}", redact(&url))))?;
     let loaded = persist::load(&store, config).await?;
     let config = loaded.config;
-    let translate = translate_caps(&config)?;
+    let translate = provisioning::translate_caps(&config)?;
     let mut sw_cfg = SwitchConfig {
         park_slots: config.park.slot_list()?,
         emergency_numbers: config.emergency.number_list()?,

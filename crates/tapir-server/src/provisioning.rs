@@ -6,10 +6,10 @@
 //! directory the B2BUA reads (phones' credentials, trunk bindings), and
 //! every change to any of it: the switch's part goes in through the loop
 //! ([`SwitchHandle::with`]), the durable part into the store. Start-up
-//! builds it from the configuration ([`Provisioning::stage`], then
-//! [`Staged::start`] once the loop runs); the `/v1/admin/*` handlers, the
-//! location and card endpoints and the forwarding an app sets call it, and
-//! only translate between HTTP and it.
+//! builds it from the configuration ([`translate_caps`],
+//! [`Provisioning::stage`], then [`Staged::start`] once the loop runs); the
+//! `/v1/admin/*` handlers, the location and card endpoints and the
+//! forwarding an app sets call it, and only translate between HTTP and it.
 //!
 //! **Which goes first, the switch or the store.** The switch runs in the
 //! loop, and only there can a change be judged (an address in use, a line
@@ -175,6 +175,29 @@ impl Books {
         self.trunk_table
             .replace(crate::sip::trunk_bindings(trunks, &lines).await);
     }
+}
+
+/// The translation caps of a configuration: its `[translate]` section, or a
+/// single location `default` (country 1, area 425) when it has none.
+pub fn translate_caps(config: &Config) -> Result<TranslateCaps, crate::ConfigError> {
+    let caps = match &config.translate {
+        Some(t) => TranslateCaps {
+            current: t.current.clone(),
+            locations: t.locations.clone(),
+            cards: t.cards.clone(),
+        },
+        None => TranslateCaps {
+            current: "default".into(),
+            locations: vec![Location {
+                name: "Default".into(),
+                ..Location::new("default", 1, "425")
+            }],
+            cards: Vec::new(),
+        },
+    };
+    caps.validate()
+        .map_err(|e| crate::ConfigError::Invalid(format!("[translate]: {e}")))?;
+    Ok(caps)
 }
 
 /// The provisioning of a start, applied to the switch before the loop
