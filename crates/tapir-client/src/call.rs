@@ -6,7 +6,7 @@
 
 use crate::wire::{
     CallInfo, CallState, CompletionMode, CompletionResponse, ConferenceResponse, ConsultResponse,
-    HandoffTarget, ParkResponse, Privilege, RelatedResponse, TransferMode,
+    HandoffTarget, MediaMode, ParkResponse, Privilege, RelatedResponse, TransferMode,
 };
 use crate::{Answer, Client, ClientError, Result};
 use reqwest::Method;
@@ -295,6 +295,13 @@ impl Call {
     pub async fn handoff(&mut self, target: &HandoffTarget) -> Result<()> {
         let body = serde_json::to_value(target).map_err(|e| ClientError::Invalid(e.to_string()))?;
         self.op("handoff", body).await
+    }
+
+    /// `lineSetMediaMode`: set the call's media mode (in any call state; the
+    /// app must own the call). Every app with a handle gets `call.info`.
+    pub async fn set_media_mode(&mut self, media_mode: MediaMode) -> Result<()> {
+        self.op("media-mode", json!({ "media_mode": media_mode }))
+            .await
     }
 
     /// `lineGenerateDigits` / `GenerateDigits`: DTMF on the call.

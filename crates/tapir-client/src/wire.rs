@@ -264,6 +264,13 @@ pub struct CallInfo {
     /// How many apps monitor the call.
     #[serde(default)]
     pub num_monitors: usize,
+    /// The call's media mode (`LINECALLINFO`'s `dwMediaMode`).
+    #[serde(default = "unknown_media")]
+    pub media_mode: MediaMode,
+}
+
+fn unknown_media() -> MediaMode {
+    MediaMode::Unknown
 }
 
 /// `GET /v1/calls`: every call of this app and the event `seq` it matches.

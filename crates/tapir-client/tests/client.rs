@@ -446,6 +446,13 @@ async fn park_unpark_pickup_forward_swap_and_handoff() {
     assert!(e.code().is_some(), "{e}");
     h1.set_privilege(Privilege::Owner).await.unwrap();
     assert_eq!(h1.info().privilege, Privilege::Owner);
+    // lineSetMediaMode: the call object carries the media mode, and a
+    // handoff by media mode does not change it.
+    assert_eq!(h1.info().media_mode, MediaMode::InteractiveVoice);
+    h1.set_media_mode(MediaMode::G3Fax).await.unwrap();
+    assert_eq!(h1.info().media_mode, MediaMode::G3Fax);
+    h1.refresh().await.unwrap();
+    assert_eq!(h1.info().media_mode, MediaMode::G3Fax);
     // The only owner may not step down to monitor.
     let e = h1.set_privilege(Privilege::Monitor).await.unwrap_err();
     assert_eq!((e.status(), code(&e)), (Some(409), "invalcallstate"), "{e}");

@@ -4,7 +4,8 @@
 use crate::error::TapiError;
 use crate::ids::{AppId, BridgeId, CallId, CompletionId, LegId, LineId, RequestId, Timestamp};
 use crate::types::{
-    CallOrigin, CallReason, CallStateKind, CompletionMode, ForwardRule, Party, Privilege, StateMode,
+    CallOrigin, CallReason, CallStateKind, CompletionMode, ForwardRule, MediaMode, Party,
+    Privilege, StateMode,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -285,6 +286,9 @@ pub enum InfoField {
     CompletionId,
     /// The related calls (conference membership).
     Related,
+    /// The call's media mode (`LINECALLINFOSTATE_MEDIAMODE`).
+    #[serde(rename = "mediamode")]
+    MediaMode,
 }
 
 /// What an event says.
@@ -522,4 +526,6 @@ pub struct CallInfo {
     pub num_owners: usize,
     /// How many apps monitor the call.
     pub num_monitors: usize,
+    /// The call's media mode (`dwMediaMode`), changed by `lineSetMediaMode`.
+    pub media_mode: MediaMode,
 }

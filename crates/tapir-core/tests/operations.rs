@@ -1322,12 +1322,142 @@ fn handoff_preconditions() {
             HandoffTarget::MediaMode(MediaMode::InteractiveVoice),
         )
     });
-    o.rejected(crm, ErrorCode::InvalMediaMode, |s, now| {
+    // Nobody handles unknown media on 2000 yet (see
+    // `handoff_to_unknown_reaches_the_app_that_handles_unknown_media`).
+    o.rejected(crm, ErrorCode::TargetNotFound, |s, now| {
         s.handoff(now, crm, b, HandoffTarget::MediaMode(MediaMode::Unknown))
     });
     o.rejected(mon, ErrorCode::NotOwner, |s, now| {
         s.handoff(now, mon, b, HandoffTarget::App("crm".into()))
     });
+}
+
+/// lineHandoff: "If LINEMEDIAMODE_UNKNOWN is specified, the target
+/// application is the one that handles calls of unknown media mode" —
+/// media-probing apps depend on it.
+#[test]
+fn handoff_to_unknown_reaches_the_app_that_handles_unknown_media() {
+    let mut o = office();
+    let crm = o.crm;
+    let probe = o.sim.switch.register_app(AppConfig::named("probe"));
+    let line = o.sim.switch.line_of("2000").unwrap();
+    o.sim
+        .switch
+        .open_line(probe, line, &[Privilege::Owner], &[MediaMode::Unknown])
+        .unwrap();
+    let (_a, b) = o.ring("1001", "2000");
+    o.ok(crm, |s, now| {
+        s.handoff(now, crm, b, HandoffTarget::MediaMode(MediaMode::Unknown))
+    });
+    o.announced(probe, b, Privilege::Owner, CallReason::Direct);
+    // The call's media mode did not change.
+    assert_eq!(
+        o.sim.switch.call_info(crm, b).unwrap().media_mode,
+        MediaMode::InteractiveVoice
+    );
+    // The last owner handing off to itself for unknown is told so.
+    o.ok(crm, |s, now| {
+        s.set_call_privilege(now, crm, b, Privilege::Monitor)
+    });
+    o.rejected(probe, ErrorCode::TargetSelf, |s, now| {
+        s.handoff(now, probe, b, HandoffTarget::MediaMode(MediaMode::Unknown))
+    });
+}
+
+/// lineHandoff "does not change the call's media mode": lineSetMediaMode
+/// does that.
+#[test]
+fn handoff_by_media_mode_keeps_the_call_media_mode() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let fax = o.sim.switch.register_app(AppConfig::named("fax"));
+    let line = o.sim.switch.line_of("2000").unwrap();
+    o.sim
+        .switch
+        .open_line(fax, line, &[Privilege::Owner], &[MediaMode::G3Fax])
+        .unwrap();
+    let (_a, b) = o.ring("1001", "2000");
+    o.ok(crm, |s, now| {
+        s.handoff(now, crm, b, HandoffTarget::MediaMode(MediaMode::G3Fax))
+    });
+    for app in [crm, mon, fax] {
+        assert_eq!(
+            o.sim.switch.call_info(app, b).unwrap().media_mode,
+            MediaMode::InteractiveVoice
+        );
+        assert!(!o.sim.events_for(app).iter().any(|e| matches!(
+            e,
+            EventBody::CallInfo { changed, .. } if changed.contains(&InfoField::MediaMode)
+        )));
+    }
+}
+
+/// lineHandoff: any call state, idle included (`invalcallstate` is not
+/// among its errors).
+#[test]
+fn handoff_of_an_idle_call() {
+    let mut o = office();
+    let crm = o.crm;
+    let ivr = o.sim.switch.register_app(AppConfig::named("ivr"));
+    let line = o.sim.switch.line_of("2000").unwrap();
+    o.sim
+        .switch
+        .open_line(ivr, line, &[Privilege::Owner], &[MediaMode::AutomatedVoice])
+        .unwrap();
+    let (_a, b) = o.ring("1001", "2000");
+    o.ok(crm, |s, now| s.drop_call(now, crm, b));
+    o.expect(b, CallState::Idle);
+    o.ok(crm, |s, now| {
+        s.handoff(now, crm, b, HandoffTarget::App("ivr".into()))
+    });
+    let info = o.sim.switch.call_info(ivr, b).unwrap();
+    assert_eq!(info.privilege, Privilege::Owner);
+    assert_eq!(info.num_owners, 2);
+    o.consistent();
+}
+
+/// lineSetMediaMode: "The application must be an owner of the call. The
+/// call state of hCall can be any state." The new mode is in the call's
+/// info, and every app with a handle gets `call.info` `mediamode`.
+#[test]
+fn set_media_mode_changes_the_call_info_and_tells_every_handle() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (_a, b) = o.ring("1001", "2000");
+    assert_eq!(
+        o.sim.switch.call_info(crm, b).unwrap().media_mode,
+        MediaMode::InteractiveVoice
+    );
+    o.ok(crm, |s, now| {
+        s.set_media_mode(now, crm, b, MediaMode::G3Fax)
+    });
+    for app in [crm, mon] {
+        assert!(o.sim.events_for(app).iter().any(|e| matches!(
+            e,
+            EventBody::CallInfo { call, changed } if *call == b && changed == &[InfoField::MediaMode]
+        )));
+        assert_eq!(
+            o.sim.switch.call_info(app, b).unwrap().media_mode,
+            MediaMode::G3Fax
+        );
+    }
+    // Setting the same mode again changes nothing and tells nobody.
+    o.ok(crm, |s, now| {
+        s.set_media_mode(now, crm, b, MediaMode::G3Fax)
+    });
+    assert_eq!(o.sim.events_for(mon).len(), 0);
+    o.rejected(mon, ErrorCode::NotOwner, |s, now| {
+        s.set_media_mode(now, mon, b, MediaMode::Tdd)
+    });
+    // Any state, idle included.
+    o.ok(crm, |s, now| s.drop_call(now, crm, b));
+    o.ok(crm, |s, now| {
+        s.set_media_mode(now, crm, b, MediaMode::Unknown)
+    });
+    assert_eq!(
+        o.sim.switch.call_info(crm, b).unwrap().media_mode,
+        MediaMode::Unknown
+    );
 }
 
 // ----------------------------------------------------------------------

@@ -119,6 +119,10 @@ pub struct CallObject {
     pub num_owners: usize,
     /// How many apps monitor the call.
     pub num_monitors: usize,
+    /// The call's media mode (`interactivevoice`, `g3fax`, `unknown`, …),
+    /// changed by `POST /v1/calls/{call}/media-mode`.
+    #[schema(value_type = String, example = "interactivevoice")]
+    pub media_mode: tapir_core::MediaMode,
 }
 
 impl From<&CallInfo> for CallObject {
@@ -143,6 +147,7 @@ impl From<&CallInfo> for CallObject {
             completion: c.completion.map(|x| x.to_string()),
             num_owners: c.num_owners,
             num_monitors: c.num_monitors,
+            media_mode: c.media_mode,
         }
     }
 }

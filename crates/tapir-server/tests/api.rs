@@ -719,6 +719,7 @@ async fn openapi_lists_every_path() {
         ("/v1/completions/{id}", "delete"),
         ("/v1/calls/{call}/secure", "post"),
         ("/v1/calls/{call}/handoff", "post"),
+        ("/v1/calls/{call}/media-mode", "post"),
         ("/v1/calls/{call}/digits", "post"),
         ("/v1/calls/{call}/privilege", "post"),
         ("/v1/calls/{call}/play", "post"),
@@ -750,7 +751,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        54,
+        55,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

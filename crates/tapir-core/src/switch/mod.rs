@@ -235,8 +235,16 @@ pub enum Command {
     /// pickup, no new monitor handles; encrypted media where the legs allow.
     SecureCall(CallId),
     /// `lineHandoff` / `HandoffDirect` / `HandoffIndirect`: make another app an
-    /// owner. The requesting app keeps its own privilege.
+    /// owner, in any call state. The requesting app keeps its own privilege,
+    /// and the call keeps its media mode (`SetMediaMode` changes that). By
+    /// media mode, `unknown` names the app that handles calls of unknown
+    /// media mode.
     Handoff(CallId, HandoffTarget),
+    /// `lineSetMediaMode`: set the call's media mode (its `media_mode` in the
+    /// call's info); every app with a handle gets `call.info` `mediamode`.
+    /// Any call state; the app must own the call ("The call state of hCall
+    /// can be any state").
+    SetMediaMode(CallId, MediaMode),
     /// `lineGenerateDigits` / `GenerateDigits`: send DTMF in-band to the far
     /// parties of a connected call. Characters that are not digits are
     /// skipped, as TAPI says.
@@ -294,6 +302,7 @@ impl Command {
             UncompleteCall(_) => "lineUncompleteCall",
             SecureCall(_) => "lineSecureCall",
             Handoff(..) => "lineHandoff",
+            SetMediaMode(..) => "lineSetMediaMode",
             GenerateDigits(..) => "lineGenerateDigits",
             SetCallPrivilege(..) => "lineSetCallPrivilege",
             PlayPrompt(..) => "PlayPrompt",
@@ -334,6 +343,7 @@ impl Command {
             UncompleteCall(_) => "uncompletecall",
             SecureCall(_) => "securecall",
             Handoff(..) => "handoff",
+            SetMediaMode(..) => "setmediamode",
             GenerateDigits(..) => "generatedigits",
             SetCallPrivilege(..) => "setcallprivilege",
             PlayPrompt(..) => "play",
@@ -817,6 +827,7 @@ impl Switch {
             UncompleteCall(id) => self.op_uncomplete_call(app, id).map(|_| Reply::Done),
             SecureCall(c) => self.op_secure_call(app, c).map(|_| Reply::Done),
             Handoff(c, target) => self.op_handoff(app, c, target).map(|_| Reply::Done),
+            SetMediaMode(c, mode) => self.op_set_media_mode(app, c, mode).map(|_| Reply::Done),
             GenerateDigits(c, d) => self.op_generate_digits(app, c, &d).map(|_| Reply::Done),
             SetCallPrivilege(c, p) => self.op_set_call_privilege(app, c, p).map(|_| Reply::Done),
             PlayPrompt(c, name, looping) => self
@@ -1668,6 +1679,7 @@ impl Switch {
                 .iter()
                 .filter(|(_, p)| *p == Privilege::Monitor)
                 .count(),
+            media_mode: c.media_mode,
         })
     }
 

@@ -910,13 +910,8 @@ impl Switch {
         call: CallId,
         target: HandoffTarget,
     ) -> Result<(), TapiError> {
+        // Any call state, idle included: lineHandoff has no invalcallstate.
         let line = self.owned(app, call)?.line;
-        if self.state(call).is_idle() {
-            return fail(
-                ErrorCode::InvalCallState,
-                format!("{call} is idle: nothing to hand off"),
-            );
-        }
         let target_app = match &target {
             HandoffTarget::App(name) => {
                 let found = self.app_named(name).filter(|a| {
@@ -933,12 +928,9 @@ impl Switch {
                 })?
             }
             HandoffTarget::MediaMode(mode) => {
-                if *mode == MediaMode::Unknown {
-                    return fail(
-                        ErrorCode::InvalMediaMode,
-                        "handoff by media mode needs a definite mode, not unknown",
-                    );
-                }
+                // `unknown` is a target like any other: "the target
+                // application is the one that handles calls of unknown
+                // media mode" (media-probing apps hand off to it).
                 let found = self.owner_app_for(line, *mode).ok_or_else(|| {
                     TapiError::new(
                         ErrorCode::TargetNotFound,
@@ -954,12 +946,27 @@ impl Switch {
                 found
             }
         };
-        if let HandoffTarget::MediaMode(mode) = target
-            && let Some(c) = self.call_mut(call)
-        {
+        // The call's media mode is unchanged: lineSetMediaMode changes it.
+        self.grant(target_app, call, Privilege::Owner);
+        Ok(())
+    }
+
+    pub(crate) fn op_set_media_mode(
+        &mut self,
+        app: AppId,
+        call: CallId,
+        mode: MediaMode,
+    ) -> Result<(), TapiError> {
+        // "The application must be an owner of the call. The call state of
+        // hCall can be any state."
+        self.owned(app, call)?;
+        if self.call(call).is_some_and(|c| c.media_mode == mode) {
+            return Ok(());
+        }
+        if let Some(c) = self.call_mut(call) {
             c.media_mode = mode;
         }
-        self.grant(target_app, call, Privilege::Owner);
+        self.info_changed(call, &[InfoField::MediaMode]);
         Ok(())
     }
 

@@ -9,7 +9,8 @@ use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{AppId, CallId, CompletionId, Timestamp};
 use crate::output::Reply;
 use crate::types::{
-    CompletionMode, ForwardRule, HandoffTarget, ParkMode, PickupTarget, Privilege, TransferMode,
+    CompletionMode, ForwardRule, HandoffTarget, MediaMode, ParkMode, PickupTarget, Privilege,
+    TransferMode,
 };
 use std::sync::Arc;
 
@@ -193,6 +194,18 @@ pub trait TypedOps {
         target: HandoffTarget,
     ) -> Result<(), TapiError> {
         let cmd = Command::Handoff(call, target);
+        expect_reply!(self.switch_mut().request(now, app, cmd).1, Reply::Done => ())
+    }
+
+    /// [`Command::SetMediaMode`] through [`Switch::request`], its reply unwrapped.
+    fn set_media_mode(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        call: CallId,
+        mode: MediaMode,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::SetMediaMode(call, mode);
         expect_reply!(self.switch_mut().request(now, app, cmd).1, Reply::Done => ())
     }
 

@@ -197,6 +197,26 @@ pub enum CallCmd {
         #[arg(value_parser = ["owner", "monitor"])]
         privilege: String,
     },
+    /// Set a call's media mode (lineSetMediaMode).
+    MediaMode {
+        /// Call id.
+        call: String,
+        /// `interactivevoice`, `automatedvoice`, `datamodem`, `g3fax`,
+        /// `tdd`, `video` or `unknown`.
+        media_mode: String,
+    },
+}
+
+/// A media mode named on the command line (`unknown` included; the client's
+/// enum reads any other name it does not know as unknown, so that is checked
+/// here).
+fn media_mode_of(text: &str) -> Result<MediaMode, CliError> {
+    match enum_of::<MediaMode>(text)? {
+        MediaMode::Unknown if text != "unknown" => {
+            Err(CliError::Usage(format!("{text:?} is not a media mode")))
+        }
+        m => Ok(m),
+    }
 }
 
 fn party(p: &tapir_client::wire::PartyInfo) -> String {
@@ -433,12 +453,9 @@ pub async fn run(client: &Client, op: CallCmd) -> Result<Output, CliError> {
         } => {
             let target = match (app, media_mode) {
                 (Some(a), _) => HandoffTarget::App(a),
-                (None, Some(m)) => match enum_of::<MediaMode>(&m)? {
-                    MediaMode::Unknown => {
-                        return Err(CliError::Usage(format!("{m:?} is not a media mode")));
-                    }
-                    m => HandoffTarget::MediaMode(m),
-                },
+                // `unknown` is a target too: the app that handles calls of
+                // unknown media mode.
+                (None, Some(m)) => HandoffTarget::MediaMode(media_mode_of(&m)?),
                 (None, None) => return Err(CliError::Usage("give --app or --media-mode".into())),
             };
             let mut c = client.call(&call).await?;
@@ -449,6 +466,12 @@ pub async fn run(client: &Client, op: CallCmd) -> Result<Output, CliError> {
             let mut c = client.call(&call).await?;
             c.generate_digits(&digits).await?;
             after(&c, "sent digits")
+        }
+        C::MediaMode { call, media_mode } => {
+            let m = media_mode_of(&media_mode)?;
+            let mut c = client.call(&call).await?;
+            c.set_media_mode(m).await?;
+            after(&c, "media mode set")
         }
         C::Privilege { call, privilege } => {
             let p: Privilege = enum_of(&privilege)?;

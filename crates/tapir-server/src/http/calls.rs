@@ -606,6 +606,32 @@ pub async fn handoff(
     run(&st, &app, call, Command::Handoff(call, target)).await
 }
 
+/// Body of `media-mode`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MediaModeBody {
+    /// The call's new media mode (`interactivevoice`, `automatedvoice`,
+    /// `datamodem`, `g3fax`, `tdd`, `video` or `unknown`).
+    #[schema(value_type = String)]
+    pub media_mode: MediaMode,
+}
+
+/// `lineSetMediaMode`: set the call's media mode (any call state; owner).
+#[utoipa::path(post, path = "/v1/calls/{call}/media-mode", tag = "calls",
+    params(("call" = String, Path, description = "call id")), request_body = MediaModeBody,
+    responses((status = 200, description = "the call", body = CallObject),
+              (status = "4XX", description = "TAPI error", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn media_mode(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(call): Path<String>,
+    ApiJson(b): ApiJson<MediaModeBody>,
+) -> Result<Response, ApiError> {
+    let call = call_id(&call)?;
+    run(&st, &app, call, Command::SetMediaMode(call, b.media_mode)).await
+}
+
 /// Body of `privilege`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -497,6 +497,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::uncomplete))
         .routes(routes!(calls::secure))
         .routes(routes!(calls::handoff))
+        .routes(routes!(calls::media_mode))
         .routes(routes!(calls::digits))
         .routes(routes!(calls::privilege))
         .routes(routes!(calls::play))
