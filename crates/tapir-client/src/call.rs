@@ -184,15 +184,61 @@ impl Call {
         self.conference_or_keep(answer)
     }
 
-    /// TAPI 3 `Transfer`: [`Call::complete_transfer`] in transfer mode.
-    pub async fn transfer(&mut self, consult: &Call) -> Result<()> {
-        self.complete_transfer(consult, TransferMode::Transfer)
-            .await
-            .map(|_| ())
+    /// TAPI 3 `ITBasicCallControl::Transfer`: start a consultation transfer
+    /// of this call to `to`. This call is held pending transfer
+    /// (`onholdpendtransfer`), a consultation call is set up on the same
+    /// address and dials `to`, and the transfer stays pending: the returned
+    /// consultation call's `Finish(FM_ASTRANSFER)` ([`Call::finish`] with
+    /// [`TransferMode::Transfer`]) completes it, dropping it gives this call
+    /// back. In TAPI 3 the consultation call comes from `CreateCall(to)` and
+    /// `Transfer` dials it when it is not connected; a tapir call exists
+    /// only once placed, so `to` is given here instead.
+    pub async fn transfer(&mut self, to: &str) -> Result<Call> {
+        let mut consult = self.setup_transfer().await?;
+        self.info.state = CallState::OnHoldPendTransfer;
+        if let Err(e) = consult.dial(to).await {
+            // Leave nothing half done: abandoning the consultation call gives
+            // this call back.
+            consult.drop().await.ok();
+            self.refresh().await.ok();
+            return Err(e);
+        }
+        Ok(consult)
     }
 
-    /// TAPI 3 `Finish` on a consultation call; in conference mode the
-    /// answer is the conference call.
+    /// TAPI 3 `ITBasicCallControl::Conference`: start adding `to` to the
+    /// conference of this call. On a two-party call a conference is set up
+    /// first (`lineSetupConference`); on a conference call a consultation
+    /// call is prepared (`linePrepareAddToConference`; from a member, on its
+    /// conference call). The consultation
+    /// call dials `to` and is returned; its `Finish(FM_ASCONFERENCE)`
+    /// ([`Call::finish`] with [`TransferMode::Conference`]) adds it.
+    pub async fn conference(&mut self, to: &str) -> Result<Call> {
+        let mut consult = if self.info.origin == crate::wire::CallOrigin::Conference {
+            self.prepare_add().await?
+        } else if self.info.state == CallState::Conferenced {
+            // A member: the conference call comes first among the related.
+            let related = self.related().await?;
+            let parent = related.first().ok_or_else(|| {
+                ClientError::Protocol("a conferenced call without its conference".into())
+            })?;
+            self.client.call(parent).await?.prepare_add().await?
+        } else {
+            self.setup_conference(None).await?.consult
+        };
+        if let Err(e) = consult.dial(to).await {
+            consult.drop().await.ok();
+            self.refresh().await.ok();
+            return Err(e);
+        }
+        self.refresh().await.ok();
+        Ok(consult)
+    }
+
+    /// TAPI 3 `Finish` on a consultation call: `FM_ASTRANSFER` completes the
+    /// pending transfer, `FM_ASCONFERENCE` adds the call to its conference
+    /// (or, for a transfer's consultation call, makes a three-way
+    /// conference, whose conference call is the answer).
     pub async fn finish(&mut self, mode: TransferMode) -> Result<Option<Call>> {
         let answer = self.post("finish", json!({ "mode": mode })).await?;
         self.conference_or_keep(answer)

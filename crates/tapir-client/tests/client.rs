@@ -258,7 +258,7 @@ async fn transfers_blind_consultation_and_finish() {
     assert_eq!(t.info().reason, tapir_client::CallReason::Transfer);
     t.drop().await.unwrap();
 
-    // Consultation transfer: setup, dial, transfer.
+    // Consultation transfer (TAPI 2): setup, dial, complete.
     let (mut a, _b) = connected(&alpha, &beta, &mut ev_b, "2002").await;
     let mut x = a.setup_transfer().await.unwrap();
     assert_eq!(x.state(), CallState::Dialtone);
@@ -267,12 +267,52 @@ async fn transfers_blind_consultation_and_finish() {
     x.dial("2004").await.unwrap();
     let mut y = arriving(&mut ev_b, &beta, "2004").await;
     y.answer().await.unwrap();
-    a.transfer(&x).await.unwrap();
+    a.complete_transfer(&x, TransferMode::Transfer)
+        .await
+        .unwrap();
     a.refresh().await.unwrap();
     assert_eq!(a.state(), CallState::Idle);
     y.refresh().await.unwrap();
     assert_eq!(y.state(), CallState::Connected);
     y.drop().await.unwrap();
+
+    // TAPI 3: "Call transfer involves setting up a consultation call in
+    // preparation for the transfer. ... ITBasicCallControl::Finish
+    // (FM_ASTRANSFER) completes the transfer." Transfer leaves it pending.
+    let (mut a, _b) = connected(&alpha, &beta, &mut ev_b, "2002").await;
+    let mut x = a.transfer("2004").await.unwrap();
+    assert_ne!(x.state(), CallState::Dialtone);
+    let mut y = arriving(&mut ev_b, &beta, "2004").await;
+    y.answer().await.unwrap();
+    // The consultation phase: the transfer is still pending.
+    a.refresh().await.unwrap();
+    assert_eq!(a.state(), CallState::OnHoldPendTransfer);
+    x.refresh().await.unwrap();
+    assert_eq!(x.state(), CallState::Connected);
+    assert!(x.finish(TransferMode::Transfer).await.unwrap().is_none());
+    a.refresh().await.unwrap();
+    assert_eq!(a.state(), CallState::Idle);
+    y.refresh().await.unwrap();
+    assert_eq!(y.state(), CallState::Connected);
+    y.drop().await.unwrap();
+
+    // TAPI 3 Conference, then Finish(FM_ASCONFERENCE) adds the party.
+    let (mut a, _b) = connected(&alpha, &beta, &mut ev_b, "2002").await;
+    let mut x = a.conference("2004").await.unwrap();
+    arriving(&mut ev_b, &beta, "2004")
+        .await
+        .answer()
+        .await
+        .unwrap();
+    assert_eq!(a.state(), CallState::Conferenced);
+    assert!(x.finish(TransferMode::Conference).await.unwrap().is_none());
+    x.refresh().await.unwrap();
+    assert_eq!(x.state(), CallState::Conferenced);
+    let related = a.related().await.unwrap();
+    assert!(related.len() >= 3, "{related:?}");
+    assert!(related.contains(&x.id().to_string()), "{related:?}");
+    let mut conf = alpha.call(&related[0]).await.unwrap();
+    conf.drop().await.unwrap();
 
     // Consultation finished as a conference.
     let (mut a, _b) = connected(&alpha, &beta, &mut ev_b, "2002").await;

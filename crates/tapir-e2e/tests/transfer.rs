@@ -55,15 +55,16 @@ async fn consultation_transfer_joins_the_two_far_parties() {
     let (app, mut ev, mut a, mut b, mut call) = connected(&tapir).await;
     let mut c = tapir.phone("1003").await;
 
-    let mut consult = call.setup_transfer().await.unwrap();
-    assert_eq!(consult.state(), CallState::Dialtone);
+    // TAPI 3 Transfer: "Call transfer involves setting up a consultation
+    // call in preparation for the transfer"; it dials the consultation call
+    // and leaves the transfer pending until Finish(FM_ASTRANSFER).
+    let mut consult = call.transfer("1003").await.unwrap();
     ev.state(call.id(), CallState::OnHoldPendTransfer).await;
     // The held party hears music; the controller's phone is brought off
     // hook again for the consultation call (auto-answer).
     b.media("remote_hold").await;
     let inv = a.rings().await;
     assert_eq!(inv["auto"], true, "{inv}");
-    consult.dial("1003").await.unwrap();
     c.ring_and_answer().await;
     wait_call_state(&app, consult.id(), CallState::Connected).await;
     // 1001 talks to 1003 while 1002 waits.
@@ -87,7 +88,10 @@ async fn consultation_transfer_joins_the_two_far_parties() {
         heard[1].levels(&[800, 1000])
     );
 
-    call.transfer(&consult).await.unwrap();
+    // Still consulting: nothing was transferred yet.
+    wait_call_state(&app, call.id(), CallState::OnHoldPendTransfer).await;
+    let conference = consult.finish(TransferMode::Transfer).await.unwrap();
+    assert!(conference.is_none());
     // The transferor leaves: both of its dialogs get a BYE.
     a.call_state("DISCONNECTED").await;
     a.call_state("DISCONNECTED").await;
