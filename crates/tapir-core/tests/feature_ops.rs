@@ -904,6 +904,12 @@ fn fill_1002(o: &mut Office) {
     }
 }
 
+/// lineCompleteCall: "After this function completes, the call typically
+/// transitions to idle. When the called station or network enters a state
+/// where the call can be completed as requested, the application is
+/// notified by a LINE_CALLSTATE message with call state equal to offering.
+/// The call's LINECALLINFO record lists the reason for the call as
+/// CALLCOMPLETION and also provides the completion identifier."
 #[test]
 fn complete_call_camp_on_waits_then_rings() {
     let mut o = office();
@@ -919,7 +925,7 @@ fn complete_call_camp_on_waits_then_rings() {
         o.replies(crm),
         vec![Ok(Reply::Completion { completion_id: id })]
     );
-    o.told(crm, a, CallState::Ringback);
+    o.told(crm, a, CallState::Idle);
     assert_eq!(o.sim.switch.call_info(crm, a).unwrap().completion, Some(id));
     // 1002 frees up: every call there ends.
     o.clear();
@@ -933,6 +939,19 @@ fn complete_call_camp_on_waits_then_rings() {
     }
     o.expect(b, CallState::Idle);
     o.expect(c, CallState::Idle);
+    // The requester is offered a new call first ...
+    let cb = o
+        .sim
+        .calls_at("1001")
+        .into_iter()
+        .find(|x| *x != a)
+        .unwrap();
+    o.told(crm, cb, OFFERING);
+    let info = o.sim.switch.call_info(crm, cb).unwrap();
+    assert_eq!(info.reason, CallReason::CallCompletion);
+    assert_eq!(info.completion, Some(id));
+    // ... and once it answers, 1002 rings with reason campedon.
+    o.sim.phone("1001").answer();
     let d = o.only_call_at("1002");
     o.expect(d, OFFERING);
     assert_eq!(
@@ -940,9 +959,8 @@ fn complete_call_camp_on_waits_then_rings() {
         CallReason::CampedOn
     );
     o.sim.phone("1002").answer();
-    o.expect(a, CONNECTED);
+    o.expect(cb, CONNECTED);
     o.consistent();
-    let _ = id;
 }
 
 #[test]
@@ -953,12 +971,84 @@ fn complete_call_camp_on_reports_completion() {
     let id = o.ok(crm, |s, now| {
         s.complete_call(now, crm, a, CompletionMode::CampOn, None)
     });
+    o.told(crm, a, CallState::Idle);
     o.clear();
     o.sim.phone("1003").hang_up();
-    assert_eq!(completion_done(&o, crm), vec![(id, Some(a), true)]);
-    let d = o.only_call_at("1002");
-    o.announced(crm, d, Privilege::Owner, CallReason::CampedOn);
-    o.told(crm, a, CallState::Ringback);
+    let cb = o
+        .sim
+        .calls_at("1001")
+        .into_iter()
+        .find(|x| *x != a)
+        .unwrap();
+    assert_eq!(completion_done(&o, crm), vec![(id, Some(cb), true)]);
+    o.announced(crm, cb, Privilege::Owner, CallReason::CallCompletion);
+}
+
+/// lineCompleteCall: "The call state of hCall must be busy or ringback":
+/// camp-on on a ringing call is accepted; the ringing stops, and the
+/// request waits until the address has been used and is free again.
+#[test]
+fn complete_call_camp_on_a_ringing_call() {
+    let mut o = office();
+    let crm = o.crm;
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "1001", Some("1002")));
+    o.expect(a, CallState::Ringback);
+    let id = o.ok(crm, |s, now| {
+        s.complete_call(now, crm, a, CompletionMode::CampOn, None)
+    });
+    o.told(crm, a, CallState::Idle);
+    assert!(o.sim.phone("1002").leg_ids().is_empty());
+    assert!(o.sim.calls_at("1001").iter().all(|x| *x == a));
+    let (x, _y) = o.talk("1002", "1004");
+    o.ok(crm, |s, now| s.drop_call(now, crm, x));
+    let cb = o
+        .sim
+        .calls_at("1001")
+        .into_iter()
+        .find(|x| *x != a)
+        .unwrap();
+    assert_eq!(
+        o.sim.switch.call_info(crm, cb).unwrap().completion,
+        Some(id)
+    );
+}
+
+/// The callback's new call goes to the app that asked, not to the line's
+/// highest-priority owner.
+#[test]
+fn the_callback_call_goes_to_the_app_that_asked() {
+    let mut o = office();
+    let crm = o.crm;
+    // `agent` ranks below crm for new calls on 1001.
+    let agent = o.sim.switch.register_app(AppConfig {
+        priority: 5,
+        ..AppConfig::named("agent")
+    });
+    let line = o.sim.switch.line_of("1001").unwrap();
+    o.sim
+        .switch
+        .open_line(agent, line, &[Privilege::Owner], &[])
+        .unwrap();
+    let (_c, b) = o.talk("1003", "1002");
+    o.ok(crm, |s, now| s.secure_call(now, crm, b));
+    let a = o.ok(agent, |s, now| {
+        s.make_call(now, agent, "1001", Some("1002"))
+    });
+    o.expect(a, BUSY);
+    let id = o.ok(agent, |s, now| {
+        s.complete_call(now, agent, a, CompletionMode::Callback, None)
+    });
+    o.sim.phone("1003").hang_up();
+    let cb = o
+        .sim
+        .calls_at("1001")
+        .into_iter()
+        .find(|x| *x != a)
+        .unwrap();
+    let info = o.sim.switch.call_info(agent, cb).unwrap();
+    assert_eq!(info.privilege, Privilege::Owner);
+    assert_eq!(info.completion, Some(id));
+    assert!(o.sim.switch.call_info(crm, cb).is_err());
 }
 
 #[test]
@@ -1110,12 +1200,9 @@ fn complete_call_preconditions() {
     o.rejected(crm, ErrorCode::InvalMessageId, |s, now| {
         s.complete_call(now, crm, a, CompletionMode::Message, Some(4))
     });
-    // Camp-on and intrude need a busy call.
+    // Intrusion needs a busy call (camp-on does not).
     let r = o.ok(crm, |s, now| s.make_call(now, crm, "2000", Some("1004")));
     o.expect(r, CallState::Ringback);
-    o.rejected(crm, ErrorCode::InvalCallState, |s, now| {
-        s.complete_call(now, crm, r, CompletionMode::CampOn, None)
-    });
     o.rejected(crm, ErrorCode::InvalCallState, |s, now| {
         s.complete_call(now, crm, r, CompletionMode::Intrude, None)
     });
@@ -1152,14 +1239,14 @@ fn uncomplete_call_cancels_a_camp_on() {
         s.uncomplete_call(now, stranger, id)
     });
     o.ok(crm, |s, now| s.uncomplete_call(now, crm, id));
-    o.told(crm, a, BUSY);
-    o.told(mon, a, BUSY);
+    let _ = (a, mon);
     o.rejected(crm, ErrorCode::InvalCompletionId, |s, now| {
         s.uncomplete_call(now, crm, id)
     });
     // 1002 frees: nothing happens any more.
     o.sim.phone("1003").hang_up();
     assert!(o.sim.calls_at("1002").is_empty());
+    assert!(o.sim.calls_at("1001").iter().all(|x| *x == a));
     assert_eq!(o.sim.switch.resources_in_use().3, 0);
 }
 
@@ -1174,7 +1261,7 @@ fn a_completion_request_expires() {
     o.clear();
     o.sim.advance(30 * 60 * 1000);
     assert_eq!(completion_done(&o, crm), vec![(id, None, false)]);
-    o.told(crm, a, BUSY);
+    o.expect(a, CallState::Idle);
     assert_eq!(o.sim.switch.resources_in_use().3, 0);
 }
 

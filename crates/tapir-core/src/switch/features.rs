@@ -473,10 +473,12 @@ impl Switch {
         self.owned(app, call)?;
         self.expect_state(call, &[K::Busy, K::Ringback], "complete")?;
         let busy = self.state(call).kind() == K::Busy;
-        if matches!(mode, CompletionMode::CampOn | CompletionMode::Intrude) && !busy {
+        // Camp-on accepts a ringing call as TAPI does (busy or ringback);
+        // intrusion needs a call to join.
+        if mode == CompletionMode::Intrude && !busy {
             return fail(
                 ErrorCode::InvalCallState,
-                "camp-on and intrusion need a busy call; this one is ringing",
+                "intrusion needs a busy call to join; this one is ringing",
             );
         }
         let target: Option<Arc<str>> = if busy {
@@ -590,10 +592,16 @@ impl Switch {
                 self.completion_done(app, id, mode, None, message_id, &from, &target, true);
             }
             CompletionMode::CampOn | CompletionMode::Callback => {
+                // "After this function completes, the call typically
+                // transitions to idle. When the called station or network
+                // enters a state where the call can be completed as
+                // requested, the application is notified by a LINE_CALLSTATE
+                // message with call state equal to offering" (reason
+                // callcompletion, with the completion id): for camp-on and
+                // callback alike.
                 let needs_activity = !busy || self.live_calls_at(&target) == 0;
                 let timer =
                     self.start_timer(self.cfg.completion_expiry_ms, Timer::CompletionExpiry(id));
-                let caller_call = (mode == CompletionMode::CampOn).then_some(call);
                 self.m.completions.insert(
                     id,
                     Completion {
@@ -601,19 +609,15 @@ impl Switch {
                         mode,
                         from,
                         to: target,
-                        caller_call,
+                        caller_call: None,
                         needs_activity,
                         timer,
                     },
                 );
-                if mode == CompletionMode::CampOn {
-                    self.set_state(call, CallState::Ringback);
-                } else {
-                    self.hang_up(call, ReleaseCause::Normal);
-                }
                 if let Some(c) = self.call_mut(call) {
                     c.completion = Some(id);
                 }
+                self.hang_up(call, ReleaseCause::Normal);
             }
         }
         Ok(id)
@@ -736,28 +740,22 @@ impl Switch {
                 continue;
             };
             self.cancel_timer(Some(c.timer));
-            match c.mode {
-                CompletionMode::CampOn => {
-                    let Some(a) = c.caller_call.filter(|a| self.state(*a).is_live()) else {
-                        continue;
-                    };
-                    self.set_state(a, CallState::Proceeding);
-                    self.route(a, &c.to, CallReason::CampedOn, None);
-                    self.completion_done(c.app, id, c.mode, Some(a), None, &c.from, &c.to, true);
-                }
-                _ => {
-                    let cb = self.callback_call(&c, id);
-                    self.completion_done(c.app, id, c.mode, cb, None, &c.from, &c.to, true);
-                }
-            }
+            let cb = self.callback_call(&c, id);
+            self.completion_done(c.app, id, c.mode, cb, None, &c.from, &c.to, true);
         }
     }
 
-    /// Ring the caller of a callback request; when it answers, the switch calls
-    /// the address it waited for.
+    /// Offer the requester a new call (reason `callcompletion`, the
+    /// completion id in its info) at the address that asked; when it
+    /// answers, the switch calls the address it waited for (which sees
+    /// reason `campedon` for a camp-on, `callcompletion` for a callback).
+    /// The app that asked owns the new call while it has the line open;
+    /// otherwise the line's usual owner does.
     fn callback_call(&mut self, c: &Completion, id: CompletionId) -> Option<CallId> {
         let line = self.line_of(&c.from)?;
-        let owner = self.owner_app_for(line, crate::types::MediaMode::InteractiveVoice);
+        let owner = Some(c.app)
+            .filter(|a| self.line_open_by(*a, line).is_ok())
+            .or_else(|| self.owner_app_for(line, crate::types::MediaMode::InteractiveVoice));
         let kind = self.line_kind(line);
         if kind == LineKind::RoutePoint && owner.is_none() {
             return None;
@@ -770,12 +768,16 @@ impl Switch {
             caller: Party::new(&*c.to),
             called: Party::new(&*c.from),
             redirecting: None,
-            creator: None,
+            creator: owner,
             completion: Some(id),
             forward_hops: 0,
         });
+        let reason = match c.mode {
+            CompletionMode::CampOn => CallReason::CampedOn,
+            _ => CallReason::CallCompletion,
+        };
         if let Some(call) = self.call_mut(cb) {
-            call.pending = Pending::Route(c.to.clone(), CallReason::CallCompletion);
+            call.pending = Pending::Route(c.to.clone(), reason);
         }
         if kind == LineKind::Phone {
             let target = c.from.clone();
