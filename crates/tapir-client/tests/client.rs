@@ -462,7 +462,8 @@ async fn park_unpark_pickup_forward_swap_and_handoff() {
         .forward(&[ForwardRule::new("sometimes", "2002")], None)
         .await
         .unwrap_err();
-    assert_eq!((e.status(), code(&e)), (Some(400), "invalparam"));
+    // A mode that does not exist names the mode (issue 18).
+    assert_eq!((e.status(), code(&e)), (Some(400), "invalforwardmode"));
 
     // Swap hold between two calls of 2003.
     let (mut h1, _) = connected_from(&alpha, &beta, &mut ev_b, "2003", "2002").await;

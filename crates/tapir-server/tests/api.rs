@@ -573,13 +573,47 @@ async fn error_shapes_and_statuses() {
         .post(&format!("/v1/calls/{id}/answer"), json!({}))
         .await;
     check(st, &b, 409, "invalcallstate");
+    // A mode that does not exist answers the mode's own error (issue 18):
+    // LINEERR_INVALCALLCOMPLMODE, _INVALTRANSFERMODE, _INVALPARKMODE,
+    // _INVALMEDIAMODE, and tapir's invalforwardmode.
     let (st, b) = alpha
         .post(
             &format!("/v1/calls/{id}/complete"),
             json!({"mode": "sometimes"}),
         )
         .await;
-    check(st, &b, 400, "invalparam");
+    check(st, &b, 400, "invalcallcomplmode");
+    for (op, body, code) in [
+        (
+            "complete-transfer",
+            json!({"consult_call": id, "mode": "sideways"}),
+            "invaltransfermode",
+        ),
+        ("finish", json!({"mode": "sideways"}), "invaltransfermode"),
+        ("park", json!({"mode": "somewhere"}), "invalparkmode"),
+        ("park", json!({"mode": "directed"}), "invalparkmode"),
+        (
+            "handoff",
+            json!({"media_mode": "telepathy"}),
+            "invalmediamode",
+        ),
+        (
+            "media-mode",
+            json!({"media_mode": "telepathy"}),
+            "invalmediamode",
+        ),
+    ] {
+        let (st, b) = alpha.post(&format!("/v1/calls/{id}/{op}"), body).await;
+        assert_eq!(st, 400, "{op}: {b}");
+        assert_eq!(b["error"]["code"], code, "{op}: {b}");
+    }
+    let (st, b) = alpha
+        .put(
+            "/v1/addresses/2001/forwarding",
+            json!({"rules": [{"mode": "whenever", "to": "2002"}]}),
+        )
+        .await;
+    check(st, &b, 400, "invalforwardmode");
     let (st, b) = alpha
         .post(&format!("/v1/calls/{id}/handoff"), json!({}))
         .await;

@@ -357,7 +357,7 @@ async fn park_pickup_redirect_forward_and_completion() {
     let bad = beta.run(&["forward", "2004", "sometimes=2002"]).await;
     assert_eq!(bad.code, 1);
     assert!(
-        bad.stderr.contains("invalparam") && bad.stderr.contains("HTTP 400"),
+        bad.stderr.contains("invalforwardmode") && bad.stderr.contains("HTTP 400"),
         "{bad:?}"
     );
     let bad = beta.run(&["forward", "2004", "2002"]).await;

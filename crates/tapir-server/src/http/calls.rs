@@ -482,6 +482,20 @@ pub async fn related(
 pub struct ParkBody {
     /// The slot for a directed park.
     pub to: Option<String>,
+    /// `directed` (needs `to`) or `nondirected` (no `to`); when absent, `to`
+    /// decides. Any other name answers `invalparkmode`.
+    #[schema(value_type = Option<String>)]
+    pub mode: Option<ParkModeName>,
+}
+
+/// The park modes by name (`LINEPARKMODE_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParkModeName {
+    /// `LINEPARKMODE_DIRECTED`: park at `to`.
+    Directed,
+    /// `LINEPARKMODE_NONDIRECTED`: tapir picks a slot.
+    Nondirected,
 }
 
 /// Where a call was parked.
@@ -504,9 +518,23 @@ pub async fn park(
     ApiJson(b): ApiJson<ParkBody>,
 ) -> Result<Response, ApiError> {
     let call = call_id(&call)?;
-    let mode = match b.to {
-        Some(slot) => ParkMode::Directed(slot),
-        None => ParkMode::NonDirected,
+    let mode = match (b.mode, b.to) {
+        (None | Some(ParkModeName::Directed), Some(slot)) => ParkMode::Directed(slot),
+        (None | Some(ParkModeName::Nondirected), None) => ParkMode::NonDirected,
+        (Some(ParkModeName::Directed), None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalparkmode",
+                "a directed park needs `to`, the park address",
+            ));
+        }
+        (Some(ParkModeName::Nondirected), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalparkmode",
+                "a non-directed park takes no `to`: tapir picks the slot",
+            ));
+        }
     };
     run(&st, &app, call, Command::Park(call, mode)).await
 }

@@ -172,9 +172,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(slice) {
             limits::check_body(&value)?;
         }
-        serde_json::from_slice(slice)
-            .map(ApiJson)
-            .map_err(|e| ApiError::param(format!("the body is not valid: {e}")))
+        serde_json::from_slice(slice).map(ApiJson).map_err(|e| {
+            let message = format!("the body is not valid: {e}");
+            match mode_error(&e.to_string()) {
+                Some(code) => ApiError::new(StatusCode::BAD_REQUEST, code, message),
+                None => ApiError::param(message),
+            }
+        })
+    }
+}
+
+/// The TAPI error for a body that names a mode which does not exist: a
+/// transfer, completion, park, forward or media mode answers its own
+/// `inval…mode` code, not `invalparam`. The mode is known by the names the
+/// parser expected instead (serde's "unknown variant `x`, expected one of
+/// `a`, `b`").
+pub fn mode_error(message: &str) -> Option<&'static str> {
+    let (_, rest) = message.split_once("unknown variant")?;
+    let (_, expected) = rest.split_once("expected")?;
+    let has = |name: &str| expected.contains(&format!("`{name}`"));
+    if has("interactivevoice") {
+        Some("invalmediamode")
+    } else if has("campon") {
+        Some("invalcallcomplmode")
+    } else if has("nondirected") {
+        Some("invalparkmode")
+    } else if has("unconditional") {
+        Some("invalforwardmode")
+    } else if has("transfer") && has("conference") {
+        Some("invaltransfermode")
+    } else {
+        None
     }
 }
 
