@@ -368,6 +368,45 @@ fn dial_in_parts_with_a_trailing_semicolon() {
     o.expect(o.only_call_at("1002"), OFFERING);
 }
 
+/// lineMakeCall: a destination that ends in `;` is partial ("the digits so
+/// far"): the call is placed and stays `dialing`; lineDial continues it.
+#[test]
+fn make_call_with_a_partial_destination_stays_dialing_until_dial_completes_it() {
+    let mut o = office();
+    let crm = o.crm;
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "2000", Some("10;")));
+    assert_eq!(o.states_seen(crm, a), vec![CallState::Dialing]);
+    assert!(o.sim.calls_at("1002").is_empty());
+    assert_eq!(o.sim.switch.call_info(crm, a).unwrap().called.address, "10");
+    o.ok(crm, |s, now| s.dial(now, crm, a, "0;"));
+    o.expect(a, CallState::Dialing);
+    o.ok(crm, |s, now| s.dial(now, crm, a, "2"));
+    o.told(crm, a, CallState::Ringback);
+    o.expect(o.only_call_at("1002"), OFFERING);
+    assert_eq!(
+        o.sim.switch.call_info(crm, a).unwrap().called.address,
+        "1002"
+    );
+}
+
+/// From a phone, the phone is brought off hook first; the number completed
+/// by dial is routed once it answers.
+#[test]
+fn make_call_from_a_phone_with_a_partial_destination() {
+    let mut o = office();
+    let crm = o.crm;
+    let a = o.ok(crm, |s, now| s.make_call(now, crm, "1001", Some("1;")));
+    o.expect(a, CallState::Dialing);
+    assert!(o.sim.calls_at("1002").is_empty());
+    o.ok(crm, |s, now| s.dial(now, crm, a, "002"));
+    o.expect(a, CallState::Ringback);
+    o.expect(o.only_call_at("1002"), OFFERING);
+    // A partial destination that is not dialable is still refused.
+    o.rejected(crm, ErrorCode::InvalAddress, |s, now| {
+        s.make_call(now, crm, "1003", Some("bob;"))
+    });
+}
+
 #[test]
 fn dial_on_a_phone_waits_for_the_phone_then_routes() {
     let mut o = office();

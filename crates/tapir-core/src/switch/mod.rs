@@ -92,7 +92,9 @@ pub enum Command {
     /// (or, with auto-answer, silently connects) the phone, and only when it
     /// answers calls the destination. From a route point tapir itself calls.
     /// Destinations are checked before anything happens (`invaladdress`);
-    /// busy and unanswered destinations show up later as call states.
+    /// busy and unanswered destinations show up later as call states. A
+    /// destination ending in `;` is partial: the call is placed with the
+    /// digits so far and stays `dialing` until `Dial` completes the number.
     MakeCall {
         /// Calling address.
         from: String,

@@ -141,7 +141,31 @@ impl Switch {
                 "calls are made from phones and route points; a trunk only carries them",
             );
         }
-        if let Some(t) = to {
+        // Partial dialing: "If the destination address ends in a semicolon,
+        // the call is set up with the digits so far and more will follow"
+        // (lineDial continues it). The number is checked when it is complete.
+        let (to, partial) = match to {
+            Some(t) if t.ends_with(';') => (Some(t.trim_end_matches(';')), true),
+            other => (other, false),
+        };
+        let partial_digits = if partial {
+            let body = to.unwrap_or_default();
+            if body.is_empty() {
+                String::new()
+            } else {
+                super::route::normalize(body).ok_or_else(|| {
+                    TapiError::new(
+                        ErrorCode::InvalAddress,
+                        format!("'{body}' is not dialable (digits, *, #, A-D, a leading +, ;)"),
+                    )
+                })?
+            }
+        } else {
+            String::new()
+        };
+        if let Some(t) = to
+            && !partial
+        {
             self.check_destination(line, t)?;
         }
         self.check_call_appearance(line, from)?;
@@ -162,24 +186,34 @@ impl Switch {
             reason: CallReason::Direct,
             origin: CallOrigin::Outbound,
             caller,
-            called: Party::new(to.unwrap_or_default()),
+            called: Party::new(if partial {
+                partial_digits.as_str()
+            } else {
+                to.unwrap_or_default()
+            }),
             redirecting: None,
             creator: Some(app),
             completion: None,
             forward_hops: 0,
         });
+        if partial && let Some(c) = self.call_mut(a) {
+            // Stays `dialing` with the digits so far; `dial` adds the rest.
+            c.dialed = partial_digits;
+        }
         match kind {
             LineKind::Phone => {
                 if let Some(c) = self.call_mut(a) {
                     c.pending = match to {
-                        Some(t) => Pending::Route(t.into(), CallReason::Direct),
-                        None => Pending::Dialtone,
+                        Some(t) if !partial => Pending::Route(t.into(), CallReason::Direct),
+                        _ => Pending::Dialtone,
                     };
                 }
                 self.invite_own_device(a, true);
             }
             _ => {
-                if let Some(t) = to {
+                if let Some(t) = to
+                    && !partial
+                {
                     self.route(a, t, CallReason::Direct, None);
                 }
             }
