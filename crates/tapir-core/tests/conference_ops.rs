@@ -352,6 +352,22 @@ fn conf_related_calls_gives_monitor_handles_to_unknown_calls() {
     );
 }
 
+/// lineGetConfRelatedCalls: the conference call comes first in the list,
+/// also when it is secure and the app held only a member.
+#[test]
+fn a_secure_conference_stays_first_in_related_calls() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (_a, b) = o.talk("1001", "1002");
+    let (conf, _x) = o.ok(crm, |s, now| s.setup_conference(now, crm, b, None));
+    o.ok(crm, |s, now| s.secure_call(now, crm, conf));
+    o.ok(mon, |s, now| s.deallocate_call(now, mon, conf));
+    assert!(o.sim.switch.call_info(mon, conf).is_err());
+    let related = o.ok(mon, |s, now| s.conf_related_calls(now, mon, b));
+    assert_eq!(related.first(), Some(&conf), "{related:?}");
+    assert!(related.contains(&b), "{related:?}");
+}
+
 #[test]
 fn setup_conference_preconditions() {
     let mut o = office_with(SwitchConfig {

@@ -375,12 +375,15 @@ impl Switch {
                 .and_then(|c| c.members.clone())
                 .unwrap_or_default(),
         );
+        // The conference call stays first, secure or not: the app already
+        // holds a call of this conference, and TAPI lists the conference
+        // call first. Secure members it does not know stay hidden.
         for c in &calls {
             let known = self.privilege(app, *c).is_ok();
             let secure = self.call(*c).is_some_and(|x| x.secure);
             // Only within the app's configured rights (monitor privilege,
             // the call's line); a call outside them stays out of the list.
-            if !known && !secure && self.may_watch(app, *c) {
+            if !known && (!secure || *c == conf) && self.may_watch(app, *c) {
                 self.grant(app, *c, Privilege::Monitor);
             }
         }
