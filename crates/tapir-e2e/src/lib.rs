@@ -212,7 +212,8 @@ impl Tapir {
         for (name, token, priority) in [("crm", APP_TOKEN, 0), ("desk", DESK_TOKEN, 5)] {
             c.push_str(&format!(
                 "[[apps]]\nname = \"{name}\"\ntoken = \"{token}\"\nlines = [\"*\"]\n\
-                 privileges = [\"owner\", \"monitor\"]\npriority = {priority}\n"
+                 privileges = [\"owner\", \"monitor\"]\npriority = {priority}\n\
+                 media_modes = [\"interactivevoice\", \"unknown\"]\n"
             ));
         }
         c

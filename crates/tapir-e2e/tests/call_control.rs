@@ -121,6 +121,53 @@ async fn handoff_makes_another_app_the_owner_that_then_controls_the_phones() {
     c.call_state("DISCONNECTED").await;
 }
 
+/// lineHandoff to media mode unknown: "the target application is the one
+/// that handles calls of unknown media mode". A media-probing app hands a
+/// real phone call there; the call keeps its media mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_to_unknown_reaches_the_app_for_unknown_media() {
+    let tapir = Tapir::start().await;
+    let (crm, mut ev) = tapir.app().await;
+    let (desk, mut desk_ev) = tapir.app_with_token(DESK_TOKEN).await;
+    // desk handles calls of unknown media mode on 1002.
+    desk.line("1002")
+        .await
+        .unwrap()
+        .open(
+            &[Privilege::Owner, Privilege::Monitor],
+            &[MediaMode::Unknown],
+        )
+        .await
+        .unwrap();
+    let [mut b, mut c] = tapir.phones(["1002", "1003"]).await;
+    c.dial("1002").await;
+    b.ring_and_answer().await;
+    c.call_state("CONFIRMED").await;
+    let at_b = ev.new_call_at("1002").await;
+    let mut call = wait_call_state(&crm, &at_b, CallState::Connected).await;
+    assert_eq!(call.media_mode, MediaMode::InteractiveVoice);
+    let mut mine = crm.call(&at_b).await.unwrap();
+    mine.handoff(&HandoffTarget::MediaMode(MediaMode::Unknown))
+        .await
+        .unwrap();
+    desk_ev
+        .wait("desk becomes owner", |e| {
+            matches!(&e.kind, EventKind::CallState { call: c, privilege: Some(Privilege::Owner), .. } if c == &at_b)
+                || matches!(&e.kind, EventKind::CallNew { call: c, privilege: Privilege::Owner, .. } if c == &at_b)
+        })
+        .await;
+    call = desk.call(&at_b).await.unwrap().info().clone();
+    assert_eq!(call.media_mode, MediaMode::InteractiveVoice);
+    assert_eq!(call.privilege, Privilege::Owner);
+    // desk controls the real call.
+    let mut owned = desk.call(&at_b).await.unwrap();
+    owned.hold(true).await.unwrap();
+    c.media("remote_hold").await;
+    owned.drop().await.unwrap();
+    b.call_state("DISCONNECTED").await;
+    c.call_state("DISCONNECTED").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_digits_and_digits_from_a_phone() {
     let tapir = Tapir::start().await;

@@ -139,14 +139,20 @@ async fn no_answer_forwarding_moves_a_ringing_call_after_one_ring() {
     d.call_state("CONFIRMED").await;
 }
 
+/// lineCompleteCall camp-on: "After this function completes, the call
+/// typically transitions to idle. When the called station or network enters
+/// a state where the call can be completed as requested, the application is
+/// notified by a LINE_CALLSTATE message with call state equal to offering.
+/// The call's LINECALLINFO record lists the reason for the call as
+/// CALLCOMPLETION and also provides the completion identifier."
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn camp_on_rings_the_address_when_it_frees_and_uncomplete_cancels() {
+async fn camp_on_rings_the_caller_back_when_the_address_frees_and_uncomplete_cancels() {
     let tapir = Tapir::start_with(one_call_each()).await;
     let (app, mut ev) = tapir.app().await;
     let [mut b, mut c, mut d] = tapir.phones(["1002", "1003", "1004"]).await;
     let at_b = busy(&mut ev, &mut b, &mut c, &mut d).await;
 
-    // Camp on, then cancel: the caller is busy again.
+    // Camp on: the caller's call goes idle; then cancel the request.
     let completion = app
         .call(&at_b)
         .await
@@ -154,25 +160,35 @@ async fn camp_on_rings_the_address_when_it_frees_and_uncomplete_cancels() {
         .complete(CompletionMode::CampOn, None)
         .await
         .unwrap();
-    ev.state(&at_b, CallState::Ringback).await;
+    ev.state(&at_b, CallState::Idle).await;
+    b.call_state("DISCONNECTED").await;
     completion.cancel().await.unwrap();
-    ev.state(&at_b, CallState::Busy).await;
-    // Camp on again; 1004 hangs up, 1003 is free: the waiting call rings there.
+    // Camp on again from a new busy call; 1004 hangs up, 1003 is free.
+    b.dial("1003").await;
+    let again = ev.new_call_at("1002").await;
+    ev.state(&again, CallState::Busy).await;
     let completion = app
-        .call(&at_b)
+        .call(&again)
         .await
         .unwrap()
         .complete(CompletionMode::CampOn, None)
         .await
         .unwrap();
-    ev.state(&at_b, CallState::Ringback).await;
+    ev.state(&again, CallState::Idle).await;
+    b.call_state("DISCONNECTED").await;
     d.cmd("hangup").await;
     c.call_state("DISCONNECTED").await;
+    // The requester is offered a new call (callcompletion, the completion
+    // id); answering it rings 1003 (campedon).
+    let back = offered(&app, &mut ev, &mut b).await.info;
+    assert_eq!(back.reason, CallReason::CallCompletion);
+    assert_eq!(back.completion.as_deref(), Some(completion.id()));
+    b.answer().await;
     let info = offered(&app, &mut ev, &mut c).await.info;
     assert_eq!(info.reason, CallReason::CampedOn);
     c.answer().await;
     b.call_state("CONFIRMED").await;
-    ev.state(&at_b, CallState::Connected).await;
+    ev.state(&back.id, CallState::Connected).await;
     let done = ev
         .wait("completion.done", |e| matches!(&e.kind, EventKind::CompletionDone { completion: c, .. } if c == completion.id()))
         .await;
@@ -206,6 +222,10 @@ async fn callback_rings_the_caller_when_the_address_frees_then_calls_it() {
         .iter()
         .find(|c| c.info().address == "1002" && c.info().reason == CallReason::CallCompletion)
         .unwrap_or_else(|| panic!("a callcompletion call at 1002: {info:?}"));
+    // The new call carries the completion id and belongs to the app that
+    // asked.
+    assert!(back.info().completion.is_some());
+    assert_eq!(back.info().privilege, tapir_client::Privilege::Owner);
     wait_call_state(&app, back.id(), CallState::Connected).await;
 }
 

@@ -74,6 +74,36 @@ async fn make_call_from_a_phone_without_auto_answer_rings_it_until_its_user_answ
     assert_eq!(b_info.caller.address, "1002");
 }
 
+/// lineMakeCall with a destination ending in `;` (partial dialing): the call
+/// is placed with the digits so far and stays dialing; lineDial completes
+/// it, and only then does the callee ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_call_with_a_partial_number_waits_for_dial() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut b] = tapir.phones(["1001", "1002"]).await;
+    let mut call = app.address("1001").create_call("10;").await.unwrap();
+    assert_eq!(call.state(), CallState::Dialing);
+    // The caller's phone is brought off hook; nothing rings at 1002 yet.
+    a.rings().await;
+    a.call_state("CONFIRMED").await;
+    b.expect_no_event(
+        "an INVITE on partial digits",
+        Duration::from_millis(800),
+        |e| e["event"] == "incoming",
+    )
+    .await;
+    assert_eq!(call.refresh().await.unwrap().state, CallState::Dialing);
+    call.dial("02").await.unwrap();
+    b.ring_and_answer().await;
+    ev.state(call.id(), CallState::Connected).await;
+    a.tone(600);
+    b.tone(800);
+    assert_hear_each_other(&mut a, &mut b, tapir.dir(), "partial").await;
+    call.drop().await.unwrap();
+    b.call_state("DISCONNECTED").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dial_completes_a_call_at_dialtone_and_a_busy_callee_shows_busy() {
     let tapir = Tapir::start().await;
