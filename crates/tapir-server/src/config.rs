@@ -265,9 +265,10 @@ pub struct SipConfig {
     /// Seconds a SIP TLS handshake may take (default 10).
     pub tls_handshake_timeout: u64,
     /// Most SIP dialogs (call legs) at once; a new call beyond it gets
-    /// `503` with `Retry-After`. Absent: half the process's file
-    /// descriptor limit (each leg holds two RTP sockets), so that the
-    /// descriptor margin is always reached first.
+    /// `503` with `Retry-After`. Absent: the process's file descriptor
+    /// limit (a leg with media holds two RTP sockets, so the descriptor
+    /// margin is reached first; ended dialogs that linger for their
+    /// transactions hold none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_dialogs: Option<usize>,
     /// File descriptors kept free below the process's limit: a new call

@@ -387,11 +387,14 @@ pub async fn start(
         engine: engine.clone(),
     };
     let fds = crate::admission::FdGauge::new(config.sip.admission_margin_fds);
-    // By default the descriptors bound the dialogs (two RTP sockets each).
+    // By default the descriptors bound the dialogs: a dialog with media
+    // holds two, so the descriptor margin is reached at about half this
+    // many, and the other half leaves room for ended dialogs that linger
+    // (without sockets) until their transactions finish.
     let max_dialogs = config
         .sip
         .max_dialogs
-        .unwrap_or_else(|| fds.limit().map_or(100_000, |limit| (limit / 2).max(1)));
+        .unwrap_or_else(|| fds.limit().map_or(100_000, |limit| limit.max(1)));
     let retry_after = std::time::Duration::from_secs(config.sip.retry_after.max(1));
     let mut b2b = B2bua::new(
         tapir_b2bua::Config {
