@@ -73,22 +73,28 @@ pub enum RefusalReason {
     RtpPorts,
     /// The B2BUA is near its most dialogs.
     Dialogs,
+    /// The server's loop is behind what arrives (see
+    /// [`Admission::set_overloaded`]).
+    Overload,
 }
 
 impl RefusalReason {
     /// Every reason, in the order of [`Admission::take_refused`].
-    pub const ALL: [RefusalReason; 3] = [
+    pub const ALL: [RefusalReason; 4] = [
         RefusalReason::Fds,
         RefusalReason::RtpPorts,
         RefusalReason::Dialogs,
+        RefusalReason::Overload,
     ];
 
-    /// Its name in logs and metrics (`fds`, `rtp_ports`, `dialogs`).
+    /// Its name in logs and metrics (`fds`, `rtp_ports`, `dialogs`,
+    /// `overload`).
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalReason::Fds => "fds",
             RefusalReason::RtpPorts => "rtp_ports",
             RefusalReason::Dialogs => "dialogs",
+            RefusalReason::Overload => "overload",
         }
     }
 
@@ -97,6 +103,7 @@ impl RefusalReason {
             RefusalReason::Fds => 0,
             RefusalReason::RtpPorts => 1,
             RefusalReason::Dialogs => 2,
+            RefusalReason::Overload => 3,
         }
     }
 }
@@ -136,6 +143,7 @@ pub struct Measurement {
 pub struct Admission {
     cfg: AdmissionConfig,
     measured: Measurement,
+    overloaded: bool,
     refused: [u64; RefusalReason::ALL.len()],
 }
 
@@ -146,6 +154,7 @@ impl Admission {
         Admission {
             cfg,
             measured: Measurement::default(),
+            overloaded: false,
             refused: [0; RefusalReason::ALL.len()],
         }
     }
@@ -165,10 +174,17 @@ impl Admission {
         self.measured = measurement;
     }
 
+    /// Whether the server is behind what arrives (its loop has left
+    /// datagrams waiting too long): while it is, every new call is refused,
+    /// so that the calls already taken keep being served at capacity.
+    pub fn set_overloaded(&mut self, overloaded: bool) {
+        self.overloaded = overloaded;
+    }
+
     /// Whether a new call may be taken with `dialogs` open now; the refusal
     /// (503, `Retry-After`, reason) when it may not, counted by reason.
     /// The first limit hit is named: descriptors, then RTP ports, then
-    /// dialogs.
+    /// dialogs, then overload.
     pub fn check(&mut self, dialogs: usize) -> Result<(), Refusal> {
         let Some(reason) = self.limit_hit(dialogs) else {
             return Ok(());
@@ -207,7 +223,7 @@ impl Admission {
         if dialogs.saturating_add(DIALOGS_PER_CALL) > self.cfg.max_dialogs {
             return Some(RefusalReason::Dialogs);
         }
-        None
+        self.overloaded.then_some(RefusalReason::Overload)
     }
 
     /// The refusals counted since the last call, by reason (reasons with
@@ -237,6 +253,27 @@ mod tests {
             margin_rtp_ports,
             retry_after: Duration::from_secs(7),
         })
+    }
+
+    #[test]
+    fn an_overloaded_server_refuses_new_calls_until_it_catches_up() {
+        let mut a = rule(100, 0, 0);
+        assert_eq!(a.check(0), Ok(()));
+        a.set_overloaded(true);
+        let refusal = a.check(0).unwrap_err();
+        assert_eq!(refusal.status, 503);
+        assert_eq!(refusal.retry_after, Duration::from_secs(7));
+        assert_eq!(refusal.reason, RefusalReason::Overload);
+        // A limit hit as well is named first.
+        assert_eq!(a.check(99).unwrap_err().reason, RefusalReason::Dialogs);
+        a.set_overloaded(false);
+        assert_eq!(a.check(0), Ok(()));
+        let taken: Vec<_> = a.take_refused().collect();
+        assert_eq!(
+            taken,
+            vec![(RefusalReason::Dialogs, 1), (RefusalReason::Overload, 1)]
+        );
+        assert_eq!(RefusalReason::Overload.to_string(), "overload");
     }
 
     #[test]

@@ -870,7 +870,13 @@ impl B2bua {
     ) {
         // Admission first: before authentication and before any RTP port.
         if let Err(refusal) = self.admission.check(self.dialogs.len()) {
-            tracing::warn!(dialogs = self.dialogs.len(), reason = %refusal.reason, "new call refused; 503");
+            // Under overload one line per refused call would add to it: the
+            // server logs when overload starts and ends.
+            if refusal.reason == admission::RefusalReason::Overload {
+                tracing::debug!("new call refused (overload); 503");
+            } else {
+                tracing::warn!(dialogs = self.dialogs.len(), reason = %refusal.reason, "new call refused; 503");
+            }
             self.reply_unavailable(now, &key, &request);
             return;
         }

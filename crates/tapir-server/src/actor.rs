@@ -1,8 +1,11 @@
-//! The loop: one tokio task owns the [`Switch`] and, when SIP runs, the
+//! The loop: one task owns the [`Switch`] and, when SIP runs, the
 //! [`B2bua`], and pumps between them synchronously with
-//! [`tapir_b2bua::pump::pump`], the composition the B2BUA's tests run. Around
-//! it, everything is a driver that turns I/O into inputs and outputs into
-//! I/O, all inside this one task's `select!`:
+//! [`tapir_b2bua::pump::pump`], the composition the B2BUA's tests run. The
+//! task runs on a thread of its own with a current-thread runtime, so that
+//! a datagram, a job or a timer wakes that one thread, which does the work
+//! itself (on the shared multi-thread runtime each wake-up also woke another
+//! worker). Around it, everything is a driver that turns I/O into inputs
+//! and outputs into I/O, all inside this one task's `select!`:
 //!
 //! - the SIP UDP socket, read and written here;
 //! - SIP over TCP and TLS ([`Streams`]): connection tasks frame messages and
@@ -15,13 +18,14 @@
 //!   (a full one makes the handler wait); each answers over a oneshot after
 //!   its outputs are handed out, so an HTTP reply never overtakes the events
 //!   its command caused into the [`Journal`];
-//! - timers: the earlier of the switch's and the B2BUA's deadlines.
+//! - timers: the earlier of the switch's and the B2BUA's deadlines, on one
+//!   timer that is moved, not made again, when the deadline changes.
 //!
 //! The loop itself never waits on a channel to the machines, and nothing
 //! between them is queued: an effect reaches the B2BUA in the same step the
 //! switch produced it, and a REFER's verdict is a call into the switch.
 
-use crate::admission::Meter;
+use crate::admission::{FdGauge, Meter};
 use crate::cdr::Touched;
 use crate::journal::Journal;
 use crate::sip::{MediaPlane, SipParts};
@@ -61,6 +65,21 @@ const JOBS_CAPACITY: usize = 4096;
 /// handled and pumped on its own, in order), so that jobs and timers keep
 /// their turn under load.
 const DATAGRAM_BATCH: usize = 32;
+
+/// How long datagrams may keep waiting in the SIP UDP socket (the loop
+/// reading behind what arrives the whole time) before the loop counts
+/// itself overloaded: new calls are then refused with 503 and
+/// `Retry-After` through the B2BUA's admission rule until the loop finds
+/// the socket empty again. Well below SIP's T1 (500 ms), so that phones do
+/// not start retransmitting what waits, and the calls already taken keep
+/// being served at capacity.
+pub const STANDING_QUEUE: Duration = Duration::from_millis(50);
+
+/// The receive buffer asked for the SIP UDP socket (the system may cap it,
+/// at `net.core.rmem_max` on Linux): room for a burst of a few hundred
+/// milliseconds, so that the loop's refusals, not the kernel's drops, meet
+/// overload.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
 /// A cheap, cloneable handle to the loop.
 #[derive(Clone)]
@@ -105,8 +124,67 @@ impl SwitchHandle {
             observer,
             touched: Touched::default(),
             backlog: VecDeque::new(),
+            standing_since: None,
+            shedding: false,
         };
-        let task = tokio::spawn(node.run(sip, rx));
+        // The TCP and TLS connection tasks stay on the caller's runtime (they
+        // hand their messages over a channel); the UDP socket moves to the
+        // loop's.
+        let sources = sip.and_then(|parts| {
+            let (streams, streams_rx) =
+                Streams::start(parts.tcp, parts.tls, parts.stream_limits, parts.fds.clone());
+            let udp = match parts.udp.into_std() {
+                Ok(udp) => udp,
+                Err(e) => {
+                    tracing::error!(error = %e, "the SIP UDP socket cannot move to the loop");
+                    return None;
+                }
+            };
+            Some(Sources {
+                b2b: parts.b2b,
+                udp,
+                streams,
+                streams_rx,
+                media: parts.media,
+                media_events: parts.media_events,
+                fds: parts.fds,
+            })
+        });
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let run = node.run(sources, rx, stop_rx);
+        match runtime {
+            // Its own thread and current-thread runtime: a datagram, a job
+            // or a timer wakes this one thread, which does the work itself,
+            // instead of a worker of the shared runtime waking another.
+            Ok(runtime) => {
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("tapir-loop".into())
+                        .spawn(move || {
+                            runtime.block_on(run);
+                            let _ = done_tx.send(());
+                        });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start the loop's thread");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no runtime of its own: the loop runs as a task");
+                tokio::spawn(async move {
+                    run.await;
+                    let _ = done_tx.send(());
+                });
+            }
+        }
+        // Aborting (or dropping) this task stops the loop.
+        let task = tokio::spawn(async move {
+            let _stop = stop_tx;
+            let _ = done_rx.await;
+        });
         (SwitchHandle { tx, journal }, task)
     }
 
@@ -156,6 +234,17 @@ impl SwitchHandle {
     }
 }
 
+/// What SIP brings to the loop: its machine and what the loop waits on.
+struct Sources {
+    b2b: B2bua,
+    udp: std::net::UdpSocket,
+    streams: Streams,
+    streams_rx: mpsc::Receiver<StreamEvent>,
+    media: MediaPlane,
+    media_events: MediaEvents,
+    fds: Arc<FdGauge>,
+}
+
 /// SIP's part of the loop.
 struct Sip {
     b2b: B2bua,
@@ -175,35 +264,62 @@ struct Node {
     touched: Touched,
     /// UDP datagrams the socket could not take at once, in order.
     backlog: VecDeque<(SocketAddr, Bytes)>,
+    /// Since when datagrams have kept waiting in the SIP UDP socket: set when
+    /// a wake-up's reading ends with more to read, cleared when a read finds
+    /// it empty ([`STANDING_QUEUE`]).
+    standing_since: Option<Instant>,
+    /// Whether new calls are refused because the loop is behind.
+    shedding: bool,
 }
 
 impl Node {
-    async fn run(mut self, parts: Option<SipParts>, mut jobs: mpsc::Receiver<Job>) {
+    async fn run(
+        mut self,
+        sources: Option<Sources>,
+        mut jobs: mpsc::Receiver<Job>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
         // The sources the loop waits on are its own locals, so that a
         // branch's handler may use all of the node.
         let mut udp = None;
         let mut streams_rx = None;
         let mut media_events = None;
-        if let Some(parts) = parts {
-            let (streams, rx) =
-                Streams::start(parts.tcp, parts.tls, parts.stream_limits, parts.fds.clone());
-            let socket = Arc::new(parts.udp);
+        if let Some(parts) = sources {
+            let _ = parts.udp.set_nonblocking(true);
+            let socket = match UdpSocket::from_std(parts.udp) {
+                Ok(socket) => Arc::new(socket),
+                Err(e) => {
+                    tracing::error!(error = %e, "the SIP UDP socket cannot join the loop");
+                    return;
+                }
+            };
+            grow_receive_buffer(&socket);
             udp = Some(socket.clone());
-            streams_rx = Some(rx);
+            streams_rx = Some(parts.streams_rx);
             media_events = Some(parts.media_events);
             self.sip = Some(Sip {
                 b2b: parts.b2b,
                 udp: socket,
-                streams,
+                streams: parts.streams,
                 media: parts.media,
                 meter: Meter::new(parts.fds),
             });
         }
         let mut buf = vec![0u8; 65_536];
         self.settle(false);
+        // One timer, moved when the deadline changes (not a new one per
+        // wake-up).
+        let mut armed = self.deadline();
+        let timer = tokio::time::sleep_until(armed.unwrap_or_else(far_future));
+        tokio::pin!(timer);
         loop {
             let deadline = self.deadline();
+            if deadline != armed {
+                armed = deadline;
+                timer.as_mut().reset(deadline.unwrap_or_else(far_future));
+            }
             tokio::select! {
+                _ = &mut stop => break,
                 job = jobs.recv() => match job {
                     None => break,
                     Some(job) => {
@@ -216,12 +332,17 @@ impl Node {
                     self.datagram(received, &buf);
                     // More that already wait, without going back to sleep.
                     if let Some(socket) = udp.as_deref() {
+                        let mut drained = false;
                         for _ in 1..DATAGRAM_BATCH {
                             match socket.try_recv_from(&mut buf) {
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                    drained = true;
+                                    break;
+                                }
                                 received => self.datagram(received, &buf),
                             }
                         }
+                        self.queue_seen(drained, Instant::now());
                     }
                 }
                 Some(event) = next_stream(&mut streams_rx) => {
@@ -238,7 +359,9 @@ impl Node {
                     }
                     self.settle(false);
                 }
-                () = sleep_until(deadline) => {
+                () = &mut timer, if armed.is_some() => {
+                    // Fired: wait again only for a new deadline.
+                    armed = None;
                     self.switch.handle(now(), Input::Timeout);
                     if let Some(sip) = self.sip.as_mut() {
                         sip.b2b.handle_timeout(Instant::now());
@@ -251,12 +374,45 @@ impl Node {
         tracing::debug!("the loop stopped");
     }
 
+    /// What the end of a wake-up's reading found: the socket `drained`, or
+    /// more datagrams waiting (since when is kept until a read finds it
+    /// empty).
+    fn queue_seen(&mut self, drained: bool, now: Instant) {
+        if drained {
+            self.standing_since = None;
+        } else {
+            self.standing_since.get_or_insert(now);
+        }
+    }
+
+    /// Tell the admission rule whether the loop is behind: datagrams have
+    /// kept waiting for longer than [`STANDING_QUEUE`].
+    fn admit_by_load(&mut self, now: Instant) {
+        let behind = self
+            .standing_since
+            .is_some_and(|since| now.saturating_duration_since(since) > STANDING_QUEUE);
+        if behind != self.shedding {
+            self.shedding = behind;
+            if behind {
+                tracing::warn!(
+                    "SIP arrives faster than the loop serves it: new calls are refused with 503 until it catches up"
+                );
+            } else {
+                tracing::info!("the loop caught up: new calls are taken again");
+            }
+        }
+        if let Some(sip) = self.sip.as_mut() {
+            sip.b2b.admission_mut().set_overloaded(behind);
+        }
+    }
+
     /// One datagram from the SIP UDP socket (or its receive error).
     fn datagram(&mut self, received: std::io::Result<(usize, SocketAddr)>, buf: &[u8]) {
         match received {
             Ok((n, source)) => {
                 let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                 transport::count_message("in", &data);
+                self.admit_by_load(Instant::now());
                 if let Some(sip) = self.sip.as_mut() {
                     let now = Instant::now();
                     sip.meter.measure(now, &mut sip.b2b, &sip.media);
@@ -425,9 +581,17 @@ async fn next_media(events: &mut Option<MediaEvents>) -> MediaEvent {
     std::future::pending().await
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// A deadline that never comes (the timer of a loop with nothing due).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Ask for a larger receive buffer on the SIP UDP socket
+/// ([`UDP_RECEIVE_BUFFER`]); the system's default holds only a few
+/// milliseconds of a busy server's datagrams.
+fn grow_receive_buffer(socket: &UdpSocket) {
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+        tracing::debug!(error = %e, "the SIP socket's receive buffer stays as it is");
     }
 }
