@@ -388,14 +388,34 @@ pub(crate) struct ForwardingBody<'a> {
 }
 
 /// Where a pickup looks for a ringing call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PickupTarget {
     /// The call alerting at this address (`{"target":…}`).
-    #[serde(rename = "target")]
     Address(String),
     /// Any call alerting in this pickup group (`{"group":…}`).
     Group(String),
+    /// The call alerting at this address, which is in this pickup group
+    /// (`{"target":…,"group":…}`).
+    AddressInGroup(String, String),
+}
+
+impl Serialize for PickupTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (target, group) = match self {
+            PickupTarget::Address(t) => (Some(t), None),
+            PickupTarget::Group(g) => (None, Some(g)),
+            PickupTarget::AddressInGroup(t, g) => (Some(t), Some(g)),
+        };
+        let mut m = s.serialize_map(None)?;
+        if let Some(t) = target {
+            m.serialize_entry("target", t)?;
+        }
+        if let Some(g) = group {
+            m.serialize_entry("group", g)?;
+        }
+        m.end()
+    }
 }
 
 /// Whom a call is handed off to.
@@ -1186,6 +1206,11 @@ mod tests {
         assert_eq!(
             serde_json::to_value(PickupTarget::Group("sales".into())).unwrap(),
             json!({"group": "sales"})
+        );
+        assert_eq!(
+            serde_json::to_value(PickupTarget::AddressInGroup("1002".into(), "sales".into()))
+                .unwrap(),
+            json!({"target": "1002", "group": "sales"})
         );
         assert_eq!(
             serde_json::to_value(HandoffTarget::MediaMode(MediaMode::InteractiveVoice)).unwrap(),

@@ -497,6 +497,9 @@ pub enum PickupTarget {
     Address(String),
     /// Any call alerting in this pickup group.
     Group(String),
+    /// linePickup naming both: the call alerting at this address (first),
+    /// which must be in this pickup group (second; `invalgroupid` if not).
+    AddressInGroup(String, String),
 }
 
 /// A party of a call: its address and, when known, a display name.

@@ -308,6 +308,43 @@ fn pickup_directed_at_an_address() {
     o.told(crm, a, CONNECTED);
 }
 
+/// linePickup naming both the alerting station and its pickup group ("needed
+/// on some switches"): the call ringing at the address is picked up when the
+/// address is in that group.
+#[test]
+fn pickup_naming_both_an_address_and_its_group() {
+    let mut o = office();
+    let crm = o.crm;
+    let (a, r) = o.ring("1001", "1003");
+    o.rejected(crm, ErrorCode::InvalGroupId, |s, now| {
+        s.pickup(
+            now,
+            crm,
+            "1004",
+            PickupTarget::AddressInGroup("1003".into(), "support".into()),
+        )
+    });
+    o.rejected(crm, ErrorCode::InvalGroupId, |s, now| {
+        s.pickup(
+            now,
+            crm,
+            "1004",
+            PickupTarget::AddressInGroup("1002".into(), "sales".into()),
+        )
+    });
+    let k = o.ok(crm, |s, now| {
+        s.pickup(
+            now,
+            crm,
+            "1004",
+            PickupTarget::AddressInGroup("1003".into(), "sales".into()),
+        )
+    });
+    o.expect(r, CallState::Idle);
+    o.told(crm, k, CONNECTED);
+    o.told(crm, a, CONNECTED);
+}
+
 #[test]
 fn pickup_of_a_call_from_outside_keeps_its_origin() {
     let mut o = office();

@@ -222,7 +222,37 @@ impl Switch {
                 .map(|c| c.id)
                 .next()
         };
+        let group_exists = |s: &Self, g: &str| {
+            s.m.lines
+                .values()
+                .any(|x| x.pickup_group.as_deref() == Some(g))
+        };
         let r = match &target {
+            PickupTarget::AddressInGroup(t, g) => {
+                if !group_exists(self, g) {
+                    return fail(
+                        ErrorCode::InvalGroupId,
+                        format!("there is no pickup group '{g}'"),
+                    );
+                }
+                let n = super::route::normalize(t).unwrap_or_default();
+                let Some(at) = self.m.addresses.get(n.as_str()).map(|a| a.line) else {
+                    return fail(ErrorCode::InvalAddress, format!("'{t}' is not an address"));
+                };
+                if self
+                    .m
+                    .lines
+                    .get(&at)
+                    .and_then(|l| l.pickup_group.as_deref())
+                    != Some(g)
+                {
+                    return fail(
+                        ErrorCode::InvalGroupId,
+                        format!("'{t}' is not in pickup group '{g}'"),
+                    );
+                }
+                ringing(self, &|c| *c.address == *n)
+            }
             PickupTarget::Address(t) => {
                 let n = super::route::normalize(t).unwrap_or_default();
                 if !self.m.addresses.contains_key(n.as_str()) {

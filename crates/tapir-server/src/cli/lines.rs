@@ -147,9 +147,10 @@ pub struct PickupArgs {
     /// The address that takes the call.
     address: String,
     /// The ringing address to pick up from.
-    #[arg(required_unless_present = "group", conflicts_with = "group")]
+    #[arg(required_unless_present = "group")]
     target: Option<String>,
-    /// Pick up any call ringing in this pickup group instead.
+    /// Pick up any call ringing in this pickup group instead (with a
+    /// target: the target must be in this group).
     #[arg(long)]
     group: Option<String>,
 }
@@ -159,7 +160,8 @@ pub async fn pickup(client: &Client, a: PickupArgs) -> Result<Output, CliError> 
     let target = match (a.target, a.group) {
         (Some(t), None) => PickupTarget::Address(t),
         (None, Some(g)) => PickupTarget::Group(g),
-        _ => return Err(CliError::Usage("give a target address or --group".into())),
+        (Some(t), Some(g)) => PickupTarget::AddressInGroup(t, g),
+        (None, None) => return Err(CliError::Usage("give a target address or --group".into())),
     };
     let call = client.address(a.address).pickup(&target).await?;
     Ok(calls::one(&call))

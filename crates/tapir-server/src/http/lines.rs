@@ -382,7 +382,14 @@ pub async fn pickup(
     let target = match (body.target, body.group) {
         (Some(t), None) => PickupTarget::Address(t),
         (None, Some(g)) => PickupTarget::Group(g),
-        _ => return Err(ApiError::param("give exactly one of target and group")),
+        (Some(t), Some(g)) => PickupTarget::AddressInGroup(t, g),
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "operationunavail",
+                "call-waiting pickup (neither target nor group) is not supported",
+            ));
+        }
     };
     let done = exec(&st, &app, Command::Pickup(address, target), None).await?;
     Ok(reply_response(done, None, StatusCode::OK))
