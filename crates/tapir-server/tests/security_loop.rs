@@ -14,8 +14,8 @@ mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::sip::digest;
 use tapir_server::{Config, RunningServer};
-use tapir_sip::auth::{Algorithm, DigestInput};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -104,51 +104,6 @@ async fn read_until_status(stream: &mut TcpStream, code: u16) -> String {
     text
 }
 
-/// A parameter of an authentication header.
-fn param(header: &str, key: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (k, v) = part.trim().split_once('=')?;
-        let k = k.rsplit(' ').next()?;
-        (k.eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// The digest answering the MD5 challenge (`header`) in `challenge`.
-fn digest(
-    challenge: &str,
-    header: &str,
-    user: &str,
-    password: &str,
-    method: &str,
-    uri: &str,
-) -> String {
-    let prefix = format!("{}:", header.to_ascii_lowercase());
-    let line = challenge
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
-        .find(|l| param(l, "algorithm").is_none_or(|a| a.eq_ignore_ascii_case("MD5")))
-        .expect("an MD5 challenge");
-    let realm = param(line, "realm").unwrap();
-    let nonce = param(line, "nonce").unwrap();
-    let response = DigestInput {
-        algorithm: Algorithm::Md5,
-        username: user,
-        realm: &realm,
-        password,
-        method,
-        uri,
-        nonce: &nonce,
-        nonce_count: "00000001",
-        cnonce: "c0ffee",
-        qop: "auth",
-    }
-    .response();
-    format!(
-        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-         response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\""
-    )
-}
-
 /// Phone 1001 registers over `stream` (digest, password `pw`).
 async fn register_over(stream: &mut TcpStream) {
     let local = stream.local_addr().unwrap();
@@ -164,14 +119,7 @@ async fn register_over(stream: &mut TcpStream) {
     };
     stream.write_all(register(1, "").as_bytes()).await.unwrap();
     let challenge = read_until_status(stream, 401).await;
-    let auth = digest(
-        &challenge,
-        "WWW-Authenticate",
-        "1001",
-        "pw",
-        "REGISTER",
-        "sip:127.0.0.1",
-    );
+    let auth = digest(&challenge, "1001", "pw", "REGISTER", "sip:127.0.0.1");
     stream
         .write_all(register(2, &format!("Authorization: {auth}\r\n")).as_bytes())
         .await
@@ -336,14 +284,7 @@ async fn a_quiet_connection_a_registration_or_a_call_uses_is_kept() {
         )
         .await
         .unwrap();
-    let auth = digest(
-        &challenge,
-        "Proxy-Authenticate",
-        "1001",
-        "pw",
-        "INVITE",
-        "sip:1002@127.0.0.1",
-    );
+    let auth = digest(&challenge, "1001", "pw", "INVITE", "sip:1002@127.0.0.1");
     calling
         .write_all(invite(2, &format!("Proxy-Authorization: {auth}\r\n")).as_bytes())
         .await

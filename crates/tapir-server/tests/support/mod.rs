@@ -5,6 +5,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
+pub mod sip;
+
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
