@@ -558,19 +558,26 @@ mod tests {
         at
     }
 
-    #[test]
-    fn a_2xx_over_udp_is_resent_until_its_ack_arrives() {
+    /// A layer that received an INVITE over `reliability` and answered it
+    /// 200 at the returned instant, its output drained.
+    fn answered_invite(reliability: Reliability) -> (TransactionLayer, Message, Instant) {
         let t0 = Instant::now();
         let mut layer = TransactionLayer::new(TimerConfig::default());
         let invite = request(Method::Invite);
         let Received::NewRequest { key, .. } =
-            layer.handle_received(t0, invite.clone(), Reliability::Unreliable)
+            layer.handle_received(t0, invite.clone(), reliability)
         else {
             panic!("a new INVITE");
         };
         let ok = invite.response_builder(200, None, Some("srv")).build();
         layer.send_response(t0, &key, ok).unwrap();
         let _ = drain(&mut layer);
+        (layer, invite, t0)
+    }
+
+    #[test]
+    fn a_2xx_over_udp_is_resent_until_its_ack_arrives() {
+        let (mut layer, invite, t0) = answered_invite(Reliability::Unreliable);
         // T1, 2·T1, 4·T1, then every T2 (RFC 3261 §13.3.1.4).
         assert_eq!(
             resends(&mut layer, t0, 12_000),
@@ -599,17 +606,7 @@ mod tests {
 
     #[test]
     fn a_2xx_over_tcp_is_not_resent() {
-        let t0 = Instant::now();
-        let mut layer = TransactionLayer::new(TimerConfig::default());
-        let invite = request(Method::Invite);
-        let Received::NewRequest { key, .. } =
-            layer.handle_received(t0, invite.clone(), Reliability::Reliable)
-        else {
-            panic!("a new INVITE");
-        };
-        let ok = invite.response_builder(200, None, Some("srv")).build();
-        layer.send_response(t0, &key, ok).unwrap();
-        let _ = drain(&mut layer);
+        let (mut layer, _, t0) = answered_invite(Reliability::Reliable);
         assert!(resends(&mut layer, t0, 10_000).is_empty());
         assert!(layer.awaiting_ack.is_empty());
     }
