@@ -102,15 +102,24 @@ fn nanp_abroad(national: &str) -> bool {
     region.is_some_and(|r| !NANP_DOMESTIC.contains(&r.as_str()))
 }
 
-/// `digits` as dialled and with the location's access code (`9`) removed.
-fn national_forms<'a>(digits: &'a str, location: &'a Location) -> impl Iterator<Item = &'a str> {
-    let access = [&location.local_access, &location.long_distance_access];
-    std::iter::once(digits).chain(access.into_iter().filter_map(move |a| {
-        let a: String = a.chars().filter(char::is_ascii_digit).collect();
-        (!a.is_empty())
-            .then(|| digits.strip_prefix(a.as_str()))
-            .flatten()
-    }))
+/// `digits` as dialled and with each of the location's access codes (`9`)
+/// removed.
+fn national_forms<'a>(digits: &'a str, location: &Location) -> impl Iterator<Item = &'a str> {
+    let stripped: Vec<&str> = access_codes(location)
+        .iter()
+        .filter_map(|a| digits.strip_prefix(a.as_str()))
+        .collect();
+    std::iter::once(digits).chain(stripped)
+}
+
+/// The digits of the location's local and long-distance access codes, the
+/// empty ones left out.
+fn access_codes(location: &Location) -> Vec<String> {
+    [&location.local_access, &location.long_distance_access]
+        .into_iter()
+        .map(|a| a.chars().filter(char::is_ascii_digit).collect::<String>())
+        .filter(|a| !a.is_empty())
+        .collect()
 }
 
 /// The country calling code `digits` starts with (country codes are
@@ -146,11 +155,7 @@ fn international_prefixes(location: &Location) -> Vec<String> {
             .collect();
         bare.push(lead);
     }
-    let access: Vec<String> = [&location.local_access, &location.long_distance_access]
-        .into_iter()
-        .map(|a| a.chars().filter(char::is_ascii_digit).collect::<String>())
-        .filter(|a| !a.is_empty())
-        .collect();
+    let access = access_codes(location);
     let mut all: Vec<String> = Vec::new();
     for p in bare.iter().filter(|p| !p.is_empty()) {
         all.push(p.clone());

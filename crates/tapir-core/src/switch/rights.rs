@@ -191,14 +191,15 @@ impl Switch {
             let Some(&(_, held)) = c.handles.iter().find(|(h, _)| *h == app) else {
                 continue;
             };
+            let on_its_lines = self.may_hold_on_line_of(a, c.id);
             let allowed = match held {
                 Privilege::Owner => may_own,
                 Privilege::Monitor => may_monitor,
             };
-            if allowed && self.may_hold_on_line_of(a, c.id) {
+            if allowed && on_its_lines {
                 continue;
             }
-            if held == Privilege::Owner && may_monitor && self.may_hold_on_line_of(a, c.id) {
+            if held == Privilege::Owner && may_monitor && on_its_lines {
                 downgrade.push(c.id);
             } else {
                 release.push(c.id);
