@@ -47,6 +47,87 @@ pub struct Config {
     pub media: MediaSettings,
     /// Emergency numbers.
     pub emergency: EmergencyConfig,
+    /// Webhooks: what their URLs may be, and how delivery retries.
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`: the rules every webhook's delivery follows (the webhooks
+/// themselves belong to apps: `[[apps]] webhooks`, `/v1/webhooks`,
+/// `/v1/admin/webhooks`). Times are in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// `http://` URLs are accepted (otherwise only `https://`).
+    pub allow_http: bool,
+    /// Loopback, private, link-local and other non-public targets are
+    /// accepted (checked on registration and on every connection).
+    pub allow_private: bool,
+    /// A webhook failing without a 2xx for this long is suspended (default
+    /// 86400: a day).
+    pub suspend_after: f64,
+    /// One POST, connection and response included, may take this long
+    /// (default 10).
+    pub timeout: f64,
+    /// The first retry waits about this long (default 1); each failure
+    /// doubles it, with jitter.
+    pub retry_min: f64,
+    /// The most a retry waits (default 300).
+    pub retry_max: f64,
+    /// Bytes of a receiver's response read at most (default 65536); the rest
+    /// is not read.
+    pub max_response_bytes: usize,
+    /// Webhooks one app may have (default 16).
+    pub max_per_app: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> WebhooksConfig {
+        WebhooksConfig {
+            allow_http: false,
+            allow_private: false,
+            suspend_after: 86_400.0,
+            timeout: 10.0,
+            retry_min: 1.0,
+            retry_max: 300.0,
+            max_response_bytes: 65_536,
+            max_per_app: 16,
+        }
+    }
+}
+
+/// One webhook of an `[[apps]]` entry (`webhooks = [{ url = "…" }]`): it
+/// seeds the store once, at the first start that knows webhooks; later it
+/// is managed through the API.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEntry {
+    /// Where events are POSTed.
+    pub url: String,
+    /// Event types delivered (`call.state`, or a family `call.*`); all when
+    /// empty.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Addresses whose events are delivered; all when empty.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The signing secret; generated (and printed once) when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Most events per POST (default 1: one event, not an array).
+    #[serde(default)]
+    pub batch: Option<usize>,
+}
+
+impl std::fmt::Debug for WebhookEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEntry")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("addresses", &self.addresses)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("batch", &self.batch)
+            .finish()
+    }
 }
 
 /// `[emergency]`.
@@ -209,6 +290,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             media: MediaSettings::default(),
             emergency: EmergencyConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -511,6 +593,10 @@ pub struct AppEntry {
     /// (see [`AppEntry::permissions`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<AppPermission>>,
+    /// Its webhooks; they seed the store (never written into the app's own
+    /// document, so their secrets stay in the webhooks table).
+    #[serde(default, skip_serializing)]
+    pub webhooks: Vec<WebhookEntry>,
 }
 
 fn all_privileges() -> Vec<Privilege> {
@@ -649,6 +735,7 @@ impl Config {
                 media_modes: tapir_core::default_media_modes(),
                 priority: 0,
                 permissions: None,
+                webhooks: Vec::new(),
             }],
             ..Config::default()
         }

@@ -214,6 +214,33 @@ impl Journal {
         self.lock().streams.get(&app).map_or(0, |s| s.last_seq)
     }
 
+    /// At most `max` of `app`'s events after `since`, oldest first, and
+    /// whether some events after `since` have already fallen out of memory
+    /// (then the store has them: the webhooks read them there).
+    pub fn after(&self, app: AppId, since: u64, max: usize) -> (Vec<JournalEntry>, bool) {
+        let inner = self.lock();
+        let Some(s) = inner.streams.get(&app) else {
+            return (Vec::new(), false);
+        };
+        let first = s
+            .events
+            .front()
+            .map_or(s.last_seq.saturating_add(1), |(seq, _)| *seq);
+        let gap = since.saturating_add(1) < first && since < s.last_seq;
+        let start = s.events.partition_point(|(seq, _)| *seq <= since);
+        let out = s.events.range(start..).take(max).cloned().collect();
+        (out, gap)
+    }
+
+    /// A receiver told of each of `app`'s events as it is published (a
+    /// lagging one is only told it lagged: read with [`Journal::after`]).
+    pub fn watch(&self, app: AppId) -> broadcast::Receiver<JournalEntry> {
+        let mut inner = self.lock();
+        Journal::stream(&mut inner.streams, app, self.buffer)
+            .live
+            .subscribe()
+    }
+
     /// Start reading `app`'s events after `since`.
     pub fn subscribe(&self, app: AppId, since: u64) -> Subscription {
         let mut inner = self.lock();
@@ -353,6 +380,20 @@ mod tests {
             !j.subscribe(AppId(1), u64::MAX).gap,
             "since at the very end"
         );
+    }
+
+    #[test]
+    fn after_reads_a_bounded_slice_and_says_when_memory_lost_some() {
+        let j = Journal::new(4, 10);
+        assert_eq!(j.after(AppId(1), 0, 10), (Vec::new(), false));
+        for s in 1..=6 {
+            j.push(&ev(1, s));
+        }
+        let seqs =
+            |(v, gap): (Vec<JournalEntry>, bool)| (v.iter().map(|e| e.0).collect::<Vec<_>>(), gap);
+        assert_eq!(seqs(j.after(AppId(1), 3, 2)), (vec![4, 5], false));
+        assert_eq!(seqs(j.after(AppId(1), 6, 2)), (vec![], false));
+        assert_eq!(seqs(j.after(AppId(1), 1, 10)), (vec![3, 4, 5, 6], true));
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! * [`provisioning`]: lines, apps, trunks, park, locations and cards, and
 //!   the one write path that changes them (start-up and `/v1/admin/*`);
 //!   [`quality`]: legs' media quality from RTCP (CDRs, metrics);
+//! * [`webhooks`]: apps' events POSTed to their endpoints from the
+//!   journal, signed, in order, resumed after a restart;
 //! * [`http`]: the HTTP API, WebSocket event stream, OpenAPI document,
 //!   `/healthz` and `/metrics`.
 //!
@@ -37,6 +39,7 @@ pub mod provisioning;
 pub mod quality;
 pub mod sip;
 pub mod transport;
+pub mod webhooks;
 pub mod wire;
 
 pub use actor::{SwitchHandle, SwitchStopped};
@@ -152,8 +155,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let store = tapir_store::Store::open(&url)
         .await
         .map_err(|e| ConfigError::Io(format!("store {}: {e}", redact(&url))))?;
+    // The file's webhooks (they seed the store once; the store's apps
+    // replace the file's below).
+    let webhook_seed: Vec<(String, config::WebhookEntry)> = config
+        .apps
+        .iter()
+        .flat_map(|a| a.webhooks.iter().map(|w| (a.name.clone(), w.clone())))
+        .collect();
+    let webhook_settings = config.webhooks.clone();
     let loaded = persist::load(&store, config).await?;
-    let config = loaded.config;
+    let mut config = loaded.config;
+    config.webhooks = webhook_settings;
     let translate = provisioning::translate_caps(&config)?;
     let mut sw_cfg = SwitchConfig {
         park_slots: config.park.slot_list()?,
@@ -278,7 +290,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let (handle, switch_task) = SwitchHandle::spawn_node(
         switch,
         sip_parts,
-        journal,
+        journal.clone(),
         Some(Box::new(move |sw, now, touched| {
             observer.after_step(sw, now, touched)
         })),
@@ -287,6 +299,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sip_tcp_addr = sip.as_ref().and_then(|s| s.tcp_addr);
     let sip_tls_addr = sip.as_ref().and_then(|s| s.tls_addr);
     let provisioning = Arc::new(staged.start(handle.clone(), store.clone(), loaded.admin_hash));
+    let (webhooks, webhook_secrets) = webhooks::Webhooks::start(
+        config.webhooks.clone(),
+        store.clone(),
+        journal,
+        provisioning.clone(),
+        webhook_seed,
+    )
+    .await
+    .map_err(|e| ConfigError::Invalid(format!("webhooks: {e}")))?;
+    let mut generated = loaded.generated;
+    generated.extend(webhook_secrets);
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
         prompts: sip::prompt_catalog(&config),
@@ -295,6 +318,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         registrations,
         store: store.clone(),
         cdr,
+        webhooks,
     });
     let (router, _) = http::router(shared);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
@@ -329,7 +353,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         switch: handle,
         apps,
         config,
-        generated: loaded.generated,
+        generated,
         store,
         sip_addr,
         sip_tcp_addr,

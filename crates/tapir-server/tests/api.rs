@@ -776,6 +776,12 @@ async fn openapi_lists_every_path() {
         ("/v1/admin/cdr", "get"),
         ("/v1/admin/cdr/{id}", "get"),
         ("/v1/admin/calls/{call}/quality", "get"),
+        ("/v1/webhooks", "get"),
+        ("/v1/webhooks", "post"),
+        ("/v1/webhooks/{id}", "put"),
+        ("/v1/webhooks/{id}", "delete"),
+        ("/v1/admin/webhooks", "post"),
+        ("/v1/admin/webhooks/{id}", "get"),
     ];
     for (path, method) in want {
         assert!(
@@ -785,7 +791,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        55,
+        59,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -12,7 +12,10 @@
 //!   pending call-completion requests;
 //! * call detail records, one per call, findable by party address;
 //! * the event journal of every app, by app name and `seq`, bounded by a
-//!   retention count per app.
+//!   retention count per app;
+//! * webhooks: each one's definition, secret, acknowledged `seq` and
+//!   suspension, so that delivery resumes after a restart (retention keeps
+//!   the events an active webhook has not acknowledged yet).
 //!
 //! The store holds documents it does not interpret: each row has its key
 //! columns and a JSON `data` column whose shape belongs to the server (the
@@ -144,6 +147,36 @@ pub struct StoredEvent {
     pub at: u64,
     /// The event's JSON text as the stream sends it.
     pub body: String,
+}
+
+/// A stored webhook.
+#[derive(Clone, PartialEq)]
+pub struct StoredWebhook {
+    /// Its id.
+    pub id: String,
+    /// The name of the app whose events it delivers.
+    pub app: String,
+    /// The signing secret (never logged: `Debug` hides it).
+    pub secret: String,
+    /// The app's last `seq` it has acknowledged.
+    pub acked: u64,
+    /// Suspended after failing too long.
+    pub suspended: bool,
+    /// URL, filters and batch size (the server's shape).
+    pub data: Value,
+}
+
+impl std::fmt::Debug for StoredWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredWebhook")
+            .field("id", &self.id)
+            .field("app", &self.app)
+            .field("secret", &"***")
+            .field("acked", &self.acked)
+            .field("suspended", &self.suspended)
+            .field("data", &self.data)
+            .finish()
+    }
 }
 
 /// Writes that go to the database in one transaction (the journal writer's
@@ -526,8 +559,9 @@ impl Store {
         Ok(())
     }
 
-    /// Delete an app and its pending completion requests; false when it was
-    /// not stored. Its journal stays until retention removes it.
+    /// Delete an app, its pending completion requests and its webhooks;
+    /// false when it was not stored. Its journal stays until retention
+    /// removes it.
     pub async fn delete_app(&self, name: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query("DELETE FROM apps WHERE name = $1")
@@ -536,6 +570,10 @@ impl Store {
             .await?
             .rows_affected();
         sqlx::query("DELETE FROM completions WHERE app = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM webhooks WHERE app = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -823,22 +861,137 @@ impl Store {
             .collect()
     }
 
-    /// Keep only the last `keep` events of each app; returns how many were
-    /// deleted.
+    /// Keep only the last `keep` events of each app, and every event an
+    /// active (not suspended) webhook has not acknowledged yet; returns how
+    /// many were deleted.
     pub async fn prune_events(&self, keep: u64) -> Result<u64, StoreError> {
+        let rows =
+            sqlx::query("SELECT app, MIN(acked) FROM webhooks WHERE suspended = 0 GROUP BY app")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut held = std::collections::HashMap::new();
+        for r in rows {
+            held.insert(r.try_get::<String, _>(0)?, u(r.try_get(1)?));
+        }
         let mut deleted = 0;
         for (app, last) in self.last_seqs().await? {
             if last <= keep {
                 continue;
             }
+            let cut = held
+                .get(&app)
+                .map_or(last - keep, |acked| (last - keep).min(*acked));
+            if cut == 0 {
+                continue;
+            }
             deleted += sqlx::query("DELETE FROM events WHERE app = $1 AND seq <= $2")
                 .bind(&app)
-                .bind(i(last - keep))
+                .bind(i(cut))
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
         }
         Ok(deleted)
+    }
+
+    /// At most `limit` events of `app` after `since`, oldest first.
+    pub async fn events_after(
+        &self,
+        app: &str,
+        since: u64,
+        limit: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, body FROM events WHERE app = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(app)
+        .bind(i(since))
+        .bind(i(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    app: app.to_string(),
+                    seq: u(r.try_get(0)?),
+                    at: u(r.try_get(1)?),
+                    body: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------------
+    // Webhooks
+    // ------------------------------------------------------------------
+
+    /// Every webhook, by app then id.
+    pub async fn webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, app, secret, acked, suspended, data FROM webhooks ORDER BY app, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredWebhook {
+                    id: r.try_get(0)?,
+                    app: r.try_get(1)?,
+                    secret: r.try_get(2)?,
+                    acked: u(r.try_get(3)?),
+                    suspended: r.try_get::<i64, _>(4)? != 0,
+                    data: json(&r.try_get::<String, _>(5)?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Insert or replace a webhook (all of it: secret, acknowledged `seq`
+    /// and suspension too).
+    pub async fn put_webhook(&self, w: &StoredWebhook) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhooks (id, app, secret, acked, suspended, data) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET app = excluded.app, secret = excluded.secret, \
+             acked = excluded.acked, suspended = excluded.suspended, data = excluded.data",
+        )
+        .bind(&w.id)
+        .bind(&w.app)
+        .bind(&w.secret)
+        .bind(i(w.acked))
+        .bind(i64::from(w.suspended))
+        .bind(w.data.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Record how far a webhook has been acknowledged and whether it is
+    /// suspended; false when it is not stored (deleted meanwhile).
+    pub async fn set_webhook_progress(
+        &self,
+        id: &str,
+        acked: u64,
+        suspended: bool,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE webhooks SET acked = $1, suspended = $2 WHERE id = $3")
+            .bind(i(acked))
+            .bind(i64::from(suspended))
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Delete a webhook; false when it was not stored.
+    pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
     }
 
     /// How many events are stored for `app`.

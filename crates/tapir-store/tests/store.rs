@@ -9,7 +9,7 @@ use serde_json::json;
 use tapir_store::testing::{fresh_postgres_db, postgres_url};
 use tapir_store::{
     Backend, Batch, CdrQuery, Doc, NewCdr, Seed, Store, StoredApp, StoredCompletion, StoredEvent,
-    StoredForwarding,
+    StoredForwarding, StoredWebhook,
 };
 
 fn temp_sqlite(name: &str) -> (tempfile::TempDir, String) {
@@ -51,6 +51,7 @@ both!(forwarding_and_completions, forwarding_suite);
 both!(journal, journal_suite);
 both!(cdrs, cdr_suite);
 both!(reopen, reopen_suite);
+both!(webhooks, webhooks_suite);
 
 async fn seeding_suite(url: &str) {
     let s = Store::open(url).await.unwrap();
@@ -267,6 +268,69 @@ async fn journal_suite(url: &str) {
     assert_eq!(s.event_count("crm").await.unwrap(), 100);
     assert_eq!(s.event_count("wall").await.unwrap(), 1);
     assert_eq!(s.events_tail("crm", 1000).await.unwrap()[0].seq, 51);
+}
+
+async fn webhooks_suite(url: &str) {
+    let s = Store::open(url).await.unwrap();
+    let hook = |id: &str, app: &str, acked: u64| StoredWebhook {
+        id: id.into(),
+        app: app.into(),
+        secret: "whsec_not-in-debug".into(),
+        acked,
+        suspended: false,
+        data: json!({"url": "https://crm.example/hook", "batch": 1}),
+    };
+    s.put_webhook(&hook("wh_b", "crm", 0)).await.unwrap();
+    s.put_webhook(&hook("wh_a", "crm", 120)).await.unwrap();
+    s.put_webhook(&hook("wh_c", "wall", 0)).await.unwrap();
+    assert!(!format!("{:?}", hook("x", "y", 0)).contains("not-in-debug"));
+    let all = s.webhooks().await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["wh_a", "wh_b", "wh_c"]);
+    assert_eq!(all[0], hook("wh_a", "crm", 120));
+    assert!(s.set_webhook_progress("wh_b", 40, false).await.unwrap());
+    assert!(!s.set_webhook_progress("wh_gone", 40, true).await.unwrap());
+    // Events after a seq, bounded.
+    let events: Vec<StoredEvent> = (1..=150).map(|n| event("crm", n)).collect();
+    s.write(&Batch {
+        events,
+        ..Batch::default()
+    })
+    .await
+    .unwrap();
+    let after = s.events_after("crm", 40, 5).await.unwrap();
+    let seqs: Vec<u64> = after.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [41, 42, 43, 44, 45]);
+    assert!(s.events_after("crm", 150, 5).await.unwrap().is_empty());
+    // Retention keeps what an active webhook has not acknowledged: wh_b is
+    // at 40, so 41.. stay although only 10 are to be kept.
+    assert_eq!(s.prune_events(10).await.unwrap(), 40);
+    assert_eq!(s.events_tail("crm", 1000).await.unwrap()[0].seq, 41);
+    // Suspended, it no longer holds the journal back.
+    assert!(s.set_webhook_progress("wh_b", 40, true).await.unwrap());
+    assert_eq!(s.prune_events(10).await.unwrap(), 80);
+    assert_eq!(s.events_tail("crm", 1000).await.unwrap()[0].seq, 121);
+    let b = s.webhooks().await.unwrap().remove(1);
+    assert_eq!((b.acked, b.suspended), (40, true));
+    assert!(s.delete_webhook("wh_a").await.unwrap());
+    assert!(!s.delete_webhook("wh_a").await.unwrap());
+    // Deleting an app deletes its webhooks.
+    s.put_app(&StoredApp {
+        name: "wall".into(),
+        token_hash: "ab".repeat(32),
+        data: json!({}),
+    })
+    .await
+    .unwrap();
+    assert!(s.delete_app("wall").await.unwrap());
+    let ids: Vec<String> = s
+        .webhooks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(ids, ["wh_b"]);
 }
 
 async fn cdr_suite(url: &str) {

@@ -436,6 +436,7 @@ impl AppBody {
                 media_modes,
                 priority: self.priority,
                 permissions: self.permissions,
+                webhooks: Vec::new(),
             },
             self.token,
         ))
@@ -524,8 +525,8 @@ pub async fn put_app(
     Ok(Json(out))
 }
 
-/// Remove an app: it closes its lines, loses its calls' handles and its
-/// pending completion requests; its token stops working.
+/// Remove an app: it closes its lines, loses its calls' handles, its
+/// pending completion requests and its webhooks; its token stops working.
 #[utoipa::path(delete, path = "/v1/admin/apps/{name}", tag = "admin",
     params(("name" = String, Path, description = "the app's name")),
     responses((status = 204, description = "removed"),
@@ -537,6 +538,7 @@ pub async fn delete_app(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     prov(&st).delete_app(&name).await?;
+    st.webhooks.forget_app(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 

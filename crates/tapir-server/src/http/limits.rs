@@ -27,7 +27,8 @@ fn kind_of(key: &str) -> TextKind {
         | "long_distance_access"
         | "cancel_call_waiting"
         | "toll_prefixes"
-        | "long_distance_carrier" => TextKind::Address,
+        | "long_distance_carrier"
+        | "addresses" => TextKind::Address,
         // Dial strings: where a call goes, digits to send.
         "to" | "digits" | "caller" | "card_number" | "pin" => TextKind::Dial,
         // Names.

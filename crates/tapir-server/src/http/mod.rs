@@ -13,6 +13,7 @@ mod limits;
 mod lines;
 mod listener;
 mod translate;
+mod webhooks;
 
 use crate::actor::SwitchHandle;
 use crate::error::{ApiError, ErrorBody, ErrorDetail, REQUEST_HEADER};
@@ -58,6 +59,8 @@ pub struct Shared {
     pub store: tapir_store::Store,
     /// Open call detail records.
     pub cdr: Arc<std::sync::Mutex<crate::cdr::Tracker>>,
+    /// Apps' webhooks and their delivery.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// The state of the router.
@@ -452,6 +455,7 @@ impl Modify for RequestHeaderAddon {
         (name = "calls", description = "Call control"),
         (name = "translate", description = "Address translation"),
         (name = "events", description = "The event stream"),
+        (name = "webhooks", description = "Events POSTed to an app's endpoints"),
         (name = "admin", description = "Operator endpoints (admin token)"),
         (name = "ops", description = "Health, metrics, this document")
     )
@@ -534,6 +538,21 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(translate::get_locations, translate::put_locations))
         .routes(routes!(translate::get_cards, translate::put_cards))
         .routes(routes!(events::events))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::put_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(
+            webhooks::admin_list_webhooks,
+            webhooks::admin_create_webhook
+        ))
+        .routes(routes!(
+            webhooks::admin_get_webhook,
+            webhooks::admin_put_webhook,
+            webhooks::admin_delete_webhook
+        ))
         .routes(routes!(admin::list_lines, admin::create_line))
         .routes(routes!(
             admin::get_line,
@@ -586,6 +605,7 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         metrics::gauge!("tapir_pending_completions").set(completions as f64);
         metrics::gauge!("tapir_timers").set(timers as f64);
     }
+    st.webhooks.export_metrics();
     metrics::gauge!("tapir_registrations")
         .set(st.registrations.registered_count(std::time::Instant::now()) as f64);
     let text = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();

@@ -94,6 +94,16 @@ impl Api {
         }
     }
 
+    /// A client of a server at `addr` (a `tapir` process of the test).
+    pub fn at(addr: std::net::SocketAddr, token: Option<&str>) -> Api {
+        Api {
+            base: format!("http://{addr}"),
+            addr,
+            token: token.map(str::to_string),
+            http: reqwest::Client::new(),
+        }
+    }
+
     async fn send(&self, rb: reqwest::RequestBuilder) -> (u16, Value) {
         let (status, body, _) = self.send_full(rb).await;
         (status, body)

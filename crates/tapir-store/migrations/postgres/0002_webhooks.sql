@@ -1,0 +1,12 @@
+-- Webhooks (PostgreSQL). Keep in step with ../sqlite/0002_webhooks.sql.
+-- `acked`: the app's last `seq` the webhook has acknowledged (delivery goes
+-- on after it); `suspended`: 1 once it has failed for `suspend_after`.
+CREATE TABLE webhooks (
+    id        TEXT PRIMARY KEY,
+    app       TEXT NOT NULL,
+    secret    TEXT NOT NULL,
+    acked     BIGINT NOT NULL,
+    suspended BIGINT NOT NULL,
+    data      TEXT NOT NULL
+);
+CREATE INDEX webhooks_by_app ON webhooks (app);
