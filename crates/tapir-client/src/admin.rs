@@ -14,7 +14,7 @@ use serde_json::json;
 /// The operator API of one server.
 #[derive(Clone, Debug)]
 pub struct Admin {
-    client: Client,
+    pub(crate) client: Client,
 }
 
 impl Admin {

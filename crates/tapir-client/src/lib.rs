@@ -30,6 +30,7 @@ mod call;
 mod error;
 mod events;
 mod line;
+mod webhooks;
 pub mod wire;
 
 pub use admin::Admin;
@@ -42,7 +43,7 @@ pub use wire::{
     CallState, CallingCard, Cdr, CdrLegQuality, CdrQuery, CompletionMode, ErrorDetail, Event,
     EventKind, ForwardRule, Forwarding, HandoffTarget, LineInfo, LineKind, Location, Locations,
     MakeCall, MediaMode, ParkSettings, PickupGroup, PickupTarget, Privilege, TransferMode,
-    TranslateRequest, Translation,
+    TranslateRequest, Translation, Webhook, WebhookRequest,
 };
 
 use reqwest::Method;

@@ -1164,6 +1164,67 @@ pub(crate) struct Cdrs {
     pub cdrs: Vec<Cdr>,
 }
 
+/// A webhook as the server shows it (`/v1/webhooks`, `/v1/admin/webhooks`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Its id.
+    pub id: String,
+    /// The app whose events it delivers.
+    pub app: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Event types delivered (all when empty).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Addresses whose events are delivered (all when empty).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Most events per POST.
+    pub batch: u32,
+    /// `active`, `failing` or `suspended`.
+    pub state: String,
+    /// The last `seq` acknowledged (or skipped by the filters).
+    pub acked: u64,
+    /// Events journalled after `acked`.
+    pub pending: u64,
+    /// Failing since (ms since the epoch).
+    #[serde(default)]
+    pub failing_since: Option<u64>,
+    /// The last failure.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Events delivered since the server started.
+    #[serde(default)]
+    pub delivered: u64,
+    /// The secret: only in the answer that set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// What to register or change of a webhook (absent fields: the server's
+/// default on creation, unchanged on change).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WebhookRequest {
+    /// The app (operator requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Where events are POSTed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Event types (`call.state`, `call.*`, `*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// Addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<String>>,
+    /// The signing secret (16 to 256 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Most events per POST.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

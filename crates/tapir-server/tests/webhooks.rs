@@ -762,3 +762,112 @@ async fn sigkill_mid_delivery_then_restart_resumes_where_it_stopped() {
     assert_in_order_none_lost(&recv.seqs(), start + 1, last);
     assert_eq!(recv.state.lock().unwrap().bad_signatures, 0);
 }
+
+// ---------------------------------------------------------------------
+// The CLI: `tapir webhooks …` for an app, `tapir admin webhooks …`.
+// ---------------------------------------------------------------------
+
+/// Run the binary (off the runtime, which serves the server meanwhile).
+async fn cli(server: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec![
+        "--server".to_string(),
+        server.to_string(),
+        "--token".into(),
+        token.into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tapir"))
+            .args(&all)
+            .env_remove("TAPIR_TOKEN")
+            .env_remove("TAPIR_ADMIN_TOKEN")
+            .env_remove("TAPIR_SERVER")
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_manages_webhooks() {
+    let recv = Receiver::start(0, None).await;
+    let s = support::server_with(open_settings).await;
+    let base = format!("http://{}", s.http_addr);
+    let url = recv.url();
+    let (code, out, err) = cli(
+        &base,
+        "tok-alpha",
+        &[
+            "webhooks",
+            "add",
+            &url,
+            "--event",
+            "address.forwarding",
+            "--secret",
+            SECRET,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["secret"], SECRET);
+    assert_eq!(v["events"], json!(["address.forwarding"]));
+    let id = v["id"].as_str().unwrap().to_string();
+    // The table lists it, without the secret.
+    let (code, out, _) = cli(&base, "tok-alpha", &["webhooks"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && out.contains("active"), "{out}");
+    assert!(!out.contains(SECRET), "{out}");
+    // Events reach the receiver.
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    alpha.open("2001", &["owner", "monitor"]).await;
+    make_events(&alpha, 3).await;
+    until("3 events", 20, || recv.seqs().len() >= 3).await;
+    // Bad input: the server's code and sentence, exit 1.
+    let (code, _, err) = cli(&base, "tok-alpha", &["webhooks", "add", "ftp://x.example/"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("invalparam") && err.contains("https://"),
+        "{err}"
+    );
+    // The operator sees every app's, needs --app to add, changes and deletes.
+    let (code, out, _) = cli(&base, "admin-secret", &["admin", "webhooks", "show", &id]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("alpha"), "{out}");
+    let (code, _, err) = cli(&base, "admin-secret", &["admin", "webhooks", "add", &url]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--app"), "{err}");
+    let (code, out, err) = cli(
+        &base,
+        "admin-secret",
+        &["admin", "webhooks", "set", &id, "--batch", "5", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["batch"], 5);
+    assert!(v.get("secret").is_none(), "{v}");
+    let (code, _, _) = cli(&base, "admin-secret", &["admin", "webhooks", "resume", &id]).await;
+    assert_eq!(code, 0);
+    let (code, _, _) = cli(&base, "tok-beta", &["webhooks", "delete", &id]).await;
+    assert_eq!(code, 1, "beta may not delete alpha's webhook");
+    let (code, out, _) = cli(&base, "tok-alpha", &["webhooks", "delete", &id]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("deleted"), "{out}");
+    let (code, out, _) = cli(&base, "admin-secret", &["admin", "webhooks", "--json"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["webhooks"],
+        json!([])
+    );
+    s.shutdown().await;
+}

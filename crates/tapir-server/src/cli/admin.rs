@@ -1,6 +1,6 @@
 //! Operator commands (`tapir admin …`, `tapir cdr`): list, add, change and
-//! delete lines, apps, trunks and pickup groups, set the park slots, read
-//! call detail records. They use the admin token.
+//! delete lines, apps, trunks, pickup groups and webhooks, set the park
+//! slots, read call detail records. They use the admin token.
 
 use super::table::{Table, opt};
 use super::{CliError, Output, to_json};
@@ -35,6 +35,11 @@ pub enum AdminCmd {
     Park {
         #[command(subcommand)]
         action: Option<ParkCmd>,
+    },
+    /// Every app's webhooks: state, pending events, suspension.
+    Webhooks {
+        #[command(subcommand)]
+        action: Option<super::webhooks::WebhooksCmd>,
     },
 }
 
@@ -620,6 +625,10 @@ pub async fn run(client: &Client, cmd: AdminCmd) -> Result<Output, CliError> {
                 deleted("pickup group", &name)
             }
         },
+        AdminCmd::Webhooks { action } => {
+            let cmd = action.unwrap_or(super::webhooks::WebhooksCmd::List);
+            super::webhooks::run(client, cmd, true).await?
+        }
         AdminCmd::Park { action } => {
             let p = match action.unwrap_or(ParkCmd::Show) {
                 ParkCmd::Show => admin.park().await?,

@@ -1,7 +1,8 @@
 //! The `tapir` command line: `serve` and `openapi`, and the client
 //! commands that drive a running server through `tapir-client` — lines,
 //! calls and every call operation, pickup, unpark, forwarding, translation,
-//! the event stream, and the operator's `admin` and `cdr` commands.
+//! the event stream, webhooks, and the operator's `admin` and `cdr`
+//! commands.
 //!
 //! Output is a plain table for people, or the server's JSON with `--json`.
 //! A refused request prints TAPI's error code and sentence on stderr and
@@ -18,6 +19,7 @@ mod calls;
 mod lines;
 mod serve;
 mod table;
+mod webhooks;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
@@ -105,6 +107,11 @@ enum Cmd {
     Cards,
     /// Print this app's events.
     Events(lines::EventsArgs),
+    /// This app's webhooks: its events POSTed to its HTTP endpoints.
+    Webhooks {
+        #[command(subcommand)]
+        action: Option<webhooks::WebhooksCmd>,
+    },
     /// Operator commands: lines, apps, trunks, pickup groups, park (admin token).
     Admin {
         #[command(subcommand)]
@@ -255,6 +262,10 @@ async fn dispatch(g: &Global, command: Cmd) -> Result<Option<Output>, CliError> 
         Cmd::Events(a) => {
             lines::events(&app_client(g)?, a, g.json).await?;
             return Ok(None);
+        }
+        Cmd::Webhooks { action } => {
+            let cmd = action.unwrap_or(webhooks::WebhooksCmd::List);
+            webhooks::run(&app_client(g)?, cmd, false).await?
         }
         Cmd::Admin { cmd } => admin::run(&admin_client(g)?, cmd).await?,
         Cmd::Cdr(a) => admin::cdr(&admin_client(g)?, a).await?,
