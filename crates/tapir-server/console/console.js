@@ -144,6 +144,7 @@ async function pollLines() {
   if (!store.token || document.hidden) return;
   try {
     await loadLines();
+    await loadWebhooks();
   } catch (e) {
     if (e.status === 401) signOut();
   }
@@ -252,6 +253,71 @@ async function setForwarding(address, rules) {
     const st = await api("PUT", `/v1/addresses/${encodeURIComponent(address)}/forwarding`, { rules });
     store.addresses.set(address, st);
     renderAddresses();
+  });
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/** A comma- or space-separated list from a text field (absent when empty). */
+function listOf(text) {
+  const items = text.split(/[\s,]+/).filter(Boolean);
+  return items.length ? items : undefined;
+}
+
+async function loadWebhooks() {
+  const data = await api("GET", "/v1/webhooks");
+  renderWebhooks(data?.webhooks || []);
+}
+
+function renderWebhooks(hooks) {
+  $("webhooks-empty").hidden = hooks.length > 0;
+  $("webhooks-body").replaceChildren(...hooks.map((w) => h("tr", { dataset: { webhook: w.id } },
+    h("th", { scope: "row" }, w.id),
+    h("td", {}, w.url),
+    h("td", {}, w.events.length ? w.events.join(", ") : h("span", { class: "muted" }, "all")),
+    h("td", {}, w.addresses.length ? w.addresses.join(", ") : h("span", { class: "muted" }, "all")),
+    h("td", { class: w.state === "active" ? "" : "error-text" }, w.state),
+    h("td", {}, String(w.acked)),
+    h("td", {}, String(w.pending)),
+    h("td", {}, w.last_error || ""),
+    h("td", {},
+      w.state === "suspended"
+        ? h("button", { type: "button", "aria-label": `Resume webhook ${w.id}`, onclick: () => resumeWebhook(w.id) }, "Resume")
+        : null,
+      h("button", { type: "button", "aria-label": `Delete webhook ${w.id}`, onclick: () => deleteWebhook(w.id) }, "Delete")))));
+}
+
+async function addWebhook() {
+  await attempt("add webhook", async () => {
+    const body = { url: $("wh-url").value.trim() };
+    const events = listOf($("wh-events").value);
+    const addresses = listOf($("wh-addresses").value);
+    if (events) body.events = events;
+    if (addresses) body.addresses = addresses;
+    const batch = Number($("wh-batch").value);
+    if (batch && batch !== 1) body.batch = batch;
+    const w = await api("POST", "/v1/webhooks", body);
+    // The secret is in this answer only: show it until the next change.
+    const s = $("webhook-secret");
+    s.textContent = `Secret of ${w.id} (shown once; the receiver checks Tapir-Signature with it): ${w.secret}`;
+    s.hidden = false;
+    $("wh-url").value = "";
+    await loadWebhooks();
+  });
+}
+
+async function resumeWebhook(id) {
+  await attempt(`resume ${id}`, async () => {
+    await api("PUT", `/v1/webhooks/${encodeURIComponent(id)}`, {});
+    await loadWebhooks();
+  });
+}
+
+async function deleteWebhook(id) {
+  await attempt(`delete ${id}`, async () => {
+    await api("DELETE", `/v1/webhooks/${encodeURIComponent(id)}`);
+    $("webhook-secret").hidden = true;
+    await loadWebhooks();
   });
 }
 
@@ -697,6 +763,7 @@ async function start() {
     await loadLines();
     $("status").hidden = true;
     await loadAddresses();
+    await loadWebhooks();
     const seq = await refreshCalls();
     store.seq = seq;
     // Replay the journal for the log and the parked slots, then go live.
@@ -720,6 +787,9 @@ function signOut() {
   sessionStorage.removeItem(ADMIN_KEY);
   $("admin-token").value = "";
   $("history-body").replaceChildren();
+  $("webhooks-body").replaceChildren();
+  $("webhook-secret").replaceChildren();
+  $("webhook-secret").hidden = true;
   store.calls.clear();
   store.parked.clear();
   store.selected = null;
@@ -761,6 +831,10 @@ function wire() {
     setForwarding(address, rules);
   });
   $("fwd-clear").addEventListener("click", () => setForwarding($("fwd-address").value, []));
+  $("webhook-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    addWebhook();
+  });
   $("history-form").addEventListener("submit", (e) => {
     e.preventDefault();
     loadHistory(false);
