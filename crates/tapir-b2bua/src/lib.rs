@@ -44,6 +44,7 @@ pub mod directory;
 pub mod info;
 pub mod pump;
 pub mod session_timer;
+pub mod subscription;
 pub mod trunk;
 
 pub use trunk::TrunkRoute;
@@ -51,6 +52,7 @@ pub use trunk::TrunkRoute;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tapir_core::{Direction, Effect, Input, LegEvent, LegId, LineId, MediaSource, ReleaseCause};
 use tapir_media::sdp::{
@@ -105,6 +107,13 @@ pub trait Directory {
     /// the TCP or TLS connection with `peer` (which must then stay open).
     fn registered_over(&self, _now: Instant, _peer: SocketAddr) -> bool {
         false
+    }
+    /// Whether the authenticated `watcher` may SUBSCRIBE to the lamps or
+    /// presence of `address` (a line's address or a park slot): `Err(404)`
+    /// for an address the switch does not have, `Err(403)` for one the
+    /// watcher's line may not watch. Every address by default.
+    fn may_watch(&self, _watcher: &str, _address: &str) -> Result<(), u16> {
+        Ok(())
     }
 }
 
@@ -277,6 +286,8 @@ pub struct Config {
     pub retry_after: Duration,
     /// RFC 4028 session timers (see [`session_timer`]).
     pub session_timer: session_timer::SessionTimerConfig,
+    /// Busy lamp and presence subscriptions (see [`subscription`]).
+    pub subscriptions: subscription::SubscriptionConfig,
 }
 
 impl Config {
@@ -292,6 +303,7 @@ impl Config {
             max_dialogs: 100_000,
             retry_after: Duration::from_secs(5),
             session_timer: session_timer::SessionTimerConfig::default(),
+            subscriptions: subscription::SubscriptionConfig::default(),
         }
     }
 
@@ -375,6 +387,13 @@ struct Dialog {
     remote_offer: Option<SessionDescription>,
     /// The transport the dialog runs over.
     transport: SipTransport,
+    /// The address whose lamps this leg lights (the phone's line address;
+    /// none for a trunk's leg).
+    lamp: Option<Arc<str>>,
+    /// tapir told the device its call rings (an inbound leg's 18x).
+    alerted: bool,
+    /// The call is TAPI-secure (`lineSecureCall`): lamps hide its parties.
+    tapi_secure: bool,
     /// tapir answered the device's INVITE with a 2xx whose ACK has not
     /// come yet.
     ack_pending: bool,
@@ -452,6 +471,8 @@ pub struct B2bua {
     timers: session_timer::SessionTimers,
     /// Whether a new call is taken now ([`admission`]).
     admission: admission::Admission,
+    /// Busy lamp and presence subscriptions ([`subscription`]).
+    subs: subscription::Subscriptions,
     next_inbound: u64,
     session: u64,
 }
@@ -471,6 +492,7 @@ impl B2bua {
         });
         B2bua {
             admission,
+            subs: subscription::Subscriptions::new(cfg.subscriptions),
             tx: TransactionLayer::new(cfg.timers),
             cfg,
             directory,
@@ -492,13 +514,17 @@ impl B2bua {
 
     /// The next output, until `None`.
     pub fn poll_output(&mut self) -> Option<Out> {
-        self.out.pop_front()
+        let out = self.out.pop_front();
+        if let Some(Out::Switch(input)) = &out {
+            self.lamp_input(input);
+        }
+        out
     }
 
     /// When [`B2bua::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (tx, st) = (self.tx.poll_timeout(), self.timers.next_due());
-        tx.into_iter().chain(st).min()
+        tx.into_iter().chain(st).chain(self.subs.next_due()).min()
     }
 
     /// How many dialogs are open (a leak check for tests).
@@ -612,6 +638,7 @@ impl B2bua {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
         self.session_timers_due(now);
+        self.subscriptions_due(now);
         self.drain_transactions(now);
     }
 
@@ -628,14 +655,18 @@ impl B2bua {
                         // The initial INVITE and its CANCEL go where the
                         // INVITE was addressed; requests inside the dialog
                         // to the first hop of its route set.
-                        Role::Client => self.clients.get(&key).and_then(|(leg, method)| {
-                            let d = self.dialogs.get(leg)?;
-                            Some(if *method == Method::Cancel || d.invite_key == key {
-                                d.remote_addr
-                            } else {
-                                d.first_hop_addr()
+                        Role::Client => self
+                            .clients
+                            .get(&key)
+                            .and_then(|(leg, method)| {
+                                let d = self.dialogs.get(leg)?;
+                                Some(if *method == Method::Cancel || d.invite_key == key {
+                                    d.remote_addr
+                                } else {
+                                    d.first_hop_addr()
+                                })
                             })
-                        }),
+                            .or_else(|| self.subs.destination(&key)),
                     };
                     if let Some(to) = to {
                         self.send(to, &message);
@@ -851,7 +882,9 @@ impl B2bua {
                 let transport = self.transport_of(&key);
                 let r = self.directory.register(now, &request, source, transport);
                 self.respond(now, &key, r);
+                self.lamp_registered(&request);
             }
+            Method::Subscribe => self.subscribe_received(now, source, key, request, to_tag),
             Method::Options if to_tag.is_none() => self.reply(now, &key, &request, 200),
             Method::Invite if to_tag.is_none() => self.new_invite(now, source, key, request),
             Method::Cancel => self.cancel_received(now, source, key, request),
@@ -885,7 +918,10 @@ impl B2bua {
         // from: transport, address and port together (never by what its Via
         // claims); phones and everyone else by digest.
         let carrier = source;
-        let (user, external_caller, to) = match self.directory.trunk_from(carrier, transport) {
+        let (user, external_caller, to): (String, _, _) = match self
+            .directory
+            .trunk_from(carrier, transport)
+        {
             Some(trunk_line) => {
                 let caller = trunk::calling_number(&request);
                 let Some(to) = trunk::called_number(&request) else {
@@ -1026,6 +1062,9 @@ impl B2bua {
                 remote_offer: offer,
                 transport,
                 ack_pending: false,
+                lamp: external_caller.is_none().then(|| Arc::from(user.as_str())),
+                alerted: false,
+                tapi_secure: false,
                 trunk_credentials: None,
             },
         );
@@ -1631,6 +1670,7 @@ impl B2bua {
 
     fn client_event(&mut self, now: Instant, key: TransactionKey, event: TransactionEvent) {
         let Some((leg, method)) = self.clients.get(&key).cloned() else {
+            self.notify_event(now, &key, event);
             return;
         };
         match event {
@@ -2014,8 +2054,14 @@ impl B2bua {
                 self.remote_control(now, *leg, "talk");
             }
             Effect::RemoteHold { leg } => self.remote_control(now, *leg, "hold"),
-            Effect::SecureMedia { leg } => self.secure_leg(now, *leg),
+            Effect::SecureMedia { leg } => {
+                if let Some(d) = self.dialogs.get_mut(leg) {
+                    d.tapi_secure = true;
+                }
+                self.secure_leg(now, *leg)
+            }
         }
+        self.lamp_effect(effect);
         self.drain_transactions(now);
     }
 
@@ -2196,6 +2242,9 @@ impl B2bua {
                 remote_offer: None,
                 transport: found.transport,
                 ack_pending: false,
+                lamp: trunk.is_none().then(|| Arc::from(target)),
+                alerted: false,
+                tapi_secure: false,
                 trunk_credentials: trunk.and_then(|t| t.credentials),
             },
         );
@@ -2209,6 +2258,7 @@ impl B2bua {
         if !d.inbound || d.state != LegState::Early {
             return;
         }
+        d.alerted = true;
         let mut b = d.invite.response_builder(code, None, Some(d.local_tag()));
         b = d.record_route(b).header(HeaderName::Contact, contact);
         let mut negotiated = None;

@@ -60,6 +60,7 @@ pub fn pump(
     wire: &mut impl Wire,
 ) -> Result<usize, Unsettled> {
     let mut moved = 0;
+    let mut lamps_settled = false;
     for _ in 0..MAX_ROUNDS {
         let before = moved;
         if let Some(b2b) = b2b.as_deref_mut() {
@@ -88,6 +89,17 @@ pub fn pump(
             }
         }
         if moved == before {
+            // Once the step has settled, the busy lamps of what it changed
+            // (nothing to do, and no cost, while nobody watches).
+            if let Some(b2b) = b2b.as_deref_mut()
+                && !lamps_settled
+                && moved > 0
+                && b2b.watches_lamps()
+            {
+                lamps_settled = true;
+                b2b.lamps_changed(now, switch.parked_legs());
+                continue;
+            }
             return Ok(moved);
         }
     }

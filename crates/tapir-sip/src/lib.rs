@@ -5,6 +5,7 @@
 //! * [`auth`]: server-side digest authentication (challenges, nonces,
 //!   replay protection, lock-out).
 //! * [`dialog`]: dialog state, in-dialog requests, matching, Replaces.
+//! * [`event`]: bodies of the dialog and presence event packages.
 //! * [`registrar`]: REGISTER processing and the location service.
 //! * [`transaction`]: the RFC 3261 §17 transaction state machines, driven
 //!   by `handle_*(now, ..)` calls and drained with `poll_output()`.
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod dialog;
+pub mod event;
 pub mod msg;
 pub mod registrar;
 pub mod transaction;

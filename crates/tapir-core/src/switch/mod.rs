@@ -1745,6 +1745,14 @@ impl Switch {
         self.m.parks.get(slot).map(|p| p.call)
     }
 
+    /// Every occupied park slot and the leg of the call parked in it.
+    pub fn parked_legs(&self) -> impl Iterator<Item = (&Arc<str>, LegId)> + '_ {
+        self.m
+            .parks
+            .iter()
+            .filter_map(|(slot, p)| self.call(p.call).and_then(|c| c.leg).map(|leg| (slot, leg)))
+    }
+
     /// Number of bridges, legs, park slots in use, completions and timers: all
     /// zero when the switch is quiet.
     pub fn resources_in_use(&self) -> (usize, usize, usize, usize, usize) {
