@@ -3,12 +3,16 @@
 //! towards legs that hear a generator, RFC 4733 / in-band DTMF out, RFC 4733
 //! digits in, and RTP inactivity detection.
 //!
-//! Concurrency: one tokio task per leg receives datagrams; one ticker task
-//! runs every 20 ms for everything generated (tones, mixes, DTMF) and for
-//! timeouts. Both take one short `std::sync::Mutex` around the engine state
-//! and send with non-blocking `try_send_to`, so no lock is held across an
-//! await. The public methods are synchronous and cheap; call them from any
-//! thread inside the tokio runtime that created the engine.
+//! Concurrency: one media thread of the engine's own waits on every leg's
+//! sockets at once (one `mio` poll, edge-triggered) and ticks every 20 ms for
+//! everything generated (tones, mixes, DTMF) and for timeouts. It takes one
+//! short `std::sync::Mutex` around the engine state per ready socket and per
+//! tick, and sends with non-blocking sends. The public methods are
+//! synchronous and cheap; call them from any thread. Opening a leg binds its
+//! two sockets and adds them to the poll from the caller's thread, and
+//! closing one closes them: neither wakes the media thread nor any other
+//! (no task is spawned per leg), so a call costs the signalling loop two
+//! socket pairs and nothing else.
 //!
 //! Each leg has one outgoing stream (its own SSRC, sequence and timestamp):
 //! when what it hears changes (relay from another party, a tone, the mixer)
@@ -43,12 +47,13 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
-use tokio::net::UdpSocket;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, trace};
 
 /// A leg as the media engine knows it (the server maps its own leg ids).
@@ -193,9 +198,9 @@ pub const DEFAULT_RTP_HOLD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Errors of the engine's control methods.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    /// Not called inside a tokio runtime.
-    #[error("the media engine needs a tokio runtime")]
-    NoRuntime,
+    /// The media thread or its poll could not be started.
+    #[error("cannot start the media thread: {0}")]
+    Start(#[source] std::io::Error),
     /// Binding a socket failed.
     #[error("cannot bind an RTP socket: {0}")]
     Bind(#[source] std::io::Error),
@@ -418,11 +423,9 @@ enum Latch {
 }
 
 struct Leg {
-    socket: Arc<UdpSocket>,
+    socket: UdpSocket,
     local: SocketAddr,
-    task: JoinHandle<()>,
-    rtcp_socket: Arc<UdpSocket>,
-    rtcp_task: JoinHandle<()>,
+    rtcp_socket: UdpSocket,
     rtcp: RtcpLeg,
     remote: Option<RemoteMedia>,
     latch: Latch,
@@ -474,13 +477,17 @@ struct Shared {
     epoch: Instant,
     /// SDES CNAME of every report this engine sends.
     cname: String,
+    /// Where legs' sockets join the media thread's poll.
+    registry: Registry,
 }
 
-/// The media plane. Dropping it stops every task and closes every socket.
+/// The media plane. Dropping it stops its thread and closes every socket.
 pub struct MediaEngine {
     shared: Arc<Shared>,
-    runtime: tokio::runtime::Handle,
-    ticker: JoinHandle<()>,
+    /// Tells the media thread to stop (with `waker`).
+    stop: Arc<AtomicBool>,
+    waker: Waker,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl fmt::Debug for MediaEngine {
@@ -562,7 +569,7 @@ fn send_on(stats: &mut EngineStats, leg: &mut Leg, buf: &[u8], to: SocketAddr) {
 }
 
 fn send(stats: &mut EngineStats, socket: &UdpSocket, buf: &[u8], to: SocketAddr) {
-    if let Err(e) = socket.try_send_to(buf, to) {
+    if let Err(e) = socket.send_to(buf, to) {
         stats.send_errors += 1;
         trace!(%to, error = %e, "RTP send failed");
     }
@@ -1080,52 +1087,114 @@ impl State {
     }
 }
 
-/// Receives on one of a leg's sockets: RTP (and multiplexed RTCP) when
-/// `rtcp_port` is false, the RTCP port otherwise.
-async fn recv_loop(shared: Weak<Shared>, id: LegId, socket: Arc<UdpSocket>, rtcp_port: bool) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
+/// The media thread's token for stopping it.
+const WAKER: Token = Token(usize::MAX);
+
+/// At most this many datagrams are read from one socket before the others
+/// get their turn (the socket is read again right after).
+const READS_PER_TURN: usize = 64;
+
+/// A leg socket's poll token: the leg id twice, plus one for the RTCP port.
+fn token(leg: LegId, rtcp_port: bool) -> Option<Token> {
+    let base = usize::try_from(leg.0).ok()?.checked_mul(2)?;
+    let t = base.checked_add(usize::from(rtcp_port))?;
+    (t != WAKER.0).then_some(Token(t))
+}
+
+/// The leg and port a poll token names.
+fn from_token(t: Token) -> (LegId, bool) {
+    (LegId((t.0 / 2) as u64), t.0 % 2 == 1)
+}
+
+impl State {
+    /// Reads what waits on one of a leg's sockets: RTP (and multiplexed
+    /// RTCP) when `rtcp_port` is false, the RTCP port otherwise. Returns
+    /// whether more may wait (the turn ended before the socket was empty).
+    fn read_socket(&mut self, shared: &Shared, id: LegId, rtcp_port: bool, buf: &mut [u8]) -> bool {
+        for _ in 0..READS_PER_TURN {
+            let received = {
+                let Some(leg) = self.legs.get(&id) else {
+                    return false;
+                };
+                let socket = if rtcp_port { &leg.rtcp_socket } else { &leg.socket };
+                socket.recv_from(buf)
+            };
+            match received {
+                Ok((n, src)) => {
+                    let data = buf.get(..n).unwrap_or_default();
+                    if rtcp_port {
+                        self.on_rtcp_port(id, src, data);
+                    } else {
+                        self.on_datagram(shared, id, src, data);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                 // ICMP errors surface here on some systems; keep receiving.
-                trace!(%id, error = %e, "RTP receive error");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue;
+                Err(e) => trace!(%id, error = %e, "RTP receive error"),
             }
+        }
+        true
+    }
+}
+
+/// The media thread: waits for ready sockets and the next tick, reads the
+/// sockets, and ticks. It stops when the engine is dropped.
+fn run_media(shared: Weak<Shared>, mut poll: Poll, stop: Arc<AtomicBool>, period: Duration) {
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 2048];
+    let mut ready: Vec<Token> = Vec::new();
+    let mut again: Vec<Token> = Vec::new();
+    let mut next_tick = Instant::now() + period;
+    loop {
+        let timeout = if again.is_empty() {
+            next_tick.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
         };
+        if let Err(e) = poll.poll(&mut events, Some(timeout))
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            tracing::error!(error = %e, "the media poll failed: media stops");
+            return;
+        }
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let data = buf.get(..n).unwrap_or_default();
-        if rtcp_port {
-            shared.lock().on_rtcp_port(id, src, data);
-        } else {
-            shared.lock().on_datagram(&shared, id, src, data);
+        ready.clear();
+        ready.append(&mut again);
+        ready.extend(events.iter().map(mio::event::Event::token).filter(|t| *t != WAKER));
+        for &t in &ready {
+            let (id, rtcp_port) = from_token(t);
+            if shared.lock().read_socket(&shared, id, rtcp_port, &mut buf) {
+                again.push(t);
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            shared.lock().tick(&shared);
+            // Missed ticks are caught up at once (generated media keeps its
+            // pace), unless the thread fell far behind.
+            next_tick += period;
+            if now.saturating_duration_since(next_tick) > period * 5 {
+                next_tick = now + period;
+            }
         }
     }
 }
 
-async fn tick_loop(shared: Weak<Shared>, period: Duration) {
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    loop {
-        interval.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        shared.lock().tick(&shared);
-    }
-}
-
 impl MediaEngine {
-    /// Starts the engine (its ticker task) on the current tokio runtime and
-    /// returns it with its event stream.
+    /// Starts the engine (its media thread) and returns it with its event
+    /// stream.
     ///
     /// # Errors
-    /// [`MediaError::NoRuntime`] outside a tokio runtime.
+    /// [`MediaError::Start`] when the thread or its poll cannot start.
     pub fn new(mut config: MediaConfig) -> Result<(Self, MediaEvents), MediaError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
+        let poll = Poll::new().map_err(MediaError::Start)?;
+        let registry = poll.registry().try_clone().map_err(MediaError::Start)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(MediaError::Start)?;
         // Report timers stay within an hour (and the clock's range).
         config.rtcp_interval = config
             .rtcp_interval
@@ -1155,13 +1224,22 @@ impl MediaEngine {
             random,
             epoch: Instant::now(),
             cname,
+            registry,
         });
-        let ticker = runtime.spawn(tick_loop(Arc::downgrade(&shared), period));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (shared, stop) = (Arc::downgrade(&shared), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("tapir-media".into())
+                .spawn(move || run_media(shared, poll, stop, period))
+                .map_err(MediaError::Start)?
+        };
         Ok((
             Self {
                 shared,
-                runtime,
-                ticker,
+                stop,
+                waker,
+                thread: Some(thread),
             },
             MediaEvents(rx),
         ))
@@ -1234,29 +1312,26 @@ impl MediaEngine {
         if state.legs.contains_key(&leg) {
             return Err(MediaError::AlreadyAllocated(leg));
         }
+        let (Some(rtp_token), Some(rtcp_token)) = (token(leg, false), token(leg, true)) else {
+            return Err(MediaError::Bind(std::io::Error::other(
+                "leg id beyond the poll's tokens",
+            )));
+        };
         let (std_socket, std_rtcp) = self.bind(&mut state)?;
         std_socket.set_nonblocking(true).map_err(MediaError::Bind)?;
         std_rtcp.set_nonblocking(true).map_err(MediaError::Bind)?;
         let local = std_socket.local_addr().map_err(MediaError::Bind)?;
-        let (socket, rtcp_socket) = {
-            let _guard = self.runtime.enter();
-            (
-                Arc::new(UdpSocket::from_std(std_socket).map_err(MediaError::Bind)?),
-                Arc::new(UdpSocket::from_std(std_rtcp).map_err(MediaError::Bind)?),
-            )
-        };
-        let task = self.runtime.spawn(recv_loop(
-            Arc::downgrade(&self.shared),
-            leg,
-            Arc::clone(&socket),
-            false,
-        ));
-        let rtcp_task = self.runtime.spawn(recv_loop(
-            Arc::downgrade(&self.shared),
-            leg,
-            Arc::clone(&rtcp_socket),
-            true,
-        ));
+        let mut socket = UdpSocket::from_std(std_socket);
+        let mut rtcp_socket = UdpSocket::from_std(std_rtcp);
+        // Joining the poll does not wake the media thread: its next wait
+        // already includes the sockets (and whatever waits on them).
+        let registry = &self.shared.registry;
+        registry
+            .register(&mut socket, rtp_token, Interest::READABLE)
+            .map_err(MediaError::Bind)?;
+        registry
+            .register(&mut rtcp_socket, rtcp_token, Interest::READABLE)
+            .map_err(MediaError::Bind)?;
         let rnd = self.shared.random(leg.0);
         // RFC 3550 §6.3.6: the first report after half an interval.
         let first_report = self
@@ -1269,9 +1344,7 @@ impl MediaEngine {
             Leg {
                 socket,
                 local,
-                task,
                 rtcp_socket,
-                rtcp_task,
                 rtcp: RtcpLeg {
                     rx: ReceptionStats::default(),
                     packets_sent: 0,
@@ -1508,9 +1581,8 @@ impl MediaEngine {
     /// dropped; `None` when the leg had no media.
     pub fn close(&self, leg: LegId) -> Option<RtcpStats> {
         let mut state = self.shared.lock();
+        // Closing the sockets (when `l` drops) takes them out of the poll.
         let mut l = state.legs.remove(&leg)?;
-        l.task.abort();
-        l.rtcp_task.abort();
         if self.shared.config.rtcp_interval.is_some() {
             let State { stats, pkt, .. } = &mut *state;
             emit_report(&self.shared, stats, &mut l, pkt, Instant::now(), true);
@@ -1564,12 +1636,19 @@ fn rtcp_figures(l: &Leg) -> RtcpStats {
 
 impl Drop for MediaEngine {
     fn drop(&mut self) {
-        self.ticker.abort();
-        let mut state = self.shared.lock();
-        for (_, l) in state.legs.drain() {
-            l.task.abort();
-            l.rtcp_task.abort();
+        self.stop.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            tracing::warn!(error = %e, "cannot wake the media thread to stop it");
         }
-        state.bridges.clear();
+        {
+            let mut state = self.shared.lock();
+            state.legs.clear();
+            state.bridges.clear();
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the media thread panicked");
+        }
     }
 }

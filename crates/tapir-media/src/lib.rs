@@ -12,7 +12,7 @@
 //! - [`playout`]: the mixer's per-participant playout queue.
 //! - [`prompt`]: prompts played on route point calls (WAV files and built-ins).
 //! - [`wav`]: hold music from a WAV file.
-//! - [`engine`]: the tokio media plane (sockets, relay, mixer, generators).
+//! - [`engine`]: the media plane on a thread of its own (sockets, relay, mixer, generators).
 //!
 //! The crate does not depend on `tapir-core`: it has its own small types so
 //! the server maps the core's media effects onto them:

@@ -500,12 +500,46 @@ async fn port_range_is_honoured_and_exhaustion_is_an_error() {
     ));
 }
 
+/// The engine runs on a thread of its own: no async runtime is needed to
+/// relay between two legs, and dropping the engine closes their sockets.
 #[test]
-fn engine_outside_a_runtime_is_an_error() {
-    assert!(matches!(
-        MediaEngine::new(MediaConfig::default()),
-        Err(tapir_media::MediaError::NoRuntime)
-    ));
+fn engine_relays_without_a_runtime_and_closes_on_drop() {
+    let (eng, _ev) = engine();
+    let (a, b) = (
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    b.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let (la, lb) = (eng.allocate(LegId(1)).unwrap(), eng.allocate(LegId(2)).unwrap());
+    for (leg, sock) in [(1, &a), (2, &b)] {
+        eng.set_remote(
+            LegId(leg),
+            RemoteMedia {
+                addr: Some(sock.local_addr().unwrap()),
+                codec: Codec::Pcmu,
+                telephone_event_pt: None,
+            },
+        )
+        .unwrap();
+        eng.set_source(LegId(leg), Source::Bridge(7)).unwrap();
+    }
+    let mut pkt = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut relayed = 0;
+    for k in 0..25u16 {
+        write_packet(&mut pkt, k == 0, 0, k, u32::from(k) * 160, 0x1234, &[0xff; 160]);
+        a.send_to(&pkt, la).unwrap();
+        if let Ok((n, _)) = b.recv_from(&mut buf)
+            && RtpPacket::parse(&buf[..n]).is_ok_and(|p| p.payload.len() == 160)
+        {
+            relayed += 1;
+        }
+    }
+    assert!(relayed >= 20, "only {relayed} of 25 packets relayed");
+    drop(eng);
+    // The legs' ports are free again once the engine is gone.
+    assert!(std::net::UdpSocket::bind(la).is_ok());
+    assert!(std::net::UdpSocket::bind(lb).is_ok());
 }
 
 #[tokio::test]
