@@ -42,13 +42,13 @@ use crate::rtp::{self, RtpPacket};
 use crate::sdp::{Codec, Direction, Negotiated};
 use crate::srtp::{SrtpError, SrtpKeys, SrtpSession};
 use crate::tone::{FRAME_SAMPLES, ToneGenerator, ToneKind};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -1116,7 +1116,11 @@ impl State {
                 let Some(leg) = self.legs.get(&id) else {
                     return false;
                 };
-                let socket = if rtcp_port { &leg.rtcp_socket } else { &leg.socket };
+                let socket = if rtcp_port {
+                    &leg.rtcp_socket
+                } else {
+                    &leg.socket
+                };
                 socket.recv_from(buf)
             };
             match received {
@@ -1165,7 +1169,12 @@ fn run_media(shared: Weak<Shared>, mut poll: Poll, stop: Arc<AtomicBool>, period
         };
         ready.clear();
         ready.append(&mut again);
-        ready.extend(events.iter().map(mio::event::Event::token).filter(|t| *t != WAKER));
+        ready.extend(
+            events
+                .iter()
+                .map(mio::event::Event::token)
+                .filter(|t| *t != WAKER),
+        );
         for &t in &ready {
             let (id, rtcp_port) = from_token(t);
             if shared.lock().read_socket(&shared, id, rtcp_port, &mut buf) {

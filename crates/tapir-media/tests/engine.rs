@@ -509,8 +509,12 @@ fn engine_relays_without_a_runtime_and_closes_on_drop() {
         std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
         std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
     );
-    b.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let (la, lb) = (eng.allocate(LegId(1)).unwrap(), eng.allocate(LegId(2)).unwrap());
+    b.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (la, lb) = (
+        eng.allocate(LegId(1)).unwrap(),
+        eng.allocate(LegId(2)).unwrap(),
+    );
     for (leg, sock) in [(1, &a), (2, &b)] {
         eng.set_remote(
             LegId(leg),
@@ -527,7 +531,15 @@ fn engine_relays_without_a_runtime_and_closes_on_drop() {
     let mut buf = [0u8; 2048];
     let mut relayed = 0;
     for k in 0..25u16 {
-        write_packet(&mut pkt, k == 0, 0, k, u32::from(k) * 160, 0x1234, &[0xff; 160]);
+        write_packet(
+            &mut pkt,
+            k == 0,
+            0,
+            k,
+            u32::from(k) * 160,
+            0x1234,
+            &[0xff; 160],
+        );
         a.send_to(&pkt, la).unwrap();
         if let Ok((n, _)) = b.recv_from(&mut buf)
             && RtpPacket::parse(&buf[..n]).is_ok_and(|p| p.payload.len() == 160)

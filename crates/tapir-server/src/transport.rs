@@ -586,13 +586,40 @@ fn count_parsed(direction: &'static str, message: &tapir_sip::msg::Message) {
     count(direction, method, kind);
 }
 
+/// The response classes and `request`, as [`status_class`] and
+/// [`message_kind`] name them.
+const COUNTED_KINDS: [&str; 8] = ["request", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "other"];
+
+/// Count one SIP message in `tapir_sip_messages_total`.
+///
+/// Every message of the loop is counted, so each label combination's
+/// counter is looked up in the recorder once, at its first use, and kept: a
+/// lookup hashes the name and labels on each call.
 fn count(direction: &'static str, method: &'static str, kind: &'static str) {
-    metrics::counter!(
-        "tapir_sip_messages_total",
-        "direction" => direction,
-        "method" => method,
-        "kind" => kind
-    )
+    const METHODS: usize = COUNTED_METHODS.len() + 1;
+    const KINDS: usize = COUNTED_KINDS.len();
+    static COUNTERS: [std::sync::OnceLock<metrics::Counter>; 2 * METHODS * KINDS] =
+        [const { std::sync::OnceLock::new() }; 2 * METHODS * KINDS];
+    let d = usize::from(direction != "in");
+    let m = COUNTED_METHODS
+        .iter()
+        .position(|x| *x == method)
+        .unwrap_or(COUNTED_METHODS.len());
+    let k = COUNTED_KINDS
+        .iter()
+        .position(|x| *x == kind)
+        .unwrap_or(KINDS - 1);
+    let Some(slot) = COUNTERS.get((d * METHODS + m) * KINDS + k) else {
+        return;
+    };
+    slot.get_or_init(|| {
+        metrics::counter!(
+            "tapir_sip_messages_total",
+            "direction" => direction,
+            "method" => method,
+            "kind" => kind
+        )
+    })
     .increment(1);
 }
 
