@@ -64,6 +64,13 @@ pub fn mark(def: &WebhookDef, suspended: bool) {
         .set(if suspended { 1.0 } else { 0.0 });
 }
 
+/// Zero a removed webhook's gauges (the exporter keeps label sets).
+pub fn unmark(def: &WebhookDef) {
+    mark(def, false);
+    metrics::gauge!("tapir_webhook_pending_events", "webhook" => def.id.clone(), "app" => def.app.clone())
+        .set(0.0);
+}
+
 /// The event-type and address filters of a webhook. The address filter
 /// passes an event naming one of the addresses, and every later event of a
 /// call that appeared at one of them (`call.new`).

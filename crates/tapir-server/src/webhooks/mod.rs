@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 use tapir_store::{Store, StoreError, StoredWebhook};
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
@@ -647,7 +646,7 @@ impl Webhooks {
         if let Some(r) = self.lock().remove(id) {
             r.task.abort();
         }
-        deliver::mark(&hook.def, false);
+        deliver::unmark(&hook.def);
         tracing::info!(webhook = %id, "webhook deleted");
         Ok(())
     }
@@ -664,7 +663,7 @@ impl Webhooks {
         for id in ids {
             if let Some(r) = hooks.remove(&id) {
                 r.task.abort();
-                deliver::mark(&r.hook.def, false);
+                deliver::unmark(&r.hook.def);
             }
         }
     }
@@ -685,10 +684,5 @@ impl Webhooks {
         for (state, n) in by_state {
             metrics::gauge!("tapir_webhooks", "state" => state).set(n as f64);
         }
-    }
-
-    /// How long delivery waits before the `attempt`-th retry (0 = first).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        deliver::backoff(&self.ctx.settings, attempt)
     }
 }

@@ -294,6 +294,14 @@ mod tests {
         );
         assert!(err("https://LOCALHOST/").await.contains("allow_private"));
         assert!(err("https://a.localhost/").await.contains("allow_private"));
+        // Other spellings of loopback that URL parsing turns into addresses.
+        assert!(err("https://2130706433/").await.contains("allow_private"));
+        assert!(err("https://0x7f.1/").await.contains("allow_private"));
+        assert!(
+            err("https://[::ffff:127.0.0.1]/")
+                .await
+                .contains("allow_private")
+        );
         let long = format!("https://93.184.216.34/{}", "a".repeat(2000));
         assert!(
             check_url(&long, &s)
