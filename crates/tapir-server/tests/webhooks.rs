@@ -243,12 +243,19 @@ fn assert_in_order_none_lost(seqs: &[u64], from: u64, to: u64) {
     assert_eq!(got, want, "arrived: {seqs:?}");
 }
 
+/// Each seq at its first arrival (a retry after a lost answer may repeat one:
+/// at least once).
+fn first_arrivals(seqs: &[u64]) -> Vec<u64> {
+    let mut seen = std::collections::BTreeSet::new();
+    seqs.iter().copied().filter(|s| seen.insert(*s)).collect()
+}
+
 fn open_settings(c: &mut tapir_server::Config) {
     c.webhooks.allow_http = true;
     c.webhooks.allow_private = true;
     c.webhooks.retry_min = 0.05;
     c.webhooks.retry_max = 0.5;
-    c.webhooks.timeout = 2.0;
+    c.webhooks.timeout = 10.0;
 }
 
 /// `n` events for alpha: its forwarding of 2001 set and cleared in turn.
@@ -322,7 +329,7 @@ async fn signed_events_arrive_in_order_filtered_and_batched() {
     // The plain webhook: every event of alpha after its creation, in order.
     assert_in_order_none_lost(&recv.seqs_of(&id), start + 1, last);
     // The batched one: only the forwarding events, in order, in arrays.
-    let fwd = recv.seqs_of(&batched_id);
+    let fwd = first_arrivals(&recv.seqs_of(&batched_id));
     assert!(fwd.len() >= 40, "{fwd:?}");
     assert!(fwd.windows(2).all(|w| w[0] < w[1]), "{fwd:?}");
     assert!(
@@ -377,7 +384,7 @@ async fn an_address_filter_delivers_only_that_address_in_order() {
         assert_eq!(st, 200, "{v}");
     }
     drained(&admin, &id, 20).await;
-    let seqs = recv.seqs();
+    let seqs = first_arrivals(&recv.seqs());
     assert_eq!(
         seqs.len(),
         30,

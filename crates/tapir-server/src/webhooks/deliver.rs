@@ -403,8 +403,8 @@ pub async fn run(hook: Arc<Hook>, ctx: Arc<Ctx>) {
                 }
                 if failing >= suspend_after {
                     hook.progress().suspended = true;
-                    persist(&ctx, &hook).await;
                     mark(&hook.def, true);
+                    persist(&ctx, &hook).await;
                     tracing::warn!(webhook = %id, app = %hook.def.app, "webhook suspended after failing for {}s: {e}", failing.as_secs());
                     return;
                 }

@@ -680,6 +680,8 @@ impl Webhooks {
             }
             metrics::gauge!("tapir_webhook_pending_events", "webhook" => v.id.clone(), "app" => v.app.clone())
                 .set(v.pending as f64);
+            metrics::gauge!("tapir_webhook_suspended", "webhook" => v.id.clone(), "app" => v.app.clone())
+                .set(if v.state == "suspended" { 1.0 } else { 0.0 });
         }
         for (state, n) in by_state {
             metrics::gauge!("tapir_webhooks", "state" => state).set(n as f64);
