@@ -909,3 +909,65 @@ async fn the_cli_manages_webhooks() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_app_created_with_its_webhooks() {
+    let recv = Receiver::start(0, None).await;
+    let s = support::server_with(open_settings).await;
+    let admin = Api::new(&s, Some("admin-secret"));
+    // A bad webhook refuses the whole request: no app, no webhook.
+    let (st, v) = admin
+        .post(
+            "/v1/admin/apps",
+            json!({"name": "late", "lines": ["2004"], "token": "tok-late-0123456789",
+                   "webhooks": [{"url": recv.url()}, {"url": "not a url"}]}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not a URL"),
+        "{v}"
+    );
+    assert_eq!(admin.get("/v1/admin/apps/late").await.0, 404);
+    assert_eq!(
+        admin.get("/v1/admin/webhooks").await.1["webhooks"],
+        json!([])
+    );
+    let (st, v) = admin
+        .post(
+            "/v1/admin/apps",
+            json!({"name": "late", "lines": ["2004"], "token": "tok-late-0123456789",
+                   "webhooks": [{"url": recv.url(), "secret": SECRET}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["webhooks"][0]["secret"], SECRET, "{v}");
+    assert_eq!(v["webhooks"][0]["app"], "late");
+    let id = v["webhooks"][0]["id"].as_str().unwrap().to_string();
+    // The app's events reach it.
+    let late = Api::new(&s, Some("tok-late-0123456789"));
+    late.open("2004", &["owner", "monitor"]).await;
+    let last = drained(&admin, &id, 20).await;
+    assert!(last >= 1, "line.state of the opened line");
+    assert_in_order_none_lost(&recv.seqs(), 1, last);
+    // Replacing the app does not take webhooks; its GET shows none.
+    let (st, v) = admin
+        .put(
+            "/v1/admin/apps/late",
+            json!({"lines": ["2004"], "webhooks": []}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let (_, v) = admin.get("/v1/admin/apps/late").await;
+    assert!(v.get("webhooks").is_none(), "{v}");
+    // Deleting the app deletes its webhooks.
+    assert_eq!(admin.delete("/v1/admin/apps/late").await.0, 204);
+    assert_eq!(
+        admin.get("/v1/admin/webhooks").await.1["webhooks"],
+        json!([])
+    );
+    s.shutdown().await;
+}

@@ -353,6 +353,10 @@ pub struct AdminApp {
     /// The bearer token, only in the reply that created or rotated it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The webhooks created with the app (with their secrets), only in the
+    /// reply that created it; `/v1/admin/webhooks` lists them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Vec<crate::webhooks::WebhookView>>,
 }
 
 impl From<&AppEntry> for AdminApp {
@@ -366,6 +370,7 @@ impl From<&AppEntry> for AdminApp {
             permissions: a.permissions.clone(),
             effective_permissions: a.permissions(),
             token: None,
+            webhooks: None,
         }
     }
 }
@@ -403,6 +408,10 @@ pub struct AppBody {
     pub permissions: Option<Vec<AppPermission>>,
     /// Bearer token (at least 16 characters).
     pub token: Option<String>,
+    /// Webhooks to register with a new app (as `POST /v1/admin/webhooks`
+    /// takes them, without `app`); a replace refuses them (change them
+    /// under `/v1/admin/webhooks`).
+    pub webhooks: Option<Vec<crate::webhooks::WebhookBody>>,
 }
 
 impl AppBody {
@@ -486,10 +495,26 @@ pub async fn create_app(
         .name
         .clone()
         .ok_or_else(|| ApiError::param("an app needs a \"name\""))?;
+    let mut body = body;
+    let hooks = body.webhooks.take().unwrap_or_default();
+    if hooks.iter().any(|h| h.app.is_some()) {
+        return Err(ApiError::param(
+            "a webhook given with its app names no \"app\"",
+        ));
+    }
+    // Bad webhooks refuse the whole request before the app exists.
+    st.webhooks.check(&hooks).await?;
     let (entry, token) = body.entry(name)?;
     let (entry, token) = prov(&st).create_app(entry, token).await?;
     let mut out = AdminApp::from(&entry);
     out.token = Some(token);
+    if !hooks.is_empty() {
+        let mut views = Vec::new();
+        for h in hooks {
+            views.push(st.webhooks.create(&entry.name, h).await?);
+        }
+        out.webhooks = Some(views);
+    }
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -517,6 +542,11 @@ pub async fn put_app(
         return Err(ApiError::param(format!(
             "the body's name {n:?} is not the app's ({name:?})"
         )));
+    }
+    if body.webhooks.is_some() {
+        return Err(ApiError::param(
+            "an app's webhooks are changed under /v1/admin/webhooks, not with the app",
+        ));
     }
     let (entry, token) = body.entry(name)?;
     let entry = prov(&st).replace_app(entry, token.as_deref()).await?;

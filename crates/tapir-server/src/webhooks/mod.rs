@@ -510,6 +510,35 @@ impl Webhooks {
         Ok(self.view(&hook, None))
     }
 
+    /// Check webhooks to register together for a new app (`/v1/admin/apps`)
+    /// without registering them: their number, URLs, filters, batch sizes
+    /// and secrets.
+    pub async fn check(&self, bodies: &[WebhookBody]) -> Result<(), WebhookError> {
+        let max = self.ctx.settings.max_per_app;
+        if bodies.len() > max {
+            return Err(WebhookError::Invalid(format!(
+                "{} webhooks given; an app may have at most {max}",
+                bodies.len()
+            )));
+        }
+        for b in bodies {
+            let url = b
+                .url
+                .as_deref()
+                .ok_or_else(|| WebhookError::Invalid("a webhook needs a \"url\"".into()))?;
+            target::check_url(url, &self.ctx.settings)
+                .await
+                .map_err(|e| WebhookError::Invalid(e.to_string()))?;
+            check_events(b.events.as_deref().unwrap_or_default())?;
+            check_addresses(b.addresses.as_deref().unwrap_or_default())?;
+            check_batch(b.batch.unwrap_or(1))?;
+            if let Some(s) = &b.secret {
+                check_secret(s)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Register a webhook for `app`: it delivers the events journalled from
     /// now on. The reply carries the secret (the only time it is shown).
     pub async fn create(&self, app: &str, body: WebhookBody) -> Result<WebhookView, WebhookError> {
