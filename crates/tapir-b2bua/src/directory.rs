@@ -3,7 +3,7 @@
 //! trunks' carriers ([`TrunkTable`]).
 
 use crate::{ContactTarget, Directory, PathRoute, SipTransport, TrunkRoute};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -20,6 +20,78 @@ pub struct SipDirectory {
     passwords: CredentialTable,
     published: RegistrationTable,
     trunks: TrunkTable,
+    watch: Option<WatchTable>,
+}
+
+/// Who may SUBSCRIBE to whose busy lamps and presence: the addresses that
+/// exist (every line's, every park slot) and each line's `watch` list
+/// (`None`: every address; `["*"]` too), by the line's first address,
+/// which is its phone's digest user. The server keeps it up to date with
+/// the configuration. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct WatchTable(Arc<RwLock<WatchBook>>);
+
+#[derive(Debug, Default)]
+struct WatchBook {
+    /// Each line's addresses and watch list, by its first address.
+    lines: HashMap<String, (Vec<String>, Option<Vec<String>>)>,
+    /// Every line address, with its line's first address.
+    addresses: HashMap<String, String>,
+    slots: HashSet<String>,
+}
+
+impl WatchTable {
+    /// Set (or replace) the line whose first address is `address`.
+    pub fn set_line(&self, address: &str, addresses: Vec<String>, watch: Option<Vec<String>>) {
+        let mut book = self.0.write().unwrap_or_else(|e| e.into_inner());
+        book.remove_line(address);
+        for a in &addresses {
+            book.addresses.insert(a.clone(), address.to_string());
+        }
+        book.lines.insert(address.to_string(), (addresses, watch));
+    }
+
+    /// Forget the line whose first address is `address`.
+    pub fn remove_line(&self, address: &str) {
+        let mut book = self.0.write().unwrap_or_else(|e| e.into_inner());
+        book.remove_line(address);
+    }
+
+    /// The park slots now.
+    pub fn set_slots(&self, slots: Vec<String>) {
+        let mut book = self.0.write().unwrap_or_else(|e| e.into_inner());
+        book.slots = slots.into_iter().collect();
+    }
+
+    /// Whether `watcher` (a digest user) may watch `address`: `Err(404)`
+    /// when no line or park slot has it, `Err(403)` when the watcher's
+    /// line lists addresses and not this one.
+    pub fn check(&self, watcher: &str, address: &str) -> Result<(), u16> {
+        let book = self.0.read().unwrap_or_else(|e| e.into_inner());
+        if !book.addresses.contains_key(address) && !book.slots.contains(address) {
+            return Err(404);
+        }
+        match book
+            .lines
+            .get(watcher)
+            .and_then(|(_, watch)| watch.as_ref())
+        {
+            Some(list) if !list.iter().any(|w| w == "*" || w == address) => Err(403),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl WatchBook {
+    fn remove_line(&mut self, address: &str) {
+        if let Some((addresses, _)) = self.lines.remove(address) {
+            for a in addresses {
+                if self.addresses.get(&a).is_some_and(|first| first == address) {
+                    self.addresses.remove(&a);
+                }
+            }
+        }
+    }
 }
 
 /// One configured trunk, resolved: the trunk line it belongs to and how
@@ -178,6 +250,7 @@ impl SipDirectory {
             passwords: CredentialTable::new(passwords),
             published: RegistrationTable::default(),
             trunks: TrunkTable::default(),
+            watch: None,
         }
     }
 
@@ -191,6 +264,13 @@ impl SipDirectory {
     /// of the ones given to [`SipDirectory::new`].
     pub fn with_credential_table(mut self, table: CredentialTable) -> SipDirectory {
         self.passwords = table;
+        self
+    }
+
+    /// Judge subscriptions by `table` (the server keeps it up to date);
+    /// without one every address may be watched.
+    pub fn with_watch_table(mut self, table: WatchTable) -> SipDirectory {
+        self.watch = Some(table);
         self
     }
 
@@ -281,6 +361,13 @@ impl Directory for SipDirectory {
 
     fn registered_over(&self, now: Instant, peer: SocketAddr) -> bool {
         self.published.has_stream_binding_from(peer, now)
+    }
+
+    fn may_watch(&self, watcher: &str, address: &str) -> Result<(), u16> {
+        match &self.watch {
+            Some(table) => table.check(watcher, address),
+            None => Ok(()),
+        }
     }
 }
 

@@ -44,7 +44,7 @@
 use crate::{B2bua, LegState, SipTransport, reliability, uri_address, uri_user};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tapir_core::{Effect, Input, LegId};
 use tapir_sip::dialog::{Dialog as SipDialog, DialogState};
@@ -101,6 +101,60 @@ pub struct SubscriptionView {
     pub expires_in: u64,
     /// Where its NOTIFYs go.
     pub contact: SocketAddr,
+}
+
+/// The live subscriptions as the B2BUA last published them, for readers
+/// outside the loop (`GET /v1/admin/subscriptions`). Written only when a
+/// subscription starts, is refreshed or ends. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionTable(Arc<RwLock<HashMap<u64, Published>>>);
+
+#[derive(Clone, Debug)]
+struct Published {
+    watcher: String,
+    address: String,
+    package: &'static str,
+    expires_at: Instant,
+    contact: SocketAddr,
+}
+
+impl SubscriptionTable {
+    /// Every live subscription at `now`, by address then watcher.
+    pub fn list(&self, now: Instant) -> Vec<SubscriptionView> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<SubscriptionView> = table
+            .values()
+            .filter(|p| p.expires_at > now)
+            .map(|p| SubscriptionView {
+                watcher: p.watcher.clone(),
+                address: p.address.clone(),
+                package: p.package,
+                expires_in: p.expires_at.saturating_duration_since(now).as_secs(),
+                contact: p.contact,
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.address, &a.watcher).cmp(&(&b.address, &b.watcher)));
+        list
+    }
+
+    fn put(&self, id: u64, s: &Subscription) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        table.insert(
+            id,
+            Published {
+                watcher: s.watcher.clone(),
+                address: s.address.to_string(),
+                package: s.package.name(),
+                expires_at: s.expires_at,
+                contact: s.remote_addr,
+            },
+        );
+    }
+
+    fn remove(&self, id: u64) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        table.remove(&id);
+    }
 }
 
 /// Why a subscription ends (`Subscription-State: terminated;reason=`).
@@ -171,6 +225,8 @@ pub(crate) struct Subscriptions {
     touched: Vec<LegId>,
     /// Addresses whose state changed otherwise (a registration).
     touched_addresses: Vec<Arc<str>>,
+    /// Where the live subscriptions are published.
+    table: SubscriptionTable,
     next_id: u64,
 }
 
@@ -189,6 +245,7 @@ impl Subscriptions {
             due: BTreeSet::new(),
             touched: Vec::new(),
             touched_addresses: Vec::new(),
+            table: SubscriptionTable::default(),
             next_id: 1,
         }
     }
@@ -220,6 +277,7 @@ impl Subscriptions {
 
     fn remove(&mut self, id: u64) -> Option<Subscription> {
         let s = self.subs.remove(&id)?;
+        self.table.remove(id);
         if let Some(at) = s.scheduled {
             self.due.remove(&(at, id));
         }
@@ -311,7 +369,19 @@ impl B2bua {
         self.subs.subs.len()
     }
 
-    /// The live subscriptions, for the admin API.
+    /// The table the live subscriptions are published to (for readers
+    /// outside the loop).
+    pub fn subscription_table(&self) -> SubscriptionTable {
+        self.subs.table.clone()
+    }
+
+    /// Publish the live subscriptions into `table` from now on (before
+    /// any subscription starts).
+    pub fn publish_subscriptions_to(&mut self, table: SubscriptionTable) {
+        self.subs.table = table;
+    }
+
+    /// The live subscriptions.
     pub fn subscriptions(&self, now: Instant) -> Vec<SubscriptionView> {
         let mut list: Vec<SubscriptionView> = self
             .subs
@@ -709,6 +779,9 @@ impl B2bua {
                 shown: None,
             },
         );
+        if let Some(s) = self.subs.subs.get(&id) {
+            self.subs.table.put(id, s);
+        }
         // The first NOTIFY, at once (RFC 6665 §4.2.1.2); an Expires of 0
         // (a fetch) ends the subscription with it.
         if expires == 0 {
@@ -786,6 +859,7 @@ impl B2bua {
         }
         if let Some(s) = self.subs.subs.get_mut(&id) {
             s.expires_at = now + Duration::from_secs(u64::from(expires));
+            self.subs.table.put(id, s);
             // A refresh gets a NOTIFY with the full state (RFC 6665
             // §4.2.1.2), even when nothing changed.
             s.shown = None;

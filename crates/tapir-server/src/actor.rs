@@ -371,6 +371,14 @@ impl Node {
             }
             self.flush_backlog().await;
         }
+        // Watchers of busy lamps hear that their subscriptions end.
+        if let Some(sip) = self.sip.as_mut()
+            && sip.b2b.watches_lamps()
+        {
+            sip.b2b.end_subscriptions(Instant::now());
+            self.settle(false);
+            self.flush_backlog().await;
+        }
         tracing::debug!("the loop stopped");
     }
 

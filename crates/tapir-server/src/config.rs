@@ -499,6 +499,11 @@ pub struct LineEntry {
     /// no international numbers) or `all`.
     #[serde(default)]
     pub outbound: Outbound,
+    /// Whose busy lamps and presence the line's phone may SUBSCRIBE to:
+    /// `["*"]` or a list of addresses (and park slots); every address when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Vec<String>>,
 }
 
 fn default_kind() -> LineKind {
@@ -725,6 +730,7 @@ impl Config {
                     remote_control: RemoteControl::None,
                     max_calls: None,
                     outbound: Outbound::default(),
+                    watch: None,
                 })
                 .collect(),
             apps: vec![AppEntry {

@@ -273,12 +273,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     observer.seen_completions(&switch);
     let registrations = tapir_b2bua::directory::RegistrationTable::default();
+    let subscriptions = tapir_b2bua::subscription::SubscriptionTable::default();
     staged.bind_trunks().await;
     let started = sip::start(
         &config,
         registrations.clone(),
         staged.credentials(),
         staged.trunk_table(),
+        staged.watch_table(),
+        subscriptions.clone(),
         quality,
     )
     .await
@@ -316,6 +319,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         provisioning,
         metrics: prometheus(),
         registrations,
+        subscriptions,
         store: store.clone(),
         cdr,
         webhooks,

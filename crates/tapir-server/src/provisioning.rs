@@ -38,7 +38,7 @@ use crate::error::StartError;
 use crate::persist;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
-use tapir_b2bua::directory::{CredentialTable, TrunkTable};
+use tapir_b2bua::directory::{CredentialTable, TrunkTable, WatchTable};
 use tapir_core::{AppId, ForwardRule, LineId, LineKind, Switch, TapiError, Timestamp};
 use tapir_store::{Store, StoreError};
 use tapir_translate::{CallingCard, Location, TranslateCaps, TranslateError};
@@ -126,6 +126,8 @@ struct Books {
     translate: RwLock<TranslateCaps>,
     credentials: CredentialTable,
     trunk_table: TrunkTable,
+    /// Who may watch whom (the B2BUA's subscriptions read it).
+    watch: WatchTable,
 }
 
 impl Books {
@@ -156,6 +158,11 @@ impl Books {
     fn set_credentials(&self, old: Option<&LineEntry>, new: Option<&LineEntry>) {
         if let Some(o) = old {
             self.credentials.remove(&o.address);
+            self.watch.remove_line(&o.address);
+        }
+        if let Some(n) = new {
+            self.watch
+                .set_line(&n.address, n.addresses(), n.watch.clone());
         }
         if let Some(n) = new
             && n.kind == LineKind::Phone
@@ -220,6 +227,11 @@ impl Staged {
         self.books.credentials.clone()
     }
 
+    /// Who may watch whose lamps (the B2BUA reads it).
+    pub fn watch_table(&self) -> WatchTable {
+        self.books.watch.clone()
+    }
+
     /// The trunks' carriers (the B2BUA reads them).
     pub fn trunk_table(&self) -> TrunkTable {
         self.books.trunk_table.clone()
@@ -270,7 +282,10 @@ impl Provisioning {
     ) -> Result<Staged, StartError> {
         let mut lines = Vec::new();
         let mut passwords = HashMap::new();
+        let watch = WatchTable::default();
+        watch.set_slots(config.park.slot_list().unwrap_or_default());
         for entry in &config.lines {
+            watch.set_line(&entry.address, entry.addresses(), entry.watch.clone());
             let id = switch
                 .add_line(entry.to_core_with(&config.trunks))
                 .map_err(|error| StartError::Line {
@@ -324,6 +339,7 @@ impl Provisioning {
                 translate: RwLock::new(translate),
                 credentials: CredentialTable::new(passwords),
                 trunk_table: TrunkTable::default(),
+                watch,
             },
             operator: Operator {
                 trunks: config.trunks.clone(),
@@ -924,6 +940,9 @@ impl Provisioning {
                 .await;
             return Err(stored(e));
         }
+        self.books
+            .watch
+            .set_slots(new.slot_list().unwrap_or_default());
         w.park = new.clone();
         Ok(new)
     }

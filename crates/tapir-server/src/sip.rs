@@ -312,7 +312,9 @@ impl MediaPorts for EnginePorts {
 /// Bind SIP's sockets (when `[sip] listen` names a UDP address), start the
 /// media engine and build the B2BUA, for the loop to run;
 /// the registrar publishes phones' registrations into `registrations` and
-/// authenticates phones with the passwords of `credentials`; calls to and
+/// authenticates phones with the passwords of `credentials` and judges
+/// their subscriptions by `watch` (publishing them into `subscriptions`);
+/// calls to and
 /// from trunks use the carriers of `trunks`; `quality` reads the media
 /// engine's figures and gets each leg's final ones when its media closes.
 pub async fn start(
@@ -320,6 +322,8 @@ pub async fn start(
     registrations: RegistrationTable,
     credentials: tapir_b2bua::directory::CredentialTable,
     trunks: TrunkTable,
+    watch: tapir_b2bua::directory::WatchTable,
+    subscriptions: tapir_b2bua::subscription::SubscriptionTable,
     quality: Arc<QualityBook>,
 ) -> Result<Option<(SipRunning, SipParts)>, SipStartError> {
     let (Some(listen), tcp_listen, tls_listen) = listen_addresses(config)? else {
@@ -377,6 +381,7 @@ pub async fn start(
     .with_registration_table(registrations)
     .with_credential_table(credentials)
     .with_trunk_table(trunks)
+    .with_watch_table(watch)
     .with_lockout_policy(
         config
             .sip
@@ -410,6 +415,7 @@ pub async fn start(
         Box::new(directory),
         Box::new(ports),
     );
+    b2b.publish_subscriptions_to(subscriptions);
     b2b.admission_mut()
         .set_config(tapir_b2bua::admission::AdmissionConfig {
             max_dialogs,

@@ -782,6 +782,7 @@ async fn openapi_lists_every_path() {
         ("/v1/webhooks/{id}", "delete"),
         ("/v1/admin/webhooks", "post"),
         ("/v1/admin/webhooks/{id}", "get"),
+        ("/v1/admin/subscriptions", "get"),
     ];
     for (path, method) in want {
         assert!(
@@ -791,7 +792,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        59,
+        60,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

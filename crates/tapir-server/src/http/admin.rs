@@ -118,6 +118,9 @@ pub struct AdminLine {
     /// What the line may dial: `none`, `internal`, `national` or `all`.
     #[schema(value_type = String)]
     pub outbound: Outbound,
+    /// Whose busy lamps the line's phone may watch (absent: every address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Vec<String>>,
     /// The password generated for a new phone line; shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
@@ -136,6 +139,7 @@ impl From<&LineEntry> for AdminLine {
             remote_control: l.remote_control,
             max_calls: l.max_calls,
             outbound: l.outbound,
+            watch: l.watch.clone(),
             password: None,
         }
     }
@@ -146,6 +150,55 @@ impl From<&LineEntry> for AdminLine {
 pub struct AdminLines {
     /// Every line, in the order they were added.
     pub lines: Vec<AdminLine>,
+}
+
+/// One busy lamp or presence subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminSubscription {
+    /// The watching phone (its digest user, its line's first address).
+    pub watcher: String,
+    /// The watched address (a line's address or a park slot).
+    pub address: String,
+    /// `dialog` (busy lamp) or `presence`.
+    pub event: String,
+    /// Seconds until it expires unless the phone refreshes it.
+    pub expires_in: u64,
+    /// Where its NOTIFYs go (`ip:port`).
+    pub contact: String,
+}
+
+/// `{"subscriptions":[…]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminSubscriptions {
+    /// Every live subscription, by address then watcher.
+    pub subscriptions: Vec<AdminSubscription>,
+}
+
+/// Every live SUBSCRIBE of phones to busy lamps (`Event: dialog`) and
+/// presence: who watches whom.
+#[utoipa::path(get, path = "/v1/admin/subscriptions", tag = "admin",
+    responses((status = 200, description = "every live subscription", body = AdminSubscriptions),
+              (status = 401, description = "no valid token", body = ErrorBody),
+              (status = 403, description = "not the admin token", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_subscriptions(
+    State(st): State<AppState>,
+    _: AdminAuth,
+) -> Json<AdminSubscriptions> {
+    Json(AdminSubscriptions {
+        subscriptions: st
+            .subscriptions
+            .list(std::time::Instant::now())
+            .into_iter()
+            .map(|s| AdminSubscription {
+                watcher: s.watcher,
+                address: s.address,
+                event: s.package.to_string(),
+                expires_in: s.expires_in,
+                contact: s.contact.to_string(),
+            })
+            .collect(),
+    })
 }
 
 /// A line to create or replace. `password` is write-only; on replace,
@@ -181,6 +234,9 @@ pub struct LineBody {
     /// What the line may dial: `none`, `internal`, `national` (default) or `all`.
     #[schema(value_type = Option<String>)]
     pub outbound: Option<Outbound>,
+    /// Whose busy lamps the line's phone may watch: `["*"]` or addresses
+    /// (every address when absent).
+    pub watch: Option<Vec<String>>,
 }
 
 impl LineBody {
@@ -211,6 +267,7 @@ impl LineBody {
             remote_control: self.remote_control.unwrap_or_default(),
             max_calls: self.max_calls,
             outbound: self.outbound.unwrap_or_default(),
+            watch: self.watch,
         })
     }
 }

@@ -54,6 +54,8 @@ pub struct Shared {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Phones' registrations, as the SIP registrar last published them.
     pub registrations: tapir_b2bua::directory::RegistrationTable,
+    /// Busy lamp and presence subscriptions, as the B2BUA last published them.
+    pub subscriptions: tapir_b2bua::subscription::SubscriptionTable,
     /// The store, read for call detail records (writes go through
     /// [`Shared::provisioning`] and the journal).
     pub store: tapir_store::Store,
@@ -554,6 +556,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             webhooks::admin_delete_webhook
         ))
         .routes(routes!(admin::list_lines, admin::create_line))
+        .routes(routes!(admin::list_subscriptions))
         .routes(routes!(
             admin::get_line,
             admin::put_line,
