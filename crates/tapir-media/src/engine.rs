@@ -10,9 +10,12 @@
 //! tick, and sends with non-blocking sends. The public methods are
 //! synchronous and cheap; call them from any thread. Opening a leg binds its
 //! two sockets and adds them to the poll from the caller's thread, and
-//! closing one closes them: neither wakes the media thread nor any other
-//! (no task is spawned per leg), so a call costs the signalling loop two
-//! socket pairs and nothing else.
+//! releasing one keeps its pair open as a spare for the next leg (up to
+//! [`SPARE_PAIRS`], closed after [`SPARE_IDLE`] unused): neither wakes the
+//! media thread nor any other (no task is spawned per leg), and under load a
+//! leg mostly costs no socket call at all. A spare pair's port is used again
+//! the way a port range is walked: the oldest released first, and whatever a
+//! former peer sent to it meanwhile is dropped.
 //!
 //! Each leg has one outgoing stream (its own SSRC, sequence and timestamp):
 //! when what it hears changes (relay from another party, a tone, the mixer)
@@ -423,6 +426,8 @@ enum Latch {
 }
 
 struct Leg {
+    /// Which socket pair of the engine the leg holds (its poll tokens).
+    slot: usize,
     socket: UdpSocket,
     local: SocketAddr,
     rtcp_socket: UdpSocket,
@@ -457,9 +462,26 @@ impl Leg {
     }
 }
 
+/// A released leg's socket pair, kept open for the next leg for a while
+/// (see [`SPARE_PAIRS`]).
+struct Spare {
+    socket: UdpSocket,
+    rtcp_socket: UdpSocket,
+    local: SocketAddr,
+    since: Instant,
+}
+
 struct State {
     legs: HashMap<LegId, Leg>,
     bridges: HashMap<u64, Vec<LegId>>,
+    /// Which leg holds each socket pair (by slot, the pair's poll tokens);
+    /// `None` for a spare pair or a slot without sockets.
+    slots: Vec<Option<LegId>>,
+    /// Slots without sockets, to be used again.
+    free_slots: Vec<usize>,
+    /// Released pairs, by slot, and their slots oldest first.
+    spares: HashMap<usize, Spare>,
+    spare_order: std::collections::VecDeque<usize>,
     next_port: u16,
     stats: EngineStats,
     /// Scratch buffers reused for every packet.
@@ -1094,19 +1116,89 @@ const WAKER: Token = Token(usize::MAX);
 /// get their turn (the socket is read again right after).
 const READS_PER_TURN: usize = 64;
 
-/// A leg socket's poll token: the leg id twice, plus one for the RTCP port.
-fn token(leg: LegId, rtcp_port: bool) -> Option<Token> {
-    let base = usize::try_from(leg.0).ok()?.checked_mul(2)?;
-    let t = base.checked_add(usize::from(rtcp_port))?;
-    (t != WAKER.0).then_some(Token(t))
+/// At most this many released socket pairs are kept open for the next legs
+/// (a pair reused costs no socket, bind, poll registration or close).
+const SPARE_PAIRS: usize = 64;
+
+/// A spare pair unused for this long is closed, so that the descriptors of
+/// a burst go back once it is over.
+const SPARE_IDLE: Duration = Duration::from_secs(10);
+
+/// A socket's poll token: its pair's slot twice, plus one for the RTCP port.
+fn token(slot: usize, rtcp_port: bool) -> Token {
+    Token(slot * 2 + usize::from(rtcp_port))
 }
 
-/// The leg and port a poll token names.
-fn from_token(t: Token) -> (LegId, bool) {
-    (LegId((t.0 / 2) as u64), t.0 % 2 == 1)
+/// The slot and port a poll token names.
+fn from_token(t: Token) -> (usize, bool) {
+    (t.0 / 2, t.0 % 2 == 1)
+}
+
+/// Reads and drops what waits on a socket (at most a turn's worth);
+/// whether more may wait.
+fn discard(socket: &UdpSocket, buf: &mut [u8]) -> bool {
+    for _ in 0..READS_PER_TURN {
+        match socket.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 impl State {
+    /// Reads what waits on the socket a poll token names: a leg's, or a
+    /// spare pair's (dropped unread). Returns whether more may wait.
+    fn read_token(&mut self, shared: &Shared, t: Token, buf: &mut [u8]) -> bool {
+        let (slot, rtcp_port) = from_token(t);
+        match self.slots.get(slot).copied().flatten() {
+            Some(id) => self.read_socket(shared, id, rtcp_port, buf),
+            None => self
+                .spares
+                .get(&slot)
+                .is_some_and(|s| discard(if rtcp_port { &s.rtcp_socket } else { &s.socket }, buf)),
+        }
+    }
+
+    /// Keeps a released leg's sockets as a spare pair, or closes them when
+    /// enough are kept.
+    fn release_sockets(&mut self, leg: Leg) {
+        if let Some(s) = self.slots.get_mut(leg.slot) {
+            *s = None;
+        }
+        if self.spares.len() < SPARE_PAIRS {
+            self.spares.insert(
+                leg.slot,
+                Spare {
+                    socket: leg.socket,
+                    rtcp_socket: leg.rtcp_socket,
+                    local: leg.local,
+                    since: Instant::now(),
+                },
+            );
+            self.spare_order.push_back(leg.slot);
+        } else {
+            self.free_slots.push(leg.slot);
+        }
+    }
+
+    /// Closes the spare pairs unused for [`SPARE_IDLE`].
+    fn close_idle_spares(&mut self, now: Instant) {
+        while let Some(&slot) = self.spare_order.front() {
+            let idle = self
+                .spares
+                .get(&slot)
+                .is_none_or(|s| now.saturating_duration_since(s.since) >= SPARE_IDLE);
+            if !idle {
+                break;
+            }
+            self.spare_order.pop_front();
+            if self.spares.remove(&slot).is_some() {
+                self.free_slots.push(slot);
+            }
+        }
+    }
+
     /// Reads what waits on one of a leg's sockets: RTP (and multiplexed
     /// RTCP) when `rtcp_port` is false, the RTCP port otherwise. Returns
     /// whether more may wait (the turn ended before the socket was empty).
@@ -1176,14 +1268,16 @@ fn run_media(shared: Weak<Shared>, mut poll: Poll, stop: Arc<AtomicBool>, period
                 .filter(|t| *t != WAKER),
         );
         for &t in &ready {
-            let (id, rtcp_port) = from_token(t);
-            if shared.lock().read_socket(&shared, id, rtcp_port, &mut buf) {
+            if shared.lock().read_token(&shared, t, &mut buf) {
                 again.push(t);
             }
         }
         let now = Instant::now();
         if now >= next_tick {
-            shared.lock().tick(&shared);
+            let mut state = shared.lock();
+            state.tick(&shared);
+            state.close_idle_spares(now);
+            drop(state);
             // Missed ticks are caught up at once (generated media keeps its
             // pace), unless the thread fell far behind.
             next_tick += period;
@@ -1223,6 +1317,10 @@ impl MediaEngine {
             state: Mutex::new(State {
                 legs: HashMap::new(),
                 bridges: HashMap::new(),
+                slots: Vec::new(),
+                free_slots: Vec::new(),
+                spares: HashMap::new(),
+                spare_order: std::collections::VecDeque::new(),
                 next_port,
                 stats: EngineStats::default(),
                 pkt: Vec::with_capacity(1500),
@@ -1321,26 +1419,49 @@ impl MediaEngine {
         if state.legs.contains_key(&leg) {
             return Err(MediaError::AlreadyAllocated(leg));
         }
-        let (Some(rtp_token), Some(rtcp_token)) = (token(leg, false), token(leg, true)) else {
-            return Err(MediaError::Bind(std::io::Error::other(
-                "leg id beyond the poll's tokens",
-            )));
+        let (slot, socket, rtcp_socket, local) = match state.spare_order.pop_front() {
+            Some(slot) => {
+                let Some(spare) = state.spares.remove(&slot) else {
+                    return Err(MediaError::Bind(std::io::Error::other("lost spare pair")));
+                };
+                // What a former peer sent meanwhile is not the new leg's.
+                let mut scratch = [0u8; 2048];
+                discard(&spare.socket, &mut scratch);
+                discard(&spare.rtcp_socket, &mut scratch);
+                (slot, spare.socket, spare.rtcp_socket, spare.local)
+            }
+            None => {
+                let (std_socket, std_rtcp) = self.bind(&mut state)?;
+                std_socket.set_nonblocking(true).map_err(MediaError::Bind)?;
+                std_rtcp.set_nonblocking(true).map_err(MediaError::Bind)?;
+                let local = std_socket.local_addr().map_err(MediaError::Bind)?;
+                let mut socket = UdpSocket::from_std(std_socket);
+                let mut rtcp_socket = UdpSocket::from_std(std_rtcp);
+                let slot = match state.free_slots.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        state.slots.push(None);
+                        state.slots.len() - 1
+                    }
+                };
+                // Joining the poll does not wake the media thread: its next
+                // wait already includes the sockets (and what waits on them).
+                let registry = &self.shared.registry;
+                let joined = registry
+                    .register(&mut socket, token(slot, false), Interest::READABLE)
+                    .and_then(|()| {
+                        registry.register(&mut rtcp_socket, token(slot, true), Interest::READABLE)
+                    });
+                if let Err(e) = joined {
+                    state.free_slots.push(slot);
+                    return Err(MediaError::Bind(e));
+                }
+                (slot, socket, rtcp_socket, local)
+            }
         };
-        let (std_socket, std_rtcp) = self.bind(&mut state)?;
-        std_socket.set_nonblocking(true).map_err(MediaError::Bind)?;
-        std_rtcp.set_nonblocking(true).map_err(MediaError::Bind)?;
-        let local = std_socket.local_addr().map_err(MediaError::Bind)?;
-        let mut socket = UdpSocket::from_std(std_socket);
-        let mut rtcp_socket = UdpSocket::from_std(std_rtcp);
-        // Joining the poll does not wake the media thread: its next wait
-        // already includes the sockets (and whatever waits on them).
-        let registry = &self.shared.registry;
-        registry
-            .register(&mut socket, rtp_token, Interest::READABLE)
-            .map_err(MediaError::Bind)?;
-        registry
-            .register(&mut rtcp_socket, rtcp_token, Interest::READABLE)
-            .map_err(MediaError::Bind)?;
+        if let Some(s) = state.slots.get_mut(slot) {
+            *s = Some(leg);
+        }
         let rnd = self.shared.random(leg.0);
         // RFC 3550 §6.3.6: the first report after half an interval.
         let first_report = self
@@ -1351,6 +1472,7 @@ impl MediaEngine {
         state.legs.insert(
             leg,
             Leg {
+                slot,
                 socket,
                 local,
                 rtcp_socket,
@@ -1580,7 +1702,8 @@ impl MediaEngine {
         self.with_leg(leg, |l| l.dtmf_tx.push(digits))
     }
 
-    /// Closes a leg's socket and forgets it; returns whether it existed.
+    /// Releases a leg's sockets (kept as a spare pair or closed) and forgets
+    /// it; returns whether it existed.
     pub fn release(&self, leg: LegId) -> bool {
         self.close(leg).is_some()
     }
@@ -1590,7 +1713,6 @@ impl MediaEngine {
     /// dropped; `None` when the leg had no media.
     pub fn close(&self, leg: LegId) -> Option<RtcpStats> {
         let mut state = self.shared.lock();
-        // Closing the sockets (when `l` drops) takes them out of the poll.
         let mut l = state.legs.remove(&leg)?;
         if self.shared.config.rtcp_interval.is_some() {
             let State { stats, pkt, .. } = &mut *state;
@@ -1598,6 +1720,7 @@ impl MediaEngine {
         }
         let figures = rtcp_figures(&l);
         state.leave_bridge(leg, l.source);
+        state.release_sockets(l);
         debug!(%leg, "media released");
         Some(figures)
     }
@@ -1653,6 +1776,8 @@ impl Drop for MediaEngine {
             let mut state = self.shared.lock();
             state.legs.clear();
             state.bridges.clear();
+            state.spares.clear();
+            state.spare_order.clear();
         }
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()

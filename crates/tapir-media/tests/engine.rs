@@ -500,6 +500,27 @@ async fn port_range_is_honoured_and_exhaustion_is_an_error() {
     ));
 }
 
+/// A released leg's socket pair serves the next leg (no new socket), and
+/// what its former peer sent in between is not the new leg's.
+#[test]
+fn a_released_pair_serves_the_next_leg() {
+    let (eng, _ev) = engine();
+    let first = eng.allocate(LegId(1)).unwrap();
+    assert!(eng.release(LegId(1)));
+    let stale = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut pkt = Vec::new();
+    write_packet(&mut pkt, true, 0, 1, 160, 0x5157, &[0xff; 160]);
+    stale.send_to(&pkt, first).unwrap();
+    let second = eng.allocate(LegId(2)).unwrap();
+    assert_eq!(second, first, "the spare pair is used again");
+    assert_eq!(eng.leg_count(), 1);
+    assert_eq!(
+        eng.stats().received,
+        0,
+        "the former peer's packet was dropped"
+    );
+}
+
 /// The engine runs on a thread of its own: no async runtime is needed to
 /// relay between two legs, and dropping the engine closes their sockets.
 #[test]
