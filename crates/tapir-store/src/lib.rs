@@ -234,6 +234,12 @@ pub const SEEDED: &str = "seeded";
 /// Rows per multi-row INSERT of events (4 parameters each).
 const EVENT_CHUNK: usize = 64;
 
+/// Records per multi-row INSERT of CDRs (4 parameters each).
+const CDR_CHUNK: usize = 64;
+
+/// Rows per multi-row INSERT of CDR parties (2 parameters each).
+const PARTY_CHUNK: usize = 128;
+
 /// The store: a pool to SQLite or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -722,26 +728,8 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        for c in &batch.cdrs {
-            let row = sqlx::query(
-                "INSERT INTO cdrs (started_at, ended_at, data) VALUES ($1, $2, $3) RETURNING id",
-            )
-            .bind(i(c.started_at))
-            .bind(i(c.ended_at))
-            .bind(c.data.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: i64 = row.try_get(0)?;
-            let mut addresses = c.addresses.clone();
-            addresses.sort();
-            addresses.dedup();
-            for a in &addresses {
-                sqlx::query("INSERT INTO cdr_parties (cdr_id, address) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(a)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        for chunk in batch.cdrs.chunks(CDR_CHUNK) {
+            self.insert_cdrs(&mut tx, chunk).await?;
         }
         if let Some(set) = &batch.completions {
             sqlx::query("DELETE FROM completions")
@@ -767,6 +755,85 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts CDRs and their parties in three statements however many
+    /// there are (ids taken first, then one multi-row insert for the
+    /// records and one for the parties), rather than a round trip to the
+    /// database per record and per party.
+    async fn insert_cdrs(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        cdrs: &[NewCdr],
+    ) -> Result<(), StoreError> {
+        if cdrs.is_empty() {
+            return Ok(());
+        }
+        let n = i64::try_from(cdrs.len()).unwrap_or(i64::MAX);
+        let ids: Vec<i64> = match self.backend {
+            // The writer is SQLite's only inserter of CDRs (one node), and
+            // the ids go on from the highest ever used (AUTOINCREMENT).
+            Backend::Sqlite => {
+                let row = sqlx::query(
+                    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'cdrs'), 0)",
+                )
+                .fetch_one(&mut **tx)
+                .await?;
+                let last: i64 = row.try_get(0)?;
+                (1..=n).map(|k| last.saturating_add(k)).collect()
+            }
+            // Several nodes may insert at once: ids from the sequence.
+            Backend::Postgres => {
+                let rows = sqlx::query(
+                    "SELECT nextval(pg_get_serial_sequence('cdrs', 'id')) FROM generate_series(1, $1)",
+                )
+                .bind(n)
+                .fetch_all(&mut **tx)
+                .await?;
+                rows.iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let mut sql = String::from("INSERT INTO cdrs (id, started_at, ended_at, data) VALUES ");
+        for k in 0..cdrs.len() {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            let b = k * 4;
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (c, id) in cdrs.iter().zip(&ids) {
+            q = q
+                .bind(*id)
+                .bind(i(c.started_at))
+                .bind(i(c.ended_at))
+                .bind(c.data.to_string());
+        }
+        q.execute(&mut **tx).await?;
+        let mut parties: Vec<(i64, &str)> = Vec::new();
+        for (c, id) in cdrs.iter().zip(&ids) {
+            let mut addresses: Vec<&str> = c.addresses.iter().map(String::as_str).collect();
+            addresses.sort_unstable();
+            addresses.dedup();
+            parties.extend(addresses.into_iter().map(|a| (*id, a)));
+        }
+        for chunk in parties.chunks(PARTY_CHUNK) {
+            let mut sql = String::from("INSERT INTO cdr_parties (cdr_id, address) VALUES ");
+            for k in 0..chunk.len() {
+                if k > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${})", 2 * k + 1, 2 * k + 2));
+            }
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (id, address) in chunk {
+                q = q.bind(*id).bind(*address);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
