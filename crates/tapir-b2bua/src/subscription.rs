@@ -364,6 +364,11 @@ impl B2bua {
         !self.subs.subs.is_empty()
     }
 
+    /// How many legs the lamps keep track of (a leak check for tests).
+    pub fn lamp_legs(&self) -> usize {
+        self.subs.leg_lamp.len()
+    }
+
     /// How many subscriptions are live.
     pub fn subscription_count(&self) -> usize {
         self.subs.subs.len()
@@ -453,6 +458,19 @@ impl B2bua {
             changed.insert(address);
         }
         for address in changed {
+            // Legs whose dialogs are gone leave the address's list (their
+            // NOTIFYs show them `terminated` from what they showed).
+            if let Some(legs) = self.subs.legs_at.get_mut(&address) {
+                let dialogs = &self.dialogs;
+                let leg_lamp = &mut self.subs.leg_lamp;
+                legs.retain(|leg| {
+                    let live = dialogs.contains_key(leg);
+                    if !live {
+                        leg_lamp.remove(leg);
+                    }
+                    live
+                });
+            }
             for id in self.subs.address_changed(now, &address) {
                 self.send_notify(now, id, None);
             }

@@ -526,3 +526,91 @@ fn presence_is_available_busy_and_offline() {
         body(&n[0])
     );
 }
+
+#[test]
+fn a_call_to_the_slot_unparks_and_its_lamp_goes_out() {
+    let mut w = world();
+    let app = w.owner_app("1002");
+    let app_c = w.owner_app("1003");
+    subscribed(&mut w, "701");
+    w.peer_sends(A, invite_from_a("call-u"));
+    let invite_b = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
+    w.peer_sends(B, b_responds(&invite_b, 200, true));
+    let call = w.switch.calls_at("1002")[0];
+    let ts = w.ts();
+    w.switch
+        .park(ts, app, call, ParkMode::Directed("701".into()))
+        .unwrap();
+    w.pump();
+    w.advance(300);
+    let lit = notifies(&mut w);
+    assert_eq!(states(&body(lit.last().unwrap())), vec!["confirmed"]);
+    // 1003 dials the slot (the BLF key of a park slot): it unparks.
+    let sdp = support::sdp(4004);
+    w.peer_sends(
+        C,
+        format!(
+            "INVITE sip:701@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP {C};branch=z9hG4bK-unpark;rport
+Max-Forwards: 70
+From: <sip:1003@127.0.0.1>;tag=c7
+To: <sip:701@127.0.0.1>
+Call-ID: unpark-1
+CSeq: 1 INVITE
+Contact: <sip:1003@{C}>
+Content-Type: application/sdp
+Content-Length: {len}
+
+{sdp}",
+            len = sdp.len()
+        ),
+    );
+    let to_c = w.take(C);
+    assert!(
+        to_c.iter().any(|m| m.status_code() == Some(200)),
+        "{:?}",
+        to_c.iter().map(support::kind).collect::<Vec<_>>()
+    );
+    assert_eq!(w.states("1003"), vec![CallStateKind::Connected]);
+    let unparked = w.switch.calls_at("1003")[0];
+    assert_eq!(
+        w.switch.call_info(app_c, unparked).unwrap().reason,
+        CallReason::Unpark
+    );
+    assert!(w.switch.parked_at("701").is_none());
+    w.advance(300);
+    let out = notifies(&mut w);
+    let doc = body(out.last().expect("the slot's lamp changes"));
+    assert_eq!(states(&doc), vec!["terminated"], "{doc}");
+}
+
+#[test]
+fn ended_calls_do_not_pile_up_at_a_watched_address() {
+    let mut w = world();
+    let app = w.owner_app("1001");
+    subscribed(&mut w, "1002");
+    for n in 0..12 {
+        let call_id = format!("call-r{n}");
+        w.peer_sends(A, invite_from_a(&call_id));
+        let invite_b = w.take(B).pop().expect("tapir invites 1002");
+        w.peer_sends(B, b_responds(&invite_b, 486, false));
+        w.take(A);
+        // The app lets the busy call at 1001 go.
+        for call in w.switch.all_calls() {
+            let ts = w.ts();
+            let _ = w.switch.drop_call(ts, app, call);
+            let _ = w.switch.deallocate_call(ts, app, call);
+        }
+        w.pump();
+        w.advance(300);
+        notifies(&mut w);
+        w.advance(300);
+        notifies(&mut w);
+        // The INVITE transactions end; the dialogs go.
+        w.advance(40_000);
+    }
+    assert_eq!(w.b2b.subscription_count(), 1, "still subscribed");
+    // At most the last ended leg waits for the address's next change.
+    assert!(w.b2b.lamp_legs() <= 1, "{} legs kept", w.b2b.lamp_legs());
+}
