@@ -527,6 +527,23 @@ impl B2bua {
         tx.into_iter().chain(st).chain(self.subs.next_due()).min()
     }
 
+    /// Gives back the room of tables a burst grew (dialogs, transactions
+    /// and their indexes), once they hold far fewer entries than they have
+    /// room for; the server calls it every few seconds.
+    pub fn shrink_when_sparse(&mut self) {
+        use tapir_sip::capacity::Shrink;
+        self.tx.shrink_when_sparse();
+        self.dialogs.shrink_when_sparse();
+        self.by_local_tag.shrink_when_sparse();
+        self.inbound_invites.shrink_when_sparse();
+        self.clients.shrink_when_sparse();
+        self.clients_per_leg.shrink_when_sparse();
+        self.reliable_peers.shrink_when_sparse();
+        self.trunk_requests.shrink_when_sparse();
+        self.digest_retries.shrink_when_sparse();
+        self.out.shrink_when_sparse();
+    }
+
     /// How many dialogs are open (a leak check for tests).
     pub fn dialog_count(&self) -> usize {
         self.dialogs.len()

@@ -126,6 +126,7 @@ impl SwitchHandle {
             backlog: VecDeque::new(),
             standing_since: None,
             shedding: false,
+            shrunk_at: Instant::now(),
         };
         // The TCP and TLS connection tasks stay on the caller's runtime (they
         // hand their messages over a channel); the UDP socket moves to the
@@ -270,6 +271,8 @@ struct Node {
     standing_since: Option<Instant>,
     /// Whether new calls are refused because the loop is behind.
     shedding: bool,
+    /// When the B2BUA's tables last gave back the room a burst grew.
+    shrunk_at: Instant,
 }
 
 impl Node {
@@ -439,11 +442,12 @@ impl Node {
             let wait = at.0.saturating_sub(now().0);
             tokio::time::Instant::now() + Duration::from_millis(wait)
         });
-        let b2b = self
-            .sip
-            .as_ref()
-            .and_then(|s| s.b2b.poll_timeout())
-            .map(tokio::time::Instant::from_std);
+        // The B2BUA's next timer, or its tables' next chance to shrink
+        // (so that an idle switch still gives back a burst's room).
+        let b2b = self.sip.as_ref().map(|s| {
+            let shrink = self.shrunk_at + SHRINK_EVERY;
+            tokio::time::Instant::from_std(s.b2b.poll_timeout().map_or(shrink, |t| t.min(shrink)))
+        });
         match (switch, b2b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -482,6 +486,10 @@ impl Node {
         }
         if let Some(sip) = self.sip.as_mut() {
             Meter::publish(&mut sip.b2b);
+            if now.saturating_duration_since(self.shrunk_at) >= SHRINK_EVERY {
+                self.shrunk_at = now;
+                sip.b2b.shrink_when_sparse();
+            }
         }
         if (switch_outputs > 0 || job_ran)
             && let Some(o) = self.observer.as_mut()
@@ -506,6 +514,10 @@ impl Node {
         }
     }
 }
+
+/// How often the B2BUA's tables give back the room a burst grew (when they
+/// are sparse: see `tapir_sip::capacity`).
+const SHRINK_EVERY: Duration = Duration::from_secs(10);
 
 /// Where the pump's outputs go in production.
 struct NodeWire<'a> {

@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod capacity;
 pub mod dialog;
 pub mod event;
 pub mod msg;

@@ -609,10 +609,28 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         metrics::gauge!("tapir_timers").set(timers as f64);
     }
     st.webhooks.export_metrics();
+    export_heap_metrics();
     metrics::gauge!("tapir_registrations")
         .set(st.registrations.registered_count(std::time::Instant::now()) as f64);
     let text = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The heap as jemalloc (the `tapir` binary's allocator) counts it: bytes
+/// the program holds, and bytes resident for the allocator (held, cached and
+/// its own). Both are jemalloc's own counts, refreshed at each scrape; in a
+/// program on another allocator they are jemalloc's share only.
+fn export_heap_metrics() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return;
+    }
+    if let Ok(allocated) = stats::allocated::read() {
+        metrics::gauge!("tapir_heap_allocated_bytes").set(allocated as f64);
+    }
+    if let Ok(resident) = stats::resident::read() {
+        metrics::gauge!("tapir_heap_resident_bytes").set(resident as f64);
+    }
 }
 
 /// This document (OpenAPI 3.1, generated from the code).

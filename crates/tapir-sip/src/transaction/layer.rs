@@ -93,6 +93,17 @@ pub struct TransactionLayer {
 }
 
 impl TransactionLayer {
+    /// Gives back the room of tables a burst grew, once they hold far fewer
+    /// transactions than they have room for (see [`crate::capacity`]).
+    pub fn shrink_when_sparse(&mut self) {
+        use crate::capacity::Shrink;
+        self.clients.shrink_when_sparse();
+        self.servers.shrink_when_sparse();
+        self.awaiting_ack.shrink_when_sparse();
+        self.deadlines.shrink_when_sparse();
+        self.dirty.shrink_when_sparse();
+    }
+
     /// An empty layer using these timer values.
     pub fn new(config: TimerConfig) -> Self {
         TransactionLayer {
