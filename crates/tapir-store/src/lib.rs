@@ -234,6 +234,26 @@ pub const SEEDED: &str = "seeded";
 /// Rows per multi-row INSERT of events (4 parameters each).
 const EVENT_CHUNK: usize = 64;
 
+/// `INSERT INTO <table_columns> VALUES ($1, …), (…)`: `rows` rows of
+/// `columns` numbered placeholders each, bound in order by the caller.
+fn multi_row_insert(table_columns: &str, rows: usize, columns: usize) -> String {
+    let mut sql = format!("INSERT INTO {table_columns} VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Records per multi-row INSERT of CDRs (4 parameters each).
 const CDR_CHUNK: usize = 64;
 
@@ -713,14 +733,7 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         for chunk in batch.events.chunks(EVENT_CHUNK) {
-            let mut sql = String::from("INSERT INTO events (app, seq, at, body) VALUES ");
-            for n in 0..chunk.len() {
-                if n > 0 {
-                    sql.push_str(", ");
-                }
-                let b = n * 4;
-                sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
-            }
+            let mut sql = multi_row_insert("events (app, seq, at, body)", chunk.len(), 4);
             sql.push_str(" ON CONFLICT (app, seq) DO NOTHING");
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
@@ -796,14 +809,7 @@ impl Store {
                     .collect::<Result<_, _>>()?
             }
         };
-        let mut sql = String::from("INSERT INTO cdrs (id, started_at, ended_at, data) VALUES ");
-        for k in 0..cdrs.len() {
-            if k > 0 {
-                sql.push_str(", ");
-            }
-            let b = k * 4;
-            sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
-        }
+        let sql = multi_row_insert("cdrs (id, started_at, ended_at, data)", cdrs.len(), 4);
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (c, id) in cdrs.iter().zip(&ids) {
             q = q
@@ -821,13 +827,7 @@ impl Store {
             parties.extend(addresses.into_iter().map(|a| (*id, a)));
         }
         for chunk in parties.chunks(PARTY_CHUNK) {
-            let mut sql = String::from("INSERT INTO cdr_parties (cdr_id, address) VALUES ");
-            for k in 0..chunk.len() {
-                if k > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("(${}, ${})", 2 * k + 1, 2 * k + 2));
-            }
+            let sql = multi_row_insert("cdr_parties (cdr_id, address)", chunk.len(), 2);
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (id, address) in chunk {
                 q = q.bind(*id).bind(*address);
