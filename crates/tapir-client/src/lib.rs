@@ -41,9 +41,9 @@ pub use line::{Address, Line};
 pub use wire::{
     AddressStatus, AdminApp, AdminLine, AdminTrunk, CallInfo, CallList, CallOrigin, CallReason,
     CallState, CallingCard, Cdr, CdrLegQuality, CdrQuery, CompletionMode, ErrorDetail, Event,
-    EventKind, ForwardRule, Forwarding, HandoffTarget, LineInfo, LineKind, Location, Locations,
-    MakeCall, MediaMode, ParkSettings, PickupGroup, PickupTarget, Privilege, TransferMode,
-    TranslateRequest, Translation, Webhook, WebhookRequest,
+    EventKind, ForwardRule, Forwarding, HandoffTarget, LineForwarding, LineInfo, LineKind,
+    Location, Locations, MakeCall, MediaMode, ParkSettings, PickupGroup, PickupTarget, Privilege,
+    TransferMode, TranslateRequest, Translation, Webhook, WebhookRequest,
 };
 
 use reqwest::Method;

@@ -2,8 +2,8 @@
 //! [`Address`] (status, forwarding, pickup, unpark, `CreateCall`).
 
 use crate::wire::{
-    AddressStatus, CallInfo, ForwardRule, ForwardingBody, LineInfo, MakeCall, MediaMode,
-    OpenLineBody, PickupTarget, Privilege,
+    AddressStatus, CallInfo, ForwardRule, ForwardingBody, LineForwarding, LineInfo, MakeCall,
+    MediaMode, OpenLineBody, PickupTarget, Privilege,
 };
 use crate::{Call, Client, Result};
 use serde_json::json;
@@ -63,6 +63,25 @@ impl Line {
             .await?;
         self.info.open = None;
         Ok(())
+    }
+
+    /// `lineForward` with `bAllAddresses` TRUE: set these rules on every
+    /// address of the line at once (none cancels forwarding); every address
+    /// takes them or none does. Returns each address's status.
+    pub async fn forward(
+        &self,
+        rules: &[ForwardRule],
+        no_answer_rings: Option<u32>,
+    ) -> Result<LineForwarding> {
+        self.client
+            .put(
+                &["v1", "lines", &self.info.id, "forwarding"],
+                &ForwardingBody {
+                    rules,
+                    no_answer_rings,
+                },
+            )
+            .await
     }
 
     /// Its first address, to call from.

@@ -379,6 +379,15 @@ pub struct AddressStatus {
     pub calls: Vec<AddressCall>,
 }
 
+/// The forwarding of every address of a line (`PUT /v1/lines/{line}/forwarding`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LineForwarding {
+    /// The line id.
+    pub line: String,
+    /// Each address's status, with the forwarding now in force.
+    pub addresses: Vec<AddressStatus>,
+}
+
 /// Body of `PUT /v1/addresses/{address}/forwarding`.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct ForwardingBody<'a> {

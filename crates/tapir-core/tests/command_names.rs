@@ -80,6 +80,10 @@ fn commands_know_their_tapi_names() {
         Command::PlayPrompt(CallId(1), "p".into(), true).label(),
         "play"
     );
+    // lineForward with bAllAddresses TRUE is still lineForward.
+    let all_addresses = Command::ForwardLine(tapir_core::LineId(1), Vec::new(), None);
+    assert_eq!(all_addresses.tapi_name(), "lineForward");
+    assert_eq!(all_addresses.label(), "forward");
 }
 
 #[test]

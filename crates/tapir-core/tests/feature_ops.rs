@@ -898,6 +898,81 @@ fn forward_preconditions() {
     o.ok(mon, |s, now| s.forward(now, mon, "1002", vec![], None));
 }
 
+/// lineForward, bAllAddresses: "If TRUE, all addresses on the line are
+/// forwarded and dwAddressID is ignored; if FALSE, only the address
+/// specified as dwAddressID is forwarded."
+#[test]
+fn forward_all_addresses_of_a_line_at_once() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    // A line with two addresses, 1006 and 1007.
+    let mut two = tapir_core::LineConfig::phone("1006");
+    two.addresses.push("1007".into());
+    o.sim.add_line(two, Behaviour::Ring);
+    let line = o.sim.switch.line_of("1007").unwrap();
+    for (app, p) in [(crm, Privilege::Owner), (mon, Privilege::Monitor)] {
+        o.sim.switch.open_line(app, line, &[p], &[]).unwrap();
+    }
+    let rules = vec![rule(ForwardMode::Unconditional, Some("1003"))];
+    o.ok(crm, |s, now| {
+        s.forward_line(now, crm, line, rules.clone(), Some(2))
+    });
+    for address in ["1006", "1007"] {
+        assert_eq!(
+            o.sim.switch.forwarding(address),
+            Some((rules.clone(), 2)),
+            "{address}"
+        );
+        for app in [crm, mon] {
+            assert!(
+                o.sim
+                    .events_for(app)
+                    .contains(&&EventBody::AddressForwarding {
+                        address: address.into(),
+                        rules: rules.clone(),
+                        no_answer_rings: 2,
+                    }),
+                "{address}"
+            );
+        }
+    }
+    // A call to the second address follows the line's forwarding.
+    o.clear();
+    o.sim.phone("1001").dial("1007");
+    assert!(o.sim.calls_at("1007").is_empty());
+    let c = o.only_call_at("1003");
+    o.announced(crm, c, Privilege::Owner, CallReason::FwdUncond);
+    // All or nothing: one address cannot forward to itself, so neither does.
+    o.rejected(crm, ErrorCode::InvalParam, |s, now| {
+        s.forward_line(
+            now,
+            crm,
+            line,
+            vec![rule(ForwardMode::Busy, Some("1007"))],
+            None,
+        )
+    });
+    o.rejected(crm, ErrorCode::InvalParam, |s, now| {
+        s.forward_line(
+            now,
+            crm,
+            line,
+            vec![rule(ForwardMode::UnconditionalSpecific, Some("1003"))],
+            None,
+        )
+    });
+    // Only an app with the line open may forward it.
+    let stranger = o.sim.switch.register_app(AppConfig::named("stranger"));
+    o.rejected(stranger, ErrorCode::InvalLineHandle, |s, now| {
+        s.forward_line(now, stranger, line, vec![], None)
+    });
+    // An empty list cancels forwarding on every address.
+    o.ok(mon, |s, now| s.forward_line(now, mon, line, vec![], None));
+    for address in ["1006", "1007"] {
+        assert_eq!(o.sim.switch.forwarding(address), Some((vec![], 2)));
+    }
+}
+
 // ----------------------------------------------------------------------
 // complete_call, uncomplete_call
 // ----------------------------------------------------------------------

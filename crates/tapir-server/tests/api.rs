@@ -725,6 +725,7 @@ async fn openapi_lists_every_path() {
         ("/v1/lines/{line}/close", "post"),
         ("/v1/addresses/{address}", "get"),
         ("/v1/addresses/{address}/forwarding", "put"),
+        ("/v1/lines/{line}/forwarding", "put"),
         ("/v1/addresses/{address}/pickup", "post"),
         ("/v1/addresses/{address}/unpark", "post"),
         ("/v1/calls", "post"),
@@ -792,7 +793,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        60,
+        61,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
@@ -882,6 +883,79 @@ async fn every_event_once_in_order_across_a_reconnect_during_a_transfer() {
         "{:#?}",
         second.seen
     );
+    s.shutdown().await;
+}
+
+/// lineForward with bAllAddresses TRUE: "all addresses on the line are
+/// forwarded".
+#[tokio::test]
+async fn forwarding_every_address_of_a_line() {
+    // Beta's line 2004 has a second address, 2005.
+    let s = support::server_with(|c| {
+        let l = c.lines.iter_mut().find(|l| l.address == "2004").unwrap();
+        l.more_addresses = vec!["2005".into()];
+    })
+    .await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    let watcher = Api::new(&s, Some("tok-watcher"));
+    beta.open("2004", &["owner"]).await;
+    let mut ev = beta.events(0).await;
+    let rules = json!({"rules": [{"mode": "unconditional", "to": "2002"}], "no_answer_rings": 4});
+    let (st, v) = beta.put("/v1/lines/2004/forwarding", rules.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let addresses: Vec<&str> = v["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addresses, ["2004", "2005"], "{v}");
+    for a in v["addresses"].as_array().unwrap() {
+        assert_eq!(a["forwarding"]["rules"][0]["to"], "2002", "{v}");
+        assert_eq!(a["forwarding"]["no_answer_rings"], 4, "{v}");
+    }
+    for address in ["2004", "2005"] {
+        ev.until(address, |e| {
+            e["type"] == "address.forwarding" && e["address"] == address
+        })
+        .await;
+        let (_, status) = beta.get(&format!("/v1/addresses/{address}")).await;
+        assert_eq!(status["forwarding"]["rules"][0]["mode"], "unconditional");
+    }
+    // One address cannot forward to itself, so the line keeps its rules.
+    let (st, v) = beta
+        .put(
+            "/v1/lines/2004/forwarding",
+            json!({"rules": [{"mode": "busy", "to": "2005"}]}),
+        )
+        .await;
+    assert_eq!((st, v["error"]["code"].as_str()), (400, Some("invalparam")));
+    let (_, status) = beta.get("/v1/addresses/2005").await;
+    assert_eq!(status["forwarding"]["rules"][0]["mode"], "unconditional");
+    // Another app's line, a monitor-only app, an unknown line.
+    let (st, v) = alpha.put("/v1/lines/2004/forwarding", rules.clone()).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("noprivilege"))
+    );
+    let (st, v) = watcher
+        .put("/v1/lines/2004/forwarding", rules.clone())
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("noprivilege"))
+    );
+    let (st, _) = beta.put("/v1/lines/nosuch/forwarding", rules).await;
+    assert_eq!(st, 404);
+    // An empty list cancels forwarding everywhere.
+    let (st, v) = beta
+        .put("/v1/lines/2004/forwarding", json!({"rules": []}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    for a in v["addresses"].as_array().unwrap() {
+        assert_eq!(a["forwarding"]["rules"], json!([]), "{v}");
+    }
     s.shutdown().await;
 }
 

@@ -363,6 +363,22 @@ async fn park_pickup_redirect_forward_and_completion() {
     let bad = beta.run(&["forward", "2004", "2002"]).await;
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("MODE=TO"), "{bad:?}");
+    // Every address of a line at once (lineForward, bAllAddresses).
+    let all = beta
+        .json(&["forward", "--line", "2004", "busy=2002", "--rings", "2"])
+        .await;
+    assert_eq!(all["addresses"][0]["address"], "2004", "{all}");
+    assert_eq!(
+        all["addresses"][0]["forwarding"]["rules"][0]["mode"],
+        "busy"
+    );
+    let st = beta.json(&["address", "2004"]).await;
+    assert_eq!(st["forwarding"]["no_answer_rings"], 2);
+    let off = beta.json(&["forward", "--line", "2004", "--off"]).await;
+    assert_eq!(
+        off["addresses"][0]["forwarding"]["rules"],
+        serde_json::json!([])
+    );
 
     // Completion request and cancel.
     let e = alpha.json(&["call", "make", "2001", "2002"]).await;

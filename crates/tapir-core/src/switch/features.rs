@@ -410,8 +410,48 @@ impl Switch {
     ) -> Result<(), TapiError> {
         self.check_permission(app, AppPermission::Forward, "set forwarding")?;
         let line = self.open_address(app, address)?;
+        self.check_forward_list(line, address, &rules)?;
+        self.apply_forwarding(line, address, &rules, rings);
+        Ok(())
+    }
+
+    /// `lineForward` with `bAllAddresses` TRUE: the same forward list for
+    /// every address of the line, all of them or none (a list one address
+    /// cannot take, such as forwarding to itself, changes nothing).
+    pub(crate) fn op_forward_line(
+        &mut self,
+        app: AppId,
+        line: crate::ids::LineId,
+        rules: Vec<ForwardRule>,
+        rings: Option<u32>,
+    ) -> Result<(), TapiError> {
+        self.check_permission(app, AppPermission::Forward, "set forwarding")?;
+        self.line_open_by(app, line)?;
+        let addresses: Vec<Arc<str>> = self
+            .m
+            .lines
+            .get(&line)
+            .map(|l| l.addresses.clone())
+            .unwrap_or_default();
+        for address in &addresses {
+            self.check_forward_list(line, address, &rules)?;
+        }
+        for address in &addresses {
+            self.apply_forwarding(line, address, &rules, rings);
+        }
+        Ok(())
+    }
+
+    /// Check a forward list for `address` of `line` (`invalparam` for a bad
+    /// list, `invaladdress` for a destination the line may not reach).
+    fn check_forward_list(
+        &self,
+        line: crate::ids::LineId,
+        address: &str,
+        rules: &[ForwardRule],
+    ) -> Result<(), TapiError> {
         let mut seen = Vec::new();
-        for rule in &rules {
+        for rule in rules {
             let specific = rule.mode.callers() == CallerFilter::Specific;
             match (&rule.caller, specific) {
                 (None, true) => {
@@ -437,7 +477,10 @@ impl Switch {
             if let Some(to) = &rule.to {
                 self.check_destination(line, to)?;
                 if super::route::normalize(to).as_deref() == Some(address) {
-                    return fail(ErrorCode::InvalParam, "an address cannot forward to itself");
+                    return fail(
+                        ErrorCode::InvalParam,
+                        format!("address {address} cannot forward to itself"),
+                    );
                 }
             }
             let key = (rule.mode, rule.caller.clone());
@@ -452,24 +495,35 @@ impl Switch {
             }
             seen.push(key);
         }
+        Ok(())
+    }
+
+    /// Put a checked forward list in force at `address` and tell every app
+    /// with the line open (`address.forwarding`).
+    fn apply_forwarding(
+        &mut self,
+        line: crate::ids::LineId,
+        address: &str,
+        rules: &[ForwardRule],
+        rings: Option<u32>,
+    ) {
         let rings = rings.map(|r| r.clamp(1, 20));
-        let Some(a) = self.m.addresses.get_mut(address) else {
-            return fail(
-                ErrorCode::InvalAddress,
-                format!("{address} is not an address"),
-            );
-        };
-        a.forwarding = rules.clone();
-        if let Some(r) = rings {
-            a.no_answer_rings = r;
-        }
-        let no_answer_rings = a.no_answer_rings;
-        let address: Arc<str> = self
+        let Some(address) = self
             .m
             .addresses
             .get_key_value(address)
             .map(|(k, _)| k.clone())
-            .unwrap_or_else(|| Arc::from(address));
+        else {
+            return;
+        };
+        let Some(a) = self.m.addresses.get_mut(&address) else {
+            return;
+        };
+        a.forwarding = rules.to_vec();
+        if let Some(r) = rings {
+            a.no_answer_rings = r;
+        }
+        let no_answer_rings = a.no_answer_rings;
         let apps: Vec<AppId> = self
             .m
             .lines
@@ -481,12 +535,11 @@ impl Switch {
                 a,
                 EventBody::AddressForwarding {
                     address: address.clone(),
-                    rules: rules.clone(),
+                    rules: rules.to_vec(),
                     no_answer_rings,
                 },
             );
         }
-        Ok(())
     }
 
     // ------------------------------------------------------------------

@@ -217,6 +217,13 @@ pub enum Command {
     ///
     /// Its fields: address, rules, no-answer rings.
     Forward(String, Vec<ForwardRule>, Option<u32>),
+    /// `lineForward` with `bAllAddresses` TRUE: the same rules for every
+    /// address of the line ("forward requests on all addresses on the
+    /// line"). All addresses take the list or none does; each one's
+    /// `address.forwarding` goes to every app with the line open.
+    ///
+    /// Its fields: line, rules, no-answer rings.
+    ForwardLine(LineId, Vec<ForwardRule>, Option<u32>),
     /// `lineCompleteCall`: on a busy (or, for callback and message, ringing)
     /// call to an address of this switch:
     /// camp-on keeps the caller waiting with ringback and offers the call
@@ -299,7 +306,7 @@ impl Command {
             Park(..) => "linePark",
             Unpark(..) => "lineUnpark",
             Pickup(..) => "linePickup",
-            Forward(..) => "lineForward",
+            Forward(..) | ForwardLine(..) => "lineForward",
             CompleteCall(..) => "lineCompleteCall",
             UncompleteCall(_) => "lineUncompleteCall",
             SecureCall(_) => "lineSecureCall",
@@ -340,7 +347,7 @@ impl Command {
             Park(..) => "park",
             Unpark(..) => "unpark",
             Pickup(..) => "pickup",
-            Forward(..) => "forward",
+            Forward(..) | ForwardLine(..) => "forward",
             CompleteCall(..) => "completecall",
             UncompleteCall(_) => "uncompletecall",
             SecureCall(_) => "securecall",
@@ -822,6 +829,9 @@ impl Switch {
                 .map(|call| Reply::Call { call }),
             Forward(address, rules, rings) => self
                 .op_forward(app, &address, rules, rings)
+                .map(|_| Reply::Done),
+            ForwardLine(line, rules, rings) => self
+                .op_forward_line(app, line, rules, rings)
                 .map(|_| Reply::Done),
             CompleteCall(c, mode, msg) => self
                 .op_complete_call(app, c, mode, msg)

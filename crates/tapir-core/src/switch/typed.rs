@@ -6,7 +6,7 @@
 
 use super::{Command, Switch};
 use crate::error::{ErrorCode, TapiError, fail};
-use crate::ids::{AppId, CallId, CompletionId, Timestamp};
+use crate::ids::{AppId, CallId, CompletionId, LineId, Timestamp};
 use crate::output::Reply;
 use crate::types::{
     CompletionMode, ForwardRule, HandoffTarget, MediaMode, ParkMode, PickupTarget, Privilege,
@@ -402,6 +402,25 @@ pub trait TypedOps {
         no_answer_rings: Option<u32>,
     ) -> Result<(), TapiError> {
         let cmd = Command::Forward(address.to_string(), rules, no_answer_rings);
+        match self.switch_mut().request(now, app, cmd).1? {
+            Reply::Done => Ok(()),
+            other => fail(
+                ErrorCode::OperationFailed,
+                format!("unexpected reply {other:?}"),
+            ),
+        }
+    }
+
+    /// [`Command::ForwardLine`] through [`Switch::request`], its reply unwrapped.
+    fn forward_line(
+        &mut self,
+        now: Timestamp,
+        app: AppId,
+        line: LineId,
+        rules: Vec<ForwardRule>,
+        no_answer_rings: Option<u32>,
+    ) -> Result<(), TapiError> {
+        let cmd = Command::ForwardLine(line, rules, no_answer_rings);
         match self.switch_mut().request(now, app, cmd).1? {
             Reply::Done => Ok(()),
             other => fail(

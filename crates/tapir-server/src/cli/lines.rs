@@ -106,6 +106,10 @@ pub async fn lines(client: &Client, action: Option<LineCmd>) -> Result<Output, C
 }
 
 fn status_output(st: &AddressStatus) -> Output {
+    Output::new(to_json(st), status_text(st))
+}
+
+fn status_text(st: &AddressStatus) -> String {
     let mut text = format!("address {}  line {}\n", st.address, st.line);
     if st.forwarding.rules.is_empty() {
         text.push_str("forwarding: none\n");
@@ -133,7 +137,7 @@ fn status_output(st: &AddressStatus) -> Output {
         }
         text.push_str(&t.render());
     }
-    Output::new(to_json(st), text)
+    text
 }
 
 /// `tapir address ADDRESS`.
@@ -170,8 +174,13 @@ pub async fn pickup(client: &Client, a: PickupArgs) -> Result<Output, CliError> 
 /// `tapir forward`.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// The address whose forwarding to set.
+    /// The address whose forwarding to set (with `--line`: a line id or
+    /// one of its addresses).
     address: String,
+    /// Forward every address of the line at once (lineForward with
+    /// bAllAddresses); every address takes the rules or none does.
+    #[arg(long)]
+    line: bool,
     /// Rules `MODE=TO` (`unconditional=1002`, `busy=1003`, `noanswer=1004`,
     /// `busynoanswer=…`, `unconditionalinternal=…`, …); `MODE=` forwards
     /// nowhere (do not disturb).
@@ -188,7 +197,7 @@ pub struct ForwardArgs {
     off: bool,
 }
 
-/// `tapir forward ADDRESS MODE=TO… | --off`.
+/// `tapir forward [--line] ADDRESS MODE=TO… | --off`.
 pub async fn forward(client: &Client, a: ForwardArgs) -> Result<Output, CliError> {
     let mut rules = Vec::new();
     for r in &a.rules {
@@ -202,6 +211,15 @@ pub async fn forward(client: &Client, a: ForwardArgs) -> Result<Output, CliError
             to: Some(to.trim().to_string()).filter(|t| !t.is_empty()),
             caller: a.caller.clone(),
         });
+    }
+    if a.line {
+        let line = client.line(&a.address).await?;
+        let all = line.forward(&rules, a.rings).await?;
+        let mut text = String::new();
+        for st in &all.addresses {
+            text.push_str(&status_text(st));
+        }
+        return Ok(Output::new(to_json(&all), text));
     }
     let st = client.address(a.address).forward(&rules, a.rings).await?;
     Ok(status_output(&st))

@@ -356,6 +356,56 @@ pub async fn set_forwarding(
     Ok(super::with_request(status, done.request))
 }
 
+/// The forwarding of every address of a line (`PUT /v1/lines/{line}/forwarding`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineForwarding {
+    /// The line id.
+    pub line: String,
+    /// Each address's status, forwarding now in force.
+    pub addresses: Vec<AddressStatus>,
+}
+
+/// `lineForward` with `bAllAddresses` TRUE: set (or with no rules, cancel)
+/// the forwarding of every address of the line at once. Every address takes
+/// the rules or none does.
+#[utoipa::path(put, path = "/v1/lines/{line}/forwarding", tag = "lines",
+    params(("line" = String, Path, description = "line id (or its address)")),
+    request_body = ForwardingBody,
+    responses((status = 200, description = "every address's status", body = LineForwarding),
+              (status = "4XX", description = "TAPI error", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_line_forwarding(
+    State(st): State<AppState>,
+    AuthApp(app): AuthApp,
+    Path(line): Path<String>,
+    ApiJson(body): ApiJson<ForwardingBody>,
+) -> Result<Response, ApiError> {
+    let l = find_line(&st, &line)?;
+    if !app.entry.may_open(&l.entry.address) {
+        return Err(ApiError::no_privilege(format!(
+            "app {} has no access to line {line}",
+            app.entry.name
+        )));
+    }
+    let done = exec(
+        &st,
+        &app,
+        Command::ForwardLine(l.id, body.rules, body.no_answer_rings),
+        None,
+    )
+    .await?;
+    let mut addresses = Vec::new();
+    for a in l.entry.addresses() {
+        addresses.push(status_of(&st, &l, a).await?);
+    }
+    let body = Json(LineForwarding {
+        line: l.id.to_string(),
+        addresses,
+    })
+    .into_response();
+    Ok(super::with_request(body, done.request))
+}
+
 /// Body of `POST /v1/addresses/{address}/pickup`: one of `target`, `group`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]

@@ -274,9 +274,12 @@ pub async fn exec(
 ) -> Result<Executed, ApiError> {
     let id = app.id;
     let op = cmd.label();
-    let forwarded = match &cmd {
-        Command::Forward(address, ..) => Some(address.clone()),
-        _ => None,
+    // Forwarding a command sets is persisted: one address's, or every
+    // address of a line's.
+    let (forwarded_address, forwarded_line) = match &cmd {
+        Command::Forward(address, ..) => (Some(address.clone()), None),
+        Command::ForwardLine(line, ..) => (None, Some(*line)),
+        _ => (None, None),
     };
     let cdr = st.cdr.clone();
     let app_name = app.entry.name.clone();
@@ -305,15 +308,27 @@ pub async fn exec(
                     }
                 }
             }
-            let forwarding = match (&r, forwarded) {
-                (Ok(_), Some(a)) => sw.forwarding(&a).map(|f| (a, f)),
-                _ => None,
-            };
+            let forwarding: Vec<_> = if r.is_ok() {
+                forwarded_address
+                    .into_iter()
+                    .chain(
+                        forwarded_line
+                            .and_then(|l| sw.line_config(l))
+                            .map(|c| c.addresses)
+                            .unwrap_or_default(),
+                    )
+                    .collect()
+            } else {
+                Vec::new()
+            }
+            .into_iter()
+            .filter_map(|a| sw.forwarding(&a).map(|f| (a, f)))
+            .collect();
             (request, r, infos, forwarding)
         })
         .await
         .map_err(|_| ApiError::unavailable())?;
-    if let Some((address, (rules, rings))) = forwarding {
+    for (address, (rules, rings)) in forwarding {
         st.provisioning
             .save_forwarding(&address, &rules, rings)
             .await?;
@@ -505,6 +520,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lines::close_line))
         .routes(routes!(lines::address_status))
         .routes(routes!(lines::set_forwarding))
+        .routes(routes!(lines::set_line_forwarding))
         .routes(routes!(lines::pickup))
         .routes(routes!(lines::unpark))
         .routes(routes!(calls::make_call, calls::list_calls))
