@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   OPS, fits, missingInput, consultOf, primaryOf, swapCandidates, formatDuration,
-  errorText, describeEvent, forwardingText, partyText,
+  errorText, describeEvent, forwardingText, partyText, lampOf,
 } from "../../crates/tapir-server/console/ops.js";
 
 const op = (id) => {
@@ -160,4 +160,22 @@ test("durations, parties, forwarding and events read well", () => {
   assert.equal(describeEvent({ type: "reply", request: "req-3", ok: false,
     error: { code: "invalcallstate", message: "no" } }), "req-3 failed: invalcallstate: no");
   assert.match(describeEvent({ type: "something.new", x: 1 }), /something\.new/);
+});
+
+test("an address's lamp flashes while a call rings, is lit while busy, and shows DND and forwarding", () => {
+  const at = (state, address = "1002") => call(`c-${state}`, state, { address });
+  assert.deepEqual(lampOf("1002", [], []), { lamp: "off", text: "free" });
+  assert.equal(lampOf("1002", [at("offering")], []).lamp, "ringing");
+  assert.equal(lampOf("1002", [at("accepted")], []).lamp, "ringing");
+  assert.equal(lampOf("1002", [at("connected")], []).lamp, "busy");
+  assert.equal(lampOf("1002", [at("onhold"), at("offering")], []).lamp, "ringing");
+  assert.equal(lampOf("1002", [at("idle"), at("disconnected")], []).lamp, "off");
+  assert.equal(lampOf("1002", [at("connected", "1001")], []).lamp, "off", "another address's call");
+  const dnd = [{ mode: "unconditional" }];
+  assert.deepEqual(lampOf("1002", [], dnd), { lamp: "dnd", text: "do not disturb" });
+  assert.equal(lampOf("1002", [at("connected")], dnd).lamp, "busy", "a call outshines DND");
+  assert.deepEqual(lampOf("1002", [], [{ mode: "unconditionalinternal", to: "1003" }]),
+    { lamp: "forwarded", text: "forwarded → 1003" });
+  assert.equal(lampOf("1002", [], [{ mode: "busy", to: "1003" }]).lamp, "off", "busy rules do not show");
+  assert.equal(lampOf("1002", [], [{ mode: "unconditionalexternal" }]).lamp, "off", "external only");
 });

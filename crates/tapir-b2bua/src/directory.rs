@@ -363,6 +363,14 @@ impl Directory for SipDirectory {
         self.published.has_stream_binding_from(peer, now)
     }
 
+    fn registered_until(&self, now: Instant, address: &str) -> Option<Instant> {
+        self.registrar
+            .contacts(address, now)
+            .iter()
+            .map(|b| b.expires_at)
+            .max()
+    }
+
     fn may_watch(&self, watcher: &str, address: &str) -> Result<(), u16> {
         match &self.watch {
             Some(table) => table.check(watcher, address),

@@ -115,6 +115,12 @@ pub trait Directory {
     fn may_watch(&self, _watcher: &str, _address: &str) -> Result<(), u16> {
         Ok(())
     }
+    /// When the last registration of `address` that has not expired at
+    /// `now` runs out (none: not registered, or registrations that do not
+    /// expire). Presence shows the address offline from then on.
+    fn registered_until(&self, _now: Instant, _address: &str) -> Option<Instant> {
+        None
+    }
 }
 
 /// The transport of a message or a dialog.

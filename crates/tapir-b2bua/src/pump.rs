@@ -15,7 +15,7 @@ use crate::{B2bua, MediaCommand, Out, SipTransport};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Instant;
-use tapir_core::{Input, Output, Switch, Timestamp};
+use tapir_core::{EventBody, Input, Output, Switch, Timestamp};
 
 /// How many rounds (B2BUA outputs, then switch outputs) one [`pump`] runs
 /// at most before it reports that the machines do not settle.
@@ -84,8 +84,14 @@ pub fn pump(
         while let Some(out) = switch.poll_output() {
             moved += 1;
             wire.switch_output(&out);
-            if let (Output::Effect(effect), Some(b2b)) = (&out, b2b.as_deref_mut()) {
-                b2b.handle_effect(now, effect);
+            match (&out, b2b.as_deref_mut()) {
+                (Output::Effect(effect), Some(b2b)) => b2b.handle_effect(now, effect),
+                (Output::Event(event), Some(b2b)) if b2b.watches_lamps() => {
+                    if let EventBody::AddressForwarding { address, .. } = &event.body {
+                        b2b.lamp_forwarding(address);
+                    }
+                }
+                _ => {}
             }
         }
         if moved == before {
@@ -93,11 +99,11 @@ pub fn pump(
             // (nothing to do, and no cost, while nobody watches).
             if let Some(b2b) = b2b.as_deref_mut()
                 && !lamps_settled
-                && moved > 0
+                && (moved > 0 || b2b.lamps_pending())
                 && b2b.watches_lamps()
             {
                 lamps_settled = true;
-                b2b.lamps_changed(now, switch.parked_legs());
+                b2b.lamps_changed(now, switch);
                 continue;
             }
             return Ok(moved);

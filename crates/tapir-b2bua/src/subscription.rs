@@ -22,11 +22,15 @@
 //!   with which another phone picks the ringing call up by an INVITE with
 //!   `Replaces` (`to-tag` = the `local-tag`, tapir's, `from-tag` = the
 //!   `remote-tag`, the phone's: the dialog as tapir holds it, as PBXes
-//!   such as Asterisk show theirs). A call parked in a
+//!   such as Asterisk show theirs). The far party is the switch's (after
+//!   a transfer, the party the phone talks to now). A call parked in a
 //!   slot shows the slot `confirmed`. A TAPI-secure call shows no party,
-//!   Call-ID or tags. Presence is `open` (available), `open` with the
-//!   `on-the-phone` activity while the address has a call, `closed` while
-//!   it is not registered.
+//!   Call-ID or tags. Unconditional forwarding and do-not-disturb show as
+//!   a steady `confirmed` dialog (`forwarded`, naming the destination, or
+//!   `dnd`). Presence is `open` (available), `open` with the
+//!   `on-the-phone` activity while the address has a call, `busy` for
+//!   do-not-disturb, `away` when forwarded, `closed` while it is not
+//!   registered (looked at again when its registration runs out).
 //! - NOTIFYs of one subscription are coalesced: after one, the next waits
 //!   at least [`SubscriptionConfig::coalesce`] and then carries the state
 //!   as it is by then; only one is in flight at a time.
@@ -46,7 +50,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tapir_core::{Effect, Input, LegId};
+use tapir_core::{Effect, ForwardMode, Input, LegId, Party, Switch};
 use tapir_sip::dialog::{Dialog as SipDialog, DialogState};
 use tapir_sip::event::{
     ALLOW_EVENTS, Availability, DialogEntry, DialogPhase, Package, dialog_info, pidf,
@@ -178,6 +182,11 @@ struct Subscription {
     package: Package,
     /// The `id` parameter of the SUBSCRIBE's Event header.
     event_id: Option<String>,
+    /// A fetch (`Expires: 0`): it ends with its first NOTIFY.
+    fetch: bool,
+    /// Presence: when the address's registration runs out unless the
+    /// phone registers again (the state is looked at again then).
+    recheck_at: Option<Instant>,
     watcher: String,
     address: Arc<str>,
     sip: SipDialog,
@@ -193,6 +202,40 @@ struct Subscription {
     scheduled: Option<Instant>,
     /// What the last NOTIFY showed (dialog package: the live dialogs).
     shown: Option<Shown>,
+}
+
+/// What an address's forwarding shows on its lamps, besides its calls
+/// (rules for every caller or for callers on this switch, the watchers'
+/// colleagues; busy, no-answer and external-only rules do not show).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Calls are refused: a `confirmed` lamp, presence `busy`.
+    DoNotDisturb,
+    /// Calls go at once to this destination: a `confirmed` lamp showing
+    /// it (as Kazoo and FusionPBX light a forwarded line's key), presence
+    /// `away`.
+    Forwarded(String),
+}
+
+impl Standing {
+    /// What the switch's forwarding rules of `address` show.
+    fn of(switch: &Switch, address: &str) -> Option<Standing> {
+        let (rules, _) = switch.forwarding(address)?;
+        let mut shown = None;
+        for rule in rules {
+            if !matches!(
+                rule.mode,
+                ForwardMode::Unconditional | ForwardMode::UnconditionalInternal
+            ) {
+                continue;
+            }
+            match rule.to {
+                None => return Some(Standing::DoNotDisturb),
+                Some(to) => shown = Some(Standing::Forwarded(to)),
+            }
+        }
+        shown
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,6 +259,14 @@ pub(crate) struct Subscriptions {
     leg_lamp: HashMap<LegId, Arc<str>>,
     /// The leg parked in each watched park slot.
     parked: HashMap<Arc<str>, LegId>,
+    /// The far party of each leg in `legs_at` as the switch last told
+    /// (it changes with a transfer, a pickup, a park).
+    parties: HashMap<LegId, Party>,
+    /// The watched addresses whose forwarding shows on their lamps.
+    standing: HashMap<Arc<str>, Standing>,
+    /// New subscriptions whose first NOTIFY goes once the step has settled
+    /// (with the switch's view of their address).
+    fresh: Vec<u64>,
     per_watcher: HashMap<String, usize>,
     /// NOTIFY client transactions: the subscription and where they go.
     clients: HashMap<TransactionKey, (u64, SocketAddr)>,
@@ -240,6 +291,9 @@ impl Subscriptions {
             legs_at: HashMap::new(),
             leg_lamp: HashMap::new(),
             parked: HashMap::new(),
+            parties: HashMap::new(),
+            standing: HashMap::new(),
+            fresh: Vec::new(),
             per_watcher: HashMap::new(),
             clients: HashMap::new(),
             due: BTreeSet::new(),
@@ -267,10 +321,13 @@ impl Subscriptions {
             self.due.remove(&(at, id));
         }
         // While a NOTIFY is in flight the next one waits for its answer.
-        let at = match s.notify_at {
+        let mut at = match s.notify_at {
             Some(n) if !s.in_flight => n.min(s.expires_at),
             _ => s.expires_at,
         };
+        if let Some(recheck) = s.recheck_at {
+            at = at.min(recheck);
+        }
         s.scheduled = Some(at);
         self.due.insert((at, id));
     }
@@ -294,8 +351,10 @@ impl Subscriptions {
                 self.watchers.remove(&s.address);
                 for leg in self.legs_at.remove(&s.address).unwrap_or_default() {
                     self.leg_lamp.remove(&leg);
+                    self.parties.remove(&leg);
                 }
                 self.parked.remove(&s.address);
+                self.standing.remove(&s.address);
             }
         }
         Some(s)
@@ -404,23 +463,33 @@ impl B2bua {
         list
     }
 
-    /// The step has settled: the legs it changed and the park slots as
-    /// they are now (`parked`: slot and the leg of its call) give each
-    /// watched address its new state, and its watchers their NOTIFYs.
-    pub fn lamps_changed<'a>(
-        &mut self,
-        now: Instant,
-        parked: impl Iterator<Item = (&'a Arc<str>, LegId)>,
-    ) {
+    /// Whether new subscriptions wait for their first NOTIFY (the pump
+    /// then calls [`B2bua::lamps_changed`] even when nothing else moved).
+    pub fn lamps_pending(&self) -> bool {
+        !self.subs.fresh.is_empty()
+    }
+
+    /// The step has settled: the legs it changed, and the switch as it is
+    /// now (the park slots, each leg's far party, each address's
+    /// forwarding), give each watched address its new state, and its
+    /// watchers their NOTIFYs; new subscriptions get their first.
+    pub fn lamps_changed(&mut self, now: Instant, switch: &Switch) {
         if self.subs.subs.is_empty() {
             self.subs.touched.clear();
             self.subs.touched_addresses.clear();
+            self.subs.fresh.clear();
             return;
         }
         let mut changed: HashSet<Arc<str>> = HashSet::new();
+        let fresh = std::mem::take(&mut self.subs.fresh);
+        for id in &fresh {
+            if let Some(s) = self.subs.subs.get(id) {
+                changed.insert(s.address.clone());
+            }
+        }
         // Park slots that are watched.
         let mut now_parked: HashMap<Arc<str>, LegId> = HashMap::new();
-        for (slot, leg) in parked {
+        for (slot, leg) in switch.parked_legs() {
             if self.subs.watchers.contains_key(slot) {
                 now_parked.insert(slot.clone(), leg);
             }
@@ -459,23 +528,58 @@ impl B2bua {
         }
         for address in changed {
             // Legs whose dialogs are gone leave the address's list (their
-            // NOTIFYs show them `terminated` from what they showed).
+            // NOTIFYs show them `terminated` from what they showed); the
+            // others' far parties are the switch's now.
             if let Some(legs) = self.subs.legs_at.get_mut(&address) {
                 let dialogs = &self.dialogs;
                 let leg_lamp = &mut self.subs.leg_lamp;
+                let parties = &mut self.subs.parties;
                 legs.retain(|leg| {
                     let live = dialogs.contains_key(leg);
                     if !live {
                         leg_lamp.remove(leg);
+                        parties.remove(leg);
+                    } else if let Some(party) = switch.far_party_of_leg(*leg) {
+                        parties.insert(*leg, party);
                     }
                     live
                 });
+            }
+            match Standing::of(switch, &address) {
+                Some(standing) => {
+                    self.subs.standing.insert(address.clone(), standing);
+                }
+                None => {
+                    self.subs.standing.remove(&address);
+                }
             }
             for id in self.subs.address_changed(now, &address) {
                 self.send_notify(now, id, None);
             }
         }
+        // New subscriptions: their first NOTIFY, at once (RFC 6665
+        // §4.2.1.2); a fetch (`Expires: 0`) ends with it.
+        for id in fresh {
+            let Some(s) = self.subs.subs.get(&id) else {
+                continue;
+            };
+            if s.fetch {
+                self.send_notify(now, id, Some(EndReason::Timeout));
+                self.subs.remove(id);
+            } else {
+                self.send_notify(now, id, None);
+            }
+        }
         self.drain_transactions(now);
+    }
+
+    /// An address's forwarding changed (the switch's `address.forwarding`):
+    /// its lamps may show it.
+    pub(crate) fn lamp_forwarding(&mut self, address: &str) {
+        if let Some((address, _)) = self.subs.watchers.get_key_value(address) {
+            let address = address.clone();
+            self.subs.touched_addresses.push(address);
+        }
     }
 
     /// A switch input leaving the B2BUA: its leg may have changed state.
@@ -538,6 +642,16 @@ impl B2bua {
                 continue;
             };
             s.scheduled = None;
+            if s.recheck_at.is_some_and(|r| r <= now) {
+                // The address's registration ran out: presence may change.
+                s.recheck_at = None;
+                if s.notify_at.is_none() {
+                    let at = s
+                        .last_notify
+                        .map_or(now, |last| (last + self.subs.cfg.coalesce).max(now));
+                    s.notify_at = Some(at);
+                }
+            }
             if s.expires_at <= now {
                 tracing::debug!(watcher = %s.watcher, address = %s.address, "subscription expired");
                 self.send_notify(now, id, Some(EndReason::Timeout));
@@ -783,6 +897,8 @@ impl B2bua {
             Subscription {
                 package,
                 event_id,
+                fetch: expires == 0,
+                recheck_at: None,
                 watcher,
                 address,
                 sip,
@@ -800,14 +916,9 @@ impl B2bua {
         if let Some(s) = self.subs.subs.get(&id) {
             self.subs.table.put(id, s);
         }
-        // The first NOTIFY, at once (RFC 6665 §4.2.1.2); an Expires of 0
-        // (a fetch) ends the subscription with it.
-        if expires == 0 {
-            self.send_notify(now, id, Some(EndReason::Timeout));
-            self.subs.remove(id);
-        } else {
-            self.send_notify(now, id, None);
-        }
+        // The first NOTIFY goes once this step has settled, with the
+        // switch's view of the address (B2bua::lamps_changed).
+        self.subs.fresh.push(id);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -908,7 +1019,10 @@ impl B2bua {
                 LegState::Early if !d.inbound && d.sip.remote_tag().is_some() => DialogPhase::Early,
                 LegState::Early => DialogPhase::Trying,
             };
-            let (remote, remote_name) = far_party(d, &domain);
+            let (remote, remote_name) = match self.subs.parties.get(leg) {
+                Some(party) => switch_party(party, d, &domain),
+                None => far_party(d, &domain),
+            };
             let shown = !d.tapi_secure;
             entries.push(DialogEntry {
                 id: format!("leg{}", leg.0),
@@ -926,6 +1040,25 @@ impl B2bua {
                 phase,
                 remote: if shown { remote } else { None },
                 remote_name: if shown { remote_name } else { None },
+                local: Some(local.clone()),
+            });
+        }
+        if let Some(standing) = self.subs.standing.get(address) {
+            // Forwarding and do-not-disturb light the key steadily, as a
+            // call in progress does (Kazoo, FusionPBX).
+            let (id, remote) = match standing {
+                Standing::DoNotDisturb => ("dnd", None),
+                Standing::Forwarded(to) => ("forwarded", Some(format!("sip:{to}@{domain}"))),
+            };
+            entries.push(DialogEntry {
+                id: id.to_owned(),
+                call_id: None,
+                local_tag: None,
+                remote_tag: None,
+                initiator: None,
+                phase: DialogPhase::Confirmed,
+                remote,
+                remote_name: None,
                 local: Some(local.clone()),
             });
         }
@@ -972,10 +1105,22 @@ impl B2bua {
                             .get(leg)
                             .is_some_and(|d| d.state != LegState::Ending)
                     });
-                Shown::Presence(if self.directory.contacts(now, &address).is_empty() {
-                    Availability::Offline
-                } else if live || self.subs.parked.contains_key(&address) {
+                let registered_until = self.directory.registered_until(now, &address);
+                let offline = self.directory.contacts(now, &address).is_empty();
+                if let Some(s) = self.subs.subs.get_mut(&id) {
+                    // Registered: the state changes when the registration
+                    // runs out, unless the phone registers again.
+                    s.recheck_at = registered_until.filter(|at| !offline && *at > now);
+                }
+                Shown::Presence(if live || self.subs.parked.contains_key(&address) {
                     Availability::Busy
+                } else if let Some(standing) = self.subs.standing.get(&address) {
+                    match standing {
+                        Standing::DoNotDisturb => Availability::DoNotDisturb,
+                        Standing::Forwarded(_) => Availability::Forwarded,
+                    }
+                } else if offline {
+                    Availability::Offline
                 } else {
                     Availability::Available
                 })
@@ -1069,6 +1214,27 @@ fn far_party(d: &crate::Dialog, domain: &str) -> (Option<String>, Option<String>
             .map(|n| n.into_owned());
         (user.map(|u| format!("sip:{u}@{domain}")), name)
     }
+}
+
+/// The far party as the switch knows it (`party`), with the display name
+/// of the leg's INVITE when the switch has none for the same address.
+fn switch_party(
+    party: &Party,
+    d: &crate::Dialog,
+    domain: &str,
+) -> (Option<String>, Option<String>) {
+    if party.address.is_empty() {
+        return far_party(d, domain);
+    }
+    let uri = format!("sip:{}@{domain}", party.address);
+    let name = match &party.name {
+        Some(name) => Some(name.clone()),
+        None => {
+            let (sip_uri, sip_name) = far_party(d, domain);
+            sip_name.filter(|_| sip_uri.as_deref() == Some(uri.as_str()))
+        }
+    };
+    (Some(uri), name)
 }
 
 /// The party of the phone at the end of a leg (a parked call's).

@@ -2,17 +2,23 @@
 //! SUBSCRIBEs to the dialog package or presence of 1002 (B) and of a park
 //! slot, and sees 1002's calls in NOTIFYs as 1001 (A) calls 1002; the
 //! refusals of bad SUBSCRIBEs; refresh, unsubscribe, expiry and a failed
-//! NOTIFY; a pickup by an INVITE with Replaces built from a NOTIFY.
+//! NOTIFY; a pickup by an INVITE with Replaces built from a NOTIFY;
+//! forwarding and do-not-disturb on the lamps; the far party after a
+//! transfer; presence when a registration runs out.
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use support::{A, B, Phones, TAPIR, World};
 use tapir_b2bua::subscription::SubscriptionConfig;
-use tapir_b2bua::{Config, SipTransport};
-use tapir_core::{CallReason, CallStateKind, LineConfig, ParkMode, Switch, TypedOps};
+use tapir_b2bua::{Config, ContactTarget, Directory, SipTransport};
+use tapir_core::{
+    CallReason, CallStateKind, ForwardMode, ForwardRule, LineConfig, ParkMode, Switch, TypedOps,
+};
 use tapir_sip::msg::{HeaderName, Message};
 
 const C: &str = "127.0.0.1:5003";
@@ -613,4 +619,243 @@ fn ended_calls_do_not_pile_up_at_a_watched_address() {
     assert_eq!(w.b2b.subscription_count(), 1, "still subscribed");
     // At most the last ended leg waits for the address's next change.
     assert!(w.b2b.lamp_legs() <= 1, "{} legs kept", w.b2b.lamp_legs());
+}
+
+/// The last NOTIFY's body of what C got (each answered).
+fn last_doc(w: &mut World) -> Option<String> {
+    notifies(w).last().map(body)
+}
+
+#[test]
+fn forwarding_and_do_not_disturb_light_the_lamp() {
+    let mut w = world();
+    let app = w.owner_app("1002");
+    subscribed(&mut w, "1002");
+    w.peer_sends(C, subscribe("1002", "presence", "600", "pr-f", 1, None));
+    notifies(&mut w);
+    let rule = |mode, to: Option<&str>| ForwardRule {
+        mode,
+        to: to.map(str::to_owned),
+        caller: None,
+    };
+    // Unconditional forwarding to 1003: a steady lamp naming where calls
+    // go, presence away.
+    let ts = w.ts();
+    w.switch
+        .forward(
+            ts,
+            app,
+            "1002",
+            vec![rule(ForwardMode::Unconditional, Some("1003"))],
+            None,
+        )
+        .unwrap();
+    w.pump();
+    w.advance(300);
+    let n = notifies(&mut w);
+    let doc = n
+        .iter()
+        .map(body)
+        .find(|b| b.contains("dialog-info"))
+        .expect("the lamp changes");
+    assert_eq!(states(&doc), vec!["confirmed"], "{doc}");
+    assert!(doc.contains("id=\"forwarded\""), "{doc}");
+    assert!(
+        doc.contains("<identity>sip:1003@127.0.0.1</identity>"),
+        "{doc}"
+    );
+    let pidf = n
+        .iter()
+        .map(body)
+        .find(|b| b.contains("<presence"))
+        .expect("presence changes");
+    assert!(pidf.contains("<rpid:away/>"), "{pidf}");
+
+    // Do-not-disturb (a rule without destination): steady, no party;
+    // presence busy.
+    let ts = w.ts();
+    w.switch
+        .forward(
+            ts,
+            app,
+            "1002",
+            vec![rule(ForwardMode::Unconditional, None)],
+            None,
+        )
+        .unwrap();
+    w.pump();
+    w.advance(300);
+    let n = notifies(&mut w);
+    let doc = n
+        .iter()
+        .map(body)
+        .find(|b| b.contains("dialog-info"))
+        .expect("the lamp changes");
+    let dnd = &doc[doc.find("id=\"dnd\"").expect("a dnd dialog")..];
+    let dnd = &dnd[..dnd.find("</dialog>").unwrap()];
+    assert!(dnd.contains("<state>confirmed</state>"), "{doc}");
+    assert!(!dnd.contains("<remote>"), "{doc}");
+    let pidf = n
+        .iter()
+        .map(body)
+        .find(|b| b.contains("<presence"))
+        .unwrap();
+    assert!(pidf.contains("<rpid:busy/>"), "{pidf}");
+
+    // A busy rule does not show; cancelling puts the lamp out.
+    let ts = w.ts();
+    w.switch
+        .forward(
+            ts,
+            app,
+            "1002",
+            vec![rule(ForwardMode::Busy, Some("1003"))],
+            None,
+        )
+        .unwrap();
+    w.pump();
+    w.advance(300);
+    let n = notifies(&mut w);
+    let doc = n
+        .iter()
+        .map(body)
+        .find(|b| b.contains("dialog-info"))
+        .expect("the lamp goes out");
+    assert_eq!(states(&doc), vec!["terminated"], "{doc}");
+    let pidf = n
+        .iter()
+        .map(body)
+        .find(|b| b.contains("<presence"))
+        .unwrap();
+    assert!(!pidf.contains("rpid:"), "{pidf}");
+
+    // A new watcher sees forwarding in its first NOTIFY.
+    let ts = w.ts();
+    w.switch
+        .forward(
+            ts,
+            app,
+            "1002",
+            vec![rule(ForwardMode::UnconditionalInternal, None)],
+            None,
+        )
+        .unwrap();
+    w.pump();
+    w.peer_sends(C, subscribe("1002", "dialog", "600", "sub-late", 1, None));
+    let first = w
+        .take(C)
+        .into_iter()
+        .find(|m| m.method().is_some())
+        .map(|m| body(&m))
+        .expect("a first NOTIFY");
+    assert!(first.contains("id=\"dnd\""), "{first}");
+}
+
+#[test]
+fn the_far_party_follows_a_transfer() {
+    let mut w = world();
+    let app = w.owner_app("1001");
+    subscribed(&mut w, "1002");
+    w.peer_sends(A, invite_from_a("call-t"));
+    let invite_b = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
+    w.peer_sends(B, b_responds(&invite_b, 200, true));
+    w.take(A);
+    w.advance(300);
+    let doc = last_doc(&mut w).expect("B talks");
+    assert!(
+        doc.contains("<identity>sip:1001@127.0.0.1</identity>"),
+        "{doc}"
+    );
+    // A's app transfers A's call to 1003: B talks to 1003 once it answers.
+    let call = w.switch.calls_at("1001")[0];
+    let ts = w.ts();
+    w.switch.blind_transfer(ts, app, call, "1003").unwrap();
+    w.pump();
+    let invite_c = w
+        .take(C)
+        .into_iter()
+        .find(|m| support::kind(m) == "INVITE")
+        .expect("tapir invites 1003");
+    let answer = invite_c
+        .response_builder(200, None, Some("c1"))
+        .header(HeaderName::Contact, format!("<sip:1003@{C}>"))
+        .body("application/sdp", Bytes::from(support::sdp(4006)))
+        .build();
+    w.peer_sends_message(C, answer);
+    w.advance(300);
+    let mut docs: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        docs.extend(notifies(&mut w).iter().map(body));
+        w.advance(300);
+    }
+    let doc = docs.last().expect("B's lamp changes");
+    assert_eq!(states(doc), vec!["confirmed"], "{doc}");
+    assert!(
+        doc.contains("<identity>sip:1003@127.0.0.1</identity>") && !doc.contains("1001"),
+        "after the transfer B talks to 1003: {doc}"
+    );
+}
+
+/// Phones whose registrations run out at a time the test sets.
+struct Expiring {
+    phones: Phones,
+    until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Directory for Expiring {
+    fn register(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: std::net::SocketAddr,
+        transport: SipTransport,
+    ) -> Message {
+        self.phones.register(now, request, source, transport)
+    }
+    fn admit(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: std::net::SocketAddr,
+    ) -> Result<String, Box<Message>> {
+        self.phones.admit(now, request, source)
+    }
+    fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget> {
+        match *self.until.lock().unwrap() {
+            Some(until) if address == "1002" && now >= until => Vec::new(),
+            _ => self.phones.contacts(now, address),
+        }
+    }
+    fn registered_until(&self, now: Instant, address: &str) -> Option<Instant> {
+        let until = (*self.until.lock().unwrap())?;
+        (address == "1002" && now < until).then_some(until)
+    }
+}
+
+#[test]
+fn presence_goes_offline_when_the_registration_runs_out() {
+    let until = Arc::new(Mutex::new(None));
+    let mut switch = Switch::default();
+    for a in ["1001", "1002", "1003"] {
+        switch.add_line(LineConfig::phone(a)).unwrap();
+    }
+    let dir = Expiring {
+        phones: Phones::new(&[("1001", A), ("1002", B), ("1003", C)], SipTransport::Udp),
+        until: until.clone(),
+    };
+    let cfg = Config::new(TAPIR.parse().unwrap(), "127.0.0.1");
+    let mut w = World::assemble(cfg, dir, switch, SipTransport::Udp);
+    *until.lock().unwrap() = Some(w.now + Duration::from_secs(90));
+    w.peer_sends(C, subscribe("1002", "presence", "600", "pr-x", 1, None));
+    let first = last_doc(&mut w).expect("a first NOTIFY");
+    assert!(first.contains("<basic>open</basic>"), "{first}");
+    w.advance(60_000);
+    assert!(notifies(&mut w).is_empty(), "still registered");
+    // 1002 does not register again: at 90 s its presence is closed, without
+    // any REGISTER or call.
+    w.advance(31_000);
+    let doc = last_doc(&mut w).expect("presence changes when the registration runs out");
+    assert!(doc.contains("<basic>closed</basic>"), "{doc}");
+    assert_eq!(w.b2b.subscription_count(), 1);
 }

@@ -5,7 +5,7 @@
 
 import {
   OPS, GROUPS, COMPLETION_MODES, FORWARD_MODES, fits, missingInput, consultOf,
-  swapCandidates, formatDuration, errorText, partyText, describeEvent, forwardingText,
+  swapCandidates, formatDuration, errorText, partyText, describeEvent, forwardingText, lampOf,
 } from "./ops.js";
 
 const TOKEN_KEY = "tapir.console.token";
@@ -239,12 +239,18 @@ function renderAddresses() {
   for (const c of store.calls.values()) {
     if (c.state !== "idle") live.set(c.address, (live.get(c.address) || 0) + 1);
   }
+  const calls = [...store.calls.values()];
   $("addresses-body").replaceChildren(...allAddresses().map((a) => {
     const st = store.addresses.get(a);
     const fwd = st?.error ? h("span", { class: "error-text" }, st.error)
       : (forwardingText(st?.forwarding?.rules) || h("span", { class: "muted" }, "none"));
+    // The busy lamp, live from the event stream (calls and forwarding).
+    const { lamp, text } = lampOf(a, calls, st?.forwarding?.rules);
+    const lampCell = h("span", { class: `lamp lamp-${lamp}`, dataset: { lamp },
+      role: "img", "aria-label": `${a}: ${text}`, title: text });
     return h("tr", { dataset: { address: a } },
-      h("th", { scope: "row" }, a), h("td", {}, fwd), h("td", {}, String(live.get(a) || 0)));
+      h("th", { scope: "row" }, a), h("td", {}, lampCell, " ", text), h("td", {}, fwd),
+      h("td", {}, String(live.get(a) || 0)));
   }));
 }
 

@@ -255,3 +255,34 @@ export function forwardingText(rules) {
     return `${r.mode}${who} → ${r.to || "do not disturb"}`;
   }).join("; ");
 }
+
+/** Call states in which an address's lamp flashes: a call rings there. */
+const RINGING_STATES = new Set(["offering", "accepted"]);
+/** States of a call that is over as far as a lamp is concerned. */
+const LAMP_OFF_STATES = new Set(["idle", "disconnected"]);
+
+/**
+ * An address's busy lamp, as a desk phone's BLF key shows it (the same rule
+ * as the SIP dialog package tapir NOTIFYs): `ringing` while a call rings at
+ * the address, `busy` while it has any other live call, else `dnd` or
+ * `forwarded` while an unconditional rule for every caller or for callers
+ * on this switch holds (without or with a destination), else `off`.
+ * Returns `{ lamp, text }`.
+ */
+export function lampOf(address, calls, rules) {
+  let ringing = false;
+  let busy = false;
+  for (const c of calls || []) {
+    if (c.address !== address || LAMP_OFF_STATES.has(c.state)) continue;
+    if (RINGING_STATES.has(c.state)) ringing = true;
+    else busy = true;
+  }
+  if (ringing) return { lamp: "ringing", text: "ringing" };
+  if (busy) return { lamp: "busy", text: "busy" };
+  const standing = (rules || []).filter((r) =>
+    r.mode === "unconditional" || r.mode === "unconditionalinternal");
+  if (standing.some((r) => !r.to)) return { lamp: "dnd", text: "do not disturb" };
+  const fwd = standing.find((r) => r.to);
+  if (fwd) return { lamp: "forwarded", text: `forwarded → ${fwd.to}` };
+  return { lamp: "off", text: "free" };
+}

@@ -49,6 +49,66 @@ pub struct Config {
     pub emergency: EmergencyConfig,
     /// Webhooks: what their URLs may be, and how delivery retries.
     pub webhooks: WebhooksConfig,
+    /// Busy lamp and presence subscriptions (SUBSCRIBE): their limits.
+    pub subscriptions: SubscriptionsConfig,
+}
+
+/// `[subscriptions]`: the limits of phones' busy lamp and presence
+/// subscriptions (`SUBSCRIBE` to `Event: dialog` or `presence`). Times are
+/// in seconds unless named otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// The shortest `Expires` granted: a shorter non-zero one gets `423`
+    /// with `Min-Expires` (default 60).
+    pub min_expires: u32,
+    /// The longest `Expires` granted; a longer one is shortened to it
+    /// (default 3600).
+    pub max_expires: u32,
+    /// The interval granted to a SUBSCRIBE without `Expires` (default 3600;
+    /// kept between `min_expires` and `max_expires`).
+    pub default_expires: u32,
+    /// Live subscriptions one phone (digest user) may hold; one more gets
+    /// `403` (default 200).
+    pub max_per_watcher: usize,
+    /// Live subscriptions in all; one more gets `503` with `Retry-After`
+    /// (default 100000).
+    pub max_total: usize,
+    /// The shortest time between two NOTIFYs of one subscription, in
+    /// milliseconds: changes in between are merged (default 250).
+    pub coalesce_ms: u64,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> SubscriptionsConfig {
+        let d = tapir_b2bua::subscription::SubscriptionConfig::default();
+        SubscriptionsConfig {
+            min_expires: d.min_expires,
+            max_expires: d.max_expires,
+            default_expires: d.default_expires,
+            max_per_watcher: d.max_per_watcher,
+            max_total: d.max_total,
+            coalesce_ms: d.coalesce.as_millis() as u64,
+        }
+    }
+}
+
+impl SubscriptionsConfig {
+    /// The B2BUA's settings: a zero `min_expires` counts as 1, a
+    /// `max_expires` below it as `min_expires`, the default interval is
+    /// kept between the two, and the coalescing window is at most 60 s.
+    pub fn to_b2bua(&self) -> tapir_b2bua::subscription::SubscriptionConfig {
+        let min_expires = self.min_expires.max(1);
+        let max_expires = self.max_expires.max(min_expires);
+        tapir_b2bua::subscription::SubscriptionConfig {
+            min_expires,
+            max_expires,
+            default_expires: self.default_expires.clamp(min_expires, max_expires),
+            max_per_watcher: self.max_per_watcher,
+            max_total: self.max_total,
+            coalesce: std::time::Duration::from_millis(self.coalesce_ms.min(60_000)),
+        }
+    }
 }
 
 /// `[webhooks]`: the rules every webhook's delivery follows (the webhooks
@@ -291,6 +351,7 @@ impl Default for Config {
             media: MediaSettings::default(),
             emergency: EmergencyConfig::default(),
             webhooks: WebhooksConfig::default(),
+            subscriptions: SubscriptionsConfig::default(),
         }
     }
 }
@@ -950,6 +1011,30 @@ permissions = ["make_call"]
         assert_eq!(cfg.apps[2].permissions(), [AppPermission::MakeCall]);
         assert_eq!(cfg.apps[2].to_core().permissions, [AppPermission::MakeCall]);
         assert!(Config::from_toml("[[apps]]\nname = \"x\"\npermissions = [\"admin\"]\n").is_err());
+    }
+
+    #[test]
+    fn subscription_keys_set_the_b2bua_limits() {
+        let cfg = Config::from_toml(
+            "[subscriptions]\nmin_expires = 30\nmax_expires = 120\nmax_per_watcher = 3\n\
+             max_total = 10\ncoalesce_ms = 100\n",
+        )
+        .unwrap();
+        let b = cfg.subscriptions.to_b2bua();
+        assert_eq!((b.min_expires, b.max_expires), (30, 120));
+        assert_eq!(b.default_expires, 120, "kept within the bounds");
+        assert_eq!((b.max_per_watcher, b.max_total), (3, 10));
+        assert_eq!(b.coalesce, std::time::Duration::from_millis(100));
+        assert_eq!(
+            Config::default().subscriptions.to_b2bua(),
+            tapir_b2bua::subscription::SubscriptionConfig::default()
+        );
+        let odd = Config::from_toml("[subscriptions]\nmin_expires = 0\nmax_expires = 0\n")
+            .unwrap()
+            .subscriptions
+            .to_b2bua();
+        assert_eq!((odd.min_expires, odd.max_expires), (1, 1));
+        assert!(Config::from_toml("[subscriptions]\nmax_watchers = 3\n").is_err());
     }
 
     #[test]

@@ -410,6 +410,7 @@ pub async fn start(
                 expires: config.sip.session_expires,
                 min_se: config.sip.min_se,
             },
+            subscriptions: config.subscriptions.to_b2bua(),
             ..tapir_b2bua::Config::new(addr, config.sip.domain.clone())
         },
         Box::new(directory),

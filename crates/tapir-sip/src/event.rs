@@ -181,11 +181,17 @@ pub enum Availability {
     Busy,
     /// Not registered.
     Offline,
+    /// Do-not-disturb: calls from colleagues are refused.
+    DoNotDisturb,
+    /// Calls from colleagues are forwarded elsewhere at once.
+    Forwarded,
 }
 
 /// A PIDF document (RFC 3863) for `entity` (a `sip:` URI): `open` with
 /// the note `Available`, `open` with the RPID activity `on-the-phone`
-/// when busy, `closed` when offline.
+/// when busy, `closed` when offline; do-not-disturb is `open` with the
+/// RPID activity `busy` (RFC 4480; FreeSWITCH's and Asterisk's `dnd`),
+/// forwarding `open` with the activity `away` and the note `Forwarded`.
 pub fn pidf(entity: &str, availability: Availability) -> String {
     let (basic, note, activity) = match availability {
         Availability::Available => ("open", "Available", ""),
@@ -195,6 +201,16 @@ pub fn pidf(entity: &str, availability: Availability) -> String {
             "<dm:person id=\"p1\"><rpid:activities><rpid:on-the-phone/></rpid:activities></dm:person>\r\n",
         ),
         Availability::Offline => ("closed", "Offline", ""),
+        Availability::DoNotDisturb => (
+            "open",
+            "Do not disturb",
+            "<dm:person id=\"p1\"><rpid:activities><rpid:busy/></rpid:activities></dm:person>\r\n",
+        ),
+        Availability::Forwarded => (
+            "open",
+            "Forwarded",
+            "<dm:person id=\"p1\"><rpid:activities><rpid:away/></rpid:activities></dm:person>\r\n",
+        ),
     };
     let entity = escape(entity);
     format!(
@@ -250,6 +266,9 @@ mod tests {
         let busy = pidf("sip:1@h", Availability::Busy);
         assert!(busy.contains("<basic>open</basic>") && busy.contains("on-the-phone"));
         assert!(pidf("sip:1@h", Availability::Offline).contains("<basic>closed</basic>"));
+        let dnd = pidf("sip:1@h", Availability::DoNotDisturb);
+        assert!(dnd.contains("<rpid:busy/>") && dnd.contains("Do not disturb"));
+        assert!(pidf("sip:1@h", Availability::Forwarded).contains("<rpid:away/>"));
     }
 
     #[test]

@@ -1763,6 +1763,21 @@ impl Switch {
             .filter_map(|(slot, p)| self.call(p.call).and_then(|c| c.leg).map(|leg| (slot, leg)))
     }
 
+    /// The party the call on `leg` is with, as the switch knows it now:
+    /// its connected party once it has one (after an answer, a transfer, a
+    /// pickup), else whom it calls (a call placed from its address) or who
+    /// calls it. `None` for a leg the switch does not have.
+    pub fn far_party_of_leg(&self, leg: LegId) -> Option<Party> {
+        let c = self.call(self.m.legs.get(&leg)?.call)?;
+        if let Some(p) = &c.connected {
+            return Some(p.clone());
+        }
+        Some(match c.origin {
+            CallOrigin::Outbound => c.called.clone(),
+            _ => c.caller.clone(),
+        })
+    }
+
     /// Number of bridges, legs, park slots in use, completions and timers: all
     /// zero when the switch is quiet.
     pub fn resources_in_use(&self) -> (usize, usize, usize, usize, usize) {
