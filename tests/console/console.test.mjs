@@ -109,11 +109,18 @@ test("the console signs in, shows API errors, and holds a call between two phone
   a.send({ cmd: "call", to: "1002" });
   await b.waitFor((e) => e.event === "incoming");
   await callRow("1002").locator("[data-field=state]", { hasText: "offering" }).waitFor();
+  // The address list's busy lamps, live: 1002 rings, 1001 is busy.
+  const lamp = (address, state) =>
+    page.locator(`#addresses-body tr[data-address="${address}"] .lamp[data-lamp="${state}"]`);
+  await lamp("1002", "ringing").waitFor();
+  await lamp("1001", "busy").waitFor();
   b.send({ cmd: "answer" });
   await a.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
   await b.waitFor((e) => e.event === "call" && e.state === "CONFIRMED");
   await callRow("1001").locator("[data-field=state]", { hasText: /^connected/ }).waitFor();
   await callRow("1002").locator("[data-field=state]", { hasText: /^connected/ }).waitFor();
+  await lamp("1002", "busy").waitFor();
+  assert.equal(await lamp("1003", "off").count(), 1, "an address without calls is dark");
 
   // Select 1001's call: Hold fits, Unhold does not.
   const row = callRow("1001");
@@ -279,6 +286,14 @@ test("forwarding is set and cleared from the page", async () => {
   await form.getByRole("button", { name: "Clear forwarding" }).click();
   await row.getByText("none").waitFor();
   assert.deepEqual((await tapir.http("GET", "/v1/addresses/1003")).body.forwarding.rules, []);
+  // Do-not-disturb (unconditional, no destination) lights 1003's lamp;
+  // clearing it puts the lamp out.
+  await form.getByLabel("Mode").selectOption("unconditional");
+  await form.getByLabel("To").fill("");
+  await form.getByRole("button", { name: "Add rule" }).click();
+  await row.locator('.lamp[data-lamp="dnd"]').waitFor();
+  await form.getByRole("button", { name: "Clear forwarding" }).click();
+  await row.locator('.lamp[data-lamp="off"]').waitFor();
   assert.deepEqual(pageErrors, [], "no script errors");
 });
 
