@@ -7,6 +7,7 @@ stdout. No sound card is used (null audio device); a phone can play a tone
 into its call and measure what it hears with a Goertzel filter.
 
 Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer"}
+           {"cmd": "call", "to": "1002", "headers": {"Replaces": "..."}}  (extra INVITE headers)
            {"cmd": "reject"} | {"cmd": "hangup"} | {"cmd": "hold"} | {"cmd": "unhold"}
            {"cmd": "xfer", "to": "1003"} | {"cmd": "dtmf", "digits": "12#"} | {"cmd": "quit"}
            {"cmd": "dtmf_info", "digits": "5"}   (DTMF as SIP INFO, application/dtmf-relay)
@@ -230,7 +231,14 @@ def main():
             elif name == "call":
                 c = Call(acc)
                 acc.calls.append(c)
-                c.makeCall(f"sip:{cmd['to']}@{args.server}{suffix}", pj.CallOpParam(True))
+                prm = pj.CallOpParam(True)
+                # Extra headers of the INVITE, e.g. a BLF key's Replaces.
+                for hname, hvalue in cmd.get("headers", {}).items():
+                    header = pj.SipHeader()
+                    header.hName = hname
+                    header.hValue = hvalue
+                    prm.txOption.headers.append(header)
+                c.makeCall(f"sip:{cmd['to']}@{args.server}{suffix}", prm)
             elif name == "answer" and call:
                 prm = pj.CallOpParam()
                 prm.statusCode = 200

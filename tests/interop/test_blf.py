@@ -8,11 +8,20 @@ headers and dialog-info XML are checked; a refresh and an unsubscribe
 follow. While it runs, the operator's GET /v1/admin/subscriptions lists
 it; afterwards the list is empty. A watcher whose line's `watch` list
 leaves 1002 out is refused (403), and tapir keeps serving.
+
+A BLF pickup key: while 1001's pjsua2 phone calls 1002's, whose phone
+rings, SIPp (tests/interop/sipp/blf_pickup_key.xml) watches 1002 for 1003
+and waits for the NOTIFY that shows the ringing dialog; 1003's pjsua2 phone
+then picks the call up with an INVITE whose Replaces carries that NOTIFY's
+call-id and tags. 1003 talks to 1001, 1002's phone stops ringing, and TAPI
+sees a pickup.
 """
 
 import json
 import os
+import re
 import subprocess
+import time
 import unittest
 import urllib.request
 
@@ -35,11 +44,12 @@ class BusyLamps(unittest.TestCase):
                 p.wait(timeout=5)
         self.tapir.close()
 
-    def watcher(self, user, target, scenario="blf_watcher.xml"):
+    def watcher(self, user, target, scenario="blf_watcher.xml", extra=()):
         log_dir = os.path.join(self.tapir.dir, f"sipp-{user}-{target}")
         os.makedirs(log_dir, exist_ok=True)
         p = subprocess.Popen(
             ["sipp", f"127.0.0.1:{self.tapir.sip_port}", "-sf", os.path.join(SIPP_DIR, scenario),
+             *extra,
              "-s", target, "-au", user, "-ap", base.PASSWORDS[user], "-key", "watcher", user,
              # SIPp's digest names the server's address as its uri unless told.
              "-auth_uri", f"{target}@127.0.0.1:{self.tapir.sip_port}",
@@ -88,6 +98,61 @@ class BusyLamps(unittest.TestCase):
         p, log_dir = self.watcher("1001", "1003")
         p.wait(timeout=60)
         self.assertEqual(p.returncode, 0, self.errors(log_dir))
+
+    def phone(self, user):
+        p = base.Phone(user, self.tapir.sip_port)
+        self.procs.append(p.proc)
+        self.phones.append(p)
+        p.send(cmd="register")
+        self.assertEqual(p.wait_for(lambda e: e.get("event") == "reg")["code"], 200)
+        return p
+
+    def test_a_pjsua2_phone_picks_up_with_the_tags_of_a_notify(self):
+        self.phones = []
+        try:
+            self.pickup()
+        finally:
+            for p in self.phones:
+                p.close()
+
+    def pickup(self):
+        lines = self.tapir.http("GET", "/v1/lines")
+        for line in lines.get("lines", lines) if isinstance(lines, dict) else lines:
+            self.tapir.http("POST", f"/v1/lines/{line['id']}/open",
+                            {"privileges": ["owner", "monitor"]})
+        a, b, c = self.phone("1001"), self.phone("1002"), self.phone("1003")
+        # 1003's BLF key watches 1002 (SIPp) until 1002 rings.
+        key, log_dir = self.watcher("1003", "1002", "blf_pickup_key.xml",
+                                    extra=["-trace_msg", "-message_file", "messages.log"])
+        deadline = time.time() + 10
+        while not self.admin("GET", "/v1/admin/subscriptions")["subscriptions"]:
+            self.assertLess(time.time(), deadline, f"the key subscribes: {self.errors(log_dir)}")
+            time.sleep(0.1)
+        a.send(cmd="call", to="1002")
+        b.wait_for(lambda e: e.get("event") == "incoming")
+        key.wait(timeout=30)
+        self.assertEqual(key.returncode, 0, f"the key saw 1002 ring: {self.errors(log_dir)}")
+        with open(os.path.join(log_dir, "messages.log"), errors="replace") as f:
+            trace = f.read()
+        ringing = [m for m in trace.split("NOTIFY sip:") if "<state>early</state>" in m]
+        self.assertTrue(ringing, trace[-3000:])
+        attr = lambda name: re.search(rf'{name}="([^"]+)"', ringing[-1]).group(1)
+        call_id, local_tag, remote_tag = attr("call-id"), attr("local-tag"), attr("remote-tag")
+        # The key: INVITE 1002 with Replaces naming the ringing dialog
+        # (to-tag: the NOTIFY's local-tag, tapir's; from-tag: its remote-tag).
+        c.send(cmd="call", to="1002",
+               headers={"Replaces": f"{call_id};to-tag={local_tag};from-tag={remote_tag}"})
+        c.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED")
+        b.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED")
+        a.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED")
+        calls = self.tapir.http("GET", "/v1/calls")
+        calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+        at_1003 = [x for x in calls if x["address"] == "1003" and x["state"] == "connected"]
+        self.assertEqual(len(at_1003), 1, calls)
+        self.assertEqual(at_1003[0]["reason"], "pickup", "TAPI sees a pickup")
+        self.assertEqual(at_1003[0].get("connected", {}).get("address"), "1001", calls)
+        c.send(cmd="hangup")
+        a.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED")
 
 
 if __name__ == "__main__":
