@@ -6,6 +6,7 @@
 //! and typed views ([`super::headers`]) are parsed on demand from them.
 
 use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
 
 use super::error::ParseError;
 use super::scan::{is_token, is_token_byte, parse_decimal_u64, trim_wsp};
@@ -14,29 +15,28 @@ use super::validate::validate_core_headers;
 /// UTF-8 text held in shared `Bytes` (a slice of the received datagram, or
 /// owned text for built and unfolded values).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Text(Bytes);
+pub struct Text(ByteString);
 
 impl Text {
     /// Text from a static string, without copying.
     pub const fn from_static(text: &'static str) -> Self {
-        Text(Bytes::from_static(text.as_bytes()))
+        Text(ByteString::from_static(text))
     }
 
-    /// The text as `&str` (always valid: every constructor checks UTF-8).
+    /// The text as `&str` (UTF-8 was checked once, when the text was made).
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        &self.0
     }
 
     /// The underlying bytes.
     pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+        self.0.as_bytes()
     }
 
     /// Slice of `source` at `range`, if it is UTF-8.
     fn from_slice(source: &Bytes, range: std::ops::Range<usize>) -> Option<Self> {
-        let bytes = source.get(range.clone())?;
-        std::str::from_utf8(bytes).ok()?;
-        Some(Text(source.slice(range)))
+        source.get(range.clone())?;
+        ByteString::try_from(source.slice(range)).ok().map(Text)
     }
 }
 
@@ -54,13 +54,13 @@ impl std::fmt::Display for Text {
 
 impl From<String> for Text {
     fn from(text: String) -> Self {
-        Text(Bytes::from(text))
+        Text(ByteString::from(text))
     }
 }
 
 impl From<&str> for Text {
     fn from(text: &str) -> Self {
-        Text(Bytes::copy_from_slice(text.as_bytes()))
+        Text(ByteString::from(text))
     }
 }
 

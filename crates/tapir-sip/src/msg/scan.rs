@@ -5,25 +5,24 @@
 //! Every function works on byte offsets of ASCII delimiters and slices with
 //! `str::get`, so no input can make it panic.
 
-/// `token` characters of RFC 3261 §25.1.
-pub(crate) fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
-            byte,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
+/// The byte classes of RFC 3261 §25.1 the scanner asks about, one table
+/// lookup each (these run for every byte of every header parameter).
+const TOKEN: u8 = 1;
+const WORD: u8 = 2;
+const PARAM_VALUE: u8 = 4;
 
-/// True when `text` is a non-empty `token`.
-pub(crate) fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(is_token_byte)
-}
-
-/// `word` characters (Call-ID) of RFC 3261 §25.1.
-pub(crate) fn is_word_byte(byte: u8) -> bool {
-    is_token_byte(byte)
-        || matches!(
-            byte,
+const fn byte_classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut byte = 0usize;
+    while byte < 256 {
+        let b = byte as u8;
+        let token = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        let word_extra = matches!(
+            b,
             b'(' | b')'
                 | b'<'
                 | b'>'
@@ -36,10 +35,44 @@ pub(crate) fn is_word_byte(byte: u8) -> bool {
                 | b'?'
                 | b'{'
                 | b'}'
-        )
+        );
+        let mut class = 0;
+        if token {
+            class |= TOKEN | WORD | PARAM_VALUE;
+        }
+        if word_extra {
+            class |= WORD;
+        }
+        if matches!(b, b':' | b'[' | b']') {
+            class |= PARAM_VALUE;
+        }
+        table[byte] = class;
+        byte += 1;
+    }
+    table
+}
+
+static BYTE_CLASSES: [u8; 256] = byte_classes();
+
+/// `token` characters of RFC 3261 §25.1.
+#[inline]
+pub(crate) fn is_token_byte(byte: u8) -> bool {
+    BYTE_CLASSES[usize::from(byte)] & TOKEN != 0
+}
+
+/// True when `text` is a non-empty `token`.
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_token_byte)
+}
+
+/// `word` characters (Call-ID) of RFC 3261 §25.1.
+#[inline]
+pub(crate) fn is_word_byte(byte: u8) -> bool {
+    BYTE_CLASSES[usize::from(byte)] & WORD != 0
 }
 
 /// Space or horizontal tab (line folding has already been removed).
+#[inline]
 pub(crate) fn is_wsp(byte: u8) -> bool {
     byte == b' ' || byte == b'\t'
 }
@@ -243,8 +276,9 @@ impl<'a> Params<'a> {
 
 /// Characters allowed in an unquoted generic-param value (token or host,
 /// including IPv6 references).
+#[inline]
 fn is_param_value_byte(byte: u8) -> bool {
-    is_token_byte(byte) || matches!(byte, b':' | b'[' | b']')
+    BYTE_CLASSES[usize::from(byte)] & PARAM_VALUE != 0
 }
 
 /// Scans one `SWS ; SWS name [SWS = SWS value]` at `from`. `Ok(None)` when
@@ -387,6 +421,28 @@ pub(crate) fn parse_decimal_u64(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_classes_are_rfc_3261s_sets() {
+        // RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*"
+        // / "_" / "+" / "`" / "'" / "~"); word adds ( ) < > : \ " / [ ] ? { }.
+        let token_marks = b"-.!%*_+`'~";
+        let word_marks = b"()<>:\\\"/[]?{}";
+        for byte in 0..=255u8 {
+            let token = byte.is_ascii_alphanumeric() || token_marks.contains(&byte);
+            assert_eq!(is_token_byte(byte), token, "token {byte}");
+            assert_eq!(
+                is_word_byte(byte),
+                token || word_marks.contains(&byte),
+                "word {byte}"
+            );
+            assert_eq!(
+                is_param_value_byte(byte),
+                token || b":[]".contains(&byte),
+                "param value {byte}"
+            );
+        }
+    }
 
     #[test]
     fn params_with_whitespace_and_quotes() {

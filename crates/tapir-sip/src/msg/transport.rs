@@ -93,22 +93,36 @@ impl Message {
                 stamped.push_str(param_value);
             }
         }
-        let received = match source.ip() {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        };
         stamped.push_str(";received=");
-        stamped.push_str(&received);
+        match source.ip() {
+            IpAddr::V4(ip) => crate::msg::uri::push_ipv4(&mut stamped, ip),
+            IpAddr::V6(ip) => {
+                stamped.push('[');
+                stamped.push_str(&ip.to_string());
+                stamped.push(']');
+            }
+        }
         if wants_rport {
             stamped.push_str(";rport=");
-            stamped.push_str(&source.port().to_string());
+            stamped.push_str(itoa::Buffer::new().format(source.port()));
         }
-        let port = via.port.map(|p| format!(":{p}")).unwrap_or_default();
         let rest = value.get(top.len()..).unwrap_or("");
-        let new_value = format!(
-            "{}/{}/{} {}{port}{stamped}{rest}",
-            via.protocol, via.version, via.transport, via.host
-        );
+        let mut new_value = String::with_capacity(value.len() + stamped.len() + 16);
+        for (part, separator) in [
+            (via.protocol, '/'),
+            (via.version, '/'),
+            (via.transport, ' '),
+        ] {
+            new_value.push_str(part);
+            new_value.push(separator);
+        }
+        via.host.push_to(&mut new_value);
+        if let Some(port) = via.port {
+            new_value.push(':');
+            new_value.push_str(itoa::Buffer::new().format(port));
+        }
+        new_value.push_str(&stamped);
+        new_value.push_str(rest);
         if let Some(header) = self.headers.get_mut(index) {
             header.value = Text::from(new_value);
         }

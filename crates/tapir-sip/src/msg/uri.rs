@@ -163,6 +163,32 @@ impl<'a> Host<'a> {
     }
 }
 
+impl Host<'_> {
+    /// Appends the host as [`Display`](std::fmt::Display) writes it, without
+    /// the formatting machinery (this runs for every message's Via).
+    pub fn push_to(&self, out: &mut String) {
+        match self {
+            Host::Domain(name) => out.push_str(name),
+            Host::V4(address) => push_ipv4(out, *address),
+            Host::V6(address) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "[{address}]");
+            }
+        }
+    }
+}
+
+/// Appends a dotted IPv4 address (what `Ipv4Addr`'s `Display` writes).
+pub fn push_ipv4(out: &mut String, address: Ipv4Addr) {
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in address.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(digits.format(octet));
+    }
+}
+
 impl std::fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -457,6 +483,24 @@ impl<'a> TelUri<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_pushed_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "[2001:db8::1]",
+            "example.com",
+        ] {
+            let host = Host::parse(text).unwrap();
+            let mut pushed = String::new();
+            host.push_to(&mut pushed);
+            assert_eq!(pushed, host.to_string());
+            assert_eq!(pushed, text);
+        }
+    }
 
     #[test]
     fn sip_uri_with_everything() {

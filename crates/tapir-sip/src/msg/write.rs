@@ -39,7 +39,7 @@ impl Message {
             }
             StartLine::Response { code, reason } => {
                 out.put_slice(b"SIP/2.0 ");
-                out.put_slice(code.to_string().as_bytes());
+                out.put_slice(itoa::Buffer::new().format(*code).as_bytes());
                 out.put_u8(b' ');
                 put_field(out, reason.as_str());
                 out.put_slice(b"\r\n");
@@ -169,7 +169,7 @@ fn is_field_breaking(byte: u8) -> bool {
 /// [`Message::encoded_len`] stays exact).
 fn put_field(out: &mut BytesMut, text: &str) {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|b| is_field_breaking(*b)) {
+    if memchr::memchr2(b'\r', b'\n', bytes).is_none() {
         out.put_slice(bytes);
         return;
     }

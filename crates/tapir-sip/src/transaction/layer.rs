@@ -322,24 +322,34 @@ impl TransactionLayer {
     /// The next output; drain until `None` after every `handle_*` call.
     /// Terminated transactions are removed once drained.
     pub fn poll_output(&mut self) -> Option<LayerOutput> {
-        while let Some((role, key)) = self.dirty.last().cloned() {
+        // The key is looked at in place and cloned only into an output
+        // (each message passes here several times: no allocation per look).
+        while let Some((role, key)) = self.dirty.last() {
+            let role = *role;
             let (output, terminated) = match role {
-                Role::Client => match self.clients.get_mut(&key) {
+                Role::Client => match self.clients.get_mut(key) {
                     Some(transaction) => (transaction.poll_output(), transaction.is_terminated()),
                     None => (None, false),
                 },
-                Role::Server => match self.servers.get_mut(&key) {
+                Role::Server => match self.servers.get_mut(key) {
                     Some(transaction) => (transaction.poll_output(), transaction.is_terminated()),
                     None => (None, false),
                 },
             };
             match output {
                 Some(Output::Transmit(message)) => {
+                    let key = key.clone();
                     return Some(LayerOutput::Transmit { role, key, message });
                 }
-                Some(Output::Event(event)) => return Some(LayerOutput::Event { role, key, event }),
+                Some(Output::Event(event)) => {
+                    let key = key.clone();
+                    return Some(LayerOutput::Event { role, key, event });
+                }
                 Some(Output::Timeout(_)) => continue,
                 None => {
+                    let Some((_, key)) = self.dirty.pop() else {
+                        break;
+                    };
                     if terminated {
                         match role {
                             Role::Client => {
@@ -358,7 +368,6 @@ impl TransactionLayer {
                             }
                         }
                     }
-                    self.dirty.pop();
                 }
             }
         }

@@ -189,10 +189,13 @@ impl TransactionKey {
             method
         };
         let sent_by = if with_sent_by {
-            match via.port {
-                Some(port) => format!("{}:{port}", via.host),
-                None => via.host.to_string(),
+            let mut sent_by = String::with_capacity(24);
+            via.host.push_to(&mut sent_by);
+            if let Some(port) = via.port {
+                sent_by.push(':');
+                sent_by.push_str(itoa::Buffer::new().format(port));
             }
+            sent_by
         } else {
             String::new()
         };
