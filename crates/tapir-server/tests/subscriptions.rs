@@ -124,6 +124,20 @@ async fn a_subscription_is_digest_admitted_and_judged_by_the_watch_list() {
     );
     assert_eq!(list[0]["event"], "dialog");
     assert!(list[0]["expires_in"].as_u64().unwrap() > 500);
+    // The watchers of one address; one phone's subscriptions.
+    let (code, body) = api.get("/v1/admin/subscriptions?address=1001").await;
+    assert_eq!(code, 200, "{body}");
+    let watchers: Vec<&str> = body["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["watcher"].as_str().unwrap())
+        .collect();
+    assert_eq!(watchers, ["1002"]);
+    let (_, body) = api.get("/v1/admin/subscriptions?watcher=1001").await;
+    assert_eq!(body["subscriptions"].as_array().unwrap().len(), 2, "{body}");
+    let (code, _) = api.get("/v1/admin/subscriptions?adress=1001").await;
+    assert_eq!(code, 400, "a misspelt filter is not ignored");
     let (code, _) = support::Api::new(&server, Some("tok-alpha"))
         .get("/v1/admin/subscriptions")
         .await;

@@ -175,21 +175,34 @@ pub struct AdminSubscriptions {
 }
 
 /// Every live SUBSCRIBE of phones to busy lamps (`Event: dialog`) and
-/// presence: who watches whom.
+/// presence: who watches whom; `?address=` keeps the watchers of one
+/// address, `?watcher=` the subscriptions of one phone.
 #[utoipa::path(get, path = "/v1/admin/subscriptions", tag = "admin",
+    params(("address" = Option<String>, Query, description = "only the watchers of this address"),
+           ("watcher" = Option<String>, Query, description = "only this phone's subscriptions")),
     responses((status = 200, description = "every live subscription", body = AdminSubscriptions),
+              (status = 400, description = "an unknown parameter", body = ErrorBody),
               (status = 401, description = "no valid token", body = ErrorBody),
               (status = 403, description = "not the admin token", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_subscriptions(
     State(st): State<AppState>,
     _: AdminAuth,
-) -> Json<AdminSubscriptions> {
-    Json(AdminSubscriptions {
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<AdminSubscriptions>, ApiError> {
+    for k in q.keys() {
+        if !matches!(k.as_str(), "address" | "watcher") {
+            return Err(ApiError::param(format!("unknown parameter {k:?}")));
+        }
+    }
+    let (address, watcher) = (q.get("address"), q.get("watcher"));
+    Ok(Json(AdminSubscriptions {
         subscriptions: st
             .subscriptions
             .list(std::time::Instant::now())
             .into_iter()
+            .filter(|s| address.is_none_or(|a| *a == s.address))
+            .filter(|s| watcher.is_none_or(|w| *w == s.watcher))
             .map(|s| AdminSubscription {
                 watcher: s.watcher,
                 address: s.address,
@@ -198,7 +211,7 @@ pub async fn list_subscriptions(
                 contact: s.contact.to_string(),
             })
             .collect(),
-    })
+    }))
 }
 
 /// A line to create or replace. `password` is write-only; on replace,
