@@ -130,7 +130,8 @@ impl Address {
             .await
     }
 
-    /// `linePickup`: take a call ringing at another address or in a group.
+    /// `linePickup`: take a call ringing at another address or in a group,
+    /// or ([`PickupTarget::CallWaiting`]) the call waiting at this address.
     pub async fn pickup(&self, target: &PickupTarget) -> Result<Call> {
         let info: CallInfo = self
             .client

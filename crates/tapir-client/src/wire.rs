@@ -406,6 +406,9 @@ pub enum PickupTarget {
     /// The call alerting at this address, which is in this pickup group
     /// (`{"target":…,"group":…}`).
     AddressInGroup(String, String),
+    /// The call waiting at the picking address itself while it has another
+    /// call (`{}`: linePickup naming neither); that other call goes on hold.
+    CallWaiting,
 }
 
 impl Serialize for PickupTarget {
@@ -415,6 +418,7 @@ impl Serialize for PickupTarget {
             PickupTarget::Address(t) => (Some(t), None),
             PickupTarget::Group(g) => (None, Some(g)),
             PickupTarget::AddressInGroup(t, g) => (Some(t), Some(g)),
+            PickupTarget::CallWaiting => (None, None),
         };
         let mut m = s.serialize_map(None)?;
         if let Some(t) = target {

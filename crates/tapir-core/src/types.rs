@@ -500,6 +500,10 @@ pub enum PickupTarget {
     /// linePickup naming both: the call alerting at this address (first),
     /// which must be in this pickup group (second; `invalgroupid` if not).
     AddressInGroup(String, String),
+    /// linePickup naming neither: the call waiting at the picking address
+    /// itself, alerting there while the address has another call ("If both
+    /// are NULL, the pickup is of a call-waiting call on the address").
+    CallWaiting,
 }
 
 /// A party of a call: its address and, when known, a display name.

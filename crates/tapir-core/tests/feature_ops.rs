@@ -390,6 +390,76 @@ fn pickup_preconditions() {
     });
 }
 
+/// linePickup: "If both are NULL, the pickup is of a call-waiting call on
+/// the address" (the `PICKUPCALLWAIT` capability: "lineSwapHold can then be
+/// used to toggle between the two calls"). The waiting call is answered at
+/// the address itself as a new call, and the address's talking call goes on
+/// hold.
+#[test]
+fn pickup_of_the_call_waiting_at_the_address() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (_, first) = o.talk("1002", "1001");
+    let (c, waiting) = o.ring("1003", "1001");
+    o.expect(waiting, OFFERING);
+    let k = o.ok(crm, |s, now| {
+        s.pickup(now, crm, "1001", PickupTarget::CallWaiting)
+    });
+    o.told(crm, first, CallState::OnHold);
+    assert_eq!(
+        o.states_seen(crm, waiting),
+        [
+            CallState::Disconnected(DisconnectMode::Pickup),
+            CallState::Idle
+        ]
+    );
+    o.announced(crm, k, Privilege::Owner, CallReason::Pickup);
+    o.announced(mon, k, Privilege::Monitor, CallReason::Pickup);
+    o.told(crm, k, CONNECTED);
+    o.told(crm, c, CONNECTED);
+    assert_eq!(o.far_call(k), c);
+    let info = o.sim.switch.call_info(crm, k).unwrap();
+    assert_eq!(info.address.as_ref(), "1001");
+    assert_eq!(info.caller.address, "1003");
+    // lineSwapHold toggles between the two calls.
+    o.ok(crm, |s, now| s.swap_hold(now, crm, k, first));
+    o.expect(first, CONNECTED);
+    o.expect(k, CallState::OnHold);
+}
+
+#[test]
+fn call_waiting_pickup_preconditions() {
+    let mut o = office();
+    let crm = o.crm;
+    // Nothing at all at 1001.
+    o.rejected(crm, ErrorCode::InvalAddress, |s, now| {
+        s.pickup(now, crm, "1001", PickupTarget::CallWaiting)
+    });
+    // A ringing call with no other call is not waiting: answer it.
+    let (_, r) = o.ring("1003", "1001");
+    o.rejected(crm, ErrorCode::InvalAddress, |s, now| {
+        s.pickup(now, crm, "1001", PickupTarget::CallWaiting)
+    });
+    o.sim.phone("1001").answer();
+    o.expect(r, CONNECTED);
+    // A talking call and nothing waiting.
+    o.rejected(crm, ErrorCode::InvalAddress, |s, now| {
+        s.pickup(now, crm, "1001", PickupTarget::CallWaiting)
+    });
+    // A call waiting elsewhere is not this address's.
+    let (_, first) = o.talk("1004", "1002");
+    let (_, waiting) = o.ring("1005", "1002");
+    o.expect(waiting, OFFERING);
+    o.rejected(crm, ErrorCode::InvalAddress, |s, now| {
+        s.pickup(now, crm, "1001", PickupTarget::CallWaiting)
+    });
+    let stranger = o.sim.switch.register_app(AppConfig::named("stranger"));
+    o.rejected(stranger, ErrorCode::InvalLineHandle, |s, now| {
+        s.pickup(now, stranger, "1002", PickupTarget::CallWaiting)
+    });
+    o.expect(first, CONNECTED);
+}
+
 #[test]
 fn a_secure_ringing_call_cannot_be_picked_up() {
     let mut o = office();

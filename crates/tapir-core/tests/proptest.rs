@@ -314,6 +314,9 @@ impl World {
                 Self::address(*a).into(),
                 if *group {
                     PickupTarget::Group(if *t % 2 == 0 { "sales" } else { "support" }.into())
+                } else if a == t {
+                    // Naming neither: the call waiting at the address itself.
+                    PickupTarget::CallWaiting
                 } else {
                     PickupTarget::Address(Self::address(*t).into())
                 },

@@ -8,8 +8,8 @@
 use std::time::Duration;
 use tapir_client::{CallReason, CallState, EventKind, PickupTarget};
 use tapir_e2e::{
-    Offered, Options, Phone, Tapir, assert_hear_each_other, error_code, listen, offered,
-    wait_call_state,
+    Offered, Options, Phone, Tapir, assert_hear_each_other, error_code, listen, make_answered_call,
+    offered, wait_call_state,
 };
 
 /// `caller` dials `callee`, which answers; returns the app's ids of the
@@ -259,6 +259,81 @@ async fn group_pickup_takes_the_call_ringing_in_the_group() {
     a.tone(1000);
     d.tone(1400);
     assert_hear_each_other(&mut a, &mut d, tapir.dir(), "group").await;
+}
+
+/// linePickup naming neither an address nor a group: "the pickup is of a
+/// call-waiting call on the address". 1001 talks to 1002 when 1003 calls
+/// it; the app picks the waiting call up at 1001: 1002 is held (music), the
+/// phone's ringing call is cancelled and tapir brings the phone off hook
+/// for the picked-up call, so 1001 talks to 1003; swap hold toggles back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_waiting_pickup_holds_the_talking_call_and_answers_the_waiting_one() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
+    let (code, _) = error_code(app.address("1001").pickup(&PickupTarget::CallWaiting).await);
+    assert_eq!(code, "invaladdress", "nothing waits at 1001 yet");
+    let first = make_answered_call(&app, &mut a, &mut b).await;
+    let first_id = first.id().to_string();
+
+    // Call waiting: a second INVITE reaches 1001's phone while it talks.
+    c.dial("1001").await;
+    let inv = a.rings().await;
+    assert_eq!(inv["auto"], false, "{inv}");
+    let waiting = ev
+        .wait("the waiting call at 1001", |e| {
+            matches!(&e.kind, EventKind::CallNew { address, call, .. }
+                if address == "1001" && *call != first_id)
+        })
+        .await;
+    let waiting = waiting.kind.call().unwrap().to_string();
+    ev.state(&waiting, CallState::Offering).await;
+
+    let mut picked = app
+        .address("1001")
+        .pickup(&PickupTarget::CallWaiting)
+        .await
+        .unwrap();
+    assert_eq!(picked.info().reason, CallReason::Pickup);
+    assert_eq!(picked.info().address, "1001");
+    ev.state(&first_id, CallState::OnHold).await;
+    let mode = ev.state(&waiting, CallState::Disconnected).await;
+    assert_eq!(mode.as_deref(), Some("pickup"));
+    b.media("remote_hold").await;
+    a.call_state("DISCONNECTED").await;
+    let inv = a.rings().await;
+    assert_eq!(inv["auto"], true, "{inv}");
+    a.call_state("CONFIRMED").await;
+    c.call_state("CONFIRMED").await;
+    let info = wait_call_state(&app, picked.id(), CallState::Connected).await;
+    assert_eq!(info.caller.address, "1003");
+
+    a.tone(1200);
+    b.tone(600);
+    c.tone(800);
+    let heard = listen(&mut [&mut a, &mut b, &mut c], tapir.dir(), "waiting").await;
+    let l = |i: usize| heard[i].levels(&[600, 800, 1200]);
+    assert!(
+        heard[0].hears(800) && !heard[0].hears(600),
+        "1001 talks to 1003: {:?}",
+        l(0)
+    );
+    assert!(heard[2].hears(1200), "1003 talks to 1001: {:?}", l(2));
+    assert!(
+        !heard[1].hears(1200) && heard[1].energy() > 1e3,
+        "1002 is held, with music: {:?} {}",
+        l(1),
+        heard[1].energy()
+    );
+
+    // lineSwapHold toggles between the two calls.
+    b.clear();
+    c.clear();
+    picked.swap_hold(&first).await.unwrap();
+    ev.state(picked.id(), CallState::OnHold).await;
+    ev.state(&first_id, CallState::Connected).await;
+    c.media("remote_hold").await;
+    b.media("active").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

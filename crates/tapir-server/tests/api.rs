@@ -996,6 +996,14 @@ async fn the_other_operations_over_http() {
         .await;
     assert_eq!(st, 400, "{v}");
 
+    // Pickup naming neither target nor group is call-waiting pickup at the
+    // address itself: nothing waits at 2001.
+    let (st, v) = alpha.post("/v1/addresses/2001/pickup", json!({})).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("invaladdress"))
+    );
+
     // Accept, then redirect an offered call.
     let first = alpha
         .ok("/v1/calls", json!({"from": "2001", "to": "2002"}))

@@ -339,6 +339,9 @@ async fn park_pickup_redirect_forward_and_completion() {
     alpha.run(&["call", "drop", &d]).await.ok();
     let usage = alpha.run(&["pickup", "2001"]).await;
     assert_eq!(usage.code, 2, "{usage:?}");
+    let waiting = alpha.run(&["pickup", "2001", "--waiting"]).await;
+    assert_eq!(waiting.code, 1, "{waiting:?}");
+    assert!(waiting.stderr.contains("invaladdress"), "{waiting:?}");
 
     // Forwarding, shown by `address`.
     let fwd = beta

@@ -227,7 +227,11 @@ impl Switch {
                 .values()
                 .any(|x| x.pickup_group.as_deref() == Some(g))
         };
+        if target == PickupTarget::CallWaiting {
+            return self.pickup_call_waiting(app, address, line);
+        }
         let r = match &target {
+            PickupTarget::CallWaiting => None,
             PickupTarget::AddressInGroup(t, g) => {
                 if !group_exists(self, g) {
                     return fail(
@@ -304,6 +308,87 @@ impl Switch {
             caller,
             called,
             Some(Party::new(&*from)),
+        );
+        if self.is_external(a)
+            && let Some(kc) = self.call_mut(k)
+        {
+            kc.origin = CallOrigin::External;
+        }
+        self.new_bridge(&[a, k], None);
+        self.join_or_invite(k, line);
+        Ok(k)
+    }
+
+    /// linePickup naming neither an address nor a group: "the pickup is of
+    /// a call-waiting call on the address". The oldest call alerting at
+    /// `address` while the address has another live call is answered there
+    /// as a new call (reason `pickup`, the app its sole owner; the waiting
+    /// call ends `disconnected` mode `pickup`), and the address's connected
+    /// call goes on hold, so that `lineSwapHold` toggles between the two.
+    /// The new call takes the waiting call's appearance.
+    fn pickup_call_waiting(
+        &mut self,
+        app: AppId,
+        address: &str,
+        line: crate::ids::LineId,
+    ) -> Result<CallId, TapiError> {
+        let at: Vec<(CallId, CallState, bool)> = self
+            .calls_at_address(address)
+            .map(|c| (c.id, c.state, c.secure))
+            .collect();
+        // Call ids grow with time: the first alerting one waited longest.
+        let waiting = at
+            .iter()
+            .filter(|(_, s, secure)| s.is_alerting() && !secure)
+            .map(|(c, ..)| *c)
+            .min();
+        let Some(r) = waiting else {
+            return fail(
+                ErrorCode::InvalAddress,
+                format!("no call is waiting at {address}"),
+            );
+        };
+        let active: Vec<CallId> = at
+            .iter()
+            .filter(|(c, s, _)| *c != r && s.is_live() && !s.is_alerting())
+            .map(|(c, ..)| *c)
+            .collect();
+        if active.is_empty() {
+            return fail(
+                ErrorCode::InvalAddress,
+                format!(
+                    "the call ringing at {address} is not waiting behind another call (answer it instead)"
+                ),
+            );
+        }
+        if self.in_conference(r) {
+            return fail(
+                ErrorCode::InvalCallState,
+                "the waiting call is being added to a conference and cannot be picked up",
+            );
+        }
+        let Some(a) = self.others_in_bridge(r).first().copied() else {
+            return fail(ErrorCode::InvalAddress, "the waiting call has no caller");
+        };
+        let (caller, called) = match self.call(r) {
+            Some(c) => (c.caller.clone(), c.called.clone()),
+            None => return fail(ErrorCode::InvalAddress, "the waiting call is gone"),
+        };
+        let redirecting = self.call(r).and_then(|c| c.redirecting.clone());
+        for c in active {
+            if self.state(c).is_connected() {
+                self.set_state(c, CallState::OnHold);
+            }
+        }
+        self.set_state(r, CallState::Disconnected(DisconnectMode::Pickup));
+        self.go_idle(r, ReleaseCause::Moved);
+        let k = self.new_originated(
+            app,
+            address,
+            CallReason::Pickup,
+            caller,
+            called,
+            redirecting,
         );
         if self.is_external(a)
             && let Some(kc) = self.call_mut(k)

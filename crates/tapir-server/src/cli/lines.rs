@@ -151,21 +151,30 @@ pub struct PickupArgs {
     /// The address that takes the call.
     address: String,
     /// The ringing address to pick up from.
-    #[arg(required_unless_present = "group")]
+    #[arg(required_unless_present_any = ["group", "waiting"])]
     target: Option<String>,
     /// Pick up any call ringing in this pickup group instead (with a
     /// target: the target must be in this group).
     #[arg(long)]
     group: Option<String>,
+    /// Pick up the call waiting at ADDRESS itself (linePickup naming
+    /// neither); the address's current call goes on hold.
+    #[arg(long, conflicts_with_all = ["target", "group"])]
+    waiting: bool,
 }
 
-/// `tapir pickup ADDRESS (TARGET | --group G)`.
+/// `tapir pickup ADDRESS (TARGET | --group G | --waiting)`.
 pub async fn pickup(client: &Client, a: PickupArgs) -> Result<Output, CliError> {
     let target = match (a.target, a.group) {
         (Some(t), None) => PickupTarget::Address(t),
         (None, Some(g)) => PickupTarget::Group(g),
         (Some(t), Some(g)) => PickupTarget::AddressInGroup(t, g),
-        (None, None) => return Err(CliError::Usage("give a target address or --group".into())),
+        (None, None) if a.waiting => PickupTarget::CallWaiting,
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give a target address, --group or --waiting".into(),
+            ));
+        }
     };
     let call = client.address(a.address).pickup(&target).await?;
     Ok(calls::one(&call))

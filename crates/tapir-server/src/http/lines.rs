@@ -406,7 +406,9 @@ pub async fn set_line_forwarding(
     Ok(super::with_request(body, done.request))
 }
 
-/// Body of `POST /v1/addresses/{address}/pickup`: one of `target`, `group`.
+/// Body of `POST /v1/addresses/{address}/pickup`: `target`, `group`, both
+/// (the target must be in the group), or neither (`{}`: the call waiting at
+/// this address).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PickupBody {
@@ -416,7 +418,9 @@ pub struct PickupBody {
     pub group: Option<String>,
 }
 
-/// `linePickup`: take a call ringing elsewhere to this address.
+/// `linePickup`: take a call ringing elsewhere to this address, or with
+/// neither `target` nor `group` the call waiting at this address while it
+/// has another call (which goes on hold).
 #[utoipa::path(post, path = "/v1/addresses/{address}/pickup", tag = "lines",
     params(("address" = String, Path, description = "the picking address")),
     request_body = PickupBody,
@@ -433,13 +437,7 @@ pub async fn pickup(
         (Some(t), None) => PickupTarget::Address(t),
         (None, Some(g)) => PickupTarget::Group(g),
         (Some(t), Some(g)) => PickupTarget::AddressInGroup(t, g),
-        (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "operationunavail",
-                "call-waiting pickup (neither target nor group) is not supported",
-            ));
-        }
+        (None, None) => PickupTarget::CallWaiting,
     };
     let done = exec(&st, &app, Command::Pickup(address, target), None).await?;
     Ok(reply_response(done, None, StatusCode::OK))
