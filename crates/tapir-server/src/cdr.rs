@@ -99,6 +99,8 @@ struct Open {
     parties: Vec<CdrParty>,
     origin: CallOrigin,
     live: Vec<CallId>,
+    /// Every call the record ever had (its entries in `by_call`).
+    calls: Vec<CallId>,
     end_reason: Option<String>,
     operations: Vec<CdrOperation>,
     /// Every leg its calls had, in order.
@@ -153,6 +155,9 @@ pub struct Tracker {
     /// When every call was last looked at.
     last_full: Timestamp,
     open: HashMap<u64, Open>,
+    /// Records whose last live call ended since the last close: only these
+    /// are looked at, so a step costs the same with 10 or 10,000 open calls.
+    ended: Vec<u64>,
     next: u64,
     /// Where legs' media figures come from (none: records without quality).
     quality: Option<Arc<QualityBook>>,
@@ -304,6 +309,7 @@ impl Tracker {
                         parties: Vec::new(),
                         origin: c.origin,
                         live: Vec::new(),
+                        calls: Vec::new(),
                         end_reason: None,
                         operations: Vec::new(),
                         legs: Vec::new(),
@@ -332,6 +338,7 @@ impl Tracker {
                 role: role.into(),
             });
             o.live.push(id);
+            o.calls.push(id);
             if let Some(ops) = self.pending.remove(&id) {
                 o.operations.extend(ops);
             }
@@ -349,6 +356,9 @@ impl Tracker {
         let Some(state) = sw.call_state(id) else {
             // Freed by the switch: over.
             o.live.retain(|x| *x != id);
+            if o.live.is_empty() {
+                self.ended.push(key);
+            }
             return;
         };
         if let Some(leg) = sw.leg_of(id) {
@@ -368,35 +378,41 @@ impl Tracker {
                     .filter(|m| !m.is_empty());
                 o.end_reason = Some(mode.unwrap_or_else(|| "normal".into()));
             }
-            CallStateKind::Idle => o.live.retain(|x| *x != id),
+            CallStateKind::Idle => {
+                o.live.retain(|x| *x != id);
+                if o.live.is_empty() {
+                    self.ended.push(key);
+                }
+            }
             _ => {}
         }
     }
 
     /// Close the records whose calls all ended.
     fn close_done(&mut self, now: Timestamp) -> Vec<NewCdr> {
-        let done: Vec<u64> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.live.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
         let mut out = Vec::new();
-        for key in done {
+        for key in std::mem::take(&mut self.ended) {
+            if !self.open.get(&key).is_some_and(|o| o.live.is_empty()) {
+                continue;
+            }
             let Some(o) = self.open.remove(&key) else {
                 continue;
             };
-            let finished = &mut self.finished;
-            self.by_call.retain(|id, k| {
-                if *k == key {
-                    finished.insert(*id);
-                    false
-                } else {
-                    true
+            for id in &o.calls {
+                if self.by_call.get(id) == Some(&key) {
+                    self.by_call.remove(id);
+                    self.finished.insert(*id);
                 }
-            });
-            let by_call = &self.by_call;
-            self.legs.retain(|_, c| by_call.contains_key(c));
+            }
+            for (leg, _) in &o.legs {
+                if self
+                    .legs
+                    .get(leg)
+                    .is_some_and(|c| !self.by_call.contains_key(c))
+                {
+                    self.legs.remove(leg);
+                }
+            }
             let addresses = o.parties.iter().map(|p| p.address.clone()).collect();
             let quality = match &self.quality {
                 Some(book) => o.quality(|leg| book.take(leg)),

@@ -213,7 +213,7 @@ pub(crate) fn parse_host_port(text: &str) -> Result<(Host<'_>, Option<u16>), Par
             None => return Err(ParseError::InvalidUri("junk after IPv6 reference")),
         }
     } else {
-        match text.split_once(':') {
+        match split_at_byte(text, b':') {
             Some((host, port)) => (host, Some(port)),
             None => (text, None),
         }
@@ -224,6 +224,14 @@ pub(crate) fn parse_host_port(text: &str) -> Result<(Host<'_>, Option<u16>), Par
         Some(port) => Some(parse_port(port)?),
     };
     Ok((host, port))
+}
+
+/// `text` split around the first `delimiter` (an ASCII byte, so both sides
+/// stay `str`), found with memchr: these splits run several times for every
+/// URI of every message.
+fn split_at_byte(text: &str, delimiter: u8) -> Option<(&str, &str)> {
+    let at = memchr::memchr(delimiter, text.as_bytes())?;
+    Some((text.get(..at)?, text.get(at + 1..)?))
 }
 
 fn parse_port(text: &str) -> Result<u16, ParseError> {
@@ -279,7 +287,7 @@ impl<'a> SipUri<'a> {
         let (user, password) = match userinfo {
             None => (None, None),
             Some(info) => {
-                let (user, password) = match info.split_once(':') {
+                let (user, password) = match split_at_byte(info, b':') {
                     Some((user, password)) => (user, Some(password)),
                     None => (info, None),
                 };
@@ -289,11 +297,11 @@ impl<'a> SipUri<'a> {
                 (Some(user), password)
             }
         };
-        let (before_headers, headers) = match host_and_more.split_once('?') {
+        let (before_headers, headers) = match split_at_byte(host_and_more, b'?') {
             Some((before, headers)) => (before, Some(headers)),
             None => (host_and_more, None),
         };
-        let (host_port, params) = match before_headers.find(';') {
+        let (host_port, params) = match memchr::memchr(b';', before_headers.as_bytes()) {
             Some(semi) => (
                 before_headers.get(..semi).unwrap_or(""),
                 before_headers.get(semi..).unwrap_or(""),
@@ -394,7 +402,7 @@ impl<'a> UriParams<'a> {
             return Err(ParseError::InvalidUri("malformed URI parameters"));
         };
         for param in body.split(';') {
-            let (name, value) = match param.split_once('=') {
+            let (name, value) = match split_at_byte(param, b'=') {
                 Some((name, value)) => (name, Some(value)),
                 None => (param, None),
             };
