@@ -65,19 +65,17 @@ impl WatchTable {
 
     /// Whether `watcher` (a digest user) may watch `address`: `Err(404)`
     /// when no line or park slot has it, `Err(403)` when the watcher's
-    /// line lists addresses and not this one.
+    /// line lists addresses and not this one, or when the watcher has no
+    /// line any more (removed while it watched).
     pub fn check(&self, watcher: &str, address: &str) -> Result<(), u16> {
         let book = self.0.read().unwrap_or_else(|e| e.into_inner());
         if !book.addresses.contains_key(address) && !book.slots.contains(address) {
             return Err(404);
         }
-        match book
-            .lines
-            .get(watcher)
-            .and_then(|(_, watch)| watch.as_ref())
-        {
-            Some(list) if !list.iter().any(|w| w == "*" || w == address) => Err(403),
-            _ => Ok(()),
+        match book.lines.get(watcher) {
+            None => Err(403),
+            Some((_, Some(list))) if !list.iter().any(|w| w == "*" || w == address) => Err(403),
+            Some(_) => Ok(()),
         }
     }
 }
@@ -435,6 +433,23 @@ fn contact_address(contact: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watch_table_judges_watchers_and_forgets_removed_lines() {
+        let table = WatchTable::default();
+        table.set_line("1001", vec!["1001".into()], None);
+        table.set_line("1002", vec!["1002".into()], Some(vec!["1001".into()]));
+        table.set_slots(vec!["7001".into()]);
+        assert_eq!(table.check("1001", "1002"), Ok(()));
+        assert_eq!(table.check("1001", "7001"), Ok(()));
+        assert_eq!(table.check("1001", "9999"), Err(404));
+        assert_eq!(table.check("1002", "1001"), Ok(()));
+        assert_eq!(table.check("1002", "7001"), Err(403));
+        // A line removed: its phone watches nothing any more.
+        table.remove_line("1001");
+        assert_eq!(table.check("1001", "1002"), Err(403));
+        assert_eq!(table.check("1002", "1001"), Err(404));
+    }
 
     fn carrier_table() -> TrunkTable {
         let table = TrunkTable::default();

@@ -166,6 +166,9 @@ impl SubscriptionTable {
 enum EndReason {
     Timeout,
     Deactivated,
+    /// The watcher may no longer watch the address (its line's `watch`
+    /// changed, or its line is gone): the last NOTIFY carries no state.
+    Rejected,
 }
 
 impl EndReason {
@@ -173,6 +176,7 @@ impl EndReason {
         match self {
             EndReason::Timeout => "timeout",
             EndReason::Deactivated => "deactivated",
+            EndReason::Rejected => "rejected",
         }
     }
 }
@@ -974,6 +978,18 @@ impl B2bua {
             self.reply(now, &key, &request, code);
             return;
         }
+        if expires != 0
+            && let Err(code) = self.directory.may_watch(&s.watcher, &s.address)
+        {
+            // Judged again at each refresh: a watcher whose line may no
+            // longer watch the address (or is gone) loses it now, not when
+            // the subscription would have run out.
+            tracing::info!(watcher = %s.watcher, address = %s.address, code, "a subscription refresh refused; it ends");
+            self.reply(now, &key, &request, code);
+            self.send_notify(now, id, Some(EndReason::Rejected));
+            self.subs.remove(id);
+            return;
+        }
         let tag = s.sip.id().local_tag.clone();
         let response = request
             .response_builder(200, None, Some(&tag))
@@ -1084,47 +1100,28 @@ impl B2bua {
 
     /// Send subscription `id` its NOTIFY now: the state as it is, or the
     /// last one (`end`). Nothing when the state is the one it last showed.
-    fn send_notify(&mut self, now: Instant, id: u64, end: Option<EndReason>) {
+    /// The watcher's right is judged again first: one that may no longer
+    /// watch the address gets a last NOTIFY without state
+    /// (`terminated;reason=rejected`) and the subscription ends.
+    fn send_notify(&mut self, now: Instant, id: u64, mut end: Option<EndReason>) {
         let Some(s) = self.subs.subs.get(&id) else {
             return;
         };
+        let mut revoked = false;
+        if end.is_none()
+            && let Err(code) = self.directory.may_watch(&s.watcher, &s.address)
+        {
+            tracing::info!(watcher = %s.watcher, address = %s.address, code, "a watcher lost its right; its subscription ends");
+            end = Some(EndReason::Rejected);
+            revoked = true;
+        }
         let (package, address, s_transport) = (s.package, s.address.clone(), s.transport);
         let domain = self.cfg.domain_host();
         let entity = format!("sip:{address}@{domain}");
-        let state = match package {
-            Package::Dialog => Shown::Dialogs(self.lamp_dialogs(&address)),
-            Package::Presence => {
-                let live = self
-                    .subs
-                    .legs_at
-                    .get(&address)
-                    .into_iter()
-                    .flatten()
-                    .any(|leg| {
-                        self.dialogs
-                            .get(leg)
-                            .is_some_and(|d| d.state != LegState::Ending)
-                    });
-                let registered_until = self.directory.registered_until(now, &address);
-                let offline = self.directory.contacts(now, &address).is_empty();
-                if let Some(s) = self.subs.subs.get_mut(&id) {
-                    // Registered: the state changes when the registration
-                    // runs out, unless the phone registers again.
-                    s.recheck_at = registered_until.filter(|at| !offline && *at > now);
-                }
-                Shown::Presence(if live || self.subs.parked.contains_key(&address) {
-                    Availability::Busy
-                } else if let Some(standing) = self.subs.standing.get(&address) {
-                    match standing {
-                        Standing::DoNotDisturb => Availability::DoNotDisturb,
-                        Standing::Forwarded(_) => Availability::Forwarded,
-                    }
-                } else if offline {
-                    Availability::Offline
-                } else {
-                    Availability::Available
-                })
-            }
+        let state = if end == Some(EndReason::Rejected) {
+            None
+        } else {
+            Some(self.shown_state(now, id, package, &address))
         };
         let branch = self.unique("z9hG4bK");
         let via = self.via(s_transport, &branch);
@@ -1132,12 +1129,13 @@ impl B2bua {
             return;
         };
         s.notify_at = None;
-        if end.is_none() && s.shown.as_ref() == Some(&state) {
+        if end.is_none() && s.shown.as_ref() == state.as_ref() {
             self.subs.schedule(id);
             return;
         }
         let body = match &state {
-            Shown::Dialogs(entries) => {
+            None => None,
+            Some(Shown::Dialogs(entries)) => {
                 let mut all = entries.clone();
                 if let Some(Shown::Dialogs(before)) = &s.shown {
                     for old in before {
@@ -1151,11 +1149,13 @@ impl B2bua {
                 }
                 let doc = dialog_info(&entity, s.version, &all);
                 s.version = s.version.wrapping_add(1);
-                doc
+                Some(doc)
             }
-            Shown::Presence(availability) => pidf(&entity, *availability),
+            Some(Shown::Presence(availability)) => Some(pidf(&entity, *availability)),
         };
-        s.shown = Some(state);
+        if state.is_some() {
+            s.shown = state;
+        }
         let subscription_state = match end {
             Some(reason) => format!("terminated;reason={}", reason.as_str()),
             None => format!(
@@ -1170,7 +1170,9 @@ impl B2bua {
         let mut notify = s.sip.request(Method::Notify, &via).build();
         notify.push_header(HeaderName::Event, event);
         notify.push_header(HeaderName::SubscriptionState, subscription_state);
-        notify.set_body(Some(package.content_type()), bytes::Bytes::from(body));
+        if let Some(body) = body {
+            notify.set_body(Some(package.content_type()), bytes::Bytes::from(body));
+        }
         let to = match s.sip.route_set().is_empty() {
             false if s.transport == SipTransport::Udp => {
                 uri_address(&s.sip.first_hop()).unwrap_or(s.remote_addr)
@@ -1192,6 +1194,48 @@ impl B2bua {
             }
         }
         self.subs.schedule(id);
+        if revoked {
+            self.subs.remove(id);
+        }
+    }
+
+    /// What subscription `id` (of `package`, to `address`) shows now.
+    fn shown_state(&mut self, now: Instant, id: u64, package: Package, address: &str) -> Shown {
+        match package {
+            Package::Dialog => Shown::Dialogs(self.lamp_dialogs(address)),
+            Package::Presence => {
+                let live = self
+                    .subs
+                    .legs_at
+                    .get(address)
+                    .into_iter()
+                    .flatten()
+                    .any(|leg| {
+                        self.dialogs
+                            .get(leg)
+                            .is_some_and(|d| d.state != LegState::Ending)
+                    });
+                let registered_until = self.directory.registered_until(now, address);
+                let offline = self.directory.contacts(now, address).is_empty();
+                if let Some(s) = self.subs.subs.get_mut(&id) {
+                    // Registered: the state changes when the registration
+                    // runs out, unless the phone registers again.
+                    s.recheck_at = registered_until.filter(|at| !offline && *at > now);
+                }
+                Shown::Presence(if live || self.subs.parked.contains_key(address) {
+                    Availability::Busy
+                } else if let Some(standing) = self.subs.standing.get(address) {
+                    match standing {
+                        Standing::DoNotDisturb => Availability::DoNotDisturb,
+                        Standing::Forwarded(_) => Availability::Forwarded,
+                    }
+                } else if offline {
+                    Availability::Offline
+                } else {
+                    Availability::Available
+                })
+            }
+        }
     }
 }
 

@@ -859,3 +859,97 @@ fn presence_goes_offline_when_the_registration_runs_out() {
     assert!(doc.contains("<basic>closed</basic>"), "{doc}");
     assert_eq!(w.b2b.subscription_count(), 1);
 }
+
+/// Phones whose watchers may be refused from a time the test sets.
+struct Revocable {
+    phones: Phones,
+    refused: Arc<Mutex<bool>>,
+}
+
+impl Directory for Revocable {
+    fn register(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: std::net::SocketAddr,
+        transport: SipTransport,
+    ) -> Message {
+        self.phones.register(now, request, source, transport)
+    }
+    fn admit(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        source: std::net::SocketAddr,
+    ) -> Result<String, Box<Message>> {
+        self.phones.admit(now, request, source)
+    }
+    fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget> {
+        self.phones.contacts(now, address)
+    }
+    fn may_watch(&self, _watcher: &str, _address: &str) -> Result<(), u16> {
+        if *self.refused.lock().unwrap() {
+            Err(403)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn revocable_world() -> (World, Arc<Mutex<bool>>) {
+    let refused = Arc::new(Mutex::new(false));
+    let mut switch = Switch::default();
+    for a in ["1001", "1002", "1003"] {
+        switch.add_line(LineConfig::phone(a)).unwrap();
+    }
+    let dir = Revocable {
+        phones: Phones::new(&[("1001", A), ("1002", B), ("1003", C)], SipTransport::Udp),
+        refused: refused.clone(),
+    };
+    let cfg = Config::new(TAPIR.parse().unwrap(), "127.0.0.1");
+    (
+        World::assemble(cfg, dir, switch, SipTransport::Udp),
+        refused,
+    )
+}
+
+#[test]
+fn a_watcher_that_loses_its_right_sees_nothing_more() {
+    // At the next change: a last NOTIFY without state, then nothing.
+    let (mut w, refused) = revocable_world();
+    subscribed(&mut w, "1002");
+    *refused.lock().unwrap() = true;
+    w.peer_sends(A, invite_from_a("call-r"));
+    w.advance(300);
+    let n = notifies(&mut w);
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(
+        header(&n[0], "Subscription-State"),
+        "terminated;reason=rejected"
+    );
+    assert!(n[0].body().is_empty(), "no state: {}", body(&n[0]));
+    assert_eq!(w.b2b.subscription_count(), 0);
+    let invite_b = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
+    w.advance(1000);
+    assert!(notifies(&mut w).is_empty());
+
+    // At a refresh: 403 and the same last NOTIFY.
+    let (mut w, refused) = revocable_world();
+    let tag = tag_of(&subscribed(&mut w, "1002"));
+    *refused.lock().unwrap() = true;
+    w.advance(1000);
+    w.peer_sends(
+        C,
+        subscribe("1002", "dialog", "600", "sub-1", 2, Some(&tag)),
+    );
+    let sent = w.take(C);
+    assert_eq!(sent[0].status_code(), Some(403), "{:?}", sent[0]);
+    let n = sent.iter().find(|m| m.method().is_some()).expect("NOTIFY");
+    assert_eq!(
+        header(n, "Subscription-State"),
+        "terminated;reason=rejected"
+    );
+    assert!(n.body().is_empty());
+    assert_eq!(w.b2b.subscription_count(), 0);
+}

@@ -219,3 +219,77 @@ async fn a_stranger_can_neither_subscribe_nor_take_over_nor_end_a_subscription()
     assert_eq!(status(&phone.request(&refresh).await), 200);
     server.shutdown().await;
 }
+
+/// An in-dialog SUBSCRIBE (refresh) of `user`'s subscription `n`.
+fn refresh(peer: &Peer, user: &str, target: &str, n: u32, tapir_tag: &str, cseq: u32) -> String {
+    let p = peer.addr();
+    format!(
+        "SUBSCRIBE sip:{target}@127.0.0.1 SIP/2.0\n\
+         Via: SIP/2.0/UDP {p};branch=z9hG4bK-refresh-{user}-{n}-{cseq}\n\
+         Max-Forwards: 70\n\
+         From: <sip:{user}@127.0.0.1>;tag=w{n}\n\
+         To: <sip:{target}@127.0.0.1>;tag={tapir_tag}\n\
+         Call-ID: sec-{user}-{target}-{n}\n\
+         CSeq: {cseq} SUBSCRIBE\n\
+         Contact: <sip:{user}@{p}>\n\
+         Event: dialog\n\
+         Expires: 600\n\n"
+    )
+}
+
+#[tokio::test]
+async fn a_watcher_whose_right_is_taken_away_loses_its_lamps() {
+    let server = tapir("").await;
+    let sip = server.sip_addr.unwrap();
+    let api = support::Api::new(&server, Some("admin-secret"));
+    // 1001 watches 1002, 1002 watches 1001.
+    let phone = Peer::bind(sip).await;
+    let ok = subscribed(&phone, "pw", &sub("1001", "1002", 1, "600")).await;
+    assert_eq!(status(&ok), 200, "{ok}");
+    let n = phone
+        .next("the first NOTIFY", |t| t.starts_with("NOTIFY"))
+        .await;
+    phone.respond(&n, 200, "", "").await;
+    let tag_1001 = tag_of(&header(&ok, "To"));
+    let other = Peer::bind(sip).await;
+    let ok = subscribed(&other, "pw2", &sub("1002", "1001", 2, "600")).await;
+    assert_eq!(status(&ok), 200, "{ok}");
+    let n = other
+        .next("the first NOTIFY", |t| t.starts_with("NOTIFY"))
+        .await;
+    other.respond(&n, 200, "", "").await;
+    let tag_1002 = tag_of(&header(&ok, "To"));
+
+    // The operator narrows 1001's watch list: its refresh is refused, and a
+    // last NOTIFY without state ends the subscription.
+    let (code, body) = api
+        .put(
+            "/v1/admin/lines/1001",
+            serde_json::json!({"address": "1001", "kind": "phone", "watch": ["7001"]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let r = phone
+        .request(&refresh(&phone, "1001", "1002", 1, &tag_1001, 3))
+        .await;
+    assert_eq!(status(&r), 403, "{r}");
+    let last = phone
+        .next("the last NOTIFY", |t| t.starts_with("NOTIFY"))
+        .await;
+    assert_eq!(
+        header(&last, "Subscription-State"),
+        "terminated;reason=rejected"
+    );
+    assert!(!last.contains("dialog-info"), "no state: {last}");
+
+    // The operator removes line 1002: its phone's subscription ends too.
+    let (code, body) = api.delete("/v1/admin/lines/1002").await;
+    assert!(code == 200 || code == 204, "{code} {body}");
+    let r = other
+        .request(&refresh(&other, "1002", "1001", 2, &tag_1002, 3))
+        .await;
+    assert_eq!(status(&r), 403, "{r}");
+    let (_, body) = api.get("/v1/admin/subscriptions").await;
+    assert_eq!(body["subscriptions"], serde_json::json!([]), "{body}");
+    server.shutdown().await;
+}
