@@ -797,6 +797,55 @@ fn the_far_party_follows_a_transfer() {
     );
 }
 
+#[test]
+fn the_far_party_follows_a_phones_refer() {
+    let mut w = world();
+    subscribed(&mut w, "1002");
+    w.peer_sends(A, invite_from_a("call-rf"));
+    let invite_b = w.take(B).pop().unwrap();
+    w.peer_sends(B, b_responds(&invite_b, 200, true));
+    let ok = w
+        .take(A)
+        .into_iter()
+        .find(|m| m.status_code() == Some(200))
+        .expect("A's call is answered");
+    let tag = support::to_tag(&ok);
+    let dialog = format!(
+        "From: \"Alice\" <sip:1001@127.0.0.1>;tag=a1\nTo: <sip:1002@127.0.0.1>;tag={tag}\nCall-ID: call-rf"
+    );
+    w.peer_sends(A, support::in_dialog_from_a("ACK", 1, &dialog, ""));
+    w.advance(300);
+    notifies(&mut w);
+    // 1001's phone transfers 1002 to 1003 (REFER); 1003 answers.
+    let refer = support::in_dialog_from_a("REFER", 2, &dialog, "").replace(
+        "CSeq: 2 REFER\n",
+        "CSeq: 2 REFER\nRefer-To: <sip:1003@127.0.0.1>\n",
+    );
+    w.peer_sends(A, refer);
+    let invite_c = w
+        .take(C)
+        .into_iter()
+        .find(|m| support::kind(m) == "INVITE")
+        .expect("tapir invites 1003");
+    let answer = invite_c
+        .response_builder(200, None, Some("c2"))
+        .header(HeaderName::Contact, format!("<sip:1003@{C}>"))
+        .body("application/sdp", Bytes::from(support::sdp(4008)))
+        .build();
+    w.peer_sends_message(C, answer);
+    let mut docs: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        w.advance(300);
+        docs.extend(notifies(&mut w).iter().map(body));
+    }
+    let doc = docs.last().expect("B's lamp changes");
+    assert_eq!(states(doc), vec!["confirmed"], "{doc}");
+    assert!(
+        doc.contains("<identity>sip:1003@127.0.0.1</identity>") && !doc.contains("1001"),
+        "after the REFER B talks to 1003: {doc}"
+    );
+}
+
 /// Phones whose registrations run out at a time the test sets.
 struct Expiring {
     phones: Phones,
