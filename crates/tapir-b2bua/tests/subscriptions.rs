@@ -1002,3 +1002,42 @@ fn a_watcher_that_loses_its_right_sees_nothing_more() {
     assert!(n.body().is_empty());
     assert_eq!(w.b2b.subscription_count(), 0);
 }
+
+#[test]
+fn a_fetch_gets_the_state_once_and_leaves_nothing() {
+    let mut w = world();
+    let app = w.owner_app("1002");
+    let ts = w.ts();
+    w.switch
+        .forward(
+            ts,
+            app,
+            "1002",
+            vec![ForwardRule {
+                mode: ForwardMode::Unconditional,
+                to: None,
+                caller: None,
+            }],
+            None,
+        )
+        .unwrap();
+    w.pump();
+    // Expires: 0 outside a dialog (RFC 6665 §4.4.3): 200, one NOTIFY with
+    // the state, terminated, and no subscription left.
+    w.peer_sends(C, subscribe("1002", "dialog", "0", "fetch-1", 1, None));
+    let sent = w.take(C);
+    assert_eq!(sent[0].status_code(), Some(200));
+    let n: Vec<&Message> = sent.iter().filter(|m| m.method().is_some()).collect();
+    assert_eq!(n.len(), 1, "{sent:?}");
+    assert_eq!(
+        header(n[0], "Subscription-State"),
+        "terminated;reason=timeout"
+    );
+    assert!(body(n[0]).contains("id=\"dnd\""), "{}", body(n[0]));
+    assert_eq!(w.b2b.subscription_count(), 0);
+    assert_eq!(w.b2b.lamp_legs(), 0);
+    let answer = ok_to(n[0]);
+    w.peer_sends(C, answer);
+    w.advance(1000);
+    assert!(notifies(&mut w).is_empty());
+}
