@@ -514,8 +514,10 @@ const COUNTED_METHODS: [&str; 14] = [
 /// CSeq) and `request` or its response class (`2xx`). Read from the raw
 /// bytes, so that it costs no parse; malformed input counts as `other`.
 pub fn message_kind(data: &[u8]) -> (&'static str, &'static str) {
-    let mut lines = data.split(|b| *b == b'\n');
-    let first_line = lines.next().unwrap_or_default();
+    // Lines are found with memchr and only a line that starts with `CSeq`
+    // is looked into: every message in and out passes here.
+    let first_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+    let first_line = data.get(..first_end).unwrap_or_default();
     let Some(rest) = first_line.strip_prefix(b"SIP/2.0 ") else {
         let method = first_line.split(|b| *b == b' ').next().unwrap_or_default();
         return (counted_method(method), "request");
@@ -525,15 +527,34 @@ pub fn message_kind(data: &[u8]) -> (&'static str, &'static str) {
         .first()
         .filter(|d| d.is_ascii_digit())
         .map_or(0, |d| u16::from(d - b'0') * 100);
-    let method = lines
-        .find_map(|line| {
-            let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
-            name.trim_ascii()
-                .eq_ignore_ascii_case(b"CSeq")
-                .then(|| value.get(1..).unwrap_or_default())
-        })
-        .and_then(|v| v.trim_ascii().split(|b| *b == b' ').nth(1))
-        .map_or("other", |m| counted_method(m.trim_ascii()));
+    let mut method = "other";
+    let mut at = first_end + 1;
+    while let Some(line_rest) = data.get(at..) {
+        let end = memchr::memchr(b'\n', line_rest).unwrap_or(line_rest.len());
+        let line = line_rest.get(..end).unwrap_or_default();
+        if line.trim_ascii().is_empty() {
+            break; // end of the header
+        }
+        if line.len() > 4
+            && line
+                .get(..4)
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"CSeq"))
+            && let Some(colon) = memchr::memchr(b':', line)
+            && line
+                .get(..colon)
+                .is_some_and(|n| n.trim_ascii().eq_ignore_ascii_case(b"CSeq"))
+        {
+            method = line
+                .get(colon + 1..)
+                .unwrap_or_default()
+                .trim_ascii()
+                .split(|b| *b == b' ')
+                .nth(1)
+                .map_or("other", |m| counted_method(m.trim_ascii()));
+            break;
+        }
+        at += end + 1;
+    }
     (method, status_class(code))
 }
 
@@ -648,6 +669,17 @@ mod message_kind_tests {
             ("other", "request")
         );
         assert_eq!(message_kind(b"SIP/2.0 999 ?\r\n\r\n"), ("other", "other"));
+        // Only the header's CSeq counts: not a longer name, not the body.
+        assert_eq!(
+            message_kind(
+                b"SIP/2.0 200 OK\r\nCSeqX: 1 INVITE\r\nCSeq : 4 CANCEL\r\n\r\nCSeq: 5 BYE"
+            ),
+            ("CANCEL", "2xx")
+        );
+        assert_eq!(
+            message_kind(b"SIP/2.0 180 Ringing\r\nVia: x\r\n\r\nCSeq: 5 BYE\r\n"),
+            ("other", "1xx")
+        );
         assert_eq!(message_kind(b""), ("other", "request"));
         assert_eq!(message_kind(b"\xff\xfe"), ("other", "request"));
     }

@@ -151,17 +151,63 @@ pub enum TransactionError {
 
 /// Identifies a transaction: top Via branch, sent-by (server side) and
 /// method, with ACK matching INVITE (RFC 3261 §17.1.3, §17.2.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// A key is looked up many times per message (the layer's tables, the
+/// B2BUA's), so it carries its own digest: a SipHash of all three parts
+/// under this process's random key, computed once. Tables hash that one
+/// number; an attacker who picks branches still cannot aim at a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TransactionKey {
-    /// The top Via branch.
-    pub branch: String,
-    /// The top Via sent-by (`host[:port]`), empty for client keys.
-    pub sent_by: String,
-    /// The method (INVITE for an ACK).
-    pub method: Method,
+    branch: String,
+    sent_by: String,
+    method: Method,
+    digest: u64,
+}
+
+impl std::hash::Hash for TransactionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
+    }
 }
 
 impl TransactionKey {
+    /// The key of `branch`, `sent_by` (empty for a client key) and `method`.
+    pub fn new(branch: String, sent_by: String, method: Method) -> Self {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        let mut hasher = SEED.get_or_init(std::hash::RandomState::new).build_hasher();
+        branch.hash(&mut hasher);
+        sent_by.hash(&mut hasher);
+        method.hash(&mut hasher);
+        let digest = hasher.finish();
+        TransactionKey {
+            branch,
+            sent_by,
+            method,
+            digest,
+        }
+    }
+
+    /// The top Via branch.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The top Via sent-by (`host[:port]`), empty for client keys.
+    pub fn sent_by(&self) -> &str {
+        &self.sent_by
+    }
+
+    /// The method (INVITE for an ACK).
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The same branch and sent-by with another method.
+    pub fn with_method(&self, method: Method) -> Self {
+        TransactionKey::new(self.branch.clone(), self.sent_by.clone(), method)
+    }
+
     fn build(message: &Message, with_sent_by: bool) -> Result<Self, TransactionError> {
         let via = message
             .top_via()
@@ -199,11 +245,7 @@ impl TransactionKey {
         } else {
             String::new()
         };
-        Ok(TransactionKey {
-            branch,
-            sent_by,
-            method,
-        })
+        Ok(TransactionKey::new(branch, sent_by, method))
     }
 
     /// The key under which a client transaction is found by its responses
@@ -221,10 +263,7 @@ impl TransactionKey {
     /// For the key of a CANCEL server transaction, the key of the INVITE
     /// server transaction it cancels (RFC 3261 §9.2).
     pub fn cancelled_invite(&self) -> Self {
-        TransactionKey {
-            method: Method::Invite,
-            ..self.clone()
-        }
+        self.with_method(Method::Invite)
     }
 }
 

@@ -449,10 +449,9 @@ mod tests {
             TransactionKey::server(&invite).unwrap(),
             TransactionKey::server(&ack).unwrap()
         );
-        let cancel_key = TransactionKey {
-            method: Method::Cancel,
-            ..TransactionKey::server(&invite).unwrap()
-        };
+        let cancel_key = TransactionKey::server(&invite)
+            .unwrap()
+            .with_method(Method::Cancel);
         assert_ne!(TransactionKey::server(&invite).unwrap(), cancel_key);
     }
 }
