@@ -264,8 +264,9 @@ pub(crate) struct Subscriptions {
     /// The leg parked in each watched park slot.
     parked: HashMap<Arc<str>, LegId>,
     /// The far party of each leg in `legs_at` as the switch last told
-    /// (it changes with a transfer, a pickup, a park).
-    parties: HashMap<LegId, Party>,
+    /// (it changes with a transfer, a pickup, a park), and whether the
+    /// call was placed from the address (the dialog's `direction`).
+    parties: HashMap<LegId, (Party, bool)>,
     /// The watched addresses whose forwarding shows on their lamps.
     standing: HashMap<Arc<str>, Standing>,
     /// New subscriptions whose first NOTIFY goes once the step has settled
@@ -543,8 +544,10 @@ impl B2bua {
                     if !live {
                         leg_lamp.remove(leg);
                         parties.remove(leg);
-                    } else if let Some(party) = switch.far_party_of_leg(*leg) {
-                        parties.insert(*leg, party);
+                    } else if let (Some(party), Some(placed)) =
+                        (switch.far_party_of_leg(*leg), switch.leg_places_call(*leg))
+                    {
+                        parties.insert(*leg, (party, placed));
                     }
                     live
                 });
@@ -1035,10 +1038,14 @@ impl B2bua {
                 LegState::Early if !d.inbound && d.sip.remote_tag().is_some() => DialogPhase::Early,
                 LegState::Early => DialogPhase::Trying,
             };
-            let (remote, remote_name) = match self.subs.parties.get(leg) {
-                Some(party) => switch_party(party, d, &domain),
+            let known = self.subs.parties.get(leg);
+            let (remote, remote_name) = match known {
+                Some((party, _)) => switch_party(party, d, &domain),
                 None => far_party(d, &domain),
             };
+            // The switch's view of who placed the call (an app's make
+            // call rings the phone first, yet the phone is the caller).
+            let initiator = known.map_or(d.inbound, |(_, placed)| *placed);
             let shown = !d.tapi_secure;
             entries.push(DialogEntry {
                 id: format!("leg{}", leg.0),
@@ -1052,7 +1059,7 @@ impl B2bua {
                 } else {
                     None
                 },
-                initiator: Some(d.inbound),
+                initiator: Some(initiator),
                 phase,
                 remote: if shown { remote } else { None },
                 remote_name: if shown { remote_name } else { None },

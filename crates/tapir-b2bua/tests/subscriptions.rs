@@ -1041,3 +1041,29 @@ fn a_fetch_gets_the_state_once_and_leaves_nothing() {
     w.advance(1000);
     assert!(notifies(&mut w).is_empty());
 }
+
+#[test]
+fn an_apps_make_call_shows_the_phone_as_the_caller() {
+    let mut w = world();
+    let app = w.owner_app("1002");
+    subscribed(&mut w, "1002");
+    // The app makes a call from 1002 to 1003: tapir rings 1002's phone
+    // first, yet 1002 is the caller, calling 1003.
+    let ts = w.ts();
+    w.switch.make_call(ts, app, "1002", Some("1003")).unwrap();
+    w.pump();
+    let invite_b = w.take(B).pop().expect("tapir rings 1002's phone");
+    w.advance(300);
+    w.peer_sends(B, b_responds(&invite_b, 180, false));
+    w.advance(300);
+    let doc = last_doc(&mut w).expect("1002's lamp");
+    assert_eq!(
+        attr(&doc, "direction").as_deref(),
+        Some("initiator"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("<identity>sip:1003@127.0.0.1</identity>"),
+        "{doc}"
+    );
+}

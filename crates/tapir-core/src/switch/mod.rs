@@ -1778,6 +1778,14 @@ impl Switch {
         })
     }
 
+    /// Whether the call on `leg` was placed from its address (a phone
+    /// dialling, or an app's make call from it), as opposed to one that
+    /// arrived there. `None` for a leg the switch does not have.
+    pub fn leg_places_call(&self, leg: LegId) -> Option<bool> {
+        let c = self.call(self.m.legs.get(&leg)?.call)?;
+        Some(c.origin == CallOrigin::Outbound)
+    }
+
     /// Number of bridges, legs, park slots in use, completions and timers: all
     /// zero when the switch is quiet.
     pub fn resources_in_use(&self) -> (usize, usize, usize, usize, usize) {
