@@ -108,6 +108,11 @@ impl ClientTransaction {
         self.core.poll_output()
     }
 
+    /// The earliest time the layer's deadline queue holds for it.
+    pub(crate) fn queued_mut(&mut self) -> &mut Option<Instant> {
+        &mut self.core.queued
+    }
+
     /// When `handle_timeout` is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.next_deadline()

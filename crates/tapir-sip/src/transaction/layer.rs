@@ -134,20 +134,31 @@ impl TransactionLayer {
     }
 
     fn touched(&mut self, role: Role, key: TransactionKey) {
-        let deadline = match role {
+        self.schedule(role, &key);
+        self.dirty.push((role, key));
+    }
+
+    /// Queue the transaction's next deadline unless an entry at or before it
+    /// is queued already. A transaction keeps one live entry in the queue,
+    /// not one per event (each entry holds a copy of the key); an entry
+    /// that pops early finds the real deadline and queues it then.
+    fn schedule(&mut self, role: Role, key: &TransactionKey) {
+        let slot = match role {
             Role::Client => self
                 .clients
-                .get(&key)
-                .and_then(ClientTransaction::poll_timeout),
+                .get_mut(key)
+                .map(|t| (t.poll_timeout(), t.queued_mut())),
             Role::Server => self
                 .servers
-                .get(&key)
-                .and_then(ServerTransaction::poll_timeout),
+                .get_mut(key)
+                .map(|t| (t.poll_timeout(), t.queued_mut())),
         };
-        if let Some(at) = deadline {
+        if let Some((Some(at), queued)) = slot
+            && queued.is_none_or(|q| at < q)
+        {
+            *queued = Some(at);
             self.deadlines.push(Reverse((at, role, key.clone())));
         }
-        self.dirty.push((role, key));
     }
 
     /// Sends a request in a new client transaction and returns its key.
@@ -279,23 +290,33 @@ impl TransactionLayer {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, role, key))) = self.deadlines.pop() else {
+            let Some(Reverse((at, role, key))) = self.deadlines.pop() else {
                 break;
             };
             // Entries go stale when a timer is stopped or moved; check the real one.
-            let due = match role {
-                Role::Client => self
-                    .clients
-                    .get(&key)
-                    .and_then(ClientTransaction::poll_timeout),
-                Role::Server => self
-                    .servers
-                    .get(&key)
-                    .and_then(ServerTransaction::poll_timeout),
-            }
-            .is_some_and(|deadline| deadline <= now);
-            if !due {
-                continue;
+            let next = match role {
+                Role::Client => self.clients.get_mut(&key).map(|t| {
+                    if *t.queued_mut() == Some(at) {
+                        *t.queued_mut() = None;
+                    }
+                    t.poll_timeout()
+                }),
+                Role::Server => self.servers.get_mut(&key).map(|t| {
+                    if *t.queued_mut() == Some(at) {
+                        *t.queued_mut() = None;
+                    }
+                    t.poll_timeout()
+                }),
+            };
+            match next {
+                // Gone, or no timer running.
+                None | Some(None) => continue,
+                // Moved later: queue the real deadline.
+                Some(Some(deadline)) if deadline > now => {
+                    self.schedule(role, &key);
+                    continue;
+                }
+                Some(Some(_)) => {}
             }
             match role {
                 Role::Client => {
@@ -410,6 +431,41 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_flood_of_retransmissions_keeps_one_queued_deadline() {
+        // A stranger may send the same INVITE again and again after its
+        // final response: each copy makes the transaction send the response
+        // again, and the deadline queue must not grow by an entry (a copy
+        // of the key) each time until Timer H fires 32 s later.
+        let t0 = Instant::now();
+        let mut layer = TransactionLayer::new(TimerConfig::default());
+        let invite = request(Method::Invite);
+        layer.handle_received(t0, invite.clone(), Reliability::Unreliable);
+        drain(&mut layer);
+        let key = TransactionKey::server(&invite).unwrap();
+        layer
+            .send_response(t0, &key, response(&invite, 486))
+            .unwrap();
+        drain(&mut layer);
+        for i in 0..1000u64 {
+            let now = t0 + Duration::from_micros(100 * i);
+            layer.handle_received(now, invite.clone(), Reliability::Unreliable);
+            assert_eq!(transmitted_codes(&drain(&mut layer)), [Some(486)]);
+            layer.handle_timeout(now);
+            drain(&mut layer);
+        }
+        assert!(
+            layer.deadlines.len() <= 2,
+            "{} deadlines queued for one transaction",
+            layer.deadlines.len()
+        );
+        // Its timers still fire: without an ACK, Timer H ends it.
+        let later = t0 + Duration::from_secs(40);
+        layer.handle_timeout(later);
+        drain(&mut layer);
+        assert_eq!(layer.len(), (0, 0), "Timer H ended the transaction");
     }
 
     #[test]

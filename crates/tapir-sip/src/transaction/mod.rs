@@ -275,6 +275,9 @@ struct Core {
     outputs: VecDeque<Output>,
     timers: Vec<(TimerName, Instant)>,
     reported_deadline: Option<Instant>,
+    /// The earliest entry the layer's deadline queue holds for this
+    /// transaction (the layer's bookkeeping: see `TransactionLayer`).
+    queued: Option<Instant>,
 }
 
 impl Core {
@@ -284,6 +287,7 @@ impl Core {
             reliability,
             outputs: VecDeque::new(),
             timers: Vec::with_capacity(3),
+            queued: None,
             reported_deadline: None,
         }
     }
