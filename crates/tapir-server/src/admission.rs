@@ -24,6 +24,15 @@ use tapir_b2bua::admission::Measurement;
 /// measurements the B2BUA carries the estimate forward with its dialogs.
 pub const MEASURE_EVERY: Duration = Duration::from_millis(100);
 
+/// How often descriptors are counted while fewer than half the limit (less
+/// the margin) are open and plenty are left: counting walks
+/// `/proc/self/fd`, and far from the limit the dialogs' estimate between
+/// counts is enough.
+pub const MEASURE_EVERY_WHEN_FAR: Duration = Duration::from_secs(1);
+
+/// Descriptors left below which the count is always fresh.
+const FAR_ROOM: usize = 16_384;
+
 /// The open-file limits (soft, hard), when the system tells them.
 pub fn fd_limits() -> Option<(u64, u64)> {
     #[cfg(unix)]
@@ -102,11 +111,23 @@ impl FdGauge {
     }
 
     /// The open descriptors: the latest count, counted again when older
-    /// than [`MEASURE_EVERY`]; `None` when they cannot be counted.
+    /// than [`MEASURE_EVERY`] ([`MEASURE_EVERY_WHEN_FAR`] while under half
+    /// the room); `None` when they cannot be counted.
     pub fn open(&self) -> Option<usize> {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
         let at = self.counted_at.load(Ordering::Relaxed);
-        let every = u64::try_from(MEASURE_EVERY.as_millis()).unwrap_or(u64::MAX);
+        let last = self.open.load(Ordering::Relaxed);
+        // Far: under half the room, and more than a few seconds of the
+        // fastest call set-up this node serves (some 4,000 descriptors a
+        // second) left, so a count a second old cannot hide the limit.
+        let room = self.limit.saturating_sub(self.margin);
+        let far = last != usize::MAX && last < room / 2 && room - last > FAR_ROOM;
+        let every = if far {
+            MEASURE_EVERY_WHEN_FAR
+        } else {
+            MEASURE_EVERY
+        };
+        let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
         if at == 0 || now.saturating_sub(at) >= every {
             let counted = count_open_fds().unwrap_or(usize::MAX);
             self.open.store(counted, Ordering::Relaxed);
