@@ -1109,18 +1109,21 @@ impl B2bua {
     /// last one (`end`). Nothing when the state is the one it last showed.
     /// The watcher's right is judged again first: one that may no longer
     /// watch the address gets a last NOTIFY without state
-    /// (`terminated;reason=rejected`) and the subscription ends.
+    /// (`terminated;reason=rejected`, whatever ended it) and the
+    /// subscription ends.
     fn send_notify(&mut self, now: Instant, id: u64, mut end: Option<EndReason>) {
         let Some(s) = self.subs.subs.get(&id) else {
             return;
         };
         let mut revoked = false;
-        if end.is_none()
+        if end != Some(EndReason::Rejected)
             && let Err(code) = self.directory.may_watch(&s.watcher, &s.address)
         {
+            // Even a last NOTIFY (unsubscribe, expiry, shutdown) shows a
+            // watcher without the right no state.
             tracing::info!(watcher = %s.watcher, address = %s.address, code, "a watcher lost its right; its subscription ends");
+            revoked = end.is_none();
             end = Some(EndReason::Rejected);
-            revoked = true;
         }
         let (package, address, s_transport) = (s.package, s.address.clone(), s.transport);
         let domain = self.cfg.domain_host();

@@ -1001,6 +1001,33 @@ fn a_watcher_that_loses_its_right_sees_nothing_more() {
     );
     assert!(n.body().is_empty());
     assert_eq!(w.b2b.subscription_count(), 0);
+
+    // Unsubscribing, or running out, shows no state either.
+    let (mut w, refused) = revocable_world();
+    let tag = tag_of(&subscribed(&mut w, "1002"));
+    w.peer_sends(A, invite_from_a("call-r2"));
+    *refused.lock().unwrap() = true;
+    w.peer_sends(C, subscribe("1002", "dialog", "0", "sub-1", 2, Some(&tag)));
+    let sent = w.take(C);
+    assert_eq!(sent[0].status_code(), Some(200));
+    let n = sent.iter().find(|m| m.method().is_some()).expect("NOTIFY");
+    assert_eq!(
+        header(n, "Subscription-State"),
+        "terminated;reason=rejected"
+    );
+    assert!(n.body().is_empty(), "{}", body(n));
+    let (mut w, refused) = revocable_world();
+    w.peer_sends(C, subscribe("1002", "dialog", "60", "sub-2", 1, None));
+    notifies(&mut w);
+    *refused.lock().unwrap() = true;
+    w.advance(61_000);
+    let n = notifies(&mut w);
+    assert_eq!(
+        header(&n[0], "Subscription-State"),
+        "terminated;reason=rejected"
+    );
+    assert!(n[0].body().is_empty());
+    assert_eq!(w.b2b.subscription_count(), 0);
 }
 
 #[test]
