@@ -467,6 +467,10 @@ pub struct B2bua {
     /// Server transactions whose request came over TCP or TLS, and its
     /// connection.
     reliable_peers: HashMap<TransactionKey, (SocketAddr, SipTransport)>,
+    /// Where the responses of server transactions whose request came over
+    /// UDP go (RFC 3261 §18.2.2, from the stamped top Via), worked out once
+    /// per request instead of once per response sent.
+    udp_replies: HashMap<TransactionKey, SocketAddr>,
     /// In-dialog requests sent to carriers of trunks with credentials, by
     /// client transaction, in case the carrier challenges them.
     trunk_requests: HashMap<TransactionKey, Message>,
@@ -509,6 +513,7 @@ impl B2bua {
             clients: HashMap::new(),
             clients_per_leg: HashMap::new(),
             reliable_peers: HashMap::new(),
+            udp_replies: HashMap::new(),
             trunk_requests: HashMap::new(),
             digest_retries: HashSet::new(),
             out: VecDeque::new(),
@@ -545,6 +550,7 @@ impl B2bua {
         self.clients.shrink_when_sparse();
         self.clients_per_leg.shrink_when_sparse();
         self.reliable_peers.shrink_when_sparse();
+        self.udp_replies.shrink_when_sparse();
         self.trunk_requests.shrink_when_sparse();
         self.digest_retries.shrink_when_sparse();
         self.out.shrink_when_sparse();
@@ -553,6 +559,13 @@ impl B2bua {
     /// How many dialogs are open (a leak check for tests).
     pub fn dialog_count(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// Server transactions whose responses still have a remembered
+    /// destination (TCP/TLS connections and UDP reply addresses); 0 once
+    /// every transaction has ended.
+    pub fn pending_replies(&self) -> usize {
+        self.reliable_peers.len() + self.udp_replies.len()
     }
 
     /// Whether the TCP or TLS connection with `peer` is still needed: a
@@ -646,6 +659,8 @@ impl B2bua {
             Received::NewRequest { key, request } => {
                 if transport != SipTransport::Udp {
                     self.reliable_peers.insert(key.clone(), (source, transport));
+                } else if let Some(to) = response_destination(&request) {
+                    self.udp_replies.insert(key.clone(), to);
                 }
                 self.new_request(now, source, key, request)
             }
@@ -674,6 +689,7 @@ impl B2bua {
                             .reliable_peers
                             .get(&key)
                             .map(|(peer, _)| *peer)
+                            .or_else(|| self.udp_replies.get(&key).copied())
                             .or_else(|| response_destination(&message)),
                         // The initial INVITE and its CANCEL go where the
                         // INVITE was addressed; requests inside the dialog
@@ -706,6 +722,7 @@ impl B2bua {
                     event: TransactionEvent::Terminated,
                 } => {
                     self.reliable_peers.remove(&key);
+                    self.udp_replies.remove(&key);
                     self.invite_transaction_ended(&key);
                 }
                 LayerOutput::Event {

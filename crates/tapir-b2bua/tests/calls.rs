@@ -137,8 +137,10 @@ fn a_call_rings_connects_and_ends_from_the_caller() {
     assert_eq!(bye.call_id().unwrap(), invite_b.call_id().unwrap());
     w.peer_sends(B, b_responds(&bye, 200, false));
     assert!(w.states("1001").is_empty() && w.states("1002").is_empty());
+    assert!(w.b2b.pending_replies() > 0, "the BYE's reply route is kept");
     w.advance(40_000);
     assert_eq!(w.b2b.dialog_count(), 0, "every dialog is forgotten");
+    assert_eq!(w.b2b.pending_replies(), 0, "and every reply route");
     assert!(
         w.media
             .iter()

@@ -237,7 +237,11 @@ const EVENT_CHUNK: usize = 64;
 /// `INSERT INTO <table_columns> VALUES ($1, …), (…)`: `rows` rows of
 /// `columns` numbered placeholders each, bound in order by the caller.
 fn multi_row_insert(table_columns: &str, rows: usize, columns: usize) -> String {
-    let mut sql = format!("INSERT INTO {table_columns} VALUES ");
+    // Placeholders are written with itoa: a batch of 64 CDRs has 256.
+    let mut sql = String::with_capacity(32 + table_columns.len() + rows * columns * 6);
+    sql.push_str("INSERT INTO ");
+    sql.push_str(table_columns);
+    sql.push_str(" VALUES ");
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
@@ -247,7 +251,8 @@ fn multi_row_insert(table_columns: &str, rows: usize, columns: usize) -> String 
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", row * columns + column + 1));
+            sql.push('$');
+            sql.push_str(itoa::Buffer::new().format(row * columns + column + 1));
         }
         sql.push(')');
     }
@@ -1125,5 +1130,20 @@ pub mod testing {
             _ => head,
         };
         Ok(format!("{server}/{name}{tail}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multi_row_insert;
+
+    #[test]
+    fn multi_row_insert_numbers_every_placeholder() {
+        assert_eq!(
+            multi_row_insert("t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        let sql = multi_row_insert("cdrs (id, started_at, ended_at, data)", 64, 4);
+        assert!(sql.ends_with("($253, $254, $255, $256)"), "{sql}");
     }
 }
