@@ -8,7 +8,8 @@ into its call and measure what it hears with a Goertzel filter.
 
 Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer"}
            {"cmd": "call", "to": "1002", "headers": {"Replaces": "..."}}  (extra INVITE headers)
-           {"cmd": "reject"} | {"cmd": "hangup"} | {"cmd": "hold"} | {"cmd": "unhold"}
+           {"cmd": "reject", "code": 404?} (the final answer, 486 by default) | {"cmd": "hangup"}
+           {"cmd": "hold"} | {"cmd": "unhold"}
            {"cmd": "xfer", "to": "1003"} | {"cmd": "dtmf", "digits": "12#"} | {"cmd": "quit"}
            {"cmd": "dtmf_info", "digits": "5"}   (DTMF as SIP INFO, application/dtmf-relay)
            {"cmd": "play", "hz": 700}            (a tone into every call, also calls set up later)
@@ -245,7 +246,7 @@ def main():
                 call.answer(prm)
             elif name == "reject" and call:
                 prm = pj.CallOpParam()
-                prm.statusCode = 486
+                prm.statusCode = int(cmd.get("code", 486))
                 call.hangup(prm)
             elif name == "hangup" and call:
                 call.hangup(pj.CallOpParam())

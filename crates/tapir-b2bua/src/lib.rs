@@ -54,7 +54,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tapir_core::{Direction, Effect, Input, LegEvent, LegId, LineId, MediaSource, ReleaseCause};
+use tapir_core::{
+    Direction, Effect, Input, LegEvent, LegId, LineId, MediaSource, ReleaseCause, SpecialInfoMode,
+};
 use tapir_media::sdp::{
     Direction as SdpDirection, Negotiated, SdpError, SdpSession, SessionDescription,
 };
@@ -406,6 +408,9 @@ struct Dialog {
     /// A leg to a trunk's carrier: the digest credentials tapir answers
     /// the carrier's challenges with (once per request).
     trunk_credentials: Option<(String, String)>,
+    /// tapir's INVITE went to a trunk's carrier: its failures are the
+    /// network's (special information), not a phone's.
+    to_trunk: bool,
 }
 
 impl Dialog {
@@ -1106,6 +1111,7 @@ impl B2bua {
                 alerted: false,
                 tapi_secure: false,
                 trunk_credentials: None,
+                to_trunk: false,
             },
         );
         self.session_request_seen(leg, &request);
@@ -1792,9 +1798,19 @@ impl B2bua {
                 return;
             }
             if initial {
+                let to_trunk = self.dialogs.get(&leg).is_some_and(|d| d.to_trunk);
                 let event = match code {
                     486 | 600 => LegEvent::Busy,
                     603 => LegEvent::Rejected,
+                    // A carrier's network answers with what the PSTN
+                    // signals by a special information tone (RFC 3398's
+                    // mapping of ISUP causes): a vacant, changed or
+                    // incomplete number; no circuit; an equipment failure.
+                    404 | 410 | 484 | 485 | 604 if to_trunk => {
+                        LegEvent::SpecialInfo(SpecialInfoMode::CustIrreg)
+                    }
+                    503 if to_trunk => LegEvent::SpecialInfo(SpecialInfoMode::NoCircuit),
+                    500 | 502 | 504 if to_trunk => LegEvent::SpecialInfo(SpecialInfoMode::Reorder),
                     408 | 480 | 503 | 404 | 410 | 484 => LegEvent::Unreachable,
                     487 => LegEvent::HungUp,
                     _ => LegEvent::Rejected,
@@ -2285,6 +2301,7 @@ impl B2bua {
                 lamp: trunk.is_none().then(|| Arc::from(target)),
                 alerted: false,
                 tapi_secure: false,
+                to_trunk: trunk.is_some(),
                 trunk_credentials: trunk.and_then(|t| t.credentials),
             },
         );

@@ -496,3 +496,50 @@ fn a_challenged_re_invite_is_sent_once_more_and_its_answer_applies() {
     w.peer_sends_message(CARRIER, answer(again, 200, true));
     assert_eq!(w.kinds(CARRIER), ["ACK"]);
 }
+
+/// A carrier's failure that the PSTN signals with a special information
+/// tone reaches the caller as TAPI's `specialinfo` (LINESPECIALINFO_*):
+/// the caller's INVITE gets early media (tapir's reorder tone) and stays
+/// until the caller hangs up. The same codes from a phone stay what they
+/// were (the phone is unreachable).
+#[test]
+fn a_carriers_vacant_number_or_missing_circuit_is_special_information() {
+    use tapir_core::{CallState, SpecialInfoMode as S};
+    for (code, mode) in [
+        (404, S::CustIrreg),
+        (410, S::CustIrreg),
+        (484, S::CustIrreg),
+        (485, S::CustIrreg),
+        (604, S::CustIrreg),
+        (503, S::NoCircuit),
+        (500, S::Reorder),
+        (502, S::Reorder),
+        (504, S::Reorder),
+    ] {
+        let mut w = World::new(SipTransport::Udp, None);
+        let inv = a_dials_out(&mut w, "0049301234");
+        w.peer_sends_message(CARRIER, answer(&inv, code, false));
+        assert_eq!(w.kinds(CARRIER), ["ACK"], "{code}");
+        let calls = w.switch.calls_at("1001");
+        let states: Vec<_> = calls
+            .iter()
+            .filter_map(|c| w.switch.call_state_full(*c))
+            .collect();
+        assert_eq!(states, [CallState::SpecialInfo(mode)], "{code}");
+        assert_eq!(w.kinds(A), ["183"], "{code}: early media, no final answer");
+        assert!(w.states("9000").is_empty(), "{code}");
+    }
+    // A phone's 404 is no network's: its caller is told it is unreachable.
+    let mut w = World::new(SipTransport::Udp, None);
+    w.peer_sends(A, invite(A, "1001", "1002", "to-b", ""));
+    let to_b = w.take(support::B).pop().unwrap();
+    w.peer_sends_message(
+        support::B,
+        to_b.response_builder(404, None, Some("b")).build(),
+    );
+    assert!(
+        !w.states("1001").contains(&CallStateKind::SpecialInfo),
+        "{:?}",
+        w.states("1001")
+    );
+}

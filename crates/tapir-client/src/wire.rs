@@ -79,6 +79,9 @@ pub enum CallState {
     Ringback,
     /// The far end is busy.
     Busy,
+    /// The network signalled a special information condition (mode
+    /// `nocircuit`, `custirreg` or `reorder`).
+    SpecialInfo,
     /// Talking.
     Connected,
     /// Held by this address.
@@ -91,7 +94,9 @@ pub enum CallState {
     OnHoldPendTransfer,
     /// The far end or the network ended the call.
     Disconnected,
-    /// A state this client does not know.
+    /// TAPI's `unknown` (a monitor's first notice of a call another app
+    /// created, before its real state), or a state this client does not
+    /// know.
     #[serde(other)]
     Unknown,
 }
@@ -108,6 +113,7 @@ impl CallState {
             CallState::Proceeding => "proceeding",
             CallState::Ringback => "ringback",
             CallState::Busy => "busy",
+            CallState::SpecialInfo => "specialinfo",
             CallState::Connected => "connected",
             CallState::OnHold => "onhold",
             CallState::Conferenced => "conferenced",

@@ -52,5 +52,5 @@ pub use types::{
     BusyMode, CallOrigin, CallReason, CallState, CallStateKind, CallerFilter, CompletionMode,
     ConnectedMode, DialtoneMode, DisconnectMode, ForwardCondition, ForwardMode, ForwardRule,
     HandoffTarget, LineKind, MediaMode, OfferingMode, ParkMode, Party, PickupTarget, Privilege,
-    StateMode, TransferMode,
+    SpecialInfoMode, StateMode, TransferMode,
 };

@@ -29,6 +29,9 @@ pub enum Behaviour {
     Unreachable,
     /// Rings for ever and ignores auto-answer.
     NeverAnswer,
+    /// A trunk whose network answers with a special information condition
+    /// (a carrier's 404, 503, …).
+    SpecialInfo(crate::types::SpecialInfoMode),
 }
 
 /// One leg as the simulated device sees it.
@@ -221,6 +224,9 @@ impl Sim {
                     Behaviour::Busy => self.queue.push_back((*leg, LegEvent::Busy)),
                     Behaviour::Reject => self.queue.push_back((*leg, LegEvent::Rejected)),
                     Behaviour::Unreachable => self.queue.push_back((*leg, LegEvent::Unreachable)),
+                    Behaviour::SpecialInfo(m) => {
+                        self.queue.push_back((*leg, LegEvent::SpecialInfo(m)));
+                    }
                     Behaviour::NeverAnswer => {
                         sim_leg.ringing = true;
                         self.queue.push_back((*leg, LegEvent::Alerting));

@@ -30,6 +30,23 @@ pub enum BusyMode {
     Trunk,
 }
 
+/// Detail of the `specialinfo` state (`LINESPECIALINFO_*`): which special
+/// information condition the network signalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpecialInfoMode {
+    /// No circuit (`LINESPECIALINFO_NOCIRCUIT`): the network has no way
+    /// through (a carrier's 503).
+    NoCircuit,
+    /// Customer irregularity (`LINESPECIALINFO_CUSTIRREG`): "vacant number,
+    /// number change, access code error" (a carrier's 404, 410, 484, 485 or
+    /// 604).
+    CustIrreg,
+    /// Equipment irregularity (`LINESPECIALINFO_REORDER`): the network failed
+    /// (a carrier's 500, 502 or 504).
+    Reorder,
+}
+
 /// Detail of the `offering` state (`LINEOFFERINGMODE_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,6 +120,10 @@ pub enum CallState {
     Ringback,
     /// The far end is busy.
     Busy(BusyMode),
+    /// The network answered with a special information condition (a vacant
+    /// number, no circuit, a failure) instead of reaching the far end; like
+    /// `busy`, the call stays until dropped (its caller hears reorder).
+    SpecialInfo(SpecialInfoMode),
     /// Talking.
     Connected(ConnectedMode),
     /// Held by this address.
@@ -115,6 +136,10 @@ pub enum CallState {
     OnHoldPendTransfer,
     /// The far end or the network ended the call.
     Disconnected(DisconnectMode),
+    /// The state is not known. tapir places and tracks every call itself,
+    /// so no call rests in it: it is only a monitor's first notice of a call
+    /// another app created, before the call's real state (as TAPI gives it).
+    Unknown,
 }
 
 /// The name of a call state alone, as TAPI and the HTTP API spell it.
@@ -137,6 +162,8 @@ pub enum CallStateKind {
     Ringback,
     /// See [`CallState::Busy`].
     Busy,
+    /// See [`CallState::SpecialInfo`].
+    SpecialInfo,
     /// See [`CallState::Connected`].
     Connected,
     /// See [`CallState::OnHold`].
@@ -149,6 +176,8 @@ pub enum CallStateKind {
     OnHoldPendTransfer,
     /// See [`CallState::Disconnected`].
     Disconnected,
+    /// See [`CallState::Unknown`].
+    Unknown,
 }
 
 /// A state's mode, whichever state it belongs to.
@@ -159,6 +188,8 @@ pub enum StateMode {
     Dialtone(DialtoneMode),
     /// Mode of `busy`.
     Busy(BusyMode),
+    /// Mode of `specialinfo`.
+    SpecialInfo(SpecialInfoMode),
     /// Mode of `offering`.
     Offering(OfferingMode),
     /// Mode of `connected`.
@@ -179,12 +210,14 @@ impl CallState {
             CallState::Proceeding => CallStateKind::Proceeding,
             CallState::Ringback => CallStateKind::Ringback,
             CallState::Busy(_) => CallStateKind::Busy,
+            CallState::SpecialInfo(_) => CallStateKind::SpecialInfo,
             CallState::Connected(_) => CallStateKind::Connected,
             CallState::OnHold => CallStateKind::OnHold,
             CallState::Conferenced => CallStateKind::Conferenced,
             CallState::OnHoldPendConf => CallStateKind::OnHoldPendConf,
             CallState::OnHoldPendTransfer => CallStateKind::OnHoldPendTransfer,
             CallState::Disconnected(_) => CallStateKind::Disconnected,
+            CallState::Unknown => CallStateKind::Unknown,
         }
     }
 
@@ -194,6 +227,7 @@ impl CallState {
             CallState::Offering(m) => Some(StateMode::Offering(m)),
             CallState::Dialtone(m) => Some(StateMode::Dialtone(m)),
             CallState::Busy(m) => Some(StateMode::Busy(m)),
+            CallState::SpecialInfo(m) => Some(StateMode::SpecialInfo(m)),
             CallState::Connected(m) => Some(StateMode::Connected(m)),
             CallState::Disconnected(m) => Some(StateMode::Disconnected(m)),
             _ => None,

@@ -43,7 +43,12 @@ fn make_call_from_a_phone_rings_the_destination_after_the_phone_answers() {
             CallState::Ringback
         ]
     );
-    assert_eq!(o.states_seen(mon, a), o.states_seen(crm, a));
+    // "Monitors receive LINE_CALLSTATE(LINECALLSTATE_UNKNOWN) for a call
+    // that another app just created via lineMakeCall ... and the real state
+    // follows."
+    let mut seen_by_monitor = vec![CallState::Unknown];
+    seen_by_monitor.extend(o.states_seen(crm, a));
+    assert_eq!(o.states_seen(mon, a), seen_by_monitor);
     // The phone was brought off hook with an auto-answer hint first.
     assert!(matches!(
         o.effects()[0],
@@ -146,6 +151,114 @@ fn make_call_to_an_external_number_goes_out_on_the_trunk() {
     )));
     let ia = o.sim.switch.call_info(crm, a).unwrap();
     assert_eq!(ia.connected.unwrap().address, "+442079460000");
+}
+
+/// LINE_CALLSTATE: "Monitors receive LINE_CALLSTATE(LINECALLSTATE_UNKNOWN)
+/// for a call that another app just created via lineMakeCall, lineForward,
+/// lineUnpark, lineSetupTransfer, linePickup, lineSetupConference or
+/// linePrepareAddToConference ... and the real state follows shortly." A
+/// call nobody asked for (a phone dialling by hand) shows its real state.
+#[test]
+fn a_monitors_first_notice_of_a_call_another_app_created_is_unknown() {
+    let mut o = office();
+    let (crm, mon) = (o.crm, o.mon);
+    let (a, b) = o.ring("1004", "1002");
+    for c in [a, b] {
+        let seen = o.states_seen(mon, c);
+        assert!(
+            !seen.is_empty() && !seen.contains(&CallState::Unknown),
+            "{seen:?}"
+        );
+    }
+    // linePickup: the owner's first state is real, the monitor's unknown.
+    let k = o.ok(crm, |s, now| {
+        s.pickup(
+            now,
+            crm,
+            "1001",
+            tapir_core::PickupTarget::Address("1002".into()),
+        )
+    });
+    let (owner, monitor) = (o.states_seen(crm, k), o.states_seen(mon, k));
+    assert!(!owner.contains(&CallState::Unknown), "{owner:?}");
+    assert_eq!(monitor.first(), Some(&CallState::Unknown));
+    assert_eq!(monitor[1..], owner[..]);
+    o.announced(mon, k, Privilege::Monitor, CallReason::Pickup);
+    // lineSetupTransfer's consultation call too.
+    let x = o.ok(crm, |s, now| s.setup_transfer(now, crm, k));
+    let monitor = o.states_seen(mon, x);
+    assert_eq!(monitor.first(), Some(&CallState::Unknown));
+    assert_eq!(monitor[1..], o.states_seen(crm, x)[..]);
+    // Nobody else's call: the monitor's unknown is never its state.
+    assert_eq!(
+        o.sim.switch.call_info(mon, x).unwrap().state,
+        o.state(x).kind()
+    );
+    assert_ne!(o.state(x), CallState::Unknown);
+}
+
+/// LINECALLSTATE_SPECIALINFO: "This means that special information is sent
+/// by the network. Special information is typically sent when the
+/// destination cannot be reached." The carrier behind the trunk answers
+/// that the number is vacant (404: LINESPECIALINFO_CUSTIRREG, "vacant
+/// number, number change, access code error"), has no circuit (503:
+/// NOCIRCUIT) or failed (500: REORDER).
+#[test]
+fn a_number_the_network_cannot_reach_is_specialinfo() {
+    use tapir_core::SpecialInfoMode as S;
+    for mode in [S::CustIrreg, S::NoCircuit, S::Reorder] {
+        let mut o = office();
+        o.allow_outbound("1001", tapir_core::Outbound::All);
+        let (crm, mon) = (o.crm, o.mon);
+        o.sim
+            .set_behaviour("9000", tapir_core::sim::Behaviour::SpecialInfo(mode));
+        let a = o.ok(crm, |s, now| {
+            s.make_call(now, crm, "1001", Some("+44 20 7946 0000"))
+        });
+        // Like busy, the call stays until dropped, and its caller hears
+        // the switch's reorder tone.
+        o.told(crm, a, CallState::SpecialInfo(mode));
+        o.told(mon, a, CallState::SpecialInfo(mode));
+        let leg = o.sim.switch.leg_of(a).unwrap();
+        assert!(o.effects().iter().any(|e| matches!(
+            e,
+            Effect::Media { leg: l, source: tapir_core::MediaSource::Tone(tapir_core::Tone::Reorder) } if *l == leg
+        )), "{:?}", o.effects());
+        // The trunk's own call ended with the matching disconnect mode.
+        let t = o.new_calls(crm).iter().find(|n| n.1 == "9000").unwrap().0;
+        let expected = match mode {
+            S::CustIrreg => DisconnectMode::BadAddress,
+            S::NoCircuit => DisconnectMode::Congestion,
+            S::Reorder => DisconnectMode::Unreachable,
+        };
+        assert!(
+            o.states_seen(crm, t)
+                .ends_with(&[CallState::Disconnected(expected), CallState::Idle]),
+            "{:?}",
+            o.states_seen(crm, t)
+        );
+        // lineCompleteCall is for busy and ringback only.
+        o.rejected(crm, ErrorCode::InvalCallState, |s, now| {
+            s.complete_call(now, crm, a, tapir_core::CompletionMode::Callback, None)
+        });
+        o.ok(crm, |s, now| s.drop_call(now, crm, a));
+        o.expect(a, CallState::Idle);
+        o.consistent();
+    }
+    // A phone that dials the number by itself hears the same.
+    let mut o = office();
+    o.allow_outbound("1002", tapir_core::Outbound::All);
+    o.sim.set_behaviour(
+        "9000",
+        tapir_core::sim::Behaviour::SpecialInfo(S::CustIrreg),
+    );
+    let leg = o.sim.phone("1002").dial("+442079460001");
+    let a = o.sim.switch.call_of_leg(leg).unwrap();
+    o.told(o.crm, a, CallState::SpecialInfo(S::CustIrreg));
+    o.sim
+        .phone("1002")
+        .report_on(leg, tapir_core::LegEvent::HungUp);
+    o.expect(a, CallState::Idle);
 }
 
 #[test]

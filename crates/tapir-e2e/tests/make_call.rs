@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 use tapir_client::{CallReason, CallState, EventKind};
-use tapir_e2e::{Tapir, assert_hear_each_other, wait_call_state};
+use tapir_e2e::{DESK_TOKEN, Tapir, assert_hear_each_other, wait_call_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn make_call_rings_an_auto_answer_caller_first_then_the_callee() {
     let tapir = Tapir::start().await;
     let (app, mut ev) = tapir.app().await;
+    // desk opened the lines after crm: it monitors crm's calls.
+    let (_desk, mut desk_ev) = tapir.app_with_token(DESK_TOKEN).await;
     let [mut a, mut b] = tapir.phones(["1001", "1002"]).await;
 
     let call = app.address("1001").create_call("1002").await.unwrap();
@@ -40,6 +42,16 @@ async fn make_call_rings_an_auto_answer_caller_first_then_the_callee() {
             || before_ringback.contains(&&CallState::Proceeding),
         "{states:?}"
     );
+    // TAPI: "Monitors receive LINE_CALLSTATE(LINECALLSTATE_UNKNOWN) for a
+    // call that another app just created via lineMakeCall ... and the real
+    // state follows shortly."
+    desk_ev.state(call.id(), CallState::Connected).await;
+    let seen = desk_ev.states_of(call.id());
+    assert_eq!(seen.first(), Some(&CallState::Unknown), "{seen:?}");
+    assert_eq!(seen.iter().filter(|s| **s == CallState::Unknown).count(), 1);
+    // The call the phone 1002 was offered is nobody's request: its real state.
+    let seen = desk_ev.states_of(&at_b);
+    assert_eq!(seen.first(), Some(&CallState::Offering), "{seen:?}");
 
     // Who talks to whom: each hears the other's tone.
     a.tone(1000);

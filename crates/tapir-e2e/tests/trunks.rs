@@ -14,7 +14,7 @@
 use tapir_client::{CallReason, CallState, Client, ForwardRule};
 use tapir_e2e::{
     ADMIN_TOKEN, Events, Offered, Options, Phone, TRUNK_LINE, Tapir, assert_hear_each_other,
-    error_code, offered, wait_call_state,
+    error_code, listen, offered, wait_call_state,
 };
 
 /// tapir with trunk line 9000 and its carrier, a pjsua2 account with
@@ -267,4 +267,68 @@ async fn each_prefix_reaches_its_carrier_without_the_prefix() {
     let (code, message) = error_code(app.address("1001").create_call("5551234").await);
     assert_eq!(code, "invaladdress");
     assert!(message.contains("5551234"), "{message}");
+}
+
+/// LINECALLSTATE_SPECIALINFO: "Special information is typically sent when
+/// the destination cannot be reached." The carrier says the number does not
+/// exist (404: LINESPECIALINFO_CUSTIRREG, "vacant number") or that it has
+/// no circuit (503: NOCIRCUIT): the caller's call shows `specialinfo` with
+/// that mode and stays, its phone hearing tapir's reorder tone (480 + 620
+/// Hz), until it is dropped or the phone hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vacant_number_or_no_circuit_at_the_carrier_is_specialinfo() {
+    let (tapir, mut carrier, _) = with_carrier("+4930555000", "udp").await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut b] = tapir.phones(["1001", "1002"]).await;
+
+    // The app calls out from 1001 (brought off hook); the number is vacant.
+    let call = app
+        .address("1001")
+        .create_call("+1 (425) 882-8080")
+        .await
+        .unwrap();
+    a.rings().await;
+    a.call_state("CONFIRMED").await;
+    carrier.rings().await;
+    carrier
+        .send(serde_json::json!({"cmd": "reject", "code": 404}))
+        .await;
+    let mode = ev.state(call.id(), CallState::SpecialInfo).await;
+    assert_eq!(mode.as_deref(), Some("custirreg"));
+    wait_call_state(&app, call.id(), CallState::SpecialInfo).await;
+    let heard = listen(&mut [&mut a], tapir.dir(), "vacant").await;
+    assert!(
+        heard[0].hears(480) && heard[0].hears(620),
+        "1001 hears reorder: {:?}",
+        heard[0].levels(&[480, 620])
+    );
+    app.call(call.id()).await.unwrap().drop().await.unwrap();
+    a.call_state("DISCONNECTED").await;
+    ev.state(call.id(), CallState::Idle).await;
+
+    // 1002 dials a national number by itself; the carrier has no circuit.
+    b.dial("0301234567").await;
+    carrier.rings().await;
+    carrier
+        .send(serde_json::json!({"cmd": "reject", "code": 503}))
+        .await;
+    let at_b = ev.new_call_at("1002").await;
+    let mode = ev.state(&at_b, CallState::SpecialInfo).await;
+    assert_eq!(mode.as_deref(), Some("nocircuit"));
+    // tapir's early media: the phone's call is not refused, it hears reorder.
+    b.media("active").await;
+    b.expect_no_event(
+        "a final answer to 1002's INVITE",
+        std::time::Duration::from_millis(500),
+        |e| e["event"] == "call" && e["state"] == "DISCONNECTED",
+    )
+    .await;
+    let heard = listen(&mut [&mut b], tapir.dir(), "nocircuit").await;
+    assert!(
+        heard[0].hears(480) && heard[0].hears(620),
+        "1002 hears reorder: {:?}",
+        heard[0].levels(&[480, 620])
+    );
+    b.cmd("hangup").await;
+    ev.state(&at_b, CallState::Idle).await;
 }

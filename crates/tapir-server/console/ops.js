@@ -6,7 +6,7 @@
 /** Call states in which the call still has a device or a party. */
 const LIVE = new Set([
   "offering", "accepted", "dialtone", "dialing", "proceeding", "ringback",
-  "busy", "connected", "onhold", "conferenced", "onholdpendconf",
+  "busy", "specialinfo", "connected", "onhold", "conferenced", "onholdpendconf",
   "onholdpendtransfer",
 ]);
 

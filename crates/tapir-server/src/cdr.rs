@@ -370,6 +370,15 @@ impl Tracker {
             CallStateKind::Busy if o.end_reason.is_none() => {
                 o.end_reason = Some("busy".into());
             }
+            CallStateKind::SpecialInfo if o.end_reason.is_none() => {
+                // The network's condition: `custirreg`, `nocircuit`, `reorder`.
+                let mode = sw
+                    .call_state_full(id)
+                    .and_then(|s| s.mode())
+                    .map(name)
+                    .filter(|m| !m.is_empty());
+                o.end_reason = Some(mode.unwrap_or_else(|| "specialinfo".into()));
+            }
             CallStateKind::Disconnected if o.end_reason.is_none() => {
                 let mode = sw
                     .call_state_full(id)

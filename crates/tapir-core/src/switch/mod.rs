@@ -1067,8 +1067,17 @@ impl Switch {
             .push(id);
         self.m.calls.insert(id, Box::new(call));
         self.note_activity(&spec.address);
+        // A call an app asked for (make call, a consultation or conference
+        // call, pickup, unpark; not a callback's offering call): TAPI's
+        // monitors first learn of it in state unknown, "and the real state
+        // follows".
+        let requested = spec.creator.is_some() && spec.completion.is_none();
         for (app, privilege) in handles {
-            self.announce(app, id, privilege);
+            if requested && privilege == Privilege::Monitor {
+                self.announce_unknown_first(app, id);
+            } else {
+                self.announce(app, id, privilege);
+            }
         }
         self.touched.push(id);
         id
@@ -1088,6 +1097,31 @@ impl Switch {
         };
         let state = state_event(c, Some(privilege));
         self.emit(app, new);
+        self.emit(app, state);
+    }
+
+    /// Tell a monitor about a call another app just created: `call.new`, then
+    /// `unknown` carrying the privilege, then the call's real state.
+    fn announce_unknown_first(&mut self, app: AppId, call: CallId) {
+        let Some(c) = self.call(call) else { return };
+        let new = EventBody::CallNew {
+            call,
+            line: c.line,
+            address: c.address.clone(),
+            privilege: Privilege::Monitor,
+            reason: c.reason,
+            origin: c.origin,
+        };
+        let unknown = EventBody::CallState {
+            call,
+            state: CallStateKind::Unknown,
+            state_mode: None,
+            privilege: Some(Privilege::Monitor),
+            conference: None,
+        };
+        let state = state_event(c, None);
+        self.emit(app, new);
+        self.emit(app, unknown);
         self.emit(app, state);
     }
 
@@ -1509,6 +1543,7 @@ impl Switch {
             CallState::Dialtone(_) => (MediaSource::Tone(Tone::Dialtone), Direction::SendRecv),
             CallState::Ringback => (MediaSource::Tone(Tone::Ringback), Direction::SendRecv),
             CallState::Busy(_) => (MediaSource::Tone(Tone::Busy), Direction::SendRecv),
+            CallState::SpecialInfo(_) => (MediaSource::Tone(Tone::Reorder), Direction::SendRecv),
             CallState::Disconnected(_) => (MediaSource::Tone(Tone::Reorder), Direction::SendRecv),
             CallState::OnHold | CallState::OnHoldPendConf | CallState::OnHoldPendTransfer => {
                 (MediaSource::Silence, Direction::Inactive)
@@ -1970,11 +2005,13 @@ pub(crate) fn state_name(kind: CallStateKind) -> &'static str {
         CallStateKind::Proceeding => "proceeding",
         CallStateKind::Ringback => "in ringback",
         CallStateKind::Busy => "busy",
+        CallStateKind::SpecialInfo => "at a special information tone",
         CallStateKind::Connected => "connected",
         CallStateKind::OnHold => "on hold",
         CallStateKind::Conferenced => "conferenced",
         CallStateKind::OnHoldPendConf => "on hold pending a conference",
         CallStateKind::OnHoldPendTransfer => "on hold pending a transfer",
         CallStateKind::Disconnected => "disconnected",
+        CallStateKind::Unknown => "in an unknown state",
     }
 }

@@ -373,11 +373,13 @@ impl Switch {
     }
 
     /// The attempt of call `a` failed. Busy keeps the call (the caller hears
-    /// busy tone and may ask for camp-on or callback). Any other failure
-    /// disconnects it; a call with a device then goes idle with its leg, a
-    /// route point's call waits for its app to drop it.
+    /// busy tone and may ask for camp-on or callback), and so does special
+    /// information (the caller hears reorder until it hangs up or its app
+    /// drops the call). Any other failure disconnects it; a call with a
+    /// device then goes idle with its leg, a route point's call waits for
+    /// its app to drop it.
     pub(crate) fn fail_attempt(&mut self, a: CallId, state: CallState) {
-        if matches!(state, CallState::Busy(_)) {
+        if matches!(state, CallState::Busy(_) | CallState::SpecialInfo(_)) {
             self.set_state(a, state);
             return;
         }

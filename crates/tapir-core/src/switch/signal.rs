@@ -6,7 +6,9 @@ use super::{Pending, Switch};
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{CallId, LegId, Timestamp};
 use crate::output::{Effect, EventBody, ReleaseCause};
-use crate::types::{CallReason, CallState, ConnectedMode, DisconnectMode, ForwardCondition};
+use crate::types::{
+    CallReason, CallState, ConnectedMode, DisconnectMode, ForwardCondition, SpecialInfoMode,
+};
 
 /// Something a device reported about one of its legs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +23,11 @@ pub enum LegEvent {
     Rejected,
     /// The device could not be reached (408, 480, 503, no contact).
     Unreachable,
+    /// The network behind a trunk refused the call with a special
+    /// information condition instead of reaching the number (a carrier's
+    /// 404/410/484/485/604: customer irregularity; 503: no circuit;
+    /// 500/502/504: reorder). The caller's call goes `specialinfo`.
+    SpecialInfo(SpecialInfoMode),
     /// The device hung up (BYE, or CANCEL of its own INVITE).
     HungUp,
     /// The device put the call on hold itself (re-INVITE sendonly/inactive).
@@ -262,7 +269,10 @@ impl Switch {
                     Pending::Dialtone | Pending::None => {}
                 }
             }
-            LegEvent::Busy | LegEvent::Rejected | LegEvent::Unreachable => {
+            LegEvent::Busy
+            | LegEvent::Rejected
+            | LegEvent::Unreachable
+            | LegEvent::SpecialInfo(_) => {
                 if answered || inbound {
                     self.device_hung_up(leg, call);
                 } else {
@@ -350,6 +360,8 @@ impl Switch {
         let mode = match event {
             LegEvent::Busy => DisconnectMode::Busy,
             LegEvent::Rejected => DisconnectMode::Reject,
+            LegEvent::SpecialInfo(SpecialInfoMode::CustIrreg) => DisconnectMode::BadAddress,
+            LegEvent::SpecialInfo(SpecialInfoMode::NoCircuit) => DisconnectMode::Congestion,
             _ => DisconnectMode::Unreachable,
         };
         if !self.state(call).is_alerting() {
@@ -380,6 +392,9 @@ impl Switch {
         match event {
             LegEvent::Busy => self.busy_at(a, &address, CallReason::Direct, None),
             LegEvent::Rejected => self.rejected_by(a, &address),
+            // The network's answer reaches the caller as TAPI's
+            // special information state; nothing forwards it.
+            LegEvent::SpecialInfo(m) => self.fail_attempt(a, CallState::SpecialInfo(m)),
             _ => match self.forward_target(&address, ForwardCondition::NoAnswer, a) {
                 Some(to) => {
                     self.set_state(a, CallState::Proceeding);

@@ -381,6 +381,8 @@ pub fn full_state(kind: CallStateKind, mode: Option<tapir_core::StateMode>) -> C
         (CallStateKind::OnHoldPendConf, _) => CallState::OnHoldPendConf,
         (CallStateKind::OnHoldPendTransfer, _) => CallState::OnHoldPendTransfer,
         (CallStateKind::Disconnected, Some(M::Disconnected(m))) => CallState::Disconnected(m),
+        (CallStateKind::SpecialInfo, Some(M::SpecialInfo(m))) => CallState::SpecialInfo(m),
+        (CallStateKind::Unknown, None) => CallState::Unknown,
         (k, m) => panic!("state {k:?} arrived with mode {m:?}"),
     }
 }
