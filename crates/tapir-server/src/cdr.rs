@@ -108,6 +108,12 @@ struct Open {
 }
 
 impl Open {
+    /// `call` of this record is over; true when it was the last live one.
+    fn call_ended(&mut self, call: CallId) -> bool {
+        self.live.retain(|x| *x != call);
+        self.live.is_empty()
+    }
+
     /// Note that `call` of this record has `leg`.
     fn saw_leg(&mut self, leg: LegId, call: CallId) {
         if !self.legs.iter().any(|(l, _)| *l == leg) {
@@ -161,6 +167,14 @@ pub struct Tracker {
     next: u64,
     /// Where legs' media figures come from (none: records without quality).
     quality: Option<Arc<QualityBook>>,
+}
+
+/// The mode of `call`'s state (`busy`, `custirreg`, …), when it has one.
+fn state_mode(sw: &Switch, call: CallId) -> Option<String> {
+    sw.call_state_full(call)
+        .and_then(|s| s.mode())
+        .map(name)
+        .filter(|m| !m.is_empty())
 }
 
 fn name<T: Serialize>(v: T) -> String {
@@ -355,8 +369,7 @@ impl Tracker {
         };
         let Some(state) = sw.call_state(id) else {
             // Freed by the switch: over.
-            o.live.retain(|x| *x != id);
-            if o.live.is_empty() {
+            if o.call_ended(id) {
                 self.ended.push(key);
             }
             return;
@@ -370,26 +383,15 @@ impl Tracker {
             CallStateKind::Busy if o.end_reason.is_none() => {
                 o.end_reason = Some("busy".into());
             }
+            // The network's condition: `custirreg`, `nocircuit`, `reorder`.
             CallStateKind::SpecialInfo if o.end_reason.is_none() => {
-                // The network's condition: `custirreg`, `nocircuit`, `reorder`.
-                let mode = sw
-                    .call_state_full(id)
-                    .and_then(|s| s.mode())
-                    .map(name)
-                    .filter(|m| !m.is_empty());
-                o.end_reason = Some(mode.unwrap_or_else(|| "specialinfo".into()));
+                o.end_reason = Some(state_mode(sw, id).unwrap_or_else(|| "specialinfo".into()));
             }
             CallStateKind::Disconnected if o.end_reason.is_none() => {
-                let mode = sw
-                    .call_state_full(id)
-                    .and_then(|s| s.mode())
-                    .map(name)
-                    .filter(|m| !m.is_empty());
-                o.end_reason = Some(mode.unwrap_or_else(|| "normal".into()));
+                o.end_reason = Some(state_mode(sw, id).unwrap_or_else(|| "normal".into()));
             }
             CallStateKind::Idle => {
-                o.live.retain(|x| *x != id);
-                if o.live.is_empty() {
+                if o.call_ended(id) {
                     self.ended.push(key);
                 }
             }

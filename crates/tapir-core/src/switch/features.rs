@@ -285,15 +285,7 @@ impl Switch {
                 "no call is ringing there to pick up",
             );
         };
-        if self.in_conference(r) {
-            return fail(
-                ErrorCode::InvalCallState,
-                "the ringing call is being added to a conference and cannot be picked up",
-            );
-        }
-        let Some(a) = self.others_in_bridge(r).first().copied() else {
-            return fail(ErrorCode::InvalAddress, "the ringing call has no caller");
-        };
+        let a = self.pickup_caller(r, "ringing")?;
         self.check_call_appearance(line, address)?;
         let (caller, called, from) = match self.call(r) {
             Some(c) => (c.caller.clone(), c.called.clone(), c.address.clone()),
@@ -319,6 +311,24 @@ impl Switch {
         Ok(k)
     }
 
+    /// The caller a pickup of the `what` (ringing, waiting) call `r` takes
+    /// over, after the checks every pickup makes: not a call being added
+    /// to a conference, and a caller to connect.
+    fn pickup_caller(&self, r: CallId, what: &str) -> Result<CallId, TapiError> {
+        if self.in_conference(r) {
+            return fail(
+                ErrorCode::InvalCallState,
+                format!("the {what} call is being added to a conference and cannot be picked up"),
+            );
+        }
+        match self.others_in_bridge(r).first().copied() {
+            Some(a) => Ok(a),
+            None => fail(
+                ErrorCode::InvalAddress,
+                format!("the {what} call has no caller"),
+            ),
+        }
+    }
     /// linePickup naming neither an address nor a group: "the pickup is of
     /// a call-waiting call on the address". The oldest call alerting at
     /// `address` while the address has another live call is answered there
@@ -361,15 +371,7 @@ impl Switch {
                 ),
             );
         }
-        if self.in_conference(r) {
-            return fail(
-                ErrorCode::InvalCallState,
-                "the waiting call is being added to a conference and cannot be picked up",
-            );
-        }
-        let Some(a) = self.others_in_bridge(r).first().copied() else {
-            return fail(ErrorCode::InvalAddress, "the waiting call has no caller");
-        };
+        let a = self.pickup_caller(r, "waiting")?;
         let (caller, called) = match self.call(r) {
             Some(c) => (c.caller.clone(), c.called.clone()),
             None => return fail(ErrorCode::InvalAddress, "the waiting call is gone"),
