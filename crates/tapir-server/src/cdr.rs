@@ -391,7 +391,8 @@ impl Tracker {
                 o.end_reason = Some(state_mode(sw, id).unwrap_or_else(|| "normal".into()));
             }
             CallStateKind::Idle => {
-                if o.call_ended(id) {
+                let was_last = o.call_ended(id);
+                if was_last {
                     self.ended.push(key);
                 }
             }
