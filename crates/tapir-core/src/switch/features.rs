@@ -291,24 +291,8 @@ impl Switch {
             Some(c) => (c.caller.clone(), c.called.clone(), c.address.clone()),
             None => return fail(ErrorCode::InvalAddress, "the ringing call is gone"),
         };
-        self.set_state(r, CallState::Disconnected(DisconnectMode::Pickup));
-        self.go_idle(r, ReleaseCause::Moved);
-        let k = self.new_originated(
-            app,
-            address,
-            CallReason::Pickup,
-            caller,
-            called,
-            Some(Party::new(&*from)),
-        );
-        if self.is_external(a)
-            && let Some(kc) = self.call_mut(k)
-        {
-            kc.origin = CallOrigin::External;
-        }
-        self.new_bridge(&[a, k], None);
-        self.join_or_invite(k, line);
-        Ok(k)
+        let redirecting = Some(Party::new(&*from));
+        Ok(self.finish_pickup(app, (address, line), r, a, (caller, called, redirecting)))
     }
 
     /// The caller a pickup of the `what` (ringing, waiting) call `r` takes
@@ -329,6 +313,39 @@ impl Switch {
             ),
         }
     }
+
+    /// The end every pickup shares: the picked-up call `r` ends
+    /// `disconnected/pickup`, and `app` gets a new call at `address` on
+    /// `line` (reason `pickup`, with `parties`: caller, called,
+    /// redirecting) bridged to `r`'s caller `a`.
+    fn finish_pickup(
+        &mut self,
+        app: AppId,
+        (address, line): (&str, crate::ids::LineId),
+        r: CallId,
+        a: CallId,
+        (caller, called, redirecting): (Party, Party, Option<Party>),
+    ) -> CallId {
+        self.set_state(r, CallState::Disconnected(DisconnectMode::Pickup));
+        self.go_idle(r, ReleaseCause::Moved);
+        let k = self.new_originated(
+            app,
+            address,
+            CallReason::Pickup,
+            caller,
+            called,
+            redirecting,
+        );
+        if self.is_external(a)
+            && let Some(kc) = self.call_mut(k)
+        {
+            kc.origin = CallOrigin::External;
+        }
+        self.new_bridge(&[a, k], None);
+        self.join_or_invite(k, line);
+        k
+    }
+
     /// linePickup naming neither an address nor a group: "the pickup is of
     /// a call-waiting call on the address". The oldest call alerting at
     /// `address` while the address has another live call is answered there
@@ -382,24 +399,7 @@ impl Switch {
                 self.set_state(c, CallState::OnHold);
             }
         }
-        self.set_state(r, CallState::Disconnected(DisconnectMode::Pickup));
-        self.go_idle(r, ReleaseCause::Moved);
-        let k = self.new_originated(
-            app,
-            address,
-            CallReason::Pickup,
-            caller,
-            called,
-            redirecting,
-        );
-        if self.is_external(a)
-            && let Some(kc) = self.call_mut(k)
-        {
-            kc.origin = CallOrigin::External;
-        }
-        self.new_bridge(&[a, k], None);
-        self.join_or_invite(k, line);
-        Ok(k)
+        Ok(self.finish_pickup(app, (address, line), r, a, (caller, called, redirecting)))
     }
 
     /// `callunavail` when every call appearance of `address` (on `line`) is
