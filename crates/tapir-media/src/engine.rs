@@ -35,6 +35,16 @@
 //! They go where the phone's RTCP comes from once it has sent some
 //! (symmetric RTCP, RFC 4961), before that to its RTP port + 1, or to its RTP
 //! port when it multiplexes. SRTP legs use SRTCP.
+//!
+//! Applications' media streams: [`MediaEngine::tap`] copies what a leg
+//! hears and says into 20 ms frames ([`crate::stream::Framer`]) on a bounded
+//! queue that the media thread only ever `try_send`s to: when the reader is
+//! behind, whole frames are dropped and counted ([`MediaTap::dropped`]),
+//! and the call's media never waits. [`MediaEngine::play`] takes frames an
+//! owner sends back, on a bounded queue the media thread only `try_recv`s
+//! from, and plays them to the leg in place of, or mixed with, what it
+//! hears. Both end with the leg's media, or when their other end is dropped
+//! (found at the next frame or tick).
 
 use crate::dtmf::{DtmfFrame, DtmfReceiver, DtmfSender};
 use crate::g711::{Law, transcode_in_place};
@@ -44,6 +54,7 @@ use crate::rtcp::{self, ReceptionStats, ReportBlock, RtcpItem, SenderInfo};
 use crate::rtp::{self, RtpPacket};
 use crate::sdp::{Codec, Direction, Negotiated};
 use crate::srtp::{SrtpError, SrtpKeys, SrtpSession};
+use crate::stream::{Framer, PlayMode, TapFrame, mix_into};
 use crate::tone::{FRAME_SAMPLES, ToneGenerator, ToneKind};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -52,7 +63,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -308,6 +319,206 @@ impl MediaEvents {
     }
 }
 
+/// An application's copy of a leg's audio ([`MediaEngine::tap`]): 20 ms
+/// frames of what the leg hears and says. Dropping it ends the tap.
+#[derive(Debug)]
+pub struct MediaTap {
+    frames: mpsc::Receiver<TapFrame>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl MediaTap {
+    /// The next frame; `None` once the leg's media is released (the call
+    /// ended or left this leg).
+    pub async fn recv(&mut self) -> Option<TapFrame> {
+        self.frames.recv().await
+    }
+
+    /// The next frame if one is waiting.
+    pub fn try_recv(&mut self) -> Option<TapFrame> {
+        self.frames.try_recv().ok()
+    }
+
+    /// Frames dropped so far because the queue was full (the reader was
+    /// behind).
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A tap as the media thread holds it.
+struct Tap {
+    framer: Framer,
+    /// The leg is the far party's: what it hears is what the tapped call
+    /// says, and the other way round.
+    from_peer: bool,
+    tx: mpsc::Sender<TapFrame>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Tap {
+    /// Audio the leg heard; whether the tap lives on.
+    fn heard(&mut self, pcm: &[i16], at: Instant) -> bool {
+        if self.from_peer {
+            self.framer.push_said(pcm, at);
+        } else {
+            self.framer.push_heard(pcm, at);
+        }
+        self.flush()
+    }
+
+    /// Audio the leg said; whether the tap lives on.
+    fn said(&mut self, pcm: &[i16], at: Instant) -> bool {
+        if self.from_peer {
+            self.framer.push_heard(pcm, at);
+        } else {
+            self.framer.push_said(pcm, at);
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        while let Some(f) = self.framer.pop() {
+            if !self.send(f) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Queues a frame without waiting: a full queue drops it (counted).
+    fn send(&mut self, frame: TapFrame) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> bool {
+        match self.framer.tick(now) {
+            Some(f) => self.send(f),
+            None => !self.tx.is_closed(),
+        }
+    }
+}
+
+/// What [`MediaPlay`] and the media thread share.
+#[derive(Debug, Default)]
+struct PlayCtl {
+    /// Raised by [`MediaPlay::clear`]: frames of an older epoch are dropped.
+    epoch: AtomicU64,
+    /// [`PlayMode::Mix`] when set.
+    mix: AtomicBool,
+}
+
+/// Frames an owner sends back into a leg ([`MediaEngine::play`]). Dropping
+/// it stops playing at once.
+#[derive(Debug)]
+pub struct MediaPlay {
+    frames: mpsc::Sender<(u64, [i16; FRAME_SAMPLES])>,
+    ctl: Arc<PlayCtl>,
+    dropped: u64,
+}
+
+impl MediaPlay {
+    /// Queues 20 ms (8 kHz) to play after what is queued. Never waits:
+    /// `false` when the queue is full (the frame is dropped and counted)
+    /// or the leg's media is gone.
+    pub fn push(&mut self, pcm: [i16; FRAME_SAMPLES]) -> bool {
+        let epoch = self.ctl.epoch.load(Ordering::Acquire);
+        match self.frames.try_send((epoch, pcm)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.dropped += 1;
+                false
+            }
+        }
+    }
+
+    /// Replace the party or mix with it, from the next frame on.
+    pub fn set_mode(&self, mode: PlayMode) {
+        self.ctl.mix.store(mode == PlayMode::Mix, Ordering::Release);
+    }
+
+    /// Drops everything queued, at once (barge-in): the party is heard
+    /// again from the next frame.
+    pub fn clear(&self) {
+        self.ctl.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Frames dropped because the queue was full.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether the leg's media is gone.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.frames.is_closed()
+    }
+}
+
+/// A play as the media thread holds it.
+struct Play {
+    rx: mpsc::Receiver<(u64, [i16; FRAME_SAMPLES])>,
+    ctl: Arc<PlayCtl>,
+    epoch: u64,
+    samples: std::collections::VecDeque<i16>,
+}
+
+impl Play {
+    /// Takes what was sent since (dropping what a clear made stale);
+    /// whether the play lives on (its sender is there).
+    fn fill(&mut self) -> bool {
+        let epoch = self.ctl.epoch.load(Ordering::Acquire);
+        if epoch != self.epoch {
+            self.samples.clear();
+            self.epoch = epoch;
+        }
+        // Bounded by the queue's capacity (stale frames) plus two frames.
+        while self.samples.len() < 2 * FRAME_SAMPLES {
+            match self.rx.try_recv() {
+                Ok((e, pcm)) if e >= self.epoch => {
+                    if e > self.epoch {
+                        self.samples.clear();
+                        self.epoch = e;
+                    }
+                    self.samples.extend(pcm);
+                }
+                Ok(_) => {}
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    fn active(&self) -> bool {
+        !self.samples.is_empty()
+    }
+
+    fn mode(&self) -> PlayMode {
+        if self.ctl.mix.load(Ordering::Acquire) {
+            PlayMode::Mix
+        } else {
+            PlayMode::Replace
+        }
+    }
+
+    /// Adds the next `out.len()` samples (what there is) into `out`.
+    fn add_into(&mut self, out: &mut [i16]) {
+        let n = self.samples.len().min(out.len());
+        let next: Vec<i16> = self.samples.drain(..n).collect();
+        mix_into(&mut out[..n], &next);
+    }
+}
+
 struct OutStream {
     ssrc: u32,
     seq: u16,
@@ -450,6 +661,12 @@ struct Leg {
     last_rx: Instant,
     /// SRTP keys and contexts once the leg is secure.
     srtp: Option<(SrtpKeys, SrtpSession)>,
+    /// Applications' copies of the leg's audio.
+    taps: Vec<Tap>,
+    /// Frames applications send back to the leg.
+    plays: Vec<Play>,
+    /// The current tick already sent the leg a generated frame.
+    ticked: bool,
 }
 
 impl Leg {
@@ -459,6 +676,50 @@ impl Leg {
         }
         let r = self.remote?;
         Some((r.addr?, r))
+    }
+
+    /// Takes what the plays were sent; whether one of them replaces what
+    /// the leg hears now.
+    fn play_replaces(&mut self) -> bool {
+        if self.plays.is_empty() {
+            return false;
+        }
+        self.plays.retain_mut(Play::fill);
+        self.plays
+            .iter()
+            .any(|p| p.active() && p.mode() == PlayMode::Replace)
+    }
+
+    /// `pcm`, about to be sent to the leg, with the plays' next samples
+    /// (in place of it when one replaces); whether anything was played.
+    fn apply_plays(&mut self, pcm: &mut [i16]) -> bool {
+        if self.play_replaces() {
+            pcm.fill(0);
+        }
+        let mut played = false;
+        for p in self.plays.iter_mut().filter(|p| p.active()) {
+            p.add_into(pcm);
+            played = true;
+        }
+        played
+    }
+
+    /// The leg hears `pcm` now (taps copy it).
+    fn heard(&mut self, pcm: &[i16], at: Instant) {
+        if !self.taps.is_empty() {
+            self.taps.retain_mut(|t| t.heard(pcm, at));
+        }
+    }
+
+    /// A generated frame is about to be sent to the leg: plays go in, taps
+    /// copy it.
+    fn deliver(&mut self, pcm: &mut [i16], at: Instant) {
+        self.ticked = true;
+        if self.plays.is_empty() && self.taps.is_empty() {
+            return;
+        }
+        self.apply_plays(pcm);
+        self.heard(pcm, at);
     }
 }
 
@@ -774,6 +1035,8 @@ impl State {
             bridges,
             stats,
             pkt: out,
+            payload,
+            pcm,
             ..
         } = self;
         stats.received += 1;
@@ -898,6 +1161,13 @@ impl State {
                 }
             }
         };
+        if !leg.taps.is_empty()
+            && let Some(law) = in_law
+        {
+            pcm.clear();
+            law.decode(pkt.payload, pcm);
+            leg.taps.retain_mut(|t| t.said(pcm, now));
+        }
         let Source::Bridge(b) = leg.source else {
             return;
         };
@@ -929,10 +1199,30 @@ impl State {
             },
             Some(_) => remote.codec.payload_type(),
         };
+        // Frames an application sends back to the peer take the place of
+        // this party (they go out on the tick) or are mixed in; its taps
+        // copy what it hears.
+        if peer.play_replaces() {
+            return;
+        }
+        let mut body = pkt.payload;
+        let mut transcode = in_law.filter(|&law| law != remote.codec.law());
+        if (!peer.plays.is_empty() || !peer.taps.is_empty())
+            && let Some(law) = in_law
+        {
+            pcm.clear();
+            law.decode(pkt.payload, pcm);
+            if peer.apply_plays(pcm) {
+                payload.clear();
+                remote.codec.law().encode(pcm, payload);
+                body = payload.as_slice();
+                transcode = None;
+            }
+            peer.heard(pcm, now);
+        }
         let (seq, ts, marker) = peer.out.relay(id, &pkt, now);
-        rtp::write_packet(out, marker, pt, seq, ts, peer.out.ssrc, pkt.payload);
-        if let Some(law) = in_law
-            && law != remote.codec.law()
+        rtp::write_packet(out, marker, pt, seq, ts, peer.out.ssrc, body);
+        if let Some(law) = transcode
             && let Some(body) = out.get_mut(rtp::HEADER_LEN..)
         {
             transcode_in_place(law, remote.codec.law(), body);
@@ -969,6 +1259,7 @@ impl State {
             let Some((to, remote)) = leg.send_to() else {
                 continue;
             };
+            leg.deliver(pcm, now);
             payload.clear();
             remote.codec.law().encode(pcm, payload);
             send_generated(stats, leg, pkt, payload, to, &remote, now);
@@ -1001,6 +1292,8 @@ impl State {
                         stats.generated += 1;
                     }
                     Some(DtmfFrame::Audio(samples)) => {
+                        leg.ticked = true;
+                        leg.heard(&samples, now);
                         payload.clear();
                         law.encode(&samples, payload);
                         send_generated(stats, leg, pkt, payload, to, &remote, now);
@@ -1014,6 +1307,7 @@ impl State {
                 pcm.clear();
                 pcm.resize(FRAME_SAMPLES, 0);
                 g.fill(pcm);
+                leg.deliver(pcm, now);
                 payload.clear();
                 law.encode(pcm, payload);
                 send_generated(stats, leg, pkt, payload, to, &remote, now);
@@ -1048,12 +1342,42 @@ impl State {
                 };
                 let law: Law = remote.codec.law();
                 let own = &pcm[i * FRAME_SAMPLES..(i + 1) * FRAME_SAMPLES];
+                let mut heard = [0i16; FRAME_SAMPLES];
+                for ((h, &acc), &s) in heard.iter_mut().zip(sum.iter()).zip(own) {
+                    *h =
+                        (acc - i32::from(s)).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+                }
+                leg.deliver(&mut heard, now);
                 payload.clear();
-                payload.extend(sum.iter().zip(own).map(|(&acc, &s)| {
-                    let v = (acc - i32::from(s)).clamp(i32::from(i16::MIN), i32::from(i16::MAX));
-                    law.encode_sample(v as i16)
-                }));
+                law.encode(&heard, payload);
                 send_generated(stats, leg, pkt, payload, to, &remote, now);
+            }
+        }
+        // Frames sent back to legs the tick sent nothing else: in place of
+        // the relayed party (which is held back meanwhile), or mixed with
+        // it when it has gone quiet; then the taps' pace through silence.
+        for leg in legs.values_mut() {
+            let ticked = std::mem::take(&mut leg.ticked);
+            if !leg.plays.is_empty() && !ticked && !leg.dtmf_tx.is_busy() {
+                let replaces = leg.play_replaces();
+                let quiet = leg
+                    .out
+                    .last_sent
+                    .is_none_or(|t| now.saturating_duration_since(t) > PLAY_QUIET);
+                if (replaces || quiet)
+                    && leg.plays.iter().any(Play::active)
+                    && let Some((to, remote)) = leg.send_to()
+                {
+                    let mut frame = [0i16; FRAME_SAMPLES];
+                    leg.apply_plays(&mut frame);
+                    leg.heard(&frame, now);
+                    payload.clear();
+                    remote.codec.law().encode(&frame, payload);
+                    send_generated(stats, leg, pkt, payload, to, &remote, now);
+                }
+            }
+            if !leg.taps.is_empty() {
+                leg.taps.retain_mut(|t| t.tick(now));
             }
         }
         // RTCP reports.
@@ -1108,6 +1432,10 @@ impl State {
         }
     }
 }
+
+/// A leg in a mixing play that was sent nothing for this long gets the
+/// frames sent back on their own, on the tick.
+const PLAY_QUIET: Duration = Duration::from_millis(30);
 
 /// The media thread's token for stopping it.
 const WAKER: Token = Token(usize::MAX);
@@ -1503,6 +1831,9 @@ impl MediaEngine {
                 mix_in: Playout::new(),
                 last_rx: Instant::now(),
                 srtp: None,
+                taps: Vec::new(),
+                plays: Vec::new(),
+                ticked: false,
             },
         );
         debug!(%leg, %local, "media allocated");
@@ -1700,6 +2031,79 @@ impl MediaEngine {
     /// [`MediaError::UnknownLeg`].
     pub fn send_digits(&self, leg: LegId, digits: &str) -> Result<usize, MediaError> {
         self.with_leg(leg, |l| l.dtmf_tx.push(digits))
+    }
+
+    /// Copies what a leg hears (and, with `both`, what it says) into 20 ms
+    /// frames on a queue of `capacity` frames (at least one). With
+    /// `from_peer` the leg is the far party's of a call tapir itself ends
+    /// (a route point's): the two directions swap, so that the frames still
+    /// say what the tapped call hears and says. The media thread never
+    /// waits on the queue: when it is full the frame is dropped and
+    /// counted. The tap ends with the leg's media or when dropped.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn tap(
+        &self,
+        leg: LegId,
+        both: bool,
+        from_peer: bool,
+        capacity: usize,
+    ) -> Result<MediaTap, MediaError> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.with_leg(leg, |l| {
+            l.taps.push(Tap {
+                framer: Framer::new(both),
+                from_peer,
+                tx,
+                dropped: dropped.clone(),
+            });
+        })?;
+        debug!(%leg, both, from_peer, "media tapped");
+        Ok(MediaTap {
+            frames: rx,
+            dropped,
+        })
+    }
+
+    /// Plays frames an application sends ([`MediaPlay::push`]) to a leg,
+    /// queued up to `capacity` frames (at least one), in place of what it
+    /// hears ([`PlayMode::Replace`], until [`MediaPlay::set_mode`]) for as
+    /// long as they last. The media thread takes them on its tick and never
+    /// waits; the play ends with the leg's media or when dropped.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn play(&self, leg: LegId, capacity: usize) -> Result<MediaPlay, MediaError> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let ctl = Arc::new(PlayCtl::default());
+        self.with_leg(leg, |l| {
+            l.plays.push(Play {
+                rx,
+                ctl: ctl.clone(),
+                epoch: 0,
+                samples: std::collections::VecDeque::new(),
+            });
+        })?;
+        debug!(%leg, "media play attached");
+        Ok(MediaPlay {
+            frames: tx,
+            ctl,
+            dropped: 0,
+        })
+    }
+
+    /// Taps and plays the engine holds (an application that went away is
+    /// forgotten at the next tick).
+    #[must_use]
+    pub fn stream_count(&self) -> usize {
+        self.shared
+            .lock()
+            .legs
+            .values()
+            .map(|l| l.taps.len() + l.plays.len())
+            .sum()
     }
 
     /// Releases a leg's sockets (kept as a spare pair or closed) and forgets

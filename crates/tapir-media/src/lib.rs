@@ -12,6 +12,8 @@
 //! - [`playout`]: the mixer's per-participant playout queue.
 //! - [`prompt`]: prompts played on route point calls (WAV files and built-ins).
 //! - [`wav`]: hold music from a WAV file.
+//! - [`stream`]: call audio for applications (the media WebSocket's
+//!   framing, 8/16 kHz PCM, frames sent back), without I/O.
 //! - [`engine`]: the media plane on a thread of its own (sockets, relay, mixer, generators).
 //!
 //! The crate does not depend on `tapir-core`: it has its own small types so
@@ -25,6 +27,7 @@
 //! | `Media { source }` | [`MediaEngine::set_source`] (`Silence`, `Bridge(id)`, `Tone(kind)`); a `Prompt` with [`MediaEngine::play_prompt`] |
 //! | `SendDigits { digits }` | [`MediaEngine::send_digits`] |
 //! | `ReleaseLeg` | [`MediaEngine::release`] |
+//! | an app's media stream (`GET /v1/calls/{call}/media`) | [`MediaEngine::tap`], [`MediaEngine::play`] |
 //! | [`MediaEvent::DigitsReceived`] / [`MediaEvent::RtpTimeout`] / [`MediaEvent::PromptDone`] | inputs back to the switch |
 //!
 //! An SDP error ([`sdp::SdpError`]) is answered with 488 Not Acceptable Here.
@@ -58,13 +61,14 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod srtp;
+pub mod stream;
 pub mod tone;
 pub mod wav;
 
 #[cfg(feature = "engine")]
 pub use engine::{
-    EngineStats, LegId, MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, RemoteMedia,
-    RtcpStats, Source,
+    EngineStats, LegId, MediaConfig, MediaEngine, MediaError, MediaEvent, MediaEvents, MediaPlay,
+    MediaTap, RemoteMedia, RtcpStats, Source,
 };
 pub use sdp::{Codec, Direction, Negotiated, SdpSession, SessionDescription};
 pub use tone::ToneKind;
