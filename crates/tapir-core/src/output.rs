@@ -46,6 +46,13 @@ pub enum Tone {
     Busy,
     /// Reorder / fast busy.
     Reorder,
+    /// The special information tone before a vacant, changed or
+    /// disconnected number's announcement (`LINESPECIALINFO_CUSTIRREG`;
+    /// Telcordia's intercept SIT).
+    SitIntercept,
+    /// The special information tone of "no circuit"
+    /// (`LINESPECIALINFO_NOCIRCUIT`; Telcordia's no-circuit SIT).
+    SitNoCircuit,
     /// Music on hold.
     HoldMusic,
 }

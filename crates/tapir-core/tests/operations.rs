@@ -202,7 +202,13 @@ fn a_monitors_first_notice_of_a_call_another_app_created_is_unknown() {
 /// destination cannot be reached." The carrier behind the trunk answers
 /// that the number is vacant (404: LINESPECIALINFO_CUSTIRREG, "vacant
 /// number, number change, access code error"), has no circuit (503:
-/// NOCIRCUIT) or failed (500: REORDER).
+/// NOCIRCUIT) or failed (500: REORDER). The caller hears what a carrier's
+/// caller hears: LINESPECIALINFO_CUSTIRREG "This special information tone
+/// precedes a vacant number, AIS, Centrex number change and nonworking
+/// station, [...] (customer irregularity category)" (Telcordia's intercept
+/// SIT), NOCIRCUIT "This special information tone precedes a no circuit or
+/// an emergency announcement (trunk blockage category)" (the no-circuit
+/// SIT); for REORDER, an equipment failure, the reorder tone.
 #[test]
 fn a_number_the_network_cannot_reach_is_specialinfo() {
     use tapir_core::SpecialInfoMode as S;
@@ -216,14 +222,19 @@ fn a_number_the_network_cannot_reach_is_specialinfo() {
             s.make_call(now, crm, "1001", Some("+44 20 7946 0000"))
         });
         // Like busy, the call stays until dropped, and its caller hears
-        // the switch's reorder tone.
+        // the mode's special information tone (reorder for REORDER).
         o.told(crm, a, CallState::SpecialInfo(mode));
         o.told(mon, a, CallState::SpecialInfo(mode));
         let leg = o.sim.switch.leg_of(a).unwrap();
+        let tone = match mode {
+            S::CustIrreg => tapir_core::Tone::SitIntercept,
+            S::NoCircuit => tapir_core::Tone::SitNoCircuit,
+            S::Reorder => tapir_core::Tone::Reorder,
+        };
         assert!(o.effects().iter().any(|e| matches!(
             e,
-            Effect::Media { leg: l, source: tapir_core::MediaSource::Tone(tapir_core::Tone::Reorder) } if *l == leg
-        )), "{:?}", o.effects());
+            Effect::Media { leg: l, source: tapir_core::MediaSource::Tone(t) } if *l == leg && *t == tone
+        )), "{mode:?}: {:?}", o.effects());
         // The trunk's own call ended with the matching disconnect mode.
         let t = o.new_calls(crm).iter().find(|n| n.1 == "9000").unwrap().0;
         let expected = match mode {

@@ -655,6 +655,18 @@ impl Phone {
 /// call. The phones' players are made anew for each recording: pjsua drops
 /// a player's link to a call when a re-INVITE renews the call's media.
 pub async fn listen(phones: &mut [&mut Phone], dir: &Path, name: &str) -> Vec<wav::Recording> {
+    listen_for(phones, dir, name, Duration::from_millis(1200)).await
+}
+
+/// [`listen`] for `length` instead of about a second (a recording keeps
+/// its second half), for what sounds only now and then: a special
+/// information tone's segments.
+pub async fn listen_for(
+    phones: &mut [&mut Phone],
+    dir: &Path,
+    name: &str,
+    length: Duration,
+) -> Vec<wav::Recording> {
     for p in phones.iter_mut() {
         // Drops the players and recorders of earlier recordings.
         p.cmd("stop_record").await;
@@ -675,7 +687,7 @@ pub async fn listen(phones: &mut [&mut Phone], dir: &Path, name: &str) -> Vec<wa
             .await;
         paths.push(path);
     }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(length).await;
     for p in phones.iter_mut() {
         p.cmd("stop_record").await;
         p.wait_event("recording stopped", |e| e["event"] == "stopped")

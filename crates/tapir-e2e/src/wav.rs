@@ -78,7 +78,56 @@ impl Recording {
     pub fn hears(&self, hz: u32) -> bool {
         self.power(f64::from(hz)) > HEARD
     }
+
+    /// The Goertzel power of `hz` in each back-to-back block of `block`,
+    /// in order: when a tone that sounds only part of the time sounds.
+    pub fn powers_over_time(&self, hz: f64, block: Duration) -> Vec<f64> {
+        let n = (f64::from(self.rate) * block.as_secs_f64()) as usize;
+        self.samples
+            .chunks_exact(n.max(1))
+            .map(|c| goertzel(c, self.rate, hz))
+            .collect()
+    }
+
+    /// Whether `hz` is clearly present ([`Recording::hears`]) in at least
+    /// one block of 100 ms: a tone heard now and then, like each segment
+    /// of a special information tone (274 ms or more, so it fills at
+    /// least one whole block).
+    pub fn hears_at_times(&self, hz: f64) -> bool {
+        self.powers_over_time(hz, BLOCK)
+            .into_iter()
+            .any(|p| p > HEARD)
+    }
+
+    /// Whether the frequencies sound one after another in this order,
+    /// each in a later 100 ms block than the one before and at most half a
+    /// second after it: a special information tone's three rising segments.
+    pub fn hears_in_turn(&self, freqs: &[f64]) -> bool {
+        let loud: Vec<Vec<bool>> = freqs
+            .iter()
+            .map(|&f| {
+                self.powers_over_time(f, BLOCK)
+                    .into_iter()
+                    .map(|p| p > HEARD)
+                    .collect()
+            })
+            .collect();
+        let Some((first, rest)) = loud.split_first() else {
+            return false;
+        };
+        // The blocks where the sequence so far can end.
+        let mut ends: Vec<usize> = (0..first.len()).filter(|&i| first[i]).collect();
+        for l in rest {
+            ends = (0..l.len())
+                .filter(|&j| l[j] && ends.iter().any(|&i| i < j && j - i <= 5))
+                .collect();
+        }
+        !ends.is_empty()
+    }
 }
+
+/// The block of [`Recording::hears_at_times`] and [`Recording::hears_in_turn`].
+const BLOCK: Duration = Duration::from_millis(100);
 
 /// The normalised power of a pure tone of amplitude 3,276 (a tenth of full
 /// scale) is about 3276² / 4 ≈ 2.7e6; a tone counts as heard above 1 % of that.
@@ -123,6 +172,39 @@ mod tests {
         let off = goertzel(&s, 16000, 600.0);
         assert!((at - 8000.0 * 8000.0 / 4.0).abs() < 0.05 * at, "{at}");
         assert!(off < at / 1000.0, "{off} vs {at}");
+    }
+
+    #[test]
+    fn a_tone_heard_now_and_then_is_found_in_its_blocks() {
+        // 300 ms of 913.8 Hz in a second of silence.
+        let mut s = vec![0i16; 16000];
+        s.splice(4000..8800, tone(913.8, 4000.0, 4800, 16000));
+        let r = Recording {
+            rate: 16000,
+            samples: s,
+        };
+        assert!(r.hears_at_times(913.8) && !r.hears_at_times(1370.6));
+        let p = r.powers_over_time(913.8, Duration::from_millis(100));
+        assert_eq!(p.len(), 10);
+        assert!(p[3] > HEARD && p[0] < HEARD && p[9] < HEARD, "{p:?}");
+    }
+
+    #[test]
+    fn rising_segments_are_heard_in_turn_and_not_in_another_order() {
+        let sit = [913.8, 1370.6, 1776.7];
+        let mut s = vec![0i16; 4000];
+        for (hz, ms) in [(913.8, 274), (1370.6, 274), (1776.7, 380)] {
+            s.extend(tone(hz, 4000.0, ms * 8, 8000));
+        }
+        s.extend(vec![0i16; 8000]);
+        let r = Recording {
+            rate: 8000,
+            samples: s,
+        };
+        assert!(r.hears_in_turn(&sit));
+        assert!(!r.hears_in_turn(&[1776.7, 1370.6, 913.8]));
+        assert!(!r.hears_in_turn(&[913.8, 1776.7, 1370.6]));
+        assert!(!r.hears_in_turn(&[480.0, 620.0]));
     }
 
     #[test]

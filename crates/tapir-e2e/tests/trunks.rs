@@ -14,7 +14,7 @@
 use tapir_client::{CallReason, CallState, Client, ForwardRule};
 use tapir_e2e::{
     ADMIN_TOKEN, Events, Offered, Options, Phone, TRUNK_LINE, Tapir, assert_hear_each_other,
-    error_code, listen, offered, wait_call_state,
+    error_code, listen_for, offered, wait_call_state,
 };
 
 /// tapir with trunk line 9000 and its carrier, a pjsua2 account with
@@ -273,8 +273,9 @@ async fn each_prefix_reaches_its_carrier_without_the_prefix() {
 /// the destination cannot be reached." The carrier says the number does not
 /// exist (404: LINESPECIALINFO_CUSTIRREG, "vacant number") or that it has
 /// no circuit (503: NOCIRCUIT): the caller's call shows `specialinfo` with
-/// that mode and stays, its phone hearing tapir's reorder tone (480 + 620
-/// Hz), until it is dropped or the phone hangs up.
+/// that mode and stays, its phone hearing the special information tone
+/// (three rising segments: 913.8, 1370.6 and 1776.7 Hz; not reorder's 480 +
+/// 620 Hz), until it is dropped or the phone hangs up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vacant_number_or_no_circuit_at_the_carrier_is_specialinfo() {
     let (tapir, mut carrier, _) = with_carrier("+4930555000", "udp").await;
@@ -296,12 +297,8 @@ async fn a_vacant_number_or_no_circuit_at_the_carrier_is_specialinfo() {
     let mode = ev.state(call.id(), CallState::SpecialInfo).await;
     assert_eq!(mode.as_deref(), Some("custirreg"));
     wait_call_state(&app, call.id(), CallState::SpecialInfo).await;
-    let heard = listen(&mut [&mut a], tapir.dir(), "vacant").await;
-    assert!(
-        heard[0].hears(480) && heard[0].hears(620),
-        "1001 hears reorder: {:?}",
-        heard[0].levels(&[480, 620])
-    );
+    let heard = listen_for(&mut [&mut a], tapir.dir(), "vacant", SIT_LISTEN).await;
+    assert_hears_sit(&heard[0], "1001");
     app.call(call.id()).await.unwrap().drop().await.unwrap();
     a.call_state("DISCONNECTED").await;
     ev.state(call.id(), CallState::Idle).await;
@@ -323,12 +320,32 @@ async fn a_vacant_number_or_no_circuit_at_the_carrier_is_specialinfo() {
         |e| e["event"] == "call" && e["state"] == "DISCONNECTED",
     )
     .await;
-    let heard = listen(&mut [&mut b], tapir.dir(), "nocircuit").await;
-    assert!(
-        heard[0].hears(480) && heard[0].hears(620),
-        "1002 hears reorder: {:?}",
-        heard[0].levels(&[480, 620])
-    );
+    let heard = listen_for(&mut [&mut b], tapir.dir(), "nocircuit", SIT_LISTEN).await;
+    assert_hears_sit(&heard[0], "1002");
     b.cmd("hangup").await;
     ev.state(&at_b, CallState::Idle).await;
+}
+
+/// Long enough that the half of a recording kept holds a whole special
+/// information tone (at most 1.14 s of segments in a 2.14 s cycle) however
+/// the recording falls.
+const SIT_LISTEN: std::time::Duration = std::time::Duration::from_millis(7000);
+
+/// The phone hears the special information tone's three segments rising in
+/// turn, and no reorder tone.
+fn assert_hears_sit(heard: &tapir_e2e::wav::Recording, phone: &str) {
+    const SIT: [f64; 3] = [913.8, 1370.6, 1776.7];
+    assert!(
+        heard.hears_in_turn(&SIT),
+        "{phone} hears 913.8, 1370.6 and 1776.7 Hz in turn; loudest 100 ms of each: {:?}",
+        SIT.map(|f| heard
+            .powers_over_time(f, std::time::Duration::from_millis(100))
+            .into_iter()
+            .fold(0.0, f64::max))
+    );
+    assert!(
+        !heard.hears(480) && !heard.hears(620),
+        "{phone} hears no reorder: {:?}",
+        heard.levels(&[480, 620])
+    );
 }

@@ -3,8 +3,8 @@
 //! - [`sdp`]: SDP parsing and RFC 3264 offer/answer per leg (PCMU, PCMA,
 //!   telephone-event; hold via `sendonly`/`inactive`/`c=0.0.0.0`).
 //! - [`g711`]: µ-law / A-law companding and transcoding.
-//! - [`tone`]: dial tone, ringback, busy, reorder and generated hold music at
-//!   8 kHz, plus a Goertzel filter.
+//! - [`tone`]: dial tone, ringback, busy, reorder, the special information
+//!   tones and generated hold music at 8 kHz, plus a Goertzel filter.
 //! - [`dtmf`]: RFC 4733 telephone-event encode/decode and in-band DTMF.
 //! - [`rtp`]: the RTP header.
 //! - [`rtcp`]: RTCP reports tapir generates per leg and reads from phones.

@@ -1,5 +1,7 @@
 //! Generated audio at 8 kHz: the call-progress tones tapir plays (dial tone,
-//! ringback, busy, reorder; North American precise-tone plan, ANSI T1.401)
+//! ringback, busy, reorder; North American precise-tone plan, ANSI T1.401),
+//! the special information tones (SIT: three rising tones, ITU-T E.180,
+//! with Telcordia's frequencies and durations that say why a call failed)
 //! and a built-in hold-music melody synthesised on the fly, plus a Goertzel
 //! filter to measure what a stream contains (used by tests and diagnostics).
 //!
@@ -25,6 +27,13 @@ pub enum ToneKind {
     Busy,
     /// Reorder (fast busy): 480 + 620 Hz, 0.25 s on, 0.25 s off.
     Reorder,
+    /// Special information tone of an intercept (Telcordia's IC: a vacant,
+    /// changed or disconnected number): 913.8 Hz for 274 ms, 1370.6 Hz for
+    /// 274 ms, 1776.7 Hz for 380 ms, then 1 s of silence.
+    SitIntercept,
+    /// Special information tone of "no circuit" (Telcordia's NC): the same
+    /// three frequencies for 380 ms each, then 1 s of silence.
+    SitNoCircuit,
     /// Music on hold: a generated melody (no file needed).
     HoldMusic,
 }
@@ -32,9 +41,22 @@ pub enum ToneKind {
 /// Peak amplitude of each component of a dual tone (about -18 dBFS).
 const TONE_AMPLITUDE: f32 = 4000.0;
 
+/// The low frequencies of Telcordia's special information tones (Hz): the
+/// first, second and third segment.
+pub const SIT_HZ: [f32; 3] = [913.8, 1370.6, 1776.7];
+
+/// A short SIT segment (ms).
+const SIT_SHORT_MS: u32 = 274;
+/// A long SIT segment (ms); the third segment is always long.
+const SIT_LONG_MS: u32 = 380;
+/// The silence after the three segments, before they repeat (ms). A
+/// carrier would play its announcement there; tapir has none.
+const SIT_SILENCE_MS: u32 = 1000;
+
 impl ToneKind {
     /// The two frequencies (Hz) and the cadence (on, off in ms; `off == 0`
-    /// means continuous) of a call-progress tone, or `None` for hold music.
+    /// means continuous) of a dual call-progress tone, or `None` for hold
+    /// music and the special information tones.
     #[must_use]
     pub fn plan(self) -> Option<(f32, f32, u32, u32)> {
         match self {
@@ -42,7 +64,24 @@ impl ToneKind {
             ToneKind::Ringback => Some((440.0, 480.0, 2000, 4000)),
             ToneKind::Busy => Some((480.0, 620.0, 500, 500)),
             ToneKind::Reorder => Some((480.0, 620.0, 250, 250)),
-            ToneKind::HoldMusic => None,
+            ToneKind::SitIntercept | ToneKind::SitNoCircuit | ToneKind::HoldMusic => None,
+        }
+    }
+
+    /// The three segments of a special information tone, each (frequency
+    /// in Hz, duration in ms), in the order played; `None` for the other
+    /// tones. The segments are followed by 1 s of silence.
+    #[must_use]
+    pub fn sit_segments(self) -> Option<[(f32, u32); 3]> {
+        let [f1, f2, f3] = SIT_HZ;
+        match self {
+            ToneKind::SitIntercept => {
+                Some([(f1, SIT_SHORT_MS), (f2, SIT_SHORT_MS), (f3, SIT_LONG_MS)])
+            }
+            ToneKind::SitNoCircuit => {
+                Some([(f1, SIT_LONG_MS), (f2, SIT_LONG_MS), (f3, SIT_LONG_MS)])
+            }
+            _ => None,
         }
     }
 }
@@ -62,7 +101,9 @@ pub struct ToneGenerator {
 }
 
 fn cycle_of(kind: ToneKind) -> Arc<[i16]> {
-    static CYCLES: [OnceLock<Arc<[i16]>>; 5] = [
+    static CYCLES: [OnceLock<Arc<[i16]>>; 7] = [
+        OnceLock::new(),
+        OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
@@ -75,12 +116,17 @@ fn cycle_of(kind: ToneKind) -> Arc<[i16]> {
         ToneKind::Busy => &CYCLES[2],
         ToneKind::Reorder => &CYCLES[3],
         ToneKind::HoldMusic => &CYCLES[4],
+        ToneKind::SitIntercept => &CYCLES[5],
+        ToneKind::SitNoCircuit => &CYCLES[6],
     };
     Arc::clone(slot.get_or_init(|| render_cycle(kind).into()))
 }
 
 /// One full period of a tone, cadence included.
 fn render_cycle(kind: ToneKind) -> Vec<i16> {
+    if let Some(segments) = kind.sit_segments() {
+        return render_sit(&segments);
+    }
     match kind.plan() {
         Some((f1, f2, on_ms, off_ms)) => {
             // The dual tones are periodic within one second at 8 kHz (all
@@ -108,6 +154,26 @@ fn render_cycle(kind: ToneKind) -> Vec<i16> {
             v
         }
     }
+}
+
+/// The three segments of a special information tone and its silence. The
+/// phase runs on across the segments, so the changes of frequency do not
+/// click.
+fn render_sit(segments: &[(f32, u32)]) -> Vec<i16> {
+    let mut out = Vec::new();
+    let mut phase = 0.0f32;
+    for &(hz, ms) in segments {
+        let step = TAU * hz / SAMPLE_RATE as f32;
+        for _ in 0..ms * SAMPLE_RATE / 1000 {
+            out.push((TONE_AMPLITUDE * phase.sin()) as i16);
+            phase = (phase + step) % TAU;
+        }
+    }
+    out.resize(
+        out.len() + (SIT_SILENCE_MS * SAMPLE_RATE / 1000) as usize,
+        0,
+    );
+    out
 }
 
 impl ToneGenerator {
@@ -274,6 +340,63 @@ mod tests {
         assert!(amp(&r[..2000], 350.0) < 300.0);
     }
 
+    /// The frequency (of `candidates`) that dominates `s`.
+    fn dominant(s: &[i16], candidates: &[f32]) -> f32 {
+        candidates
+            .iter()
+            .copied()
+            .max_by(|a, b| amp(s, *a).total_cmp(&amp(s, *b)))
+            .unwrap_or(0.0)
+    }
+
+    /// ITU-T E.180: three rising segments; Telcordia's encoding: 913.8,
+    /// 1370.6 and 1776.7 Hz, short (274 ms) or long (380 ms), the third
+    /// always long. Intercept is short-short-long, no circuit long-long-long.
+    #[test]
+    fn special_information_tones_rise_in_three_segments() {
+        // Telcordia's high frequencies, and reorder's, must be absent.
+        let others = [985.2, 1428.5, 480.0, 620.0];
+        for (kind, durations) in [
+            (ToneKind::SitIntercept, [274u32, 274, 380]),
+            (ToneKind::SitNoCircuit, [380, 380, 380]),
+        ] {
+            let s = render(kind, 3000);
+            let mut candidates = SIT_HZ.to_vec();
+            candidates.extend(others);
+            let mut start = 0usize;
+            for (i, ms) in durations.into_iter().enumerate() {
+                let end = start + (ms * SAMPLE_RATE / 1000) as usize;
+                // The segment's middle (away from the edges) is its frequency alone.
+                let inner = &s[start + 80..end - 80];
+                assert_eq!(
+                    dominant(inner, &candidates),
+                    SIT_HZ[i],
+                    "{kind:?} segment {i}"
+                );
+                assert!(amp(inner, SIT_HZ[i]) > 3500.0, "{kind:?} segment {i}");
+                for f in others {
+                    assert!(amp(inner, f) < 300.0, "{kind:?} segment {i}: {f} Hz");
+                }
+                // The next segment (or the silence) starts where this one ends.
+                let after = &s[end + 40..end + 200];
+                assert!(
+                    amp(after, SIT_HZ[i]) < 1000.0,
+                    "{kind:?} segment {i} ends at {ms} ms"
+                );
+                start = end;
+            }
+            // One second of silence, then the three segments again.
+            assert!(s[start..start + 8000].iter().all(|&x| x == 0), "{kind:?}");
+            let again = start + 8000;
+            assert_eq!(
+                dominant(&s[again + 80..again + 2000], &candidates),
+                SIT_HZ[0]
+            );
+        }
+        assert_eq!(ToneKind::Reorder.sit_segments(), None);
+        assert_eq!(cycle_of(ToneKind::SitIntercept).len(), (928 + 1000) * 8);
+    }
+
     #[test]
     fn hold_music_is_audible_tonal_and_not_clipping() {
         let s = render(ToneKind::HoldMusic, 10_000);
@@ -293,6 +416,8 @@ mod tests {
             ToneKind::Ringback,
             ToneKind::Busy,
             ToneKind::Reorder,
+            ToneKind::SitIntercept,
+            ToneKind::SitNoCircuit,
             ToneKind::HoldMusic,
         ] {
             let len = cycle_of(kind).len();

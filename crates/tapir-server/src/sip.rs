@@ -497,6 +497,8 @@ fn apply_media(
                     Tone::Ringback => ToneKind::Ringback,
                     Tone::Busy => ToneKind::Busy,
                     Tone::Reorder => ToneKind::Reorder,
+                    Tone::SitIntercept => ToneKind::SitIntercept,
+                    Tone::SitNoCircuit => ToneKind::SitNoCircuit,
                     Tone::HoldMusic => ToneKind::HoldMusic,
                 }),
                 MediaSource::Prompt(_) => Source::Silence,

@@ -27,7 +27,8 @@ use crate::output::{
 };
 use crate::types::{
     CallOrigin, CallReason, CallState, CallStateKind, CompletionMode, ConnectedMode, ForwardRule,
-    HandoffTarget, LineKind, MediaMode, ParkMode, Party, PickupTarget, Privilege, TransferMode,
+    HandoffTarget, LineKind, MediaMode, ParkMode, Party, PickupTarget, Privilege, SpecialInfoMode,
+    TransferMode,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -1543,7 +1544,16 @@ impl Switch {
             CallState::Dialtone(_) => (MediaSource::Tone(Tone::Dialtone), Direction::SendRecv),
             CallState::Ringback => (MediaSource::Tone(Tone::Ringback), Direction::SendRecv),
             CallState::Busy(_) => (MediaSource::Tone(Tone::Busy), Direction::SendRecv),
-            CallState::SpecialInfo(_) => (MediaSource::Tone(Tone::Reorder), Direction::SendRecv),
+            // A production PBX plays the special information tone where
+            // the network signals one, and reorder for an equipment failure.
+            CallState::SpecialInfo(mode) => {
+                let tone = match mode {
+                    SpecialInfoMode::CustIrreg => Tone::SitIntercept,
+                    SpecialInfoMode::NoCircuit => Tone::SitNoCircuit,
+                    SpecialInfoMode::Reorder => Tone::Reorder,
+                };
+                (MediaSource::Tone(tone), Direction::SendRecv)
+            }
             CallState::Disconnected(_) => (MediaSource::Tone(Tone::Reorder), Direction::SendRecv),
             CallState::OnHold | CallState::OnHoldPendConf | CallState::OnHoldPendTransfer => {
                 (MediaSource::Silence, Direction::Inactive)
