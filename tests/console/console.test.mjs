@@ -5,7 +5,8 @@
 // page show `onhold`; Unhold brings it back; Park lists the call in a slot
 // (also after a reload) and Unpark brings it to a phone again; a
 // consultation transfer is set up, dialled and completed with the buttons;
-// forwarding is set and cleared; the call history shows the CDRs or the
+// forwarding is set and cleared, for one address and for every address of
+// a line at once (lineForward with bAllAddresses); the call history shows the CDRs or the
 // API's error. axe-core checks WCAG 2.1 AA on each view. Screenshots are
 // kept in target/test-artifacts/.
 
@@ -294,6 +295,45 @@ test("forwarding is set and cleared from the page", async () => {
   await row.locator('.lamp[data-lamp="dnd"]').waitFor();
   await form.getByRole("button", { name: "Clear forwarding" }).click();
   await row.locator('.lamp[data-lamp="off"]').waitFor();
+  assert.deepEqual(pageErrors, [], "no script errors");
+});
+
+test("forwarding every address of a line at once is set and cleared from the page", async () => {
+  const form = page.locator("#forward-form");
+  const whole = form.getByLabel("Whole line");
+  const rules = async (address) =>
+    (await tapir.http("GET", `/v1/addresses/${address}`)).body.forwarding.rules.map((r) => [r.mode, r.to]);
+  // 1004 is the second address of 1003's line: ticking the box forwards both.
+  await form.getByLabel("Address").selectOption("1004");
+  await form.getByLabel("Mode").selectOption("unconditional");
+  await form.getByLabel("To").fill("1002");
+  await whole.check();
+  await form.getByRole("button", { name: "Add rule" }).click();
+  for (const address of ["1003", "1004"]) {
+    const row = page.locator(`#addresses-body tr[data-address="${address}"]`);
+    await row.getByText("unconditional → 1002").waitFor();
+    await row.locator('.lamp[data-lamp="forwarded"]').waitFor();
+    assert.deepEqual(await rules(address), [["unconditional", "1002"]], `${address} is forwarded`);
+    await page.locator("#event-log li[data-type='address.forwarding']",
+      { hasText: `${address} forwarding: unconditional → 1002` }).first().waitFor();
+  }
+  assert.deepEqual(await rules("1001"), [], "another line's address is not");
+  // A rule the line's addresses cannot all take (busy: 1003 forwarded to
+  // itself) is refused for all: the API's error is shown, nothing changes.
+  await form.getByLabel("Mode").selectOption("busy");
+  await form.getByLabel("To").fill("1003");
+  await form.getByRole("button", { name: "Add rule" }).click();
+  await page.getByRole("alert").filter({ hasText: "forward line 1003: invalparam" }).waitFor();
+  assert.deepEqual(await rules("1004"), [["unconditional", "1002"]]);
+  // Clearing with the box ticked clears every address of the line.
+  await form.getByRole("button", { name: "Clear forwarding" }).click();
+  for (const address of ["1003", "1004"]) {
+    const row = page.locator(`#addresses-body tr[data-address="${address}"]`);
+    await row.locator('.lamp[data-lamp="off"]').waitFor();
+    assert.deepEqual(await rules(address), [], `${address} no longer forwarded`);
+  }
+  await whole.uncheck();
+  assert.deepEqual(await accessibilityViolations(page), [], "the switchboard meets WCAG 2.1 AA (axe)");
   assert.deepEqual(pageErrors, [], "no script errors");
 });
 

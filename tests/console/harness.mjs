@@ -51,7 +51,7 @@ async function freeUdpPort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** A running `tapir serve` with three phone lines and one app. */
+/** A running `tapir serve` with three phone lines (1003's also has address 1004) and one app. */
 export class Tapir {
   static async start() {
     const t = new Tapir();
@@ -63,7 +63,10 @@ export class Tapir {
       `[[lines]]\naddress = "${a}"\nkind = "phone"\npassword = "${p}"\nname = "Phone ${a}"\n`
       // 1001 answers calls tapir places for it (third-party call control:
       // a consultation call's dial tone), as in the interop tests.
-      + `auto_answer = ${a === "1001"}\n\n`).join("");
+      + `auto_answer = ${a === "1001"}\n`
+      // 1003's line has a second address, 1004 (whole-line forwarding).
+      + (a === "1003" ? `more_addresses = ["1004"]\n` : "")
+      + "\n").join("");
     const config = `data_dir = "${t.dir}/data"\n`
       + `[sip]\nlisten = ["udp:127.0.0.1:${t.sipPort}", "tcp:127.0.0.1:${t.sipPort}", "tls:127.0.0.1:${t.tlsPort}"]\n`
       + `domain = "127.0.0.1"\n`

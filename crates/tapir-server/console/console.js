@@ -262,6 +262,22 @@ async function setForwarding(address, rules) {
   });
 }
 
+/** lineForward with bAllAddresses: the same rules on every address of the line of `address`. */
+async function setLineForwarding(address, rules) {
+  const line = store.lines.find((l) => l.addresses.includes(address));
+  if (!line) return;
+  await attempt(`forward line ${line.address}`, async () => {
+    const r = await api("PUT", `/v1/lines/${encodeURIComponent(line.id)}/forwarding`, { rules });
+    for (const st of r?.addresses || []) store.addresses.set(st.address, st);
+    renderAddresses();
+  });
+}
+
+/** Forward the chosen address, or (box ticked) every address of its line. */
+function forward(address, rules) {
+  return $("fwd-line").checked ? setLineForwarding(address, rules) : setForwarding(address, rules);
+}
+
 // ---------------------------------------------------------------- webhooks
 
 /** A comma- or space-separated list from a text field (absent when empty). */
@@ -834,9 +850,9 @@ function wire() {
     const rules = [...(store.addresses.get(address)?.forwarding?.rules || [])];
     const to = $("fwd-to").value.trim();
     rules.push({ mode: $("fwd-mode").value, to: to || null });
-    setForwarding(address, rules);
+    forward(address, rules);
   });
-  $("fwd-clear").addEventListener("click", () => setForwarding($("fwd-address").value, []));
+  $("fwd-clear").addEventListener("click", () => forward($("fwd-address").value, []));
   $("webhook-form").addEventListener("submit", (e) => {
     e.preventDefault();
     addWebhook();
