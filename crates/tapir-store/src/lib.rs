@@ -30,6 +30,8 @@
 //! `synchronous=NORMAL`: a committed transaction survives the process being
 //! killed (only a power loss may take the last ones).
 
+pub mod cluster;
+
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
