@@ -26,8 +26,9 @@ pub struct SipDirectory {
 /// Who may SUBSCRIBE to whose busy lamps and presence: the addresses that
 /// exist (every line's, every park slot) and each line's `watch` list
 /// (`None`: every address; `["*"]` too), by the line's first address,
-/// which is its phone's digest user. The server keeps it up to date with
-/// the configuration. Cheap to clone.
+/// which is its phone's digest user. It also says which registration a
+/// line's other addresses are reached by (the first address's). The server
+/// keeps it up to date with the configuration. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct WatchTable(Arc<RwLock<WatchBook>>);
 
@@ -61,6 +62,13 @@ impl WatchTable {
     pub fn set_slots(&self, slots: Vec<String>) {
         let mut book = self.0.write().unwrap_or_else(|e| e.into_inner());
         book.slots = slots.into_iter().collect();
+    }
+
+    /// The first address of the line that has `address`: the user its
+    /// phone registers as. `None` when no line has the address.
+    pub fn first_address_of(&self, address: &str) -> Option<String> {
+        let book = self.0.read().unwrap_or_else(|e| e.into_inner());
+        book.addresses.get(address).cloned()
     }
 
     /// Whether `watcher` (a digest user) may watch `address`: `Err(404)`
@@ -289,6 +297,21 @@ impl SipDirectory {
     pub fn registration_table(&self) -> RegistrationTable {
         self.published.clone()
     }
+
+    /// The address of the registrations that reach `address`'s phone: a
+    /// line's phone registers as the line's first address, so a call to
+    /// any address of the line rings it. `address` itself without a watch
+    /// table or when no line has it.
+    fn registered_as<'a>(&self, address: &'a str) -> std::borrow::Cow<'a, str> {
+        match self
+            .watch
+            .as_ref()
+            .and_then(|t| t.first_address_of(address))
+        {
+            Some(first) => std::borrow::Cow::Owned(first),
+            None => std::borrow::Cow::Borrowed(address),
+        }
+    }
 }
 
 impl Directory for SipDirectory {
@@ -340,10 +363,11 @@ impl Directory for SipDirectory {
         }
     }
 
-    /// Where to send INVITEs: see [`target_of`].
+    /// Where to send INVITEs: see [`target_of`]. Any address of a line
+    /// reaches the phone registered as the line's first address.
     fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget> {
         self.registrar
-            .contacts(address, now)
+            .contacts(&self.registered_as(address), now)
             .iter()
             .map(target_of)
             .collect()
@@ -363,7 +387,7 @@ impl Directory for SipDirectory {
 
     fn registered_until(&self, now: Instant, address: &str) -> Option<Instant> {
         self.registrar
-            .contacts(address, now)
+            .contacts(&self.registered_as(address), now)
             .iter()
             .map(|b| b.expires_at)
             .max()
@@ -445,6 +469,16 @@ mod tests {
         assert_eq!(table.check("1001", "9999"), Err(404));
         assert_eq!(table.check("1002", "1001"), Ok(()));
         assert_eq!(table.check("1002", "7001"), Err(403));
+        // A line's second address is reached by its first address's
+        // registration.
+        table.set_line("1006", vec!["1006".into(), "1007".into()], None);
+        assert_eq!(table.first_address_of("1007").as_deref(), Some("1006"));
+        assert_eq!(table.first_address_of("1006").as_deref(), Some("1006"));
+        assert_eq!(table.first_address_of("7001"), None);
+        let dir = SipDirectory::new(Instant::now(), "tapir", HashMap::new(), Vec::new())
+            .with_watch_table(table.clone());
+        assert_eq!(dir.registered_as("1007"), "1006");
+        assert_eq!(dir.registered_as("9999"), "9999");
         // A line removed: its phone watches nothing any more.
         table.remove_line("1001");
         assert_eq!(table.check("1001", "1002"), Err(403));

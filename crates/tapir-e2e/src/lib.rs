@@ -57,6 +57,11 @@ pub const PHONES: &[(&str, bool)] = &[
     ("1005", true),
 ];
 
+/// A phone line with two addresses: its phone registers as the first
+/// (`1006`, password [`password`] of it), and a call to either address
+/// rings it.
+pub const TWO_ADDRESS_LINE: [&str; 2] = ["1006", "1007"];
+
 /// The route point of the configuration (tapir answers its calls itself).
 pub const ROUTE_POINT: &str = "2001";
 
@@ -64,7 +69,8 @@ pub const ROUTE_POINT: &str = "2001";
 /// and its carrier's calls come from it.
 pub const TRUNK_LINE: &str = "9000";
 
-/// The SIP digest password of a phone of [`PHONES`].
+/// The SIP digest password of a phone of [`PHONES`] (or of
+/// [`TWO_ADDRESS_LINE`]'s first address).
 pub fn password(address: &str) -> String {
     format!("pw-{address}-secret")
 }
@@ -200,6 +206,15 @@ impl Tapir {
             if let Some(n) = options.max_calls {
                 c.push_str(&format!("max_calls = {n}\n"));
             }
+        }
+        let [first, second] = TWO_ADDRESS_LINE;
+        c.push_str(&format!(
+            "[[lines]]\naddress = \"{first}\"\nmore_addresses = [\"{second}\"]\nkind = \"phone\"\n\
+             password = \"{pw}\"\nname = \"Phone {first}/{second}\"\n",
+            pw = password(first)
+        ));
+        if let Some(n) = options.max_calls {
+            c.push_str(&format!("max_calls = {n}\n"));
         }
         c.push_str(&format!(
             "[[lines]]\naddress = \"{ROUTE_POINT}\"\nkind = \"routepoint\"\nname = \"Queue\"\n"

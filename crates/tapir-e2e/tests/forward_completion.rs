@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 use tapir_client::{CallReason, CallState, CompletionMode, EventKind, ForwardRule};
-use tapir_e2e::{Events, Options, Phone, Tapir, listen, offered, wait_call_state};
+use tapir_e2e::{
+    Events, Options, Phone, TWO_ADDRESS_LINE, Tapir, assert_hear_each_other, listen, offered,
+    wait_call_state,
+};
 
 fn one_call_each() -> Options {
     Options {
@@ -112,6 +115,103 @@ async fn unconditional_and_busy_forwarding_and_do_not_disturb() {
     // An empty list cancels forwarding.
     let st = app.address("1002").forward(&[], None).await.unwrap();
     assert!(st.forwarding.rules.is_empty());
+}
+
+/// lineForward with bAllAddresses TRUE: "all addresses on the line are
+/// forwarded". The rules go on the line through the API
+/// (`PUT /v1/lines/{line}/forwarding`, `Line::forward`); then a call to
+/// EACH address of the two-address line rings the forward target's phone
+/// and not the line's own, and an empty list restores normal ringing at
+/// both addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_line_forwarding_moves_the_calls_of_every_address_and_clearing_restores_ringing() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut b, mut c, mut line_phone] = tapir.phones(["1002", "1003", TWO_ADDRESS_LINE[0]]).await;
+    b.tone(600);
+    c.tone(1000);
+    line_phone.tone(1400);
+    let line = app.line(TWO_ADDRESS_LINE[0]).await.unwrap();
+    assert_eq!(line.info().addresses, TWO_ADDRESS_LINE);
+
+    let set = line
+        .forward(&[ForwardRule::new("unconditional", "1003")], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        set.addresses
+            .iter()
+            .map(|a| (a.address.as_str(), a.forwarding.rules.len()))
+            .collect::<Vec<_>>(),
+        [(TWO_ADDRESS_LINE[0], 1), (TWO_ADDRESS_LINE[1], 1)]
+    );
+    for address in TWO_ADDRESS_LINE {
+        ev.wait(&format!("address.forwarding of {address}"), |e| {
+            matches!(&e.kind, EventKind::AddressForwarding { address: a, rules, .. } if a == address && rules.len() == 1)
+        })
+        .await;
+    }
+    for address in TWO_ADDRESS_LINE {
+        b.dial(address).await;
+        let at_b = ev.new_call_at("1002").await;
+        let o = offered(&app, &mut ev, &mut c).await;
+        assert_eq!(o.info.reason, CallReason::FwdUncond, "a call to {address}");
+        assert_eq!(o.info.redirecting.unwrap().address, address);
+        line_phone
+            .expect_no_event(
+                "an INVITE at the forwarded line's phone",
+                Duration::from_millis(300),
+                |e| e["event"] == "incoming",
+            )
+            .await;
+        c.answer().await;
+        c.call_state("CONFIRMED").await;
+        b.call_state("CONFIRMED").await;
+        assert_hear_each_other(&mut b, &mut c, tapir.dir(), &format!("fwd-{address}")).await;
+        b.cmd("hangup").await;
+        c.call_state("DISCONNECTED").await;
+        b.call_state("DISCONNECTED").await;
+        ev.state(&at_b, CallState::Idle).await;
+        ev.state(&o.call, CallState::Idle).await;
+    }
+
+    // Cancelling for the whole line: both addresses ring the line's phone.
+    let cleared = line.forward(&[], None).await.unwrap();
+    assert!(
+        cleared
+            .addresses
+            .iter()
+            .all(|a| a.forwarding.rules.is_empty())
+    );
+    for address in TWO_ADDRESS_LINE {
+        b.dial(address).await;
+        line_phone.rings().await;
+        let call = ev.new_call_at(address).await;
+        ev.state(&call, CallState::Offering).await;
+        let info = wait_call_state(&app, &call, CallState::Offering).await;
+        assert_eq!(info.reason, CallReason::Direct, "a call to {address}");
+        assert_eq!(info.called.address, address);
+        c.expect_no_event(
+            "an INVITE at the former forward target",
+            Duration::from_millis(300),
+            |e| e["event"] == "incoming",
+        )
+        .await;
+        line_phone.answer().await;
+        line_phone.call_state("CONFIRMED").await;
+        b.call_state("CONFIRMED").await;
+        assert_hear_each_other(
+            &mut b,
+            &mut line_phone,
+            tapir.dir(),
+            &format!("direct-{address}"),
+        )
+        .await;
+        b.cmd("hangup").await;
+        line_phone.call_state("DISCONNECTED").await;
+        b.call_state("DISCONNECTED").await;
+        ev.state(&call, CallState::Idle).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
