@@ -6,7 +6,8 @@
 // (also after a reload) and Unpark brings it to a phone again; a
 // consultation transfer is set up, dialled and completed with the buttons;
 // forwarding is set and cleared, for one address and for every address of
-// a line at once (lineForward with bAllAddresses); the call history shows the CDRs or the
+// a line at once (lineForward with bAllAddresses); a call's media mode is
+// shown and set (lineSetMediaMode); the call history shows the CDRs or the
 // API's error. axe-core checks WCAG 2.1 AA on each view. Screenshots are
 // kept in target/test-artifacts/.
 
@@ -333,6 +334,27 @@ test("forwarding every address of a line at once is set and cleared from the pag
     assert.deepEqual(await rules(address), [], `${address} no longer forwarded`);
   }
   await whole.uncheck();
+  assert.deepEqual(await accessibilityViolations(page), [], "the switchboard meets WCAG 2.1 AA (axe)");
+  assert.deepEqual(pageErrors, [], "no script errors");
+});
+
+test("a call's media mode is shown and set from the page, in any state", async () => {
+  // lineSetMediaMode: "The call state of hCall can be any state": a call
+  // the app owns, idle ones included (the earlier tests' calls have ended).
+  const calls = (await tapir.http("GET", "/v1/calls")).body.calls;
+  const target = calls.find((c) => c.privilege === "owner" && c.media_mode !== "automatedvoice");
+  assert.ok(target, `a call the app owns: ${JSON.stringify(calls)}`);
+  await page.locator(`#calls-body tr[data-call="${target.id}"]`)
+    .getByRole("button", { name: target.id }).click();
+  await page.locator("#selected-media", { hasText: target.media_mode }).waitFor();
+  await page.getByLabel("Media mode").selectOption("automatedvoice");
+  await page.getByRole("button", { name: "Set media mode" }).click();
+  await page.locator("#selected-media", { hasText: "automatedvoice" }).waitFor();
+  assert.equal((await tapir.http("GET", `/v1/calls/${target.id}`)).body.media_mode, "automatedvoice");
+  await page.locator("#event-log li[data-type='call.info']", { hasText: target.id })
+    .filter({ hasText: "mediamode" }).first().waitFor();
+  // Handoff, by app or by media mode, is offered in any state too.
+  assert.equal(await page.getByRole("button", { name: "Hand off by media mode" }).isEnabled(), true);
   assert.deepEqual(await accessibilityViolations(page), [], "the switchboard meets WCAG 2.1 AA (axe)");
   assert.deepEqual(pageErrors, [], "no script errors");
 });

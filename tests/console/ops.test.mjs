@@ -35,8 +35,9 @@ test("every operation has a unique id, a label and a request", () => {
 
 test("a connected call can be held, not unheld or answered", () => {
   const c = call("call-1", "connected");
-  assert.deepEqual(fitting(c), ["blind-transfer", "deallocate", "digits", "drop", "handoff", "hold",
-    "park", "privilege", "secure", "setup-conference", "setup-transfer"]);
+  assert.deepEqual(fitting(c), ["blind-transfer", "deallocate", "digits", "drop", "handoff",
+    "handoff-media", "hold", "media-mode", "park", "privilege", "secure", "setup-conference",
+    "setup-transfer"]);
   assert.deepEqual(op("hold").request(c), { method: "POST", path: "/v1/calls/call-1/hold", body: {} });
 });
 
@@ -51,16 +52,22 @@ test("a held call can be unheld and blind-transferred, not held again", () => {
 
 test("an offered call can be answered, accepted, redirected or picked up", () => {
   const c = call("call-2", "offering", { address: "1002" });
-  assert.deepEqual(fitting(c), ["accept", "answer", "deallocate", "drop", "handoff", "pickup",
-    "privilege", "redirect", "secure"]);
+  assert.deepEqual(fitting(c), ["accept", "answer", "deallocate", "drop", "handoff",
+    "handoff-media", "media-mode", "pickup", "privilege", "redirect", "secure"]);
   assert.deepEqual(op("pickup").request(c, { at: "1003" }),
     { method: "POST", path: "/v1/addresses/1003/pickup", body: { target: "1002" } });
+  // linePickup naming the address and its group.
+  assert.deepEqual(op("pickup").request(c, { at: "1003", group: "sales" }),
+    { method: "POST", path: "/v1/addresses/1003/pickup", body: { target: "1002", group: "sales" } });
   assert.deepEqual(op("redirect").request(c, { to: "1004" }).body, { to: "1004" });
   assert.ok(!fitting(call("call-2", "accepted")).includes("accept"));
 });
 
-test("an idle call can only be deallocated (or its privilege changed)", () => {
-  assert.deepEqual(fitting(call("call-3", "idle")), ["deallocate", "privilege"]);
+test("an idle call can be deallocated, handed off or given a media mode, nothing else", () => {
+  // lineHandoff: any call state, idle included; lineSetMediaMode: "The
+  // call state of hCall can be any state."
+  assert.deepEqual(fitting(call("call-3", "idle")),
+    ["deallocate", "handoff", "handoff-media", "media-mode", "privilege"]);
   assert.deepEqual(op("deallocate").request(call("call-3", "idle")),
     { method: "DELETE", path: "/v1/calls/call-3" });
   // TAPI 2.0 and later: the sole owner of a live call may let its handle go
@@ -73,6 +80,29 @@ test("a monitor controls nothing but its own handle", () => {
   const c = call("call-4", "connected", { privilege: "monitor" });
   assert.deepEqual(fitting(c), ["deallocate", "privilege"]);
   assert.deepEqual(op("privilege").request(c).body, { privilege: "owner" });
+});
+
+test("handoff by media mode (unknown included) and set media mode send the mode", () => {
+  const c = call("call-5", "connected");
+  assert.deepEqual(op("handoff-media").request(c, { media: "unknown" }),
+    { method: "POST", path: "/v1/calls/call-5/handoff", body: { media_mode: "unknown" } });
+  assert.deepEqual(op("media-mode").request(c, { media: "g3fax" }),
+    { method: "POST", path: "/v1/calls/call-5/media-mode", body: { media_mode: "g3fax" } });
+  assert.equal(missingInput(op("media-mode"), { media: "" }), "Set media mode needs a media mode.");
+  assert.ok(!fitting(call("call-5", "connected", { privilege: "monitor" })).includes("media-mode"));
+});
+
+test("a call waiting where the app talks can be picked up, holding the talking call", () => {
+  const talking = call("call-6", "connected", { address: "1001" });
+  const waiting = call("call-7", "offering", { address: "1001", privilege: "monitor" });
+  assert.ok(fitting(waiting, [talking, waiting]).includes("pickup-waiting"));
+  // linePickup naming neither address nor group: `{}` at the address.
+  assert.deepEqual(op("pickup-waiting").request(waiting),
+    { method: "POST", path: "/v1/addresses/1001/pickup", body: {} });
+  // Nothing waits without a talking call at the same address.
+  assert.ok(!fitting(waiting, [waiting]).includes("pickup-waiting"));
+  const elsewhere = call("call-8", "connected", { address: "1002" });
+  assert.ok(!fitting(waiting, [elsewhere, waiting]).includes("pickup-waiting"));
 });
 
 test("busy and ringback calls can ask for call completion", () => {

@@ -352,8 +352,9 @@ fn conf_related_calls_gives_monitor_handles_to_unknown_calls() {
     );
 }
 
-/// lineGetConfRelatedCalls: the conference call comes first in the list,
-/// also when it is secure and the app held only a member.
+/// lineGetConfRelatedCalls: "The first call in the list is the conference
+/// call, the other calls are the participant calls." Also when the
+/// conference is secure and the app held only a member.
 #[test]
 fn a_secure_conference_stays_first_in_related_calls() {
     let mut o = office();

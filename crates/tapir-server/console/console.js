@@ -4,7 +4,7 @@
 // as HTML).
 
 import {
-  OPS, GROUPS, COMPLETION_MODES, FORWARD_MODES, fits, missingInput, consultOf,
+  OPS, GROUPS, COMPLETION_MODES, FORWARD_MODES, MEDIA_MODES, fits, missingInput, consultOf,
   swapCandidates, formatDuration, errorText, partyText, describeEvent, forwardingText, lampOf,
 } from "./ops.js";
 
@@ -458,6 +458,7 @@ function buildOpButtons() {
         h("button", { type: "button", dataset: { op: o.id }, disabled: true,
           onclick: () => runOp(o) }, o.label)))));
   $("in-completion").replaceChildren(...COMPLETION_MODES.map((m) => h("option", {}, m)));
+  $("in-media").replaceChildren(...MEDIA_MODES.map((m) => h("option", {}, m)));
   $("fwd-mode").replaceChildren(...FORWARD_MODES.map((m) => h("option", {}, m)));
 }
 
@@ -469,6 +470,7 @@ function renderOps() {
     const consult = consultOf(call, calls);
     sel.replaceChildren("Selected: ", h("strong", {}, call.id), ` on ${call.address}, `,
       h("span", { class: `state state-${call.state}`, id: "selected-state" }, stateText(call)),
+      ...(call.media_mode ? [", media ", h("span", { id: "selected-media" }, call.media_mode)] : []),
       consult ? ` — consultation ${consult.id}` : "");
   } else {
     sel.textContent = "Select a call.";
@@ -496,7 +498,9 @@ function inputs() {
     mode: $("in-mode").value,
     completion: $("in-completion").value,
     at: $("in-at").value,
+    group: $("in-group").value.trim(),
     app: $("in-app").value.trim(),
+    media: $("in-media").value,
   };
 }
 
@@ -523,7 +527,8 @@ async function runOp(op) {
     }
     if (result.parked_at) showStatus(`${call.id}: parked at ${result.parked_at}`, true);
     if (result.completion_id) showStatus(`completion request ${result.completion_id}`, true);
-    const next = result.consult_call || (op.id === "pickup" ? result.id : null);
+    const next = result.consult_call
+      || (op.id === "pickup" || op.id === "pickup-waiting" ? result.id : null);
     if (next) store.selected = next;
   }
   renderCalls();

@@ -20,6 +20,14 @@ export const FORWARD_MODES = [
   "busynoanswer", "busynoanswerinternal", "busynoanswerexternal",
 ];
 
+/**
+ * Media modes of a call (`LINEMEDIAMODE_`), for handoff and set media mode;
+ * a handoff to `unknown` reaches the app that handles unknown media.
+ */
+export const MEDIA_MODES = [
+  "interactivevoice", "automatedvoice", "datamodem", "g3fax", "tdd", "video", "unknown",
+];
+
 /** Modes of call completion (`lineCompleteCall`). */
 export const COMPLETION_MODES = ["campon", "callback", "intrude", "message"];
 
@@ -134,10 +142,17 @@ export const OPS = [
   { id: "park", label: "Park", group: "Features", needs: ["slot?"],
     fits: (c) => isOwner(c) && c.state === "connected",
     request: (c, i) => post(c, "park", i.slot ? { to: i.slot } : {}) },
-  { id: "pickup", label: "Pick up", group: "Features", needs: ["at"],
+  { id: "pickup", label: "Pick up", group: "Features", needs: ["at", "group?"],
+    // With a group: the address must be in it (linePickup naming both).
     fits: (c) => c.state === "offering",
     request: (c, i) => ({ method: "POST", path: `/v1/addresses/${enc(i.at)}/pickup`,
-      body: { target: c.address } }) },
+      body: i.group ? { target: c.address, group: i.group } : { target: c.address } }) },
+  { id: "pickup-waiting", label: "Pick up waiting call", group: "Features",
+    // Call-waiting pickup (linePickup naming neither): the call waiting at
+    // an address where this app talks; the talking call goes on hold.
+    fits: (c, calls) => c.state === "offering" && calls.some((o) => o.id !== c.id
+      && o.address === c.address && isOwner(o) && o.state === "connected"),
+    request: (c) => ({ method: "POST", path: `/v1/addresses/${enc(c.address)}/pickup`, body: {} }) },
   { id: "complete", label: "Complete call", group: "Features", needs: ["completion"],
     fits: (c) => isOwner(c) && ["busy", "ringback"].includes(c.state),
     request: (c, i) => post(c, "complete", { mode: i.completion }) },
@@ -147,9 +162,16 @@ export const OPS = [
   { id: "secure", label: "Secure", group: "Features",
     fits: (c) => isOwner(c) && LIVE.has(c.state) && !c.secure,
     request: (c) => post(c, "secure") },
+  // lineHandoff and lineSetMediaMode: any call state, idle included.
   { id: "handoff", label: "Hand off", group: "Features", needs: ["app"],
-    fits: (c) => isOwner(c) && c.state !== "idle",
+    fits: (c) => isOwner(c),
     request: (c, i) => post(c, "handoff", { app: i.app }) },
+  { id: "handoff-media", label: "Hand off by media mode", group: "Features", needs: ["media"],
+    fits: (c) => isOwner(c),
+    request: (c, i) => post(c, "handoff", { media_mode: i.media }) },
+  { id: "media-mode", label: "Set media mode", group: "Features", needs: ["media"],
+    fits: (c) => isOwner(c),
+    request: (c, i) => post(c, "media-mode", { media_mode: i.media }) },
   { id: "privilege", label: "Toggle privilege", group: "Features",
     fits: () => true,
     request: (c) => post(c, "privilege",
@@ -171,7 +193,7 @@ export function fits(op, call, calls) {
 export function missingInput(op, input) {
   const names = { to: "a destination", digits: "digits", with: "a held call to swap with",
     mode: "a transfer mode", at: "the address that picks up", completion: "a completion mode",
-    app: "an application name" };
+    app: "an application name", media: "a media mode" };
   for (const n of op.needs || []) {
     if (n.endsWith("?")) continue;
     if (!input[n] || !String(input[n]).trim()) return `${op.label} needs ${names[n] || n}.`;
