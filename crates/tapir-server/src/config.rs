@@ -51,6 +51,71 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Busy lamp and presence subscriptions (SUBSCRIBE): their limits.
     pub subscriptions: SubscriptionsConfig,
+    /// Membership of a cluster (ADR 0002); without it the node is the
+    /// single switch it always was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this node's membership of a cluster of tapir nodes that act
+/// as one switch (ADR 0002). Times are in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name: 1 to 32 of `a-z`, `0-9`, `-`, unique in the
+    /// cluster (`tapir serve --node` overrides it).
+    pub node: String,
+    /// The PostgreSQL server holding the cluster's shared tables (nodes,
+    /// line leases, addresses).
+    pub postgres: String,
+    /// The NATS server (JetStream) for commands and events between nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<String>,
+    /// The SIP edge (Kamailio) in front of the nodes, `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
+    /// The secret nodes share to trust each other's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// How long a line's lease lasts without renewal (default 10): a dead
+    /// node's lines wait this long, plus one round, before another node
+    /// serves them.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: f64,
+    /// How often a node renews its leases and claims lines (default 2).
+    #[serde(default = "default_round_secs")]
+    pub round_secs: f64,
+}
+
+fn default_lease_secs() -> f64 {
+    10.0
+}
+
+fn default_round_secs() -> f64 {
+    2.0
+}
+
+impl ClusterConfig {
+    /// Check the node name and the times: a round must fit at least three
+    /// times in a lease, so one lost round never costs a lease.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        tapir_cluster::NodeName::new(&self.node)
+            .map_err(|e| ConfigError::Invalid(format!("[cluster] node {:?}: {e}", self.node)))?;
+        if !(self.postgres.starts_with("postgres://") || self.postgres.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "[cluster] postgres must be a postgres:// URL".into(),
+            ));
+        }
+        let ok = |v: f64| v.is_finite() && v > 0.0 && v <= 3600.0;
+        if !ok(self.lease_secs) || !ok(self.round_secs) || self.round_secs * 3.0 > self.lease_secs {
+            return Err(ConfigError::Invalid(format!(
+                "[cluster] round_secs ({}) must be positive and at most a third of lease_secs ({})",
+                self.round_secs, self.lease_secs
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `[subscriptions]`: the limits of phones' busy lamp and presence
@@ -352,6 +417,7 @@ impl Default for Config {
             emergency: EmergencyConfig::default(),
             webhooks: WebhooksConfig::default(),
             subscriptions: SubscriptionsConfig::default(),
+            cluster: None,
         }
     }
 }

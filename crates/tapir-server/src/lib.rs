@@ -20,6 +20,8 @@
 //!   [`quality`]: legs' media quality from RTCP (CDRs, metrics);
 //! * [`webhooks`]: apps' events POSTed to their endpoints from the
 //!   journal, signed, in order, resumed after a restart;
+//! * [`cluster`]: with `[cluster]`, this node's line leases in the
+//!   cluster's shared tables (ADR 0002);
 //! * [`http`]: the HTTP API, WebSocket event stream, OpenAPI document,
 //!   `/healthz` and `/metrics`.
 //!
@@ -30,6 +32,7 @@
 pub mod actor;
 pub mod admission;
 pub mod cdr;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -76,6 +79,8 @@ pub struct RunningServer {
     pub sip_tcp_addr: Option<SocketAddr>,
     /// Where SIP over TLS listens, when `[sip] listen` has a `tls:` entry.
     pub sip_tls_addr: Option<SocketAddr>,
+    /// This node's cluster membership, with `[cluster]`.
+    pub cluster: Option<Arc<cluster::Membership>>,
     shutdown: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
     switch_task: JoinHandle<()>,
@@ -89,6 +94,10 @@ impl RunningServer {
         }
         let http = std::mem::replace(&mut self.http_task, tokio::spawn(async {}));
         let _ = http.await;
+        // Hand this node's lines to the others at once.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave(std::time::Duration::from_secs(3)).await;
+        }
         // Let the store writer commit what is queued.
         let journal = self.switch.journal().clone();
         let _ = tokio::time::timeout(
@@ -147,6 +156,10 @@ fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
 /// event journal, and start the switch task, the store writer, SIP and the
 /// HTTP server. See [`persist`] for how the file and the store combine.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    // A bad [cluster] section stops the start before anything is bound.
+    if let Some(cluster) = &config.cluster {
+        cluster.validate()?;
+    }
     let url = config.store_url();
     if config.store.url.is_none() {
         std::fs::create_dir_all(&config.data_dir)
@@ -313,18 +326,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     .map_err(|e| ConfigError::Invalid(format!("webhooks: {e}")))?;
     let mut generated = loaded.generated;
     generated.extend(webhook_secrets);
-    let shared = Arc::new(http::Shared {
-        handle: handle.clone(),
-        prompts: sip::prompt_catalog(&config),
-        provisioning,
-        metrics: prometheus(),
-        registrations,
-        subscriptions,
-        store: store.clone(),
-        cdr,
-        webhooks,
-    });
-    let (router, _) = http::router(shared);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|error| StartError::Listen {
@@ -335,6 +336,31 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         addr: config.http.listen.clone(),
         error,
     })?;
+    let cluster = match &config.cluster {
+        Some(c) => Some(Arc::new(
+            cluster::Membership::join(
+                c,
+                handle.clone(),
+                sip_addr.map_or_else(String::new, |a| format!("sip:{a}")),
+                format!("http://{http_addr}"),
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    let shared = Arc::new(http::Shared {
+        handle: handle.clone(),
+        prompts: sip::prompt_catalog(&config),
+        provisioning,
+        metrics: prometheus(),
+        registrations,
+        subscriptions,
+        store: store.clone(),
+        cdr,
+        webhooks,
+        cluster: cluster.clone(),
+    });
+    let (router, _) = http::router(shared);
     let listener = http::BoundedListener::new(
         listener,
         config.http.max_connections,
@@ -362,6 +388,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sip_addr,
         sip_tcp_addr,
         sip_tls_addr,
+        cluster,
         shutdown: Some(tx),
         http_task,
         switch_task,

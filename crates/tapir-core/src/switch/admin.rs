@@ -533,6 +533,12 @@ impl Switch {
         self.m.lines.keys().copied().collect()
     }
 
+    /// The lines that have at least one call (live, or idle and still held
+    /// by an app), in one pass over the calls.
+    pub fn lines_with_calls(&self) -> std::collections::BTreeSet<LineId> {
+        self.m.calls.values().map(|c| c.line).collect()
+    }
+
     /// The privileges `app` has `line` open with (`owner` before
     /// `monitor`), or none while it has not opened it.
     pub fn opened_with(&self, app: AppId, line: LineId) -> Option<Vec<crate::types::Privilege>> {

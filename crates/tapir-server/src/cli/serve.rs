@@ -18,6 +18,12 @@ pub struct ServeArgs {
     /// Override `data_dir`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Override `[sip] listen` (repeat for several transports).
+    #[arg(long)]
+    sip_listen: Vec<String>,
+    /// Override `[cluster] node` (several nodes share one file).
+    #[arg(long)]
+    node: Option<String>,
 }
 
 /// Run `tapir serve`.
@@ -29,7 +35,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args.config, args.http_listen, args.data_dir)) {
+    match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tapir: {e}");
@@ -38,20 +44,26 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(
-    config_path: Option<PathBuf>,
-    http_listen: Option<String>,
-    data_dir: Option<PathBuf>,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config_path = args.config;
     let mut config = match &config_path {
         Some(p) => Config::load(p)?,
         None => Config::embedded_default(),
     };
-    if let Some(l) = http_listen {
+    if let Some(l) = args.http_listen {
         config.http.listen = l;
     }
-    if let Some(d) = data_dir {
+    if let Some(d) = args.data_dir {
         config.data_dir = d;
+    }
+    if !args.sip_listen.is_empty() {
+        config.sip.listen = args.sip_listen;
+    }
+    if let Some(node) = args.node {
+        match config.cluster.as_mut() {
+            Some(cluster) => cluster.node = node,
+            None => return Err("--node needs a [cluster] section in the configuration".into()),
+        }
     }
     // RTP takes two descriptors per leg: use all the system allows.
     tapir_server::admission::raise_fd_limit();
@@ -106,6 +118,12 @@ fn print_screen(
     );
     println!("  OpenAPI        {base}/v1/openapi.json");
     println!("  health         {base}/healthz    metrics {base}/metrics");
+    if let Some(cluster) = &server.cluster {
+        println!(
+            "  cluster        node {} (line leases in [cluster] postgres)",
+            cluster.node()
+        );
+    }
     match server.sip_addr {
         Some(addr) => {
             let tcp = server

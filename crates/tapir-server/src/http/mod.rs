@@ -63,6 +63,8 @@ pub struct Shared {
     pub cdr: Arc<std::sync::Mutex<crate::cdr::Tracker>>,
     /// Apps' webhooks and their delivery.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// This node's cluster membership, with `[cluster]`.
+    pub cluster: Option<Arc<crate::cluster::Membership>>,
 }
 
 /// The state of the router.
@@ -596,7 +598,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics_text))
 }
 
-/// Liveness: `{"status":"ok"}` while the switch task answers.
+/// Liveness: `{"status":"ok"}` while the switch task answers; a cluster
+/// member adds `"cluster": {"node", "serving", "lines"}` (the lines whose
+/// lease it holds, and whether its lease fence lets it serve them).
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, description = "the switch answers"),
               (status = 503, description = "the switch task has stopped", body = ErrorBody)))]
@@ -605,7 +609,18 @@ async fn healthz(State(st): State<AppState>) -> Result<Json<serde_json::Value>, 
         .with(|_, _| ())
         .await
         .map_err(|_| ApiError::unavailable())?;
-    Ok(Json(serde_json::json!({"status": "ok"})))
+    let Some(cluster) = &st.cluster else {
+        return Ok(Json(serde_json::json!({"status": "ok"})));
+    };
+    let serving = cluster.serving();
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "cluster": {
+            "node": cluster.node().as_str(),
+            "serving": serving.may_serve,
+            "lines": serving.lines.keys().collect::<Vec<_>>(),
+        }
+    })))
 }
 
 /// Prometheus metrics in the text exposition format.
