@@ -120,6 +120,68 @@ async fn finish_as_conference_mixes_three_and_removal_collapses_it() {
     .await;
 }
 
+/// TAPI 3 through the client: `ITBasicCallControl::Conference` sets up the
+/// conference and dials the consultation call, leaving the addition
+/// pending ("Finish ... FM_ASCONFERENCE" adds it), and `Finish` on the
+/// consultation call joins the three parties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tapi3_conference_stays_pending_until_finish_as_conference() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut b, mut c] = tapir.phones(["1001", "1002", "1003"]).await;
+    let mut call = make_answered_call(&app, &mut a, &mut b).await;
+
+    let mut consult = call.conference("1003").await.unwrap();
+    // The controller's phone is brought off hook for the consultation
+    // call, which rings 1003; its user answers.
+    a.rings().await;
+    c.ring_and_answer().await;
+    wait_call_state(&app, consult.id(), CallState::Connected).await;
+    // Pending: 1002's call is a member, the consultation call not yet.
+    assert_eq!(call.state(), CallState::Conferenced);
+    let conference = call.related().await.unwrap()[0].clone();
+    assert_ne!(&conference, call.id());
+    let pending = app
+        .call(&conference)
+        .await
+        .unwrap()
+        .related()
+        .await
+        .unwrap();
+    assert!(
+        !pending.iter().any(|r| r == consult.id()),
+        "{} is not in the conference before Finish: {pending:?}",
+        consult.id()
+    );
+
+    assert!(
+        consult
+            .finish(TransferMode::Conference)
+            .await
+            .unwrap()
+            .is_none(),
+        "Finish on a conference's consultation call answers no new call"
+    );
+    ev.state(consult.id(), CallState::Conferenced).await;
+    let related = app
+        .call(&conference)
+        .await
+        .unwrap()
+        .related()
+        .await
+        .unwrap();
+    assert_eq!(related[0], conference, "the conference call first");
+    for member in [call.id(), consult.id()] {
+        assert!(
+            related.iter().any(|r| r == member),
+            "{member} in {related:?}"
+        );
+    }
+    b.tone(600);
+    c.tone(800);
+    assert_hear_each_other(&mut b, &mut c, tapir.dir(), "tapi3-conference").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complete_transfer_in_conference_mode_makes_a_three_way_call() {
     let tapir = Tapir::start().await;
