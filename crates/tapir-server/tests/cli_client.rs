@@ -844,3 +844,75 @@ async fn admin_commands_and_cdr() {
     assert_eq!(missing.code, 1, "{missing:?}");
     s.shutdown().await;
 }
+
+/// Issue 18 from the command line. lineMakeCall with a destination ending
+/// in `;` places the call with the digits so far and leaves it `dialing`;
+/// `call dial` completes it. linePickup naming both the ringing address and
+/// its group (`--group`: the address must be in it). lineSetMediaMode
+/// (`call media-mode`). lineHandoff to media mode `unknown`: "the target
+/// application is the one that handles calls of unknown media mode" (an
+/// app opens its line with `--media-mode unknown` when its configuration
+/// lets it); here no app does, so `targetnotfound` (it was
+/// `invalmediamode`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_dialing_pickup_by_address_and_group_media_mode_and_handoff_to_unknown() {
+    let s = server().await;
+    let alpha = Tapir::new(&s, "tok-alpha");
+    let beta = Tapir::new(&s, "tok-beta");
+    // `unknown` is a media mode the CLI passes on (it refused it before);
+    // alpha's configuration does not let it handle unknown media.
+    let unknown = alpha
+        .run(&["lines", "open", "2001", "--media-mode", "unknown"])
+        .await;
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(unknown.stderr.contains("noprivilege"), "{unknown:?}");
+    let bad = alpha
+        .run(&["lines", "open", "2001", "--media-mode", "telepathy"])
+        .await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("not a media mode"), "{bad:?}");
+    alpha.run(&["lines", "open", "2001"]).await.ok();
+    for l in ["2002", "2004"] {
+        beta.run(&["lines", "open", l]).await.ok();
+    }
+
+    let made = alpha.json(&["call", "make", "2001", "20;"]).await;
+    assert_eq!(made["state"], "dialing", "{made}");
+    let a = made["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        alpha.json(&["call", "dial", &a, "04"]).await["id"],
+        a.as_str()
+    );
+    let ringing = beta.call_at("2004", "offering").await;
+
+    let wrong = beta
+        .run(&["pickup", "2002", "2004", "--group", "support"])
+        .await;
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(wrong.stderr.contains("invalgroupid"), "{wrong:?}");
+    let picked = beta
+        .json(&["pickup", "2002", "2004", "--group", "sales"])
+        .await;
+    assert_eq!(picked["reason"], "pickup");
+    assert_eq!(picked["address"], "2002");
+    assert_eq!(
+        beta.json(&["call", "show", &ringing]).await["state"],
+        "idle"
+    );
+
+    let m = alpha
+        .json(&["call", "media-mode", &a, "automatedvoice"])
+        .await;
+    assert_eq!(m["media_mode"], "automatedvoice", "{m}");
+    let h = alpha
+        .run(&["call", "handoff", &a, "--media-mode", "unknown"])
+        .await;
+    assert_eq!(h.code, 1, "{h:?}");
+    assert!(h.stderr.contains("targetnotfound"), "{h:?}");
+    // The handoff changed nothing, the media mode included.
+    assert_eq!(
+        alpha.json(&["call", "show", &a]).await["media_mode"],
+        "automatedvoice"
+    );
+    s.shutdown().await;
+}

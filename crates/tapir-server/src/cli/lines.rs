@@ -36,13 +36,22 @@ pub enum LineCmd {
     },
 }
 
+/// A media mode named on the command line. `unknown` is one (an app that
+/// handles calls of unknown media mode: TAPI's media-probing apps, the
+/// target of a handoff to `unknown`); the client's catch-all for names it
+/// does not know is not.
 fn parse_media_mode(s: &str) -> Result<MediaMode, String> {
     match serde_json::from_value::<MediaMode>(json!(s)) {
-        Ok(MediaMode::Unknown) | Err(_) => Err(format!(
-            "{s:?} is not a media mode (interactivevoice, automatedvoice, datamodem, g3fax, tdd, video)"
-        )),
+        Ok(MediaMode::Unknown) if s != "unknown" => Err(not_a_media_mode(s)),
+        Err(_) => Err(not_a_media_mode(s)),
         Ok(m) => Ok(m),
     }
+}
+
+fn not_a_media_mode(s: &str) -> String {
+    format!(
+        "{s:?} is not a media mode (interactivevoice, automatedvoice, datamodem, g3fax, tdd, video, unknown)"
+    )
 }
 
 fn privileges_text(p: &[Privilege]) -> String {
