@@ -261,6 +261,49 @@ async fn group_pickup_takes_the_call_ringing_in_the_group() {
     assert_hear_each_other(&mut a, &mut d, tapir.dir(), "group").await;
 }
 
+/// linePickup naming both the alerting address and a group: "If both are
+/// specified, this is the group ID to which the alerting station belongs,
+/// which is needed on some switches." With a group 1003 is not in, nothing
+/// happens (`invalgroupid`, 1003 keeps ringing); with its group, 1003's
+/// ringing call is cancelled and 1001, brought off hook, talks to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pickup_naming_the_address_and_its_group_takes_that_call() {
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut c, mut d] = tapir.phones(["1001", "1003", "1004"]).await;
+    d.dial("1003").await;
+    offered(&app, &mut ev, &mut c).await;
+    let (code, _) = error_code(
+        app.address("1001")
+            .pickup(&PickupTarget::AddressInGroup(
+                "1003".into(),
+                "support".into(),
+            ))
+            .await,
+    );
+    assert_eq!(code, "invalgroupid");
+    c.expect_no_event(
+        "a CANCEL after a refused pickup",
+        std::time::Duration::from_millis(300),
+        |e| e["event"] == "call" && e["state"] == "DISCONNECTED",
+    )
+    .await;
+    let picked = app
+        .address("1001")
+        .pickup(&PickupTarget::AddressInGroup("1003".into(), "sales".into()))
+        .await
+        .unwrap();
+    c.call_state("DISCONNECTED").await;
+    let inv = a.rings().await;
+    assert_eq!(inv["auto"], true, "{inv}");
+    a.call_state("CONFIRMED").await;
+    d.call_state("CONFIRMED").await;
+    wait_call_state(&app, picked.id(), CallState::Connected).await;
+    a.tone(1000);
+    d.tone(1400);
+    assert_hear_each_other(&mut a, &mut d, tapir.dir(), "address-in-group").await;
+}
+
 /// linePickup naming neither an address nor a group: "the pickup is of a
 /// call-waiting call on the address". 1001 talks to 1002 when 1003 calls
 /// it; the app picks the waiting call up at 1001: 1002 is held (music), the
