@@ -58,6 +58,11 @@ impl Call {
         }
     }
 
+    /// The call's audio over a WebSocket ([`Client::media`]).
+    pub async fn media(&self, rate: u32, both: bool) -> Result<crate::MediaStream> {
+        self.client.media(self.id(), rate, both).await
+    }
+
     /// Its id (`call-12`).
     pub fn id(&self) -> &str {
         &self.info.id

@@ -30,6 +30,7 @@ mod call;
 mod error;
 mod events;
 mod line;
+mod media;
 mod webhooks;
 pub mod wire;
 
@@ -38,6 +39,7 @@ pub use call::{Call, Completion, Conference};
 pub use error::{ClientError, Result};
 pub use events::{EventStream, EventsOptions};
 pub use line::{Address, Line};
+pub use media::{MediaFormat, MediaMessage, MediaStream};
 pub use wire::{
     AddressStatus, AdminApp, AdminLine, AdminTrunk, CallInfo, CallList, CallOrigin, CallReason,
     CallState, CallingCard, Cdr, CdrLegQuality, CdrQuery, CompletionMode, ErrorDetail, Event,
@@ -402,6 +404,15 @@ impl Client {
     /// [`Client::events`] with options.
     pub fn events_with(&self, since: u64, options: EventsOptions) -> EventStream {
         EventStream::start(self.clone(), since, options)
+    }
+
+    /// The audio of `call` (`GET /v1/calls/{call}/media`): 20 ms frames
+    /// at `rate` (8000 or 16000) of what its address hears and, with
+    /// `both`, what it says; an owner may send audio back. Refusals (an
+    /// unknown rate, a call this app has no handle to, a call without
+    /// media) are [`ClientError::Api`].
+    pub async fn media(&self, call: &str, rate: u32, both: bool) -> Result<MediaStream> {
+        media::open(self, call, rate, both).await
     }
 
     /// The operator endpoints (needs the admin token).

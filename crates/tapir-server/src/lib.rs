@@ -142,10 +142,17 @@ fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
                         quality::ROUND_TRIP_BUCKETS,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("tapir_media_stream_latency_seconds".into()),
+                        http::MEDIA_STREAM_LATENCY_BUCKETS,
+                    )
+                })
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
                 .ok();
             quality::describe_metrics();
+            http::describe_media_metrics();
             handle
         })
         .clone()
@@ -299,6 +306,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )
     .await
     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let media_engine = started.as_ref().map(|(_, parts)| parts.media.engine());
     let (sip, sip_parts) = match started {
         Some((running, parts)) => (Some(running), Some(parts)),
         None => (None, None),
@@ -359,6 +367,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         cdr,
         webhooks,
         cluster: cluster.clone(),
+        media: media_engine,
     });
     let (router, _) = http::router(shared);
     let listener = http::BoundedListener::new(

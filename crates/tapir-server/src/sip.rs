@@ -88,6 +88,11 @@ impl MediaPlane {
             .map(|pairs| pairs.saturating_sub(self.engine.leg_count()))
     }
 
+    /// The engine (apps' media streams tap it).
+    pub fn engine(&self) -> Arc<MediaEngine> {
+        self.engine.clone()
+    }
+
     /// Apply one of the B2BUA's media commands (see [`apply_media`]). The
     /// engine's calls take a short lock and never wait.
     pub fn apply(&self, command: MediaCommand) {

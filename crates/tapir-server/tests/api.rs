@@ -765,6 +765,7 @@ async fn openapi_lists_every_path() {
         ("/v1/cards", "get"),
         ("/v1/cards", "put"),
         ("/v1/events", "get"),
+        ("/v1/calls/{call}/media", "get"),
         ("/v1/openapi.json", "get"),
         ("/healthz", "get"),
         ("/metrics", "get"),
@@ -793,7 +794,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        61,
+        62,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

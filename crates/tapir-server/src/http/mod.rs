@@ -12,6 +12,7 @@ mod events;
 mod limits;
 mod lines;
 mod listener;
+mod media;
 mod translate;
 mod webhooks;
 
@@ -37,6 +38,9 @@ use utoipa_axum::routes;
 
 pub use crate::provisioning::{AppCtx, LineView};
 pub use listener::{BoundedListener, BoundedStream};
+pub use media::{
+    LATENCY_BUCKETS as MEDIA_STREAM_LATENCY_BUCKETS, describe_metrics as describe_media_metrics,
+};
 
 /// What every handler shares. It holds no copy of the switch's state:
 /// handlers read that through the loop ([`SwitchHandle::with`]), and the
@@ -65,6 +69,8 @@ pub struct Shared {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// This node's cluster membership, with `[cluster]`.
     pub cluster: Option<Arc<crate::cluster::Membership>>,
+    /// The media engine, when SIP runs (apps' media streams tap it).
+    pub media: Option<Arc<tapir_media::MediaEngine>>,
 }
 
 /// The state of the router.
@@ -474,6 +480,7 @@ impl Modify for RequestHeaderAddon {
         (name = "calls", description = "Call control"),
         (name = "translate", description = "Address translation"),
         (name = "events", description = "The event stream"),
+        (name = "media", description = "Call audio for applications"),
         (name = "webhooks", description = "Events POSTed to an app's endpoints"),
         (name = "admin", description = "Operator endpoints (admin token)"),
         (name = "ops", description = "Health, metrics, this document")
@@ -558,6 +565,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(translate::get_locations, translate::put_locations))
         .routes(routes!(translate::get_cards, translate::put_cards))
         .routes(routes!(events::events))
+        .routes(routes!(media::media))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(
             webhooks::get_webhook,
@@ -640,6 +648,9 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         metrics::gauge!("tapir_timers").set(timers as f64);
     }
     st.webhooks.export_metrics();
+    if let Some(engine) = &st.media {
+        metrics::gauge!("tapir_media_streams").set(engine.stream_count() as f64);
+    }
     export_heap_metrics();
     metrics::gauge!("tapir_registrations")
         .set(st.registrations.registered_count(std::time::Instant::now()) as f64);
