@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""The cluster suite (issue 13, ADR 0002): three tapir nodes on loopback
+behind a real Kamailio edge, sharing line leases in a real PostgreSQL, with
+nats-server running beside them, all started by `scripts/cluster up` and
+stopped by `scripts/cluster down`.
+
+Checked here:
+- cluster.json has the shape shared/API.md fixes, and its pids run;
+- every line of the configuration is served by exactly one node;
+- pjsua2 phones (a client this team did not write) register through the
+  edge only, each reaching the node that serves its line (Path through the
+  edge); two phones on one node call each other through the edge;
+- a node killed with SIGKILL: its lines are served by the others within
+  15 s (the time is printed), and its phone registers again through the
+  same edge address, now on the new node;
+- `down` stops every pid `up` started.
+
+Run by scripts/test (TAPIR_KEEP_CLUSTER=1 keeps the logs). Every wait is
+bounded.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+import test_sip_calls  # noqa: E402  (the interop suite's pjsua2 Phone)
+
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+TAPIR = os.environ.get("TAPIR_BIN", os.path.join(TARGET, "debug", "tapir"))
+CONFIG = os.path.join(HERE, "cluster.toml")
+TOKEN = "cluster-app-token"
+LINES = ["1001", "1002", "1003", "1004", "1005", "1006"]
+PASSWORDS = {a: f"pw-{a}-secret" for a in LINES}
+test_sip_calls.PASSWORDS.update(PASSWORDS)
+
+
+def get(url, token=None):
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.load(r)
+
+
+def post(url, body, token):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def edge_phone(user, edge):
+    """A pjsua2 phone whose only server (registrar and proxy) is the edge."""
+    host, port = edge.rsplit(":", 1)
+    assert host == "127.0.0.1"
+    return test_sip_calls.Phone(user, int(port))
+
+
+class Cluster(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="tapir-cluster-")
+        env = dict(os.environ, TAPIR_BIN=TAPIR)
+        subprocess.run([os.path.join(ROOT, "scripts", "cluster"), "up", "--nodes", "3",
+                        "--config", CONFIG, "--dir", cls.dir], check=True, env=env,
+                       timeout=300)
+        with open(os.path.join(cls.dir, "cluster.json")) as f:
+            cls.info = json.load(f)
+        cls.phones = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.phones:
+            p.close()
+        pids = [n["pid"] for n in cls.info["nodes"]] + [
+            cls.info[k] for k in ("postgres_pid", "nats_pid", "kamailio_pid")]
+        subprocess.run([os.path.join(ROOT, "scripts", "cluster"), "down", "--dir", cls.dir],
+                       check=True, timeout=120)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.1)
+        left = [p for p in pids if alive(p)]
+        assert not left, f"down left these pids running: {left}"
+        if os.environ.get("TAPIR_KEEP_CLUSTER"):
+            print(f"cluster logs kept in {cls.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def served(self):
+        """{node name: lines it serves}, for the nodes still answering."""
+        out = {}
+        for n in self.info["nodes"]:
+            try:
+                out[n["name"]] = set(get(f"{n['http']}/healthz")["cluster"]["lines"])
+            except OSError:
+                pass
+        return out
+
+    def node(self, name):
+        return next(n for n in self.info["nodes"] if n["name"] == name)
+
+    def test_1_cluster_json_and_every_line_on_one_node(self):
+        info = self.info
+        self.assertRegex(info["sip"], r"^127\.0\.0\.1:\d+$")
+        self.assertEqual(len(info["nodes"]), 3)
+        self.assertEqual(info["http"], [n["http"] for n in info["nodes"]])
+        for n in info["nodes"]:
+            self.assertEqual(set(n), {"name", "pid", "http", "sip"})
+            self.assertTrue(alive(n["pid"]), n)
+        for k in ("postgres_pid", "nats_pid", "kamailio_pid"):
+            self.assertTrue(alive(info[k]), k)
+        served = self.served()
+        everything = sorted(line for lines in served.values() for line in lines)
+        self.assertEqual(everything, LINES, f"each line once: {served}")
+
+    def test_2_phones_register_and_call_through_the_edge(self):
+        served = self.served()
+        name, lines = max(served.items(), key=lambda kv: len(kv[1]))
+        self.assertGreaterEqual(len(lines), 2, f"no node serves two lines: {served}")
+        a, b = sorted(lines)[:2]
+        pa = edge_phone(a, self.info["sip"])
+        pb = edge_phone(b, self.info["sip"])
+        self.phones += [pa, pb]
+        for p in (pa, pb):
+            p.send(cmd="register")
+            p.wait_for(lambda e: e.get("event") == "reg" and e.get("code") == 200, 15)
+        # Registered on the serving node only, from the edge (Path).
+        edge_host = self.info["sip"].split(":")[0]
+        for n in self.info["nodes"]:
+            view = {l["address"]: l for l in get(f"{n['http']}/v1/lines", TOKEN)}
+            for user in (a, b):
+                if n["name"] == name:
+                    self.assertEqual(view[user]["registration"], "registered", (n, user))
+                    self.assertTrue(view[user]["contacts"][0]["source"].startswith(edge_host))
+                else:
+                    self.assertEqual(view[user]["registration"], "unregistered", (n, user))
+        # The app watches both lines on their node (lineOpen, monitor).
+        home = self.node(name)["http"]
+        for l in get(f"{home}/v1/lines", TOKEN):
+            if l["address"] in (a, b):
+                self.assertEqual(
+                    post(f"{home}/v1/lines/{l['id']}/open", {"privileges": ["monitor"]}, TOKEN),
+                    200)
+        pa.send(cmd="call", to=b)
+        pb.wait_for(lambda e: e.get("event") == "incoming", 15)
+        pb.send(cmd="answer")
+        for p in (pa, pb):
+            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED", 15)
+        calls = get(f"{self.node(name)['http']}/v1/calls", TOKEN)
+        calls = calls["calls"] if isinstance(calls, dict) else calls
+        states = sorted((c["address"], c["state"]) for c in calls)
+        self.assertIn((a, "connected"), states)
+        self.assertIn((b, "connected"), states)
+        pa.send(cmd="hangup")
+        for p in (pa, pb):
+            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED",
+                       15)
+        with open(os.path.join(self.dir, "kamailio.log"), errors="replace") as f:
+            relayed = f.read()
+        self.assertIn("relay INVITE", relayed)
+        self.assertIn(f"-> sip:{self.node(name)['sip']}", relayed)
+
+    def test_3_a_killed_nodes_lines_are_served_again_within_15_s(self):
+        served = self.served()
+        victim = next(name for name, lines in served.items() if lines)
+        orphaned = served[victim]
+        pid = self.node(victim)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        taken = None
+        while time.monotonic() - killed < 30:
+            now = {k: v for k, v in self.served().items() if k != victim}
+            if orphaned <= set().union(*now.values()):
+                taken = time.monotonic() - killed
+                break
+            time.sleep(0.2)
+        self.assertIsNotNone(taken, f"{victim}'s lines {orphaned} not taken over in 30 s")
+        print(f"\n  takeover: {victim}'s {len(orphaned)} lines served again after {taken:.1f} s",
+              file=sys.stderr)
+        self.assertLessEqual(taken, 15.0)
+        now = self.served()
+        everything = sorted(line for n, lines in now.items() if n != victim for line in lines)
+        self.assertEqual(everything, LINES)
+        # The orphaned line's phone registers again through the same edge
+        # and lands on its new node.
+        line = sorted(orphaned)[0]
+        new_node = next(n for n, lines in now.items() if line in lines and n != victim)
+        p = edge_phone(line, self.info["sip"])
+        self.phones.append(p)
+        p.send(cmd="register")
+        p.wait_for(lambda e: e.get("event") == "reg" and e.get("code") == 200, 15)
+        view = {l["address"]: l
+                for l in get(f"{self.node(new_node)['http']}/v1/lines", TOKEN)}
+        self.assertEqual(view[line]["registration"], "registered")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
