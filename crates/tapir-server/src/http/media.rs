@@ -54,6 +54,9 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest message taken from the socket (a 16 kHz frame is 640 bytes).
 const MAX_MESSAGE: usize = 16 * 1024;
 
+/// The socket's read buffer.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// Buckets of `tapir_media_stream_latency_seconds`.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06,
@@ -174,6 +177,10 @@ pub async fn media(
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
+        // A stream reads small frames and writes one frame at a time:
+        // the 128 KiB buffers of the defaults would be most of its memory.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| stream(socket, tap, play, format)))
 }
 
