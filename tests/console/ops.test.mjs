@@ -105,6 +105,16 @@ test("a call waiting where the app talks can be picked up, holding the talking c
   assert.ok(!fitting(waiting, [elsewhere, waiting]).includes("pickup-waiting"));
 });
 
+test("a partially dialled call (lineMakeCall to `…;`) is dialled on, like one at dial tone", () => {
+  for (const s of ["dialtone", "dialing"]) {
+    const c = call("call-9", s);
+    assert.ok(fitting(c).includes("dial"), s);
+    assert.deepEqual(op("dial").request(c, { digits: "02" }),
+      { method: "POST", path: "/v1/calls/call-9/dial", body: { digits: "02" } });
+  }
+  assert.ok(!fitting(call("call-9", "proceeding")).includes("dial"));
+});
+
 test("busy and ringback calls can ask for call completion", () => {
   for (const s of ["busy", "ringback"]) assert.ok(fitting(call("c", s)).includes("complete"), s);
   assert.ok(!fitting(call("c", "connected")).includes("complete"));

@@ -410,7 +410,9 @@ function renderCalls() {
     h("td", {}, c.address),
     h("td", {}, h("span", { class: `state state-${c.state}`, dataset: { field: "state" } }, stateText(c))),
     h("td", {}, parties.join(" ")),
-    h("td", {}, `${c.origin}${c.reason && c.reason !== "direct" ? ` / ${c.reason}` : ""}`),
+    // A call completion's call names its request (lineCompleteCall's id).
+    h("td", {}, `${c.origin}${c.reason && c.reason !== "direct" ? ` / ${c.reason}` : ""}`
+      + `${c.completion ? ` ${c.completion}` : ""}`),
     h("td", {}, c.privilege),
     ended(c) ? h("td", { class: "num" }, durationOf(c))
       : h("td", { class: "num", dataset: { since: sinceOf(c) ?? "" } }, durationOf(c)));
