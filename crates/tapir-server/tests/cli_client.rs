@@ -904,6 +904,14 @@ async fn partial_dialing_pickup_by_address_and_group_media_mode_and_handoff_to_u
         .json(&["call", "media-mode", &a, "automatedvoice"])
         .await;
     assert_eq!(m["media_mode"], "automatedvoice", "{m}");
+    // The table shows it too (LINECALLINFO's dwMediaMode).
+    let shown = alpha.run(&["call", "show", &a]).await;
+    let text = shown.ok();
+    assert!(text.lines().next().unwrap().ends_with("MEDIA"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().ends_with("automatedvoice"),
+        "{text}"
+    );
     let h = alpha
         .run(&["call", "handoff", &a, "--media-mode", "unknown"])
         .await;

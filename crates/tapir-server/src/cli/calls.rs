@@ -237,6 +237,7 @@ fn call_table(calls: &[&CallInfo]) -> String {
         "CALLER",
         "CALLED",
         "PRIVILEGE",
+        "MEDIA",
     ]);
     for c in calls {
         t.row(vec![
@@ -249,6 +250,7 @@ fn call_table(calls: &[&CallInfo]) -> String {
             party(&c.caller),
             party(&c.called),
             to_json(&c.privilege).as_str().unwrap_or("?").to_string(),
+            to_json(&c.media_mode).as_str().unwrap_or("?").to_string(),
         ]);
     }
     t.render()
