@@ -7,16 +7,20 @@
 //! cargo run --release -p tapir-media --example media_load -- relay 200 5
 //! cargo run --release -p tapir-media --example media_load -- mix 30 5
 //! cargo run --release -p tapir-media --example media_load -- tone 1000 5
+//! cargo run --release -p tapir-media --example media_load -- tap 500 5
 //! ```
 //! Arguments: mode (`relay` = calls of two legs, `mix` = conferences of
 //! three, `tone` = single legs hearing hold music, `srtp` = calls between
-//! an SRTP phone and a plain one), count, seconds measured
+//! an SRTP phone and a plain one, `tap` = relayed calls each with an app's
+//! media stream of both directions, read by a task as a WebSocket's would
+//! be), count, seconds measured
 //! (after one second of warm-up).
 //!
 //! The last line is machine-readable (`scripts/bench-media` reads it):
 //! `FIGURES mode=… groups=… legs=… loss_pct=… (the engine's: sent to it and
 //! never relayed) kept_up=… served=… cpu_pct=… per_core=…
-//! kib_per_leg=… kernel_kib_per_leg=… rtcp_sent=…`.
+//! kib_per_leg=… kernel_kib_per_leg=… rtcp_sent=…` (and for `tap`:
+//! `tap_frames=… tap_expected=… tap_dropped=…`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
@@ -158,11 +162,24 @@ fn main() {
             }
         }
     }
+    // One media stream per call (`tap`), on the call's first leg.
+    let mut taps = Vec::new();
+    if mode == "tap" {
+        for call in 0..count {
+            taps.push(
+                engine
+                    .tap(LegId((call * per_group) as u64), true, false, 50)
+                    .unwrap(),
+            );
+        }
+    }
     let rss1 = rss_kib();
     let slab1 = slab_kib();
     let rcvbuf_errors0 = udp_rcvbuf_errors();
 
     let received = Arc::new(AtomicU64::new(0));
+    let tap_frames = Arc::new(AtomicU64::new(0));
+    let tap_dropped = Arc::new(AtomicU64::new(0));
     let rtcp_in = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let total = Duration::from_secs(secs + 1);
@@ -181,6 +198,18 @@ fn main() {
                     } else {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+            });
+        }
+        for mut tap in taps.drain(..) {
+            let (frames, dropped) = (Arc::clone(&tap_frames), Arc::clone(&tap_dropped));
+            tokio::spawn(async move {
+                let mut seen = 0;
+                while let Some(_frame) = tap.recv().await {
+                    frames.fetch_add(1, Ordering::Relaxed);
+                    let d = tap.dropped();
+                    dropped.fetch_add(d - seen, Ordering::Relaxed);
+                    seen = d;
                 }
             });
         }
@@ -216,6 +245,7 @@ fn main() {
             }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let tf0 = tap_frames.load(Ordering::Relaxed);
         let (s0, r0, c0, t0, e0) = (
             sent.load(Ordering::Relaxed),
             received.load(Ordering::Relaxed),
@@ -224,6 +254,7 @@ fn main() {
             engine.stats(),
         );
         tokio::time::sleep(total - Duration::from_secs(1)).await;
+        let tf1 = tap_frames.load(Ordering::Relaxed);
         let (s1, r1, c1, wall, e1) = (
             sent.load(Ordering::Relaxed),
             received.load(Ordering::Relaxed),
@@ -255,7 +286,7 @@ fn main() {
         // The engine's loss: packets sent to it that it never relayed (the
         // generator's own lag in reading them back is not the engine's).
         let e_final = engine.stats();
-        let engine_loss = if mode == "relay" || mode == "srtp" {
+        let engine_loss = if matches!(mode.as_str(), "relay" | "srtp" | "tap") {
             100.0 * all_sent.saturating_sub(e_final.relayed) as f64 / all_sent.max(1) as f64
         } else {
             0.0
@@ -277,7 +308,7 @@ fn main() {
             "whole run: sent={all_sent} relayed by the engine={} (engine loss {engine_loss:.3}%), read back by the generator={all_recv} ({:.3}% not (yet) read){}",
             e_final.relayed,
             100.0 * (1.0 - all_recv as f64 / all_sent.max(1) as f64),
-            if mode != "relay" && mode != "srtp" {
+            if !matches!(mode.as_str(), "relay" | "srtp" | "tap") {
                 " (not meaningful: generated media does not depend on the load)"
             } else {
                 ""
@@ -306,6 +337,7 @@ fn main() {
                     "mix" => "3-party conferences",
                     "tone" => "legs on hold music",
                     "srtp" => "relayed calls (one SRTP leg each)",
+                    "tap" => "relayed calls, each with a media stream of both directions",
                     _ => "relayed calls",
                 },
                 cpu * 1e6 / legs as f64
@@ -338,8 +370,24 @@ fn main() {
             legs,
             kernel_per_leg
         );
+        let tap_expected = (count as f64 * 50.0 * wall.as_secs_f64()) as u64;
+        let tap_got = tf1 - tf0;
+        if mode == "tap" {
+            println!(
+                "media streams: {tap_got} frames in the window (real time: {tap_expected}), {} dropped for full queues in the whole run",
+                tap_dropped.load(Ordering::Relaxed)
+            );
+        }
+        let tap_figures = if mode == "tap" {
+            format!(
+                " tap_frames={tap_got} tap_expected={tap_expected} tap_dropped={}",
+                tap_dropped.load(Ordering::Relaxed)
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "FIGURES mode={mode} groups={count} legs={legs} loss_pct={:.3} kept_up={kept_up} served={served:.0} cpu_pct={:.1} per_core={:.0} kib_per_leg={:.1} kernel_kib_per_leg={:.1} rtcp_sent={}",
+            "FIGURES mode={mode} groups={count} legs={legs} loss_pct={:.3} kept_up={kept_up} served={served:.0} cpu_pct={:.1} per_core={:.0} kib_per_leg={:.1} kernel_kib_per_leg={:.1} rtcp_sent={}{tap_figures}",
             engine_loss,
             cpu * 100.0,
             per_core,
