@@ -54,7 +54,7 @@ use crate::rtcp::{self, ReceptionStats, ReportBlock, RtcpItem, SenderInfo};
 use crate::rtp::{self, RtpPacket};
 use crate::sdp::{Codec, Direction, Negotiated};
 use crate::srtp::{SrtpError, SrtpKeys, SrtpSession};
-use crate::stream::{Framer, PlayMode, TapFrame, mix_into};
+use crate::stream::{Framer, PlayMode, TapFrame};
 use crate::tone::{FRAME_SAMPLES, ToneGenerator, ToneKind};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -514,8 +514,9 @@ impl Play {
     /// Adds the next `out.len()` samples (what there is) into `out`.
     fn add_into(&mut self, out: &mut [i16]) {
         let n = self.samples.len().min(out.len());
-        let next: Vec<i16> = self.samples.drain(..n).collect();
-        mix_into(&mut out[..n], &next);
+        for (d, s) in out.iter_mut().zip(self.samples.drain(..n)) {
+            *d = d.saturating_add(s);
+        }
     }
 }
 
