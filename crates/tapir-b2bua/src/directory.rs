@@ -226,6 +226,18 @@ impl RegistrationTable {
             .count()
     }
 
+    /// Put bindings another node of a cluster registered for `address`
+    /// (read back from the cluster's store when this node took the line
+    /// over). They reach the phone until it registers here, which replaces
+    /// them, or until they expire; they never replace this registrar's own.
+    pub fn restore(&self, address: &str, bindings: Vec<Binding>) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if bindings.is_empty() || table.contains_key(address) {
+            return;
+        }
+        table.insert(address.to_string(), bindings);
+    }
+
     fn publish(&self, address: &str, bindings: Vec<Binding>) {
         let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
         if bindings.is_empty() {
@@ -291,6 +303,19 @@ impl SipDirectory {
     pub fn with_lockout_policy(mut self, policy: LockoutPolicy) -> SipDirectory {
         self.auth.set_lockout_policy(policy);
         self
+    }
+
+    /// The live bindings that reach `address`: this registrar's own, or,
+    /// when it has none, those restored into the published table from
+    /// another node of a cluster ([`RegistrationTable::restore`]).
+    fn bindings(&self, now: Instant, address: &str) -> Vec<Binding> {
+        let aor = self.registered_as(address);
+        let own = self.registrar.contacts(&aor, now);
+        if own.is_empty() {
+            self.published.contacts(&aor, now)
+        } else {
+            own
+        }
     }
 
     /// The table this directory publishes its registrations into.
@@ -366,11 +391,7 @@ impl Directory for SipDirectory {
     /// Where to send INVITEs: see [`target_of`]. Any address of a line
     /// reaches the phone registered as the line's first address.
     fn contacts(&self, now: Instant, address: &str) -> Vec<ContactTarget> {
-        self.registrar
-            .contacts(&self.registered_as(address), now)
-            .iter()
-            .map(target_of)
-            .collect()
+        self.bindings(now, address).iter().map(target_of).collect()
     }
 
     fn trunk(&self, line: LineId) -> Option<TrunkRoute> {
@@ -386,8 +407,7 @@ impl Directory for SipDirectory {
     }
 
     fn registered_until(&self, now: Instant, address: &str) -> Option<Instant> {
-        self.registrar
-            .contacts(&self.registered_as(address), now)
+        self.bindings(now, address)
             .iter()
             .map(|b| b.expires_at)
             .max()
@@ -457,6 +477,7 @@ fn contact_address(contact: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_watch_table_judges_watchers_and_forgets_removed_lines() {
@@ -483,6 +504,45 @@ mod tests {
         table.remove_line("1001");
         assert_eq!(table.check("1001", "1002"), Err(403));
         assert_eq!(table.check("1002", "1001"), Err(404));
+    }
+
+    #[test]
+    fn bindings_restored_from_a_cluster_reach_the_phone_until_it_registers_here() {
+        let now = Instant::now();
+        let dir = SipDirectory::new(now, "tapir", HashMap::new(), Vec::new());
+        let table = dir.registration_table();
+        let edge: SocketAddr = "127.0.0.1:5999".parse().unwrap();
+        let restored = Binding {
+            contact: "sip:1001@192.0.2.7:5062".into(),
+            source: edge,
+            transport: Transport::Udp,
+            q: None,
+            expires_at: now + Duration::from_secs(60),
+            call_id: "reg-1".into(),
+            cseq: 3,
+            updated_at: now,
+            path: vec!["<sip:127.0.0.1:5999;lr>".into()],
+        };
+        assert!(dir.contacts(now, "1001").is_empty());
+        table.restore("1001", vec![restored.clone()]);
+        let targets = dir.contacts(now, "1001");
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].addr, edge, "reached through the Path's proxy");
+        assert!(targets[0].path.is_some());
+        assert_eq!(
+            dir.registered_until(now, "1001"),
+            Some(now + Duration::from_secs(60))
+        );
+        // Never over this registrar's own: a second restore is ignored.
+        let mut other = restored.clone();
+        other.contact = "sip:1001@192.0.2.8:5062".into();
+        table.restore("1001", vec![other]);
+        assert_eq!(table.contacts("1001", now)[0].contact, restored.contact);
+        // Expired, it reaches nothing.
+        assert!(
+            dir.contacts(now + Duration::from_secs(61), "1001")
+                .is_empty()
+        );
     }
 
     fn carrier_table() -> TrunkTable {

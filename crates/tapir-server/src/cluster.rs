@@ -9,6 +9,12 @@
 //! whether its fence still lets it serve, is kept in a [`Membership`] that
 //! `/healthz` and `/metrics` read. A node stopping on purpose leaves: its
 //! leases end at once, so the others take its lines in their next round.
+//!
+//! Registrations follow the lines: each round saves the phones' bindings
+//! of the lines this node serves (fenced by the lease's epoch), and a node
+//! that claims a line restores the bindings saved for it, so a phone is
+//! reached at once through the edge after its node died, without
+//! registering again.
 
 use crate::SwitchHandle;
 use crate::config::ClusterConfig;
@@ -16,7 +22,9 @@ use crate::error::ConfigError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tapir_b2bua::directory::RegistrationTable;
 use tapir_cluster::{Fence, Lease, NodeName, Snapshot, plan_round};
+use tapir_sip::registrar::{Binding, Transport};
 use tapir_store::cluster::{ClusterTables, NodeRow};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,6 +59,7 @@ impl Membership {
     pub async fn join(
         config: &ClusterConfig,
         switch: SwitchHandle,
+        registrations: RegistrationTable,
         sip_uri: String,
         http_url: String,
     ) -> Result<Membership, ConfigError> {
@@ -75,6 +84,8 @@ impl Membership {
             round: Duration::from_secs_f64(config.round_secs),
             fence: Fence::new(Duration::from_secs_f64(config.lease_secs)),
             published: BTreeSet::new(),
+            registrations,
+            saved: BTreeMap::new(),
             serving: serving.clone(),
         };
         let task = tokio::spawn(driver.run(stopped));
@@ -129,7 +140,88 @@ struct Driver {
     fence: Fence,
     /// The (address, line) pairs already published to the edge's table.
     published: BTreeSet<(String, String)>,
+    /// Phones' registrations, as this node's registrar publishes them.
+    registrations: RegistrationTable,
+    /// The registration document last saved per address (`None`: none).
+    saved: BTreeMap<String, Option<String>>,
     serving: Arc<Mutex<Serving>>,
+}
+
+/// A binding as the cluster's store keeps it: the registrar's binding with
+/// its times as Unix milliseconds, so another node (another clock origin)
+/// can read it back.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StoredBinding {
+    contact: String,
+    source: std::net::SocketAddr,
+    transport: String,
+    q: Option<u16>,
+    expires_unix_ms: u64,
+    call_id: String,
+    cseq: u32,
+    path: Vec<String>,
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The document saved for an address's live bindings (`None` when it has
+/// none). Only what a refresh changes changes the document.
+fn encode_bindings(bindings: &[Binding], now: Instant) -> Option<String> {
+    if bindings.is_empty() {
+        return None;
+    }
+    let unix_now = unix_ms_now();
+    let stored: Vec<StoredBinding> = bindings
+        .iter()
+        .map(|b| StoredBinding {
+            contact: b.contact.clone(),
+            source: b.source,
+            transport: b.transport.token().to_owned(),
+            q: b.q,
+            // Rounded to the second: the same binding always encodes alike.
+            expires_unix_ms: (unix_now + b.remaining(now).as_millis() as u64) / 1000 * 1000,
+            call_id: b.call_id.clone(),
+            cseq: b.cseq,
+            path: b.path.clone(),
+        })
+        .collect();
+    serde_json::to_string(&stored).ok()
+}
+
+/// Bindings read back from a saved document; expired ones and ones that do
+/// not parse are left out.
+fn decode_bindings(doc: &str, now: Instant) -> Vec<Binding> {
+    let Ok(stored) = serde_json::from_str::<Vec<StoredBinding>>(doc) else {
+        return Vec::new();
+    };
+    let unix_now = unix_ms_now();
+    stored
+        .into_iter()
+        .filter_map(|s| {
+            let left = s.expires_unix_ms.checked_sub(unix_now)?;
+            let transport = match s.transport.as_str() {
+                "UDP" => Transport::Udp,
+                "TCP" => Transport::Tcp,
+                "TLS" => Transport::Tls,
+                _ => return None,
+            };
+            Some(Binding {
+                contact: s.contact,
+                source: s.source,
+                transport,
+                q: s.q,
+                expires_at: now + Duration::from_millis(left),
+                call_id: s.call_id,
+                cseq: s.cseq,
+                updated_at: now,
+                path: s.path,
+            })
+        })
+        .collect()
 }
 
 /// A line as the driver sees it: its key (first address), every address,
@@ -260,7 +352,8 @@ impl Driver {
             &snapshot,
             |line| busy.contains(line),
         );
-        let me = self.me.as_str();
+        let me = self.me.clone();
+        let me = me.as_str();
         let mut held: BTreeMap<String, i64> = BTreeMap::new();
         held.extend(
             self.tables
@@ -276,11 +369,76 @@ impl Driver {
         if !claimed.is_empty() {
             tracing::info!(node = %self.me, lines = claimed.len(), "claimed lines");
         }
+        self.restore_registrations(&lines, &claimed).await?;
         held.extend(claimed);
+        self.save_registrations(&lines, &held).await?;
         if !plan.hand_over.is_empty() {
             self.tables.release(me, &plan.hand_over).await.map_err(db)?;
             tracing::info!(node = %self.me, lines = plan.hand_over.len(), "handed lines over");
         }
         Ok(held)
+    }
+
+    /// Put back the bindings saved for the lines just claimed.
+    async fn restore_registrations(
+        &mut self,
+        lines: &[LineView],
+        claimed: &[(String, i64)],
+    ) -> Result<(), String> {
+        let addresses: Vec<String> = lines
+            .iter()
+            .filter(|l| claimed.iter().any(|(c, _)| *c == l.key))
+            .flat_map(|l| l.addresses.iter().cloned())
+            .collect();
+        let now = Instant::now();
+        let mut restored = 0;
+        for (address, doc) in self
+            .tables
+            .registrations(&addresses)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let bindings = decode_bindings(&doc, now);
+            if !bindings.is_empty() {
+                restored += 1;
+                self.registrations.restore(&address, bindings);
+            }
+            // Saved by the previous holder; this node saves it again
+            // under its own epoch next round.
+            self.saved.remove(&address);
+        }
+        if restored > 0 {
+            tracing::info!(node = %self.me, addresses = restored, "restored registrations");
+        }
+        Ok(())
+    }
+
+    /// Save the bindings of the held lines' addresses that changed since
+    /// they were last saved, under each line's lease epoch. An address
+    /// without bindings is deleted once (a previous holder may have saved
+    /// some that are stale now).
+    async fn save_registrations(
+        &mut self,
+        lines: &[LineView],
+        held: &BTreeMap<String, i64>,
+    ) -> Result<(), String> {
+        let now = Instant::now();
+        for line in lines {
+            let Some(epoch) = held.get(&line.key) else {
+                continue;
+            };
+            for address in &line.addresses {
+                let doc = encode_bindings(&self.registrations.contacts(address, now), now);
+                if self.saved.get(address) == Some(&doc) {
+                    continue;
+                }
+                self.tables
+                    .save_registration(self.me.as_str(), &line.key, *epoch, address, doc.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.saved.insert(address.clone(), doc);
+            }
+        }
+        Ok(())
     }
 }

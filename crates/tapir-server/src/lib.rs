@@ -349,6 +349,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             cluster::Membership::join(
                 c,
                 handle.clone(),
+                registrations.clone(),
                 sip_addr.map_or_else(String::new, |a| format!("sip:{a}")),
                 format!("http://{http_addr}"),
             )

@@ -90,6 +90,11 @@ impl ClusterTables {
             "CREATE TABLE IF NOT EXISTS cluster_addresses (
                 address TEXT PRIMARY KEY,
                 line TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS cluster_registrations (
+                address TEXT PRIMARY KEY,
+                line TEXT NOT NULL,
+                epoch BIGINT NOT NULL,
+                bindings TEXT NOT NULL)",
         ] {
             sqlx::query(ddl).execute(&mut *tx).await?;
         }
@@ -271,6 +276,71 @@ impl ClusterTables {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Save (or, with `None`, delete) the registrations of `address` (a
+    /// document the caller encodes) as `node`, which holds `line`'s lease
+    /// at `epoch`. Fenced: nothing is written unless that lease is still
+    /// `node`'s at that epoch and unexpired. Returns whether it was written.
+    pub async fn save_registration(
+        &self,
+        node: &str,
+        line: &str,
+        epoch: i64,
+        address: &str,
+        bindings: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let fence = "EXISTS (SELECT 1 FROM cluster_leases WHERE line = $2 AND node = $1
+                     AND epoch = $3 AND lease_until > now())";
+        let done = match bindings {
+            Some(doc) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO cluster_registrations (address, line, epoch, bindings)
+                       SELECT $4, $2, $3, $5 WHERE {fence}
+                     ON CONFLICT (address) DO UPDATE SET line = EXCLUDED.line,
+                       epoch = EXCLUDED.epoch, bindings = EXCLUDED.bindings
+                       WHERE {fence}"
+                )))
+                .bind(node)
+                .bind(line)
+                .bind(epoch)
+                .bind(address)
+                .bind(doc)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM cluster_registrations WHERE address = $4 AND {fence}"
+                )))
+                .bind(node)
+                .bind(line)
+                .bind(epoch)
+                .bind(address)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The saved registrations of `addresses`: (address, document).
+    pub async fn registrations(
+        &self,
+        addresses: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT address, bindings FROM cluster_registrations WHERE address = ANY($1::text[])",
+        )
+        .bind(addresses)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get("address")?, r.try_get("bindings")?)))
+            .collect()
     }
 
     /// The node serving `address` now (its SIP URI), as the edge looks it

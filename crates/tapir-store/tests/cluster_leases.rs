@@ -160,3 +160,60 @@ async fn nodes_starting_at_once_create_the_tables_once() {
     b.unwrap();
     c.unwrap();
 }
+
+#[tokio::test]
+async fn registrations_are_written_only_under_the_lease_that_covers_them() {
+    let Some(t) = tables().await else { return };
+    let lease = Duration::from_secs(10);
+    let won = t.claim("a", &lines(&["5001"]), lease).await.unwrap();
+    let epoch = won[0].1;
+    assert!(
+        t.save_registration("a", "5001", epoch, "5001", Some("[1]"))
+            .await
+            .unwrap()
+    );
+    // Another node, or a stale epoch, writes nothing.
+    assert!(
+        !t.save_registration("b", "5001", epoch, "5001", Some("[2]"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.save_registration("a", "5001", epoch + 1, "5001", Some("[3]"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        t.save_registration("a", "5001", epoch, "5001", None)
+            .await
+            .unwrap()
+    );
+    let saved = t.registrations(&lines(&["5001", "5002"])).await.unwrap();
+    assert!(saved.is_empty(), "deleted under the lease: {saved:?}");
+    assert!(
+        t.save_registration("a", "5001", epoch, "5001", Some("[4]"))
+            .await
+            .unwrap()
+    );
+    // The lease moves: the old holder can neither change nor delete it.
+    t.release("a", &won).await.unwrap();
+    let taken = t.claim("b", &lines(&["5001"]), lease).await.unwrap();
+    assert!(
+        !t.save_registration("a", "5001", epoch, "5001", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.registrations(&lines(&["5001"])).await.unwrap(),
+        vec![("5001".to_owned(), "[4]".to_owned())]
+    );
+    assert!(
+        t.save_registration("b", "5001", taken[0].1, "5001", Some("[5]"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.registrations(&lines(&["5001"])).await.unwrap()[0].1,
+        "[5]"
+    );
+}
