@@ -9,7 +9,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tapir_core::LineId;
 use tapir_sip::auth::{Algorithm, AuthConfig, AuthOutcome, Authenticator, LockoutPolicy};
-use tapir_sip::msg::Message;
+use tapir_sip::msg::{HeaderName, Message};
+
+/// The header a cluster's edge adds to each request from outside: the
+/// address (`ip:port`, IPv6 in brackets) it came from.
+pub const EDGE_SOURCE_HEADER: &str = "X-Tapir-Source";
 use tapir_sip::registrar::{Binding, Registrar, RegistrarConfig, Transport};
 
 /// Phones' passwords, registrations and the authentication of their requests.
@@ -21,6 +25,10 @@ pub struct SipDirectory {
     published: RegistrationTable,
     trunks: TrunkTable,
     watch: Option<WatchTable>,
+    /// A cluster's SIP edge: requests from it carry the address they came
+    /// from in [`EDGE_SOURCE_HEADER`], and that address (not the edge's) is
+    /// who digest failures are counted against.
+    edge: Option<SocketAddr>,
 }
 
 /// Who may SUBSCRIBE to whose busy lamps and presence: the addresses that
@@ -269,6 +277,7 @@ impl SipDirectory {
             published: RegistrationTable::default(),
             trunks: TrunkTable::default(),
             watch: None,
+            edge: None,
         }
     }
 
@@ -296,6 +305,28 @@ impl SipDirectory {
     pub fn with_trunk_table(mut self, table: TrunkTable) -> SipDirectory {
         self.trunks = table;
         self
+    }
+
+    /// Believe [`EDGE_SOURCE_HEADER`] on requests from `edge` (a cluster's
+    /// Kamailio, which removes it from what arrives from outside and adds
+    /// its own): digest failures, lock-outs and UDP bindings then belong to
+    /// the phone's address, so one guesser behind the edge cannot lock every
+    /// phone out. From any other source the header is ignored.
+    pub fn with_trusted_edge(mut self, edge: SocketAddr) -> SipDirectory {
+        self.edge = Some(edge);
+        self
+    }
+
+    /// Who sent `request`: `source`, or, when `source` is the trusted edge,
+    /// the address the edge says the request came from.
+    fn client_of(&self, request: &Message, source: SocketAddr) -> SocketAddr {
+        match self.edge {
+            Some(edge) if same_peer(edge, source) => request
+                .header(&HeaderName::Other(EDGE_SOURCE_HEADER.into()))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(source),
+            _ => source,
+        }
     }
 
     /// Lock out digest guessers by `policy` (per source and user, per
@@ -354,6 +385,12 @@ impl Directory for SipDirectory {
             SipTransport::Tcp => Transport::Tcp,
             SipTransport::Tls => Transport::Tls,
         };
+        // Through the edge (UDP, with its Path) the binding is reached
+        // through the Path, so its source may be the phone's own address.
+        let source = match transport {
+            Transport::Udp => self.client_of(request, source),
+            _ => source,
+        };
         let outcome = self.registrar.register(
             now,
             request,
@@ -379,9 +416,10 @@ impl Directory for SipDirectory {
     ) -> Result<String, Box<Message>> {
         let passwords = &self.passwords;
         let credentials = |user: &str| passwords.get(user);
+        let client = self.client_of(request, source);
         match self
             .auth
-            .authenticate(now, request, source.ip(), &credentials)
+            .authenticate(now, request, client.ip(), &credentials)
         {
             AuthOutcome::Authenticated(identity) => Ok(identity.user),
             AuthOutcome::Rejected(rejection) => Err(Box::new(rejection.response)),

@@ -393,6 +393,17 @@ pub async fn start(
             .lockout_policy()
             .map_err(|e| SipStartError::Lockout(e.to_string()))?,
     );
+    // A cluster member believes its edge about where requests came from.
+    let directory = match config.cluster.as_ref().and_then(|c| c.edge.as_deref()) {
+        Some(edge) => match edge.parse::<SocketAddr>() {
+            Ok(edge) => directory.with_trusted_edge(edge),
+            Err(_) => {
+                tracing::warn!(%edge, "[cluster] edge is not ip:port: its X-Tapir-Source is not believed");
+                directory
+            }
+        },
+        None => directory,
+    };
     let ports = EnginePorts {
         engine: engine.clone(),
     };

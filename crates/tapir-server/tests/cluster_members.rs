@@ -11,7 +11,7 @@ mod support;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{Api, server_with};
+use support::{Api, Phone, server_with};
 use tapir_server::RunningServer;
 use tapir_server::config::ClusterConfig;
 
@@ -176,4 +176,56 @@ async fn a_bad_cluster_section_is_refused_at_start() {
         (c.node.as_str(), c.lease_secs, c.round_secs),
         ("n1", 10.0, 2.0)
     );
+}
+
+/// Wrong digests sprayed from 192.0.2.66 through the edge: that address is
+/// locked, not the edge, so a phone behind the same edge still registers.
+/// A sender that is not the edge cannot borrow the header to escape its
+/// own lock-out.
+#[tokio::test]
+async fn a_guesser_behind_the_edge_locks_itself_not_the_edge() {
+    let Some(base) = tapir_store::testing::postgres_url("edge source trust") else {
+        return;
+    };
+    let url = tapir_store::testing::fresh_postgres_db(&base)
+        .await
+        .unwrap();
+    let edge_socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let edge = edge_socket.local_addr().unwrap();
+    let mut c = cluster("node-a", &url);
+    c.edge = Some(edge.to_string());
+    let s = server_with(move |cfg| {
+        cfg.cluster = Some(c);
+        cfg.sip.listen = vec!["udp:127.0.0.1:0".into()];
+        cfg.sip.digest_algorithms = vec!["MD5".into()];
+    })
+    .await;
+    let sip = s.sip_addr.unwrap();
+    let mut through_edge = Phone::on(edge_socket, sip);
+    through_edge.extra = "X-Tapir-Source: 192.0.2.66:5060\r\n".into();
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        statuses.push(
+            through_edge
+                .register_with(&format!("90{n:02}"), "123456")
+                .await,
+        );
+    }
+    assert_eq!(statuses[29], 403, "the guesser is locked: {statuses:?}");
+    assert_eq!(through_edge.register("1001", None).await.0, 403);
+    // Another phone behind the same edge is not.
+    through_edge.extra = "X-Tapir-Source: 192.0.2.10:5060\r\n".into();
+    assert_eq!(through_edge.register_with("1001", "pw").await, 200);
+    // Not from the edge: the header is ignored, the sender's own address
+    // is locked.
+    let mut outsider = Phone::at("127.0.0.2", sip).await;
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        outsider.extra = format!("X-Tapir-Source: 192.0.2.{n}:5060\r\n");
+        statuses.push(outsider.register_with(&format!("90{n:02}"), "123456").await);
+    }
+    assert_eq!(statuses[29], 403, "{statuses:?}");
+    outsider.extra = "X-Tapir-Source: 192.0.2.11:5060\r\n".into();
+    assert_eq!(outsider.register_with("1001", "pw").await, 403);
+    s.shutdown().await;
 }

@@ -332,15 +332,26 @@ pub struct Phone {
     socket: tokio::net::UdpSocket,
     server: std::net::SocketAddr,
     cseq: u32,
+    /// Header lines (each ending in CRLF) added to every REGISTER.
+    pub extra: String,
 }
 
 impl Phone {
     /// A phone on a new UDP socket at `local_ip` (any port), registering to `server`.
     pub async fn at(local_ip: &str, server: std::net::SocketAddr) -> Phone {
+        Phone::on(
+            tokio::net::UdpSocket::bind((local_ip, 0)).await.unwrap(),
+            server,
+        )
+    }
+
+    /// A phone on `socket`, registering to `server`.
+    pub fn on(socket: tokio::net::UdpSocket, server: std::net::SocketAddr) -> Phone {
         Phone {
-            socket: tokio::net::UdpSocket::bind((local_ip, 0)).await.unwrap(),
+            socket,
             server,
             cseq: 0,
+            extra: String::new(),
         }
     }
 
@@ -362,7 +373,8 @@ impl Phone {
              CSeq: {cseq} REGISTER\r\n\
              Contact: <sip:{user}@{local}>\r\n\
              Expires: 60\r\n\
-             {auth}Content-Length: 0\r\n\r\n",
+             {extra}{auth}Content-Length: 0\r\n\r\n",
+            extra = self.extra,
             cseq = self.cseq,
             port = local.port(),
         );
