@@ -121,11 +121,14 @@ async fn next_non_audio(m: &mut MediaStream) -> MediaMessage {
     panic!("only audio")
 }
 
-/// The close frame, skipping audio and stats (bounded).
+/// The close frame, skipping audio and stats (within 15 s).
 async fn closed(m: &mut MediaStream) -> (u16, String) {
-    for _ in 0..100 {
-        if let MediaMessage::Closed { code, reason } = next_non_audio(m).await {
-            return (code, reason);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for _ in 0..10_000 {
+        match timeout(deadline.saturating_duration_since(Instant::now()), m.next()).await {
+            Ok(Some(Ok(MediaMessage::Closed { code, reason }))) => return (code, reason),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close frame: {other:?}"),
         }
     }
     panic!("no close frame")
@@ -282,6 +285,17 @@ async fn bad_media_requests_get_their_errors_and_streams_are_released() {
     let (code, reason) = closed(&mut watching).await;
     assert_eq!(code, 1008, "{reason}");
     assert!(reason.contains("owner"), "{reason}");
+    // An app that lets go of its handle loses the stream (1008).
+    let mut letting_go = desk.media(call.id(), 8000, false).await.unwrap();
+    desk.call(call.id())
+        .await
+        .unwrap()
+        .deallocate()
+        .await
+        .unwrap();
+    let (code, reason) = closed(&mut letting_go).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("handle"), "{reason}");
     // An owner's frame of the wrong size.
     let mut owner = app.media(call.id(), 8000, true).await.unwrap();
     owner.send_bytes(vec![0; 100]).await.unwrap();

@@ -17,6 +17,10 @@
 //! size or a text frame not understood closes the socket with 1007, audio
 //! from a monitor with 1008; the call's end closes it with 1000.
 //!
+//! The app's privilege is checked again every [`RIGHTS_EVERY`]: an app that
+//! lost its handle (deallocated, closed the line) is closed with 1008, one
+//! that is now only a monitor stops playing (and may no longer send).
+//!
 //! The media thread never waits on a socket: frames go through the tap's
 //! bounded queue (a reader that falls behind loses whole frames, counted
 //! in `tapir_media_stream_frames_dropped_total` and in the stats frames), and
@@ -43,6 +47,10 @@ pub const TAP_QUEUE_FRAMES: usize = 50;
 /// Frames an owner may send ahead of playing time (10 s): beyond, frames
 /// are dropped and counted (`play_dropped`).
 pub const PLAY_QUEUE_FRAMES: usize = 500;
+
+/// How often a running stream checks the app's privilege on the call
+/// again.
+pub const RIGHTS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the stream reports its counts.
 pub const STATS_EVERY: Duration = Duration::from_secs(5);
@@ -181,7 +189,14 @@ pub async fn media(
         // the 128 KiB buffers of the defaults would be most of its memory.
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| stream(socket, tap, play, format)))
+        .on_upgrade(move |socket| {
+            let rights = Rights {
+                handle: st.handle.clone(),
+                app: app_id,
+                call: id,
+            };
+            stream(socket, tap, play, format, rights)
+        }))
 }
 
 /// The format `?rate=` and `?direction=` ask for (8000 and `in` when
@@ -302,11 +317,52 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
+/// Whose stream it is, to check again while it runs.
+struct Rights {
+    handle: crate::actor::SwitchHandle,
+    app: tapir_core::AppId,
+    call: tapir_core::CallId,
+}
+
+/// What the app may still do with the stream.
+enum Still {
+    /// Listen and, while it owns the call, talk.
+    Allowed { owner: bool },
+    /// Nothing: the close code and reason.
+    Refused(u16, &'static str),
+}
+
+impl Rights {
+    /// The app's privilege on the call now: its handle may have gone
+    /// (deallocated, line closed), or become a monitor's (set privilege,
+    /// handoff), or the call secure.
+    async fn check(&self) -> Still {
+        let (app, call) = (self.app, self.call);
+        match self
+            .handle
+            .with(move |sw, _| sw.call_info(app, call).map(|i| (i.privilege, i.secure)))
+            .await
+        {
+            Ok(Ok((Privilege::Owner, _))) => Still::Allowed { owner: true },
+            Ok(Ok((Privilege::Monitor, false))) => Still::Allowed { owner: false },
+            Ok(Ok((Privilege::Monitor, true))) => Still::Refused(
+                1008,
+                "the call became secure: it refuses monitoring applications' media streams",
+            ),
+            Ok(Err(_)) => {
+                Still::Refused(1008, "this application no longer has a handle to the call")
+            }
+            Err(_) => Still::Refused(1011, "the switch has stopped"),
+        }
+    }
+}
+
 async fn stream(
     mut socket: WebSocket,
     mut tap: MediaTap,
     mut play: Option<MediaPlay>,
     format: StreamFormat,
+    rights: Rights,
 ) {
     let _gauge = SocketGauge::new();
     let mut counts = Counts::default();
@@ -318,6 +374,8 @@ async fn stream(
     let mut buf = Vec::with_capacity(format.frame_bytes());
     let mut stats = tokio::time::interval(STATS_EVERY);
     stats.tick().await;
+    let mut recheck = tokio::time::interval(RIGHTS_EVERY);
+    recheck.tick().await;
     let (code, reason): (u16, String) = loop {
         tokio::select! {
             frame = tap.recv() => match frame {
@@ -333,6 +391,12 @@ async fn stream(
                     metrics::counter!("tapir_media_stream_frames_total").increment(1);
                     counts.frames += 1;
                 }
+            },
+            _ = recheck.tick() => match rights.check().await {
+                Still::Allowed { owner: true } => {}
+                // No longer an owner: what it sends stops at once.
+                Still::Allowed { owner: false } => play = None,
+                Still::Refused(code, reason) => break (code, reason.into()),
             },
             _ = stats.tick() => {
                 let m = counts.report(&tap, play.as_ref(), false);
