@@ -25,6 +25,8 @@ pub struct SipDirectory {
     published: RegistrationTable,
     trunks: TrunkTable,
     watch: Option<WatchTable>,
+    /// The addresses served here (a cluster member's leases).
+    served: ServedTable,
     /// A cluster's SIP edge: requests from it carry the address they came
     /// from in [`EDGE_SOURCE_HEADER`], and that address (not the edge's) is
     /// who digest failures are counted against.
@@ -256,6 +258,60 @@ impl RegistrationTable {
     }
 }
 
+/// The addresses this node serves, in a cluster: a node takes
+/// registrations and new requests only for the lines whose lease it holds
+/// (and none while its lease fence has stopped it). Written by the cluster
+/// driver each round; without a cluster it stays unset and every address
+/// is served. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ServedTable(Arc<RwLock<Option<HashSet<String>>>>);
+
+impl ServedTable {
+    /// A table for a cluster member, serving nothing until its first round.
+    pub fn none_yet() -> ServedTable {
+        ServedTable(Arc::new(RwLock::new(Some(HashSet::new()))))
+    }
+
+    /// Serve exactly `addresses`.
+    pub fn set(&self, addresses: HashSet<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(addresses);
+    }
+
+    /// Whether this node serves `address` now.
+    pub fn serves(&self, address: &str) -> bool {
+        match &*self.0.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(set) => set.contains(address),
+            None => true,
+        }
+    }
+}
+
+/// The seconds a phone is told to wait (`Retry-After`) when its line is
+/// served by no node at the moment (a lease moving between nodes).
+const NOT_SERVED_RETRY_SECS: &str = "2";
+
+/// `503` with `Retry-After` for a request about a line this node does not
+/// serve now.
+fn not_served(request: &Message) -> Message {
+    request
+        .response_builder(
+            503,
+            Some("Line Served Elsewhere"),
+            Some(&tapir_sip::dialog::new_tag()),
+        )
+        .header(HeaderName::RetryAfter, NOT_SERVED_RETRY_SECS)
+        .build()
+}
+
+/// The user part of the To header's SIP URI (a REGISTER's address of record).
+fn to_user(request: &Message) -> Option<String> {
+    let to = request.to_header().ok()??;
+    let tapir_sip::msg::Uri::Sip(uri) = &to.uri else {
+        return None;
+    };
+    String::from_utf8(uri.user_decoded()?.into_owned()).ok()
+}
+
 impl SipDirectory {
     /// A directory for `realm` whose users are `passwords` (address →
     /// password), challenging with `algorithms` in that order (the
@@ -277,6 +333,7 @@ impl SipDirectory {
             published: RegistrationTable::default(),
             trunks: TrunkTable::default(),
             watch: None,
+            served: ServedTable::default(),
             edge: None,
         }
     }
@@ -304,6 +361,14 @@ impl SipDirectory {
     /// Take trunks from `table` (the server keeps it up to date).
     pub fn with_trunk_table(mut self, table: TrunkTable) -> SipDirectory {
         self.trunks = table;
+        self
+    }
+
+    /// Take registrations and new requests only for the addresses of
+    /// `table` (a cluster member's leases); others get `503` with
+    /// `Retry-After`.
+    pub fn with_served_table(mut self, table: ServedTable) -> SipDirectory {
+        self.served = table;
         self
     }
 
@@ -378,6 +443,11 @@ impl Directory for SipDirectory {
         source: SocketAddr,
         transport: SipTransport,
     ) -> Message {
+        if let Some(user) = to_user(request)
+            && !self.served.serves(&self.registered_as(&user))
+        {
+            return not_served(request);
+        }
         let passwords = &self.passwords;
         let credentials = |user: &str| passwords.get(user);
         let transport = match transport {
@@ -421,6 +491,11 @@ impl Directory for SipDirectory {
             .auth
             .authenticate(now, request, client.ip(), &credentials)
         {
+            AuthOutcome::Authenticated(identity)
+                if !self.served.serves(&self.registered_as(&identity.user)) =>
+            {
+                Err(Box::new(not_served(request)))
+            }
             AuthOutcome::Authenticated(identity) => Ok(identity.user),
             AuthOutcome::Rejected(rejection) => Err(Box::new(rejection.response)),
         }

@@ -22,7 +22,7 @@ use crate::error::ConfigError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tapir_b2bua::directory::RegistrationTable;
+use tapir_b2bua::directory::{RegistrationTable, ServedTable};
 use tapir_cluster::{Fence, Lease, NodeName, Snapshot, plan_round};
 use tapir_sip::registrar::{Binding, Transport};
 use tapir_store::cluster::{ClusterTables, NodeRow};
@@ -60,6 +60,7 @@ impl Membership {
         config: &ClusterConfig,
         switch: SwitchHandle,
         registrations: RegistrationTable,
+        served: Option<ServedTable>,
         sip_uri: String,
         http_url: String,
     ) -> Result<Membership, ConfigError> {
@@ -84,7 +85,9 @@ impl Membership {
             round: Duration::from_secs_f64(config.round_secs),
             fence: Fence::new(Duration::from_secs_f64(config.lease_secs)),
             published: BTreeSet::new(),
+            addresses: BTreeMap::new(),
             registrations,
+            served,
             saved: BTreeMap::new(),
             serving: serving.clone(),
         };
@@ -140,8 +143,12 @@ struct Driver {
     fence: Fence,
     /// The (address, line) pairs already published to the edge's table.
     published: BTreeSet<(String, String)>,
+    /// Every address of each line, by line key, as of the last round.
+    addresses: BTreeMap<String, Vec<String>>,
     /// Phones' registrations, as this node's registrar publishes them.
     registrations: RegistrationTable,
+    /// The addresses the registrar and new requests are held to (with SIP).
+    served: Option<ServedTable>,
     /// The registration document last saved per address (`None`: none).
     saved: BTreeMap<String, Option<String>>,
     serving: Arc<Mutex<Serving>>,
@@ -284,6 +291,24 @@ impl Driver {
             }
         }
         s.may_serve = may_serve;
+        if let Some(served) = &self.served {
+            // The SIP side serves the held lines' addresses, and nothing
+            // once the fence has stopped this node.
+            let addresses = if may_serve {
+                s.lines
+                    .keys()
+                    .flat_map(|key| {
+                        self.addresses
+                            .get(key)
+                            .cloned()
+                            .unwrap_or_else(|| vec![key.clone()])
+                    })
+                    .collect()
+            } else {
+                std::collections::HashSet::new()
+            };
+            served.set(addresses);
+        }
         metrics::gauge!("tapir_cluster_lines_served").set(s.lines.len() as f64);
         metrics::gauge!("tapir_cluster_serving").set(if may_serve { 1.0 } else { 0.0 });
         metrics::counter!("tapir_cluster_failed_rounds_total").absolute(s.failed_rounds);
@@ -311,6 +336,10 @@ impl Driver {
             })
             .await
             .map_err(|e| e.to_string())?;
+        self.addresses = lines
+            .iter()
+            .map(|l| (l.key.clone(), l.addresses.clone()))
+            .collect();
         let pairs: BTreeSet<(String, String)> = lines
             .iter()
             .flat_map(|l| l.addresses.iter().map(|a| (a.clone(), l.key.clone())))

@@ -41,6 +41,9 @@ pub struct SipRunning {
     pub tcp_addr: Option<SocketAddr>,
     /// The address SIP over TLS listens on, when configured.
     pub tls_addr: Option<SocketAddr>,
+    /// With `[cluster]`: the addresses this node serves, which the cluster
+    /// driver keeps (the registrar and new requests are held to them).
+    pub served: Option<tapir_b2bua::directory::ServedTable>,
 }
 
 /// What the loop runs SIP with: the bound sockets, the B2BUA and the media
@@ -393,6 +396,15 @@ pub async fn start(
             .lockout_policy()
             .map_err(|e| SipStartError::Lockout(e.to_string()))?,
     );
+    // A cluster member serves only the lines whose lease it holds.
+    let served = config
+        .cluster
+        .as_ref()
+        .map(|_| tapir_b2bua::directory::ServedTable::none_yet());
+    let directory = match &served {
+        Some(table) => directory.with_served_table(table.clone()),
+        None => directory,
+    };
     // A cluster member believes its edge about where requests came from.
     let directory = match config.cluster.as_ref().and_then(|c| c.edge.as_deref()) {
         Some(edge) => match edge.parse::<SocketAddr>() {
@@ -468,6 +480,7 @@ pub async fn start(
             addr,
             tcp_addr,
             tls_addr,
+            served,
         },
         parts,
     )))
