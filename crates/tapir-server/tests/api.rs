@@ -573,9 +573,14 @@ async fn error_shapes_and_statuses() {
         .post(&format!("/v1/calls/{id}/answer"), json!({}))
         .await;
     check(st, &b, 409, "invalcallstate");
-    // A mode that does not exist answers the mode's own error (issue 18):
-    // LINEERR_INVALCALLCOMPLMODE, _INVALTRANSFERMODE, _INVALPARKMODE,
-    // _INVALMEDIAMODE, and tapir's invalforwardmode.
+    // A mode that does not exist answers the mode's own error (issue 18).
+    // The return values TAPI lists for each operation
+    // (shared/tapi/README.md): lineCompleteCall "invalcallcomplmode,
+    // invalcallstate"; lineCompleteTransfer "invaltransfermode,
+    // invalconsultcallhandle, invalcallstate"; linePark "invalparkmode,
+    // invaladdress, invalcallstate"; lineHandoff "targetnotfound,
+    // targetself, invalmediamode"; LINEERR_INVALMEDIAMODE 0x8000002F
+    // (reference.md). Forwarding's mode error is tapir's invalforwardmode.
     let (st, b) = alpha
         .post(
             &format!("/v1/calls/{id}/complete"),
