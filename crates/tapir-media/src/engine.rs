@@ -323,7 +323,9 @@ impl MediaEvents {
 /// frames of what the leg hears and says. Dropping it ends the tap.
 #[derive(Debug)]
 pub struct MediaTap {
-    frames: mpsc::Receiver<TapFrame>,
+    /// Boxed: a queue's slots are allocated 32 at a time, and 32 frames
+    /// inline would be 21 KB per stream whether used or not.
+    frames: mpsc::Receiver<Box<TapFrame>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -331,12 +333,12 @@ impl MediaTap {
     /// The next frame; `None` once the leg's media is released (the call
     /// ended or left this leg).
     pub async fn recv(&mut self) -> Option<TapFrame> {
-        self.frames.recv().await
+        self.frames.recv().await.map(|f| *f)
     }
 
     /// The next frame if one is waiting.
     pub fn try_recv(&mut self) -> Option<TapFrame> {
-        self.frames.try_recv().ok()
+        self.frames.try_recv().ok().map(|f| *f)
     }
 
     /// Frames dropped so far because the queue was full (the reader was
@@ -353,7 +355,7 @@ struct Tap {
     /// The leg is the far party's: what it hears is what the tapped call
     /// says, and the other way round.
     from_peer: bool,
-    tx: mpsc::Sender<TapFrame>,
+    tx: mpsc::Sender<Box<TapFrame>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -389,7 +391,7 @@ impl Tap {
 
     /// Queues a frame without waiting: a full queue drops it (counted).
     fn send(&mut self, frame: TapFrame) -> bool {
-        match self.tx.try_send(frame) {
+        match self.tx.try_send(Box::new(frame)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -420,7 +422,8 @@ struct PlayCtl {
 /// it stops playing at once.
 #[derive(Debug)]
 pub struct MediaPlay {
-    frames: mpsc::Sender<(u64, [i16; FRAME_SAMPLES])>,
+    /// Boxed, as [`MediaTap`]'s frames.
+    frames: mpsc::Sender<Box<(u64, [i16; FRAME_SAMPLES])>>,
     ctl: Arc<PlayCtl>,
     dropped: u64,
 }
@@ -431,7 +434,7 @@ impl MediaPlay {
     /// or the leg's media is gone.
     pub fn push(&mut self, pcm: [i16; FRAME_SAMPLES]) -> bool {
         let epoch = self.ctl.epoch.load(Ordering::Acquire);
-        match self.frames.try_send((epoch, pcm)) {
+        match self.frames.try_send(Box::new((epoch, pcm))) {
             Ok(()) => true,
             Err(_) => {
                 self.dropped += 1;
@@ -466,7 +469,7 @@ impl MediaPlay {
 
 /// A play as the media thread holds it.
 struct Play {
-    rx: mpsc::Receiver<(u64, [i16; FRAME_SAMPLES])>,
+    rx: mpsc::Receiver<Box<(u64, [i16; FRAME_SAMPLES])>>,
     ctl: Arc<PlayCtl>,
     epoch: u64,
     samples: std::collections::VecDeque<i16>,
@@ -484,7 +487,8 @@ impl Play {
         // Bounded by the queue's capacity (stale frames) plus two frames.
         while self.samples.len() < 2 * FRAME_SAMPLES {
             match self.rx.try_recv() {
-                Ok((e, pcm)) if e >= self.epoch => {
+                Ok(frame) if frame.0 >= self.epoch => {
+                    let (e, pcm) = *frame;
                     if e > self.epoch {
                         self.samples.clear();
                         self.epoch = e;
