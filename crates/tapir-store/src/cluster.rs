@@ -12,7 +12,7 @@
 
 use crate::StoreError;
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use std::time::Duration;
 
 /// A lease row as read.
@@ -51,6 +51,21 @@ const SCHEMA_LOCK: i64 = 0x7461_7069_7201;
 
 fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+fn node_row(r: &PgRow) -> Result<NodeRow, StoreError> {
+    Ok(NodeRow {
+        name: r.try_get("name")?,
+        sip_uri: r.try_get("sip_uri")?,
+        http_url: r.try_get("http_url")?,
+    })
+}
+
+/// `(line, epoch)` of each row a claim or renewal returned.
+fn line_epochs(rows: Vec<PgRow>) -> Result<Vec<(String, i64)>, StoreError> {
+    rows.into_iter()
+        .map(|r| Ok((r.try_get("line")?, r.try_get("epoch")?)))
+        .collect()
 }
 
 impl ClusterTables {
@@ -126,15 +141,7 @@ impl ClusterTables {
         .bind(seconds(within))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(NodeRow {
-                    name: r.try_get("name")?,
-                    sip_uri: r.try_get("sip_uri")?,
-                    http_url: r.try_get("http_url")?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(|r| node_row(&r)).collect()
     }
 
     /// Every lease.
@@ -181,9 +188,7 @@ impl ClusterTables {
         .bind(seconds(lease))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get("line")?, r.try_get("epoch")?)))
-            .collect()
+        line_epochs(rows)
     }
 
     /// Extend `node`'s leases on `held` (line, epoch) by `lease` from now.
@@ -212,9 +217,7 @@ impl ClusterTables {
         .bind(seconds(lease))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get("line")?, r.try_get("epoch")?)))
-            .collect()
+        line_epochs(rows)
     }
 
     /// Give up `node`'s leases on `held` (line, epoch) at once, so the node
@@ -355,13 +358,6 @@ impl ClusterTables {
         .bind(address)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(NodeRow {
-                name: r.try_get("name")?,
-                sip_uri: r.try_get("sip_uri")?,
-                http_url: r.try_get("http_url")?,
-            })
-        })
-        .transpose()
+        row.map(|r| node_row(&r)).transpose()
     }
 }
