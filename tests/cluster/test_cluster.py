@@ -15,6 +15,9 @@ Checked here:
   15 s (the time is printed), and its phones are reached at once from their
   new node (bindings restored from the shared store), without registering
   again;
+- the killed node restarted: it takes back its idle lines at once, and a
+  line with a call in progress only once the call has ended (the call is
+  not dropped);
 - `down` stops every pid `up` started.
 
 Run by scripts/test (TAPIR_KEEP_CLUSTER=1 keeps the logs). Every wait is
@@ -22,6 +25,7 @@ bounded.
 """
 
 import json
+import queue
 import os
 import shutil
 import signal
@@ -269,6 +273,68 @@ class Cluster(unittest.TestCase):
         for p in (pc, pt):
             p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED",
                        15)
+
+
+    def test_5_a_returning_node_takes_its_idle_lines_back_and_no_call_is_dropped(self):
+        victim = self.home
+        names = [n["name"] for n in self.info["nodes"]]
+        now = self.served()
+        target = sorted(self.registered)[0]
+        keeper = next(n for n, lines in now.items() if target in lines and n != victim)
+        caller = sorted(l for l in now[keeper] if l != target and l not in self.registered)[0]
+        pc = next(p for p in self.phones if p.user == caller)
+        pt = self.registered[target]
+        # A call in progress on a line the returning node should serve.
+        pc.send(cmd="call", to=target)
+        pt.wait_for(lambda e: e.get("event") == "incoming", 15)
+        pt.send(cmd="answer")
+        for p in (pc, pt):
+            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED", 15)
+        subprocess.run([os.path.join(ROOT, "scripts", "cluster"), "restart", "--dir", self.dir,
+                        "--engine", "node", "--node", victim, "--down-secs", "0"], check=True,
+                       timeout=120)
+        with open(os.path.join(self.dir, "cluster.json")) as f:
+            type(self).info = json.load(f)
+        # Its idle lines come back to it; the line with the call stays.
+        wanted = {l for l in LINES if preferred(l, names) == victim}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            served = self.served()
+            if served.get(victim) == wanted - {target} and target in served.get(keeper, set()):
+                break
+            time.sleep(0.2)
+        self.assertEqual(served.get(victim), wanted - {target}, served)
+        self.assertIn(target, served[keeper], "a line with a call in progress never moves")
+        # Still talking: no phone saw its call end.
+        for p in (pc, pt):
+            seen = drained(p)
+            self.assertFalse(any(e.get("state") == "DISCONNECTED" for e in seen), (p.user, seen))
+        pc.send(cmd="hangup")
+        for p in (pc, pt):
+            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED",
+                       15)
+        # Idle now, the line goes home too.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.served().get(victim) != wanted:
+            time.sleep(0.2)
+        self.assertEqual(self.served().get(victim), wanted)
+
+
+def drained(phone):
+    """Every event the phone has reported so far, without waiting."""
+    while True:
+        try:
+            phone.events.append(phone.queue.get_nowait())
+        except queue.Empty:
+            return phone.events
+
+
+def preferred(line, names):
+    """scripts/cluster's rendezvous hash (the same as tapir-cluster's)."""
+    import hashlib
+    return max(sorted(names, reverse=True),
+               key=lambda n: int.from_bytes(
+                   hashlib.sha256(n.encode() + b"\0" + line.encode()).digest()[:8], "big"))
 
 
 if __name__ == "__main__":
