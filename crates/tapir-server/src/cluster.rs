@@ -29,6 +29,19 @@ use tapir_store::cluster::{ClusterTables, NodeRow};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The bits below a node's slot in its ids: 2^44 ids per node.
+const SLOT_SHIFT: u32 = 44;
+
+/// The first id of the node with `slot` (1 to 2^19, so ids stay below 2^63).
+fn id_floor(slot: i32) -> Result<u64, ConfigError> {
+    match u64::try_from(slot) {
+        Ok(s) if (1..(1 << (63 - SLOT_SHIFT))).contains(&s) => Ok(s << SLOT_SHIFT),
+        _ => Err(ConfigError::Invalid(format!(
+            "[cluster] slot {slot} is out of range (too many node names?)"
+        ))),
+    }
+}
+
 /// What this node serves now.
 #[derive(Debug, Clone, Default)]
 pub struct Serving {
@@ -70,6 +83,17 @@ impl Membership {
         let tables = ClusterTables::open(&config.postgres)
             .await
             .map_err(|e| ConfigError::Io(format!("[cluster] postgres: {e}")))?;
+        // Ids unique across the cluster without asking anyone per call:
+        // this node's ids start at its slot times 2^44.
+        let slot = tables
+            .slot(node.as_str())
+            .await
+            .map_err(|e| ConfigError::Io(format!("[cluster] slot: {e}")))?;
+        let floor = id_floor(slot)?;
+        switch
+            .with(move |sw, _| sw.reserve_ids_below(floor))
+            .await
+            .map_err(|_| ConfigError::Io("the switch stopped while joining".into()))?;
         let serving = Arc::new(Mutex::new(Serving::default()));
         let (stop, stopped) = watch::channel(false);
         let driver = Driver {

@@ -105,6 +105,16 @@ async fn members_split_the_lines_and_a_leaving_node_hands_its_lines_over() {
             && seen.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>() == expected
     })
     .await;
+    // Call ids are unique across the cluster: each node's start at its
+    // own slot (2^44 apart), whatever its own store says.
+    let mut firsts = Vec::new();
+    for s in [&a, &b, &c] {
+        let id = s.switch.with(|sw, _| sw.next_id()).await.unwrap();
+        firsts.push(id >> 44);
+    }
+    firsts.sort();
+    firsts.dedup();
+    assert_eq!(firsts.len(), 3, "each node its own id range: {firsts:?}");
     // No line on two nodes (the sums above would also catch it).
     for (i, (_, x)) in seen.iter().enumerate() {
         for (_, y) in seen.iter().skip(i + 1) {

@@ -105,6 +105,9 @@ impl ClusterTables {
             "CREATE TABLE IF NOT EXISTS cluster_addresses (
                 address TEXT PRIMARY KEY,
                 line TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS cluster_slots (
+                name TEXT PRIMARY KEY,
+                slot INTEGER NOT NULL UNIQUE)",
             "CREATE TABLE IF NOT EXISTS cluster_registrations (
                 address TEXT PRIMARY KEY,
                 line TEXT NOT NULL,
@@ -115,6 +118,37 @@ impl ClusterTables {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// `node`'s slot: a small number (from 1) given to each node name the
+    /// first time it joins and kept for ever, so that every node can make
+    /// ids no other node makes without asking anyone again.
+    pub async fn slot(&self, node: &str) -> Result<i32, StoreError> {
+        // Two nodes joining at once may pick the same next slot; the
+        // loser's insert fails on the UNIQUE slot and it tries again.
+        for _ in 0..16 {
+            let inserted = sqlx::query(
+                "INSERT INTO cluster_slots (name, slot)
+                   SELECT $1, coalesce(max(slot), 0) + 1 FROM cluster_slots
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(node)
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let row = sqlx::query("SELECT slot FROM cluster_slots WHERE name = $1")
+                .bind(node)
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(row.try_get("slot")?);
+        }
+        Err(StoreError::Db(sqlx::Error::Protocol(
+            "no free cluster slot after 16 tries".into(),
+        )))
     }
 
     /// Write `node`'s heartbeat.

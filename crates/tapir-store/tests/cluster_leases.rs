@@ -217,3 +217,16 @@ async fn registrations_are_written_only_under_the_lease_that_covers_them() {
         "[5]"
     );
 }
+
+#[tokio::test]
+async fn each_node_name_gets_its_own_slot_for_ever() {
+    let Some(t) = tables().await else { return };
+    let (a, b, c) = tokio::join!(t.slot("a"), t.slot("b"), t.slot("c"));
+    let mut slots = vec![a.unwrap(), b.unwrap(), c.unwrap()];
+    let again = t.slot("b").await.unwrap();
+    assert_eq!(again, slots[1], "a name keeps its slot");
+    slots.sort();
+    assert_eq!(slots, vec![1, 2, 3], "joined at once, still distinct");
+    t.leave("b").await.unwrap();
+    assert_eq!(t.slot("b").await.unwrap(), again, "kept after leaving");
+}
