@@ -277,6 +277,12 @@ impl ServedTable {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(addresses);
     }
 
+    /// True for a cluster member (its addresses are limited); a single
+    /// node serves every address and need not look at a request's user.
+    pub fn is_limited(&self) -> bool {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
     /// Whether this node serves `address` now.
     pub fn serves(&self, address: &str) -> bool {
         match &*self.0.read().unwrap_or_else(|e| e.into_inner()) {
@@ -443,7 +449,8 @@ impl Directory for SipDirectory {
         source: SocketAddr,
         transport: SipTransport,
     ) -> Message {
-        if let Some(user) = to_user(request)
+        if self.served.is_limited()
+            && let Some(user) = to_user(request)
             && !self.served.serves(&self.registered_as(&user))
         {
             return not_served(request);
