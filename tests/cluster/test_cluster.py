@@ -24,6 +24,8 @@ Run by scripts/test (TAPIR_KEEP_CLUSTER=1 keeps the logs). Every wait is
 bounded.
 """
 
+import importlib.machinery
+import importlib.util
 import json
 import queue
 import os
@@ -72,6 +74,42 @@ def alive(pid):
         return True
     except ProcessLookupError:
         return False
+
+
+def load_cluster_script():
+    """scripts/cluster as a module: its rendezvous hash is the one the
+    tests compare with (one copy of tapir-cluster's rule in Python)."""
+    path = os.path.join(ROOT, "scripts", "cluster")
+    loader = importlib.machinery.SourceFileLoader("cluster_script", path)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("cluster_script",
+                                                                             loader))
+    loader.exec_module(module)
+    return module
+
+
+CLUSTER = load_cluster_script()
+
+
+def register(phone):
+    """The phone registers through the edge: 200."""
+    phone.send(cmd="register")
+    phone.wait_for(lambda e: e.get("event") == "reg" and e.get("code") == 200, 15)
+
+
+def talk(caller, callee, to):
+    """`caller` calls `to`, `callee` answers: both confirmed."""
+    caller.send(cmd="call", to=to)
+    callee.wait_for(lambda e: e.get("event") == "incoming", 15)
+    callee.send(cmd="answer")
+    for p in (caller, callee):
+        p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED", 15)
+
+
+def hang_up(caller, callee):
+    """`caller` hangs up: both see the call end."""
+    caller.send(cmd="hangup")
+    for p in (caller, callee):
+        p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED", 15)
 
 
 def edge_phone(user, edge):
@@ -159,8 +197,7 @@ class Cluster(unittest.TestCase):
         self.phones += [pa, pb]
         type(self).home, type(self).registered = name, {a: pa, b: pb}
         for p in (pa, pb):
-            p.send(cmd="register")
-            p.wait_for(lambda e: e.get("event") == "reg" and e.get("code") == 200, 15)
+            register(p)
         # Registered on the serving node only, from the edge (Path).
         edge_host = self.info["sip"].split(":")[0]
         for n in self.info["nodes"]:
@@ -178,20 +215,13 @@ class Cluster(unittest.TestCase):
                 self.assertEqual(
                     post(f"{home}/v1/lines/{l['id']}/open", {"privileges": ["monitor"]}, TOKEN),
                     200)
-        pa.send(cmd="call", to=b)
-        pb.wait_for(lambda e: e.get("event") == "incoming", 15)
-        pb.send(cmd="answer")
-        for p in (pa, pb):
-            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED", 15)
+        talk(pa, pb, b)
         calls = get(f"{self.node(name)['http']}/v1/calls", TOKEN)
         calls = calls["calls"] if isinstance(calls, dict) else calls
         states = sorted((c["address"], c["state"]) for c in calls)
         self.assertIn((a, "connected"), states)
         self.assertIn((b, "connected"), states)
-        pa.send(cmd="hangup")
-        for p in (pa, pb):
-            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED",
-                       15)
+        hang_up(pa, pb)
         with open(os.path.join(self.dir, "kamailio.log"), errors="replace") as f:
             relayed = f.read()
         self.assertIn("relay INVITE", relayed)
@@ -261,18 +291,10 @@ class Cluster(unittest.TestCase):
         caller = sorted(l for l in now[new_node] if l != target and l not in self.registered)[0]
         pc = edge_phone(caller, self.info["sip"])
         self.phones.append(pc)
-        pc.send(cmd="register")
-        pc.wait_for(lambda e: e.get("event") == "reg" and e.get("code") == 200, 15)
+        register(pc)
         pt = self.registered[target]
-        pc.send(cmd="call", to=target)
-        pt.wait_for(lambda e: e.get("event") == "incoming", 15)
-        pt.send(cmd="answer")
-        for p in (pc, pt):
-            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED", 15)
-        pc.send(cmd="hangup")
-        for p in (pc, pt):
-            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED",
-                       15)
+        talk(pc, pt, target)
+        hang_up(pc, pt)
 
 
     def test_5_a_returning_node_takes_its_idle_lines_back_and_no_call_is_dropped(self):
@@ -285,18 +307,14 @@ class Cluster(unittest.TestCase):
         pc = next(p for p in self.phones if p.user == caller)
         pt = self.registered[target]
         # A call in progress on a line the returning node should serve.
-        pc.send(cmd="call", to=target)
-        pt.wait_for(lambda e: e.get("event") == "incoming", 15)
-        pt.send(cmd="answer")
-        for p in (pc, pt):
-            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED", 15)
+        talk(pc, pt, target)
         subprocess.run([os.path.join(ROOT, "scripts", "cluster"), "restart", "--dir", self.dir,
                         "--engine", "node", "--node", victim, "--down-secs", "0"], check=True,
                        timeout=120)
         with open(os.path.join(self.dir, "cluster.json")) as f:
             type(self).info = json.load(f)
         # Its idle lines come back to it; the line with the call stays.
-        wanted = {l for l in LINES if preferred(l, names) == victim}
+        wanted = {l for l in LINES if CLUSTER.preferred_node(l, names) == victim}
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             served = self.served()
@@ -309,10 +327,7 @@ class Cluster(unittest.TestCase):
         for p in (pc, pt):
             seen = drained(p)
             self.assertFalse(any(e.get("state") == "DISCONNECTED" for e in seen), (p.user, seen))
-        pc.send(cmd="hangup")
-        for p in (pc, pt):
-            p.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED",
-                       15)
+        hang_up(pc, pt)
         # Idle now, the line goes home too.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and self.served().get(victim) != wanted:
@@ -327,14 +342,6 @@ def drained(phone):
             phone.events.append(phone.queue.get_nowait())
         except queue.Empty:
             return phone.events
-
-
-def preferred(line, names):
-    """scripts/cluster's rendezvous hash (the same as tapir-cluster's)."""
-    import hashlib
-    return max(sorted(names, reverse=True),
-               key=lambda n: int.from_bytes(
-                   hashlib.sha256(n.encode() + b"\0" + line.encode()).digest()[:8], "big"))
 
 
 if __name__ == "__main__":
