@@ -109,7 +109,6 @@ impl Membership {
             round: Duration::from_secs_f64(config.round_secs),
             fence: Fence::new(Duration::from_secs_f64(config.lease_secs)),
             published: BTreeSet::new(),
-            addresses: BTreeMap::new(),
             registrations,
             served,
             saved: BTreeMap::new(),
@@ -165,10 +164,9 @@ struct Driver {
     lease: Duration,
     round: Duration,
     fence: Fence,
-    /// The (address, line) pairs already published to the edge's table.
+    /// Every (address, line) pair of the switch, as last published to the
+    /// edge's table.
     published: BTreeSet<(String, String)>,
-    /// Every address of each line, by line key, as of the last round.
-    addresses: BTreeMap<String, Vec<String>>,
     /// Phones' registrations, as this node's registrar publishes them.
     registrations: RegistrationTable,
     /// The addresses the registrar and new requests are held to (with SIP).
@@ -319,14 +317,10 @@ impl Driver {
             // The SIP side serves the held lines' addresses, and nothing
             // once the fence has stopped this node.
             let addresses = if may_serve {
-                s.lines
-                    .keys()
-                    .flat_map(|key| {
-                        self.addresses
-                            .get(key)
-                            .cloned()
-                            .unwrap_or_else(|| vec![key.clone()])
-                    })
+                self.published
+                    .iter()
+                    .filter(|(_, line)| s.lines.contains_key(line))
+                    .map(|(address, _)| address.clone())
                     .collect()
             } else {
                 std::collections::HashSet::new()
@@ -360,10 +354,6 @@ impl Driver {
             })
             .await
             .map_err(|e| e.to_string())?;
-        self.addresses = lines
-            .iter()
-            .map(|l| (l.key.clone(), l.addresses.clone()))
-            .collect();
         let pairs: BTreeSet<(String, String)> = lines
             .iter()
             .flat_map(|l| l.addresses.iter().map(|a| (a.clone(), l.key.clone())))
