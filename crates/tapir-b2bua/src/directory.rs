@@ -451,7 +451,7 @@ impl Directory for SipDirectory {
     ) -> Message {
         if self.served.is_limited()
             && let Some(user) = to_user(request)
-            && !self.served.serves(&self.registered_as(&user))
+            && !self.served.serves(&user)
         {
             return not_served(request);
         }
@@ -498,9 +498,7 @@ impl Directory for SipDirectory {
             .auth
             .authenticate(now, request, client.ip(), &credentials)
         {
-            AuthOutcome::Authenticated(identity)
-                if !self.served.serves(&self.registered_as(&identity.user)) =>
-            {
+            AuthOutcome::Authenticated(identity) if !self.served.serves(&identity.user) => {
                 Err(Box::new(not_served(request)))
             }
             AuthOutcome::Authenticated(identity) => Ok(identity.user),
