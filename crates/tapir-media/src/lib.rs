@@ -12,6 +12,8 @@
 //! - [`playout`]: the mixer's per-participant playout queue.
 //! - [`prompt`]: prompts played on route point calls (WAV files and built-ins).
 //! - [`wav`]: hold music from a WAV file.
+//! - [`record`]: call recording's WAV files (channel layout, mixing, a
+//!   writer whose header stays valid), without I/O of its own.
 //! - [`stream`]: call audio for applications (the media WebSocket's
 //!   framing, 8/16 kHz PCM, frames sent back), without I/O.
 //! - [`engine`]: the media plane on a thread of its own (sockets, relay, mixer, generators).
@@ -57,6 +59,7 @@ pub mod engine;
 pub mod g711;
 pub mod playout;
 pub mod prompt;
+pub mod record;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

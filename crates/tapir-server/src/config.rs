@@ -51,6 +51,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Busy lamp and presence subscriptions (SUBSCRIBE): their limits.
     pub subscriptions: SubscriptionsConfig,
+    /// Call recording: its limits and retention.
+    pub recording: RecordingConfig,
     /// Membership of a cluster (ADR 0002); without it the node is the
     /// single switch it always was.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,6 +218,43 @@ impl Default for WebhooksConfig {
             retry_max: 300.0,
             max_response_bytes: 65_536,
             max_per_app: 16,
+        }
+    }
+}
+
+/// `[recording]`: call recordings (`POST /v1/calls/{call}/record`), WAV
+/// files in `<data_dir>/recordings`: how many may run at once, the free
+/// space they leave, and how long they are kept. A periodic sweep deletes
+/// finished recordings (file and row) older than `max_age_days`, then the
+/// oldest until all of them take at most `max_total_mb`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Recordings running at once (default 100); one more is refused with
+    /// `resourceunavail`.
+    pub max_concurrent: usize,
+    /// A recording does not start while the file system of `<data_dir>`
+    /// has less free space than this, in MiB (default 1024); a running one
+    /// stops when it falls under half of it.
+    pub min_free_mb: u64,
+    /// Finished recordings older than this many days are deleted (default
+    /// 90; 0 keeps them whatever their age).
+    pub max_age_days: f64,
+    /// The most all recordings may take together, in MiB (default 10240;
+    /// 0: no limit): the oldest finished ones are deleted beyond it.
+    pub max_total_mb: u64,
+    /// Seconds between two retention sweeps (default 60).
+    pub sweep_interval: f64,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> RecordingConfig {
+        RecordingConfig {
+            max_concurrent: 100,
+            min_free_mb: 1024,
+            max_age_days: 90.0,
+            max_total_mb: 10_240,
+            sweep_interval: 60.0,
         }
     }
 }
@@ -417,6 +456,7 @@ impl Default for Config {
             emergency: EmergencyConfig::default(),
             webhooks: WebhooksConfig::default(),
             subscriptions: SubscriptionsConfig::default(),
+            recording: RecordingConfig::default(),
             cluster: None,
         }
     }

@@ -40,6 +40,7 @@ pub mod journal;
 pub mod persist;
 pub mod provisioning;
 pub mod quality;
+pub mod recording;
 pub mod sip;
 pub mod transport;
 pub mod webhooks;
@@ -81,6 +82,8 @@ pub struct RunningServer {
     pub sip_tls_addr: Option<SocketAddr>,
     /// This node's cluster membership, with `[cluster]`.
     pub cluster: Option<Arc<cluster::Membership>>,
+    /// Call recordings (running ones, and the finished through the store).
+    pub recordings: Arc<recording::Recordings>,
     shutdown: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<()>,
     switch_task: JoinHandle<()>,
@@ -94,6 +97,8 @@ impl RunningServer {
         }
         let http = std::mem::replace(&mut self.http_task, tokio::spawn(async {}));
         let _ = http.await;
+        // Running recordings end with valid files.
+        self.recordings.stop_all().await;
         // Hand this node's lines to the others at once.
         if let Some(cluster) = &self.cluster {
             cluster.leave(std::time::Duration::from_secs(3)).await;
@@ -358,6 +363,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         )),
         None => None,
     };
+    let recordings = recording::Recordings::open(
+        config.recording.clone(),
+        &config.data_dir,
+        store.clone(),
+        media_engine.clone(),
+        handle.clone(),
+    )
+    .await
+    .map_err(|e| ConfigError::Invalid(format!("recordings: {e}")))?;
     let shared = Arc::new(http::Shared {
         handle: handle.clone(),
         prompts: sip::prompt_catalog(&config),
@@ -370,6 +384,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         webhooks,
         cluster: cluster.clone(),
         media: media_engine,
+        recordings: recordings.clone(),
     });
     let (router, _) = http::router(shared);
     let listener = http::BoundedListener::new(
@@ -400,6 +415,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         sip_tcp_addr,
         sip_tls_addr,
         cluster,
+        recordings,
         shutdown: Some(tx),
         http_task,
         switch_task,

@@ -771,6 +771,11 @@ async fn openapi_lists_every_path() {
         ("/v1/cards", "put"),
         ("/v1/events", "get"),
         ("/v1/calls/{call}/media", "get"),
+        ("/v1/calls/{call}/record", "post"),
+        ("/v1/recordings", "get"),
+        ("/v1/recordings/{id}", "get"),
+        ("/v1/recordings/{id}", "delete"),
+        ("/v1/recordings/{id}/audio", "get"),
         ("/v1/openapi.json", "get"),
         ("/healthz", "get"),
         ("/metrics", "get"),
@@ -799,7 +804,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        62,
+        66,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -15,7 +15,9 @@
 //!   retention count per app;
 //! * webhooks: each one's definition, secret, acknowledged `seq` and
 //!   suspension, so that delivery resumes after a restart (retention keeps
-//!   the events an active webhook has not acknowledged yet).
+//!   the events an active webhook has not acknowledged yet);
+//! * call recordings' metadata ([`StoredRecording`]; the audio files are
+//!   the server's).
 //!
 //! The store holds documents it does not interpret: each row has its key
 //! columns and a JSON `data` column whose shape belongs to the server (the
@@ -31,6 +33,9 @@
 //! killed (only a power loss may take the last ones).
 
 pub mod cluster;
+mod recordings;
+
+pub use recordings::StoredRecording;
 
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -9,7 +9,7 @@ use serde_json::json;
 use tapir_store::testing::{fresh_postgres_db, postgres_url};
 use tapir_store::{
     Backend, Batch, CdrQuery, Doc, NewCdr, Seed, Store, StoredApp, StoredCompletion, StoredEvent,
-    StoredForwarding, StoredWebhook,
+    StoredForwarding, StoredRecording, StoredWebhook,
 };
 
 fn temp_sqlite(name: &str) -> (tempfile::TempDir, String) {
@@ -52,6 +52,7 @@ both!(journal, journal_suite);
 both!(cdrs, cdr_suite);
 both!(reopen, reopen_suite);
 both!(webhooks, webhooks_suite);
+both!(recordings, recordings_suite);
 
 async fn seeding_suite(url: &str) {
     let s = Store::open(url).await.unwrap();
@@ -454,4 +455,35 @@ async fn sqlite_runs_in_wal_mode() {
             .mode();
         assert_eq!(mode & 0o077, 0, "the database holds passwords: owner only");
     }
+}
+
+async fn recordings_suite(url: &str) {
+    let s = Store::open(url).await.unwrap();
+    assert!(s.recordings().await.unwrap().is_empty());
+    let rec = |id: &str, at: u64, bytes: u64| StoredRecording {
+        id: id.into(),
+        started_at: at,
+        bytes,
+        data: json!({"id": id, "state": "recording"}),
+    };
+    s.put_recording(&rec("rec-a", 1_000, 44)).await.unwrap();
+    s.put_recording(&rec("rec-b", 2_000, 44)).await.unwrap();
+    let mut done = rec("rec-a", 1_000, 32_044);
+    done.data["state"] = json!("stopped");
+    s.put_recording(&done).await.unwrap();
+    let all = s.recordings().await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["rec-b", "rec-a"],
+        "newest first"
+    );
+    assert_eq!(s.recording("rec-a").await.unwrap(), Some(done));
+    assert_eq!(s.recording("rec-zz").await.unwrap(), None);
+    assert!(s.delete_recording("rec-b").await.unwrap());
+    assert!(!s.delete_recording("rec-b").await.unwrap());
+    s.close().await;
+    // The rows survive a reopen.
+    let s = Store::open(url).await.unwrap();
+    assert_eq!(s.recordings().await.unwrap().len(), 1);
+    s.close().await;
 }

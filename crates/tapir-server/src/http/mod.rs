@@ -13,6 +13,7 @@ mod limits;
 mod lines;
 mod listener;
 mod media;
+mod recordings;
 mod translate;
 mod webhooks;
 
@@ -71,6 +72,8 @@ pub struct Shared {
     pub cluster: Option<Arc<crate::cluster::Membership>>,
     /// The media engine, when SIP runs (apps' media streams tap it).
     pub media: Option<Arc<tapir_media::MediaEngine>>,
+    /// Call recordings (`/v1/calls/{call}/record`, `/v1/recordings`).
+    pub recordings: Arc<crate::recording::Recordings>,
 }
 
 /// The state of the router.
@@ -566,6 +569,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(translate::get_cards, translate::put_cards))
         .routes(routes!(events::events))
         .routes(routes!(media::media))
+        .routes(routes!(recordings::record))
+        .routes(routes!(recordings::list_recordings))
+        .routes(routes!(
+            recordings::get_recording,
+            recordings::delete_recording
+        ))
+        .routes(routes!(recordings::recording_audio))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(
             webhooks::get_webhook,
