@@ -63,6 +63,16 @@ impl Call {
         self.client.media(self.id(), rate, both).await
     }
 
+    /// Start, pause, resume or stop recording the call
+    /// ([`Client::record`]); the recording's id.
+    pub async fn record(
+        &self,
+        action: crate::RecordAction,
+        channels: Option<crate::RecordChannels>,
+    ) -> Result<String> {
+        self.client.record(self.id(), action, channels).await
+    }
+
     /// Its id (`call-12`).
     pub fn id(&self) -> &str {
         &self.info.id

@@ -31,6 +31,7 @@ mod error;
 mod events;
 mod line;
 mod media;
+mod recordings;
 mod webhooks;
 pub mod wire;
 
@@ -40,6 +41,7 @@ pub use error::{ClientError, Result};
 pub use events::{EventStream, EventsOptions};
 pub use line::{Address, Line};
 pub use media::{MediaFormat, MediaMessage, MediaStream};
+pub use recordings::{RecordAction, RecordChannels, Recording};
 pub use wire::{
     AddressStatus, AdminApp, AdminLine, AdminTrunk, CallInfo, CallList, CallOrigin, CallReason,
     CallState, CallingCard, Cdr, CdrLegQuality, CdrQuery, CompletionMode, ErrorDetail, Event,

@@ -588,7 +588,15 @@ async fn recordings_survive_a_restart_and_retention_deletes_file_and_row() {
     store
         .put_recording(&tapir_store::StoredRecording {
             id: torn.into(),
-            started_at: 1_000,
+            // A minute ago (the sweep keeps it: 90 days by default).
+            started_at: u64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap()
+                - 60_000,
             bytes: 44,
             data: json!({"id": torn, "address": "2001", "channels": "stereo", "state": "recording"}),
         })
@@ -635,4 +643,78 @@ async fn recordings_survive_a_restart_and_retention_deletes_file_and_row() {
     let dir = tmp.path().join("recordings");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "files deleted");
     s.shutdown().await;
+}
+
+/// `tapir ARGS --json` against the server, as alpha: exit code and JSON.
+async fn cli(api: &Api, args: &[&str]) -> (i32, Value, String) {
+    let mut all = vec![
+        "--server".to_string(),
+        api.base.clone(),
+        "--token".to_string(),
+        api.token.clone().unwrap(),
+        "--json".to_string(),
+    ];
+    all.extend(args.iter().map(ToString::to_string));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tapir"))
+            .args(&all)
+            .env_remove("TAPIR_TOKEN")
+            .env_remove("TAPIR_SERVER")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_records_lists_downloads_and_deletes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = setup(tmp.path(), |_| {}).await;
+    let (code, v, err) = cli(
+        &t.alpha,
+        &["call", "record", &t.call, "start", "--channels", "mixed"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let id = v["recording"].as_str().unwrap().to_string();
+    let (code, _, err) = cli(&t.alpha, &["call", "record", &t.call, "start"]).await;
+    assert_eq!(code, 1, "a second start is refused");
+    assert!(err.contains("invalcallstate"), "{err}");
+    t.phone.talk(t.tapir_rtp, 1000.0, 0, 10).await;
+    let (code, _, err) = cli(&t.alpha, &["call", "record", &t.call, "stop"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, v, err) = cli(&t.alpha, &["recordings"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["recordings"][0]["id"], id.as_str(), "{v}");
+    assert_eq!(v["recordings"][0]["channels"], "mixed", "{v}");
+    let file = tmp.path().join("copy.wav");
+    let (code, v, err) = cli(
+        &t.alpha,
+        &[
+            "recordings",
+            "download",
+            &id,
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let wav = std::fs::read(&file).unwrap();
+    assert_eq!(v["bytes"].as_u64().unwrap(), wav.len() as u64);
+    channels_of(&wav, 1);
+    let (code, _, err) = cli(&t.beta, &["recordings", "show", &id]).await;
+    assert_eq!(code, 1, "a stranger: {err}");
+    let (code, _, err) = cli(&t.alpha, &["recordings", "delete", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, v, _) = cli(&t.alpha, &["recordings"]).await;
+    assert_eq!(v["recordings"], json!([]));
+    t.s.shutdown().await;
 }

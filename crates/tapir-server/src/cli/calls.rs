@@ -162,6 +162,19 @@ pub enum CallCmd {
         /// Completion id (`compl-7`).
         completion: String,
     },
+    /// Start, pause, resume or stop recording a call (a WAV file per call;
+    /// see `tapir recordings`).
+    Record {
+        /// Call id.
+        call: String,
+        /// What to do.
+        #[arg(value_parser = ["start", "pause", "resume", "stop"])]
+        action: String,
+        /// With `start`: `stereo` (channel 1 what the call's address hears,
+        /// channel 2 what it says; the default) or `mixed`.
+        #[arg(long, value_parser = ["stereo", "mixed"])]
+        channels: Option<String>,
+    },
     /// Secure a call (lineSecureCall).
     Secure {
         /// Call id.
@@ -441,6 +454,22 @@ pub async fn run(client: &Client, op: CallCmd) -> Result<Output, CliError> {
             Output::new(
                 json!({ "completion_id": completion, "cancelled": true }),
                 format!("{completion} cancelled\n"),
+            )
+        }
+        C::Record {
+            call,
+            action,
+            channels,
+        } => {
+            let action: tapir_client::RecordAction = enum_of(&action)?;
+            let channels = channels
+                .as_deref()
+                .map(enum_of::<tapir_client::RecordChannels>)
+                .transpose()?;
+            let id = client.record(&call, action, channels).await?;
+            Output::new(
+                json!({ "recording": id }),
+                format!("{call}: recording {id}\n"),
             )
         }
         C::Secure { call } => {

@@ -1,7 +1,7 @@
 //! The `tapir` command line: `serve` and `openapi`, and the client
 //! commands that drive a running server through `tapir-client` — lines,
 //! calls and every call operation, pickup, unpark, forwarding, translation,
-//! the event stream, webhooks, and the operator's `admin` and `cdr`
+//! the event stream, webhooks, recordings, and the operator's `admin` and `cdr`
 //! commands.
 //!
 //! Output is a plain table for people, or the server's JSON with `--json`.
@@ -17,6 +17,7 @@
 mod admin;
 mod calls;
 mod lines;
+mod recordings;
 mod serve;
 mod table;
 mod webhooks;
@@ -111,6 +112,11 @@ enum Cmd {
     Webhooks {
         #[command(subcommand)]
         action: Option<webhooks::WebhooksCmd>,
+    },
+    /// Call recordings this app may see: list, show, download, delete.
+    Recordings {
+        #[command(subcommand)]
+        action: Option<recordings::RecordingsCmd>,
     },
     /// Operator commands: lines, apps, trunks, pickup groups, park (admin token).
     Admin {
@@ -266,6 +272,10 @@ async fn dispatch(g: &Global, command: Cmd) -> Result<Option<Output>, CliError> 
         Cmd::Webhooks { action } => {
             let cmd = action.unwrap_or(webhooks::WebhooksCmd::List);
             webhooks::run(&app_client(g)?, cmd, false).await?
+        }
+        Cmd::Recordings { action } => {
+            let cmd = action.unwrap_or(recordings::RecordingsCmd::List);
+            recordings::run(&app_client(g)?, cmd).await?
         }
         Cmd::Admin { cmd } => admin::run(&admin_client(g)?, cmd).await?,
         Cmd::Cdr(a) => admin::cdr(&admin_client(g)?, a).await?,
