@@ -173,6 +173,24 @@ class Cluster(unittest.TestCase):
     def node(self, name):
         return next(n for n in self.info["nodes"] if n["name"] == name)
 
+    def phone(self, user):
+        """The suite's phone for `user`, registered through the edge (one
+        per user: a second registration of the same line would fork)."""
+        for p in self.phones:
+            if p.user == user:
+                return p
+        p = edge_phone(user, self.info["sip"])
+        self.phones.append(p)
+        register(p)
+        return p
+
+    def calls_on(self, name):
+        """(address, state) of every call the node `name` reports that is
+        not idle (an idle call stays listed until its apps deallocate it)."""
+        calls = get(f"{self.node(name)['http']}/v1/calls", TOKEN)
+        calls = calls["calls"] if isinstance(calls, dict) else calls
+        return sorted((c["address"], c["state"]) for c in calls if c["state"] != "idle")
+
     def test_1_cluster_json_and_every_line_on_one_node(self):
         info = self.info
         self.assertRegex(info["sip"], r"^127\.0\.0\.1:\d+$")
@@ -226,6 +244,53 @@ class Cluster(unittest.TestCase):
             relayed = f.read()
         self.assertIn("relay INVITE", relayed)
         self.assertIn(f"-> sip:{self.node(name)['sip']}", relayed)
+
+    def test_2b_phones_on_different_nodes_call_each_other(self):
+        # A call between lines that two nodes serve crosses between them
+        # as SIP through the edge, marked by the calling node; each node
+        # anchors its own half.
+        served = self.served()
+        a, b = sorted(self.registered)
+        other, lines = next((n, sorted(ls)) for n, ls in sorted(served.items())
+                            if n != self.home and ls)
+        c = lines[0]
+        pa, pb, pc = self.registered[a], self.registered[b], self.phone(c)
+        for n in (self.home, other):
+            home = self.node(n)["http"]
+            for l in get(f"{home}/v1/lines", TOKEN):
+                if l["address"] in (a, b, c):
+                    post(f"{home}/v1/lines/{l['id']}/open", {"privileges": ["monitor"]}, TOKEN)
+        talk(pa, pc, c)
+        self.assertIn((a, "connected"), self.calls_on(self.home))
+        self.assertIn((c, "connected"), self.calls_on(other))
+        hang_up(pa, pc)
+        # And back, the callee hanging up.
+        talk(pc, pb, b)
+        self.assertIn((c, "connected"), self.calls_on(other))
+        self.assertIn((b, "connected"), self.calls_on(self.home))
+        hang_up(pb, pc)
+        # Both halves are gone on both nodes.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (self.calls_on(self.home) or self.calls_on(other)):
+            time.sleep(0.2)
+        self.assertEqual(self.calls_on(self.home), [])
+        self.assertEqual(self.calls_on(other), [])
+        with open(os.path.join(self.dir, "kamailio.log"), errors="replace") as f:
+            relayed = f.read()
+        from_home = f"relay INVITE {self.node(self.home)['sip']} -> sip:{self.node(other)['sip']}"
+        self.assertIn(from_home, relayed)
+
+    def test_2c_a_stranger_cannot_pass_for_a_node(self):
+        # A forged X-Tapir-Node from outside is removed by the edge, so the
+        # request is a device's and is challenged; sent straight to a node
+        # (not from the edge) the mark is not looked at either.
+        served = self.served()
+        other, lines = next((n, sorted(ls)) for n, ls in sorted(served.items()) if ls)
+        c = lines[0]
+        forged = "node=node-1;ts=%d;from=%s;hops=0;mac=%s" % (time.time(), c, "0" * 64)
+        for target in (self.info["sip"], self.node(other)["sip"]):
+            code = raw_invite(target, c, forged)
+            self.assertEqual(code, 407, f"a forged mark via {target} must be challenged")
 
     def test_3_a_postgres_restart_costs_nothing(self):
         # PostgreSQL is down for 3 s (less than the 8 s lease fence): the
@@ -289,9 +354,7 @@ class Cluster(unittest.TestCase):
         view = {l["address"]: l for l in get(f"{self.node(new_node)['http']}/v1/lines", TOKEN)}
         self.assertEqual(view[target]["registration"], "registered", "binding restored")
         caller = sorted(l for l in now[new_node] if l != target and l not in self.registered)[0]
-        pc = edge_phone(caller, self.info["sip"])
-        self.phones.append(pc)
-        register(pc)
+        pc = self.phone(caller)
         pt = self.registered[target]
         talk(pc, pt, target)
         hang_up(pc, pt)
@@ -333,6 +396,36 @@ class Cluster(unittest.TestCase):
         while time.monotonic() < deadline and self.served().get(victim) != wanted:
             time.sleep(0.2)
         self.assertEqual(self.served().get(victim), wanted)
+
+
+def raw_invite(target, user, mark):
+    """Send an INVITE from `user` to `user` with an X-Tapir-Node `mark` to
+    `target` (host:port) over UDP; the final (or 407) response code."""
+    import socket
+    import secrets
+    host, port = target.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(5)
+    me = s.getsockname()[1]
+    branch, call_id = secrets.token_hex(8), secrets.token_hex(12)
+    msg = (f"INVITE sip:{user}@{host}:{port} SIP/2.0\r\n"
+           f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{branch};rport\r\n"
+           f"Max-Forwards: 70\r\nFrom: <sip:{user}@tapir.test>;tag=f{branch}\r\n"
+           f"To: <sip:{user}@tapir.test>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+           f"Contact: <sip:{user}@127.0.0.1:{me}>\r\nX-Tapir-Node: {mark}\r\n"
+           f"Content-Length: 0\r\n\r\n")
+    try:
+        s.sendto(msg.encode(), (host, int(port)))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            data, _ = s.recvfrom(65535)
+            code = int(data.split(b" ", 2)[1])
+            if code >= 200:
+                return code
+        return None
+    finally:
+        s.close()
 
 
 def drained(phone):

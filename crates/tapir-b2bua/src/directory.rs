@@ -2,7 +2,7 @@
 //! registrar over the passwords of the configured phone lines, and the
 //! trunks' carriers ([`TrunkTable`]).
 
-use crate::{ContactTarget, Directory, PathRoute, SipTransport, TrunkRoute};
+use crate::{ContactTarget, Directory, NodeCaller, NodeRoute, PathRoute, SipTransport, TrunkRoute};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -31,6 +31,9 @@ pub struct SipDirectory {
     /// from in [`EDGE_SOURCE_HEADER`], and that address (not the edge's) is
     /// who digest failures are counted against.
     edge: Option<SocketAddr>,
+    /// A cluster's shared secret, as this node's signer and checker of
+    /// the marks on calls between nodes.
+    node_mark: Option<tapir_cluster::NodeMark>,
 }
 
 /// Who may SUBSCRIBE to whose busy lamps and presence: the addresses that
@@ -341,6 +344,7 @@ impl SipDirectory {
             watch: None,
             served: ServedTable::default(),
             edge: None,
+            node_mark: None,
         }
     }
 
@@ -385,6 +389,15 @@ impl SipDirectory {
     /// phone out. From any other source the header is ignored.
     pub fn with_trusted_edge(mut self, edge: SocketAddr) -> SipDirectory {
         self.edge = Some(edge);
+        self
+    }
+
+    /// Sign calls to the other nodes of the cluster with `mark`, and take
+    /// a call from the edge that carries a mark `mark` believes as another
+    /// node's (no digest: the calling address's own node authenticated
+    /// it). Needs [`SipDirectory::with_trusted_edge`] too.
+    pub fn with_node_mark(mut self, mark: tapir_cluster::NodeMark) -> SipDirectory {
+        self.node_mark = Some(mark);
         self
     }
 
@@ -537,6 +550,68 @@ impl Directory for SipDirectory {
             None => Ok(()),
         }
     }
+
+    fn node_route(&self) -> Option<NodeRoute> {
+        self.node_mark.as_ref()?;
+        Some(NodeRoute { addr: self.edge? })
+    }
+
+    fn sign_node_request(&self, call_id: &str, from: &str, hops: u8) -> Option<String> {
+        self.node_mark
+            .as_ref()?
+            .sign(call_id, from, hops, unix_secs_now())
+    }
+
+    fn admit_node(
+        &mut self,
+        _now: Instant,
+        request: &Message,
+        source: SocketAddr,
+    ) -> Option<Result<NodeCaller, Box<Message>>> {
+        let (edge, mark) = (self.edge?, self.node_mark.as_ref()?);
+        if !same_peer(edge, source) {
+            // Only the edge passes marks on (it removes them from what
+            // arrives from outside): anywhere else it is a device's request.
+            return None;
+        }
+        let value = request.header(&HeaderName::Other(tapir_cluster::NODE_MARK_HEADER.into()))?;
+        let call_id = request.call_id().ok().flatten().unwrap_or_default();
+        let marked = match mark.verify(value, call_id, unix_secs_now()) {
+            Ok(marked) => marked,
+            Err(e) => {
+                tracing::warn!(error = %e, "a call with a node mark that is not believed; 403");
+                return Some(Err(Box::new(
+                    request
+                        .response_builder(
+                            403,
+                            Some("Node Mark Not Believed"),
+                            Some(&tapir_sip::dialog::new_tag()),
+                        )
+                        .build(),
+                )));
+            }
+        };
+        let to = request
+            .request_uri()
+            .and_then(Result::ok)
+            .and_then(|u| crate::uri_user(&u));
+        if !to.is_some_and(|to| self.served.serves(&to)) {
+            // The edge's view of the leases is a round ahead or behind.
+            return Some(Err(Box::new(not_served(request))));
+        }
+        Some(Ok(NodeCaller {
+            from: marked.from,
+            forward_hops: marked.hops,
+        }))
+    }
+}
+
+/// The wall clock in whole seconds since 1970, for node marks (0 if the
+/// clock is before 1970: every mark is then stale, never believed wrongly).
+fn unix_secs_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The same IP address and port, an IPv4 address and its IPv4-mapped IPv6

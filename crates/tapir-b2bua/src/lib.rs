@@ -123,6 +123,55 @@ pub trait Directory {
     fn registered_until(&self, _now: Instant, _address: &str) -> Option<Instant> {
         None
     }
+    /// In a cluster: the edge a leg to another node's address goes
+    /// through (`None` on a single node, or without an edge and a secret).
+    fn node_route(&self) -> Option<NodeRoute> {
+        None
+    }
+    /// In a cluster: the [`tapir_cluster::NODE_MARK_HEADER`] value for an
+    /// INVITE of dialog `call_id` to another node, for a call from address
+    /// `from` forwarded `hops` times.
+    fn sign_node_request(&self, _call_id: &str, _from: &str, _hops: u8) -> Option<String> {
+        None
+    }
+    /// In a cluster: `None` when `request` is no other node's (it did not
+    /// come from the edge, or carries no node mark): it is a device's, and
+    /// admitted as one. Otherwise the call it carries, or the response
+    /// that refuses it (`403` for a mark that is not believed, `503` for an
+    /// address this node does not serve now).
+    fn admit_node(
+        &mut self,
+        _now: Instant,
+        _request: &Message,
+        _source: SocketAddr,
+    ) -> Option<Result<NodeCaller, Box<Message>>> {
+        None
+    }
+}
+
+/// The switch's request for a new leg ([`Effect::CreateLeg`]), borrowed.
+struct LegRequest<'a> {
+    line: LineId,
+    target: &'a str,
+    caller: &'a tapir_core::Party,
+    auto_answer: bool,
+    via_node: Option<&'a tapir_core::NodeLeg>,
+}
+
+/// Where legs to the other nodes of a cluster go: the cluster's edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRoute {
+    /// The edge's address (UDP).
+    pub addr: SocketAddr,
+}
+
+/// What another node's believed INVITE says about its call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCaller {
+    /// The calling address of the switch (served by the other node).
+    pub from: String,
+    /// The call's forwarding hops so far.
+    pub forward_hops: u8,
 }
 
 /// The transport of a message or a dialog.
@@ -959,14 +1008,40 @@ impl B2bua {
             return;
         }
         let transport = self.transport_of(&key);
-        // A trunk's carrier is admitted by where the request really came
-        // from: transport, address and port together (never by what its Via
-        // claims); phones and everyone else by digest.
+        // Another node of a cluster is admitted by its mark (only on what
+        // comes from the edge); a trunk's carrier by where the request
+        // really came from: transport, address and port together (never by
+        // what its Via claims); phones and everyone else by digest.
+        let node_caller = match self.directory.admit_node(now, &request, source) {
+            None => None,
+            Some(Ok(caller)) => Some(caller),
+            Some(Err(refusal)) => {
+                self.respond(now, &key, *refusal);
+                return;
+            }
+        };
         let carrier = source;
-        let (user, external_caller, to): (String, _, _) = match self
-            .directory
-            .trunk_from(carrier, transport)
-        {
+        let trunk_line = match node_caller {
+            Some(_) => None,
+            None => self.directory.trunk_from(carrier, transport),
+        };
+        let (user, external_caller, to): (String, _, _) = match trunk_line {
+            _ if let Some(caller) = &node_caller => {
+                let Some(to) = trunk::called_number(&request) else {
+                    self.reply(now, &key, &request, 404);
+                    return;
+                };
+                // The number shown: a carrier's caller when `from` is a
+                // trunk line (the switch reads it only then).
+                let shown = request
+                    .from_header()
+                    .ok()
+                    .flatten()
+                    .and_then(|f| uri_user(&f.uri))
+                    .filter(|u| !u.is_empty());
+                tracing::debug!(from = %caller.from, %to, hops = caller.forward_hops, "call from another node");
+                (caller.from.clone(), shown, to)
+            }
             Some(trunk_line) => {
                 let caller = trunk::calling_number(&request);
                 let Some(to) = trunk::called_number(&request) else {
@@ -1000,8 +1075,10 @@ impl B2bua {
             }
         };
         // Replaces (RFC 3891) is looked up only for an admitted caller, so
-        // that a stranger learns nothing about which calls exist.
+        // that a stranger learns nothing about which calls exist. A call
+        // from another node never replaces a dialog of this one.
         let replaced = match request.replaces() {
+            _ if node_caller.is_some() => None,
             Ok(None) => None,
             Ok(Some(replaces)) => match self.replaced_dialog(&replaces) {
                 Ok(leg) => Some(leg),
@@ -1107,7 +1184,8 @@ impl B2bua {
                 remote_offer: offer,
                 transport,
                 ack_pending: false,
-                lamp: external_caller.is_none().then(|| Arc::from(user.as_str())),
+                lamp: (external_caller.is_none() || node_caller.is_some())
+                    .then(|| Arc::from(user.as_str())),
                 alerted: false,
                 tapi_secure: false,
                 trunk_credentials: None,
@@ -1125,11 +1203,20 @@ impl B2bua {
                 from: user,
                 replaces,
             },
-            None => Input::DeviceCall {
-                leg,
-                from: user,
-                external_caller,
-                to,
+            None => match node_caller {
+                Some(caller) => Input::NodeCall {
+                    leg,
+                    from: user,
+                    external_caller,
+                    to,
+                    forward_hops: caller.forward_hops,
+                },
+                None => Input::DeviceCall {
+                    leg,
+                    from: user,
+                    external_caller,
+                    to,
+                },
             },
         };
         self.out.push_back(Out::Switch(input));
@@ -2060,8 +2147,19 @@ impl B2bua {
                 target,
                 caller,
                 auto_answer,
+                via_node,
                 ..
-            } => self.create_leg(now, *leg, *line, target, caller, *auto_answer),
+            } => self.create_leg(
+                now,
+                *leg,
+                LegRequest {
+                    line: *line,
+                    target,
+                    caller,
+                    auto_answer: *auto_answer,
+                    via_node: via_node.as_ref(),
+                },
+            ),
             Effect::Alert { leg } => self.provisional(now, *leg, 180, false),
             Effect::AnswerLeg { leg } => self.answer_leg(now, *leg),
             Effect::Reoffer { leg, direction } => {
@@ -2148,21 +2246,36 @@ impl B2bua {
         self.start_client(now, leg, notify);
     }
 
-    fn create_leg(
-        &mut self,
-        now: Instant,
-        leg: LegId,
-        line: LineId,
-        target: &str,
-        caller: &tapir_core::Party,
-        auto_answer: bool,
-    ) {
-        // A trunk line's leg goes to the trunk's carrier, a phone's to
-        // where the phone registered.
+    fn create_leg(&mut self, now: Instant, leg: LegId, request: LegRequest<'_>) {
+        let LegRequest {
+            line,
+            target,
+            caller,
+            auto_answer,
+            via_node,
+        } = request;
+        // A trunk line's leg goes to the trunk's carrier, a leg for an
+        // address another node serves to the cluster's edge (which passes
+        // it to that node), a phone's to where the phone registered.
         let trunk = self.directory.trunk(line);
-        let found = match &trunk {
-            Some(route) => Some(ContactTarget::direct(route.addr, route.transport)),
-            None => self.directory.contacts(now, target).into_iter().next(),
+        let node = match via_node {
+            Some(_) => match self.directory.node_route() {
+                Some(route) => Some(route),
+                None => {
+                    tracing::warn!(%leg, %target, "an address served by another node, and no [cluster] edge and secret to reach it");
+                    self.out.push_back(Out::Switch(Input::Leg {
+                        leg,
+                        event: LegEvent::Unreachable,
+                    }));
+                    return;
+                }
+            },
+            None => None,
+        };
+        let found = match (&trunk, &node) {
+            (_, Some(route)) => Some(ContactTarget::direct(route.addr, SipTransport::Udp)),
+            (Some(route), None) => Some(ContactTarget::direct(route.addr, route.transport)),
+            (None, None) => self.directory.contacts(now, target).into_iter().next(),
         };
         let Some(found) = found else {
             self.out.push_back(Out::Switch(Input::Leg {
@@ -2191,7 +2304,19 @@ impl B2bua {
         } else {
             format!("sip:{}@{domain}", caller.address)
         };
+        let trunk = trunk.filter(|_| node.is_none());
         let (remote_uri, request_uri) = match &trunk {
+            _ if node.is_some() => (
+                format!(
+                    "sip:{}@{domain}",
+                    tapir_sip::msg::percent_encode_user(target)
+                ),
+                // The edge finds the serving node by the Request-URI's user.
+                format!(
+                    "sip:{}@{remote_addr}",
+                    tapir_sip::msg::percent_encode_user(target)
+                ),
+            ),
             Some(route) => (
                 format!("sip:{}@{}", trunk::number_user(target), route.host_port()),
                 route.request_uri(target),
@@ -2231,6 +2356,24 @@ impl B2bua {
             b = b.header(
                 HeaderName::CallInfo,
                 format!("<sip:{domain}>;answer-after=0"),
+            );
+        }
+        if let Some(via) = via_node {
+            let Some(mark) =
+                self.directory
+                    .sign_node_request(&call_id, &via.from, via.forward_hops)
+            else {
+                tracing::warn!(%leg, from = %via.from, "a call between nodes that cannot be marked");
+                self.out.push_back(Out::Media(MediaCommand::Close { leg }));
+                self.out.push_back(Out::Switch(Input::Leg {
+                    leg,
+                    event: LegEvent::Unreachable,
+                }));
+                return;
+            };
+            b = b.header(
+                HeaderName::Other(tapir_cluster::NODE_MARK_HEADER.into()),
+                mark,
             );
         }
         // A phone reached over TLS is offered SRTP (RFC 4568 keys are

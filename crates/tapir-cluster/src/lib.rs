@@ -17,7 +17,14 @@
 //!   two nodes never both serve a line ([`Fence`]).
 //!
 //! The driver (in `tapir-server`) runs the SQL and feeds the results back.
+//!
+//! It also signs and checks the mark one node puts on its SIP requests to
+//! another ([`NodeMark`]), so a node tells another node's call from a
+//! stranger's although both reach it through the edge.
 
+mod mark;
+
+pub use mark::{FRESH_SECS, MIN_SECRET_LEN, MarkError, MarkedBy, NODE_MARK_HEADER, NodeMark};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -43,7 +43,7 @@ pub use error::{ErrorCode, TapiError};
 pub use ids::{AppId, BridgeId, CallId, CompletionId, LegId, LineId, RequestId, Timestamp};
 pub use output::{
     AppEvent, CallInfo, Direction, Effect, EventBody, InfoField, LineStateKind, MediaKind,
-    MediaPlayState, MediaSource, Output, PromptPlay, ReleaseCause, Reply, Tone,
+    MediaPlayState, MediaSource, NodeLeg, Output, PromptPlay, ReleaseCause, Reply, Tone,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use switch::TypedOps;

@@ -102,6 +102,18 @@ pub enum MediaPlayState {
     Stopped,
 }
 
+/// What a leg to another node of the cluster tells that node about its
+/// call (ADR 0002, "calls between nodes").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLeg {
+    /// The calling address of the switch: a phone's, a route point's, or
+    /// the trunk line's for a carrier's call (whose number is the caller
+    /// the leg shows).
+    pub from: Arc<str>,
+    /// Times the call was forwarded so far.
+    pub forward_hops: u8,
+}
+
 /// Why tapir ends a leg; the SIP layer maps it to BYE, CANCEL or a final response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -184,6 +196,11 @@ pub enum Effect {
         caller: Party,
         /// Ask the device to answer at once (`Call-Info: answer-after=0`).
         auto_answer: bool,
+        /// In a cluster, when another node serves the address: the leg is a
+        /// call to that node (through the cluster's edge, marked as a
+        /// node's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via_node: Option<NodeLeg>,
     },
     /// Tell a calling device its call is alerting (180 Ringing on an
     /// unanswered inbound leg).

@@ -19,7 +19,7 @@
 use crate::SwitchHandle;
 use crate::config::ClusterConfig;
 use crate::error::ConfigError;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tapir_b2bua::directory::{RegistrationTable, ServedTable};
@@ -92,6 +92,11 @@ impl Membership {
         let floor = id_floor(slot)?;
         switch
             .with(move |sw, _| sw.reserve_ids_below(floor))
+            .await
+            .map_err(|_| ConfigError::Io("the switch stopped while joining".into()))?;
+        // Until its first round, every address is another node's.
+        switch
+            .with(|sw, _| sw.set_served(Some(Default::default())))
             .await
             .map_err(|_| ConfigError::Io("the switch stopped while joining".into()))?;
         let serving = Arc::new(Mutex::new(Serving::default()));
@@ -276,26 +281,37 @@ impl Driver {
             let started = Instant::now();
             // A round never outlasts the fence: a store that hangs counts
             // as a failed round.
-            match tokio::time::timeout(self.lease / 2, self.round_once()).await {
+            let held = match tokio::time::timeout(self.lease / 2, self.round_once()).await {
                 Ok(Ok(held)) => {
                     self.fence.renewed(started);
-                    self.publish(Some(held));
+                    Some(held)
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(node = %self.me, "cluster round failed: {e}");
-                    self.publish(None);
+                    None
                 }
                 Err(_) => {
                     tracing::warn!(node = %self.me, "cluster round timed out");
-                    self.publish(None);
+                    None
                 }
+            };
+            let served = self.publish(held);
+            if self
+                .switch
+                .with(move |sw, _| sw.set_served(Some(served)))
+                .await
+                .is_err()
+            {
+                return;
             }
         }
     }
 
     /// Record the round's outcome: the leases now held (`None` when the
     /// round failed and they are unchanged) and the fence's verdict.
-    fn publish(&self, held: Option<BTreeMap<String, i64>>) {
+    /// Returns the addresses served now (none once the fence has stopped
+    /// the node), for the switch.
+    fn publish(&self, held: Option<BTreeMap<String, i64>>) -> HashSet<Arc<str>> {
         let may_serve = self.fence.may_serve(Instant::now());
         let mut s = self
             .serving
@@ -313,23 +329,25 @@ impl Driver {
             }
         }
         s.may_serve = may_serve;
+        // The held lines' addresses, and nothing once the fence has
+        // stopped this node.
+        let addresses: HashSet<String> = if may_serve {
+            self.published
+                .iter()
+                .filter(|(_, line)| s.lines.contains_key(line))
+                .map(|(address, _)| address.clone())
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let for_switch = addresses.iter().map(|a| Arc::from(a.as_str())).collect();
         if let Some(served) = &self.served {
-            // The SIP side serves the held lines' addresses, and nothing
-            // once the fence has stopped this node.
-            let addresses = if may_serve {
-                self.published
-                    .iter()
-                    .filter(|(_, line)| s.lines.contains_key(line))
-                    .map(|(address, _)| address.clone())
-                    .collect()
-            } else {
-                std::collections::HashSet::new()
-            };
             served.set(addresses);
         }
         metrics::gauge!("tapir_cluster_lines_served").set(s.lines.len() as f64);
         metrics::gauge!("tapir_cluster_serving").set(if may_serve { 1.0 } else { 0.0 });
         metrics::counter!("tapir_cluster_failed_rounds_total").absolute(s.failed_rounds);
+        for_switch
     }
 
     async fn round_once(&mut self) -> Result<BTreeMap<String, i64>, String> {

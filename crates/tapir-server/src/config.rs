@@ -98,6 +98,25 @@ fn default_round_secs() -> f64 {
 }
 
 impl ClusterConfig {
+    /// This node's signer of calls to the other nodes: `None` without a
+    /// secret (calls between nodes are then impossible), an error for a
+    /// name or secret that cannot sign.
+    pub fn node_mark(&self) -> Result<Option<tapir_cluster::NodeMark>, ConfigError> {
+        let Some(secret) = &self.secret else {
+            return Ok(None);
+        };
+        let node = tapir_cluster::NodeName::new(&self.node)
+            .map_err(|e| ConfigError::Invalid(format!("[cluster] node {:?}: {e}", self.node)))?;
+        tapir_cluster::NodeMark::new(node, secret.as_bytes())
+            .map(Some)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "[cluster] secret: at least {} characters",
+                    tapir_cluster::MIN_SECRET_LEN
+                ))
+            })
+    }
+
     /// Check the node name and the times: a round must fit at least three
     /// times in a lease, so one lost round never costs a lease.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -109,6 +128,7 @@ impl ClusterConfig {
                 "[cluster] postgres must be a postgres:// URL".into(),
             ));
         }
+        self.node_mark()?;
         let ok = |v: f64| v.is_finite() && v > 0.0 && v <= 3600.0;
         if !ok(self.lease_secs) || !ok(self.round_secs) || self.round_secs * 3.0 > self.lease_secs {
             return Err(ConfigError::Invalid(format!(

@@ -416,6 +416,19 @@ pub async fn start(
         },
         None => directory,
     };
+    // Calls between nodes go through the edge, marked with the secret.
+    let directory = match config.cluster.as_ref().map(|c| c.node_mark()) {
+        Some(Ok(Some(mark))) => directory.with_node_mark(mark),
+        Some(Ok(None)) => {
+            tracing::warn!("[cluster] without a secret: calls between nodes are not possible");
+            directory
+        }
+        Some(Err(e)) => {
+            tracing::warn!("{e}");
+            directory
+        }
+        None => directory,
+    };
     let ports = EnginePorts {
         engine: engine.clone(),
     };

@@ -11,6 +11,7 @@ mod support;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
+use support::sip::{Peer, digest, header, register, sdp, status};
 use support::{Api, Phone, server_with};
 use tapir_server::RunningServer;
 use tapir_server::config::ClusterConfig;
@@ -249,4 +250,203 @@ async fn a_guesser_behind_the_edge_locks_itself_not_the_edge() {
         "{text}"
     );
     s.shutdown().await;
+}
+
+const SECRET: &str = "the-cluster-secret-of-this-test";
+
+/// One INVITE from `from` to `to`, sent from `peer` with `extra` headers.
+fn invite_text(peer: &Peer, call_id: &str, from: &str, to: &str, extra: &str) -> String {
+    let local = peer.addr();
+    format!(
+        "INVITE sip:{to}@127.0.0.1 SIP/2.0\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}\n\
+         Max-Forwards: 70\n\
+         From: <sip:{from}@tapir.test>;tag=f-{call_id}\n\
+         To: <sip:{to}@tapir.test>\n\
+         Call-ID: {call_id}\n\
+         CSeq: 1 INVITE\n\
+         Contact: <sip:{from}@{local}>\n{extra}\
+         Content-Type: application/sdp\n\n{sdp}",
+        sdp = sdp(40_300),
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Calls between nodes (ADR 0002): two members behind one edge (this
+/// test's socket) split the phone lines. A phone of node A calling a line
+/// node B serves becomes an INVITE to the edge, for that line, marked
+/// with a mark the cluster's secret verifies; the edge's refusal is the
+/// caller's. A marked INVITE from the edge rings B's phone without a
+/// challenge. A forged, stale or misplaced mark, or a mark from anywhere
+/// but the edge, buys nothing.
+#[tokio::test]
+async fn calls_between_nodes_go_through_the_edge_with_a_mark_only_the_cluster_can_make() {
+    let Some(base) = tapir_store::testing::postgres_url("calls between nodes") else {
+        return;
+    };
+    let url = tapir_store::testing::fresh_postgres_db(&base)
+        .await
+        .unwrap();
+    let edge = Peer::on(
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        "127.0.0.1:9".parse().unwrap(),
+    );
+    let phones = ["1101", "1102", "1103", "1104", "1105", "1106"];
+    let start = |node: &'static str| {
+        let mut c = cluster(node, &url);
+        c.edge = Some(edge.addr().to_string());
+        c.secret = Some(SECRET.into());
+        server_with(move |cfg| {
+            cfg.cluster = Some(c);
+            cfg.sip.listen = vec!["udp:127.0.0.1:0".into()];
+            cfg.sip.digest_algorithms = vec!["MD5".into()];
+            for p in phones {
+                let mut line = cfg.lines[4].clone();
+                line.address = p.into();
+                line.password = Some(format!("pw-{p}"));
+                cfg.lines.push(line);
+            }
+        })
+    };
+    let a = start("node-a").await;
+    let b = start("node-b").await;
+    let seen = until(&[&a, &b], "the lines split", |seen| {
+        seen.iter().all(|(serving, l)| *serving && !l.is_empty())
+            && seen.iter().map(|(_, l)| l.len()).sum::<usize>() == ALL.len() + phones.len()
+    })
+    .await;
+    let on = |i: usize| {
+        phones
+            .iter()
+            .copied()
+            .find(|p| seen[i].1.contains(*p))
+            .unwrap_or_else(|| panic!("no phone line on node {i}: {seen:?}"))
+    };
+    let (la, lb) = (on(0), on(1));
+    let (sip_a, sip_b) = (a.sip_addr.unwrap(), b.sip_addr.unwrap());
+    let mark_b = tapir_cluster::NodeMark::new(
+        tapir_cluster::NodeName::new("node-b").unwrap(),
+        SECRET.as_bytes(),
+    )
+    .unwrap();
+
+    // Outbound: A's phone calls B's line; A sends it to the edge, marked.
+    let phone_a = Peer::bind(sip_a).await;
+    register(&phone_a, la, &format!("pw-{la}")).await;
+    let first = phone_a
+        .request(&invite_text(&phone_a, "out-1", la, lb, ""))
+        .await;
+    assert_eq!(status(&first), 407, "{first}");
+    let auth = digest(
+        &first,
+        la,
+        &format!("pw-{la}"),
+        "INVITE",
+        &format!("sip:{lb}@127.0.0.1"),
+    );
+    phone_a
+        .send(&invite_text(
+            &phone_a,
+            "out-2",
+            la,
+            lb,
+            &format!("Proxy-Authorization: {auth}\n"),
+        ))
+        .await;
+    let relayed = edge
+        .next("A's INVITE to the edge", |t| t.starts_with("INVITE "))
+        .await;
+    assert!(
+        relayed.starts_with(&format!("INVITE sip:{lb}@{} ", edge.addr())),
+        "{relayed}"
+    );
+    let marked = header(&relayed, "X-Tapir-Node");
+    let by = mark_b
+        .verify(&marked, &header(&relayed, "Call-ID"), unix_now())
+        .unwrap_or_else(|e| panic!("{e}: {marked}"));
+    assert_eq!(
+        (by.node.as_str(), by.from.as_str(), by.hops),
+        ("node-a", la, 0)
+    );
+    // B's line is busy: the caller hears busy tone from A (early media,
+    // as on one node), with no forwarding applied on A.
+    let edge_to_a = Peer::on(edge.socket, sip_a);
+    edge_to_a.respond(&relayed, 486, "busy-b", "\n").await;
+    let busy = phone_a
+        .next("the caller's busy tone", |t| {
+            status(t) == 183 && header(t, "Call-ID") == "out-2"
+        })
+        .await;
+    assert!(busy.contains("m=audio"), "{busy}");
+    let edge = Peer::on(edge_to_a.socket, sip_b);
+
+    // Inbound: a marked INVITE from the edge rings B's phone, unchallenged.
+    let phone_b = Peer::bind(sip_b).await;
+    register(&phone_b, lb, &format!("pw-{lb}")).await;
+    let mark_a = tapir_cluster::NodeMark::new(
+        tapir_cluster::NodeName::new("node-a").unwrap(),
+        SECRET.as_bytes(),
+    )
+    .unwrap();
+    let node_invite = |call_id: &str, to: &str, mark: String| {
+        invite_text(&edge, call_id, la, to, &format!("X-Tapir-Node: {mark}\n"))
+    };
+    let good = mark_a.sign("in-1", la, 0, unix_now()).unwrap();
+    edge.send(&node_invite("in-1", lb, good.clone())).await;
+    let ringing = phone_b
+        .next("B's phone rings", |t| t.starts_with("INVITE "))
+        .await;
+    assert!(
+        header(&ringing, "From").contains(&format!("sip:{la}@")),
+        "{ringing}"
+    );
+    phone_b.respond(&ringing, 486, "busy-phone", "\n").await;
+    let refused = edge
+        .next("B's answer to the edge", |t| {
+            status(t) >= 400 && header(t, "Call-ID") == "in-1"
+        })
+        .await;
+    assert_eq!(status(&refused), 486, "{refused}");
+
+    // A mark for another call, a forged or stale one: 403, nothing rings.
+    let other_call = mark_a.sign("another-call", la, 0, unix_now()).unwrap();
+    let stale = mark_a.sign("in-4", la, 0, unix_now() - 120).unwrap();
+    let forged = good.replace(&good[good.len() - 8..], "00000000");
+    for (call_id, mark) in [("in-2", other_call), ("in-3", forged), ("in-4", stale)] {
+        let r = edge.request(&node_invite(call_id, lb, mark)).await;
+        assert_eq!(status(&r), 403, "{call_id}: {r}");
+    }
+    // A believed mark for a line B does not serve: 503, retry elsewhere.
+    let misplaced = mark_a.sign("in-5", la, 0, unix_now()).unwrap();
+    let r = edge.request(&node_invite("in-5", la, misplaced)).await;
+    assert_eq!(status(&r), 503, "{r}");
+    // The same good mark straight from a stranger (not the edge): a
+    // device's request, challenged.
+    let stranger = Peer::bind(sip_b).await;
+    let good = mark_a.sign("in-6", la, 0, unix_now()).unwrap();
+    let r = stranger
+        .request(&invite_text(
+            &stranger,
+            "in-6",
+            lb,
+            lb,
+            &format!("X-Tapir-Node: {good}\n"),
+        ))
+        .await;
+    assert_eq!(status(&r), 407, "{r}");
+    assert!(
+        phone_b
+            .next_within(Duration::from_millis(300), |t| t.starts_with("INVITE "))
+            .await
+            .is_none(),
+        "nothing else rang B's phone"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -533,10 +533,16 @@ impl Switch {
         self.m.lines.keys().copied().collect()
     }
 
-    /// The lines that have at least one call (live, or idle and still held
-    /// by an app), in one pass over the calls.
+    /// The lines that have at least one call in progress (not idle: an
+    /// idle call an app has not deallocated yet does not pin its line to
+    /// this node), in one pass over the calls.
     pub fn lines_with_calls(&self) -> std::collections::BTreeSet<LineId> {
-        self.m.calls.values().map(|c| c.line).collect()
+        self.m
+            .calls
+            .values()
+            .filter(|c| !c.state.is_idle())
+            .map(|c| c.line)
+            .collect()
     }
 
     /// The privileges `app` has `line` open with (`owner` before

@@ -30,7 +30,7 @@ use crate::types::{
     HandoffTarget, LineKind, MediaMode, ParkMode, Party, PickupTarget, Privilege, SpecialInfoMode,
     TransferMode,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 pub use admin::{CallSummary, CompletionView};
@@ -66,6 +66,24 @@ pub enum Input {
         external_caller: Option<String>,
         /// What the device dialled.
         to: String,
+    },
+    /// Another node of the cluster offers a call from one of its addresses
+    /// to one of this node's (ADR 0002, "calls between nodes"): the calling
+    /// address's own node has already checked and counted its side, so this
+    /// node only routes to `to` by its own rules, as for a call from a phone
+    /// of the same switch. `leg` comes from [`Switch::allocate_leg`].
+    NodeCall {
+        /// The new inbound leg (the other node's call).
+        leg: LegId,
+        /// The calling address, served by the other node.
+        from: String,
+        /// For a carrier's call (`from` is a trunk line's address): the
+        /// external caller's number.
+        external_caller: Option<String>,
+        /// The address called.
+        to: String,
+        /// Times the call was forwarded before it reached this node.
+        forward_hops: u8,
     },
     /// A device sent an INVITE that replaces another leg's dialog (RFC 3891):
     /// a pickup when that leg is ringing, taking the call over when it is
@@ -420,6 +438,10 @@ pub(crate) struct Call {
     pub forward_hops: u8,
     /// For a route point call tapir terminates: the prompt it plays to the caller.
     pub prompt: Option<PromptPlay>,
+    /// The call is at an address another node of the cluster serves: this
+    /// node's half of a call between nodes, whose address's rules
+    /// (forwarding, busy, ring time) the serving node applies.
+    pub served_elsewhere: bool,
 }
 
 /// The set of calls that hear each other.
@@ -560,6 +582,9 @@ pub struct Switch {
     next_timer: u64,
     next_open: u64,
     reported_timeout: Option<Timestamp>,
+    /// In a cluster, the addresses this node serves (see
+    /// [`Switch::set_served`]); `None` on a single node, which serves all.
+    served: Option<HashSet<Arc<str>>>,
 }
 
 impl Default for Switch {
@@ -583,7 +608,25 @@ impl Switch {
             next_timer: 1,
             next_open: 1,
             reported_timeout: None,
+            served: None,
         }
+    }
+
+    /// In a cluster: this node serves exactly `addresses` from now on
+    /// (`None`: every address, a single node). A call to an address served
+    /// elsewhere leaves through the cluster to the node that serves it
+    /// ([`Effect::CreateLeg`] with `via_node`), which applies the address's
+    /// forwarding, busy and ring-time rules; calls in progress keep how
+    /// they were routed.
+    pub fn set_served(&mut self, addresses: Option<HashSet<Arc<str>>>) {
+        self.served = addresses;
+    }
+
+    /// Whether `address` is served by another node of the cluster.
+    pub(crate) fn is_served_elsewhere(&self, address: &str) -> bool {
+        self.served
+            .as_ref()
+            .is_some_and(|served| !served.contains(address))
     }
 
     /// The switch-wide settings.
@@ -711,6 +754,17 @@ impl Switch {
                 to,
             } => {
                 self.device_call(leg, &from, external_caller, &to);
+                self.flush();
+                None
+            }
+            Input::NodeCall {
+                leg,
+                from,
+                external_caller,
+                to,
+                forward_hops,
+            } => {
+                self.node_call(leg, &from, external_caller, &to, forward_hops);
                 self.flush();
                 None
             }
@@ -1060,6 +1114,7 @@ impl Switch {
             no_answer_timer: None,
             forward_hops: spec.forward_hops,
             prompt: None,
+            served_elsewhere: self.is_served_elsewhere(&spec.address),
         };
         self.m
             .by_address
@@ -1475,6 +1530,18 @@ impl Switch {
             },
         );
         let auto_answer = auto && self.m.lines.get(&line).is_some_and(|l| l.auto_answer);
+        let via_node =
+            self.call(call)
+                .filter(|c| c.served_elsewhere)
+                .map(|c| crate::output::NodeLeg {
+                    // The call it is offered for (the calling side).
+                    from: self
+                        .others_in_bridge(call)
+                        .first()
+                        .and_then(|a| self.call(*a))
+                        .map_or_else(|| Arc::from(&*caller.address), |a| a.address.clone()),
+                    forward_hops: c.forward_hops,
+                });
         self.effect(Effect::CreateLeg {
             leg,
             call,
@@ -1482,6 +1549,7 @@ impl Switch {
             target,
             caller,
             auto_answer,
+            via_node,
         });
     }
 

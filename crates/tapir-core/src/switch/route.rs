@@ -314,6 +314,13 @@ impl Switch {
                     self.fail_attempt(a, CallState::Disconnected(DisconnectMode::Unavail));
                     return;
                 }
+                if self.is_served_elsewhere(&address) {
+                    // The node that serves the address forwards, gives busy
+                    // or rings it: its rules and its calls decide.
+                    let called = Party::new(&*address);
+                    self.offer(a, address.clone(), called, address, reason, redirecting);
+                    return;
+                }
                 if let Some(to) = self.forward_target(&address, ForwardCondition::Unconditional, a)
                 {
                     self.forward_call(a, &address, to, CallReason::FwdUncond);
@@ -380,6 +387,17 @@ impl Switch {
     /// its app to drop it.
     pub(crate) fn fail_attempt(&mut self, a: CallId, state: CallState) {
         if matches!(state, CallState::Busy(_) | CallState::SpecialInfo(_)) {
+            if self.call(a).is_some_and(|c| c.served_elsewhere) {
+                // Another node's caller: that node keeps its call, plays the
+                // tone and offers camp-on or callback; this half ends and
+                // says why (486 for busy).
+                let cause = match state {
+                    CallState::Busy(_) => ReleaseCause::Busy,
+                    _ => ReleaseCause::Unavailable,
+                };
+                self.far_end_gone(a, state, cause);
+                return;
+            }
             self.set_state(a, state);
             return;
         }
@@ -473,7 +491,9 @@ impl Switch {
                 self.create_leg(b, target, caller, false);
             }
         }
-        if let Some(Some(_)) = self.forward_target(&address, ForwardCondition::NoAnswer, a) {
+        if self.call(b).is_some_and(|c| c.served_elsewhere) {
+            // Its ring time and no-answer forwarding are the serving node's.
+        } else if let Some(Some(_)) = self.forward_target(&address, ForwardCondition::NoAnswer, a) {
             let rings = self
                 .m
                 .addresses
@@ -555,16 +575,47 @@ impl Switch {
         external_caller: Option<String>,
         to: &str,
     ) {
+        self.inbound_call(leg, from, external_caller, to, None);
+    }
+
+    /// A call between nodes arrives (see [`Input::NodeCall`]): like a
+    /// phone's own call from `from`, except that the calling side (busy,
+    /// call appearances) was judged on the node that serves `from`, and the
+    /// call keeps the forwarding hops it made there.
+    pub(crate) fn node_call(
+        &mut self,
+        leg: crate::ids::LegId,
+        from: &str,
+        external_caller: Option<String>,
+        to: &str,
+        hops: u8,
+    ) {
+        self.inbound_call(leg, from, external_caller, to, Some(hops));
+    }
+
+    /// A device's call (`hops` none) or another node's (`hops` its
+    /// forwarding hops so far) from `from` to `to`.
+    fn inbound_call(
+        &mut self,
+        leg: crate::ids::LegId,
+        from: &str,
+        external_caller: Option<String>,
+        to: &str,
+        hops: Option<u8>,
+    ) {
         let line = self.line_of(from);
         let kind = line.map(|l| self.line_kind(l));
-        let Some(kind) = kind.filter(|k| *k != LineKind::RoutePoint) else {
+        let from_node = hops.is_some();
+        let Some(kind) = kind.filter(|k| *k != LineKind::RoutePoint || from_node) else {
             self.effect(crate::output::Effect::ReleaseLeg {
                 leg,
                 cause: ReleaseCause::NotFound,
             });
             return;
         };
-        if self.m.legs.contains_key(&leg) || self.address_busy(from) && kind == LineKind::Phone {
+        if self.m.legs.contains_key(&leg)
+            || !from_node && self.address_busy(from) && kind == LineKind::Phone
+        {
             self.effect(crate::output::Effect::ReleaseLeg {
                 leg,
                 cause: ReleaseCause::Busy,
@@ -591,7 +642,7 @@ impl Switch {
             redirecting: None,
             creator: None,
             completion: None,
-            forward_hops: 0,
+            forward_hops: hops.unwrap_or(0),
         });
         self.m.legs.insert(
             leg,

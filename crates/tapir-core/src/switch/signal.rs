@@ -383,10 +383,22 @@ impl Switch {
             return;
         }
         let callers = self.others_in_bridge(call);
+        let elsewhere = self.call(call).is_some_and(|c| c.served_elsewhere);
         self.set_state(call, CallState::Disconnected(mode));
         self.go_idle(call, ReleaseCause::Normal);
         let Some(&a) = callers.first() else { return };
         if !self.state(a).is_live() {
+            return;
+        }
+        if elsewhere {
+            // The node serving the address has applied its forwarding
+            // already: its answer is final here.
+            let state = match event {
+                LegEvent::Busy => CallState::Busy(crate::BusyMode::Station),
+                LegEvent::SpecialInfo(m) => CallState::SpecialInfo(m),
+                _ => CallState::Disconnected(mode),
+            };
+            self.fail_attempt(a, state);
             return;
         }
         match event {
