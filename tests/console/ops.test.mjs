@@ -36,9 +36,24 @@ test("every operation has a unique id, a label and a request", () => {
 test("a connected call can be held, not unheld or answered", () => {
   const c = call("call-1", "connected");
   assert.deepEqual(fitting(c), ["blind-transfer", "deallocate", "digits", "drop", "handoff",
-    "handoff-media", "hold", "media-mode", "park", "privilege", "secure", "setup-conference",
-    "setup-transfer"]);
+    "handoff-media", "hold", "media-mode", "park", "privilege", "record", "record-pause",
+    "record-resume", "record-stop", "secure", "setup-conference", "setup-transfer"]);
   assert.deepEqual(op("hold").request(c), { method: "POST", path: "/v1/calls/call-1/hold", body: {} });
+});
+
+test("an owner records a call with media; a secure call or a monitor cannot start one", () => {
+  const c = call("call-1", "connected");
+  assert.deepEqual(op("record").request(c, { channels: "mixed" }),
+    { method: "POST", path: "/v1/calls/call-1/record", body: { action: "start", channels: "mixed" } });
+  for (const [id, action] of [["record-pause", "pause"], ["record-resume", "resume"], ["record-stop", "stop"]]) {
+    assert.deepEqual(op(id).request(c), { method: "POST", path: "/v1/calls/call-1/record", body: { action } });
+  }
+  assert.equal(missingInput(op("record"), { channels: "" }), "Record needs stereo or mixed.");
+  assert.ok(!fitting(call("call-1", "connected", { secure: true })).includes("record"));
+  assert.ok(fitting(call("call-1", "connected", { secure: true })).includes("record-stop"));
+  assert.ok(!fitting(call("call-1", "connected", { privilege: "monitor" })).some((o) => o.startsWith("record")));
+  assert.ok(!fitting(call("call-2", "offering")).includes("record"));
+  assert.ok(fitting(call("call-1", "conferenced")).includes("record"));
 });
 
 test("a held call can be unheld and blind-transferred, not held again", () => {

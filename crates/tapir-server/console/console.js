@@ -145,6 +145,7 @@ async function pollLines() {
   try {
     await loadLines();
     await loadWebhooks();
+    await loadRecordings();
   } catch (e) {
     if (e.status === 401) signOut();
   }
@@ -343,6 +344,65 @@ async function deleteWebhook(id) {
   });
 }
 
+// ---------------------------------------------------------------- recordings
+
+async function loadRecordings() {
+  const data = await api("GET", "/v1/recordings");
+  renderRecordings(data?.recordings || []);
+}
+
+/** Bytes as KiB or MiB. */
+function sizeText(bytes) {
+  return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MiB` : `${Math.ceil(bytes / 1024)} KiB`;
+}
+
+function renderRecordings(recs) {
+  $("recordings-empty").hidden = recs.length > 0;
+  $("recordings-body").replaceChildren(...recs.map((r) => h("tr", { dataset: { recording: r.id } },
+    h("th", { scope: "row" }, r.id),
+    h("td", {}, r.call),
+    h("td", {}, r.address),
+    h("td", {}, r.channels),
+    h("td", {}, r.end_reason ? `${r.state} (${r.end_reason})` : r.state),
+    h("td", {}, r.started_at),
+    h("td", {}, formatDuration(r.duration_ms)),
+    h("td", {}, sizeText(r.size)),
+    h("td", {},
+      r.state === "stopped"
+        ? h("button", { type: "button", "aria-label": `Download recording ${r.id}`, onclick: () => downloadRecording(r.id) }, "Download")
+        : null,
+      r.state === "stopped"
+        ? h("button", { type: "button", "aria-label": `Delete recording ${r.id}`, onclick: () => deleteRecording(r.id) }, "Delete")
+        : null))));
+}
+
+/** Fetch the WAV file with the token and hand it to the browser as a download. */
+async function downloadRecording(id) {
+  await attempt(`download ${id}`, async () => {
+    const resp = await fetch(`/v1/recordings/${encodeURIComponent(id)}/audio`,
+      { headers: { Authorization: `Bearer ${store.token}` } });
+    if (!resp.ok) {
+      const text = await resp.text();
+      let data = null;
+      try { data = JSON.parse(text); } catch { data = null; }
+      throw new ApiFailure(resp.status, data, text || resp.statusText);
+    }
+    const url = URL.createObjectURL(await resp.blob());
+    const a = h("a", { href: url, download: `${id}.wav` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  });
+}
+
+async function deleteRecording(id) {
+  await attempt(`delete ${id}`, async () => {
+    await api("DELETE", `/v1/recordings/${encodeURIComponent(id)}`);
+    await loadRecordings();
+  });
+}
+
 // ---------------------------------------------------------------- calls
 
 /** Take the `GET /v1/calls` snapshot; returns the seq it matches. */
@@ -503,6 +563,7 @@ function inputs() {
     group: $("in-group").value.trim(),
     app: $("in-app").value.trim(),
     media: $("in-media").value,
+    channels: $("in-channels").value,
   };
 }
 
@@ -529,6 +590,10 @@ async function runOp(op) {
     }
     if (result.parked_at) showStatus(`${call.id}: parked at ${result.parked_at}`, true);
     if (result.completion_id) showStatus(`completion request ${result.completion_id}`, true);
+    if (result.recording) {
+      showStatus(`${call.id}: recording ${result.recording}`, true);
+      await attempt("recordings", loadRecordings);
+    }
     const next = result.consult_call
       || (op.id === "pickup" || op.id === "pickup-waiting" ? result.id : null);
     if (next) store.selected = next;
@@ -793,6 +858,7 @@ async function start() {
     $("status").hidden = true;
     await loadAddresses();
     await loadWebhooks();
+    await loadRecordings();
     const seq = await refreshCalls();
     store.seq = seq;
     // Replay the journal for the log and the parked slots, then go live.
@@ -817,6 +883,7 @@ function signOut() {
   $("admin-token").value = "";
   $("history-body").replaceChildren();
   $("webhooks-body").replaceChildren();
+  $("recordings-body").replaceChildren();
   $("webhook-secret").replaceChildren();
   $("webhook-secret").hidden = true;
   store.calls.clear();
@@ -847,6 +914,7 @@ function wire() {
   $("open-all").addEventListener("click", openAll);
   $("clear-idle").addEventListener("click", clearIdle);
   $("clear-log").addEventListener("click", () => $("event-log").replaceChildren());
+  $("recordings-refresh").addEventListener("click", () => attempt("recordings", loadRecordings));
   $("make-call-form").addEventListener("submit", (e) => {
     e.preventDefault();
     makeCall($("make-from").value, $("make-to").value.trim());

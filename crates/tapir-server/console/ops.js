@@ -9,6 +9,8 @@ const LIVE = new Set([
   "busy", "specialinfo", "connected", "onhold", "conferenced", "onholdpendconf",
   "onholdpendtransfer",
 ]);
+/** States of a call whose media can be recorded (it has its audio). */
+const RECORDABLE = new Set(["connected", "conferenced", "onhold"]);
 
 const HELD = new Set(["onhold", "onholdpendtransfer", "onholdpendconf"]);
 
@@ -162,6 +164,19 @@ export const OPS = [
   { id: "secure", label: "Secure", group: "Features",
     fits: (c) => isOwner(c) && LIVE.has(c.state) && !c.secure,
     request: (c) => post(c, "secure") },
+  // --- recording (a WAV file per call; the list is under Recordings)
+  { id: "record", label: "Record", group: "Recording", needs: ["channels"],
+    fits: (c) => isOwner(c) && RECORDABLE.has(c.state) && !c.secure,
+    request: (c, i) => post(c, "record", { action: "start", channels: i.channels }) },
+  { id: "record-pause", label: "Pause recording", group: "Recording",
+    fits: (c) => isOwner(c) && RECORDABLE.has(c.state),
+    request: (c) => post(c, "record", { action: "pause" }) },
+  { id: "record-resume", label: "Resume recording", group: "Recording",
+    fits: (c) => isOwner(c) && RECORDABLE.has(c.state),
+    request: (c) => post(c, "record", { action: "resume" }) },
+  { id: "record-stop", label: "Stop recording", group: "Recording",
+    fits: (c) => isOwner(c) && RECORDABLE.has(c.state),
+    request: (c) => post(c, "record", { action: "stop" }) },
   // lineHandoff and lineSetMediaMode: any call state, idle included.
   { id: "handoff", label: "Hand off", group: "Features", needs: ["app"],
     fits: (c) => isOwner(c),
@@ -193,7 +208,8 @@ export function fits(op, call, calls) {
 export function missingInput(op, input) {
   const names = { to: "a destination", digits: "digits", with: "a held call to swap with",
     mode: "a transfer mode", at: "the address that picks up", completion: "a completion mode",
-    app: "an application name", media: "a media mode" };
+    app: "an application name", media: "a media mode",
+    channels: "stereo or mixed" };
   for (const n of op.needs || []) {
     if (n.endsWith("?")) continue;
     if (!input[n] || !String(input[n]).trim()) return `${op.label} needs ${names[n] || n}.`;
