@@ -47,6 +47,7 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 TAPIR = os.environ.get("TAPIR_BIN", os.path.join(TARGET, "debug", "tapir"))
 CONFIG = os.path.join(HERE, "cluster.toml")
 TOKEN = "cluster-app-token"
+ADMIN = "cluster-admin-secret"
 LINES = ["1001", "1002", "1003", "1004", "1005", "1006"]
 PASSWORDS = {a: f"pw-{a}-secret" for a in LINES}
 test_sip_calls.PASSWORDS.update(PASSWORDS)
@@ -184,6 +185,18 @@ class Cluster(unittest.TestCase):
         register(p)
         return p
 
+    def cdr(self, name, address, done, within=15):
+        """The newest CDR node `name` has for `address` once `done` holds."""
+        url = f"{self.node(name)['http']}/v1/admin/cdr?address={address}"
+        deadline = time.monotonic() + within
+        cdrs = []
+        while time.monotonic() < deadline:
+            cdrs = get(url, ADMIN)["cdrs"]
+            if cdrs and done(cdrs[0]):
+                return cdrs[0]
+            time.sleep(0.2)
+        self.fail(f"no finished CDR for {address} on {name}: {cdrs}")
+
     def calls_on(self, name):
         """(address, state) of every call the node `name` reports that is
         not idle (an idle call stays listed until its apps deallocate it)."""
@@ -260,10 +273,19 @@ class Cluster(unittest.TestCase):
             for l in get(f"{home}/v1/lines", TOKEN):
                 if l["address"] in (a, b, c):
                     post(f"{home}/v1/lines/{l['id']}/open", {"privileges": ["monitor"]}, TOKEN)
+        type(self).other, type(self).other_line = other, c
         talk(pa, pc, c)
         self.assertIn((a, "connected"), self.calls_on(self.home))
         self.assertIn((c, "connected"), self.calls_on(other))
+        time.sleep(2)  # audio both ways, relayed by both nodes
         hang_up(pa, pc)
+        # Each node's record has both of its legs' RTP: the phone's and
+        # the other node's.
+        for name, user in ((self.home, a), (other, c)):
+            cdr = self.cdr(name, user, lambda r: len(r.get("quality", [])) == 2 and {
+                p["address"] for p in r["parties"]} == {a, c})
+            for q in cdr["quality"]:
+                self.assertGreater(q["packets_received"], 20, (name, cdr))
         # And back, the callee hanging up.
         talk(pc, pb, b)
         self.assertIn((c, "connected"), self.calls_on(other))
@@ -329,6 +351,10 @@ class Cluster(unittest.TestCase):
             time.sleep(0.2)
         self.assertLessEqual(set(self.registered), self.saved_registrations())
         orphaned = self.served()[victim]
+        # A call between a survivor's phone and the victim's is in progress.
+        survivor_phone = self.phone(self.other_line)
+        doomed = self.registered[sorted(self.registered)[1]]
+        talk(survivor_phone, doomed, doomed.user)
         pid = self.node(victim)["pid"]
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -343,6 +369,15 @@ class Cluster(unittest.TestCase):
         print(f"\n  takeover: {victim}'s {len(orphaned)} lines served again after {taken:.1f} s",
               file=sys.stderr)
         self.assertLessEqual(taken, 15.0)
+        # The survivor's half of that call ended when the victim's
+        # heartbeat expired, and its record says why.
+        survivor_phone.wait_for(
+            lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED", 15)
+        ended = time.monotonic() - killed
+        print(f"  the survivor's half of a call with it ended after {ended:.1f} s",
+              file=sys.stderr)
+        cdr = self.cdr(self.other, self.other_line, lambda r: r.get("end_reason") == "node_lost")
+        self.assertEqual(cdr["end_reason"], "node_lost")
         now = self.served()
         everything = sorted(line for n, lines in now.items() if n != victim for line in lines)
         self.assertEqual(everything, LINES)

@@ -2574,7 +2574,9 @@ impl B2bua {
                     ReleaseCause::Busy => 486,
                     ReleaseCause::Rejected => 603,
                     ReleaseCause::NotFound => 404,
-                    ReleaseCause::Unavailable | ReleaseCause::Normal => 480,
+                    ReleaseCause::Unavailable | ReleaseCause::Normal | ReleaseCause::NodeLost => {
+                        480
+                    }
                     ReleaseCause::Moved => 480,
                     ReleaseCause::RtpTimeout
                     | ReleaseCause::SessionExpired

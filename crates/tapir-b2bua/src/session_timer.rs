@@ -230,6 +230,7 @@ pub(crate) fn add_reason(bye: &mut Message, cause: ReleaseCause) {
         ReleaseCause::RtpTimeout => "RTP timeout",
         ReleaseCause::SessionExpired => "Session expired",
         ReleaseCause::NoAck => "No ACK",
+        ReleaseCause::NodeLost => "Far end's node lost",
         _ => return,
     };
     bye.push_header(

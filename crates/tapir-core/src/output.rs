@@ -146,6 +146,10 @@ pub enum ReleaseCause {
     /// The caller may not reach the destination (403 on an unanswered
     /// inbound leg).
     Forbidden,
+    /// In a cluster: the node serving the far end of a call between nodes
+    /// died (BYE, or CANCEL before the answer).
+    #[serde(rename = "node_lost")]
+    NodeLost,
 }
 
 impl ReleaseCause {
@@ -163,15 +167,20 @@ impl ReleaseCause {
             ReleaseCause::SessionExpired => "session_expired",
             ReleaseCause::NoAck => "no_ack",
             ReleaseCause::Forbidden => "forbidden",
+            ReleaseCause::NodeLost => "node_lost",
         }
     }
 
     /// Whether tapir ends the leg because its device vanished (no media,
-    /// no session refresh, no ACK) rather than by a party's choice.
+    /// no session refresh, no ACK, its node died) rather than by a party's
+    /// choice.
     pub fn is_vanished(self) -> bool {
         matches!(
             self,
-            ReleaseCause::RtpTimeout | ReleaseCause::SessionExpired | ReleaseCause::NoAck
+            ReleaseCause::RtpTimeout
+                | ReleaseCause::SessionExpired
+                | ReleaseCause::NoAck
+                | ReleaseCause::NodeLost
         )
     }
 }

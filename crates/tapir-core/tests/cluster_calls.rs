@@ -229,3 +229,54 @@ fn a_refusal_from_the_serving_node_disconnects_the_caller() {
         legs(&o)
     );
 }
+
+#[test]
+fn when_the_other_node_dies_this_nodes_half_of_each_call_with_it_ends_node_lost() {
+    let mut o = node_without(&["1002"]);
+    // 1001 (here) talks to 1002 (elsewhere); 1003 (here) is called from 1002.
+    o.sim.phone("1001").dial("1002");
+    o.sim.phone("1002").answer();
+    let a = o.sim.calls_at("1001")[0];
+    o.expect(a, CONNECTED);
+    let leg = o.sim.switch.allocate_leg();
+    o.sim.input(Input::NodeCall {
+        leg,
+        from: "1002".into(),
+        external_caller: None,
+        to: "1003".into(),
+        forward_hops: 0,
+    });
+    o.sim.phone("1003").answer();
+    let c = o.sim.calls_at("1003")[0];
+    o.expect(c, CONNECTED);
+    // A call between two addresses served here is not touched.
+    o.sim.phone("1004").dial("1005");
+    o.sim.phone("1005").answer();
+    let d = o.sim.calls_at("1004")[0];
+    o.sim.clear();
+    let lost: HashSet<Arc<str>> = [Arc::from("1002")].into();
+    let ended = o.sim.act(|s, now| s.node_lost(now, &lost));
+    o.sim.run();
+    assert_eq!(ended, 2);
+    let node_lost = o
+        .sim
+        .effects
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::ReleaseLeg {
+                    cause: ReleaseCause::NodeLost,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(node_lost, 2, "{:?}", o.sim.effects);
+    for call in [a, c] {
+        assert!(o.state(call).is_idle() || matches!(o.state(call), CallState::Disconnected(_)));
+    }
+    o.expect(d, CONNECTED);
+    // Nothing left to end.
+    assert_eq!(o.sim.act(|s, now| s.node_lost(now, &lost)), 0);
+}

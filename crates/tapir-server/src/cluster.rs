@@ -114,6 +114,7 @@ impl Membership {
             round: Duration::from_secs_f64(config.round_secs),
             fence: Fence::new(Duration::from_secs_f64(config.lease_secs)),
             published: BTreeSet::new(),
+            holders: BTreeMap::new(),
             registrations,
             served,
             saved: BTreeMap::new(),
@@ -172,6 +173,9 @@ struct Driver {
     /// Every (address, line) pair of the switch, as last published to the
     /// edge's table.
     published: BTreeSet<(String, String)>,
+    /// Each line's lease holder as the last round read it (to notice a
+    /// holder that died).
+    holders: BTreeMap<String, NodeName>,
     /// Phones' registrations, as this node's registrar publishes them.
     registrations: RegistrationTable,
     /// The addresses the registrar and new requests are held to (with SIP).
@@ -389,10 +393,12 @@ impl Driver {
                 Err(e) => tracing::warn!(node = %n.name, "a live node's name is refused: {e}"),
             }
         }
+        let mut holders = BTreeMap::new();
         for row in self.tables.leases().await.map_err(db)? {
             let Ok(node) = NodeName::new(&row.node) else {
                 continue;
             };
+            holders.insert(row.line.clone(), node.clone());
             snapshot.leases.insert(
                 row.line,
                 Lease {
@@ -402,6 +408,8 @@ impl Driver {
                 },
             );
         }
+        self.end_calls_with_dead_nodes(&snapshot.live, holders)
+            .await?;
         let busy: BTreeSet<&str> = lines
             .iter()
             .filter(|l| l.busy)
@@ -438,6 +446,44 @@ impl Driver {
             tracing::info!(node = %self.me, lines = plan.hand_over.len(), "handed lines over");
         }
         Ok(held)
+    }
+
+    /// A node that held a line's lease last round and is not live now died
+    /// (or was cut off): this node's half of each call with an address of
+    /// that line ends, `node_lost`, when its heartbeat expires rather than
+    /// when the media times out. `holders` (line → node) is this round's
+    /// lease table, kept for the next round.
+    async fn end_calls_with_dead_nodes(
+        &mut self,
+        live: &[NodeName],
+        holders: BTreeMap<String, NodeName>,
+    ) -> Result<(), String> {
+        let dead_lines: BTreeSet<&String> = self
+            .holders
+            .iter()
+            .filter(|(_, node)| **node != self.me && !live.contains(node))
+            .map(|(line, _)| line)
+            .collect();
+        let addresses: HashSet<Arc<str>> = self
+            .published
+            .iter()
+            .filter(|(_, line)| dead_lines.contains(line))
+            .map(|(address, _)| Arc::from(address.as_str()))
+            .collect();
+        self.holders = holders;
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let ended = self
+            .switch
+            .with(move |sw, now| sw.node_lost(now, &addresses))
+            .await
+            .map_err(|e| e.to_string())?;
+        if ended > 0 {
+            tracing::warn!(node = %self.me, calls = ended, "a node died: its calls with this node ended (node_lost)");
+            metrics::counter!("tapir_cluster_calls_node_lost_total").increment(ended as u64);
+        }
+        Ok(())
     }
 
     /// Put back the bindings saved for the lines just claimed.

@@ -8,6 +8,7 @@
 //! `signal` (what devices report) and `route` (where a dialled call goes).
 
 mod admin;
+mod cluster;
 mod conference;
 mod features;
 mod media;
@@ -584,7 +585,7 @@ pub struct Switch {
     reported_timeout: Option<Timestamp>,
     /// In a cluster, the addresses this node serves (see
     /// [`Switch::set_served`]); `None` on a single node, which serves all.
-    served: Option<HashSet<Arc<str>>>,
+    pub(crate) served: Option<HashSet<Arc<str>>>,
 }
 
 impl Default for Switch {
@@ -610,23 +611,6 @@ impl Switch {
             reported_timeout: None,
             served: None,
         }
-    }
-
-    /// In a cluster: this node serves exactly `addresses` from now on
-    /// (`None`: every address, a single node). A call to an address served
-    /// elsewhere leaves through the cluster to the node that serves it
-    /// ([`Effect::CreateLeg`] with `via_node`), which applies the address's
-    /// forwarding, busy and ring-time rules; calls in progress keep how
-    /// they were routed.
-    pub fn set_served(&mut self, addresses: Option<HashSet<Arc<str>>>) {
-        self.served = addresses;
-    }
-
-    /// Whether `address` is served by another node of the cluster.
-    pub(crate) fn is_served_elsewhere(&self, address: &str) -> bool {
-        self.served
-            .as_ref()
-            .is_some_and(|served| !served.contains(address))
     }
 
     /// The switch-wide settings.
