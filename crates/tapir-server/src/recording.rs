@@ -889,6 +889,80 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A writer that falls behind (a slow disk) costs frames the tap drops
+    /// and counts while the relay goes on; when it catches up it writes
+    /// them as silence, so the file keeps the call's length.
+    #[tokio::test]
+    async fn a_writer_behind_loses_frames_counted_and_keeps_the_timeline() {
+        use tapir_media::{Codec, LegId, MediaConfig, MediaEngine, RemoteMedia, Source};
+        let (eng, _ev) = MediaEngine::new(MediaConfig::default()).unwrap();
+        let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let la = eng.allocate(LegId(1)).unwrap();
+        eng.allocate(LegId(2)).unwrap();
+        for (leg, sock) in [(1, &a), (2, &b)] {
+            eng.set_remote(
+                LegId(leg),
+                RemoteMedia {
+                    addr: Some(sock.local_addr().unwrap()),
+                    codec: Codec::Pcmu,
+                    telephone_event_pt: None,
+                },
+            )
+            .unwrap();
+            eng.set_source(LegId(leg), Source::Bridge(9)).unwrap();
+        }
+        // The recording's tap with a queue of 3 frames that nobody reads
+        // for a second, while 1002 talks.
+        let tap = eng.tap(LegId(2), true, false, 3).unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut relayed = 0;
+        let mut buf = [0u8; 512];
+        for k in 0..50u32 {
+            tick.tick().await;
+            let mut pkt = Vec::new();
+            tapir_media::rtp::write_packet(&mut pkt, k == 0, 0, k as u16, k * 160, 7, &[0x55; 160]);
+            a.send_to(&pkt, la).await.unwrap();
+            while let Ok(Ok(_)) = tokio::time::timeout(Duration::ZERO, b.recv_from(&mut buf)).await
+            {
+                relayed += 1;
+            }
+        }
+        assert!(relayed >= 40, "the relay went on: {relayed}");
+        let dropped = tap.dropped();
+        assert!(dropped >= 40, "dropped and counted: {dropped}");
+        // The writer catches up, then stops.
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("x.wav")).unwrap();
+        let (cmd_tx, cmd_rx) = watch::channel(Cmd::Record);
+        let progress = Arc::new(Progress::default());
+        let p = progress.clone();
+        let path = dir.path().to_path_buf();
+        let writer =
+            tokio::spawn(
+                async move { write(tap, file, Channels::Stereo, cmd_rx, &p, &path, 0).await },
+            );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while progress.dropped.load(Ordering::Relaxed) < dropped {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the writer never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cmd_tx.send_replace(Cmd::Stop(EndReason::Stopped));
+        let out = writer.await.unwrap();
+        assert_eq!(out.reason, EndReason::Stopped);
+        assert!(out.dropped >= dropped);
+        assert!(
+            out.data >= (dropped + 3) * 640,
+            "dropped frames kept their place: {} bytes for {dropped} dropped",
+            out.data
+        );
+        let len = std::fs::metadata(dir.path().join("x.wav")).unwrap().len();
+        assert_eq!(len, 44 + out.data, "the file is final");
+    }
+
     #[test]
     fn ids_are_random_and_only_their_own_shape_names_a_file() {
         let a = new_id().unwrap();
