@@ -69,6 +69,14 @@ def post(url, body, token):
         return r.status
 
 
+def put(url, body, token):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT")
+    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -98,7 +106,10 @@ def register(phone):
 
 
 def talk(caller, callee, to):
-    """`caller` calls `to`, `callee` answers: both confirmed."""
+    """`caller` calls `to`, `callee` answers: both confirmed. Events of
+    earlier calls (a ring that was redirected away, say) are forgotten
+    first, so that they are not taken for this call's."""
+    forget(caller, callee)
     caller.send(cmd="call", to=to)
     callee.wait_for(lambda e: e.get("event") == "incoming", 15)
     callee.send(cmd="answer")
@@ -302,6 +313,65 @@ class Cluster(unittest.TestCase):
         from_home = f"relay INVITE {self.node(self.home)['sip']} -> sip:{self.node(other)['sip']}"
         self.assertIn(from_home, relayed)
 
+    def call_at(self, name, address, state):
+        """The id of the call at `address` in `state` on node `name` (waits)."""
+        url = f"{self.node(name)['http']}/v1/calls"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            calls = get(url, TOKEN)
+            calls = calls["calls"] if isinstance(calls, dict) else calls
+            for c in calls:
+                if c["address"] == address and c["state"] == state:
+                    return c["id"]
+            time.sleep(0.1)
+        self.fail(f"no {state} call at {address} on {name}: {calls}")
+
+    def test_2d_operations_send_calls_to_lines_on_another_node(self):
+        # An app on the node serving a and b redirects, blind-transfers and
+        # forwards their calls to c, served by another node: each reaches
+        # c's phone through the edge and the parties talk across the nodes.
+        a, b = sorted(self.registered)
+        pa, pb = self.registered[a], self.registered[b]
+        c, other = self.other_line, self.other
+        pc = self.phone(c)
+        home = self.node(self.home)["http"]
+        for l in get(f"{home}/v1/lines", TOKEN):
+            if l["address"] in (a, b):
+                post(f"{home}/v1/lines/{l['id']}/open", {"privileges": ["owner"]}, TOKEN)
+        answered = lambda e: e.get("event") == "call" and e.get("state") == "CONFIRMED"
+        incoming = lambda e: e.get("event") == "incoming"
+        # lineRedirect of a's offering call to c.
+        forget(pa, pb, pc)
+        pb.send(cmd="call", to=a)
+        offering = self.call_at(self.home, a, "offering")
+        self.assertEqual(post(f"{home}/v1/calls/{offering}/redirect", {"to": c}, TOKEN), 200)
+        pc.wait_for(incoming, 15)
+        pc.send(cmd="answer")
+        for p in (pb, pc):
+            p.wait_for(answered, 15)
+        self.assertIn((c, "connected"), self.calls_on(other))
+        hang_up(pb, pc)
+        # lineBlindTransfer of b's connected call (with a) to c.
+        talk(pa, pb, b)
+        at_b = self.call_at(self.home, b, "connected")
+        forget(pc)
+        self.assertEqual(post(f"{home}/v1/calls/{at_b}/blind-transfer", {"to": c}, TOKEN), 200)
+        pc.wait_for(incoming, 15)
+        pc.send(cmd="answer")
+        pc.wait_for(answered, 15)
+        pb.wait_for(lambda e: e.get("event") == "call" and e.get("state") == "DISCONNECTED", 15)
+        self.call_at(self.home, a, "connected")
+        self.assertIn((c, "connected"), self.calls_on(other))
+        hang_up(pa, pc)
+        # lineForward of b, unconditionally, to c.
+        url = f"{home}/v1/addresses/{b}/forwarding"
+        self.assertIn(put(url, {"rules": [{"mode": "unconditional", "to": c}]}, TOKEN),
+                      (200, 204))
+        talk(pa, pc, b)
+        self.assertIn((c, "connected"), self.calls_on(other))
+        hang_up(pa, pc)
+        self.assertIn(put(url, {"rules": []}, TOKEN), (200, 204))
+
     def test_2c_a_stranger_cannot_pass_for_a_node(self):
         # A forged X-Tapir-Node from outside is removed by the edge, so the
         # request is a device's and is challenged; sent straight to a node
@@ -461,6 +531,13 @@ def raw_invite(target, user, mark):
         return None
     finally:
         s.close()
+
+
+def forget(*phones):
+    """Drop every event the phones reported so far."""
+    for p in phones:
+        drained(p)
+        p.events.clear()
 
 
 def drained(phone):
