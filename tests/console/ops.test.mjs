@@ -35,9 +35,10 @@ test("every operation has a unique id, a label and a request", () => {
 
 test("a connected call can be held, not unheld or answered", () => {
   const c = call("call-1", "connected");
-  assert.deepEqual(fitting(c), ["blind-transfer", "deallocate", "digits", "drop", "handoff",
-    "handoff-media", "hold", "media-mode", "park", "privilege", "record", "record-pause",
-    "record-resume", "record-stop", "secure", "setup-conference", "setup-transfer"]);
+  assert.deepEqual(fitting(c), ["blind-transfer", "deallocate", "digits", "drop", "gather",
+    "handoff", "handoff-media", "hold", "media-mode", "monitor-fax", "park", "privilege", "record",
+    "record-pause", "record-resume", "record-stop", "secure", "setup-conference", "setup-transfer",
+    "tone"]);
   assert.deepEqual(op("hold").request(c), { method: "POST", path: "/v1/calls/call-1/hold", body: {} });
 });
 
@@ -68,7 +69,7 @@ test("a held call can be unheld and blind-transferred, not held again", () => {
 test("an offered call can be answered, accepted, redirected or picked up", () => {
   const c = call("call-2", "offering", { address: "1002" });
   assert.deepEqual(fitting(c), ["accept", "answer", "deallocate", "drop", "handoff",
-    "handoff-media", "media-mode", "pickup", "privilege", "redirect", "secure"]);
+    "handoff-media", "media-mode", "monitor-fax", "pickup", "privilege", "redirect", "secure"]);
   assert.deepEqual(op("pickup").request(c, { at: "1003" }),
     { method: "POST", path: "/v1/addresses/1003/pickup", body: { target: "1002" } });
   // linePickup naming the address and its group.
@@ -91,9 +92,9 @@ test("an idle call can be deallocated, handed off or given a media mode, nothing
   assert.ok(fitting(call("call-3", "connected", { num_owners: 2 })).includes("deallocate"));
 });
 
-test("a monitor controls nothing but its own handle", () => {
+test("a monitor controls nothing but its own handle (and what it monitors)", () => {
   const c = call("call-4", "connected", { privilege: "monitor" });
-  assert.deepEqual(fitting(c), ["deallocate", "privilege"]);
+  assert.deepEqual(fitting(c), ["deallocate", "monitor-fax", "privilege"]);
   assert.deepEqual(op("privilege").request(c).body, { privilege: "owner" });
 });
 
@@ -105,6 +106,27 @@ test("handoff by media mode (unknown included) and set media mode send the mode"
     { method: "POST", path: "/v1/calls/call-5/media-mode", body: { media_mode: "g3fax" } });
   assert.equal(missingInput(op("media-mode"), { media: "" }), "Set media mode needs a media mode.");
   assert.ok(!fitting(call("call-5", "connected", { privilege: "monitor" })).includes("media-mode"));
+});
+
+test("TAPI's media operations: gather and tone for owners, monitoring for all", () => {
+  const c = call("call-8", "connected");
+  assert.deepEqual(op("gather").request(c),
+    { method: "POST", path: "/v1/calls/call-8/gather",
+      body: { terminators: "#", first_timeout_ms: 10000, inter_timeout_ms: 5000 } });
+  assert.deepEqual(op("tone").request(c, { tone: "billing" }),
+    { method: "POST", path: "/v1/calls/call-8/tone", body: { tone: "billing" } });
+  assert.equal(missingInput(op("tone"), { tone: "" }), "Play tone needs a tone.");
+  assert.deepEqual(op("monitor-fax").request(c),
+    { method: "PUT", path: "/v1/calls/call-8/monitor",
+      body: { digits: true, media_modes: ["g3fax"] } });
+  const held = call("call-8", "onhold");
+  assert.ok(!fitting(held).includes("gather") && !fitting(held).includes("tone"));
+  assert.equal(describeEvent({ type: "digits.gathered", call: "call-8", digits: "12#",
+    reason: "terminator" }), "call-8 gathered 12# (terminator)");
+  assert.equal(describeEvent({ type: "tone.detected", call: "call-8", frequencies: [1100],
+    duration_ms: 500 }), "call-8 tone 1100 Hz for 500 ms");
+  assert.equal(describeEvent({ type: "media.detected", call: "call-8", media_mode: "g3fax" }),
+    "call-8 media detected: g3fax");
 });
 
 test("a call waiting where the app talks can be picked up, holding the talking call", () => {

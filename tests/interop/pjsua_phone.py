@@ -12,6 +12,9 @@ Commands:  {"cmd": "register"} | {"cmd": "call", "to": "1002"} | {"cmd": "answer
            {"cmd": "hold"} | {"cmd": "unhold"}
            {"cmd": "xfer", "to": "1003"} | {"cmd": "dtmf", "digits": "12#"} | {"cmd": "quit"}
            {"cmd": "dtmf_info", "digits": "5"}   (DTMF as SIP INFO, application/dtmf-relay)
+           {"cmd": "tone", "hz": 1100, "on_ms": 500, "off_ms": 3000}
+                                                 (a tone into the call with a cadence, looping:
+                                                  a fax's calling tone)
            {"cmd": "play", "hz": 700}            (a tone into every call, also calls set up later)
            {"cmd": "listen", "path": "x.wav"}    (record what every call of the phone hears)
            {"cmd": "rtcp"}   -> {"event": "rtcp", "rtt_n": ..., "tx_updates": ..., "tx_loss": ...}
@@ -48,14 +51,16 @@ import time
 import pjsua2 as pj
 
 
-def write_tone(path, hz, seconds, rate=16000):
-    """A 16-bit mono WAV with a pure tone at half scale."""
+def write_tone(path, hz, seconds, rate=16000, off_seconds=0.0):
+    """A 16-bit mono WAV with a pure tone at half scale (then, with
+    off_seconds, that much silence: a cadence when the player loops it)."""
     import math
     import struct
     import wave
     frames = b"".join(
         struct.pack("<h", int(16000 * math.sin(2 * math.pi * hz * n / rate)))
         for n in range(int(seconds * rate)))
+    frames += b"\x00\x00" * int(off_seconds * rate)
     with wave.open(path, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -264,8 +269,10 @@ def main():
                 call.dialDtmf(cmd["digits"])
             elif name == "tone" and call:
                 # Play a pure tone into the call, looping (a WAV we write).
-                path = os.path.join(args.workdir, f"tone-{args.user}-{cmd['hz']}.wav")
-                write_tone(path, float(cmd["hz"]), 2.0)
+                on_ms, off_ms = int(cmd.get("on_ms", 2000)), int(cmd.get("off_ms", 0))
+                path = os.path.join(args.workdir,
+                                    f"tone-{args.user}-{cmd['hz']}-{on_ms}-{off_ms}.wav")
+                write_tone(path, float(cmd["hz"]), on_ms / 1000.0, off_seconds=off_ms / 1000.0)
                 player = pj.AudioMediaPlayer()
                 player.createPlayer(path, 0)
                 player.startTransmit(call.getAudioMedia(-1))

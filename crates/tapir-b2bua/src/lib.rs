@@ -282,6 +282,23 @@ pub enum MediaCommand {
         /// The digits.
         digits: String,
     },
+    /// Generate a tone to the leg (`lineGenerateTone`).
+    Tone {
+        /// The leg.
+        leg: LegId,
+        /// The tone.
+        plan: tapir_core::mediaops::TonePlan,
+    },
+    /// Watch what the leg's device sends for these tones and, with `fax`,
+    /// a fax's calling tone (the whole set; empty stops).
+    Detect {
+        /// The leg.
+        leg: LegId,
+        /// The tones.
+        tones: Vec<tapir_core::mediaops::ToneWatch>,
+        /// Watch for CNG.
+        fax: bool,
+    },
     /// The leg is gone: free its RTP endpoint.
     Close {
         /// The leg.
@@ -2202,6 +2219,19 @@ impl B2bua {
                 self.out.push_back(Out::Media(MediaCommand::Digits {
                     leg: *leg,
                     digits: digits.clone(),
+                }));
+            }
+            Effect::GenerateTone { leg, plan } => {
+                self.out.push_back(Out::Media(MediaCommand::Tone {
+                    leg: *leg,
+                    plan: plan.clone(),
+                }));
+            }
+            Effect::Detect { leg, tones, fax } => {
+                self.out.push_back(Out::Media(MediaCommand::Detect {
+                    leg: *leg,
+                    tones: tones.clone(),
+                    fax: *fax,
                 }));
             }
             Effect::RemoteAnswer { leg } | Effect::RemoteRetrieve { leg } => {

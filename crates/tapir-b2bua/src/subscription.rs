@@ -407,6 +407,8 @@ fn effect_leg(effect: &Effect) -> LegId {
         | Effect::Redirect { leg, .. }
         | Effect::ReleaseLeg { leg, .. }
         | Effect::SendDigits { leg, .. }
+        | Effect::GenerateTone { leg, .. }
+        | Effect::Detect { leg, .. }
         | Effect::SecureMedia { leg } => *leg,
     }
 }

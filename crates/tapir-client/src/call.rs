@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 /// A call (an id plus the last call object the server sent).
 #[derive(Clone, Debug)]
 pub struct Call {
-    client: Client,
+    pub(crate) client: Client,
     info: CallInfo,
     released: bool,
 }
@@ -124,13 +124,13 @@ impl Call {
 
     /// POST an operation answered by this call's object (or 204 when the
     /// call left this app); keep the object.
-    async fn op(&mut self, op: &str, body: Value) -> Result<()> {
+    pub(crate) async fn op(&mut self, op: &str, body: Value) -> Result<()> {
         let answer = self.post(op, body).await?;
         self.keep(answer);
         Ok(())
     }
 
-    fn keep(&mut self, answer: Answer) {
+    pub(crate) fn keep(&mut self, answer: Answer) {
         self.released = answer.body.is_none();
         if let Some(body) = answer.body
             && body.get("id").and_then(Value::as_str) == Some(self.info.id.as_str())

@@ -32,6 +32,7 @@ mod events;
 mod line;
 mod media;
 mod recordings;
+mod tapi_media;
 mod webhooks;
 pub mod wire;
 
@@ -42,6 +43,7 @@ pub use events::{EventStream, EventsOptions};
 pub use line::{Address, Line};
 pub use media::{MediaFormat, MediaMessage, MediaStream};
 pub use recordings::{RecordAction, RecordChannels, Recording};
+pub use tapi_media::{Gather, Monitor, ToneWatch};
 pub use wire::{
     AddressStatus, AdminApp, AdminLine, AdminTrunk, CallInfo, CallList, CallOrigin, CallReason,
     CallState, CallingCard, Cdr, CdrLegQuality, CdrQuery, CompletionMode, ErrorDetail, Event,

@@ -819,6 +819,35 @@ pub enum EventKind {
         /// The digits.
         digits: String,
     },
+    /// A gathering ended (`lineGatherDigits`).
+    #[serde(rename = "digits.gathered")]
+    DigitsGathered {
+        /// The call.
+        call: String,
+        /// The digits gathered (a termination digit last).
+        digits: String,
+        /// `maxdigits`, `terminator`, `firsttimeout`, `intertimeout` or
+        /// `cancelled`.
+        reason: String,
+    },
+    /// A watched tone was heard (`lineMonitorTones`).
+    #[serde(rename = "tone.detected")]
+    ToneDetected {
+        /// The call.
+        call: String,
+        /// The tone's frequencies.
+        frequencies: Vec<u32>,
+        /// The watch's duration (ms).
+        duration_ms: u32,
+    },
+    /// A watched media mode was detected (`lineMonitorMedia`).
+    #[serde(rename = "media.detected")]
+    MediaDetected {
+        /// The call.
+        call: String,
+        /// The media mode.
+        media_mode: MediaMode,
+    },
     /// Digit generation finished.
     #[serde(rename = "digits.generated")]
     DigitsGenerated {
@@ -865,6 +894,9 @@ impl EventKind {
             | EventKind::Unparked { call, .. }
             | EventKind::DigitsReceived { call, .. }
             | EventKind::DigitsGenerated { call }
+            | EventKind::DigitsGathered { call, .. }
+            | EventKind::ToneDetected { call, .. }
+            | EventKind::MediaDetected { call, .. }
             | EventKind::CallMedia { call, .. } => Some(call),
             EventKind::CompletionDone { call, .. } => call.as_deref(),
             _ => None,

@@ -31,6 +31,7 @@ mod config;
 mod error;
 mod ids;
 pub mod limits;
+pub mod mediaops;
 mod output;
 pub mod sim;
 mod switch;

@@ -281,6 +281,26 @@ pub enum Effect {
         /// The leg.
         leg: LegId,
     },
+    /// Generate a tone to a leg over what it hears (`lineGenerateTone`),
+    /// in place of a tone generated before.
+    GenerateTone {
+        /// The leg.
+        leg: LegId,
+        /// The tone.
+        plan: crate::mediaops::TonePlan,
+    },
+    /// What to detect in what a leg's device sends (`lineMonitorTones`,
+    /// `lineMonitorMedia`): the whole set, replacing the one before; empty
+    /// stops detecting.
+    Detect {
+        /// The leg.
+        leg: LegId,
+        /// Tones to report ([`crate::LegEvent::ToneDetected`]).
+        tones: Vec<crate::mediaops::ToneWatch>,
+        /// Report a fax's calling tone (CNG) as
+        /// [`crate::LegEvent::MediaDetected`] `g3fax`.
+        fax: bool,
+    },
 }
 
 /// An event for one application, numbered per application.
@@ -441,6 +461,34 @@ pub enum EventBody {
         call: CallId,
         /// The digits.
         digits: String,
+    },
+    /// A gathering ended (`LINE_GATHERDIGITS`): the digits and why.
+    #[serde(rename = "digits.gathered")]
+    DigitsGathered {
+        /// The call.
+        call: CallId,
+        /// The digits gathered (a termination digit last).
+        digits: String,
+        /// Why it ended.
+        reason: crate::mediaops::GatherReason,
+    },
+    /// A watched tone was heard on a call (`LINE_MONITORTONE`).
+    #[serde(rename = "tone.detected")]
+    ToneDetected {
+        /// The call.
+        call: CallId,
+        /// The tone's frequencies, as the watch gave them.
+        frequencies: Vec<u32>,
+        /// The watch's duration (ms).
+        duration_ms: u32,
+    },
+    /// A watched media mode was detected on a call (`LINE_MONITORMEDIA`).
+    #[serde(rename = "media.detected")]
+    MediaDetected {
+        /// The call.
+        call: CallId,
+        /// The media mode.
+        media_mode: MediaMode,
     },
     /// Digit generation finished (`LINE_GENERATE`).
     #[serde(rename = "digits.generated")]

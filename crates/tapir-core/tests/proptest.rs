@@ -679,6 +679,9 @@ impl World {
                 }
                 EventBody::Parked { call, .. } | EventBody::Unparked { call, .. } => Some(*call),
                 EventBody::DigitsGenerated { call } => Some(*call),
+                EventBody::DigitsGathered { call, .. }
+                | EventBody::ToneDetected { call, .. }
+                | EventBody::MediaDetected { call, .. } => Some(*call),
                 EventBody::CallMedia { call, .. } => Some(*call),
                 EventBody::CompletionDone { call, .. } => *call,
                 EventBody::Reply { request, .. } => {

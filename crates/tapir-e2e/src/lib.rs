@@ -228,7 +228,7 @@ impl Tapir {
             c.push_str(&format!(
                 "[[apps]]\nname = \"{name}\"\ntoken = \"{token}\"\nlines = [\"*\"]\n\
                  privileges = [\"owner\", \"monitor\"]\npriority = {priority}\n\
-                 media_modes = [\"interactivevoice\", \"unknown\"]\n"
+                 media_modes = [\"interactivevoice\", \"unknown\", \"g3fax\"]\n"
             ));
         }
         c

@@ -46,6 +46,7 @@
 //! hears. Both end with the leg's media, or when their other end is dropped
 //! (found at the next frame or tick).
 
+use crate::detect::{Detection, Detector, ToneSpec};
 use crate::dtmf::{DtmfFrame, DtmfReceiver, DtmfSender};
 use crate::g711::{Law, transcode_in_place};
 use crate::playout::Playout;
@@ -135,6 +136,20 @@ pub enum MediaEvent {
     /// (the server may have ignored an earlier report: a caller waiting for
     /// an answer need not send media).
     RtpTimeout {
+        /// The leg.
+        leg: LegId,
+    },
+    /// A tone watched with [`MediaEngine::detect`] lasted its duration in
+    /// what a leg's device sends (reported again after a break).
+    ToneDetected {
+        /// The leg.
+        leg: LegId,
+        /// The tone as it was watched.
+        tone: ToneSpec,
+    },
+    /// A fax's calling tone (CNG) with its cadence in what a leg's device
+    /// sends, watched with [`MediaEngine::detect`] (reported once).
+    FaxDetected {
         /// The leg.
         leg: LegId,
     },
@@ -473,6 +488,8 @@ struct Play {
     ctl: Arc<PlayCtl>,
     epoch: u64,
     samples: std::collections::VecDeque<i16>,
+    /// A tone tapir generates, not an application's stream.
+    tone: bool,
 }
 
 impl Play {
@@ -670,6 +687,11 @@ struct Leg {
     taps: Vec<Tap>,
     /// Frames applications send back to the leg.
     plays: Vec<Play>,
+    /// Tones and media modes watched in what the device sends.
+    detector: Option<Box<Detector>>,
+    /// The control of the tone generated last ([`MediaEngine::generate_tone`]),
+    /// a play of its own among `plays`.
+    generated: Option<Arc<PlayCtl>>,
     /// The current tick already sent the leg a generated frame.
     ticked: bool,
 }
@@ -806,6 +828,27 @@ impl Shared {
     fn emit(&self, ev: MediaEvent) {
         debug!(?ev, "media event");
         let _ = self.events.send(ev);
+    }
+}
+
+/// Feeds what a leg's device sent to its detectors and reports what they
+/// found.
+fn detect(shared: &Shared, leg: LegId, d: &mut Detector, pcm: &[i16], at: Instant) {
+    let mut found = Vec::new();
+    let ms = u64::try_from(at.saturating_duration_since(shared.epoch).as_millis()).unwrap_or(0);
+    d.push(pcm, ms, &mut found);
+    for f in found {
+        let ev = match f {
+            Detection::Tone(i) => match d.tone(i) {
+                Some(t) => MediaEvent::ToneDetected {
+                    leg,
+                    tone: t.clone(),
+                },
+                None => continue,
+            },
+            Detection::Fax => MediaEvent::FaxDetected { leg },
+        };
+        shared.emit(ev);
     }
 }
 
@@ -1166,12 +1209,17 @@ impl State {
                 }
             }
         };
-        if !leg.taps.is_empty()
+        if (!leg.taps.is_empty() || leg.detector.is_some())
             && let Some(law) = in_law
         {
             pcm.clear();
             law.decode(pkt.payload, pcm);
-            leg.taps.retain_mut(|t| t.said(pcm, now));
+            if !leg.taps.is_empty() {
+                leg.taps.retain_mut(|t| t.said(pcm, now));
+            }
+            if let Some(d) = leg.detector.as_mut() {
+                detect(shared, id, d, pcm, now);
+            }
         }
         let Source::Bridge(b) = leg.source else {
             return;
@@ -1838,6 +1886,8 @@ impl MediaEngine {
                 srtp: None,
                 taps: Vec::new(),
                 plays: Vec::new(),
+                detector: None,
+                generated: None,
                 ticked: false,
             },
         );
@@ -2089,6 +2139,7 @@ impl MediaEngine {
                 ctl: ctl.clone(),
                 epoch: 0,
                 samples: std::collections::VecDeque::new(),
+                tone: false,
             });
         })?;
         debug!(%leg, "media play attached");
@@ -2099,6 +2150,55 @@ impl MediaEngine {
         })
     }
 
+    /// Watches what a leg's device sends for these tones and, with `fax`,
+    /// a fax's calling tone, reported as [`MediaEvent::ToneDetected`] and
+    /// [`MediaEvent::FaxDetected`]; replaces what was watched before
+    /// (nothing: stops watching). The caller bounds how many tones.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn detect(&self, leg: LegId, tones: Vec<ToneSpec>, fax: bool) -> Result<(), MediaError> {
+        let d = Detector::new(tones, fax);
+        self.with_leg(leg, |l| {
+            l.detector = (!d.is_empty()).then(|| Box::new(d));
+        })
+    }
+
+    /// Plays `samples` (8 kHz) to a leg once, mixed with what it hears, in
+    /// place of the tone generated before (`lineGenerateTone`). The caller
+    /// bounds the length; it ends with its samples or the leg's media.
+    ///
+    /// # Errors
+    /// [`MediaError::UnknownLeg`].
+    pub fn generate_tone(&self, leg: LegId, samples: &[i16]) -> Result<(), MediaError> {
+        let frames = samples.len().div_ceil(FRAME_SAMPLES).max(1);
+        let (tx, rx) = mpsc::channel(frames);
+        for chunk in samples.chunks(FRAME_SAMPLES) {
+            let mut f = [0i16; FRAME_SAMPLES];
+            f[..chunk.len()].copy_from_slice(chunk);
+            // The queue holds every frame; the sender is dropped after, so
+            // the play ends when its frames are played.
+            let _ = tx.try_send(Box::new((0, f)));
+        }
+        let ctl = Arc::new(PlayCtl::default());
+        ctl.mix.store(true, Ordering::Release);
+        self.with_leg(leg, |l| {
+            if let Some(old) = l.generated.replace(ctl.clone()) {
+                // Its frames are stale from now on; the play goes once empty.
+                old.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+            l.plays.push(Play {
+                rx,
+                ctl,
+                epoch: 0,
+                samples: std::collections::VecDeque::new(),
+                tone: true,
+            });
+        })?;
+        debug!(%leg, frames, "tone generated");
+        Ok(())
+    }
+
     /// Taps and plays the engine holds (an application that went away is
     /// forgotten at the next tick).
     #[must_use]
@@ -2107,7 +2207,7 @@ impl MediaEngine {
             .lock()
             .legs
             .values()
-            .map(|l| l.taps.len() + l.plays.len())
+            .map(|l| l.taps.len() + l.plays.iter().filter(|p| !p.tone).count())
             .sum()
     }
 

@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod detect;
 pub mod dtmf;
 #[cfg(feature = "engine")]
 pub mod engine;

@@ -274,6 +274,32 @@ impl HoldMusic {
     }
 }
 
+/// A tone an application asked for (`lineGenerateTone`): `freqs` (Hz)
+/// together, `on_ms` on and `off_ms` off (`0`: continuous), for
+/// `duration_ms` in all, as 8 kHz samples. Each component has the
+/// call-progress tones' amplitude, shared out so that the sum cannot clip;
+/// a few milliseconds of ramp at each edge keep it from clicking.
+#[must_use]
+pub fn render_tone(freqs: &[u32], on_ms: u32, off_ms: u32, duration_ms: u32) -> Vec<i16> {
+    let total = (duration_ms as usize) * (SAMPLE_RATE as usize) / 1000;
+    let on = (on_ms.max(1) as usize) * (SAMPLE_RATE as usize) / 1000;
+    let period = on + (off_ms as usize) * (SAMPLE_RATE as usize) / 1000;
+    let amp = TONE_AMPLITUDE * 2.0 / freqs.len().max(2) as f32;
+    let ramp = 40usize;
+    (0..total)
+        .map(|n| {
+            let k = n % period.max(1);
+            if k >= on {
+                return 0;
+            }
+            let edge = k.min(on - 1 - k).min(total - 1 - n).min(ramp) as f32 / ramp as f32;
+            let t = n as f32 / SAMPLE_RATE as f32;
+            let v: f32 = freqs.iter().map(|&f| (TAU * f as f32 * t).sin()).sum();
+            (amp * edge * v) as i16
+        })
+        .collect()
+}
+
 /// Estimated amplitude (in sample units) of the `freq` Hz component of
 /// `samples` taken at `rate` Hz, by the Goertzel algorithm. A pure sine of
 /// amplitude A at `freq` yields about A when the block holds whole periods.
@@ -444,6 +470,20 @@ mod tests {
         let mut g = ToneGenerator::with_hold_music(Vec::new().into());
         g.fill(&mut v);
         assert_eq!(g.kind(), ToneKind::HoldMusic);
+    }
+
+    #[test]
+    fn an_asked_tone_has_its_frequencies_and_cadence() {
+        let t = render_tone(&[480, 620], 500, 500, 2000);
+        assert_eq!(t.len(), 16_000);
+        let on = &t[800..3200];
+        let off = &t[4800..7200];
+        assert!(goertzel_amplitude(on, 480.0, 8000.0) > 1000.0);
+        assert!(goertzel_amplitude(on, 620.0, 8000.0) > 1000.0);
+        assert!(goertzel_amplitude(off, 480.0, 8000.0) < 1.0);
+        let beep = render_tone(&[1000], 200, 0, 200);
+        assert_eq!(beep.len(), 1600);
+        assert!(goertzel_amplitude(&beep[400..1200], 1000.0, 8000.0) > 3000.0);
     }
 
     #[test]

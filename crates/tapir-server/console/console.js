@@ -564,6 +564,7 @@ function inputs() {
     app: $("in-app").value.trim(),
     media: $("in-media").value,
     channels: $("in-channels").value,
+    tone: $("in-tone").value,
   };
 }
 

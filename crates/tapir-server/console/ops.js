@@ -30,6 +30,9 @@ export const MEDIA_MODES = [
   "interactivevoice", "automatedvoice", "datamodem", "g3fax", "tdd", "video", "unknown",
 ];
 
+/** Tones of `lineGenerateTone` the console offers. */
+export const TONES = ["beep", "billing", "busy", "ringback"];
+
 /** Modes of call completion (`lineCompleteCall`). */
 export const COMPLETION_MODES = ["campon", "callback", "intrude", "message"];
 
@@ -161,6 +164,19 @@ export const OPS = [
   { id: "digits", label: "Send digits", group: "Features", needs: ["digits"],
     fits: (c) => isOwner(c) && c.state === "connected",
     request: (c, i) => post(c, "digits", { digits: i.digits }) },
+  // TAPI's media operations: gathering and tones need an owner of a
+  // connected call; monitoring is for owners and monitors alike.
+  { id: "gather", label: "Gather digits (# ends)", group: "Media",
+    fits: (c) => isOwner(c) && c.state === "connected",
+    request: (c) => post(c, "gather",
+      { terminators: "#", first_timeout_ms: 10000, inter_timeout_ms: 5000 }) },
+  { id: "tone", label: "Play tone", group: "Media", needs: ["tone"],
+    fits: (c) => isOwner(c) && c.state === "connected",
+    request: (c, i) => post(c, "tone", { tone: i.tone }) },
+  { id: "monitor-fax", label: "Detect fax", group: "Media",
+    fits: (c) => LIVE.has(c.state),
+    request: (c) => ({ method: "PUT", path: `/v1/calls/${enc(c.id)}/monitor`,
+      body: { digits: true, media_modes: ["g3fax"] } }) },
   { id: "secure", label: "Secure", group: "Features",
     fits: (c) => isOwner(c) && LIVE.has(c.state) && !c.secure,
     request: (c) => post(c, "secure") },
@@ -209,7 +225,7 @@ export function missingInput(op, input) {
   const names = { to: "a destination", digits: "digits", with: "a held call to swap with",
     mode: "a transfer mode", at: "the address that picks up", completion: "a completion mode",
     app: "an application name", media: "a media mode",
-    channels: "stereo or mixed" };
+    channels: "stereo or mixed", tone: "a tone" };
   for (const n of op.needs || []) {
     if (n.endsWith("?")) continue;
     if (!input[n] || !String(input[n]).trim()) return `${op.label} needs ${names[n] || n}.`;
@@ -279,6 +295,12 @@ export function describeEvent(ev) {
       return `${ev.call} digits ${ev.digits}`;
     case "digits.generated":
       return `${ev.call} digits sent`;
+    case "digits.gathered":
+      return `${ev.call} gathered ${ev.digits || "nothing"} (${ev.reason})`;
+    case "tone.detected":
+      return `${ev.call} tone ${(ev.frequencies || []).join("+")} Hz for ${ev.duration_ms} ms`;
+    case "media.detected":
+      return `${ev.call} media detected: ${ev.media_mode}`;
     case "stream.resync":
       return `resync: ${ev.message || ""}`;
     default:

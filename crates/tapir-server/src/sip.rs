@@ -114,6 +114,17 @@ pub fn media_input(event: MediaEvent) -> Option<Input> {
             leg: LegId(leg.0),
             event: LegEvent::PromptDone(play),
         }),
+        MediaEvent::ToneDetected { leg, tone } => Some(Input::Leg {
+            leg: LegId(leg.0),
+            event: LegEvent::ToneDetected(tapir_core::mediaops::ToneWatch {
+                frequencies: tone.frequencies,
+                duration_ms: tone.duration_ms,
+            }),
+        }),
+        MediaEvent::FaxDetected { leg } => Some(Input::Leg {
+            leg: LegId(leg.0),
+            event: LegEvent::MediaDetected(tapir_core::MediaMode::G3Fax),
+        }),
         MediaEvent::RtpTimeout { leg } => Some(Input::Leg {
             leg: LegId(leg.0),
             event: LegEvent::Lost(ReleaseCause::RtpTimeout),
@@ -563,6 +574,28 @@ fn apply_media(
         MediaCommand::Digits { leg, digits } => engine
             .send_digits(tapir_media::engine::LegId(leg.0), &digits)
             .map(|_| ()),
+        // Bounded by the switch (tapir_core::mediaops): a few frequencies,
+        // at most 10 s.
+        MediaCommand::Tone { leg, plan } => engine.generate_tone(
+            tapir_media::engine::LegId(leg.0),
+            &tapir_media::tone::render_tone(
+                &plan.frequencies,
+                plan.on_ms,
+                plan.off_ms,
+                plan.duration_ms,
+            ),
+        ),
+        MediaCommand::Detect { leg, tones, fax } => engine.detect(
+            tapir_media::engine::LegId(leg.0),
+            tones
+                .into_iter()
+                .map(|t| tapir_media::detect::ToneSpec {
+                    frequencies: t.frequencies,
+                    duration_ms: t.duration_ms,
+                })
+                .collect(),
+            fax,
+        ),
         MediaCommand::Close { leg } => {
             quality.close(leg);
             Ok(())

@@ -795,6 +795,9 @@ async fn openapi_lists_every_path() {
         ("/v1/admin/webhooks", "post"),
         ("/v1/admin/webhooks/{id}", "get"),
         ("/v1/admin/subscriptions", "get"),
+        ("/v1/calls/{call}/gather", "post"),
+        ("/v1/calls/{call}/tone", "post"),
+        ("/v1/calls/{call}/monitor", "put"),
     ];
     for (path, method) in want {
         assert!(
@@ -804,7 +807,7 @@ async fn openapi_lists_every_path() {
     }
     assert_eq!(
         paths.len(),
-        66,
+        69,
         "paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -133,10 +133,7 @@ impl Switch {
             })
             .collect();
         for rp in ends {
-            self.notify(rp, || EventBody::DigitsReceived {
-                call: rp,
-                digits: digits.to_string(),
-            });
+            self.digits_reached(rp, digits);
         }
     }
 }

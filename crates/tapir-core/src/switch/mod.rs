@@ -12,6 +12,7 @@ mod cluster;
 mod conference;
 mod features;
 mod media;
+mod mediaops;
 mod ops;
 mod rights;
 mod route;
@@ -294,6 +295,21 @@ pub enum Command {
     /// Stop the prompt playing on route point call `call` (`call.media`
     /// `stopped`); nothing playing is not an error.
     StopMedia(CallId),
+    /// `lineGatherDigits`: collect the digits that reach the call until
+    /// the count, a termination digit or a timeout; `digits.gathered` says
+    /// which. A new gathering of the same app replaces the one before
+    /// (`cancelled`), as does the call's end. Owners only; connected calls.
+    GatherDigits(CallId, crate::mediaops::GatherSpec),
+    /// `lineGenerateTone`: play a tone to the far parties of a connected
+    /// call, over what they hear. Owners only.
+    GenerateTone(CallId, crate::mediaops::ToneRequest),
+    /// `lineMonitorDigits`, `lineMonitorTones` and `lineMonitorMedia`
+    /// together: what this app is told of the call's media
+    /// (`digits.received`, `tone.detected`, `media.detected`), replacing
+    /// what it asked before. Owners and monitors. A detected `g3fax` sets
+    /// the call's media mode and hands the call to the line's owner for
+    /// `g3fax`, if another app is one.
+    Monitor(CallId, crate::mediaops::MonitorSpec),
 }
 
 impl Command {
@@ -336,6 +352,9 @@ impl Command {
             SetCallPrivilege(..) => "lineSetCallPrivilege",
             PlayPrompt(..) => "PlayPrompt",
             StopMedia(_) => "StopMedia",
+            GatherDigits(..) => "lineGatherDigits",
+            GenerateTone(..) => "lineGenerateTone",
+            Monitor(..) => "lineMonitorMedia",
         }
     }
 
@@ -377,6 +396,9 @@ impl Command {
             SetCallPrivilege(..) => "setcallprivilege",
             PlayPrompt(..) => "play",
             StopMedia(_) => "stopmedia",
+            GatherDigits(..) => "gather",
+            GenerateTone(..) => "tone",
+            Monitor(..) => "monitor",
         }
     }
 }
@@ -547,6 +569,7 @@ pub(crate) enum Timer {
     NoAnswer(CallId),
     ParkReminder,
     CompletionExpiry(CompletionId),
+    Gather(CallId, AppId),
 }
 
 /// Everything that is telephony state, kept apart from counters and queues so
@@ -565,6 +588,14 @@ pub(crate) struct Model {
     pub parks: BTreeMap<Arc<str>, Parked>,
     pub completions: BTreeMap<CompletionId, Completion>,
     pub timers: BTreeMap<(Timestamp, u64), Timer>,
+    /// Gatherings in progress, per call and app (`lineGatherDigits`).
+    pub gathers: BTreeMap<(CallId, AppId), mediaops::Gather>,
+    /// What each app monitors on each call, when not the default.
+    pub monitors: BTreeMap<(CallId, AppId), crate::mediaops::MonitorSpec>,
+    /// What the media plane detects on each leg, as last told.
+    pub detecting: BTreeMap<LegId, mediaops::Detecting>,
+    /// A monitor changed since what is detected was last worked out.
+    pub detect_dirty: bool,
 }
 
 /// The switch. See the crate documentation for how to drive it.
@@ -885,6 +916,9 @@ impl Switch {
                 .op_play_prompt(app, c, &name, looping)
                 .map(|_| Reply::Done),
             StopMedia(c) => self.op_stop_media(app, c).map(|_| Reply::Done),
+            GatherDigits(c, spec) => self.op_gather(app, c, spec).map(|_| Reply::Done),
+            GenerateTone(c, req) => self.op_generate_tone(app, c, &req).map(|_| Reply::Done),
+            Monitor(c, spec) => self.op_monitor(app, c, spec).map(|_| Reply::Done),
         }
     }
 
@@ -938,9 +972,10 @@ impl Switch {
         touched.extend(extra);
         touched.sort_unstable();
         touched.dedup();
-        for c in touched {
-            self.settle_media(c);
+        for c in &touched {
+            self.settle_media(*c);
         }
+        self.settle_media_ops(&touched);
         let next = self.poll_timeout();
         if next != self.reported_timeout {
             self.reported_timeout = next;
@@ -1723,6 +1758,7 @@ impl Switch {
                 Timer::NoAnswer(call) => self.no_answer_expired(call),
                 Timer::ParkReminder => self.park_reminder_expired(key),
                 Timer::CompletionExpiry(id) => self.completion_expired(id),
+                Timer::Gather(call, app) => self.gather_expired(call, app, key),
             }
         }
     }
@@ -1901,9 +1937,37 @@ impl Switch {
         self.m.clone()
     }
 
+    /// Gatherings, monitors and legs with detectors (TAPI's media
+    /// operations): all zero when no call has any.
+    pub fn media_ops_in_use(&self) -> (usize, usize, usize) {
+        (
+            self.m.gathers.len(),
+            self.m.monitors.len(),
+            self.m.detecting.len(),
+        )
+    }
+
     /// Check the switch's internal consistency; returns a description of the
     /// first broken rule. Used by the property tests after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
+        for (call, app) in self.m.gathers.keys().chain(self.m.monitors.keys()) {
+            let held = self
+                .call(*call)
+                .is_some_and(|c| c.state.is_live() && c.handles.iter().any(|(a, _)| a == app));
+            if !held {
+                return Err(format!(
+                    "{app} gathers or monitors on {call}, which it has no live handle to"
+                ));
+            }
+        }
+        if let Some(leg) = self
+            .m
+            .detecting
+            .keys()
+            .find(|l| !self.m.legs.contains_key(l))
+        {
+            return Err(format!("detectors on {leg}, which does not exist"));
+        }
         let indexed: usize = self.m.by_address.values().map(Vec::len).sum();
         if indexed != self.m.calls.len() {
             return Err(format!(

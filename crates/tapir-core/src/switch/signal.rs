@@ -5,7 +5,7 @@
 use super::{Pending, Switch};
 use crate::error::{ErrorCode, TapiError, fail};
 use crate::ids::{CallId, LegId, Timestamp};
-use crate::output::{Effect, EventBody, ReleaseCause};
+use crate::output::{Effect, ReleaseCause};
 use crate::types::{
     CallReason, CallState, ConnectedMode, DisconnectMode, ForwardCondition, SpecialInfoMode,
 };
@@ -50,6 +50,12 @@ pub enum LegEvent {
     /// The media plane played a prompt to the leg's device to its end (the
     /// `play` number of [`crate::PromptPlay`]).
     PromptDone(u64),
+    /// The media plane heard a watched tone in what the device sends
+    /// ([`crate::Effect::Detect`]).
+    ToneDetected(crate::mediaops::ToneWatch),
+    /// The media plane detected a media mode in what the device sends
+    /// (a fax's calling tone: `g3fax`).
+    MediaDetected(crate::types::MediaMode),
     /// The device vanished from an established leg (no RTP for the
     /// inactivity timeout, its session interval expired, no ACK of tapir's
     /// 2xx): the call hangs up as if its device had, and the leg is
@@ -318,6 +324,8 @@ impl Switch {
                 self.device_digits(call, digits);
             }
             LegEvent::PromptDone(play) => self.prompt_done(call, play),
+            LegEvent::ToneDetected(watch) => self.tone_detected(leg, &watch),
+            LegEvent::MediaDetected(mode) => self.media_detected(leg, mode),
             LegEvent::Refer(_) | LegEvent::ReferReplaces(_) => {
                 // Outcome reported to nobody here; drivers use `refer`.
                 let _ = self.refer_inner(leg, event);
@@ -445,11 +453,7 @@ impl Switch {
     /// Digits from a device: every app with a handle hears them; a call at
     /// dial tone collects them and routes when they name an address, or on `#`.
     fn device_digits(&mut self, call: CallId, digits: String) {
-        let ev_digits = digits.clone();
-        self.notify(call, || EventBody::DigitsReceived {
-            call,
-            digits: ev_digits.clone(),
-        });
+        self.digits_reached(call, &digits);
         self.route_point_digits(call, &digits);
         if !matches!(
             self.state(call),

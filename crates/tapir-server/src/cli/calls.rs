@@ -218,6 +218,68 @@ pub enum CallCmd {
         /// `tdd`, `video` or `unknown`.
         media_mode: String,
     },
+    /// Gather the digits that reach a call (lineGatherDigits); the event
+    /// `digits.gathered` ends it.
+    Gather {
+        /// Call id.
+        call: String,
+        /// Stop after this many digits (1-64).
+        #[arg(long)]
+        max_digits: Option<u32>,
+        /// Digits that end it (e.g. `#`).
+        #[arg(long)]
+        terminators: Option<String>,
+        /// Stop when no digit came this long after the start (ms).
+        #[arg(long)]
+        first_timeout_ms: Option<u64>,
+        /// Stop when no further digit came this long (ms).
+        #[arg(long)]
+        inter_timeout_ms: Option<u64>,
+    },
+    /// Play a tone to a call's far parties (lineGenerateTone).
+    Tone {
+        /// Call id.
+        call: String,
+        /// `beep`, `billing`, `busy`, `ringback` or `custom`.
+        #[arg(value_parser = ["beep", "billing", "busy", "ringback", "custom"])]
+        tone: String,
+        /// For `custom`: a frequency in Hz (up to three times).
+        #[arg(long = "hz")]
+        frequencies: Vec<u32>,
+        /// How long (ms).
+        #[arg(long)]
+        duration_ms: Option<u32>,
+    },
+    /// Say what this app is told of a call's media (lineMonitorDigits,
+    /// lineMonitorTones, lineMonitorMedia); replaces what was asked before.
+    Monitor {
+        /// Call id.
+        call: String,
+        /// No `digits.received` events.
+        #[arg(long)]
+        no_digits: bool,
+        /// A tone to report, `HZ[+HZ…]:MS` (e.g. `1100:500`), up to four times.
+        #[arg(long = "tone")]
+        tones: Vec<String>,
+        /// A media mode to report (`g3fax`).
+        #[arg(long = "media-mode")]
+        media_modes: Vec<String>,
+    },
+}
+
+/// A watched tone written `HZ[+HZ…]:MS`.
+fn tone_watch_of(text: &str) -> Result<tapir_client::ToneWatch, CliError> {
+    let bad = || CliError::Usage(format!("{text:?} is not a tone written HZ[+HZ...]:MS"));
+    let (hz, ms) = text.split_once(':').ok_or_else(bad)?;
+    let frequencies = hz
+        .split('+')
+        .map(|f| f.trim().parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<Vec<u32>, CliError>>()?;
+    let duration_ms = ms.trim().parse().map_err(|_| bad())?;
+    Ok(tapir_client::ToneWatch {
+        frequencies,
+        duration_ms,
+    })
 }
 
 /// A media mode named on the command line (`unknown` included; the client's
@@ -509,6 +571,56 @@ pub async fn run(client: &Client, op: CallCmd) -> Result<Output, CliError> {
             let mut c = client.call(&call).await?;
             c.set_privilege(p).await?;
             after(&c, "privilege set")
+        }
+        C::Gather {
+            call,
+            max_digits,
+            terminators,
+            first_timeout_ms,
+            inter_timeout_ms,
+        } => {
+            let mut c = client.call(&call).await?;
+            c.gather_digits(&tapir_client::Gather {
+                max_digits,
+                terminators,
+                first_timeout_ms,
+                inter_timeout_ms,
+            })
+            .await?;
+            after(&c, "gathering digits")
+        }
+        C::Tone {
+            call,
+            tone,
+            frequencies,
+            duration_ms,
+        } => {
+            let mut c = client.call(&call).await?;
+            c.generate_tone(&tone, &frequencies, duration_ms).await?;
+            after(&c, "tone generated")
+        }
+        C::Monitor {
+            call,
+            no_digits,
+            tones,
+            media_modes,
+        } => {
+            let tones = tones
+                .iter()
+                .map(|t| tone_watch_of(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let media_modes = media_modes
+                .iter()
+                .map(|m| media_mode_of(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut c = client.call(&call).await?;
+            c.monitor(&tapir_client::Monitor {
+                digits: !no_digits,
+                tones,
+                media_modes,
+            })
+            .await?;
+            after(&c, "monitoring set")
         }
     })
 }

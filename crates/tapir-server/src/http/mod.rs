@@ -14,6 +14,7 @@ mod lines;
 mod listener;
 mod media;
 mod recordings;
+mod tapi_media;
 mod translate;
 mod webhooks;
 
@@ -564,6 +565,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::privilege))
         .routes(routes!(calls::play))
         .routes(routes!(calls::stop_media))
+        .routes(routes!(tapi_media::gather))
+        .routes(routes!(tapi_media::tone))
+        .routes(routes!(tapi_media::monitor))
         .routes(routes!(translate::translate))
         .routes(routes!(translate::get_locations, translate::put_locations))
         .routes(routes!(translate::get_cards, translate::put_cards))

@@ -1,0 +1,531 @@
+//! TAPI's media operations over real sockets: `POST /v1/calls/{call}/gather`
+//! (lineGatherDigits), `POST …/tone` (lineGenerateTone) and `PUT …/monitor`
+//! (lineMonitorDigits, lineMonitorTones, lineMonitorMedia).
+//!
+//! A stranger's token, a monitor asking for an owner's operation and bad
+//! input each get their TAPI error with a sentence. A phone written by hand
+//! (SIP and RTP on plain UDP sockets) answers a route point's call: its
+//! RFC 4733 and SIP INFO digits end gatherings by terminator, count and
+//! timeouts; the fax calling tone it sends (1100 Hz, 0.5 s on, 3 s off) is
+//! reported as a tone and as `g3fax`, and the call is handed to the app that
+//! opened the line for `g3fax`; a tone the app generates reaches the phone;
+//! when the phone hangs up, a gathering in progress ends `cancelled`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::sip::{header, sdp_port, tag_of};
+use support::{Api, WAIT, connected_pair, server, udp_request};
+use tapir_media::g711::Law;
+use tapir_media::tone::goertzel_amplitude;
+use tapir_server::Config;
+use tapir_sip::auth::{Algorithm, DigestInput};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout};
+
+/// Every refusal carries a TAPI code and a sentence.
+fn refused(status: u16, body: &Value, want_status: u16, code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or("").len() > 10,
+        "a sentence: {body}"
+    );
+}
+
+#[tokio::test]
+async fn strangers_monitors_and_bad_input_get_tapi_errors() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    let watcher = Api::new(&s, Some("tok-watcher"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    watcher.open("2002", &["monitor"]).await;
+    let mut ev_b = beta.events(0).await;
+    let (_a, b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let gather = format!("/v1/calls/{b}/gather");
+    let tone = format!("/v1/calls/{b}/tone");
+    let monitor = format!("/v1/calls/{b}/monitor");
+
+    // A stranger (no handle to beta's call) gets invalcallhandle.
+    let (st, body) = alpha.post(&gather, json!({"max_digits": 4})).await;
+    refused(st, &body, 404, "invalcallhandle");
+    let (st, body) = alpha.post(&tone, json!({"tone": "beep"})).await;
+    refused(st, &body, 404, "invalcallhandle");
+    let (st, body) = alpha.put(&monitor, json!({"digits": false})).await;
+    refused(st, &body, 404, "invalcallhandle");
+    // A monitor may monitor, not gather or generate.
+    let (st, body) = watcher.post(&gather, json!({"max_digits": 4})).await;
+    refused(st, &body, 403, "notowner");
+    let (st, body) = watcher.post(&tone, json!({"tone": "beep"})).await;
+    refused(st, &body, 403, "notowner");
+    let (st, body) = watcher
+        .put(&monitor, json!({"media_modes": ["g3fax"]}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+
+    // Bad gathers.
+    for bad in [
+        json!({"max_digits": 0}),
+        json!({"max_digits": 65}),
+        json!({"max_digits": 1_000_000_000_000u64}),
+        json!({"max_digits": -1}),
+        json!({"first_timeout_ms": -5}),
+        json!({"inter_timeout_ms": 300_001}),
+        json!({"first_timeout_ms": 1e30}),
+        json!({"terminators": "x"}),
+        json!({"terminators": "#".repeat(17)}),
+        json!({"digits": 3}),
+    ] {
+        let (st, body) = beta.post(&gather, bad.clone()).await;
+        refused(st, &body, 400, "invalparam");
+    }
+    // Bad tones.
+    for bad in [
+        json!({"tone": "siren"}),
+        json!({"tone": "custom"}),
+        json!({"tone": "custom", "frequencies": [0]}),
+        json!({"tone": "custom", "frequencies": [4001]}),
+        json!({"tone": "custom", "frequencies": [400, 500, 600, 700]}),
+        json!({"tone": "custom", "frequencies": [1000], "duration_ms": 0}),
+        json!({"tone": "custom", "frequencies": [1000], "duration_ms": 10_001}),
+        json!({"tone": "custom", "frequencies": [-1000]}),
+        json!({"tone": "beep", "frequencies": [1000]}),
+    ] {
+        let (st, body) = beta.post(&tone, bad.clone()).await;
+        refused(st, &body, 400, "invalparam");
+    }
+    // Bad monitors: too many tones, out-of-range frequencies and durations.
+    let many: Vec<Value> = (0..5)
+        .map(|i| json!({"frequencies": [500 + i], "duration_ms": 100}))
+        .collect();
+    for bad in [
+        json!({ "tones": many }),
+        json!({"tones": [{"frequencies": [10], "duration_ms": 100}]}),
+        json!({"tones": [{"frequencies": [], "duration_ms": 100}]}),
+        json!({"tones": [{"frequencies": [1100], "duration_ms": 0}]}),
+        json!({"tones": [{"frequencies": [1100], "duration_ms": 60_001}]}),
+        json!({"tones": [{"frequencies": [1100]}]}),
+    ] {
+        let (st, body) = beta.put(&monitor, bad.clone()).await;
+        refused(st, &body, 400, "invalparam");
+    }
+    for bad in ["datamodem", "g4fax"] {
+        let (st, body) = beta.put(&monitor, json!({ "media_modes": [bad] })).await;
+        refused(st, &body, 400, "invalmediamode");
+    }
+    // The far party is another route point: no leg hears a tone.
+    let (st, body) = beta.post(&tone, json!({"tone": "beep"})).await;
+    refused(st, &body, 409, "operationunavail");
+
+    // A gathering with only a first-digit timeout ends by it (the
+    // switch's timers), and a new one replaces the old (`cancelled`).
+    beta.ok(&gather, json!({"first_timeout_ms": 100})).await;
+    let done = ev_b
+        .until("digits.gathered", |v| v["type"] == "digits.gathered")
+        .await;
+    assert_eq!(done["reason"], "firsttimeout", "{done}");
+    assert_eq!(done["digits"], "", "{done}");
+    beta.ok(&gather, json!({"max_digits": 3})).await;
+    beta.ok(&gather, json!({"max_digits": 4})).await;
+    let done = ev_b
+        .until("digits.gathered", |v| v["type"] == "digits.gathered")
+        .await;
+    assert_eq!(done["reason"], "cancelled", "{done}");
+    // The call's end cancels the one in progress.
+    beta.ok(&format!("/v1/calls/{b}/drop"), json!({})).await;
+    let done = ev_b
+        .until("digits.gathered", |v| v["type"] == "digits.gathered")
+        .await;
+    assert_eq!(done["reason"], "cancelled", "{done}");
+    assert_eq!(done["call"], b.as_str());
+    // Gathering on an idle call: invalcallstate.
+    let (st, body) = beta.post(&gather, json!({"max_digits": 4})).await;
+    assert!(
+        body["error"]["code"] == "invalcallstate" || body["error"]["code"] == "invalcallhandle",
+        "{st} {body}"
+    );
+    ev_b.close().await;
+    s.shutdown().await;
+}
+
+const CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:0"]
+[http]
+listen = "127.0.0.1:0"
+admin_token = "admin-secret"
+[[lines]]
+address = "2001"
+kind = "routepoint"
+[[lines]]
+address = "1001"
+kind = "phone"
+password = "pw"
+[[apps]]
+name = "voice"
+token = "tok-voice"
+lines = ["2001"]
+[[apps]]
+name = "fax"
+token = "tok-fax"
+lines = ["2001"]
+media_modes = ["g3fax"]
+"#;
+
+/// Phone 1001: SIP on one socket, RTP on another.
+struct Phone {
+    sip: UdpSocket,
+    media: UdpSocket,
+    server: SocketAddr,
+    seq: u16,
+    cseq: u32,
+}
+
+impl Phone {
+    async fn new(server: SocketAddr) -> Phone {
+        Phone {
+            sip: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            media: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+            seq: 1,
+            cseq: 10,
+        }
+    }
+
+    async fn register(&self) {
+        let local = self.sip.local_addr().unwrap();
+        let msg = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{cseq}\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: <sip:1001@127.0.0.1>;tag=r1001\r\n\
+                 To: <sip:1001@127.0.0.1>\r\n\
+                 Call-ID: reg-{port}@127.0.0.1\r\n\
+                 CSeq: {cseq} REGISTER\r\n\
+                 Contact: <sip:1001@{local}>\r\n\
+                 Expires: 60\r\n\
+                 {auth}Content-Length: 0\r\n\r\n",
+                port = local.port(),
+            )
+        };
+        let (status, text) = udp_request(&self.sip, self.server, &msg(1, "")).await;
+        assert_eq!(status, 401, "{text}");
+        let challenge = text
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+            .find(|l| support::param(l, "algorithm").is_none_or(|a| a.eq_ignore_ascii_case("MD5")))
+            .unwrap()
+            .to_string();
+        let realm = support::param(&challenge, "realm").unwrap();
+        let nonce = support::param(&challenge, "nonce").unwrap();
+        let response = DigestInput {
+            algorithm: Algorithm::Md5,
+            username: "1001",
+            realm: &realm,
+            password: "pw",
+            method: "REGISTER",
+            uri: "sip:127.0.0.1",
+            nonce: &nonce,
+            nonce_count: "00000001",
+            cnonce: "c0ffee",
+            qop: "auth",
+        }
+        .response();
+        let auth = format!(
+            "Authorization: Digest username=\"1001\", realm=\"{realm}\", nonce=\"{nonce}\", \
+             uri=\"sip:127.0.0.1\", response=\"{response}\", algorithm=MD5, qop=auth, \
+             nc=00000001, cnonce=\"c0ffee\"\r\n"
+        );
+        let (status, text) = udp_request(&self.sip, self.server, &msg(2, &auth)).await;
+        assert_eq!(status, 200, "{text}");
+    }
+
+    /// The next SIP request from tapir with this method (others skipped).
+    async fn request(&self, method: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut buf = vec![0u8; 8192];
+        for _ in 0..100 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(got) = timeout(left, self.sip.recv_from(&mut buf)).await else {
+                break;
+            };
+            let (n, _) = got.unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if text.starts_with(&format!("{method} ")) {
+                return text;
+            }
+        }
+        panic!("no {method} from tapir");
+    }
+
+    /// Answers tapir's INVITE with PCMU and telephone-event.
+    async fn answer(&self, invite: &str) {
+        let port = self.media.local_addr().unwrap().port();
+        let local = self.sip.local_addr().unwrap();
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-15\r\na=sendrecv\r\n"
+        );
+        let mut ok = String::from("SIP/2.0 200 OK\r\n");
+        for name in ["Via", "From", "Call-ID", "CSeq"] {
+            for line in invite.lines().filter(|l| {
+                l.split_once(':')
+                    .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            }) {
+                ok.push_str(line);
+                ok.push_str("\r\n");
+            }
+        }
+        ok.push_str(&format!("To: {};tag=ph1001\r\n", header(invite, "To")));
+        ok.push_str(&format!("Contact: <sip:1001@{local}>\r\n"));
+        ok.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ));
+        self.sip.send_to(ok.as_bytes(), self.server).await.unwrap();
+    }
+
+    /// An in-dialog request of the phone's (INFO, BYE) on tapir's INVITE's
+    /// dialog; waits for its final response.
+    async fn in_dialog(&mut self, invite: &str, method: &str, extra: &str, body: &str) -> u16 {
+        self.cseq += 1;
+        let local = self.sip.local_addr().unwrap();
+        let contact = header(invite, "Contact");
+        let target = contact.trim_start_matches('<').split('>').next().unwrap();
+        let from_tapir = header(invite, "From");
+        assert!(!tag_of(&from_tapir).is_empty());
+        let msg = format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{method}-{cseq}\r\n\
+             Max-Forwards: 70\r\n\
+             From: {to};tag=ph1001\r\n\
+             To: {from_tapir}\r\n\
+             Call-ID: {callid}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             {extra}Content-Length: {len}\r\n\r\n{body}",
+            to = header(invite, "To"),
+            callid = header(invite, "Call-ID"),
+            cseq = self.cseq,
+            len = body.len(),
+        );
+        udp_request(&self.sip, self.server, &msg).await.0
+    }
+
+    /// RTP packets to tapir, a millisecond apart (faster than real time:
+    /// detection goes by what the packets hold).
+    async fn send_rtp(&mut self, to: SocketAddr, pt: u8, ts: u32, payload: &[u8], marker: bool) {
+        let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x1001_u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        self.media.send_to(&p, to).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    /// One RFC 4733 digit (three packets of one event, the last with E).
+    async fn rfc4733(&mut self, to: SocketAddr, digit: u8, ts: u32) {
+        for (i, end) in [(1u16, false), (2, false), (3, true)] {
+            let flags = if end { 0x80 | 10 } else { 10 };
+            let dur = (i * 160).to_be_bytes();
+            let body = [digit, flags, dur[0], dur[1]];
+            self.send_rtp(to, 101, ts, &body, i == 1).await;
+        }
+    }
+
+    /// `ms` of `hz` (or silence with 0) as 20 ms PCMU packets.
+    async fn audio(&mut self, to: SocketAddr, hz: u32, ms: u32, ts: &mut u32) {
+        for _ in 0..ms / 20 {
+            let pcm: Vec<i16> = (0..160u32)
+                .map(|n| {
+                    let t = f64::from(*ts + n) / 8000.0;
+                    (8000.0 * (std::f64::consts::TAU * f64::from(hz) * t).sin()) as i16
+                })
+                .collect();
+            let mut body = Vec::new();
+            Law::Ulaw.encode(&pcm, &mut body);
+            self.send_rtp(to, 0, *ts, &body, false).await;
+            *ts = ts.wrapping_add(160);
+        }
+    }
+
+    /// What tapir sends the phone for about `ms`, decoded.
+    async fn hear(&self, ms: u64) -> Vec<i16> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        let mut buf = vec![0u8; 2048];
+        let mut pcm = Vec::new();
+        for _ in 0..10_000 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(Ok((n, _))) = timeout(left, self.media.recv_from(&mut buf)).await else {
+                break;
+            };
+            // RTP (not RTCP) of PCMU.
+            if n > 12 && buf[1] & 0x7f == 0 {
+                Law::Ulaw.decode(&buf[12..n], &mut pcm);
+            }
+        }
+        pcm
+    }
+}
+
+async fn gathered(ev: &mut support::Events) -> Value {
+    ev.until("digits.gathered", |v| v["type"] == "digits.gathered")
+        .await
+}
+
+#[tokio::test]
+async fn a_phones_digits_and_fax_tone_reach_the_app_and_fax_is_handed_off() {
+    let mut config = Config::from_toml(CONFIG).unwrap();
+    config.data_dir = std::env::temp_dir().join("tapir-server-tests");
+    config.store.url = Some("sqlite::memory:".into());
+    let s = timeout(WAIT, tapir_server::start(config))
+        .await
+        .unwrap()
+        .unwrap();
+    let voice = Api::new(&s, Some("tok-voice"));
+    let fax = Api::new(&s, Some("tok-fax"));
+    voice.open("2001", &["owner"]).await;
+    let (st, body) = fax
+        .post(
+            "/v1/lines/2001/open",
+            json!({"privileges": ["owner"], "media_modes": ["g3fax"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let mut ev = voice.events(0).await;
+    let mut ev_fax = fax.events(0).await;
+    let mut phone = Phone::new(s.sip_addr.unwrap()).await;
+    phone.register().await;
+
+    // The route point calls the phone; the phone answers.
+    let call = voice
+        .ok("/v1/calls", json!({"from": "2001", "to": "1001"}))
+        .await;
+    let rp = call["id"].as_str().unwrap().to_string();
+    let invite = phone.request("INVITE").await;
+    phone.answer(&invite).await;
+    ev.state(&rp, "connected").await;
+    phone.request("ACK").await;
+    let tapir_rtp = SocketAddr::from(([127, 0, 0, 1], sdp_port(&invite)));
+    let gather = format!("/v1/calls/{rp}/gather");
+
+    // RFC 4733: 1 2 # ends on the terminator, which is kept.
+    voice
+        .ok(
+            &gather,
+            json!({"terminators": "#", "inter_timeout_ms": 5000}),
+        )
+        .await;
+    for (i, d) in [1u8, 2, 11].into_iter().enumerate() {
+        phone.rfc4733(tapir_rtp, d, 1000 + i as u32 * 800).await;
+    }
+    let done = gathered(&mut ev).await;
+    assert_eq!(
+        (done["digits"].as_str(), done["reason"].as_str()),
+        (Some("12#"), Some("terminator")),
+        "{done}"
+    );
+
+    // SIP INFO, with digit events turned off for this app: a count of two.
+    voice
+        .put(&format!("/v1/calls/{rp}/monitor"), json!({"digits": false}))
+        .await;
+    voice.ok(&gather, json!({"max_digits": 2})).await;
+    for d in ["7", "8"] {
+        let code = phone
+            .in_dialog(
+                &invite,
+                "INFO",
+                "Content-Type: application/dtmf-relay\r\n",
+                &format!("Signal={d}\r\nDuration=160\r\n"),
+            )
+            .await;
+        assert_eq!(code, 200);
+    }
+    let done = ev
+        .until("digits.gathered", |v| {
+            assert_ne!(v["type"], "digits.received", "monitoring is off: {v}");
+            v["type"] == "digits.gathered"
+        })
+        .await;
+    assert_eq!(done["digits"], "78", "{done}");
+    assert_eq!(done["reason"], "maxdigits", "{done}");
+
+    // An inter-digit timeout after one digit (application/dtmf).
+    voice
+        .ok(&gather, json!({"max_digits": 5, "inter_timeout_ms": 200}))
+        .await;
+    phone
+        .in_dialog(&invite, "INFO", "Content-Type: application/dtmf\r\n", "4")
+        .await;
+    let done = gathered(&mut ev).await;
+    assert_eq!(done["digits"], "4", "{done}");
+    assert_eq!(done["reason"], "intertimeout", "{done}");
+
+    // A tone the app generates reaches the phone.
+    voice
+        .ok(
+            &format!("/v1/calls/{rp}/tone"),
+            json!({"tone": "custom", "frequencies": [1400], "duration_ms": 1500}),
+        )
+        .await;
+    let heard = phone.hear(800).await;
+    assert!(heard.len() >= 1600, "{} samples", heard.len());
+    let tail = &heard[heard.len() - 1600..];
+    assert!(
+        goertzel_amplitude(tail, 1400.0, 8000.0) > 500.0,
+        "the phone hears 1400 Hz: {}",
+        goertzel_amplitude(tail, 1400.0, 8000.0)
+    );
+
+    // Monitoring for the fax tone and for 1100 Hz itself; the phone plays
+    // CNG: 0.5 s on, 3 s off, on again.
+    voice
+        .put(
+            &format!("/v1/calls/{rp}/monitor"),
+            json!({"tones": [{"frequencies": [1100], "duration_ms": 400}],
+                   "media_modes": ["g3fax"]}),
+        )
+        .await;
+    let mut ts = 50_000u32;
+    phone.audio(tapir_rtp, 0, 200, &mut ts).await;
+    phone.audio(tapir_rtp, 1100, 500, &mut ts).await;
+    let tone = ev
+        .until("tone.detected", |v| v["type"] == "tone.detected")
+        .await;
+    assert_eq!(tone["frequencies"], json!([1100]), "{tone}");
+    assert_eq!(tone["call"], rp.as_str());
+    phone.audio(tapir_rtp, 0, 3000, &mut ts).await;
+    phone.audio(tapir_rtp, 1100, 500, &mut ts).await;
+    let media = ev
+        .until("media.detected", |v| v["type"] == "media.detected")
+        .await;
+    assert_eq!(media["media_mode"], "g3fax", "{media}");
+    // The call is handed to the fax app, as owner, in g3fax.
+    let new = ev_fax
+        .until("call.new for the fax app", |v| v["type"] == "call.new")
+        .await;
+    assert_eq!(new["call"], rp.as_str(), "{new}");
+    assert_eq!(new["privilege"], "owner", "{new}");
+    let info = fax.call(&rp).await;
+    assert_eq!(info["media_mode"], "g3fax", "{info}");
+
+    // The fax app gathers; the phone hangs up: the gathering is cancelled.
+    fax.ok(&gather, json!({"max_digits": 3})).await;
+    let code = phone.in_dialog(&invite, "BYE", "", "").await;
+    assert_eq!(code, 200);
+    let done = gathered(&mut ev_fax).await;
+    assert_eq!(done["reason"], "cancelled", "{done}");
+    ev.close().await;
+    ev_fax.close().await;
+    s.shutdown().await;
+}
