@@ -2184,8 +2184,9 @@ impl MediaEngine {
         ctl.mix.store(true, Ordering::Release);
         self.with_leg(leg, |l| {
             if let Some(old) = l.generated.replace(ctl.clone()) {
-                // Its frames are stale from now on; the play goes once empty.
-                old.epoch.fetch_add(1, Ordering::AcqRel);
+                // At most one generated tone per leg, however many requests
+                // come: the one before goes at once, with its frames.
+                l.plays.retain(|p| !Arc::ptr_eq(&p.ctl, &old));
             }
             l.plays.push(Play {
                 rx,

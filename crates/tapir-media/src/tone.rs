@@ -282,22 +282,43 @@ impl HoldMusic {
 #[must_use]
 pub fn render_tone(freqs: &[u32], on_ms: u32, off_ms: u32, duration_ms: u32) -> Vec<i16> {
     let total = (duration_ms as usize) * (SAMPLE_RATE as usize) / 1000;
-    let on = (on_ms.max(1) as usize) * (SAMPLE_RATE as usize) / 1000;
+    let on = ((on_ms.max(1) as usize) * (SAMPLE_RATE as usize) / 1000).max(1);
     let period = on + (off_ms as usize) * (SAMPLE_RATE as usize) / 1000;
     let amp = TONE_AMPLITUDE * 2.0 / freqs.len().max(2) as f32;
     let ramp = 40usize;
-    (0..total)
-        .map(|n| {
-            let k = n % period.max(1);
-            if k >= on {
-                return 0;
-            }
-            let edge = k.min(on - 1 - k).min(total - 1 - n).min(ramp) as f32 / ramp as f32;
-            let t = n as f32 / SAMPLE_RATE as f32;
-            let v: f32 = freqs.iter().map(|&f| (TAU * f as f32 * t).sin()).sum();
-            (amp * edge * v) as i16
+    // One rotating phasor per frequency (a multiply-add per sample instead
+    // of a sine: this runs on the signalling loop), renormalised every
+    // frame so that rounding cannot let it drift.
+    let mut osc: Vec<[f32; 4]> = freqs
+        .iter()
+        .map(|&f| {
+            let w = TAU * f as f32 / SAMPLE_RATE as f32;
+            [1.0, 0.0, w.cos(), w.sin()]
         })
-        .collect()
+        .collect();
+    let mut out = Vec::with_capacity(total);
+    for n in 0..total {
+        let mut v = 0.0f32;
+        for o in &mut osc {
+            v += o[1];
+            let (c, s) = (o[0] * o[2] - o[1] * o[3], o[1] * o[2] + o[0] * o[3]);
+            o[0] = c;
+            o[1] = s;
+            if n % FRAME_SAMPLES == 0 {
+                let r = (c * c + s * s).sqrt().max(f32::EPSILON);
+                o[0] /= r;
+                o[1] /= r;
+            }
+        }
+        let k = n % period;
+        if k >= on {
+            out.push(0);
+            continue;
+        }
+        let edge = k.min(on - 1 - k).min(total - 1 - n).min(ramp) as f32 / ramp as f32;
+        out.push((amp * edge * v) as i16);
+    }
+    out
 }
 
 /// Estimated amplitude (in sample units) of the `freq` Hz component of
@@ -481,6 +502,13 @@ mod tests {
         assert!(goertzel_amplitude(on, 480.0, 8000.0) > 1000.0);
         assert!(goertzel_amplitude(on, 620.0, 8000.0) > 1000.0);
         assert!(goertzel_amplitude(off, 480.0, 8000.0) < 1.0);
+        // The longest tone keeps its level to the end (no phasor drift).
+        let long = render_tone(&[500, 1000, 2000], 10_000, 0, 10_000);
+        let end = &long[long.len() - 2000..long.len() - 400];
+        for f in [500.0, 1000.0, 2000.0] {
+            let a = goertzel_amplitude(end, f, 8000.0);
+            assert!((2500.0..2800.0).contains(&a), "{f} Hz at the end: {a}");
+        }
         let beep = render_tone(&[1000], 200, 0, 200);
         assert_eq!(beep.len(), 1600);
         assert!(goertzel_amplitude(&beep[400..1200], 1000.0, 8000.0) > 3000.0);

@@ -525,6 +525,21 @@ async fn a_phones_digits_and_fax_tone_reach_the_app_and_fax_is_handed_off() {
     assert_eq!(code, 200);
     let done = gathered(&mut ev_fax).await;
     assert_eq!(done["reason"], "cancelled", "{done}");
+    // The call has ended: no tone, gathering or monitoring on it any more.
+    ev.state(&rp, "disconnected").await;
+    let (st, body) = fax
+        .post(&format!("/v1/calls/{rp}/tone"), json!({"tone": "beep"}))
+        .await;
+    refused(st, &body, 409, "invalcallstate");
+    let (st, body) = fax.post(&gather, json!({"max_digits": 2})).await;
+    refused(st, &body, 409, "invalcallstate");
+    let (st, body) = voice
+        .put(
+            &format!("/v1/calls/{rp}/monitor"),
+            json!({"media_modes": ["g3fax"]}),
+        )
+        .await;
+    refused(st, &body, 409, "invalcallstate");
     ev.close().await;
     ev_fax.close().await;
     s.shutdown().await;
