@@ -154,6 +154,113 @@ async fn strangers_monitors_and_bad_input_get_tapi_errors() {
     s.shutdown().await;
 }
 
+/// `tapir --server … --token … ARGS`: exit code, stdout, stderr (off the
+/// async runtime, bounded in time).
+async fn cli(s: &tapir_server::RunningServer, token: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec![
+        "--server".to_string(),
+        format!("http://{}", s.http_addr),
+        "--token".into(),
+        token.to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapir"))
+            .args(&all)
+            .env_remove("TAPIR_SERVER")
+            .env_remove("TAPIR_TOKEN")
+            .env("RUST_LOG", "off")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tapir {all:?} did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_gathers_generates_and_monitors() {
+    let s = server().await;
+    let alpha = Api::new(&s, Some("tok-alpha"));
+    let beta = Api::new(&s, Some("tok-beta"));
+    alpha.open("2001", &["owner"]).await;
+    beta.open("2002", &["owner"]).await;
+    let mut ev_b = beta.events(0).await;
+    let (_a, b) = connected_pair(&alpha, &beta, &mut ev_b).await;
+    let (code, out, err) = cli(
+        &s,
+        "tok-beta",
+        &[
+            "--json",
+            "call",
+            "gather",
+            &b,
+            "--terminators",
+            "#",
+            "--first-timeout-ms",
+            "50",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&b), "{out}");
+    let done = gathered(&mut ev_b).await;
+    assert_eq!(done["reason"], "firsttimeout", "{done}");
+    let (code, _, err) = cli(
+        &s,
+        "tok-beta",
+        &[
+            "call",
+            "monitor",
+            &b,
+            "--no-digits",
+            "--tone",
+            "1100+1300:500",
+            "--media-mode",
+            "g3fax",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    // TAPI errors exit 1 with the code; what the CLI cannot read, 2.
+    let (code, _, err) = cli(&s, "tok-beta", &["call", "gather", &b, "--max-digits", "0"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("invalparam"), "{err}");
+    let (code, _, err) = cli(&s, "tok-beta", &["call", "tone", &b, "beep"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("operationunavail"), "{err}");
+    let (code, _, err) = cli(
+        &s,
+        "tok-alpha",
+        &["call", "tone", &b, "custom", "--hz", "700"],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("invalcallhandle"), "{err}");
+    let (code, _, err) = cli(&s, "tok-beta", &["call", "monitor", &b, "--tone", "loud"]).await;
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = cli(&s, "tok-beta", &["call", "tone", &b, "siren"]).await;
+    assert_eq!(code, 2);
+    ev_b.close().await;
+    s.shutdown().await;
+}
+
 const CONFIG: &str = r#"
 [sip]
 listen = ["udp:127.0.0.1:0"]
