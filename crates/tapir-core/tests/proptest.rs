@@ -2,8 +2,9 @@
 //! three apps with different privileges) and device reports (answer, hang up,
 //! hold, digits, REFER, busy/reject/unreachable phones, time passing), route
 //! points used as an IVR (prompts played and stopped, the media plane's end
-//! reports, the caller's digit, transfer on), with the switch's invariants
-//! checked after every step:
+//! reports, the caller's digit, transfer on), TAPI's media operations
+//! (gathering, tones, monitors, the media plane's tone and fax reports),
+//! with the switch's invariants checked after every step:
 //!
 //! - the switch's own consistency check (one state per call, bridges and
 //!   calls agree, conferences list exactly their members, legs point back);
@@ -49,6 +50,7 @@ enum Step {
     Flow(usize, u8, usize, usize, bool),
     PromptDone(usize, bool),
     Ivr(usize, usize, usize, bool, bool),
+    Detected(usize, bool),
     Advance(u64),
 }
 
@@ -85,6 +87,9 @@ enum Cmd {
     Privilege(usize, bool),
     Play(usize, usize, bool),
     StopMedia(usize),
+    Gather(usize, u8),
+    Tone(usize, u8),
+    Monitor(usize, u8),
 }
 
 fn behaviour() -> impl Strategy<Value = Behaviour> {
@@ -134,6 +139,9 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         1 => (c.clone(), any::<bool>()).prop_map(|(x, m)| Cmd::Privilege(x, m)),
         1 => (c.clone(), 0usize..PROMPTS.len(), any::<bool>()).prop_map(|(x, n, l)| Cmd::Play(x, n, l)),
         1 => c.clone().prop_map(Cmd::StopMedia),
+        1 => (c.clone(), 0u8..4).prop_map(|(x, k)| Cmd::Gather(x, k)),
+        1 => (c.clone(), 0u8..3).prop_map(|(x, k)| Cmd::Tone(x, k)),
+        1 => (c.clone(), 0u8..4).prop_map(|(x, k)| Cmd::Monitor(x, k)),
     ]
 }
 
@@ -154,6 +162,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0usize..3, 0u8..5, 0usize..5, 0usize..5, any::<bool>())
             .prop_map(|(a, f, x, y, b)| Step::Flow(a, f, x, y, b)),
         1 => (p.clone(), any::<bool>()).prop_map(|(x, real)| Step::PromptDone(x, real)),
+        1 => (p.clone(), any::<bool>()).prop_map(|(x, fax)| Step::Detected(x, fax)),
         2 => (0usize..3, p.clone(), 0usize..5, any::<bool>(), any::<bool>())
             .prop_map(|(a, x, d, done, t)| Step::Ivr(a, x, d, done, t)),
         2 => prop_oneof![Just(1_000u64), Just(7_000), Just(30_000), Just(200_000)].prop_map(Step::Advance),
@@ -217,7 +226,11 @@ impl World {
                     c,
                     *l,
                     &[Privilege::Owner, Privilege::Monitor],
-                    &[MediaMode::AutomatedVoice, MediaMode::InteractiveVoice],
+                    &[
+                        MediaMode::AutomatedVoice,
+                        MediaMode::InteractiveVoice,
+                        MediaMode::G3Fax,
+                    ],
                 )
                 .unwrap();
         }
@@ -360,6 +373,43 @@ impl World {
             Cmd::Digits(x) => C::GenerateDigits(self.call(*x), "12#".into()),
             Cmd::Play(x, n, looping) => C::PlayPrompt(self.call(*x), PROMPTS[*n].into(), *looping),
             Cmd::StopMedia(x) => C::StopMedia(self.call(*x)),
+            Cmd::Gather(x, k) => C::GatherDigits(
+                self.call(*x),
+                mediaops::GatherSpec {
+                    max_digits: [1, 3, 64, 2][*k as usize % 4],
+                    terminators: if *k % 2 == 0 {
+                        "#".into()
+                    } else {
+                        String::new()
+                    },
+                    first_timeout_ms: [5_000, 0, 60_000, 1_000][*k as usize % 4],
+                    inter_timeout_ms: [2_000, 3_000, 0, 0][*k as usize % 4],
+                },
+            ),
+            Cmd::Tone(x, k) => C::GenerateTone(
+                self.call(*x),
+                mediaops::ToneRequest {
+                    tone: [
+                        mediaops::ToneName::Beep,
+                        mediaops::ToneName::Busy,
+                        mediaops::ToneName::Custom,
+                    ][*k as usize % 3],
+                    frequencies: if *k == 2 { vec![1400] } else { vec![] },
+                    duration_ms: None,
+                },
+            ),
+            Cmd::Monitor(x, k) => C::Monitor(
+                self.call(*x),
+                mediaops::MonitorSpec {
+                    digits: *k != 1,
+                    tones: if *k >= 2 { vec![Self::watch()] } else { vec![] },
+                    media_modes: if *k == 3 {
+                        vec![MediaMode::G3Fax]
+                    } else {
+                        vec![]
+                    },
+                },
+            ),
             Cmd::Privilege(x, owner) => C::SetCallPrivilege(
                 self.call(*x),
                 if *owner {
@@ -368,6 +418,14 @@ impl World {
                     Privilege::Monitor
                 },
             ),
+        }
+    }
+
+    /// The tone the property test watches for and reports.
+    fn watch() -> mediaops::ToneWatch {
+        mediaops::ToneWatch {
+            frequencies: vec![1100],
+            duration_ms: 500,
         }
     }
 
@@ -458,6 +516,12 @@ impl World {
                     }
                 }
             }
+            // The media plane heard the watched tone, or a fax, on a leg.
+            Step::Detected(p, fax) => self.sim.phone(PHONES[*p]).report(if *fax {
+                LegEvent::MediaDetected(MediaMode::G3Fax)
+            } else {
+                LegEvent::ToneDetected(Self::watch())
+            }),
             Step::Advance(ms) => self.sim.advance(*ms),
         }
         self.check()
@@ -810,6 +874,12 @@ impl World {
         self.sim.run();
         if !self.sim.switch.all_calls().is_empty() {
             return Err("calls remain after every handle was deallocated".into());
+        }
+        let ops = self.sim.switch.media_ops_in_use();
+        if ops != (0, 0, 0) {
+            return Err(format!(
+                "leaked (gatherings, monitors, legs with detectors) = {ops:?}"
+            ));
         }
         Ok(())
     }
