@@ -167,3 +167,28 @@ async fn a_conference_recording_holds_every_party() {
         ch[0].levels(&[600, 800, 1400])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_points_recording_ends_when_it_transfers_the_caller_to_an_agent() {
+    // An IVR on a route point records its caller, then blind-transfers it
+    // to an agent's phone: the caller's leg lives on in the new call, but
+    // the route point's call is over, and so is its recording (it must not
+    // go on recording the caller with the agent).
+    let tapir = Tapir::start().await;
+    let (app, mut ev) = tapir.app().await;
+    let [mut a, mut agent] = tapir.phones(["1002", "1003"]).await;
+    a.dial(tapir_e2e::ROUTE_POINT).await;
+    let at_rp = ev.new_call_at(tapir_e2e::ROUTE_POINT).await;
+    ev.state(&at_rp, CallState::Offering).await;
+    let mut call = app.call(&at_rp).await.unwrap();
+    call.answer().await.unwrap();
+    a.call_state("CONFIRMED").await;
+    ev.state(&at_rp, CallState::Connected).await;
+    let id = call.record(RecordAction::Start, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    call.blind_transfer(&agent.address).await.unwrap();
+    agent.ring_and_answer().await;
+    let meta = recording_when(&app, &id, |r| r.state == "stopped").await;
+    assert_eq!(meta.end_reason.as_deref(), Some("call_ended"), "{meta:?}");
+    assert!(meta.duration_ms < 8000, "{meta:?}");
+}

@@ -455,7 +455,7 @@ impl Recordings {
         let this = self.clone();
         let finished_id = id.clone();
         tokio::spawn(async move {
-            this.watch_secure(
+            this.watch_call(
                 &finished_id,
                 target.app_id,
                 target.call,
@@ -516,8 +516,10 @@ impl Recordings {
     }
 
     /// Waits for the writer's end, stopping it if the call becomes secure
-    /// meanwhile; then makes the row final.
-    async fn watch_secure(
+    /// or leaves the conversation (idle, disconnected: a route point's call
+    /// transferred away, whose caller's leg lives on) meanwhile; then makes
+    /// the row final.
+    async fn watch_call(
         &self,
         id: &str,
         app: tapir_core::AppId,
@@ -537,13 +539,25 @@ impl Recordings {
                     channels: Channels::Stereo,
                 }),
                 _ = check.tick() => {
-                    let secure = self
+                    let (secure, ended) = self
                         .handle
-                        .with(move |sw, _| sw.call_info(app, call).map(|i| i.secure).unwrap_or(false))
+                        .with(move |sw, _| {
+                            use tapir_core::CallStateKind as K;
+                            // The call left the conversation the tap
+                            // hears (transferred away, idle): the far
+                            // party's leg may live on in another call.
+                            let ended = sw
+                                .call_state(call)
+                                .is_none_or(|k| matches!(k, K::Idle | K::Disconnected));
+                            let secure = sw.call_info(app, call).map(|i| i.secure).unwrap_or(false);
+                            (secure, ended)
+                        })
                         .await
-                        .unwrap_or(false);
+                        .unwrap_or((false, false));
                     if secure {
                         self.command(id, Cmd::Stop(EndReason::Secure));
+                    } else if ended {
+                        self.command(id, Cmd::Stop(EndReason::CallEnded));
                     }
                 }
             }
