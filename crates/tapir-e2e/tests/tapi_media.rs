@@ -4,7 +4,8 @@
 //! (Goertzel on what the phone records, and not before); a phone playing a
 //! fax's calling tone (1100 Hz, 0.5 s on, 3 s off) is reported by
 //! `lineMonitorMedia` as `g3fax`, and the call is handed to the app that
-//! opened the line for `g3fax`.
+//! opened the line for `g3fax`; when the phone hangs up, the fax app's
+//! gathering ends `cancelled`.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -89,6 +90,27 @@ async fn gathering_stops_on_hash_and_on_timeouts() {
     assert_eq!(
         gathered(&mut ev, &id).await,
         ("7".to_string(), "intertimeout".to_string())
+    );
+
+    // SIP INFO digits (application/dtmf-relay) count too.
+    call.gather_digits(&Gather {
+        max_digits: Some(2),
+        first_timeout_ms: Some(10_000),
+        ..Gather::default()
+    })
+    .await
+    .unwrap();
+    // One INFO at a time (pjsua sends the next once the first is answered).
+    for d in ["5", "6"] {
+        a.send(json!({"cmd": "dtmf_info", "digits": d})).await;
+        ev.wait(&format!("digit {d}"), |e| {
+            matches!(&e.kind, EventKind::DigitsReceived { call: c, digits } if c == &id && digits == d)
+        })
+        .await;
+    }
+    assert_eq!(
+        gathered(&mut ev, &id).await,
+        ("56".to_string(), "maxdigits".to_string())
     );
 
     // Another app's token (desk opened no line) does not reach this call;
@@ -188,7 +210,18 @@ async fn a_fax_calling_tone_hands_the_call_to_the_fax_app() {
         )
         .await;
     assert_eq!(e.raw["privilege"], "owner", "{}", e.raw);
-    let seen = desk.call(&id).await.unwrap();
+    let mut seen = desk.call(&id).await.unwrap();
     assert_eq!(seen.info().media_mode, MediaMode::G3Fax);
+    // The fax app gathers; the phone hangs up: the gathering is cancelled.
+    seen.gather_digits(&Gather {
+        max_digits: Some(4),
+        ..Gather::default()
+    })
+    .await
+    .unwrap();
     a.cmd("hangup").await;
+    assert_eq!(
+        gathered(&mut desk_ev, &id).await,
+        (String::new(), "cancelled".to_string())
+    );
 }
