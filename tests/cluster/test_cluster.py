@@ -448,6 +448,13 @@ class Cluster(unittest.TestCase):
               file=sys.stderr)
         cdr = self.cdr(self.other, self.other_line, lambda r: r.get("end_reason") == "node_lost")
         self.assertEqual(cdr["end_reason"], "node_lost")
+        # The victim's own record of that call (it anchored the other half)
+        # is closed by the node that took the victim's line over.
+        doomed_line = doomed.user
+        keeper = next(n for n, lines in self.served().items() if doomed_line in lines)
+        cdr = self.cdr(keeper, doomed_line, lambda r: r.get("end_reason") == "node_lost")
+        self.assertEqual({p["address"] for p in cdr["parties"]}, {doomed_line, self.other_line})
+        self.assertIsNotNone(cdr["answered_at"])
         now = self.served()
         everything = sorted(line for n, lines in now.items() if n != victim for line in lines)
         self.assertEqual(everything, LINES)

@@ -425,41 +425,75 @@ impl Tracker {
                     self.legs.remove(leg);
                 }
             }
-            let addresses = o.parties.iter().map(|p| p.address.clone()).collect();
             let quality = match &self.quality {
                 Some(book) => o.quality(|leg| book.take(leg)),
                 None => Vec::new(),
             };
-            let cdr = Cdr {
-                id: String::new(),
-                started_at: rfc3339(o.started_at),
-                answered_at: o.answered_at.map(rfc3339),
-                ended_at: rfc3339(now),
-                duration_ms: now.0.saturating_sub(o.started_at.0),
-                parties: o.parties,
-                origin: name(o.origin),
-                end_reason: o.end_reason.unwrap_or_else(|| {
-                    if o.answered_at.is_some() {
-                        "normal".into()
-                    } else {
-                        "unanswered".into()
-                    }
-                }),
-                operations: o.operations,
-                quality,
-            };
-            let mut data = serde_json::to_value(&cdr).unwrap_or_default();
-            if let Some(m) = data.as_object_mut() {
-                m.remove("id");
-            }
-            out.push(NewCdr {
-                started_at: o.started_at.0,
-                ended_at: now.0,
-                addresses,
-                data,
+            let end_reason = o.end_reason.clone().unwrap_or_else(|| {
+                if o.answered_at.is_some() {
+                    "normal".into()
+                } else {
+                    "unanswered".into()
+                }
             });
+            out.push(record(o, now, end_reason, quality));
         }
         out
+    }
+}
+
+/// The stored form of record `o` ending at `now` for `end_reason`.
+fn record(o: Open, now: Timestamp, end_reason: String, quality: Vec<LegQuality>) -> NewCdr {
+    let addresses = o.parties.iter().map(|p| p.address.clone()).collect();
+    let cdr = Cdr {
+        id: String::new(),
+        started_at: rfc3339(o.started_at),
+        answered_at: o.answered_at.map(rfc3339),
+        ended_at: rfc3339(now),
+        duration_ms: now.0.saturating_sub(o.started_at.0),
+        parties: o.parties,
+        origin: name(o.origin),
+        end_reason,
+        operations: o.operations,
+        quality,
+    };
+    let mut data = serde_json::to_value(&cdr).unwrap_or_default();
+    if let Some(m) = data.as_object_mut() {
+        m.remove("id");
+    }
+    NewCdr {
+        started_at: o.started_at.0,
+        ended_at: now.0,
+        addresses,
+        data,
+    }
+}
+
+impl Tracker {
+    /// The records of calls answered and still in progress, each as it
+    /// would be stored if this node died now (`end_reason` `node_lost`,
+    /// ended now), by record key. A cluster node saves them every round,
+    /// so that the survivors close them if it dies.
+    pub fn in_progress(&self, now: Timestamp) -> Vec<(u64, NewCdr)> {
+        self.open
+            .iter()
+            .filter(|(_, o)| o.answered_at.is_some())
+            .map(|(key, o)| {
+                let snapshot = Open {
+                    started_at: o.started_at,
+                    answered_at: o.answered_at,
+                    parties: o.parties.clone(),
+                    origin: o.origin,
+                    live: Vec::new(),
+                    calls: Vec::new(),
+                    end_reason: None,
+                    operations: o.operations.clone(),
+                    legs: Vec::new(),
+                };
+                let reason = tapir_core::ReleaseCause::NodeLost.name().to_string();
+                (*key, record(snapshot, now, reason, Vec::new()))
+            })
+            .collect()
     }
 }
 
@@ -686,6 +720,39 @@ mod tests {
             assert_eq!(out.len(), 1, "{out:?}");
             assert_eq!(out[0].data["end_reason"], cause.name());
         }
+    }
+
+    #[test]
+    fn calls_in_progress_are_given_as_a_dead_node_would_leave_them() {
+        let mut sim = Sim::new();
+        sim.add_phone("1001");
+        sim.add_phone("1002");
+        sim.add_phone("1003");
+        let mut t = Tracker::new();
+        let step = |sim: &mut Sim, t: &mut Tracker| {
+            let tc = touched(sim);
+            t.after_step(&sim.switch, sim.now, &tc)
+        };
+        sim.phone("1001").dial("1002");
+        sim.run();
+        step(&mut sim, &mut t);
+        // Ringing only: no record to keep yet.
+        assert!(t.in_progress(sim.now).is_empty());
+        sim.phone("1002").answer();
+        sim.run();
+        step(&mut sim, &mut t);
+        sim.phone("1003").dial("1001");
+        sim.run();
+        step(&mut sim, &mut t);
+        let open = t.in_progress(Timestamp(sim.now.0 + 5_000));
+        assert_eq!(open.len(), 1, "{open:?}");
+        let (_, r) = &open[0];
+        assert_eq!(r.data["end_reason"], "node_lost");
+        assert_eq!(r.addresses, vec!["1001".to_string(), "1002".to_string()]);
+        assert!(!r.data["answered_at"].is_null());
+        assert_eq!(r.data["duration_ms"], 5_000 + (sim.now.0 - r.started_at));
+        // Nothing was closed by looking.
+        assert_eq!(t.open_count(), 2);
     }
 
     #[test]

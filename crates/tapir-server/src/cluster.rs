@@ -15,6 +15,13 @@
 //! that claims a line restores the bindings saved for it, so a phone is
 //! reached at once through the edge after its node died, without
 //! registering again.
+//!
+//! Call records follow too: each round saves the records of this node's
+//! answered calls in progress (only when that set changed), as they would
+//! be closed if the node died now (`node_lost`). A node that claims a line
+//! from a dead node takes the dead node's records involving that line and
+//! stores them closed, and a node starting again closes its own previous
+//! run's, so a crash loses no record of an answered call.
 
 use crate::SwitchHandle;
 use crate::config::ClusterConfig;
@@ -28,6 +35,50 @@ use tapir_sip::registrar::{Binding, Transport};
 use tapir_store::cluster::{ClusterTables, NodeRow};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Store, closed now, the records `node` saved for its calls in progress
+/// (`docs` as [`ClusterTables::take_open_calls`] gives them).
+fn close_records(switch: &SwitchHandle, node: &str, docs: Vec<String>) {
+    let ended_at = crate::actor::now();
+    let mut cdrs = Vec::new();
+    for doc in docs {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&doc) else {
+            tracing::warn!(%node, "a saved call record that is not JSON was dropped");
+            continue;
+        };
+        let started_at = v["started_at"].as_u64().unwrap_or(ended_at.0);
+        let addresses = v["addresses"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut data = v["data"].clone();
+        // It ended when the survivors noticed the node had died.
+        if let Some(m) = data.as_object_mut() {
+            m.insert("ended_at".into(), crate::wire::rfc3339(ended_at).into());
+            m.insert(
+                "duration_ms".into(),
+                ended_at.0.saturating_sub(started_at).into(),
+            );
+        }
+        cdrs.push(tapir_store::NewCdr {
+            started_at,
+            ended_at: ended_at.0,
+            addresses,
+            data,
+        });
+    }
+    if !cdrs.is_empty() {
+        tracing::warn!(%node, records = cdrs.len(), "closed the call records of a node that died (node_lost)");
+        switch.journal().write(tapir_store::Batch {
+            cdrs,
+            ..Default::default()
+        });
+    }
+}
 
 /// The bits below a node's slot in its ids: 2^44 ids per node.
 const SLOT_SHIFT: u32 = 44;
@@ -73,6 +124,7 @@ impl Membership {
         config: &ClusterConfig,
         switch: SwitchHandle,
         registrations: RegistrationTable,
+        cdr: Arc<Mutex<crate::cdr::Tracker>>,
         served: Option<ServedTable>,
         sip_uri: String,
         http_url: String,
@@ -94,6 +146,13 @@ impl Membership {
             .with(move |sw, _| sw.reserve_ids_below(floor))
             .await
             .map_err(|_| ConfigError::Io("the switch stopped while joining".into()))?;
+        // The records of this node's previous run's calls (it died) are
+        // closed before its first save replaces them.
+        let leftovers = tables
+            .take_open_calls(node.as_str(), None)
+            .await
+            .map_err(|e| ConfigError::Io(format!("[cluster] open calls: {e}")))?;
+        close_records(&switch, node.as_str(), leftovers);
         // Until its first round, every address is another node's.
         switch
             .with(|sw, _| sw.set_served(Some(Default::default())))
@@ -115,6 +174,8 @@ impl Membership {
             fence: Fence::new(Duration::from_secs_f64(config.lease_secs)),
             published: BTreeSet::new(),
             holders: BTreeMap::new(),
+            cdr,
+            saved_calls: Vec::new(),
             registrations,
             served,
             saved: BTreeMap::new(),
@@ -176,6 +237,10 @@ struct Driver {
     /// Each line's lease holder as the last round read it (to notice a
     /// holder that died).
     holders: BTreeMap<String, NodeName>,
+    /// The call records, whose calls in progress each round saves.
+    cdr: Arc<Mutex<crate::cdr::Tracker>>,
+    /// What the last save of calls in progress held: (record, operations).
+    saved_calls: Vec<(u64, usize)>,
     /// Phones' registrations, as this node's registrar publishes them.
     registrations: RegistrationTable,
     /// The addresses the registrar and new requests are held to (with SIP).
@@ -439,8 +504,11 @@ impl Driver {
             tracing::info!(node = %self.me, lines = claimed.len(), "claimed lines");
         }
         self.restore_registrations(&lines, &claimed).await?;
+        self.close_dead_nodes_records(&lines, &claimed, &snapshot)
+            .await?;
         held.extend(claimed);
         self.save_registrations(&lines, &held).await?;
+        self.save_calls_in_progress().await?;
         if !plan.hand_over.is_empty() {
             self.tables.release(me, &plan.hand_over).await.map_err(db)?;
             tracing::info!(node = %self.me, lines = plan.hand_over.len(), "handed lines over");
@@ -482,6 +550,83 @@ impl Driver {
         if ended > 0 {
             tracing::warn!(node = %self.me, calls = ended, "a node died: its calls with this node ended (node_lost)");
             metrics::counter!("tapir_cluster_calls_node_lost_total").increment(ended as u64);
+        }
+        Ok(())
+    }
+
+    /// Save the records of the calls in progress, when the set (or an
+    /// operation on one) changed since the last save.
+    async fn save_calls_in_progress(&mut self) -> Result<(), String> {
+        let records = self
+            .cdr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .in_progress(crate::actor::now());
+        let mut shape: Vec<(u64, usize)> = records
+            .iter()
+            .map(|(key, r)| {
+                let ops = r.data["operations"].as_array().map_or(0, Vec::len);
+                (*key, ops)
+            })
+            .collect();
+        shape.sort_unstable();
+        if shape == self.saved_calls {
+            return Ok(());
+        }
+        let rows: Vec<(i64, Vec<String>, String)> = records
+            .into_iter()
+            .map(|(key, r)| {
+                let doc = serde_json::json!({
+                    "started_at": r.started_at,
+                    "addresses": r.addresses,
+                    "data": r.data,
+                });
+                (
+                    i64::try_from(key).unwrap_or(i64::MAX),
+                    r.addresses,
+                    doc.to_string(),
+                )
+            })
+            .collect();
+        self.tables
+            .save_open_calls(self.me.as_str(), &rows)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.saved_calls = shape;
+        Ok(())
+    }
+
+    /// Close the records a dead node saved for calls involving the lines
+    /// just claimed from it.
+    async fn close_dead_nodes_records(
+        &mut self,
+        lines: &[LineView],
+        claimed: &[(String, i64)],
+        before: &Snapshot,
+    ) -> Result<(), String> {
+        let mut by_node: BTreeMap<&NodeName, Vec<String>> = BTreeMap::new();
+        for line in lines {
+            if !claimed.iter().any(|(c, _)| *c == line.key) {
+                continue;
+            }
+            // Only a dead holder's: a live one handed the line over idle.
+            if let Some(lease) = before.leases.get(&line.key)
+                && lease.node != self.me
+                && !before.live.contains(&lease.node)
+            {
+                by_node
+                    .entry(&lease.node)
+                    .or_default()
+                    .extend(line.addresses.iter().cloned());
+            }
+        }
+        for (node, addresses) in by_node {
+            let docs = self
+                .tables
+                .take_open_calls(node.as_str(), Some(&addresses))
+                .await
+                .map_err(|e| e.to_string())?;
+            close_records(&self.switch, node.as_str(), docs);
         }
         Ok(())
     }

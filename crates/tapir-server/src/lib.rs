@@ -355,6 +355,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 c,
                 handle.clone(),
                 registrations.clone(),
+                cdr.clone(),
                 sip.as_ref().and_then(|s| s.served.clone()),
                 sip_addr.map_or_else(String::new, |a| format!("sip:{a}")),
                 format!("http://{http_addr}"),

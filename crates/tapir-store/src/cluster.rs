@@ -1,6 +1,8 @@
 //! The cluster's shared tables in PostgreSQL (ADR 0002): the nodes'
 //! heartbeats, one lease per line, and which line each address belongs to
-//! (what the SIP edge reads to route a request to the serving node).
+//! (what the SIP edge reads to route a request to the serving node), the
+//! phones' registrations per line, and each node's calls in progress (so
+//! that the records of a node that dies are closed by the survivors).
 //!
 //! Every statement is one round trip and takes the time from the
 //! database's clock (`now()`), so nodes whose clocks differ still agree on
@@ -113,11 +115,92 @@ impl ClusterTables {
                 line TEXT NOT NULL,
                 epoch BIGINT NOT NULL,
                 bindings TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS cluster_open_calls (
+                node TEXT NOT NULL,
+                record BIGINT NOT NULL,
+                addresses TEXT[] NOT NULL,
+                doc TEXT NOT NULL,
+                PRIMARY KEY (node, record))",
         ] {
             sqlx::query(ddl).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Replace `node`'s calls in progress with `calls`: `(record, the
+    /// addresses that took part, the record as the survivors should close
+    /// it)`. One transaction: a reader sees the old set or the new one.
+    pub async fn save_open_calls(
+        &self,
+        node: &str,
+        calls: &[(i64, Vec<String>, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM cluster_open_calls WHERE node = $1")
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+        if !calls.is_empty() {
+            let records: Vec<i64> = calls.iter().map(|c| c.0).collect();
+            // One array per row, as text ('{a,b}') so that rows of different
+            // lengths fit one unnest.
+            let addresses: Vec<String> = calls
+                .iter()
+                .map(|c| {
+                    let quoted: Vec<String> = c
+                        .1
+                        .iter()
+                        .map(|a| format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\"")))
+                        .collect();
+                    format!("{{{}}}", quoted.join(","))
+                })
+                .collect();
+            let docs: Vec<&str> = calls.iter().map(|c| c.2.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO cluster_open_calls (node, record, addresses, doc)
+                 SELECT $1, r, a::text[], d FROM unnest($2::bigint[], $3::text[], $4::text[])
+                 AS t(r, a, d)",
+            )
+            .bind(node)
+            .bind(&records)
+            .bind(&addresses)
+            .bind(&docs)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Take (read and delete, so exactly one taker gets each) the calls in
+    /// progress `node` saved that involve one of `addresses` (all of them
+    /// when `addresses` is `None`): the records to close for a node that
+    /// died, or for this node's own previous run.
+    pub async fn take_open_calls(
+        &self,
+        node: &str,
+        addresses: Option<&[String]>,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = match addresses {
+            None => {
+                sqlx::query("DELETE FROM cluster_open_calls WHERE node = $1 RETURNING doc")
+                    .bind(node)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(addresses) => {
+                sqlx::query(
+                    "DELETE FROM cluster_open_calls WHERE node = $1 AND addresses && $2::text[]
+                     RETURNING doc",
+                )
+                .bind(node)
+                .bind(addresses)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(|r| Ok(r.try_get("doc")?)).collect()
     }
 
     /// `node`'s slot: a small number (from 1) given to each node name the

@@ -230,3 +230,46 @@ async fn each_node_name_gets_its_own_slot_for_ever() {
     t.leave("b").await.unwrap();
     assert_eq!(t.slot("b").await.unwrap(), again, "kept after leaving");
 }
+
+#[tokio::test]
+async fn a_nodes_calls_in_progress_are_replaced_each_save_and_taken_once() {
+    let Some(t) = tables().await else { return };
+    let call = |n: i64, parties: &[&str]| (n, lines(parties), format!("{{\"record\":{n}}}"));
+    t.save_open_calls(
+        "a",
+        &[call(1, &["1001", "1002"]), call(2, &["1003", "+4930555"])],
+    )
+    .await
+    .unwrap();
+    t.save_open_calls("b", &[call(1, &["1004"])]).await.unwrap();
+    // A save replaces the node's whole set.
+    t.save_open_calls(
+        "a",
+        &[call(2, &["1003", "+4930555"]), call(3, &["1002", "1005"])],
+    )
+    .await
+    .unwrap();
+    // Taken by an address of the lines claimed: each record once.
+    let taken = t
+        .take_open_calls("a", Some(&lines(&["1002"])))
+        .await
+        .unwrap();
+    assert_eq!(taken, vec!["{\"record\":3}".to_string()]);
+    assert!(
+        t.take_open_calls("a", Some(&lines(&["1002"])))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another node's rows are not touched; the rest of a's go with `None`.
+    assert_eq!(
+        t.take_open_calls("a", None).await.unwrap(),
+        vec!["{\"record\":2}".to_string()]
+    );
+    assert_eq!(
+        t.take_open_calls("b", None).await.unwrap(),
+        vec!["{\"record\":1}".to_string()]
+    );
+    t.save_open_calls("a", &[]).await.unwrap();
+    assert!(t.take_open_calls("a", None).await.unwrap().is_empty());
+}
