@@ -40,6 +40,26 @@ fn forward(o: &mut Office, address: &str, mode: ForwardMode, to: &str) {
     });
 }
 
+/// Another node offers a call from `from` (a carrier's `external` caller
+/// on a trunk line) to `to`, forwarded `hops` times: the new leg.
+fn node_call(
+    o: &mut Office,
+    from: &str,
+    external: Option<&str>,
+    to: &str,
+    hops: u8,
+) -> tapir_core::LegId {
+    let leg = o.sim.switch.allocate_leg();
+    o.sim.input(Input::NodeCall {
+        leg,
+        from: from.into(),
+        external_caller: external.map(str::to_owned),
+        to: to.into(),
+        forward_hops: hops,
+    });
+    leg
+}
+
 /// The legs the switch opened since the last clear: (target, via_node).
 fn legs(o: &Office) -> Vec<(String, Option<NodeLeg>)> {
     o.sim
@@ -102,14 +122,7 @@ fn a_busy_line_here_refuses_another_nodes_call_so_that_its_node_gives_busy() {
     let mut o = node_without(&["1002"]);
     o.sim.set_behaviour("1001", Behaviour::Busy);
     o.sim.clear();
-    let leg = o.sim.switch.allocate_leg();
-    o.sim.input(Input::NodeCall {
-        leg,
-        from: "1002".into(),
-        external_caller: None,
-        to: "1001".into(),
-        forward_hops: 0,
-    });
+    let leg = node_call(&mut o, "1002", None, "1001", 0);
     // No busy tone kept here: the caller's node keeps its call busy.
     assert!(o.sim.effects.iter().any(|e| matches!(
         e,
@@ -138,14 +151,7 @@ fn a_call_from_another_node_rings_here_by_local_rules() {
     let mut o = node_without(&["1002"]);
     forward(&mut o, "1001", ForwardMode::Unconditional, "1003");
     o.sim.clear();
-    let leg = o.sim.switch.allocate_leg();
-    o.sim.input(Input::NodeCall {
-        leg,
-        from: "1002".into(),
-        external_caller: None,
-        to: "1001".into(),
-        forward_hops: 1,
-    });
+    node_call(&mut o, "1002", None, "1001", 1);
     // Forwarded by 1001's rule on this node; the forward counts a hop.
     assert_eq!(legs(&o), vec![("1003".to_string(), None)]);
     let caller = o.sim.calls_at("1002")[0];
@@ -163,14 +169,7 @@ fn a_call_from_another_node_is_not_refused_for_its_callers_calls_here() {
     o.sim.phone("1001").dial("1002");
     o.sim.phone("1002").answer();
     o.sim.clear();
-    let leg = o.sim.switch.allocate_leg();
-    o.sim.input(Input::NodeCall {
-        leg,
-        from: "1002".into(),
-        external_caller: None,
-        to: "1003".into(),
-        forward_hops: 0,
-    });
+    node_call(&mut o, "1002", None, "1003", 0);
     assert_eq!(legs(&o), vec![("1003".to_string(), None)]);
 }
 
@@ -178,14 +177,7 @@ fn a_call_from_another_node_is_not_refused_for_its_callers_calls_here() {
 fn forwarding_that_loops_between_nodes_ends_at_the_hop_limit() {
     let mut o = node_without(&["1002"]);
     o.sim.clear();
-    let leg = o.sim.switch.allocate_leg();
-    o.sim.input(Input::NodeCall {
-        leg,
-        from: "1002".into(),
-        external_caller: None,
-        to: "1001".into(),
-        forward_hops: 200,
-    });
+    let leg = node_call(&mut o, "1002", None, "1001", 200);
     assert!(legs(&o).is_empty(), "nothing rings: {:?}", legs(&o));
     assert!(o.sim.effects.iter().any(|e| matches!(
         e,
@@ -197,14 +189,7 @@ fn forwarding_that_loops_between_nodes_ends_at_the_hop_limit() {
 fn a_carriers_call_from_another_node_shows_the_external_caller() {
     let mut o = node_without(&["9000"]);
     o.sim.clear();
-    let leg = o.sim.switch.allocate_leg();
-    o.sim.input(Input::NodeCall {
-        leg,
-        from: "9000".into(),
-        external_caller: Some("+4930555".into()),
-        to: "1001".into(),
-        forward_hops: 0,
-    });
+    node_call(&mut o, "9000", Some("+4930555"), "1001", 0);
     let b = o.sim.calls_at("1001")[0];
     let info = o.sim.switch.call_info(o.crm, b).unwrap();
     assert_eq!(info.caller.address, "+4930555");
@@ -238,14 +223,7 @@ fn when_the_other_node_dies_this_nodes_half_of_each_call_with_it_ends_node_lost(
     o.sim.phone("1002").answer();
     let a = o.sim.calls_at("1001")[0];
     o.expect(a, CONNECTED);
-    let leg = o.sim.switch.allocate_leg();
-    o.sim.input(Input::NodeCall {
-        leg,
-        from: "1002".into(),
-        external_caller: None,
-        to: "1003".into(),
-        forward_hops: 0,
-    });
+    node_call(&mut o, "1002", None, "1003", 0);
     o.sim.phone("1003").answer();
     let c = o.sim.calls_at("1003")[0];
     o.expect(c, CONNECTED);
