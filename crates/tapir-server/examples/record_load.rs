@@ -1,8 +1,13 @@
 //! Load figures for call recording: what N concurrent recordings cost the
 //! server in CPU and memory, through the real path (SIP calls with RTP, the
 //! HTTP API, the media engine's taps, the writer threads, the WAV files).
+//! With `stream`, the same for N call audio WebSockets
+//! (`GET /v1/calls/{call}/media`, 8 kHz, both directions, each read by a
+//! `tapir-client` `MediaStream`): socket encoding and writes included, and
+//! the frames the server dropped for slow readers counted from the streams'
+//! stats frames.
 //!
-//! `cargo run -p tapir-server --example record_load -- [calls] [seconds]`
+//! `cargo run -p tapir-server --example record_load -- [calls] [seconds] [record|stream]`
 //!
 //! The server runs in this process with SIP on loopback; N phones (plain UDP
 //! sockets) register, route point 2001 calls each, each answers and sends
@@ -184,6 +189,69 @@ async fn post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Va
     v
 }
 
+/// What one reader of a media stream saw.
+#[derive(Default)]
+struct Seen {
+    frames: u64,
+    dropped: u64,
+}
+
+/// Phase two with call audio WebSockets instead of recordings: one
+/// `MediaStream` per call, read as fast as it comes; the server's CPU and
+/// RSS with them against `base_cpu` and `rss0`, and the frames received
+/// and dropped.
+async fn stream_phase(base: &str, call_ids: &[String], seconds: u64, base_cpu: f64, rss0: u64) {
+    let client = tapir_client::Client::new(base, "tok").unwrap();
+    let seen: Vec<_> = (0..call_ids.len())
+        .map(|_| std::sync::Arc::new(std::sync::Mutex::new(Seen::default())))
+        .collect();
+    let mut readers = Vec::new();
+    for (c, seen) in call_ids.iter().zip(&seen) {
+        let mut stream = client.media(c, 8000, true).await.unwrap();
+        let seen = seen.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                let mut s = seen.lock().unwrap();
+                match m {
+                    tapir_client::MediaMessage::Audio(_) => s.frames += 1,
+                    tapir_client::MediaMessage::Stats(v) => {
+                        s.dropped = v["dropped"].as_u64().unwrap_or(s.dropped);
+                    }
+                    tapir_client::MediaMessage::Closed { .. } => break,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before: u64 = seen.iter().map(|s| s.lock().unwrap().frames).sum();
+    let cpu = measure(seconds).await;
+    let rss1 = rss_kib();
+    let frames: u64 = seen.iter().map(|s| s.lock().unwrap().frames).sum::<u64>() - before;
+    let dropped: u64 = seen.iter().map(|s| s.lock().unwrap().dropped).sum();
+    for r in readers {
+        r.abort();
+    }
+    let n = call_ids.len() as f64;
+    let per = (cpu - base_cpu) / n;
+    println!(
+        "{} calls, {seconds} s each phase: CPU {base_cpu:.1} % of a core without streams, \
+         {cpu:.1} % with {} media WebSockets (readers in this process included); RSS +{} KiB; \
+         {frames} frames read ({:.0} per stream per second), {dropped} dropped",
+        call_ids.len(),
+        call_ids.len(),
+        rss1.saturating_sub(rss0),
+        frames as f64 / n / seconds as f64
+    );
+    println!(
+        "FIGURES calls={} cpu_pct_base={base_cpu:.2} cpu_pct_streams={cpu:.2} \
+         cpu_pct_per_stream={per:.4} streams_per_core={:.0} rss_kib_per_stream={:.1} \
+         frames={frames} dropped_frames={dropped}",
+        call_ids.len(),
+        if per > 0.0 { 100.0 / per } else { 0.0 },
+        rss1.saturating_sub(rss0) as f64 / n
+    );
+}
+
 /// CPU % of one core and RSS growth over `seconds`.
 async fn measure(seconds: u64) -> f64 {
     let (c0, t0) = (cpu(), Instant::now());
@@ -196,6 +264,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let streams = args.next().as_deref() == Some("stream");
     let dir = std::env::temp_dir().join(format!("tapir-record-load-{}", std::process::id()));
     let mut toml = String::from(
         "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n\
@@ -275,6 +344,12 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let base_cpu = measure(seconds).await;
     let rss0 = rss_kib();
+    if streams {
+        stream_phase(&base, &call_ids, seconds, base_cpu, rss0).await;
+        s.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let mut ids = Vec::new();
     for c in &call_ids {
         let v = post(
