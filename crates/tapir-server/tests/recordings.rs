@@ -22,163 +22,10 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{Api, WAIT, udp_request};
+use support::media_phone::MediaPhone;
+use support::{Api, WAIT};
 use tapir_server::{Config, RunningServer};
-use tapir_sip::auth::{Algorithm, DigestInput};
-use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout};
-
-fn header(text: &str, name: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
-}
-
-fn param(header: &str, key: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (k, v) = part.trim().split_once('=')?;
-        let k = k.rsplit(' ').next()?;
-        k.eq_ignore_ascii_case(key)
-            .then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// Phone 1001: SIP on one socket, RTP on another.
-struct Phone {
-    sip: UdpSocket,
-    media: UdpSocket,
-    server: SocketAddr,
-}
-
-impl Phone {
-    async fn new(server: SocketAddr) -> Phone {
-        Phone {
-            sip: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            media: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            server,
-        }
-    }
-
-    async fn register(&self, authorization: Option<String>) -> (u16, String) {
-        let local = self.sip.local_addr().unwrap();
-        let (cseq, auth) = match authorization {
-            Some(a) => (2, format!("Authorization: {a}\r\n")),
-            None => (1, String::new()),
-        };
-        let msg = format!(
-            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{cseq}\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:1001@127.0.0.1>;tag=r1001\r\n\
-             To: <sip:1001@127.0.0.1>\r\n\
-             Call-ID: reg-{port}@127.0.0.1\r\n\
-             CSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:1001@{local}>\r\n\
-             Expires: 60\r\n\
-             {auth}Content-Length: 0\r\n\r\n",
-            port = local.port(),
-        );
-        udp_request(&self.sip, self.server, &msg).await
-    }
-
-    async fn register_with(&self, password: &str) {
-        let (status, text) = self.register(None).await;
-        assert_eq!(status, 401, "{text}");
-        let challenge = text
-            .lines()
-            .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
-            .find(|l| param(l, "algorithm").is_none_or(|a| a.eq_ignore_ascii_case("MD5")))
-            .expect("an MD5 challenge")
-            .to_string();
-        let realm = param(&challenge, "realm").unwrap();
-        let nonce = param(&challenge, "nonce").unwrap();
-        let uri = "sip:127.0.0.1";
-        let response = DigestInput {
-            algorithm: Algorithm::Md5,
-            username: "1001",
-            realm: &realm,
-            password,
-            method: "REGISTER",
-            uri,
-            nonce: &nonce,
-            nonce_count: "00000001",
-            cnonce: "c0ffee",
-            qop: "auth",
-        }
-        .response();
-        let auth = format!(
-            "Digest username=\"1001\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-             response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\""
-        );
-        let (status, text) = self.register(Some(auth)).await;
-        assert_eq!(status, 200, "{text}");
-    }
-
-    async fn request(&self, method: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let mut buf = vec![0u8; 8192];
-        for _ in 0..100 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(got) = timeout(left, self.sip.recv_from(&mut buf)).await else {
-                break;
-            };
-            let (n, _) = got.unwrap();
-            let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            if text.starts_with(&format!("{method} ")) {
-                return text;
-            }
-        }
-        panic!("no {method} from tapir within {within:?}");
-    }
-
-    async fn answer(&self, invite: &str) {
-        let port = self.media.local_addr().unwrap().port();
-        let local = self.sip.local_addr().unwrap();
-        let sdp = format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0\r\na=sendrecv\r\n"
-        );
-        let mut ok = String::from("SIP/2.0 200 OK\r\n");
-        for name in ["Via", "From", "Call-ID", "CSeq"] {
-            for line in invite.lines().filter(|l| {
-                l.split_once(':')
-                    .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            }) {
-                ok.push_str(line);
-                ok.push_str("\r\n");
-            }
-        }
-        let to = header(invite, "To").unwrap();
-        ok.push_str(&format!("To: {to};tag=rec1001\r\n"));
-        ok.push_str(&format!("Contact: <sip:1001@{local}>\r\n"));
-        ok.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        ));
-        self.sip.send_to(ok.as_bytes(), self.server).await.unwrap();
-    }
-
-    /// `frames` × 20 ms of a `hz` tone in PCMU to tapir, paced.
-    async fn talk(&self, to: SocketAddr, hz: f64, first: u16, frames: u16) {
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for seq in first..first + frames {
-            tick.tick().await;
-            let mut p = vec![0x80, 0];
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-            p.extend_from_slice(&0x1001_u32.to_be_bytes());
-            for i in 0..160u32 {
-                let n = f64::from(u32::from(seq) * 160 + i);
-                let s = (8000.0 * (2.0 * std::f64::consts::PI * hz * n / 8000.0).sin()) as i16;
-                p.push(tapir_media::g711::encode_ulaw(s));
-            }
-            self.media.send_to(&p, to).await.unwrap();
-        }
-    }
-}
 
 struct Setup {
     s: RunningServer,
@@ -186,7 +33,7 @@ struct Setup {
     beta: Api,
     watcher: Api,
     admin: Api,
-    phone: Phone,
+    phone: MediaPhone,
     /// The route point's call.
     call: String,
     tapir_rtp: SocketAddr,
@@ -210,7 +57,7 @@ async fn setup(data_dir: &Path, change: impl FnOnce(&mut Config)) -> Setup {
     alpha.open("2001", &["owner"]).await;
     watcher.open("2001", &["monitor"]).await;
     let mut events = alpha.events(0).await;
-    let phone = Phone::new(s.sip_addr.unwrap()).await;
+    let phone = MediaPhone::new(s.sip_addr.unwrap(), "rec1001").await;
     phone.register_with("pw").await;
     let call = alpha
         .ok("/v1/calls", json!({"from": "2001", "to": "1001"}))

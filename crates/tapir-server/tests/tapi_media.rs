@@ -18,14 +18,12 @@ mod support;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::sip::{header, sdp_port, tag_of};
-use support::{Api, WAIT, connected_pair, server, udp_request};
-use tapir_media::g711::Law;
+use support::media_phone::MediaPhone;
+use support::sip::sdp_port;
+use support::{Api, WAIT, connected_pair, server};
 use tapir_media::tone::goertzel_amplitude;
 use tapir_server::Config;
-use tapir_sip::auth::{Algorithm, DigestInput};
-use tokio::net::UdpSocket;
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 
 /// Every refusal carries a TAPI code and a sentence.
 fn refused(status: u16, body: &Value, want_status: u16, code: &str) {
@@ -285,205 +283,6 @@ lines = ["2001"]
 media_modes = ["g3fax"]
 "#;
 
-/// Phone 1001: SIP on one socket, RTP on another.
-struct Phone {
-    sip: UdpSocket,
-    media: UdpSocket,
-    server: SocketAddr,
-    seq: u16,
-    cseq: u32,
-}
-
-impl Phone {
-    async fn new(server: SocketAddr) -> Phone {
-        Phone {
-            sip: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            media: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            server,
-            seq: 1,
-            cseq: 10,
-        }
-    }
-
-    async fn register(&self) {
-        let local = self.sip.local_addr().unwrap();
-        let msg = |cseq: u32, auth: &str| {
-            format!(
-                "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{cseq}\r\n\
-                 Max-Forwards: 70\r\n\
-                 From: <sip:1001@127.0.0.1>;tag=r1001\r\n\
-                 To: <sip:1001@127.0.0.1>\r\n\
-                 Call-ID: reg-{port}@127.0.0.1\r\n\
-                 CSeq: {cseq} REGISTER\r\n\
-                 Contact: <sip:1001@{local}>\r\n\
-                 Expires: 60\r\n\
-                 {auth}Content-Length: 0\r\n\r\n",
-                port = local.port(),
-            )
-        };
-        let (status, text) = udp_request(&self.sip, self.server, &msg(1, "")).await;
-        assert_eq!(status, 401, "{text}");
-        let challenge = text
-            .lines()
-            .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
-            .find(|l| support::param(l, "algorithm").is_none_or(|a| a.eq_ignore_ascii_case("MD5")))
-            .unwrap()
-            .to_string();
-        let realm = support::param(&challenge, "realm").unwrap();
-        let nonce = support::param(&challenge, "nonce").unwrap();
-        let response = DigestInput {
-            algorithm: Algorithm::Md5,
-            username: "1001",
-            realm: &realm,
-            password: "pw",
-            method: "REGISTER",
-            uri: "sip:127.0.0.1",
-            nonce: &nonce,
-            nonce_count: "00000001",
-            cnonce: "c0ffee",
-            qop: "auth",
-        }
-        .response();
-        let auth = format!(
-            "Authorization: Digest username=\"1001\", realm=\"{realm}\", nonce=\"{nonce}\", \
-             uri=\"sip:127.0.0.1\", response=\"{response}\", algorithm=MD5, qop=auth, \
-             nc=00000001, cnonce=\"c0ffee\"\r\n"
-        );
-        let (status, text) = udp_request(&self.sip, self.server, &msg(2, &auth)).await;
-        assert_eq!(status, 200, "{text}");
-    }
-
-    /// The next SIP request from tapir with this method (others skipped).
-    async fn request(&self, method: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        let mut buf = vec![0u8; 8192];
-        for _ in 0..100 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(got) = timeout(left, self.sip.recv_from(&mut buf)).await else {
-                break;
-            };
-            let (n, _) = got.unwrap();
-            let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            if text.starts_with(&format!("{method} ")) {
-                return text;
-            }
-        }
-        panic!("no {method} from tapir");
-    }
-
-    /// Answers tapir's INVITE with PCMU and telephone-event.
-    async fn answer(&self, invite: &str) {
-        let port = self.media.local_addr().unwrap().port();
-        let local = self.sip.local_addr().unwrap();
-        let sdp = format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
-             a=fmtp:101 0-15\r\na=sendrecv\r\n"
-        );
-        let mut ok = String::from("SIP/2.0 200 OK\r\n");
-        for name in ["Via", "From", "Call-ID", "CSeq"] {
-            for line in invite.lines().filter(|l| {
-                l.split_once(':')
-                    .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            }) {
-                ok.push_str(line);
-                ok.push_str("\r\n");
-            }
-        }
-        ok.push_str(&format!("To: {};tag=ph1001\r\n", header(invite, "To")));
-        ok.push_str(&format!("Contact: <sip:1001@{local}>\r\n"));
-        ok.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        ));
-        self.sip.send_to(ok.as_bytes(), self.server).await.unwrap();
-    }
-
-    /// An in-dialog request of the phone's (INFO, BYE) on tapir's INVITE's
-    /// dialog; waits for its final response.
-    async fn in_dialog(&mut self, invite: &str, method: &str, extra: &str, body: &str) -> u16 {
-        self.cseq += 1;
-        let local = self.sip.local_addr().unwrap();
-        let contact = header(invite, "Contact");
-        let target = contact.trim_start_matches('<').split('>').next().unwrap();
-        let from_tapir = header(invite, "From");
-        assert!(!tag_of(&from_tapir).is_empty());
-        let msg = format!(
-            "{method} {target} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{method}-{cseq}\r\n\
-             Max-Forwards: 70\r\n\
-             From: {to};tag=ph1001\r\n\
-             To: {from_tapir}\r\n\
-             Call-ID: {callid}\r\n\
-             CSeq: {cseq} {method}\r\n\
-             {extra}Content-Length: {len}\r\n\r\n{body}",
-            to = header(invite, "To"),
-            callid = header(invite, "Call-ID"),
-            cseq = self.cseq,
-            len = body.len(),
-        );
-        udp_request(&self.sip, self.server, &msg).await.0
-    }
-
-    /// RTP packets to tapir, a millisecond apart (faster than real time:
-    /// detection goes by what the packets hold).
-    async fn send_rtp(&mut self, to: SocketAddr, pt: u8, ts: u32, payload: &[u8], marker: bool) {
-        let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
-        p.extend_from_slice(&self.seq.to_be_bytes());
-        p.extend_from_slice(&ts.to_be_bytes());
-        p.extend_from_slice(&0x1001_u32.to_be_bytes());
-        p.extend_from_slice(payload);
-        self.seq = self.seq.wrapping_add(1);
-        self.media.send_to(&p, to).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-
-    /// One RFC 4733 digit (three packets of one event, the last with E).
-    async fn rfc4733(&mut self, to: SocketAddr, digit: u8, ts: u32) {
-        for (i, end) in [(1u16, false), (2, false), (3, true)] {
-            let flags = if end { 0x80 | 10 } else { 10 };
-            let dur = (i * 160).to_be_bytes();
-            let body = [digit, flags, dur[0], dur[1]];
-            self.send_rtp(to, 101, ts, &body, i == 1).await;
-        }
-    }
-
-    /// `ms` of `hz` (or silence with 0) as 20 ms PCMU packets.
-    async fn audio(&mut self, to: SocketAddr, hz: u32, ms: u32, ts: &mut u32) {
-        for _ in 0..ms / 20 {
-            let pcm: Vec<i16> = (0..160u32)
-                .map(|n| {
-                    let t = f64::from(*ts + n) / 8000.0;
-                    (8000.0 * (std::f64::consts::TAU * f64::from(hz) * t).sin()) as i16
-                })
-                .collect();
-            let mut body = Vec::new();
-            Law::Ulaw.encode(&pcm, &mut body);
-            self.send_rtp(to, 0, *ts, &body, false).await;
-            *ts = ts.wrapping_add(160);
-        }
-    }
-
-    /// What tapir sends the phone for about `ms`, decoded.
-    async fn hear(&self, ms: u64) -> Vec<i16> {
-        let deadline = Instant::now() + Duration::from_millis(ms);
-        let mut buf = vec![0u8; 2048];
-        let mut pcm = Vec::new();
-        for _ in 0..10_000 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(Ok((n, _))) = timeout(left, self.media.recv_from(&mut buf)).await else {
-                break;
-            };
-            // RTP (not RTCP) of PCMU.
-            if n > 12 && buf[1] & 0x7f == 0 {
-                Law::Ulaw.decode(&buf[12..n], &mut pcm);
-            }
-        }
-        pcm
-    }
-}
-
 async fn gathered(ev: &mut support::Events) -> Value {
     ev.until("digits.gathered", |v| v["type"] == "digits.gathered")
         .await
@@ -510,18 +309,18 @@ async fn a_phones_digits_and_fax_tone_reach_the_app_and_fax_is_handed_off() {
     assert_eq!(st, 200, "{body}");
     let mut ev = voice.events(0).await;
     let mut ev_fax = fax.events(0).await;
-    let mut phone = Phone::new(s.sip_addr.unwrap()).await;
-    phone.register().await;
+    let mut phone = MediaPhone::new(s.sip_addr.unwrap(), "ph1001").await;
+    phone.register_with("pw").await;
 
     // The route point calls the phone; the phone answers.
     let call = voice
         .ok("/v1/calls", json!({"from": "2001", "to": "1001"}))
         .await;
     let rp = call["id"].as_str().unwrap().to_string();
-    let invite = phone.request("INVITE").await;
-    phone.answer(&invite).await;
+    let invite = phone.request("INVITE", WAIT).await;
+    phone.answer_with_events(&invite).await;
     ev.state(&rp, "connected").await;
-    phone.request("ACK").await;
+    phone.request("ACK", WAIT).await;
     let tapir_rtp = SocketAddr::from(([127, 0, 0, 1], sdp_port(&invite)));
     let gather = format!("/v1/calls/{rp}/gather");
 

@@ -5,6 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
+pub mod media_phone;
 pub mod sip;
 
 use futures_util::StreamExt;
