@@ -268,7 +268,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("tapir-record-load-{}", std::process::id()));
     let mut toml = String::from(
         "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n\
-         admin_token = \"admin\"\n[media]\nrtp_timeout = 600.0\n\
+         admin_token = \"admin\"\nmax_connections = 20000\n[media]\nrtp_timeout = 600.0\n\
          [[lines]]\naddress = \"2001\"\nkind = \"routepoint\"\nmax_calls = 10000\n",
     );
     for i in 0..calls {
