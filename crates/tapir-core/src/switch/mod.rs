@@ -1861,6 +1861,27 @@ impl Switch {
         self.call(call).and_then(|c| c.leg)
     }
 
+    /// The leg whose audio is a call's, for taps (media streams,
+    /// recordings): the call's own leg, with `false`; for a call tapir
+    /// itself ends (a route point's), which has none, the leg of the one
+    /// party it talks to, with `true` (its audio is then seen from the
+    /// other side). `None` when there is no such single leg.
+    pub fn audio_leg_of(&self, call: CallId) -> Option<(LegId, bool)> {
+        if let Some(leg) = self.leg_of(call) {
+            return Some((leg, false));
+        }
+        let peers: Vec<LegId> = self
+            .bridge_calls(call)
+            .into_iter()
+            .filter(|c| *c != call)
+            .filter_map(|c| self.leg_of(c))
+            .collect();
+        match peers.as_slice() {
+            [leg] => Some((*leg, true)),
+            _ => None,
+        }
+    }
+
     /// The calls in a call's bridge (itself included).
     pub fn bridge_calls(&self, call: CallId) -> Vec<CallId> {
         self.call(call)

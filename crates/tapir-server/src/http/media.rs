@@ -127,24 +127,7 @@ pub async fn media(
         .handle
         .with(move |sw, _| {
             let info = sw.call_info(app_id, id)?;
-            // The call's own leg; a call tapir itself ends (a route point's)
-            // has none: then the one party it talks to, seen from the
-            // other side.
-            let target = match sw.leg_of(id) {
-                Some(leg) => Some((leg, false)),
-                None => {
-                    let peers: Vec<_> = sw
-                        .bridge_calls(id)
-                        .into_iter()
-                        .filter(|c| *c != id)
-                        .filter_map(|c| sw.leg_of(c))
-                        .collect();
-                    match peers.as_slice() {
-                        [leg] => Some((*leg, true)),
-                        _ => None,
-                    }
-                }
-            };
+            let target = sw.audio_leg_of(id);
             Ok::<_, tapir_core::TapiError>((info.privilege, info.secure, target))
         })
         .await
