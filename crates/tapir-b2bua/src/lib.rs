@@ -1042,8 +1042,8 @@ impl B2bua {
             Some(_) => None,
             None => self.directory.trunk_from(carrier, transport),
         };
-        let (user, external_caller, to): (String, _, _) = match trunk_line {
-            _ if let Some(caller) = &node_caller => {
+        let (user, external_caller, to): (String, _, _) = match (&node_caller, trunk_line) {
+            (Some(caller), _) => {
                 let Some(to) = trunk::called_number(&request) else {
                     self.reply(now, &key, &request, 404);
                     return;
@@ -1059,7 +1059,7 @@ impl B2bua {
                 tracing::debug!(from = %caller.from, %to, hops = caller.forward_hops, "call from another node");
                 (caller.from.clone(), shown, to)
             }
-            Some(trunk_line) => {
+            (None, Some(trunk_line)) => {
                 let caller = trunk::calling_number(&request);
                 let Some(to) = trunk::called_number(&request) else {
                     self.reply(now, &key, &request, 404);
@@ -1072,7 +1072,7 @@ impl B2bua {
                     to,
                 )
             }
-            None => {
+            (None, None) => {
                 let user = match self.directory.admit(now, &request, source) {
                     Ok(user) => user,
                     Err(response) => {

@@ -495,6 +495,20 @@ impl Tracker {
             })
             .collect()
     }
+
+    /// What [`Tracker::in_progress`] would give, cheaply: each answered
+    /// record's key and number of operations, sorted. A node compares it
+    /// with the last save's before building the records again.
+    pub fn in_progress_shape(&self) -> Vec<(u64, usize)> {
+        let mut shape: Vec<(u64, usize)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.answered_at.is_some())
+            .map(|(key, o)| (*key, o.operations.len()))
+            .collect();
+        shape.sort_unstable();
+        shape
+    }
 }
 
 /// What one switch step's outputs named (collected by the switch task while

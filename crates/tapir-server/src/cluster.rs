@@ -458,12 +458,10 @@ impl Driver {
                 Err(e) => tracing::warn!(node = %n.name, "a live node's name is refused: {e}"),
             }
         }
-        let mut holders = BTreeMap::new();
         for row in self.tables.leases().await.map_err(db)? {
             let Ok(node) = NodeName::new(&row.node) else {
                 continue;
             };
-            holders.insert(row.line.clone(), node.clone());
             snapshot.leases.insert(
                 row.line,
                 Lease {
@@ -473,8 +471,7 @@ impl Driver {
                 },
             );
         }
-        self.end_calls_with_dead_nodes(&snapshot.live, holders)
-            .await?;
+        self.end_calls_with_dead_nodes(&snapshot).await?;
         let busy: BTreeSet<&str> = lines
             .iter()
             .filter(|l| l.busy)
@@ -519,13 +516,10 @@ impl Driver {
     /// A node that held a line's lease last round and is not live now died
     /// (or was cut off): this node's half of each call with an address of
     /// that line ends, `node_lost`, when its heartbeat expires rather than
-    /// when the media times out. `holders` (line → node) is this round's
-    /// lease table, kept for the next round.
-    async fn end_calls_with_dead_nodes(
-        &mut self,
-        live: &[NodeName],
-        holders: BTreeMap<String, NodeName>,
-    ) -> Result<(), String> {
+    /// when the media times out. This round's lease holders are kept for
+    /// the next round.
+    async fn end_calls_with_dead_nodes(&mut self, now: &Snapshot) -> Result<(), String> {
+        let live = &now.live;
         let dead_lines: BTreeSet<&String> = self
             .holders
             .iter()
@@ -538,7 +532,11 @@ impl Driver {
             .filter(|(_, line)| dead_lines.contains(line))
             .map(|(address, _)| Arc::from(address.as_str()))
             .collect();
-        self.holders = holders;
+        self.holders = now
+            .leases
+            .iter()
+            .map(|(line, lease)| (line.clone(), lease.node.clone()))
+            .collect();
         if addresses.is_empty() {
             return Ok(());
         }
@@ -557,22 +555,18 @@ impl Driver {
     /// Save the records of the calls in progress, when the set (or an
     /// operation on one) changed since the last save.
     async fn save_calls_in_progress(&mut self) -> Result<(), String> {
-        let records = self
-            .cdr
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .in_progress(crate::actor::now());
-        let mut shape: Vec<(u64, usize)> = records
-            .iter()
-            .map(|(key, r)| {
-                let ops = r.data["operations"].as_array().map_or(0, Vec::len);
-                (*key, ops)
-            })
-            .collect();
-        shape.sort_unstable();
-        if shape == self.saved_calls {
-            return Ok(());
-        }
+        let records = {
+            let tracker = self
+                .cdr
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let shape = tracker.in_progress_shape();
+            if shape == self.saved_calls {
+                return Ok(());
+            }
+            self.saved_calls = shape;
+            tracker.in_progress(crate::actor::now())
+        };
         let rows: Vec<(i64, Vec<String>, String)> = records
             .into_iter()
             .map(|(key, r)| {
@@ -588,11 +582,11 @@ impl Driver {
                 )
             })
             .collect();
-        self.tables
-            .save_open_calls(self.me.as_str(), &rows)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.saved_calls = shape;
+        if let Err(e) = self.tables.save_open_calls(self.me.as_str(), &rows).await {
+            // Not saved: the next round tries again.
+            self.saved_calls.clear();
+            return Err(e.to_string());
+        }
         Ok(())
     }
 
